@@ -1,0 +1,167 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/schema"
+)
+
+func (a *app) flowCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "flow",
+		Short: "Register and inspect flow definitions",
+	}
+	apply := &cobra.Command{
+		Use:   "apply FILE...",
+		Short: "Validate flow files and register them (a changed file makes a new version)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			e, err := a.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			// Every file is checked before any is registered: one bad
+			// file registers nothing.
+			var vs []store.FlowVersion
+			var errs flow.Errors
+			seen := map[string]string{}
+			for _, path := range args {
+				fl, v, err := readFlowFile(ctx, e, path)
+				if err != nil {
+					if fe, ok := err.(flow.Errors); ok {
+						errs = append(errs, fe...)
+						continue
+					}
+					return err
+				}
+				if prev, dup := seen[fl.Name]; dup {
+					return usageErr("%s and %s both define flow %q", prev, path, fl.Name)
+				}
+				seen[fl.Name] = path
+				vs = append(vs, v)
+			}
+			if len(errs) > 0 {
+				return errs
+			}
+			type applied struct {
+				Flow    string `json:"flow"`
+				Version int    `json:"version"`
+				Created bool   `json:"created"`
+				Path    string `json:"path"`
+			}
+			var out []applied
+			for _, v := range vs {
+				got, created, err := e.st.PutFlowVersion(ctx, v)
+				if err != nil {
+					return fmt.Errorf("register %s: %w", v.Flow, err)
+				}
+				out = append(out, applied{Flow: got.Flow, Version: got.Version, Created: created, Path: v.Path})
+			}
+			if a.json() {
+				return a.printJSON(out)
+			}
+			for _, o := range out {
+				state := "unchanged"
+				if o.Created {
+					state = "registered"
+				}
+				fmt.Fprintf(a.out, "flow %s v%d %s\n", o.Flow, o.Version, state)
+			}
+			return nil
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List registered flows",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			fs, err := e.st.Flows(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.json() {
+				if fs == nil {
+					fs = []store.FlowSummary{}
+				}
+				return a.printJSON(fs)
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "FLOW\tLATEST\tVERSIONS\tUPDATED")
+			for _, f := range fs {
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", f.Name, f.LatestVersion, f.Versions, f.UpdatedAt.Format(time.DateTime))
+			}
+			return tw.Flush()
+		},
+	}
+	var versions bool
+	var version int
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a registered flow (its newest version, --version N, or --versions)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			e, err := a.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			if versions {
+				vs, err := e.st.FlowVersions(ctx, args[0])
+				if err != nil {
+					return notFound(err)
+				}
+				if a.json() {
+					return a.printJSON(vs)
+				}
+				tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "VERSION\tCREATED\tDIGEST\tPATH")
+				for _, v := range vs {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", v.Version, v.CreatedAt.Format(time.DateTime), v.Digest[:12], v.Path)
+				}
+				return tw.Flush()
+			}
+			v, err := e.st.FlowVersion(ctx, args[0], version)
+			if err != nil {
+				return notFound(err)
+			}
+			if a.json() {
+				return a.printJSON(v)
+			}
+			fmt.Fprintf(a.out, "# flow %s version %d, registered %s from %s\n", v.Flow, v.Version,
+				v.CreatedAt.Format(time.DateTime), v.Path)
+			if v.Source != "" {
+				fmt.Fprint(a.out, v.Source)
+				return nil
+			}
+			_, err = a.out.Write(append(v.Spec, '\n'))
+			return err
+		},
+	}
+	show.Flags().BoolVar(&versions, "versions", false, "list every version")
+	show.Flags().IntVar(&version, "version", 0, "show this version (default: the newest)")
+	schemaCmd := &cobra.Command{
+		Use:   "schema",
+		Short: "Print the JSON Schema of flow files (for editor completion)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			_, err := a.out.Write(schema.Flow)
+			return err
+		},
+	}
+	cmd.AddCommand(apply, list, show, schemaCmd)
+	return cmd
+}

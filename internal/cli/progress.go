@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/baton-ml/baton/internal/engine"
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// lines reports progress as plain lines: for logs, pipes and CI.
+type lines struct {
+	w       io.Writer
+	start   time.Time
+	steps   map[string]*stepProgress
+	retries map[string]int
+}
+
+type stepProgress struct {
+	n, done, reused int
+	start           time.Time
+}
+
+func newLines(w io.Writer) *lines {
+	return &lines{w: w, steps: map[string]*stepProgress{}}
+}
+
+func (l *lines) RunStarted(r store.Run, f *flow.Flow) {
+	l.start = time.Now()
+	verb := "started"
+	if r.OriginRunID != 0 {
+		verb = fmt.Sprintf("resuming run %d", r.OriginRunID)
+	}
+	fmt.Fprintf(l.w, "run %d: flow %s v%d %s (%d steps)\n", r.ID, r.Flow, r.FlowVersion, verb, len(f.Steps))
+}
+
+func (l *lines) StepStarted(step string, tasks, reused int) {
+	l.steps[step] = &stepProgress{n: tasks, reused: reused, done: reused, start: time.Now()}
+	extra := ""
+	if reused > 0 {
+		extra = fmt.Sprintf(", %d reused", reused)
+	}
+	fmt.Fprintf(l.w, "step %s: started (%s%s)\n", step, plural(tasks, "task"), extra)
+}
+
+func (l *lines) TaskStarted(store.TaskKey, int) {}
+
+func (l *lines) TaskFinished(k store.TaskKey, attempt int, st store.TaskStatus, msg string, took time.Duration) {
+	switch st {
+	case store.TaskPending:
+		fmt.Fprintf(l.w, "task %s/%d: attempt %d failed (%s), will retry\n", k.Step, k.Index, attempt, msg)
+		return
+	case store.TaskFailed:
+		fmt.Fprintf(l.w, "task %s/%d: failed after %s (%s); see `baton logs %s`\n", k.Step, k.Index,
+			plural(attempt, "attempt"), msg, k)
+	}
+	if sp := l.steps[k.Step]; sp != nil {
+		sp.done++
+	}
+}
+
+func (l *lines) StepFinished(step string, st store.TaskStatus) {
+	sp := l.steps[step]
+	if sp == nil {
+		fmt.Fprintf(l.w, "step %s: %s\n", step, st)
+		return
+	}
+	fmt.Fprintf(l.w, "step %s: %s (%d/%d tasks in %s)\n", step, st, sp.done, sp.n, since(sp.start))
+}
+
+func (l *lines) RunFinished(r store.Run) {}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func since(t time.Time) time.Duration {
+	return time.Since(t).Round(time.Millisecond)
+}
+
+// bars reports progress as live bars, one per step, on a terminal.
+type bars struct {
+	mu   sync.Mutex
+	p    *mpb.Progress
+	bars map[string]*mpb.Bar
+	log  *lines
+}
+
+func newBars(w io.Writer) *bars {
+	b := &bars{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(100*time.Millisecond)),
+		bars: map[string]*mpb.Bar{}}
+	// Messages print above the bars.
+	b.log = newLines(b.p)
+	return b
+}
+
+func (b *bars) RunStarted(r store.Run, f *flow.Flow) { b.log.RunStarted(r, f) }
+
+func (b *bars) StepStarted(step string, tasks, reused int) {
+	b.log.steps[step] = &stepProgress{n: tasks, reused: reused, done: reused, start: time.Now()}
+	bar := b.p.AddBar(int64(tasks),
+		mpb.PrependDecorators(decor.Name(step, decor.WCSyncSpaceR), decor.CountersNoUnit("%d/%d", decor.WCSyncSpace)),
+		mpb.AppendDecorators(decor.Elapsed(decor.ET_STYLE_GO, decor.WCSyncSpace)),
+		mpb.BarFillerClearOnComplete(),
+	)
+	bar.SetCurrent(int64(reused))
+	b.bars[step] = bar
+}
+
+func (b *bars) TaskStarted(store.TaskKey, int) {}
+
+func (b *bars) TaskFinished(k store.TaskKey, attempt int, st store.TaskStatus, msg string, took time.Duration) {
+	if st == store.TaskPending || st == store.TaskFailed {
+		b.log.TaskFinished(k, attempt, st, msg, took)
+		return
+	}
+	if bar := b.bars[k.Step]; bar != nil {
+		bar.Increment()
+	}
+}
+
+func (b *bars) StepFinished(step string, st store.TaskStatus) {
+	if bar := b.bars[step]; bar != nil {
+		if st == store.TaskSucceeded {
+			bar.SetTotal(-1, true)
+		} else {
+			bar.Abort(false)
+		}
+	}
+}
+
+func (b *bars) RunFinished(store.Run) { b.p.Wait() }
+
+// close stops the bars when a run ends without RunFinished (an error).
+func (b *bars) close() {
+	for _, bar := range b.bars {
+		if !bar.Completed() {
+			bar.Abort(false)
+		}
+	}
+	b.p.Wait()
+}
+
+var _ engine.Observer = (*lines)(nil)
+var _ engine.Observer = (*bars)(nil)

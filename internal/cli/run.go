@@ -1,0 +1,270 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/baton-ml/baton/internal/engine"
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+type execFlags struct {
+	workers    int
+	noProgress bool
+}
+
+func (f *execFlags) add(cmd *cobra.Command) {
+	cmd.Flags().IntVar(&f.workers, "workers", 0, "tasks running at once (default: the number of CPUs)")
+	cmd.Flags().BoolVar(&f.noProgress, "no-progress", false, "print no progress, only the result")
+}
+
+func (a *app) runCmd() *cobra.Command {
+	var params, tags []string
+	var ef execFlags
+	cmd := &cobra.Command{
+		Use:   "run FILE|FLOW",
+		Short: "Run a flow in the foreground (registering the file's version if new)",
+		Long: `Run a flow file (or a registered flow by name) to its end, printing progress.
+Exits 0 if the run succeeded, 1 if it failed or was cancelled, 2 on invalid input.
+Ctrl-C cancels the run cleanly (running tasks are stopped and the run is recorded
+as cancelled); a second Ctrl-C quits at once.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			given, err := parseKV(params, "--param")
+			if err != nil {
+				return err
+			}
+			for _, t := range tags {
+				if strings.TrimSpace(t) == "" {
+					return usageErr("--tag: a tag may not be empty")
+				}
+			}
+			ctx := cmd.Context()
+			e, err := a.open(ctx, true)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			fl, v, err := a.resolveFlow(ctx, e, args[0])
+			if err != nil {
+				return err
+			}
+			resolved, err := fl.ResolveParams(given)
+			if err != nil {
+				return err // flow.Errors: exit 2, names the param
+			}
+			if v.Version == 0 {
+				if v, _, err = e.st.PutFlowVersion(ctx, v); err != nil {
+					return fmt.Errorf("register flow %s: %w", fl.Name, err)
+				}
+			}
+			run, err := e.st.CreateRun(ctx, store.NewRun{Flow: fl.Name, FlowVersion: v.Version, Params: resolved,
+				Tags: tags, Trigger: store.TriggerManual})
+			if err != nil {
+				return err
+			}
+			return a.execute(ctx, e, run, ef)
+		},
+	}
+	cmd.Flags().StringArrayVarP(&params, "param", "p", nil, "run parameter `NAME=VALUE` (repeatable)")
+	cmd.Flags().StringArrayVar(&tags, "tag", nil, "tag the run (repeatable)")
+	ef.add(cmd)
+	return cmd
+}
+
+func (a *app) resumeCmd() *cobra.Command {
+	var from string
+	var ef execFlags
+	cmd := &cobra.Command{
+		Use:   "resume RUN_ID",
+		Short: "Run again what did not succeed in a run, reusing every task that did",
+		Long: `Make a new run of the same flow version and params that reuses every task that
+succeeded in RUN_ID (recorded as reused, with its origin) and runs the rest.
+With --from STEP, that step and everything downstream of it run again.
+A run whose process died (killed, crashed, machine lost) can be resumed: a dead
+process on this machine is detected at once, one elsewhere when its lease expires.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseRunID(args[0])
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			e, err := a.open(ctx, true)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			eng, err := a.engine(e, ef)
+			if err != nil {
+				return err
+			}
+			defer eng.Close()
+			run, err := eng.Resume(ctx, id, from)
+			if err != nil {
+				if strings.Contains(err.Error(), "no such step") {
+					return usageErr("%v", err)
+				}
+				return notFound(err)
+			}
+			return a.executeWith(ctx, e, eng, run, ef)
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "re-run this step and everything downstream of it")
+	ef.add(cmd)
+	return cmd
+}
+
+// resolveFlow reads a flow file, or finds a registered flow by name. A flow
+// read from a file comes back with Version 0 if it is not registered yet.
+func (a *app) resolveFlow(ctx context.Context, e *env, arg string) (*flow.Flow, store.FlowVersion, error) {
+	if fi, err := os.Stat(arg); err == nil && !fi.IsDir() {
+		return readFlowFile(ctx, e, arg)
+	}
+	if flow.ValidName(arg) && !strings.ContainsAny(arg, "./") {
+		v, err := e.st.FlowVersion(ctx, arg, 0)
+		if err == nil {
+			var fl flow.Flow
+			if err := json.Unmarshal(v.Spec, &fl); err != nil {
+				return nil, v, fmt.Errorf("flow %s: stored spec: %w", arg, err)
+			}
+			return &fl, v, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, v, err
+		}
+	}
+	return nil, store.FlowVersion{}, usageErr("%s: no such flow file, and no registered flow has that name (see `baton flow list`)", arg)
+}
+
+// readFlowFile parses a flow file; the version it returns is the stored one
+// if its digest is registered, else an unsaved one (Version 0).
+func readFlowFile(ctx context.Context, e *env, path string) (*flow.Flow, store.FlowVersion, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, store.FlowVersion{}, usageErr("%s: %v", path, err)
+	}
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		return nil, store.FlowVersion{}, usageErr("%v", err)
+	}
+	fl, err := flow.Parse(path, data)
+	if err != nil {
+		return nil, store.FlowVersion{}, err
+	}
+	spec, err := json.Marshal(fl)
+	if err != nil {
+		return nil, store.FlowVersion{}, fmt.Errorf("flow %s: %w", fl.Name, err)
+	}
+	v := store.FlowVersion{Flow: fl.Name, Digest: versionDigest(fl, filepath.Dir(abs)), Spec: spec, Source: string(data),
+		Path: abs, Dir: filepath.Dir(abs)}
+	return fl, v, nil
+}
+
+// versionDigest identifies a flow version: its definition and the folder
+// its shell steps run in (the same YAML in another folder runs other
+// scripts).
+func versionDigest(fl *flow.Flow, dir string) string {
+	sum := sha256.Sum256([]byte(fl.Digest() + "\x00" + dir))
+	return hex.EncodeToString(sum[:])
+}
+
+func (a *app) engine(e *env, ef execFlags) (*engine.Engine, error) {
+	if ef.workers < 0 {
+		return nil, usageErr("--workers %d: must be positive", ef.workers)
+	}
+	return engine.New(e.st, e.blobs, engine.Options{Workers: ef.workers, TempDir: e.home.TempDir(), Env: e.home.Env()})
+}
+
+func (a *app) execute(ctx context.Context, e *env, run store.Run, ef execFlags) error {
+	eng, err := a.engine(e, ef)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	return a.executeWith(ctx, e, eng, run, ef)
+}
+
+func (a *app) executeWith(ctx context.Context, e *env, eng *engine.Engine, run store.Run, ef execFlags) error {
+	var obs engine.Observer
+	var b *bars
+	switch {
+	case ef.noProgress:
+	case isTerminal(a.err):
+		b = newBars(a.err)
+		obs = b
+	default:
+		obs = newLines(a.err)
+	}
+	start := time.Now()
+	final, err := eng.Execute(ctx, run.ID, engine.ExecOptions{Observer: obs})
+	if b != nil && err != nil {
+		b.close()
+	}
+	if err != nil {
+		return fmt.Errorf("run %d: %w", run.ID, err)
+	}
+	if a.json() {
+		if err := a.showRun(ctx, e, final.ID); err != nil {
+			return err
+		}
+	} else {
+		took := final.FinishedAt.Sub(final.StartedAt)
+		if final.StartedAt.IsZero() {
+			took = time.Since(start)
+		}
+		fmt.Fprintf(a.out, "run %d %s in %s\n", final.ID, final.Status, took.Round(time.Millisecond))
+		if final.Error != "" {
+			fmt.Fprintf(a.out, "  %s\n", final.Error)
+		}
+		if final.Status != store.RunSucceeded {
+			fmt.Fprintf(a.out, "  inspect: baton show %d; resume: baton resume %d\n", final.ID, final.ID)
+		}
+	}
+	if final.Status != store.RunSucceeded {
+		return errSilentFail
+	}
+	return nil
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// parseKV reads NAME=VALUE flags.
+func parseKV(kvs []string, flagName string) (map[string]string, error) {
+	out := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usageErr("%s %q: write NAME=VALUE", flagName, kv)
+		}
+		if _, dup := out[k]; dup {
+			return nil, usageErr("%s %s given twice", flagName, k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func parseRunID(s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, usageErr("run id %q: must be a positive number, as `baton runs` lists", s)
+	}
+	return id, nil
+}

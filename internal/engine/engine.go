@@ -1,0 +1,137 @@
+// Package engine executes runs: it walks a flow's DAG, fans foreach steps
+// out into tasks, runs them (shell commands or in-process Go functions)
+// under a worker limit, retries and times them out, stores their outputs as
+// artifacts and records every state change durably, so a run killed at any
+// moment can be resumed without redoing what completed.
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// Options configure an Engine.
+type Options struct {
+	// Workers caps the tasks running at once across all runs; default the
+	// number of CPUs.
+	Workers int
+	// TempDir holds task output folders and step input folders while a run
+	// executes; required.
+	TempDir string
+	// LeaseTTL is how long a run's lease lasts without a heartbeat; the
+	// engine renews it every third of that. Default 15s.
+	LeaseTTL time.Duration
+	// KillGrace is how long a timed-out or cancelled shell task gets
+	// between SIGTERM and SIGKILL of its process group. Default 5s.
+	KillGrace time.Duration
+	// Env is added to every shell task's environment (e.g. BATON_HOME, so
+	// a task can call baton on the same home).
+	Env []string
+}
+
+// Engine runs runs. It is safe for concurrent use; all runs share one pool
+// of worker slots and one group committer.
+type Engine struct {
+	st    store.Store
+	blobs *artifact.Store
+	opt   Options
+	owner string
+	slots chan *slot
+	// slotDir holds the slots' output folders.
+	slotDir string
+	com     *committer
+}
+
+// New returns an engine over st and blobs.
+func New(st store.Store, blobs *artifact.Store, opt Options) (*Engine, error) {
+	if opt.TempDir == "" {
+		return nil, errors.New("engine: TempDir is required")
+	}
+	if opt.Workers <= 0 {
+		opt.Workers = runtime.NumCPU()
+	}
+	if opt.LeaseTTL <= 0 {
+		opt.LeaseTTL = 15 * time.Second
+	}
+	if opt.KillGrace <= 0 {
+		opt.KillGrace = 5 * time.Second
+	}
+	owner, err := newOwner()
+	if err != nil {
+		return nil, err
+	}
+	slots, slotDir, err := newSlots(opt.TempDir, owner, opt.Workers)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{
+		st: st, blobs: blobs, opt: opt, owner: owner,
+		slots: slots, slotDir: slotDir,
+		com: newCommitter(st, owner),
+	}, nil
+}
+
+// Close stops the engine's committer and removes its scratch folders. Runs
+// must have returned first.
+func (e *Engine) Close() {
+	e.com.close()
+	os.RemoveAll(e.slotDir)
+}
+
+// Owner is the lease holder name of this engine: host:pid:nonce.
+func (e *Engine) Owner() string { return e.owner }
+
+func newOwner() (string, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("engine: hostname: %w", err)
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("engine: nonce: %w", err)
+	}
+	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:])), nil
+}
+
+// ExecOptions are per-run settings.
+type ExecOptions struct {
+	// Funcs holds the in-process functions of Go SDK steps, by step name.
+	Funcs map[string]GoFunc
+	// Observer receives progress events; may be nil.
+	Observer Observer
+}
+
+// Observer receives a run's progress. Calls come from one goroutine, in
+// order, so implementations need no locking of their own.
+type Observer interface {
+	RunStarted(r store.Run, f *flow.Flow)
+	StepStarted(step string, tasks, reused int)
+	TaskStarted(k store.TaskKey, attempt int)
+	TaskFinished(k store.TaskKey, attempt int, status store.TaskStatus, err string, took time.Duration)
+	StepFinished(step string, status store.TaskStatus)
+	RunFinished(r store.Run)
+}
+
+// Load returns the flow version a run executes.
+func Load(ctx context.Context, st store.Store, r store.Run) (*flow.Flow, store.FlowVersion, error) {
+	v, err := st.FlowVersion(ctx, r.Flow, r.FlowVersion)
+	if err != nil {
+		return nil, v, err
+	}
+	var f flow.Flow
+	if err := json.Unmarshal(v.Spec, &f); err != nil {
+		return nil, v, fmt.Errorf("flow %s version %d: stored spec: %w", r.Flow, r.FlowVersion, err)
+	}
+	return &f, v, nil
+}

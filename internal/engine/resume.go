@@ -1,0 +1,95 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// Resume creates a new run of the same flow version, params and tags as run
+// originID that reuses every task originID completed, re-running from step
+// from (and everything below it) when from is set. A run whose owner died
+// while it was running is first ended as failed: a dead owner is known by
+// its expired lease, or at once when it was a process on this host.
+// The new run is returned pending; Execute runs it.
+func (e *Engine) Resume(ctx context.Context, originID int64, from string) (store.Run, error) {
+	origin, err := e.st.Run(ctx, originID)
+	if err != nil {
+		return store.Run{}, err
+	}
+	fl, _, err := Load(ctx, e.st, origin)
+	if err != nil {
+		return store.Run{}, err
+	}
+	if from != "" && fl.Step(from) == nil {
+		names := make([]string, len(fl.Steps))
+		for i, s := range fl.Steps {
+			names[i] = s.Name
+		}
+		return store.Run{}, fmt.Errorf("resume --from %q: flow %s has no such step (steps: %s)",
+			from, fl.Name, strings.Join(names, ", "))
+	}
+	switch origin.Status {
+	case store.RunPending, store.RunRunning:
+		alive := origin.Owner != "" && time.Now().Before(origin.LeaseExpires)
+		if alive && OwnerGone(origin.Owner) {
+			alive = false
+		}
+		if alive {
+			return store.Run{}, fmt.Errorf("run %d is still running (held by %s, lease until %s): "+
+				"wait for it to end, or stop that process first: %w", originID, origin.Owner,
+				origin.LeaseExpires.Format(time.RFC3339), store.ErrConflict)
+		}
+		if err := e.st.AbandonRun(ctx, originID, "its process "+orUnknown(origin.Owner)+" died", true); err != nil &&
+			!errors.Is(err, store.ErrConflict) {
+			return store.Run{}, fmt.Errorf("end orphaned run %d: %w", originID, err)
+		}
+		// Its scratch space is no one's now.
+		os.RemoveAll(e.runTemp(originID))
+	}
+	return e.st.CreateRun(ctx, store.NewRun{
+		Flow: origin.Flow, FlowVersion: origin.FlowVersion, Params: origin.Params, Tags: origin.Tags,
+		Trigger: store.TriggerResume, TriggerDetail: "run " + strconv.FormatInt(originID, 10),
+		OriginRunID: originID, ResumeFrom: from,
+	})
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "(unknown)"
+	}
+	return s
+}
+
+func (e *Engine) runTemp(id int64) string {
+	return e.opt.TempDir + "/run-" + strconv.FormatInt(id, 10)
+}
+
+// OwnerGone reports whether a lease owner (host:pid:nonce) is certainly dead:
+// a process of this host that no longer exists. Owners on other hosts are
+// never known dead; their leases must expire.
+func OwnerGone(owner string) bool {
+	parts := strings.Split(owner, ":")
+	if len(parts) != 3 {
+		return false
+	}
+	host, err := os.Hostname()
+	if err != nil || host != parts[0] {
+		return false
+	}
+	pid, err := strconv.Atoi(parts[1])
+	if err != nil || pid <= 0 {
+		return false
+	}
+	if pid == os.Getpid() {
+		return false
+	}
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}

@@ -1,0 +1,581 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// runner coordinates one run. Its loop is the only goroutine that touches
+// the run's scheduling state; task goroutines report back through events.
+type runner struct {
+	e     *Engine
+	run   store.Run
+	fl    *flow.Flow
+	dir   string
+	funcs map[string]GoFunc
+	obs   Observer
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	quit   chan struct{} // closed when the loop has ended
+
+	steps  []*stepRun // topological order
+	byName map[string]*stepRun
+	events chan event
+	queue  []*stepRun // steps with tasks to launch
+	// inflight counts launched tasks that have not reported back.
+	inflight int
+	// ending is set once the run stops taking new work: failed or cancelled.
+	ending  store.RunStatus
+	failure string
+	// origin is the run a resumed run reuses, and rerun the steps it must
+	// execute again (resume --from).
+	origin  int64
+	rerun   map[string]bool
+	baseEnv []string
+	tmp     string
+}
+
+type stepRun struct {
+	def        *flow.Step
+	status     store.TaskStatus
+	needs      []*stepRun
+	dependents []*stepRun
+	needsLeft  int
+	foreach    bool
+	items      []json.RawMessage // foreach items; read by task goroutines, never changed after start
+	n          int
+	next       int   // lowest index never launched
+	retry      []int // indexes whose next attempt is due
+	attempt    map[int]int
+	reused     []bool // per index, when some tasks were reused
+	finished   int
+	failed     int
+	// fullyReused: every task came from the origin run, so steps below
+	// may reuse theirs too.
+	fullyReused bool
+	inputs      inputDir
+}
+
+type inputDir struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+type eventKind int
+
+const (
+	taskDone eventKind = iota
+	retryDue
+)
+
+type event struct {
+	kind    eventKind
+	step    *stepRun
+	idx     int
+	attempt int
+	status  store.TaskStatus
+	retry   time.Duration // >= 0 when the task will be tried again after this wait
+	err     string
+	took    time.Duration
+}
+
+// Execute runs the pending (or orphaned and re-acquired) run id to its end
+// and returns it in its final state. The run's status says how it went;
+// the error is for failures of baton itself (store, lease).
+func (e *Engine) Execute(ctx context.Context, id int64, opt ExecOptions) (store.Run, error) {
+	run, err := e.st.Run(ctx, id)
+	if err != nil {
+		return run, err
+	}
+	fl, v, err := Load(ctx, e.st, run)
+	if err != nil {
+		return run, err
+	}
+	for _, s := range fl.Steps {
+		if s.Run == "" && opt.Funcs[s.Name] == nil {
+			return run, fmt.Errorf("step %s of flow %s has no run command and no Go function: "+
+				"it is a Go SDK step, so run or resume it from the Go program that defines it", s.Name, fl.Name)
+		}
+	}
+	run, err = e.st.AcquireRun(ctx, id, e.owner, e.opt.LeaseTTL)
+	if err != nil {
+		return run, err
+	}
+	obs := opt.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	r := &runner{
+		e: e, run: run, fl: fl, dir: v.Dir, funcs: opt.Funcs, obs: obs,
+		ctx: rctx, cancel: cancel, quit: make(chan struct{}),
+		byName: map[string]*stepRun{}, events: make(chan event, 1024),
+		origin: run.OriginRunID,
+		tmp:    e.runTemp(run.ID),
+	}
+	if run.ResumeFrom != "" {
+		if fl.Step(run.ResumeFrom) == nil {
+			return run, fmt.Errorf("resume from step %q: flow %s has no such step", run.ResumeFrom, fl.Name)
+		}
+		r.rerun = map[string]bool{run.ResumeFrom: true}
+		for _, d := range fl.Downstream(run.ResumeFrom) {
+			r.rerun[d] = true
+		}
+	}
+	r.baseEnv = r.environment()
+	for _, s := range fl.TopoOrder() {
+		sr := &stepRun{def: s, status: store.TaskPending, needsLeft: len(s.Needs)}
+		r.steps = append(r.steps, sr)
+		r.byName[s.Name] = sr
+	}
+	for _, sr := range r.steps {
+		for _, n := range sr.def.Needs {
+			up := r.byName[n]
+			sr.needs = append(sr.needs, up)
+			up.dependents = append(up.dependents, sr)
+		}
+	}
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); r.heartbeat() }()
+	defer func() { cancel(nil); <-hbDone }()
+	obs.RunStarted(run, fl)
+	err = r.loop()
+	final, rerr := e.st.Run(context.WithoutCancel(ctx), id)
+	if rerr != nil && err == nil {
+		err = rerr
+	}
+	if err == nil {
+		obs.RunFinished(final)
+	}
+	return final, err
+}
+
+// environment is what every shell task of the run inherits: the engine's
+// own environment without any BATON_ variables of an enclosing run, plus the
+// run's identity and parameters.
+func (r *runner) environment() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "BATON_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, r.e.opt.Env...)
+	env = append(env, "BATON_RUN_ID="+strconv.FormatInt(r.run.ID, 10), "BATON_FLOW="+r.fl.Name)
+	for name, v := range r.run.Params {
+		env = append(env, "BATON_PARAM_"+strings.ToUpper(name)+"="+flow.ParamEnv(v))
+	}
+	return env
+}
+
+func (r *runner) heartbeat() {
+	t := time.NewTicker(r.e.opt.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+			err := r.e.st.RenewLease(r.ctx, r.run.ID, r.e.owner, r.e.opt.LeaseTTL)
+			if errors.Is(err, store.ErrLeaseLost) {
+				r.cancel(fmt.Errorf("run %d: another process took it over: %w", r.run.ID, err))
+				return
+			}
+			// Other errors are transient (a busy or briefly unreachable
+			// database): the next beat retries well within the TTL.
+		}
+	}
+}
+
+func (r *runner) loop() error {
+	defer close(r.quit)
+	stepsAt := time.Now()
+	var b store.Batch
+	for _, s := range r.steps {
+		b.Steps = append(b.Steps, store.StepChange{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskPending, At: stepsAt})
+	}
+	if err := r.e.com.commit(r.ctx, &b); err != nil {
+		return r.abort(err)
+	}
+	for _, s := range r.steps {
+		if len(s.needs) == 0 {
+			r.startStep(s)
+		}
+	}
+	done := r.ctx.Done()
+	for !r.over() {
+		var slots chan *slot
+		if r.ending == "" && len(r.queue) > 0 {
+			slots = r.e.slots
+		}
+		select {
+		case sl := <-slots:
+			// A task that just finished may have stopped the run: its
+			// event is queued before its slot frees, so look first.
+			r.drain()
+			if r.ending == "" && len(r.queue) > 0 {
+				r.launch(sl)
+			} else {
+				r.e.slots <- sl
+			}
+		case ev := <-r.events:
+			r.handle(ev)
+		case <-done:
+			done = nil
+			if r.ending == "" {
+				r.ending = store.RunCancelled
+				r.failure = "cancelled"
+				if cause := context.Cause(r.ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+					r.failure = cause.Error()
+				}
+			}
+		}
+	}
+	return r.finish()
+}
+
+// drain handles the events already queued.
+func (r *runner) drain() {
+	for {
+		select {
+		case ev := <-r.events:
+			r.handle(ev)
+		default:
+			return
+		}
+	}
+}
+
+// over reports whether the loop may stop: nothing in flight and either
+// every step succeeded or the run is ending.
+func (r *runner) over() bool {
+	if r.inflight > 0 {
+		return false
+	}
+	if r.ending != "" {
+		return true
+	}
+	for _, s := range r.steps {
+		if s.status != store.TaskSucceeded {
+			return false
+		}
+	}
+	return true
+}
+
+// abort ends the run after baton itself failed (the store refused a write).
+func (r *runner) abort(err error) error {
+	r.cancel(err)
+	for r.inflight > 0 {
+		ev := <-r.events
+		if ev.kind == taskDone {
+			r.inflight--
+		}
+	}
+	if errors.Is(err, store.ErrLeaseLost) {
+		return err
+	}
+	now := time.Now()
+	ferr := r.e.com.commit(context.Background(), &store.Batch{Runs: []store.RunChange{{
+		RunID: r.run.ID, Status: store.RunFailed, Error: "baton: " + err.Error(), At: now}}})
+	return errors.Join(err, ferr)
+}
+
+func (r *runner) fail(msg string) {
+	if r.failure == "" {
+		r.failure = msg
+	}
+	if r.ending == "" {
+		r.ending = store.RunFailed
+	}
+}
+
+// startStep resolves a step's tasks once everything it needs has succeeded.
+func (r *runner) startStep(s *stepRun) {
+	if r.ending != "" {
+		return
+	}
+	now := time.Now()
+	s.n = 1
+	if fe := s.def.Foreach; fe != nil {
+		s.foreach = true
+		items, err := r.foreachItems(s)
+		if err != nil {
+			s.status = store.TaskFailed
+			r.fail(fmt.Sprintf("step %s: %v", s.def.Name, err))
+			if cerr := r.e.com.commit(r.ctx, &store.Batch{Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name,
+				Status: store.TaskFailed, Foreach: true, At: now}}}); cerr != nil {
+				r.cancel(cerr)
+			}
+			r.obs.StepFinished(s.def.Name, store.TaskFailed)
+			return
+		}
+		s.items = items
+		s.n = len(items)
+	}
+	s.status = store.TaskRunning
+	b := &store.Batch{
+		Steps:    []store.StepChange{{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskRunning, Foreach: s.foreach, NumTasks: s.n, At: now}},
+		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, Count: s.n, ReadyAt: now}},
+	}
+	reused, eligible, err := r.reusable(s)
+	if err != nil {
+		r.cancel(err)
+		return
+	}
+	if len(reused) > 0 {
+		b.Reuse = []store.ReuseTasks{{RunID: r.run.ID, From: r.origin, Step: s.def.Name, Count: s.n, At: now}}
+	}
+	if err := r.e.com.commit(r.ctx, b); err != nil {
+		r.cancel(err)
+		return
+	}
+	if len(reused) > 0 {
+		s.reused = make([]bool, s.n)
+		for _, i := range reused {
+			s.reused[i] = true
+		}
+	}
+	s.finished = len(reused)
+	r.obs.StepStarted(s.def.Name, s.n, len(reused))
+	s.fullyReused = eligible && len(reused) == s.n
+	if s.finished == s.n {
+		r.finishStep(s)
+		return
+	}
+	r.skipReused(s)
+	r.queue = append(r.queue, s)
+}
+
+// reusable returns the indexes of the origin run's succeeded tasks that a
+// resumed run may take over for s, and whether s may reuse at all: it is
+// not being rerun and everything upstream was reused whole (a step whose
+// inputs were recomputed must run again).
+func (r *runner) reusable(s *stepRun) ([]int, bool, error) {
+	if r.origin == 0 || r.rerun[s.def.Name] {
+		return nil, false, nil
+	}
+	for _, up := range s.needs {
+		if !up.fullyReused {
+			return nil, false, nil
+		}
+	}
+	tasks, err := r.e.st.Tasks(r.ctx, r.origin, s.def.Name)
+	if err != nil {
+		return nil, false, fmt.Errorf("read tasks of origin run %d: %w", r.origin, err)
+	}
+	var out []int
+	for _, t := range tasks {
+		if t.Status == store.TaskSucceeded && t.Index < s.n {
+			out = append(out, t.Index)
+		}
+	}
+	return out, true, nil
+}
+
+func (r *runner) skipReused(s *stepRun) {
+	for s.next < s.n && s.reused != nil && s.reused[s.next] {
+		s.next++
+	}
+}
+
+// launch starts the next task of the first queued step in slot sl.
+func (r *runner) launch(sl *slot) {
+	s := r.queue[0]
+	var idx int
+	if len(s.retry) > 0 {
+		idx = s.retry[0]
+		s.retry = s.retry[1:]
+	} else {
+		idx = s.next
+		s.next++
+		r.skipReused(s)
+	}
+	if len(s.retry) == 0 && s.next >= s.n {
+		r.queue = r.queue[1:]
+	}
+	attempt := 1
+	if a, ok := s.attempt[idx]; ok {
+		attempt = a
+	}
+	r.inflight++
+	r.obs.TaskStarted(store.TaskKey{RunID: r.run.ID, Step: s.def.Name, Index: idx}, attempt)
+	go r.runTask(sl, s, idx, attempt)
+}
+
+func (r *runner) handle(ev event) {
+	s := ev.step
+	k := store.TaskKey{RunID: r.run.ID, Step: s.def.Name, Index: ev.idx}
+	switch ev.kind {
+	case retryDue:
+		if r.ending != "" {
+			return
+		}
+		if len(s.retry) == 0 && s.next >= s.n {
+			r.queue = append(r.queue, s)
+		}
+		s.retry = append(s.retry, ev.idx)
+		return
+	case taskDone:
+	}
+	r.inflight--
+	r.obs.TaskFinished(k, ev.attempt, ev.status, ev.err, ev.took)
+	if ev.retry >= 0 && ev.status == store.TaskPending {
+		if s.attempt == nil {
+			s.attempt = map[int]int{}
+		}
+		s.attempt[ev.idx] = ev.attempt + 1
+		time.AfterFunc(ev.retry, func() {
+			select {
+			case r.events <- event{kind: retryDue, step: s, idx: ev.idx}:
+			case <-r.quit:
+			}
+		})
+		return
+	}
+	s.finished++
+	switch ev.status {
+	case store.TaskFailed:
+		s.failed++
+		r.fail(fmt.Sprintf("step %s task %d failed after %d attempt(s): %s", s.def.Name, ev.idx, ev.attempt, ev.err))
+	case store.TaskCancelled:
+		if r.ending == "" {
+			r.ending = store.RunCancelled
+			r.failure = "cancelled"
+		}
+	}
+	if s.finished == s.n && s.failed == 0 && s.status == store.TaskRunning && r.ending == "" {
+		r.finishStep(s)
+	}
+}
+
+// finishStep records a step that succeeded and starts what waited on it.
+func (r *runner) finishStep(s *stepRun) {
+	s.status = store.TaskSucceeded
+	if err := r.e.com.commit(r.ctx, &store.Batch{Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name,
+		Status: store.TaskSucceeded, Foreach: s.foreach, NumTasks: s.n, At: time.Now()}}}); err != nil {
+		r.cancel(err)
+		return
+	}
+	r.obs.StepFinished(s.def.Name, store.TaskSucceeded)
+	for _, d := range s.dependents {
+		d.needsLeft--
+		if d.needsLeft == 0 {
+			r.startStep(d)
+		}
+	}
+}
+
+// finish records the end of the run in one transaction: the steps that
+// never ran or were cut short, and the run's final status.
+func (r *runner) finish() error {
+	now := time.Now()
+	status := store.RunSucceeded
+	if r.ending != "" {
+		status = r.ending
+	}
+	leftover := store.TaskSkipped
+	if status == store.RunCancelled {
+		leftover = store.TaskCancelled
+	}
+	var b store.Batch
+	for _, s := range r.steps {
+		switch s.status {
+		case store.TaskSucceeded, store.TaskFailed:
+			continue
+		case store.TaskPending:
+			s.status = leftover
+		case store.TaskRunning:
+			b.EndPending = append(b.EndPending, store.EndPending{RunID: r.run.ID, Step: s.def.Name, Status: leftover, At: now})
+			s.status = leftover
+			if s.failed > 0 {
+				s.status = store.TaskFailed
+			}
+		}
+		b.Steps = append(b.Steps, store.StepChange{RunID: r.run.ID, Name: s.def.Name, Status: s.status,
+			Foreach: s.foreach, NumTasks: s.n, At: now})
+		r.obs.StepFinished(s.def.Name, s.status)
+	}
+	msg := ""
+	if status != store.RunSucceeded {
+		msg = r.failure
+	}
+	b.Runs = []store.RunChange{{RunID: r.run.ID, Status: status, Error: msg, At: now}}
+	err := r.e.com.commit(context.Background(), &b)
+	if cause := context.Cause(r.ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		// The store or the lease failed under the run.
+		err = errors.Join(cause, err)
+	}
+	os.RemoveAll(r.tmp)
+	return err
+}
+
+// foreachItems reads the array a foreach step fans out over.
+func (r *runner) foreachItems(s *stepRun) ([]json.RawMessage, error) {
+	fe := s.def.Foreach
+	if fe.Artifact == "" {
+		return fe.Items, nil
+	}
+	stepName, name := "", fe.Artifact
+	if i := strings.IndexByte(fe.Artifact, '/'); i > 0 && r.byName[fe.Artifact[:i]] != nil {
+		stepName, name = fe.Artifact[:i], fe.Artifact[i+1:]
+	}
+	var found []store.Artifact
+	var from []string
+	for _, up := range s.needs {
+		if stepName != "" && up.def.Name != stepName {
+			continue
+		}
+		if up.foreach {
+			continue
+		}
+		a, err := r.e.st.Artifact(r.ctx, store.TaskKey{RunID: r.run.ID, Step: up.def.Name}, name)
+		if errors.Is(err, store.ErrNotFound) {
+			from = append(from, up.def.Name)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		found = append(found, a)
+	}
+	switch {
+	case len(found) == 0:
+		return nil, fmt.Errorf("foreach source %q: no artifact of that name in upstream step(s) %s "+
+			"(a foreach step's own outputs cannot be a source: join them first)", fe.Artifact, strings.Join(from, ", "))
+	case len(found) > 1:
+		return nil, fmt.Errorf("foreach source %q: steps %s and %s both have it; write foreach: STEP/%s",
+			fe.Artifact, found[0].Step, found[1].Step, name)
+	}
+	data, err := r.e.blobs.Read(r.ctx, found[0].Digest)
+	if err != nil {
+		return nil, fmt.Errorf("foreach source %s/%s: %w", found[0].Step, name, err)
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(data, &items); err != nil {
+		return nil, fmt.Errorf("foreach source %s/%s must hold a JSON array: %v", found[0].Step, name, err)
+	}
+	return items, nil
+}
+
+type nopObserver struct{}
+
+func (nopObserver) RunStarted(store.Run, *flow.Flow)                                      {}
+func (nopObserver) StepStarted(string, int, int)                                          {}
+func (nopObserver) TaskStarted(store.TaskKey, int)                                        {}
+func (nopObserver) TaskFinished(store.TaskKey, int, store.TaskStatus, string, time.Duration) {}
+func (nopObserver) StepFinished(string, store.TaskStatus)                                 {}
+func (nopObserver) RunFinished(store.Run)                                                 {}

@@ -1,0 +1,408 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// outcome is what one attempt produced.
+type outcome struct {
+	status store.TaskStatus // succeeded, failed or cancelled
+	exit   *int
+	err    string
+	arts   []store.Artifact
+	stdout blobRef
+	stderr blobRef
+}
+
+type blobRef struct {
+	digest string
+	size   int64
+}
+
+// runTask runs one attempt of a task in its own goroutine, records the
+// result durably, frees the worker slot and reports to the coordinator.
+func (r *runner) runTask(sl *slot, s *stepRun, idx, attempt int) {
+	k := store.TaskKey{RunID: r.run.ID, Step: s.def.Name, Index: idx}
+	start := time.Now()
+	r.e.com.send(&store.Batch{
+		Tasks:    []store.TaskChange{{TaskKey: k, Status: store.TaskRunning, Attempts: attempt, StartedAt: start}},
+		Attempts: []store.Attempt{{TaskKey: k, Attempt: attempt, Status: store.TaskRunning, StartedAt: start}},
+	})
+	actx, cancel := r.ctx, context.CancelFunc(func() {})
+	if s.def.Timeout > 0 {
+		actx, cancel = context.WithTimeout(r.ctx, time.Duration(s.def.Timeout))
+	}
+	var out outcome
+	if s.def.Run != "" {
+		out = r.execShell(actx, sl, s, k, attempt)
+	} else {
+		out = r.execGo(actx, s, k, attempt)
+	}
+	cancel()
+	if out.status != store.TaskSucceeded && r.ctx.Err() != nil {
+		out.status = store.TaskCancelled
+		out.err = "cancelled"
+		if cause := context.Cause(r.ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			out.err = "cancelled: " + cause.Error()
+		}
+	} else if out.status == store.TaskFailed && actx.Err() == context.DeadlineExceeded {
+		out.err = fmt.Sprintf("timed out after %s", time.Duration(s.def.Timeout))
+	}
+	end := time.Now()
+	ev := event{kind: taskDone, step: s, idx: idx, attempt: attempt, status: out.status, err: out.err,
+		took: end.Sub(start), retry: -1}
+	taskStatus := out.status
+	var finished time.Time
+	if out.status == store.TaskFailed && attempt < s.def.Retry.MaxAttempts() {
+		taskStatus = store.TaskPending
+		ev.status = store.TaskPending
+		ev.retry = s.def.Retry.Delay(attempt + 1)
+	} else {
+		finished = end
+	}
+	b := &store.Batch{
+		// The start time rides along so a coalesced "started" loses nothing.
+		Tasks: []store.TaskChange{{TaskKey: k, Status: taskStatus, Attempts: attempt, StartedAt: start, FinishedAt: finished,
+			ExitCode: out.exit, Error: out.err}},
+		Attempts: []store.Attempt{{TaskKey: k, Attempt: attempt, Status: out.status, StartedAt: start, FinishedAt: end,
+			ExitCode: out.exit, Error: out.err, StdoutDigest: out.stdout.digest, StdoutSize: out.stdout.size,
+			StderrDigest: out.stderr.digest, StderrSize: out.stderr.size}},
+	}
+	if out.status == store.TaskSucceeded {
+		b.Artifacts = out.arts
+	}
+	wait, _ := r.e.com.queue(context.Background(), b)
+	// A task that succeeded frees its slot while its result is committed,
+	// so the next task runs meanwhile and commits group up. One that did
+	// not keeps the slot until the coordinator has heard, so a failure
+	// stops new launches at once.
+	if out.status == store.TaskSucceeded {
+		r.e.slots <- sl
+		sl = nil
+	}
+	if err := wait(); err != nil {
+		r.cancel(err)
+		ev.status, ev.err, ev.retry = store.TaskFailed, err.Error(), -1
+	}
+	r.events <- ev
+	if sl != nil {
+		r.e.slots <- sl
+	}
+}
+
+func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.TaskKey, attempt int) outcome {
+	if err := sl.reset(); err != nil {
+		return failed("empty the output folder: %v", err)
+	}
+	outDir := sl.out
+	// Whatever the task leaves behind goes before the slot's next task.
+	defer sl.reset()
+	in, err := r.inputDir(ctx, s)
+	if err != nil {
+		return failed("prepare inputs: %v", err)
+	}
+	logDir := filepath.Dir(outDir)
+	stdout, err := newLogFile(logDir, "stdout")
+	if err != nil {
+		return failed("create log: %v", err)
+	}
+	defer stdout.Close()
+	stderr, err := newLogFile(logDir, "stderr")
+	if err != nil {
+		return failed("create log: %v", err)
+	}
+	defer stderr.Close()
+
+	env := make([]string, 0, len(r.baseEnv)+len(s.def.Env)+10)
+	env = append(env, r.baseEnv...)
+	for name, v := range s.def.Env {
+		env = append(env, name+"="+v)
+	}
+	env = append(env,
+		"BATON_STEP="+k.Step,
+		"BATON_TASK_ID="+k.String(),
+		"BATON_ATTEMPT="+strconv.Itoa(attempt),
+		"BATON_OUTPUT_DIR="+outDir,
+		"BATON_INPUT_DIR="+in,
+	)
+	if s.foreach {
+		env = append(env, "BATON_FOREACH_INDEX="+strconv.Itoa(k.Index), "BATON_FOREACH_ITEM="+flow.ParamEnv(s.items[k.Index]))
+	}
+	// The command text goes to sh as one argument; user values reach the
+	// task only through the environment, never through the shell's parser.
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", s.def.Run)
+	cmd.Dir = r.dir
+	cmd.Env = env
+	cmd.Stdin = nil
+	cmd.Stdout = stdout
+	cmd.Stderr = stderr
+	// Own process group, so a timeout or Ctrl-C reaches everything the
+	// step started, not only the shell.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = r.e.opt.KillGrace
+	runErr := cmd.Run()
+	if ctx.Err() != nil && cmd.Process != nil {
+		// Whatever ignored SIGTERM, or outlived the shell, goes now.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	var out outcome
+	if cmd.ProcessState != nil {
+		code := cmd.ProcessState.ExitCode()
+		out.exit = &code
+	}
+	out.stdout, err = r.putLog(ctx, stdout)
+	if err == nil {
+		out.stderr, err = r.putLog(ctx, stderr)
+	}
+	switch {
+	case err != nil:
+		out.status, out.err = store.TaskFailed, fmt.Sprintf("store logs: %v", err)
+	case runErr != nil:
+		out.status = store.TaskFailed
+		out.err = exitMessage(runErr, cmd.ProcessState)
+	default:
+		out.status = store.TaskSucceeded
+		out.arts, err = r.collect(ctx, k, outDir)
+		if err != nil {
+			out.status, out.err = store.TaskFailed, err.Error()
+		}
+	}
+	return out
+}
+
+func exitMessage(err error, ps *os.ProcessState) string {
+	if ps == nil {
+		return fmt.Sprintf("start: %v", err)
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return "killed by signal " + ws.Signal().String()
+	}
+	return fmt.Sprintf("exit status %d", ps.ExitCode())
+}
+
+func failed(format string, args ...any) outcome {
+	return outcome{status: store.TaskFailed, err: fmt.Sprintf(format, args...)}
+}
+
+// putLog stores a log file as a blob; an empty log stores nothing.
+func (r *runner) putLog(ctx context.Context, f *os.File) (blobRef, error) {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return blobRef{}, err
+	}
+	d, n, err := r.e.blobs.PutSeeker(context.WithoutCancel(ctx), f)
+	return blobRef{digest: d, size: n}, err
+}
+
+// collect turns every regular file under outDir into an artifact.
+func (r *runner) collect(ctx context.Context, k store.TaskKey, outDir string) ([]store.Artifact, error) {
+	var arts []store.Artifact
+	now := time.Now()
+	err := filepath.WalkDir(outDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			if !d.IsDir() {
+				rel, _ := filepath.Rel(outDir, p)
+				return fmt.Errorf("output %q is not a regular file (symlinks and devices are not artifacts)", rel)
+			}
+			return nil
+		}
+		rel, err := filepath.Rel(outDir, p)
+		if err != nil {
+			return err
+		}
+		name := filepath.ToSlash(rel)
+		if err := artifact.ValidName(name); err != nil {
+			return fmt.Errorf("output: %w", err)
+		}
+		digest, size, err := r.e.blobs.MoveFile(ctx, p)
+		if err != nil {
+			return fmt.Errorf("store output %s: %w", name, err)
+		}
+		arts = append(arts, store.Artifact{TaskKey: k, Name: name, Digest: digest, Size: size, CreatedAt: now})
+		return nil
+	})
+	return arts, err
+}
+
+// inputDir materializes, once per step, the artifacts of the steps it needs
+// as <step>/<name>, or <step>/<index>/<name> for a foreach step. Files are
+// read-only: the folder is shared by every task of the step.
+func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
+	s.inputs.once.Do(func() {
+		dir := filepath.Join(r.tmp, "in", s.def.Name)
+		s.inputs.path = dir
+		if s.inputs.err = os.MkdirAll(dir, 0o755); s.inputs.err != nil {
+			return
+		}
+		for _, up := range s.needs {
+			arts, err := r.e.st.Artifacts(ctx, store.ArtifactFilter{RunID: r.run.ID, Step: up.def.Name, Index: -1})
+			if err != nil {
+				s.inputs.err = err
+				return
+			}
+			for _, a := range arts {
+				rel := filepath.Join(up.def.Name, filepath.FromSlash(a.Name))
+				if up.foreach {
+					rel = filepath.Join(up.def.Name, strconv.Itoa(a.Index), filepath.FromSlash(a.Name))
+				}
+				if err := r.e.blobs.WriteFile(ctx, a.Digest, filepath.Join(dir, rel), 0o444); err != nil {
+					s.inputs.err = err
+					return
+				}
+			}
+		}
+	})
+	return s.inputs.path, s.inputs.err
+}
+
+// ---- in-process Go steps
+
+// GoFunc is the body of an in-process step.
+type GoFunc func(ctx context.Context, t *Task) error
+
+func (r *runner) execGo(ctx context.Context, s *stepRun, k store.TaskKey, attempt int) (out outcome) {
+	t := &Task{Key: k, Attempt: attempt, Params: r.run.Params, r: r, s: s}
+	if s.foreach {
+		t.Item = s.items[k.Index]
+	}
+	err := func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				fmt.Fprintf(&t.Stderr, "panic: %v\n\n%s", p, debug.Stack())
+				err = fmt.Errorf("panic: %v", p)
+			}
+		}()
+		return r.funcs[s.def.Name](ctx, t)
+	}()
+	var lerr error
+	if t.Stdout.Len() > 0 {
+		out.stdout.digest, out.stdout.size, lerr = r.e.blobs.PutBytes(context.WithoutCancel(ctx), t.Stdout.Bytes())
+	}
+	if t.Stderr.Len() > 0 && lerr == nil {
+		out.stderr.digest, out.stderr.size, lerr = r.e.blobs.PutBytes(context.WithoutCancel(ctx), t.Stderr.Bytes())
+	}
+	switch {
+	case err != nil:
+		out.status, out.err = store.TaskFailed, err.Error()
+	case t.err != nil:
+		out.status, out.err = store.TaskFailed, t.err.Error()
+	case lerr != nil:
+		out.status, out.err = store.TaskFailed, fmt.Sprintf("store logs: %v", lerr)
+	default:
+		out.status, out.arts = store.TaskSucceeded, t.outs
+	}
+	return out
+}
+
+// Task is what an in-process step sees: its identity, the run's params, its
+// foreach item, its inputs and a place for its outputs. A Task is used by
+// the one goroutine running the step.
+type Task struct {
+	Key     store.TaskKey
+	Attempt int
+	Params  map[string]json.RawMessage
+	// Item is the foreach item as JSON; nil outside a foreach step.
+	Item json.RawMessage
+	// Stdout and Stderr are kept as the task's logs.
+	Stdout, Stderr bytes.Buffer
+
+	r    *runner
+	s    *stepRun
+	outs []store.Artifact
+	err  error // a failed Output, reported even if the step ignores it
+}
+
+// Output stores data as the artifact name of this task. Names are relative
+// slash-separated paths; each may be written once.
+func (t *Task) Output(ctx context.Context, name string, data []byte) error {
+	if err := artifact.ValidName(name); err != nil {
+		return t.fail(err)
+	}
+	for _, a := range t.outs {
+		if a.Name == name {
+			return t.fail(fmt.Errorf("artifact %q written twice", name))
+		}
+	}
+	d, n, err := t.r.e.blobs.PutBytes(ctx, data)
+	if err != nil {
+		return t.fail(fmt.Errorf("store artifact %s: %w", name, err))
+	}
+	t.outs = append(t.outs, store.Artifact{TaskKey: t.Key, Name: name, Digest: d, Size: n, CreatedAt: time.Now()})
+	return nil
+}
+
+func (t *Task) fail(err error) error {
+	if t.err == nil {
+		t.err = err
+	}
+	return err
+}
+
+// Input reads artifact name of the upstream step (which must be one of this
+// step's needs). For a foreach upstream step use InputAt.
+func (t *Task) Input(ctx context.Context, step, name string) ([]byte, error) {
+	return t.InputAt(ctx, step, 0, name)
+}
+
+// InputAt reads artifact name of task index of the upstream step.
+func (t *Task) InputAt(ctx context.Context, step string, index int, name string) ([]byte, error) {
+	up, err := t.need(step)
+	if err != nil {
+		return nil, err
+	}
+	if !up.foreach && index != 0 {
+		return nil, fmt.Errorf("step %s is not a foreach step: it has one task, index 0", step)
+	}
+	a, err := t.r.e.st.Artifact(ctx, store.TaskKey{RunID: t.Key.RunID, Step: step, Index: index}, name)
+	if err != nil {
+		return nil, err
+	}
+	return t.r.e.blobs.Read(ctx, a.Digest)
+}
+
+// Inputs lists the artifacts of an upstream step (every task of a foreach step).
+func (t *Task) Inputs(ctx context.Context, step string) ([]store.Artifact, error) {
+	if _, err := t.need(step); err != nil {
+		return nil, err
+	}
+	return t.r.e.st.Artifacts(ctx, store.ArtifactFilter{RunID: t.Key.RunID, Step: step, Index: -1})
+}
+
+// Read returns the content of an artifact listed by Inputs.
+func (t *Task) Read(ctx context.Context, a store.Artifact) ([]byte, error) {
+	return t.r.e.blobs.Read(ctx, a.Digest)
+}
+
+func (t *Task) need(step string) (*stepRun, error) {
+	for _, up := range t.s.needs {
+		if up.def.Name == step {
+			return up, nil
+		}
+	}
+	names := make([]string, len(t.s.needs))
+	for i, up := range t.s.needs {
+		names[i] = up.def.Name
+	}
+	return nil, fmt.Errorf("step %s is not among the needs of step %s (%s)", step, t.s.def.Name, strings.Join(names, ", "))
+}

@@ -1,0 +1,305 @@
+// Package flow defines baton's flow model: the parsed, validated form of a
+// flow file (or of a flow built with the Go SDK) that the engine executes and
+// the store versions.
+package flow
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+)
+
+// Flow is a validated flow definition. It is plain data: it marshals to the
+// canonical JSON that the store keeps with each flow version, and its Digest
+// identifies the version.
+type Flow struct {
+	Name        string       `json:"name"`
+	Description string       `json:"description,omitempty"`
+	Params      []Param      `json:"params,omitempty"`
+	Triggers    []Trigger    `json:"triggers,omitempty"`
+	Concurrency *Concurrency `json:"concurrency,omitempty"`
+	Steps       []Step       `json:"steps"`
+	// Signals holds signal contracts declared in the same file.
+	Signals []Signal `json:"signals,omitempty"`
+}
+
+// ParamType is the type of a run parameter.
+type ParamType string
+
+// The parameter types a flow may declare.
+const (
+	String ParamType = "string"
+	Int    ParamType = "int"
+	Float  ParamType = "float"
+	Bool   ParamType = "bool"
+	JSON   ParamType = "json"
+)
+
+// Param is a declared run parameter. A parameter without a default is required.
+type Param struct {
+	Name        string    `json:"name"`
+	Type        ParamType `json:"type"`
+	Description string    `json:"description,omitempty"`
+	// Default is the default value as canonical JSON (a JSON string for
+	// string parameters); nil when the parameter is required.
+	Default json.RawMessage `json:"default,omitempty"`
+}
+
+// Required reports whether a run must supply a value for p.
+func (p Param) Required() bool { return p.Default == nil }
+
+// Trigger starts runs of a flow without a person. Exactly one of Signal,
+// OnFinish or Cron is set. Triggers are only acted on by `baton server`.
+type Trigger struct {
+	Signal   string    `json:"signal,omitempty"`
+	When     string    `json:"when,omitempty"`
+	OnFinish *OnFinish `json:"on_finish,omitempty"`
+	Cron     string    `json:"cron,omitempty"`
+	Timezone string    `json:"timezone,omitempty"`
+}
+
+// OnFinish triggers a run when a run of another flow ends with one of Status
+// ("succeeded", "failed"); an empty Status means succeeded. Parse writes the
+// default out.
+type OnFinish struct {
+	Flow   string   `json:"flow"`
+	Status []string `json:"status,omitempty"`
+}
+
+// Concurrency limits how runs of one flow overlap. MaxRuns 0 means 1 and an
+// empty Strategy means "sequential"; Parse writes the defaults out.
+type Concurrency struct {
+	MaxRuns  int    `json:"max_runs,omitempty"`
+	Strategy string `json:"strategy,omitempty"`
+}
+
+// Step is one node of the DAG.
+type Step struct {
+	Name  string   `json:"name"`
+	Needs []string `json:"needs,omitempty"`
+	// Run is the shell command of a shell step, run with /bin/sh -c in the
+	// flow's folder. Empty for in-process (Go SDK) steps.
+	Run     string   `json:"run,omitempty"`
+	Foreach *Foreach `json:"foreach,omitempty"`
+	Retry   Retry    `json:"retry,omitzero"`
+	// Timeout bounds each attempt; zero means no limit.
+	Timeout Duration `json:"timeout,omitempty"`
+	Publish []string `json:"publish,omitempty"`
+	// Env sets extra environment variables for the step's tasks.
+	Env map[string]string `json:"env,omitempty"`
+}
+
+// Foreach fans a step out into one task per item. Exactly one of Artifact or
+// Items is set.
+type Foreach struct {
+	// Artifact names an artifact of an upstream step that holds a JSON
+	// array: "name", or "step/name" to pick the upstream step.
+	Artifact string `json:"artifact,omitempty"`
+	// Items is an inline array.
+	Items []json.RawMessage `json:"items,omitempty"`
+}
+
+// Retry says how many times a task is tried and how long to wait in between.
+type Retry struct {
+	// Attempts is the total number of tries, at least 1.
+	Attempts int `json:"attempts,omitempty"`
+	// Backoff is the wait before the second try; it doubles for each
+	// further try, up to MaxBackoff.
+	Backoff    Duration `json:"backoff,omitempty"`
+	MaxBackoff Duration `json:"max_backoff,omitempty"`
+}
+
+// MaxAttempts returns the number of tries, treating zero as one.
+func (r Retry) MaxAttempts() int {
+	if r.Attempts < 1 {
+		return 1
+	}
+	return r.Attempts
+}
+
+// DefaultMaxBackoff caps the exponential retry backoff when a step sets none.
+const DefaultMaxBackoff = Duration(5 * time.Minute)
+
+// Delay returns the wait before try number next (2-based: the wait before
+// the second try is Backoff).
+func (r Retry) Delay(next int) time.Duration {
+	if next < 2 || r.Backoff <= 0 {
+		return 0
+	}
+	limit := r.MaxBackoff
+	if limit <= 0 {
+		limit = DefaultMaxBackoff
+	}
+	d := time.Duration(r.Backoff)
+	for i := 2; i < next; i++ {
+		d *= 2
+		if d >= time.Duration(limit) {
+			return time.Duration(limit)
+		}
+	}
+	return min(d, time.Duration(limit))
+}
+
+// Signal is a signal contract: the params a signal carries.
+type Signal struct {
+	Name        string        `json:"name"`
+	Description string        `json:"description,omitempty"`
+	Params      []SignalParam `json:"params,omitempty"`
+}
+
+// SignalParam is one field of a signal contract.
+type SignalParam struct {
+	Name     string    `json:"name"`
+	Type     ParamType `json:"type"`
+	Required bool      `json:"required,omitempty"`
+}
+
+// Duration is a time.Duration that marshals as a Go duration string.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string such as "1m30s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Step returns the step named name, or nil.
+func (f *Flow) Step(name string) *Step {
+	for i := range f.Steps {
+		if f.Steps[i].Name == name {
+			return &f.Steps[i]
+		}
+	}
+	return nil
+}
+
+// Param returns the parameter named name, or nil.
+func (f *Flow) Param(name string) *Param {
+	for i := range f.Params {
+		if f.Params[i].Name == name {
+			return &f.Params[i]
+		}
+	}
+	return nil
+}
+
+// Digest identifies the flow's content: equal definitions have equal digests,
+// whatever their formatting or comments.
+//
+// It never fails: marshaling can only fail on a param default or foreach
+// item that is not valid JSON, which Validate (and so Parse) rejects. For
+// such an invalid flow the bad values are hashed as JSON strings instead.
+func (f *Flow) Digest() string {
+	b, err := json.Marshal(f)
+	if err != nil {
+		if b, err = json.Marshal(f.withValidJSON()); err != nil {
+			b = []byte(err.Error()) // unreachable: every RawMessage is now valid
+		}
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// withValidJSON returns a copy of f whose invalid JSON values are replaced
+// by JSON strings holding their text.
+func (f *Flow) withValidJSON() *Flow {
+	fix := func(r json.RawMessage) json.RawMessage {
+		if r == nil || json.Valid(r) {
+			return r
+		}
+		q, _ := json.Marshal("invalid JSON: " + string(r))
+		return q
+	}
+	g := *f
+	g.Params = slices.Clone(f.Params)
+	for i := range g.Params {
+		g.Params[i].Default = fix(g.Params[i].Default)
+	}
+	g.Steps = slices.Clone(f.Steps)
+	for i := range g.Steps {
+		if fe := g.Steps[i].Foreach; fe != nil {
+			c := *fe
+			c.Items = slices.Clone(fe.Items)
+			for j := range c.Items {
+				c.Items[j] = fix(c.Items[j])
+			}
+			g.Steps[i].Foreach = &c
+		}
+	}
+	return &g
+}
+
+// Downstream returns the names of the steps that depend on step, directly or
+// through other steps, in the flow's order.
+func (f *Flow) Downstream(step string) []string {
+	reached := map[string]bool{step: true}
+	var out []string
+	// Steps are kept in topological order (Validate checks it is a DAG and
+	// TopoOrder sorts), so one pass in that order suffices.
+	for _, s := range f.TopoOrder() {
+		for _, n := range s.Needs {
+			if reached[n] && !reached[s.Name] {
+				reached[s.Name] = true
+				out = append(out, s.Name)
+			}
+		}
+	}
+	return out
+}
+
+// TopoOrder returns the steps ordered so each comes after everything it
+// needs; ties keep file order. It assumes the flow is acyclic (Validate).
+func (f *Flow) TopoOrder() []*Step {
+	idx := make(map[string]int, len(f.Steps))
+	for i := range f.Steps {
+		idx[f.Steps[i].Name] = i
+	}
+	done := make([]bool, len(f.Steps))
+	out := make([]*Step, 0, len(f.Steps))
+	for len(out) < len(f.Steps) {
+		progressed := false
+		for i := range f.Steps {
+			if done[i] {
+				continue
+			}
+			ready := true
+			for _, n := range f.Steps[i].Needs {
+				if j, ok := idx[n]; ok && !done[j] {
+					ready = false
+					break
+				}
+			}
+			if ready {
+				done[i] = true
+				out = append(out, &f.Steps[i])
+				progressed = true
+			}
+		}
+		if !progressed {
+			break // a cycle; Validate reports it
+		}
+	}
+	return out
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// ValidName reports whether s may name a flow, a step or a signal.
+func ValidName(s string) bool { return len(s) <= 100 && nameRE.MatchString(s) }

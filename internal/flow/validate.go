@@ -1,0 +1,520 @@
+package flow
+
+import (
+	"encoding/json"
+	"fmt"
+	"path"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// Validate checks the rules every flow follows, however it was built: names,
+// unique steps, known needs, no cycles, foreach sources, retry bounds, param
+// defaults that fit their types, trigger schedules, env names. It returns
+// Errors whose Field says where each problem is, or nil.
+//
+// Zero values mean "not set" (no retry, no timeout, concurrency defaults,
+// on_finish status [succeeded]); Parse refuses the same values when a file
+// writes them explicitly, using the same rule functions below.
+func (f *Flow) Validate() error {
+	return f.problems().result("")
+}
+
+// problems holds every rule. Parse runs it too, so a flow file and a flow
+// built in Go are held to exactly the same rules.
+func (f *Flow) problems() errorList {
+	var l errorList
+	if m := nameProblem("flow", f.Name); m != "" {
+		l.add("name", "%s", m)
+	}
+	f.checkParams(&l)
+	f.checkTriggers(&l)
+	f.checkConcurrency(&l)
+	f.checkSteps(&l)
+	f.checkSignals(&l)
+	return l
+}
+
+var (
+	paramNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+	envNameRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// The closed sets of words a flow may use.
+var (
+	paramTypes     = []ParamType{String, Int, Float, Bool, JSON}
+	strategies     = []string{"sequential", "parallel", "first_only", "last_only", "strict_sequential"}
+	finishStatuses = []string{"succeeded", "failed"}
+)
+
+// cronSpec is what a cron trigger accepts: the five standard fields or a
+// descriptor such as @hourly or @every 5m.
+const cronSpec = cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor
+
+// Each rule below returns "" when the value is fine and otherwise a message
+// saying what is wrong and what to write instead.
+
+func nameProblem(what, s string) string {
+	switch {
+	case s == "":
+		return fmt.Sprintf("the %s has no name", what)
+	case !ValidName(s):
+		return fmt.Sprintf("%q is not a valid %s name: use lowercase letters, digits, _ and -, starting with a letter or digit (at most 100 characters)", s, what)
+	}
+	return ""
+}
+
+func paramNameProblem(s string) string {
+	if len(s) > 100 || !paramNameRE.MatchString(s) {
+		return fmt.Sprintf("%q is not a valid param name: use lowercase letters, digits and _, not starting with a digit (it becomes $BATON_PARAM_%s)", s, strings.ToUpper(s))
+	}
+	return ""
+}
+
+func typeProblem(t ParamType) string {
+	if !slices.Contains(paramTypes, t) {
+		return fmt.Sprintf("unknown type %q (types are: string, int, float, bool, json)", t)
+	}
+	return ""
+}
+
+func attemptsProblem(n int) string {
+	if n < 1 || n > 100 {
+		return fmt.Sprintf("attempts is %d: it must be between 1 and 100 (the total number of tries)", n)
+	}
+	return ""
+}
+
+func timeoutProblem(d Duration) string {
+	if d <= 0 {
+		return fmt.Sprintf("timeout is %s: it must be more than 0 (leave timeout out for no limit)", time.Duration(d))
+	}
+	return ""
+}
+
+func maxRunsProblem(n int) string {
+	if n < 1 {
+		return fmt.Sprintf("max_runs is %d: it must be at least 1", n)
+	}
+	return ""
+}
+
+func strategyProblem(s string) string {
+	if !slices.Contains(strategies, s) {
+		return fmt.Sprintf("unknown strategy %q (strategies are: %s)", s, strings.Join(strategies, ", "))
+	}
+	return ""
+}
+
+func whenProblem(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "when is empty: write a condition such as 'params.region == \"US\"', or remove it"
+	}
+	return ""
+}
+
+func cronProblem(s string) string {
+	switch {
+	case strings.TrimSpace(s) == "":
+		return `cron is empty: write a schedule such as "0 2 * * *" or "@hourly"`
+	case strings.HasPrefix(s, "TZ=") || strings.HasPrefix(s, "CRON_TZ="):
+		return "set the time zone with the trigger's timezone key, not inside the schedule"
+	}
+	if every, ok := strings.CutPrefix(s, "@every "); ok {
+		if d, err := time.ParseDuration(strings.TrimSpace(every)); err == nil && d < time.Second {
+			return fmt.Sprintf("@every %s is too often: the shortest interval is 1s", every)
+		}
+	}
+	if _, err := cron.NewParser(cronSpec).Parse(s); err != nil {
+		return fmt.Sprintf("invalid schedule %q: %v (write 5 fields: minute hour day-of-month month day-of-week, or a descriptor such as @hourly or @every 5m)", s, err)
+	}
+	return ""
+}
+
+func timezoneProblem(s string) string {
+	if s == "" {
+		return "timezone is empty: name a zone such as UTC or Europe/Paris, or remove it (UTC)"
+	}
+	if _, err := time.LoadLocation(s); err != nil {
+		return fmt.Sprintf("unknown time zone %q: use an IANA name such as UTC or America/New_York", s)
+	}
+	return ""
+}
+
+func statusProblem(s string) string {
+	if !slices.Contains(finishStatuses, s) {
+		return fmt.Sprintf("unknown status %q (on_finish statuses are: %s)", s, strings.Join(finishStatuses, ", "))
+	}
+	return ""
+}
+
+func artifactProblem(name string) string {
+	if name == "" || strings.HasPrefix(name, "/") || strings.ContainsAny(name, "\x00\\") ||
+		path.Clean(name) != name || name == "." || name == ".." || strings.HasPrefix(name, "../") {
+		return fmt.Sprintf("%q is not a valid artifact name: write a relative path without . or .. parts, such as items.json or start/items.json", name)
+	}
+	return ""
+}
+
+func envNameProblem(name string) string {
+	switch {
+	case !envNameRE.MatchString(name):
+		return fmt.Sprintf("%q is not a valid environment variable name: use letters, digits and _, not starting with a digit", name)
+	case strings.HasPrefix(strings.ToUpper(name), "BATON_"):
+		return fmt.Sprintf("%q starts with BATON_, which is reserved for the variables baton sets", name)
+	}
+	return ""
+}
+
+func (f *Flow) checkParams(l *errorList) {
+	seen := map[string]bool{}
+	for _, p := range f.Params {
+		at := keyPath("params", p.Name)
+		if m := paramNameProblem(p.Name); m != "" {
+			l.add(at, "%s", m)
+		}
+		if seen[p.Name] {
+			l.add(at, "param %q is declared twice", p.Name)
+		}
+		seen[p.Name] = true
+		if m := typeProblem(p.Type); m != "" {
+			l.add(at+".type", "%s", m)
+		} else if p.Default != nil {
+			if m := valueProblem(p.Type, p.Default); m != "" {
+				l.add(at+".default", "%s", m)
+			}
+		}
+	}
+}
+
+func (f *Flow) checkTriggers(l *errorList) {
+	for i, t := range f.Triggers {
+		at := indexPath("triggers", i)
+		kinds := 0
+		for _, set := range []bool{t.Signal != "", t.OnFinish != nil, t.Cron != ""} {
+			if set {
+				kinds++
+			}
+		}
+		switch {
+		case kinds == 0:
+			l.add(at, "a trigger needs one of signal, on_finish or cron")
+		case kinds > 1:
+			l.add(at, "a trigger has exactly one of signal, on_finish or cron: split it into %d triggers", kinds)
+		}
+		if t.Signal != "" {
+			if m := nameProblem("signal", t.Signal); m != "" {
+				l.add(at+".signal", "%s", m)
+			}
+		}
+		if t.When != "" {
+			if t.Signal == "" {
+				l.add(at+".when", "when only applies to a signal trigger")
+			} else if m := whenProblem(t.When); m != "" {
+				l.add(at+".when", "%s", m)
+			}
+		}
+		if of := t.OnFinish; of != nil {
+			if m := nameProblem("flow", of.Flow); m != "" {
+				l.add(at+".on_finish.flow", "%s", m)
+			}
+			seen := map[string]bool{}
+			for j, s := range of.Status {
+				sp := indexPath(at+".on_finish.status", j)
+				if m := statusProblem(s); m != "" {
+					l.add(sp, "%s", m)
+				} else if seen[s] {
+					l.add(sp, "status %q is listed twice", s)
+				}
+				seen[s] = true
+			}
+		}
+		if t.Cron != "" {
+			if m := cronProblem(t.Cron); m != "" {
+				l.add(at+".cron", "%s", m)
+			}
+		}
+		if t.Timezone != "" {
+			if t.Cron == "" {
+				l.add(at+".timezone", "timezone only applies to a cron trigger")
+			} else if m := timezoneProblem(t.Timezone); m != "" {
+				l.add(at+".timezone", "%s", m)
+			}
+		}
+	}
+}
+
+func (f *Flow) checkConcurrency(l *errorList) {
+	c := f.Concurrency
+	if c == nil {
+		return
+	}
+	if c.MaxRuns != 0 {
+		if m := maxRunsProblem(c.MaxRuns); m != "" {
+			l.add("concurrency.max_runs", "%s", m)
+		}
+	}
+	if c.Strategy != "" {
+		if m := strategyProblem(c.Strategy); m != "" {
+			l.add("concurrency.strategy", "%s", m)
+		}
+	}
+}
+
+func (f *Flow) checkSteps(l *errorList) {
+	if len(f.Steps) == 0 {
+		l.add("steps", "the flow has no steps: add at least one")
+		return
+	}
+	idx := make(map[string]int, len(f.Steps))
+	var names []string
+	for i, s := range f.Steps {
+		at := indexPath("steps", i)
+		if m := nameProblem("step", s.Name); m != "" {
+			l.add(at+".name", "%s", m)
+			continue
+		}
+		if j, dup := idx[s.Name]; dup {
+			l.add(at+".name", "step %q is defined twice (first as steps[%d]): rename one", s.Name, j)
+			continue
+		}
+		idx[s.Name] = i
+		names = append(names, s.Name)
+	}
+	for i := range f.Steps {
+		f.checkStep(l, i, idx, names)
+	}
+	f.checkCycles(l, idx)
+}
+
+func (f *Flow) checkStep(l *errorList, i int, idx map[string]int, names []string) {
+	s := &f.Steps[i]
+	at := indexPath("steps", i)
+	seen := map[string]bool{}
+	for j, n := range s.Needs {
+		np := indexPath(at+".needs", j)
+		_, known := idx[n]
+		switch {
+		case n == s.Name:
+			l.add(np, "step %q needs itself: remove it from needs", n)
+		case !known:
+			l.add(np, "unknown step %q (steps are: %s)%s", n, list(names), didYouMean(n, names))
+		case seen[n]:
+			l.add(np, "%q is listed twice in needs", n)
+		}
+		seen[n] = true
+	}
+	if strings.ContainsRune(s.Run, 0) {
+		l.add(at+".run", "contains a NUL byte, which a shell command cannot hold")
+	}
+	if s.Foreach != nil {
+		checkForeach(l, at+".foreach", s)
+	}
+	if s.Retry.Attempts != 0 {
+		if m := attemptsProblem(s.Retry.Attempts); m != "" {
+			l.add(at+".retry.attempts", "%s", m)
+		}
+	}
+	if s.Retry.Backoff < 0 {
+		l.add(at+".retry.backoff", "backoff is %s: it must not be negative", time.Duration(s.Retry.Backoff))
+	}
+	switch mb := s.Retry.MaxBackoff; {
+	case mb < 0:
+		l.add(at+".retry.max_backoff", "max_backoff is %s: it must not be negative", time.Duration(mb))
+	case mb > 0 && s.Retry.Backoff > mb:
+		l.add(at+".retry.max_backoff", "max_backoff (%s) is shorter than backoff (%s)", time.Duration(mb), time.Duration(s.Retry.Backoff))
+	}
+	if s.Timeout != 0 {
+		if m := timeoutProblem(s.Timeout); m != "" {
+			l.add(at+".timeout", "%s", m)
+		}
+	}
+	published := map[string]bool{}
+	for j, sig := range s.Publish {
+		pp := indexPath(at+".publish", j)
+		if m := nameProblem("signal", sig); m != "" {
+			l.add(pp, "%s", m)
+		} else if published[sig] {
+			l.add(pp, "signal %q is listed twice in publish", sig)
+		}
+		published[sig] = true
+	}
+	keys := make([]string, 0, len(s.Env))
+	for k := range s.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ep := keyPath(at+".env", k)
+		if m := envNameProblem(k); m != "" {
+			l.add(ep, "%s", m)
+		}
+		if strings.ContainsRune(s.Env[k], 0) {
+			l.add(ep, "the value contains a NUL byte, which an environment variable cannot hold")
+		}
+	}
+}
+
+func checkForeach(l *errorList, at string, s *Step) {
+	fe := s.Foreach
+	switch {
+	case fe.Artifact != "" && len(fe.Items) > 0:
+		l.add(at, "foreach takes an artifact name or inline items, not both")
+	case fe.Artifact != "":
+		name := fe.Artifact
+		if m := artifactProblem(name); m != "" {
+			l.add(at, "%s", m)
+			return
+		}
+		if len(s.Needs) == 0 {
+			l.add(at, "foreach reads artifact %q from an upstream step, but step %q has no needs: add the step that writes it to needs", name, s.Name)
+			return
+		}
+		if step, file, ok := strings.Cut(name, "/"); ok {
+			if !slices.Contains(s.Needs, step) {
+				l.add(at, "foreach names step %q, which step %q does not need (needs: %s): write <step>/%s with one of them, or add %q to needs", step, s.Name, list(s.Needs), file, step)
+			}
+		} else if len(s.Needs) > 1 {
+			l.add(at, "artifact %q could come from any of %s: write it as <step>/%s", name, list(s.Needs), name)
+		}
+	case len(fe.Items) == 0:
+		l.add(at, "foreach is empty: name an upstream artifact that holds a JSON array, or list at least one item")
+	default:
+		for k, it := range fe.Items {
+			if !json.Valid(it) {
+				l.add(indexPath(at, k), "item is not valid JSON")
+			}
+		}
+	}
+}
+
+// checkCycles reports each cycle through needs, written in run order: in
+// "a -> b", b needs a.
+func (f *Flow) checkCycles(l *errorList, idx map[string]int) {
+	const (
+		unseen = iota
+		onStack
+		finished
+	)
+	state := make([]uint8, len(f.Steps))
+	var stack []int
+	var visit func(i int)
+	visit = func(i int) {
+		state[i] = onStack
+		stack = append(stack, i)
+		for k, n := range f.Steps[i].Needs {
+			j, ok := idx[n]
+			if !ok || j == i || slices.Contains(f.Steps[i].Needs[:k], n) {
+				continue // reported as unknown, self-need or duplicate
+			}
+			switch state[j] {
+			case unseen:
+				visit(j)
+			case onStack:
+				// stack from j: each step needs the next, and i needs j.
+				k := slices.Index(stack, j)
+				cyc := []string{f.Steps[j].Name}
+				for m := len(stack) - 1; m > k; m-- {
+					cyc = append(cyc, f.Steps[stack[m]].Name)
+				}
+				cyc = append(cyc, f.Steps[j].Name)
+				// Point at j's need that closes the loop.
+				closer := f.Steps[stack[k+1]].Name
+				field := indexPath(indexPath("steps", j)+".needs", slices.Index(f.Steps[j].Needs, closer))
+				l.add(field, "cycle: %s (each step needs the one before it): remove one of these needs", strings.Join(cyc, " -> "))
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[i] = finished
+	}
+	for i := range f.Steps {
+		if j, ok := idx[f.Steps[i].Name]; ok && j == i && state[i] == unseen {
+			visit(i)
+		}
+	}
+}
+
+func (f *Flow) checkSignals(l *errorList) {
+	first := map[string]int{}
+	for i, sg := range f.Signals {
+		at := indexPath("signals", i)
+		if m := nameProblem("signal", sg.Name); m != "" {
+			l.add(at+".name", "%s", m)
+		} else if j, dup := first[sg.Name]; dup {
+			l.add(at+".name", "signal %q is declared twice (first as signals[%d])", sg.Name, j)
+		} else {
+			first[sg.Name] = i
+		}
+		seen := map[string]bool{}
+		for _, p := range sg.Params {
+			pp := keyPath(at+".params", p.Name)
+			if m := paramNameProblem(p.Name); m != "" {
+				l.add(pp, "%s", m)
+			} else if seen[p.Name] {
+				l.add(pp, "param %q is declared twice", p.Name)
+			}
+			seen[p.Name] = true
+			if m := typeProblem(p.Type); m != "" {
+				l.add(pp+".type", "%s", m)
+			}
+		}
+	}
+}
+
+// list names things in a message, shortening long lists.
+func list(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	const show = 15
+	if len(names) > show {
+		return strings.Join(names[:show], ", ") + fmt.Sprintf(", and %d more", len(names)-show)
+	}
+	return strings.Join(names, ", ")
+}
+
+// didYouMean suggests the candidate closest to s when one is close enough to
+// be a likely typo.
+func didYouMean(s string, candidates []string) string {
+	limit := min(3, max(1, len(s)/2)) + 1 // distances below this look like typos
+	best, bestD := "", limit
+	for _, c := range candidates {
+		if d := editDistance(s, c, limit); d < bestD && c != s {
+			best, bestD = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", best)
+}
+
+// editDistance is the Levenshtein distance of a and b, or limit when it is
+// at least limit (long inputs are not worth comparing).
+func editDistance(a, b string, limit int) int {
+	if len(a) > 64 || len(b) > 64 {
+		return limit
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return min(prev[len(b)], limit)
+}

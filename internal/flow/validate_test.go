@@ -1,0 +1,172 @@
+package flow
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// validFlow is a small flow that passes Validate, for tests to break.
+func validFlow() *Flow {
+	return &Flow{
+		Name:   "sdk-flow",
+		Params: []Param{{Name: "n", Type: Int, Default: json.RawMessage(`3`)}},
+		Steps: []Step{
+			{Name: "start"},
+			{Name: "each", Needs: []string{"start"}, Foreach: &Foreach{Artifact: "items.json"}},
+			{Name: "join", Needs: []string{"each"}, Retry: Retry{Attempts: 2, Backoff: Duration(time.Second)}},
+		},
+		Signals: []Signal{{Name: "done", Params: []SignalParam{{Name: "n", Type: Int, Required: true}}}},
+	}
+}
+
+func TestValidateAcceptsValidFlow(t *testing.T) {
+	if err := validFlow().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// Steps without run are in-process (Go SDK) steps: fine for Validate.
+	f := &Flow{Name: "x", Steps: []Step{{Name: "a"}}}
+	if err := f.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestValidateRules covers the rules on flows built in Go, including values
+// a YAML file cannot produce. Problems carry a field but no position.
+func TestValidateRules(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		breakf func(f *Flow)
+		field  string
+		phrase string
+	}{
+		{"no name", func(f *Flow) { f.Name = "" }, "name", "has no name"},
+		{"long name", func(f *Flow) { f.Name = strings.Repeat("a", 101) }, "name", "not a valid flow name"},
+		{"no steps", func(f *Flow) { f.Steps = nil }, "steps", "no steps"},
+		{"param name", func(f *Flow) { f.Params[0].Name = "9n" }, `params["9n"]`, "not a valid param name"},
+		{"param twice", func(f *Flow) { f.Params = append(f.Params, f.Params[0]) }, "params.n", "declared twice"},
+		{"param no type", func(f *Flow) { f.Params[0].Type = "" }, "params.n.type", "unknown type"},
+		{"default invalid JSON", func(f *Flow) { f.Params[0].Default = json.RawMessage(`{`) }, "params.n.default", "not valid JSON"},
+		{"default empty", func(f *Flow) { f.Params[0].Default = json.RawMessage{} }, "params.n.default", "not valid JSON"},
+		{"int default float", func(f *Flow) { f.Params[0].Default = json.RawMessage(`1.5`) }, "params.n.default", "want a whole number"},
+		{"int default string", func(f *Flow) { f.Params[0].Default = json.RawMessage(`"1"`) }, "params.n.default", "does not fit type int"},
+		{"float default string", func(f *Flow) {
+			f.Params[0] = Param{Name: "x", Type: Float, Default: json.RawMessage(`"1"`)}
+		}, "params.x.default", "want a finite number"},
+		{"float default huge", func(f *Flow) {
+			f.Params[0] = Param{Name: "x", Type: Float, Default: json.RawMessage(`1e999`)}
+		}, "params.x.default", "want a finite number"},
+		{"bool default", func(f *Flow) {
+			f.Params[0] = Param{Name: "x", Type: Bool, Default: json.RawMessage(`1`)}
+		}, "params.x.default", "want true or false"},
+		{"string default", func(f *Flow) {
+			f.Params[0] = Param{Name: "x", Type: String, Default: json.RawMessage(`1`)}
+		}, "params.x.default", "want a string"},
+		{"string default null", func(f *Flow) {
+			f.Params[0] = Param{Name: "x", Type: String, Default: json.RawMessage(`null`)}
+		}, "params.x.default", "want a string"},
+		{"self need", func(f *Flow) { f.Steps[0].Needs = []string{"start"} }, "steps[0].needs[0]", "needs itself"},
+		{"unknown need", func(f *Flow) { f.Steps[2].Needs = []string{"eacj"} }, "steps[2].needs[0]", `unknown step "eacj" (steps are: start, each, join); did you mean "each"?`},
+		{"cycle", func(f *Flow) { f.Steps[0].Needs = []string{"join"} }, "steps[0].needs[0]", "cycle: start -> each -> join -> start"},
+		{"duplicate step", func(f *Flow) { f.Steps[2].Name = "start" }, "steps[2].name", "defined twice"},
+		{"NUL in run", func(f *Flow) { f.Steps[0].Run = "echo \x00" }, "steps[0].run", "NUL"},
+		{"foreach both", func(f *Flow) { f.Steps[1].Foreach.Items = []json.RawMessage{json.RawMessage(`1`)} }, "steps[1].foreach", "not both"},
+		{"foreach empty", func(f *Flow) { f.Steps[1].Foreach = &Foreach{} }, "steps[1].foreach", "foreach is empty"},
+		{"foreach bad item", func(f *Flow) {
+			f.Steps[1].Foreach = &Foreach{Items: []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`x`)}}
+		}, "steps[1].foreach[1]", "not valid JSON"},
+		{"foreach backslash", func(f *Flow) { f.Steps[1].Foreach.Artifact = `a\b` }, "steps[1].foreach", "not a valid artifact name"},
+		{"foreach trailing slash", func(f *Flow) { f.Steps[1].Foreach.Artifact = "start/" }, "steps[1].foreach", "not a valid artifact name"},
+		{"foreach dot", func(f *Flow) { f.Steps[1].Foreach.Artifact = "./items.json" }, "steps[1].foreach", "not a valid artifact name"},
+		{"negative attempts", func(f *Flow) { f.Steps[2].Retry.Attempts = -1 }, "steps[2].retry.attempts", "between 1 and 100"},
+		{"negative backoff", func(f *Flow) { f.Steps[2].Retry.Backoff = -1 }, "steps[2].retry.backoff", "must not be negative"},
+		{"negative max backoff", func(f *Flow) { f.Steps[2].Retry.MaxBackoff = -1 }, "steps[2].retry.max_backoff", "must not be negative"},
+		{"negative timeout", func(f *Flow) { f.Steps[2].Timeout = -1 }, "steps[2].timeout", "more than 0"},
+		{"env reserved lowercase", func(f *Flow) { f.Steps[0].Env = map[string]string{"baton_x": "1"} }, "steps[0].env.baton_x", "reserved"},
+		{"env NUL", func(f *Flow) { f.Steps[0].Env = map[string]string{"X": "a\x00"} }, "steps[0].env.X", "NUL"},
+		{"publish empty", func(f *Flow) { f.Steps[0].Publish = []string{""} }, "steps[0].publish[0]", "has no name"},
+		{"max runs", func(f *Flow) { f.Concurrency = &Concurrency{MaxRuns: -2} }, "concurrency.max_runs", "at least 1"},
+		{"strategy", func(f *Flow) { f.Concurrency = &Concurrency{Strategy: "x"} }, "concurrency.strategy", "unknown strategy"},
+		{"trigger none", func(f *Flow) { f.Triggers = []Trigger{{}} }, "triggers[0]", "needs one of"},
+		{"when blank", func(f *Flow) { f.Triggers = []Trigger{{Signal: "s", When: "  "}} }, "triggers[0].when", "when is empty"},
+		{"status twice", func(f *Flow) {
+			f.Triggers = []Trigger{{OnFinish: &OnFinish{Flow: "up", Status: []string{"failed", "failed"}}}}
+		}, "triggers[0].on_finish.status[1]", "listed twice"},
+		{"cron", func(f *Flow) { f.Triggers = []Trigger{{Cron: "* * *"}} }, "triggers[0].cron", "invalid schedule"},
+		{"timezone", func(f *Flow) { f.Triggers = []Trigger{{Cron: "@daily", Timezone: "Nowhere/Land"}} }, "triggers[0].timezone", "unknown time zone"},
+		{"signal param twice", func(f *Flow) {
+			f.Signals[0].Params = append(f.Signals[0].Params, f.Signals[0].Params[0])
+		}, "signals[0].params.n", "declared twice"},
+		{"signal param type", func(f *Flow) { f.Signals[0].Params[0].Type = "" }, "signals[0].params.n.type", "unknown type"},
+		{"signal twice", func(f *Flow) { f.Signals = append(f.Signals, f.Signals[0]) }, "signals[1].name", "declared twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := validFlow()
+			tc.breakf(f)
+			err := f.Validate()
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("Validate = %v, want Errors", err)
+			}
+			for _, e := range es {
+				if e.Line != 0 || e.File != "" {
+					t.Errorf("Validate error %q has a position", e)
+				}
+				if e.Field == tc.field && strings.Contains(e.Msg, tc.phrase) {
+					return
+				}
+			}
+			t.Errorf("no error at %s containing %q; got:\n%v", tc.field, tc.phrase, es)
+		})
+	}
+}
+
+// TestParseUsesValidate checks that a rule reported by Validate on a Go
+// flow is reported by Parse on the same flow written in YAML, with a
+// position.
+func TestParseUsesValidate(t *testing.T) {
+	f := validFlow()
+	f.Steps[0].Needs = []string{"join"}
+	verr := f.Validate().(Errors)
+	_, perr := Parse("f.yaml", []byte(`
+name: sdk-flow
+params: {n: {type: int, default: 3}}
+steps:
+  - {name: start, run: x, needs: [join]}
+  - {name: each, run: x, needs: [start], foreach: items.json}
+  - {name: join, run: x, needs: [each], retry: {attempts: 2, backoff: 1s}}
+signals: [{name: done, params: {n: {type: int, required: true}}}]
+`))
+	pes := perr.(Errors)
+	if len(verr) != 1 || len(pes) != 1 {
+		t.Fatalf("Validate: %v\nParse: %v", verr, pes)
+	}
+	if verr[0].Field != pes[0].Field || verr[0].Msg != pes[0].Msg || pes[0].Line != 5 {
+		t.Errorf("Validate: %v\nParse: %v", verr[0], pes[0])
+	}
+}
+
+func TestDigest(t *testing.T) {
+	f := validFlow()
+	d := f.Digest()
+	if len(d) != 64 || f.Digest() != d {
+		t.Fatalf("Digest = %q, not a stable SHA-256", d)
+	}
+	g := validFlow()
+	g.Steps[2].Retry.Attempts = 3
+	if g.Digest() == d {
+		t.Errorf("a changed flow has the same digest")
+	}
+	// An invalid flow does not panic and still has a stable digest.
+	bad := validFlow()
+	bad.Params[0].Default = json.RawMessage(`{`)
+	bad.Steps[1].Foreach = &Foreach{Items: []json.RawMessage{{}, json.RawMessage(`nope`)}}
+	if bd := bad.Digest(); bd != bad.Digest() || bd == d {
+		t.Errorf("digest of an invalid flow is unstable or collides")
+	}
+	if string(bad.Params[0].Default) != "{" {
+		t.Errorf("Digest changed the flow")
+	}
+}

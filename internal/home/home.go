@@ -1,0 +1,96 @@
+// Package home resolves where baton keeps its state (the home folder, the
+// store DSN, the artifact bucket) and opens it.
+package home
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/store/sqlite"
+)
+
+// Home is a resolved baton home.
+type Home struct {
+	// Dir is the home folder: --home, else $BATON_HOME, else ./.baton.
+	Dir string
+	// DB is the store DSN: --db, else $BATON_DB, else the SQLite file
+	// baton.db in Dir.
+	DB string
+	// Artifacts is the artifact bucket URL: $BATON_ARTIFACTS, else the
+	// folder artifacts in Dir.
+	Artifacts string
+}
+
+// Resolve applies the precedence flag > environment > default.
+func Resolve(dirFlag, dbFlag string) (Home, error) {
+	dir := first(dirFlag, os.Getenv("BATON_HOME"), ".baton")
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return Home{}, fmt.Errorf("home %q: %w", dir, err)
+	}
+	h := Home{Dir: abs}
+	h.DB = first(dbFlag, os.Getenv("BATON_DB"), "sqlite://"+filepath.Join(abs, "baton.db"))
+	h.Artifacts = first(os.Getenv("BATON_ARTIFACTS"), "file://"+filepath.Join(abs, "artifacts"))
+	return h, nil
+}
+
+func first(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// TempDir is the scratch folder for running tasks.
+func (h Home) TempDir() string { return filepath.Join(h.Dir, "tmp") }
+
+// Env is what a task needs to reach the same home with the baton CLI.
+func (h Home) Env() []string {
+	return []string{"BATON_HOME=" + h.Dir, "BATON_DB=" + h.DB, "BATON_ARTIFACTS=" + h.Artifacts}
+}
+
+// OpenStore opens the store the DSN names: sqlite://PATH (or a bare path),
+// or postgres://... (not yet available).
+func (h Home) OpenStore(ctx context.Context) (store.Store, error) {
+	dsn := h.DB
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return nil, fmt.Errorf("--db %s: the PostgreSQL store is not available in this build yet; use the embedded SQLite store (omit --db)", redact(dsn))
+	case strings.HasPrefix(dsn, "sqlite://"):
+		dsn = strings.TrimPrefix(dsn, "sqlite://")
+	case strings.HasPrefix(dsn, "sqlite:"):
+		dsn = strings.TrimPrefix(dsn, "sqlite:")
+	case strings.Contains(dsn, "://"):
+		return nil, fmt.Errorf("--db %s: unknown store; use sqlite://PATH", redact(dsn))
+	}
+	if dsn == "" {
+		return nil, fmt.Errorf("--db: empty SQLite path")
+	}
+	return sqlite.Open(ctx, dsn, sqlite.Options{})
+}
+
+// OpenArtifacts opens the artifact bucket.
+func (h Home) OpenArtifacts(ctx context.Context) (*artifact.Store, error) {
+	return artifact.Open(ctx, h.Artifacts)
+}
+
+// redact hides a password in a DSN for messages.
+func redact(dsn string) string {
+	at := strings.LastIndex(dsn, "@")
+	scheme := strings.Index(dsn, "://")
+	if at < 0 || scheme < 0 || at < scheme {
+		return dsn
+	}
+	creds := dsn[scheme+3 : at]
+	if user, _, ok := strings.Cut(creds, ":"); ok {
+		return dsn[:scheme+3] + user + ":***" + dsn[at:]
+	}
+	return dsn
+}

@@ -1,0 +1,773 @@
+// Package sqlstore implements store.Store over database/sql. The SQL is
+// written once, in the subset SQLite and PostgreSQL share ($n parameters,
+// ON CONFLICT, RETURNING); a Dialect supplies the few statements that differ.
+// Drivers (store/sqlite, store/postgres) open the databases, run their own
+// migrations and hand both to New.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// Dialect holds what differs between databases.
+type Dialect interface {
+	// InsertTaskRange returns a statement inserting tasks idx 0..$3-1 for
+	// run $1, step $2, pending, ready at $4.
+	InsertTaskRange() string
+}
+
+// Store is a store.Store over SQL databases.
+type Store struct {
+	w       *sql.DB // writes (SQLite: one connection, BEGIN IMMEDIATE)
+	r       *sql.DB // reads; may be the same pool as w
+	dialect Dialect
+	now     func() time.Time
+	closers []func() error
+	// hot holds the statements of the engine's write path, prepared once:
+	// parsing them anew for every change cost a third of a commit.
+	hot map[string]*sql.Stmt
+}
+
+// New returns a Store writing through w and reading through r; closers
+// run on Close. The schema must be migrated.
+func New(ctx context.Context, w, r *sql.DB, d Dialect, closers ...func() error) (*Store, error) {
+	s := &Store{w: w, r: r, dialect: d, now: time.Now, closers: closers, hot: map[string]*sql.Stmt{}}
+	for _, q := range []string{qFence, qUpsertStep, qUpdateTask, qUpsertAttempt, qInsertArtifact, qEndPending,
+		d.InsertTaskRange()} {
+		st, err := w.PrepareContext(ctx, q)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("prepare %.40q: %w", q, err)
+		}
+		s.hot[q] = st
+	}
+	return s, nil
+}
+
+// exec runs q in tx, through its prepared statement if it has one.
+func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	if st, ok := s.hot[q]; ok {
+		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, q, args...)
+}
+
+// Close closes the databases.
+func (s *Store) Close() error {
+	var errs []error
+	for _, st := range s.hot {
+		errs = append(errs, st.Close())
+	}
+	for _, c := range s.closers {
+		errs = append(errs, c())
+	}
+	return errors.Join(errs...)
+}
+
+const (
+	qFence      = `SELECT owner, status FROM runs WHERE id = $1`
+	qUpsertStep = `INSERT INTO steps (run_id, name, status, foreach, num_tasks, started_at, finished_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status, foreach = excluded.foreach,
+				num_tasks = excluded.num_tasks,
+				finished_at = CASE WHEN excluded.finished_at <> 0 THEN excluded.finished_at ELSE steps.finished_at END`
+	qUpdateTask = `UPDATE tasks SET status = $1, attempts = $2,
+			started_at = CASE WHEN $3 <> 0 THEN $3 ELSE started_at END,
+			finished_at = CASE WHEN $4 <> 0 THEN $4 ELSE finished_at END,
+			exit_code = COALESCE($5, exit_code), error = $6
+			WHERE run_id = $7 AND step = $8 AND idx = $9`
+	qUpsertAttempt = `INSERT INTO attempts (run_id, step, idx, attempt, status, started_at,
+				finished_at, exit_code, error, stdout_digest, stdout_size, stderr_digest, stderr_size)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+			ON CONFLICT (run_id, step, idx, attempt) DO UPDATE SET status = excluded.status,
+				started_at = CASE WHEN excluded.started_at <> 0 THEN excluded.started_at ELSE attempts.started_at END,
+				finished_at = excluded.finished_at, exit_code = excluded.exit_code, error = excluded.error,
+				stdout_digest = excluded.stdout_digest, stdout_size = excluded.stdout_size,
+				stderr_digest = excluded.stderr_digest, stderr_size = excluded.stderr_size`
+	qInsertArtifact = `INSERT INTO artifacts (` + artifactCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	qEndPending     = `UPDATE tasks SET status = $1, finished_at = $2
+			WHERE run_id = $3 AND step = $4 AND status = 'pending'`
+)
+
+// micros converts a time to the stored form: Unix microseconds, 0 for zero.
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v)
+}
+
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// ---- flows
+
+// PutFlowVersion implements store.Store.
+func (s *Store) PutFlowVersion(ctx context.Context, v store.FlowVersion) (store.FlowVersion, bool, error) {
+	var out store.FlowVersion
+	created := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		now := s.now()
+		existing, err := scanFlowVersion(tx.QueryRowContext(ctx,
+			`SELECT `+flowVersionCols+` FROM flow_versions WHERE flow = $1 AND digest = $2`, v.Flow, v.Digest))
+		if err == nil {
+			out = existing
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("look up flow %s: %w", v.Flow, err)
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO flows (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+			v.Flow, micros(now)); err != nil {
+			return fmt.Errorf("insert flow %s: %w", v.Flow, err)
+		}
+		var next int
+		if err := tx.QueryRowContext(ctx,
+			`SELECT COALESCE(MAX(version), 0) + 1 FROM flow_versions WHERE flow = $1`, v.Flow).Scan(&next); err != nil {
+			return fmt.Errorf("next version of %s: %w", v.Flow, err)
+		}
+		v.Version = next
+		v.CreatedAt = fromMicros(micros(now))
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO flow_versions (flow, version, digest, spec, source, path, dir, created_at)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			v.Flow, v.Version, v.Digest, string(v.Spec), v.Source, v.Path, v.Dir, micros(now)); err != nil {
+			return fmt.Errorf("insert version %d of %s: %w", v.Version, v.Flow, err)
+		}
+		out, created = v, true
+		return nil
+	})
+	return out, created, err
+}
+
+const flowVersionCols = `flow, version, digest, spec, source, path, dir, created_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanFlowVersion(row scanner) (store.FlowVersion, error) {
+	var v store.FlowVersion
+	var spec string
+	var created int64
+	if err := row.Scan(&v.Flow, &v.Version, &v.Digest, &spec, &v.Source, &v.Path, &v.Dir, &created); err != nil {
+		return v, err
+	}
+	v.Spec = json.RawMessage(spec)
+	v.CreatedAt = fromMicros(created)
+	return v, nil
+}
+
+// FlowVersion implements store.Store.
+func (s *Store) FlowVersion(ctx context.Context, flow string, version int) (store.FlowVersion, error) {
+	var row *sql.Row
+	if version == 0 {
+		row = s.r.QueryRowContext(ctx, `SELECT `+flowVersionCols+` FROM flow_versions
+			WHERE flow = $1 ORDER BY version DESC LIMIT 1`, flow)
+	} else {
+		row = s.r.QueryRowContext(ctx, `SELECT `+flowVersionCols+` FROM flow_versions
+			WHERE flow = $1 AND version = $2`, flow, version)
+	}
+	v, err := scanFlowVersion(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		if version == 0 {
+			return v, fmt.Errorf("flow %q: %w (apply it with `baton flow apply FILE`)", flow, store.ErrNotFound)
+		}
+		return v, fmt.Errorf("flow %q version %d: %w", flow, version, store.ErrNotFound)
+	}
+	if err != nil {
+		return v, fmt.Errorf("read flow %s: %w", flow, err)
+	}
+	return v, nil
+}
+
+// FlowVersions implements store.Store.
+func (s *Store) FlowVersions(ctx context.Context, flow string) ([]store.FlowVersion, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+flowVersionCols+` FROM flow_versions
+		WHERE flow = $1 ORDER BY version DESC`, flow)
+	if err != nil {
+		return nil, fmt.Errorf("list versions of %s: %w", flow, err)
+	}
+	defer rows.Close()
+	var out []store.FlowVersion
+	for rows.Next() {
+		v, err := scanFlowVersion(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list versions of %s: %w", flow, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list versions of %s: %w", flow, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("flow %q: %w", flow, store.ErrNotFound)
+	}
+	return out, nil
+}
+
+// Flows implements store.Store.
+func (s *Store) Flows(ctx context.Context) ([]store.FlowSummary, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT f.name, MAX(v.version), COUNT(*), f.created_at, MAX(v.created_at)
+		FROM flows f JOIN flow_versions v ON v.flow = f.name GROUP BY f.name, f.created_at ORDER BY f.name`)
+	if err != nil {
+		return nil, fmt.Errorf("list flows: %w", err)
+	}
+	defer rows.Close()
+	var out []store.FlowSummary
+	for rows.Next() {
+		var f store.FlowSummary
+		var created, updated int64
+		if err := rows.Scan(&f.Name, &f.LatestVersion, &f.Versions, &created, &updated); err != nil {
+			return nil, fmt.Errorf("list flows: %w", err)
+		}
+		f.CreatedAt, f.UpdatedAt = fromMicros(created), fromMicros(updated)
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+// ---- runs
+
+const runCols = `id, flow, flow_version, status, params, tags, trigger_kind, trigger_detail,
+	origin_run_id, resume_from, error, owner, lease_expires_at, created_at, started_at, finished_at`
+
+func scanRun(row scanner) (store.Run, error) {
+	var r store.Run
+	var params, tags string
+	var lease, created, started, finished int64
+	if err := row.Scan(&r.ID, &r.Flow, &r.FlowVersion, &r.Status, &params, &tags, &r.Trigger, &r.TriggerDetail,
+		&r.OriginRunID, &r.ResumeFrom, &r.Error, &r.Owner, &lease, &created, &started, &finished); err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal([]byte(params), &r.Params); err != nil {
+		return r, fmt.Errorf("run %d params: %w", r.ID, err)
+	}
+	if err := json.Unmarshal([]byte(tags), &r.Tags); err != nil {
+		return r, fmt.Errorf("run %d tags: %w", r.ID, err)
+	}
+	r.LeaseExpires = fromMicros(lease)
+	r.CreatedAt, r.StartedAt, r.FinishedAt = fromMicros(created), fromMicros(started), fromMicros(finished)
+	return r, nil
+}
+
+// CreateRun implements store.Store.
+func (s *Store) CreateRun(ctx context.Context, nr store.NewRun) (store.Run, error) {
+	if nr.Params == nil {
+		nr.Params = map[string]json.RawMessage{}
+	}
+	if nr.Tags == nil {
+		nr.Tags = []string{}
+	}
+	params, err := json.Marshal(nr.Params)
+	if err != nil {
+		return store.Run{}, fmt.Errorf("run params: %w", err)
+	}
+	tags := dedupe(nr.Tags)
+	tagsJSON, _ := json.Marshal(tags)
+	var r store.Run
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		r, err = scanRun(tx.QueryRowContext(ctx, `INSERT INTO runs
+			(flow, flow_version, status, params, tags, trigger_kind, trigger_detail, origin_run_id, resume_from, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING `+runCols,
+			nr.Flow, nr.FlowVersion, store.RunPending, string(params), string(tagsJSON), nr.Trigger, nr.TriggerDetail,
+			nr.OriginRunID, nr.ResumeFrom, micros(s.now())))
+		if err != nil {
+			return fmt.Errorf("insert run of %s: %w", nr.Flow, err)
+		}
+		for _, t := range tags {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO run_tags (tag, run_id) VALUES ($1, $2)`, t, r.ID); err != nil {
+				return fmt.Errorf("tag run %d: %w", r.ID, err)
+			}
+		}
+		return nil
+	})
+	return r, err
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	out := []string{}
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Run implements store.Store.
+func (s *Store) Run(ctx context.Context, id int64) (store.Run, error) {
+	r, err := scanRun(s.r.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("run %d: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("read run %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// Runs implements store.Store.
+func (s *Store) Runs(ctx context.Context, f store.RunFilter) ([]store.Run, error) {
+	var where []string
+	var args []any
+	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
+	if f.Flow != "" {
+		where = append(where, "flow = "+arg(f.Flow))
+	}
+	if f.Status != "" {
+		where = append(where, "status = "+arg(string(f.Status)))
+	}
+	if f.Tag != "" {
+		where = append(where, "id IN (SELECT run_id FROM run_tags WHERE tag = "+arg(f.Tag)+")")
+	}
+	q := `SELECT ` + runCols + ` FROM runs`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	q += " ORDER BY id DESC LIMIT " + arg(limit)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Run{}
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// AcquireRun implements store.Store.
+func (s *Store) AcquireRun(ctx context.Context, id int64, owner string, ttl time.Duration) (store.Run, error) {
+	var r store.Run
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		now := s.now()
+		cur, err := scanRun(tx.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE id = $1`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("run %d: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("read run %d: %w", id, err)
+		}
+		if cur.Status.Final() {
+			return fmt.Errorf("run %d has already %s: %w", id, cur.Status, store.ErrConflict)
+		}
+		if cur.Owner != "" && cur.Owner != owner && cur.LeaseExpires.After(now) {
+			return fmt.Errorf("run %d is held by %s until %s: %w", id, cur.Owner,
+				cur.LeaseExpires.Format(time.RFC3339), store.ErrConflict)
+		}
+		started := cur.StartedAt
+		if started.IsZero() {
+			started = now
+		}
+		r, err = scanRun(tx.QueryRowContext(ctx, `UPDATE runs SET status = $1, owner = $2, lease_expires_at = $3,
+			started_at = $4 WHERE id = $5 RETURNING `+runCols,
+			store.RunRunning, owner, micros(now.Add(ttl)), micros(started), id))
+		if err != nil {
+			return fmt.Errorf("acquire run %d: %w", id, err)
+		}
+		return nil
+	})
+	return r, err
+}
+
+// RenewLease implements store.Store.
+func (s *Store) RenewLease(ctx context.Context, id int64, owner string, ttl time.Duration) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE runs SET lease_expires_at = $1
+		WHERE id = $2 AND owner = $3 AND status = $4`, micros(s.now().Add(ttl)), id, owner, store.RunRunning)
+	if err != nil {
+		return fmt.Errorf("renew lease of run %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("run %d: %w", id, store.ErrLeaseLost)
+	}
+	return nil
+}
+
+// AbandonRun implements store.Store.
+func (s *Store) AbandonRun(ctx context.Context, id int64, reason string, force bool) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		now := s.now()
+		cur, err := scanRun(tx.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE id = $1`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("run %d: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("read run %d: %w", id, err)
+		}
+		if cur.Status.Final() {
+			return fmt.Errorf("run %d has already %s: %w", id, cur.Status, store.ErrConflict)
+		}
+		if !force && cur.Owner != "" && cur.LeaseExpires.After(now) {
+			return fmt.Errorf("run %d is still held by %s until %s: %w", id, cur.Owner,
+				cur.LeaseExpires.Format(time.RFC3339), store.ErrConflict)
+		}
+		msg := "abandoned: " + reason
+		at := micros(now)
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`UPDATE tasks SET status = 'failed', error = $1, finished_at = $2
+				WHERE run_id = $3 AND status IN ('pending', 'running')`, []any{msg, at, id}},
+			{`UPDATE attempts SET status = 'failed', error = $1, finished_at = $2
+				WHERE run_id = $3 AND status IN ('pending', 'running')`, []any{msg, at, id}},
+			{`UPDATE steps SET status = 'failed', finished_at = $1
+				WHERE run_id = $2 AND status IN ('pending', 'running')`, []any{at, id}},
+			{`UPDATE runs SET status = 'failed', error = $1, finished_at = $2, owner = '', lease_expires_at = 0
+				WHERE id = $3`, []any{msg, at, id}},
+		} {
+			if _, err := tx.ExecContext(ctx, q.sql, q.args...); err != nil {
+				return fmt.Errorf("abandon run %d: %w", id, err)
+			}
+		}
+		return nil
+	})
+}
+
+// ---- steps, tasks, attempts, artifacts
+
+// Steps implements store.Store.
+func (s *Store) Steps(ctx context.Context, runID int64) ([]store.Step, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT run_id, name, status, foreach, num_tasks, started_at, finished_at
+		FROM steps WHERE run_id = $1 ORDER BY started_at, name`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("steps of run %d: %w", runID, err)
+	}
+	defer rows.Close()
+	var out []store.Step
+	for rows.Next() {
+		var st store.Step
+		var started, finished int64
+		if err := rows.Scan(&st.RunID, &st.Name, &st.Status, &st.Foreach, &st.NumTasks, &started, &finished); err != nil {
+			return nil, fmt.Errorf("steps of run %d: %w", runID, err)
+		}
+		st.StartedAt, st.FinishedAt = fromMicros(started), fromMicros(finished)
+		out = append(out, st)
+	}
+	return out, rows.Err()
+}
+
+const taskCols = `run_id, step, idx, status, attempts, reused_run, ready_at, started_at, finished_at, exit_code, error`
+
+func scanTask(row scanner) (store.Task, error) {
+	var t store.Task
+	var ready, started, finished int64
+	var exit sql.NullInt64
+	var reused int64
+	if err := row.Scan(&t.RunID, &t.Step, &t.Index, &t.Status, &t.Attempts, &reused, &ready, &started, &finished,
+		&exit, &t.Error); err != nil {
+		return t, err
+	}
+	if reused != 0 {
+		t.ReusedFrom = store.TaskKey{RunID: reused, Step: t.Step, Index: t.Index}
+	}
+	if exit.Valid {
+		c := int(exit.Int64)
+		t.ExitCode = &c
+	}
+	t.ReadyAt, t.StartedAt, t.FinishedAt = fromMicros(ready), fromMicros(started), fromMicros(finished)
+	return t, nil
+}
+
+// Tasks implements store.Store.
+func (s *Store) Tasks(ctx context.Context, runID int64, step string) ([]store.Task, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+taskCols+` FROM tasks WHERE run_id = $1 AND step = $2 ORDER BY idx`,
+		runID, step)
+	if err != nil {
+		return nil, fmt.Errorf("tasks of %d/%s: %w", runID, step, err)
+	}
+	defer rows.Close()
+	var out []store.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, fmt.Errorf("tasks of %d/%s: %w", runID, step, err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// Task implements store.Store.
+func (s *Store) Task(ctx context.Context, k store.TaskKey) (store.Task, error) {
+	t, err := scanTask(s.r.QueryRowContext(ctx, `SELECT `+taskCols+` FROM tasks
+		WHERE run_id = $1 AND step = $2 AND idx = $3`, k.RunID, k.Step, k.Index))
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, fmt.Errorf("task %s: %w", k, store.ErrNotFound)
+	}
+	if err != nil {
+		return t, fmt.Errorf("read task %s: %w", k, err)
+	}
+	return t, nil
+}
+
+// Attempts implements store.Store.
+func (s *Store) Attempts(ctx context.Context, k store.TaskKey) ([]store.Attempt, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT run_id, step, idx, attempt, status, started_at, finished_at, exit_code,
+		error, stdout_digest, stdout_size, stderr_digest, stderr_size
+		FROM attempts WHERE run_id = $1 AND step = $2 AND idx = $3 ORDER BY attempt`, k.RunID, k.Step, k.Index)
+	if err != nil {
+		return nil, fmt.Errorf("attempts of %s: %w", k, err)
+	}
+	defer rows.Close()
+	var out []store.Attempt
+	for rows.Next() {
+		var a store.Attempt
+		var started, finished int64
+		var exit sql.NullInt64
+		if err := rows.Scan(&a.RunID, &a.Step, &a.Index, &a.Attempt, &a.Status, &started, &finished, &exit,
+			&a.Error, &a.StdoutDigest, &a.StdoutSize, &a.StderrDigest, &a.StderrSize); err != nil {
+			return nil, fmt.Errorf("attempts of %s: %w", k, err)
+		}
+		if exit.Valid {
+			c := int(exit.Int64)
+			a.ExitCode = &c
+		}
+		a.StartedAt, a.FinishedAt = fromMicros(started), fromMicros(finished)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+const artifactCols = `run_id, step, idx, name, digest, size, created_at`
+
+func scanArtifact(row scanner) (store.Artifact, error) {
+	var a store.Artifact
+	var created int64
+	if err := row.Scan(&a.RunID, &a.Step, &a.Index, &a.Name, &a.Digest, &a.Size, &created); err != nil {
+		return a, err
+	}
+	a.CreatedAt = fromMicros(created)
+	return a, nil
+}
+
+// Artifacts implements store.Store.
+func (s *Store) Artifacts(ctx context.Context, f store.ArtifactFilter) ([]store.Artifact, error) {
+	q := `SELECT ` + artifactCols + ` FROM artifacts WHERE run_id = $1`
+	args := []any{f.RunID}
+	if f.Step != "" {
+		q += ` AND step = $2`
+		args = append(args, f.Step)
+		if f.Index >= 0 {
+			q += ` AND idx = $3`
+			args = append(args, f.Index)
+		}
+	}
+	q += ` ORDER BY step, idx, name`
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("artifacts of run %d: %w", f.RunID, err)
+	}
+	defer rows.Close()
+	var out []store.Artifact
+	for rows.Next() {
+		a, err := scanArtifact(rows)
+		if err != nil {
+			return nil, fmt.Errorf("artifacts of run %d: %w", f.RunID, err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// Artifact implements store.Store.
+func (s *Store) Artifact(ctx context.Context, k store.TaskKey, name string) (store.Artifact, error) {
+	a, err := scanArtifact(s.r.QueryRowContext(ctx, `SELECT `+artifactCols+` FROM artifacts
+		WHERE run_id = $1 AND step = $2 AND idx = $3 AND name = $4`, k.RunID, k.Step, k.Index, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, fmt.Errorf("artifact %s/%s: %w", k, name, store.ErrNotFound)
+	}
+	if err != nil {
+		return a, fmt.Errorf("read artifact %s/%s: %w", k, name, err)
+	}
+	return a, nil
+}
+
+// ---- batches
+
+// Apply implements store.Store.
+func (s *Store) Apply(ctx context.Context, owner string, b *store.Batch) error {
+	if b.Empty() {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.fence(ctx, tx, owner, b); err != nil {
+			return err
+		}
+		return s.apply(ctx, tx, b)
+	})
+}
+
+// fence checks that owner holds every run b touches.
+func (s *Store) fence(ctx context.Context, tx *sql.Tx, owner string, b *store.Batch) error {
+	runs := map[int64]bool{}
+	for _, c := range b.Runs {
+		runs[c.RunID] = true
+	}
+	for _, c := range b.Steps {
+		runs[c.RunID] = true
+	}
+	for _, c := range b.NewTasks {
+		runs[c.RunID] = true
+	}
+	for _, c := range b.Reuse {
+		runs[c.RunID] = true
+	}
+	for _, c := range b.Tasks {
+		runs[c.RunID] = true
+	}
+	for _, c := range b.Attempts {
+		runs[c.RunID] = true
+	}
+	for _, c := range b.Artifacts {
+		runs[c.RunID] = true
+	}
+	for _, c := range b.EndPending {
+		runs[c.RunID] = true
+	}
+	ids := make([]int64, 0, len(runs))
+	for id := range runs {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		var cur string
+		var status store.RunStatus
+		err := tx.StmtContext(ctx, s.hot[qFence]).QueryRowContext(ctx, id).Scan(&cur, &status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("run %d: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("fence run %d: %w", id, err)
+		}
+		if cur != owner || status != store.RunRunning {
+			return fmt.Errorf("run %d (status %s, owner %q): %w", id, status, cur, store.ErrLeaseLost)
+		}
+	}
+	return nil
+}
+
+func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
+	for _, c := range b.Steps {
+		if _, err := s.exec(ctx, tx, qUpsertStep, c.RunID, c.Name, c.Status, c.Foreach, c.NumTasks, micros(c.At), finishedAt(c.Status, c.At)); err != nil {
+			return fmt.Errorf("step %d/%s: %w", c.RunID, c.Name, err)
+		}
+	}
+	for _, c := range b.NewTasks {
+		if c.Count <= 0 {
+			continue
+		}
+		if _, err := s.exec(ctx, tx, s.dialect.InsertTaskRange(), c.RunID, c.Step, c.Count, micros(c.ReadyAt)); err != nil {
+			return fmt.Errorf("create %d tasks of %d/%s: %w", c.Count, c.RunID, c.Step, err)
+		}
+	}
+	for _, c := range b.Reuse {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tasks (`+taskCols+`)
+			SELECT $1, step, idx, status, attempts, CASE WHEN reused_run <> 0 THEN reused_run ELSE run_id END,
+				ready_at, started_at, finished_at, exit_code, error
+			FROM tasks WHERE run_id = $2 AND step = $3 AND idx < $4 AND status = 'succeeded'
+			ON CONFLICT (run_id, step, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
+				reused_run = excluded.reused_run, ready_at = excluded.ready_at, started_at = excluded.started_at,
+				finished_at = excluded.finished_at, exit_code = excluded.exit_code, error = excluded.error`,
+			c.RunID, c.From, c.Step, c.Count); err != nil {
+			return fmt.Errorf("reuse tasks of %d/%s in run %d: %w", c.From, c.Step, c.RunID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO artifacts (`+artifactCols+`)
+			SELECT $1, a.step, a.idx, a.name, a.digest, a.size, a.created_at
+			FROM artifacts a JOIN tasks t ON t.run_id = a.run_id AND t.step = a.step AND t.idx = a.idx
+			WHERE a.run_id = $2 AND a.step = $3 AND a.idx < $4 AND t.status = 'succeeded'
+			ON CONFLICT (run_id, step, idx, name) DO NOTHING`,
+			c.RunID, c.From, c.Step, c.Count); err != nil {
+			return fmt.Errorf("reuse artifacts of %d/%s in run %d: %w", c.From, c.Step, c.RunID, err)
+		}
+	}
+	for _, c := range b.Tasks {
+		var exit any
+		if c.ExitCode != nil {
+			exit = *c.ExitCode
+		}
+		if _, err := s.exec(ctx, tx, qUpdateTask, c.Status, c.Attempts, micros(c.StartedAt), micros(c.FinishedAt), exit, c.Error,
+			c.RunID, c.Step, c.Index); err != nil {
+			return fmt.Errorf("task %s: %w", c.TaskKey, err)
+		}
+	}
+	for _, a := range b.Attempts {
+		var exit any
+		if a.ExitCode != nil {
+			exit = *a.ExitCode
+		}
+		if _, err := s.exec(ctx, tx, qUpsertAttempt, a.RunID, a.Step, a.Index, a.Attempt, a.Status, micros(a.StartedAt), micros(a.FinishedAt), exit, a.Error,
+			a.StdoutDigest, a.StdoutSize, a.StderrDigest, a.StderrSize); err != nil {
+			return fmt.Errorf("attempt %d of %s: %w", a.Attempt, a.TaskKey, err)
+		}
+	}
+	for _, a := range b.Artifacts {
+		if _, err := s.exec(ctx, tx, qInsertArtifact, a.RunID, a.Step, a.Index, a.Name, a.Digest, a.Size, micros(a.CreatedAt)); err != nil {
+			return fmt.Errorf("artifact %s/%s: %w", a.TaskKey, a.Name, err)
+		}
+	}
+	for _, c := range b.EndPending {
+		if _, err := s.exec(ctx, tx, qEndPending, c.Status, micros(c.At), c.RunID, c.Step); err != nil {
+			return fmt.Errorf("end pending tasks of %d/%s: %w", c.RunID, c.Step, err)
+		}
+	}
+	for _, c := range b.Runs {
+		q := `UPDATE runs SET status = $1, error = $2 WHERE id = $3`
+		args := []any{c.Status, c.Error, c.RunID}
+		if c.Status.Final() {
+			q = `UPDATE runs SET status = $1, error = $2, finished_at = $4, owner = '', lease_expires_at = 0 WHERE id = $3`
+			args = append(args, micros(c.At))
+		}
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("run %d: %w", c.RunID, err)
+		}
+	}
+	return nil
+}
+
+func finishedAt(st store.TaskStatus, at time.Time) int64 {
+	if st.Final() {
+		return micros(at)
+	}
+	return 0
+}

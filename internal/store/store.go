@@ -1,0 +1,342 @@
+// Package store defines baton's durable state: flows and their versions,
+// runs, steps, tasks, attempts and artifact records. One interface, several
+// drivers (SQLite embedded, PostgreSQL at scale), one conformance suite
+// (package storetest) that every driver passes.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrNotFound is returned (wrapped) when a looked-up record does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrLeaseLost is returned when a batch names a run whose lease the writer
+// no longer holds: another process took the run over, or it ended.
+var ErrLeaseLost = errors.New("run lease lost")
+
+// ErrConflict is returned when a state change is not legal from the current
+// state, e.g. acquiring a run another live process holds.
+var ErrConflict = errors.New("conflict")
+
+// RunStatus is the state of a run.
+type RunStatus string
+
+// Run statuses. A run moves pending -> running -> one of the final three.
+const (
+	RunPending   RunStatus = "pending"
+	RunRunning   RunStatus = "running"
+	RunSucceeded RunStatus = "succeeded"
+	RunFailed    RunStatus = "failed"
+	RunCancelled RunStatus = "cancelled"
+)
+
+// Final reports whether no further transition can happen.
+func (s RunStatus) Final() bool {
+	return s == RunSucceeded || s == RunFailed || s == RunCancelled
+}
+
+// TaskStatus is the state of a step or a task.
+type TaskStatus string
+
+// Task (and step) statuses.
+const (
+	TaskPending   TaskStatus = "pending"
+	TaskRunning   TaskStatus = "running"
+	TaskSucceeded TaskStatus = "succeeded"
+	TaskFailed    TaskStatus = "failed"
+	TaskCancelled TaskStatus = "cancelled"
+	TaskSkipped   TaskStatus = "skipped"
+)
+
+// Final reports whether no further transition can happen.
+func (s TaskStatus) Final() bool {
+	return s == TaskSucceeded || s == TaskFailed || s == TaskCancelled || s == TaskSkipped
+}
+
+// FlowVersion is one registered version of a flow. Versions count from 1
+// per flow; equal definitions (same Digest) share a version.
+type FlowVersion struct {
+	Flow    string `json:"flow"`
+	Version int    `json:"version"`
+	Digest  string `json:"digest"`
+	// Spec is the canonical JSON of the parsed flow.
+	Spec json.RawMessage `json:"spec"`
+	// Source is the flow file as written; empty for SDK flows.
+	Source string `json:"-"`
+	// Path is the file the version was applied from, and Dir the folder its
+	// shell steps run in.
+	Path      string    `json:"path,omitempty"`
+	Dir       string    `json:"dir,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// FlowSummary is a flow with its newest version, for listings.
+type FlowSummary struct {
+	Name          string    `json:"name"`
+	LatestVersion int       `json:"latest_version"`
+	Versions      int       `json:"versions"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// Trigger kinds recorded on runs.
+const (
+	TriggerManual = "manual"
+	TriggerResume = "resume"
+)
+
+// Run is one execution of a flow version.
+type Run struct {
+	ID          int64                      `json:"id"`
+	Flow        string                     `json:"flow"`
+	FlowVersion int                        `json:"flow_version"`
+	Status      RunStatus                  `json:"status"`
+	Params      map[string]json.RawMessage `json:"params"`
+	Tags        []string                   `json:"tags"`
+	// Trigger says what started the run: "manual", "resume", and later
+	// signal, cron and on_finish triggers.
+	Trigger       string `json:"trigger"`
+	TriggerDetail string `json:"trigger_detail,omitempty"`
+	// OriginRunID is the run a resumed run reuses tasks from.
+	OriginRunID int64  `json:"origin_run_id,omitempty"`
+	ResumeFrom  string `json:"resume_from,omitempty"`
+	Error       string `json:"error,omitempty"`
+	// Owner is the process holding the run's lease while it runs, and
+	// LeaseExpires when that lease lapses unless renewed.
+	Owner        string    `json:"owner,omitempty"`
+	LeaseExpires time.Time `json:"lease_expires_at,omitzero"`
+	CreatedAt    time.Time `json:"created_at"`
+	StartedAt    time.Time `json:"started_at,omitzero"`
+	FinishedAt   time.Time `json:"finished_at,omitzero"`
+}
+
+// NewRun is what CreateRun needs.
+type NewRun struct {
+	Flow          string
+	FlowVersion   int
+	Params        map[string]json.RawMessage
+	Tags          []string
+	Trigger       string
+	TriggerDetail string
+	OriginRunID   int64
+	ResumeFrom    string
+}
+
+// RunFilter narrows Runs. Zero fields match everything.
+type RunFilter struct {
+	Flow   string
+	Status RunStatus
+	Tag    string
+	// Limit caps the result (newest first); 0 means 100.
+	Limit int
+}
+
+// Step is a step of a run.
+type Step struct {
+	RunID      int64      `json:"-"`
+	Name       string     `json:"name"`
+	Status     TaskStatus `json:"status"`
+	Foreach    bool       `json:"foreach"`
+	NumTasks   int        `json:"num_tasks"`
+	StartedAt  time.Time  `json:"started_at,omitzero"`
+	FinishedAt time.Time  `json:"finished_at,omitzero"`
+}
+
+// TaskKey names a task: run, step and index (0 for a step without foreach).
+type TaskKey struct {
+	RunID int64
+	Step  string
+	Index int
+}
+
+// String returns RUN/STEP/INDEX, the form BATON_TASK_ID carries.
+func (k TaskKey) String() string { return fmt.Sprintf("%d/%s/%d", k.RunID, k.Step, k.Index) }
+
+// Task is one unit of work of a step.
+type Task struct {
+	TaskKey
+	Status   TaskStatus `json:"status"`
+	Attempts int        `json:"attempts"`
+	// ReusedFrom is the task of an earlier run whose result this task
+	// reuses (resume); zero when it ran here.
+	ReusedFrom TaskKey   `json:"-"`
+	ReadyAt    time.Time `json:"ready_at,omitzero"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	ExitCode   *int      `json:"exit_code,omitempty"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// Reused reports whether the task's result came from an earlier run.
+func (t Task) Reused() bool { return t.ReusedFrom.RunID != 0 }
+
+// Attempt is one try of a task, with where its output went.
+type Attempt struct {
+	TaskKey
+	Attempt      int        `json:"attempt"`
+	Status       TaskStatus `json:"status"`
+	StartedAt    time.Time  `json:"started_at,omitzero"`
+	FinishedAt   time.Time  `json:"finished_at,omitzero"`
+	ExitCode     *int       `json:"exit_code,omitempty"`
+	Error        string     `json:"error,omitempty"`
+	StdoutDigest string     `json:"stdout_digest,omitempty"`
+	StdoutSize   int64      `json:"stdout_size"`
+	StderrDigest string     `json:"stderr_digest,omitempty"`
+	StderrSize   int64      `json:"stderr_size"`
+}
+
+// Artifact is a named, content-addressed output of a task.
+type Artifact struct {
+	TaskKey
+	Name      string    `json:"name"`
+	Digest    string    `json:"digest"`
+	Size      int64     `json:"size"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// ArtifactFilter selects artifacts of a run; Step and Index narrow it
+// (Index < 0 means every task of the step).
+type ArtifactFilter struct {
+	RunID int64
+	Step  string
+	Index int
+}
+
+// Batch is a set of state changes applied in one transaction: all of them or
+// none. The engine groups the changes of many tasks into one batch (group
+// commit); each change is still atomic on its own.
+type Batch struct {
+	Runs      []RunChange
+	Steps     []StepChange
+	NewTasks  []NewTasks
+	Reuse     []ReuseTasks
+	Tasks     []TaskChange
+	Attempts  []Attempt
+	Artifacts []Artifact
+	// EndPending closes the tasks of a step that never started.
+	EndPending []EndPending
+}
+
+// Empty reports whether the batch changes nothing.
+func (b *Batch) Empty() bool {
+	return len(b.Runs) == 0 && len(b.Steps) == 0 && len(b.NewTasks) == 0 && len(b.Reuse) == 0 &&
+		len(b.Tasks) == 0 && len(b.Attempts) == 0 && len(b.Artifacts) == 0 && len(b.EndPending) == 0
+}
+
+// Append adds o's changes after b's.
+func (b *Batch) Append(o *Batch) {
+	b.Runs = append(b.Runs, o.Runs...)
+	b.Steps = append(b.Steps, o.Steps...)
+	b.NewTasks = append(b.NewTasks, o.NewTasks...)
+	b.Reuse = append(b.Reuse, o.Reuse...)
+	b.Tasks = append(b.Tasks, o.Tasks...)
+	b.Attempts = append(b.Attempts, o.Attempts...)
+	b.Artifacts = append(b.Artifacts, o.Artifacts...)
+	b.EndPending = append(b.EndPending, o.EndPending...)
+}
+
+// RunChange moves a run to a new status. Finishing releases the lease.
+type RunChange struct {
+	RunID  int64
+	Status RunStatus
+	Error  string
+	At     time.Time
+}
+
+// StepChange creates or updates a step of a run.
+type StepChange struct {
+	RunID    int64
+	Name     string
+	Status   TaskStatus
+	Foreach  bool
+	NumTasks int
+	At       time.Time
+}
+
+// NewTasks creates Count pending tasks with indexes 0..Count-1.
+type NewTasks struct {
+	RunID   int64
+	Step    string
+	Count   int
+	ReadyAt time.Time
+}
+
+// ReuseTasks copies the succeeded tasks of step Step in run From into run
+// RunID, with their artifacts, marking each as reused from its origin. Only
+// indexes below Count are copied (a task of the origin outside the new
+// fan-out is not reused).
+type ReuseTasks struct {
+	RunID int64
+	From  int64
+	Step  string
+	Count int
+	At    time.Time
+}
+
+// EndPending gives every still-pending task of a step a final Status
+// (skipped after a failure elsewhere, cancelled on cancellation).
+type EndPending struct {
+	RunID  int64
+	Step   string
+	Status TaskStatus
+	At     time.Time
+}
+
+// TaskChange updates a task's status. Zero times and a nil ExitCode leave
+// the stored values alone.
+type TaskChange struct {
+	TaskKey
+	Status     TaskStatus
+	Attempts   int
+	StartedAt  time.Time
+	FinishedAt time.Time
+	ExitCode   *int
+	Error      string
+}
+
+// Store is baton's durable state. Implementations are safe for concurrent
+// use by many goroutines and, through the database, by many processes.
+type Store interface {
+	// PutFlowVersion registers v unless a version with the same digest
+	// exists; it returns the stored version and whether it was new.
+	PutFlowVersion(ctx context.Context, v FlowVersion) (FlowVersion, bool, error)
+	// FlowVersion returns a version of a flow; version 0 means the newest.
+	FlowVersion(ctx context.Context, flow string, version int) (FlowVersion, error)
+	FlowVersions(ctx context.Context, flow string) ([]FlowVersion, error)
+	Flows(ctx context.Context) ([]FlowSummary, error)
+
+	CreateRun(ctx context.Context, r NewRun) (Run, error)
+	Run(ctx context.Context, id int64) (Run, error)
+	Runs(ctx context.Context, f RunFilter) ([]Run, error)
+	// AcquireRun makes owner the holder of the run's lease for ttl and
+	// marks a pending run running. It fails with ErrConflict if another
+	// owner holds an unexpired lease or the run has ended.
+	AcquireRun(ctx context.Context, id int64, owner string, ttl time.Duration) (Run, error)
+	// RenewLease extends owner's lease; ErrLeaseLost if owner lost it.
+	RenewLease(ctx context.Context, id int64, owner string, ttl time.Duration) error
+	// AbandonRun ends a running run whose owner is gone (its lease has
+	// expired, or the caller knows the owner process is dead) as failed,
+	// marking its unfinished tasks failed. ErrConflict if the run is held
+	// by a live lease and force is false.
+	AbandonRun(ctx context.Context, id int64, reason string, force bool) error
+
+	Steps(ctx context.Context, runID int64) ([]Step, error)
+	// Tasks returns the tasks of a step ordered by index.
+	Tasks(ctx context.Context, runID int64, step string) ([]Task, error)
+	Task(ctx context.Context, k TaskKey) (Task, error)
+	Attempts(ctx context.Context, k TaskKey) ([]Attempt, error)
+	Artifacts(ctx context.Context, f ArtifactFilter) ([]Artifact, error)
+	Artifact(ctx context.Context, k TaskKey, name string) (Artifact, error)
+
+	// Apply writes b in one transaction. Every run it changes must be held
+	// by owner (ErrLeaseLost otherwise): a process that lost its lease can
+	// no longer write, so a run taken over is never written twice.
+	Apply(ctx context.Context, owner string, b *Batch) error
+
+	Close() error
+}
