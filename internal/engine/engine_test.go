@@ -181,8 +181,8 @@ func TestInlineForeachAndEnv(t *testing.T) {
 	e := newEnv(t, engine.Options{})
 	f := &flow.Flow{Name: "inline", Steps: []flow.Step{{
 		Name: "each", Foreach: &flow.Foreach{Items: []json.RawMessage{json.RawMessage(`{"a":1}`), str("plain"), json.RawMessage("3")}},
-		Env:  map[string]string{"GREETING": "hi"},
-		Run:  `printf '%s|%s' "$BATON_FOREACH_ITEM" "$GREETING" > "$BATON_OUTPUT_DIR/item"`,
+		Env: map[string]string{"GREETING": "hi"},
+		Run: `printf '%s|%s' "$BATON_FOREACH_ITEM" "$GREETING" > "$BATON_OUTPUT_DIR/item"`,
 	}}}
 	t.Setenv("BATON_PARAM_LEAK", "outer") // an enclosing run's variables must not leak in
 	r := e.run(t, f, nil, engine.ExecOptions{})
@@ -391,12 +391,16 @@ func TestGoStepFailures(t *testing.T) {
 		fn   engine.GoFunc
 		want string
 	}{
-		"panic":          {func(context.Context, *engine.Task) error { panic("boom") }, "panic: boom"},
-		"error":          {func(context.Context, *engine.Task) error { return errors.New("bad data") }, "bad data"},
-		"dotdot name":    {func(ctx context.Context, t *engine.Task) error { t.Output(ctx, "../x", nil); return nil }, `contains ".."`},
-		"absolute name":  {func(ctx context.Context, t *engine.Task) error { t.Output(ctx, "/etc/x", nil); return nil }, "absolute"},
-		"written twice":  {func(ctx context.Context, t *engine.Task) error { t.Output(ctx, "a", nil); t.Output(ctx, "a", nil); return nil }, "written twice"},
-		"missing input":  {func(ctx context.Context, t *engine.Task) error { _, err := t.Input(ctx, "nope", "x"); return err }, "not among the needs"},
+		"panic":         {func(context.Context, *engine.Task) error { panic("boom") }, "panic: boom"},
+		"error":         {func(context.Context, *engine.Task) error { return errors.New("bad data") }, "bad data"},
+		"dotdot name":   {func(ctx context.Context, t *engine.Task) error { t.Output(ctx, "../x", nil); return nil }, `contains ".."`},
+		"absolute name": {func(ctx context.Context, t *engine.Task) error { t.Output(ctx, "/etc/x", nil); return nil }, "absolute"},
+		"written twice": {func(ctx context.Context, t *engine.Task) error {
+			t.Output(ctx, "a", nil)
+			t.Output(ctx, "a", nil)
+			return nil
+		}, "written twice"},
+		"missing input": {func(ctx context.Context, t *engine.Task) error { _, err := t.Input(ctx, "nope", "x"); return err }, "not among the needs"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -438,7 +442,7 @@ func TestMissingForeachSource(t *testing.T) {
 func TestResumeReusesSucceededTasks(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, engine.Options{Workers: 1}) // deterministic: task 4 never starts in the first run
-	var runs [3]atomic.Int32 // executions of start, each, join
+	var runs [3]atomic.Int32                   // executions of start, each, join
 	var broken atomic.Bool
 	broken.Store(true)
 	f := &flow.Flow{Name: "resumable", Steps: []flow.Step{

@@ -573,9 +573,9 @@ func (r *runner) foreachItems(s *stepRun) ([]json.RawMessage, error) {
 
 type nopObserver struct{}
 
-func (nopObserver) RunStarted(store.Run, *flow.Flow)                                      {}
-func (nopObserver) StepStarted(string, int, int)                                          {}
-func (nopObserver) TaskStarted(store.TaskKey, int)                                        {}
+func (nopObserver) RunStarted(store.Run, *flow.Flow)                                         {}
+func (nopObserver) StepStarted(string, int, int)                                             {}
+func (nopObserver) TaskStarted(store.TaskKey, int)                                           {}
 func (nopObserver) TaskFinished(store.TaskKey, int, store.TaskStatus, string, time.Duration) {}
-func (nopObserver) StepFinished(string, store.TaskStatus)                                 {}
-func (nopObserver) RunFinished(store.Run)                                                 {}
+func (nopObserver) StepFinished(string, store.TaskStatus)                                    {}
+func (nopObserver) RunFinished(store.Run)                                                    {}
