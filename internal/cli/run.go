@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/progress"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -169,18 +168,11 @@ func readFlowFile(ctx context.Context, e *env, path string) (*flow.Flow, store.F
 	if err != nil {
 		return nil, store.FlowVersion{}, fmt.Errorf("flow %s: %w", fl.Name, err)
 	}
-	v := store.FlowVersion{Flow: fl.Name, Digest: versionDigest(fl, filepath.Dir(abs)), Spec: spec, Source: string(data),
+	v := store.FlowVersion{Flow: fl.Name, Digest: fl.VersionDigest(filepath.Dir(abs), ""), Spec: spec, Source: string(data),
 		Path: abs, Dir: filepath.Dir(abs)}
 	return fl, v, nil
 }
 
-// versionDigest identifies a flow version: its definition and the folder
-// its shell steps run in (the same YAML in another folder runs other
-// scripts).
-func versionDigest(fl *flow.Flow, dir string) string {
-	sum := sha256.Sum256([]byte(fl.Digest() + "\x00" + dir))
-	return hex.EncodeToString(sum[:])
-}
 
 func (a *app) engine(e *env, ef execFlags) (*engine.Engine, error) {
 	if ef.workers < 0 {
@@ -200,19 +192,19 @@ func (a *app) execute(ctx context.Context, e *env, run store.Run, ef execFlags) 
 
 func (a *app) executeWith(ctx context.Context, e *env, eng *engine.Engine, run store.Run, ef execFlags) error {
 	var obs engine.Observer
-	var b *bars
+	var b *progress.Bars
 	switch {
 	case ef.noProgress:
 	case isTerminal(a.err):
-		b = newBars(a.err)
+		b = progress.NewBars(a.err)
 		obs = b
 	default:
-		obs = newLines(a.err)
+		obs = progress.NewLines(a.err)
 	}
 	start := time.Now()
 	final, err := eng.Execute(ctx, run.ID, engine.ExecOptions{Observer: obs})
 	if b != nil && err != nil {
-		b.close()
+		b.Close()
 	}
 	if err != nil {
 		return fmt.Errorf("run %d: %w", run.ID, err)

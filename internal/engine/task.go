@@ -153,9 +153,7 @@ func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.Ta
 	cmd.Stdin = nil
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
-	// Own process group, so a timeout or Ctrl-C reaches everything the
-	// step started, not only the shell.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = sysProcAttr()
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = r.e.opt.KillGrace
 	runErr := cmd.Run()

@@ -217,6 +217,15 @@ func (f *Flow) Digest() string {
 	return hex.EncodeToString(sum[:])
 }
 
+// VersionDigest identifies a registered version of the flow: its
+// definition, the folder its shell steps run in (the same YAML in another
+// folder runs other scripts) and, for a Go SDK flow, the code version its
+// author declares.
+func (f *Flow) VersionDigest(dir, code string) string {
+	sum := sha256.Sum256([]byte(f.Digest() + "\x00" + dir + "\x00" + code))
+	return hex.EncodeToString(sum[:])
+}
+
 // withValidJSON returns a copy of f whose invalid JSON values are replaced
 // by JSON strings holding their text.
 func (f *Flow) withValidJSON() *Flow {

@@ -32,6 +32,7 @@ func Run(t *testing.T, open Opener) {
 		"NotFound":            testNotFound,
 		"LargeFanOut":         testLargeFanOut,
 		"FinishReleasesLease": testFinish,
+		"EndPending":          testEndPending,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -481,5 +482,28 @@ func testFinish(t *testing.T, s store.Store) {
 	}
 	if err := s.Apply(c, "me", &store.Batch{Runs: []store.RunChange{{RunID: r.ID, Status: store.RunFailed, At: time.Now()}}}); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("write to a finished run: %v, want ErrLeaseLost", err)
+	}
+}
+
+func testEndPending(t *testing.T, s store.Store) {
+	c := ctx(t)
+	r := newRun(t, s, "me")
+	now := time.Now()
+	k0 := store.TaskKey{RunID: r.ID, Step: "a", Index: 0}
+	if err := s.Apply(c, "me", &store.Batch{
+		NewTasks: []store.NewTasks{{RunID: r.ID, Step: "a", Count: 3, ReadyAt: now}, {RunID: r.ID, Step: "b", Count: 1, ReadyAt: now}},
+		Tasks:    []store.TaskChange{{TaskKey: k0, Status: store.TaskSucceeded, Attempts: 1, FinishedAt: now}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(c, "me", &store.Batch{EndPending: []store.EndPending{{RunID: r.ID, Step: "a", Status: store.TaskSkipped, At: now}}}); err != nil {
+		t.Fatal(err)
+	}
+	tasks, _ := s.Tasks(c, r.ID, "a")
+	if tasks[0].Status != store.TaskSucceeded || tasks[1].Status != store.TaskSkipped || tasks[2].Status != store.TaskSkipped || tasks[2].FinishedAt.IsZero() {
+		t.Fatalf("after EndPending: %v %v %v", tasks[0].Status, tasks[1].Status, tasks[2].Status)
+	}
+	if other, _ := s.Tasks(c, r.ID, "b"); other[0].Status != store.TaskPending {
+		t.Fatalf("EndPending touched another step: %s", other[0].Status)
 	}
 }

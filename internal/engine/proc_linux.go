@@ -2,6 +2,7 @@ package engine
 
 import (
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,4 +18,11 @@ func newLogFile(dir, name string) (*os.File, error) {
 		return os.NewFile(uintptr(fd), name), nil
 	}
 	return unlinkedTemp(dir, name)
+}
+
+// sysProcAttr puts a shell task in its own process group (so a timeout or
+// Ctrl-C reaches everything it started) and has the kernel kill it if baton
+// dies: a resumed run must not race an orphan of the dead one.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

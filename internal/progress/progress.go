@@ -1,9 +1,10 @@
-package cli
+// Package progress shows a run's progress: plain lines for logs and pipes,
+// live bars (vbauerster/mpb) on a terminal.
+package progress
 
 import (
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/vbauerster/mpb/v8"
@@ -14,8 +15,8 @@ import (
 	"github.com/baton-ml/baton/internal/store"
 )
 
-// lines reports progress as plain lines: for logs, pipes and CI.
-type lines struct {
+// Lines reports progress as plain lines: for logs, pipes and CI.
+type Lines struct {
 	w       io.Writer
 	start   time.Time
 	steps   map[string]*stepProgress
@@ -27,11 +28,12 @@ type stepProgress struct {
 	start           time.Time
 }
 
-func newLines(w io.Writer) *lines {
-	return &lines{w: w, steps: map[string]*stepProgress{}}
+// NewLines writes progress lines to w.
+func NewLines(w io.Writer) *Lines {
+	return &Lines{w: w, steps: map[string]*stepProgress{}}
 }
 
-func (l *lines) RunStarted(r store.Run, f *flow.Flow) {
+func (l *Lines) RunStarted(r store.Run, f *flow.Flow) {
 	l.start = time.Now()
 	verb := "started"
 	if r.OriginRunID != 0 {
@@ -40,7 +42,7 @@ func (l *lines) RunStarted(r store.Run, f *flow.Flow) {
 	fmt.Fprintf(l.w, "run %d: flow %s v%d %s (%d steps)\n", r.ID, r.Flow, r.FlowVersion, verb, len(f.Steps))
 }
 
-func (l *lines) StepStarted(step string, tasks, reused int) {
+func (l *Lines) StepStarted(step string, tasks, reused int) {
 	l.steps[step] = &stepProgress{n: tasks, reused: reused, done: reused, start: time.Now()}
 	extra := ""
 	if reused > 0 {
@@ -49,9 +51,9 @@ func (l *lines) StepStarted(step string, tasks, reused int) {
 	fmt.Fprintf(l.w, "step %s: started (%s%s)\n", step, plural(tasks, "task"), extra)
 }
 
-func (l *lines) TaskStarted(store.TaskKey, int) {}
+func (l *Lines) TaskStarted(store.TaskKey, int) {}
 
-func (l *lines) TaskFinished(k store.TaskKey, attempt int, st store.TaskStatus, msg string, took time.Duration) {
+func (l *Lines) TaskFinished(k store.TaskKey, attempt int, st store.TaskStatus, msg string, took time.Duration) {
 	switch st {
 	case store.TaskPending:
 		fmt.Fprintf(l.w, "task %s/%d: attempt %d failed (%s), will retry\n", k.Step, k.Index, attempt, msg)
@@ -65,7 +67,7 @@ func (l *lines) TaskFinished(k store.TaskKey, attempt int, st store.TaskStatus, 
 	}
 }
 
-func (l *lines) StepFinished(step string, st store.TaskStatus) {
+func (l *Lines) StepFinished(step string, st store.TaskStatus) {
 	sp := l.steps[step]
 	if sp == nil {
 		fmt.Fprintf(l.w, "step %s: %s\n", step, st)
@@ -74,7 +76,7 @@ func (l *lines) StepFinished(step string, st store.TaskStatus) {
 	fmt.Fprintf(l.w, "step %s: %s (%d/%d tasks in %s)\n", step, st, sp.done, sp.n, since(sp.start))
 }
 
-func (l *lines) RunFinished(r store.Run) {}
+func (l *Lines) RunFinished(r store.Run) {}
 
 func plural(n int, word string) string {
 	if n == 1 {
@@ -87,25 +89,25 @@ func since(t time.Time) time.Duration {
 	return time.Since(t).Round(time.Millisecond)
 }
 
-// bars reports progress as live bars, one per step, on a terminal.
-type bars struct {
-	mu   sync.Mutex
+// Bars reports progress as live bars, one per step, on a terminal.
+type Bars struct {
 	p    *mpb.Progress
 	bars map[string]*mpb.Bar
-	log  *lines
+	log  *Lines
 }
 
-func newBars(w io.Writer) *bars {
-	b := &bars{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(100*time.Millisecond)),
+// NewBars draws bars on w, which should be a terminal.
+func NewBars(w io.Writer) *Bars {
+	b := &Bars{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(100*time.Millisecond)),
 		bars: map[string]*mpb.Bar{}}
 	// Messages print above the bars.
-	b.log = newLines(b.p)
+	b.log = NewLines(b.p)
 	return b
 }
 
-func (b *bars) RunStarted(r store.Run, f *flow.Flow) { b.log.RunStarted(r, f) }
+func (b *Bars) RunStarted(r store.Run, f *flow.Flow) { b.log.RunStarted(r, f) }
 
-func (b *bars) StepStarted(step string, tasks, reused int) {
+func (b *Bars) StepStarted(step string, tasks, reused int) {
 	b.log.steps[step] = &stepProgress{n: tasks, reused: reused, done: reused, start: time.Now()}
 	bar := b.p.AddBar(int64(tasks),
 		mpb.PrependDecorators(decor.Name(step, decor.WCSyncSpaceR), decor.CountersNoUnit("%d/%d", decor.WCSyncSpace)),
@@ -116,9 +118,9 @@ func (b *bars) StepStarted(step string, tasks, reused int) {
 	b.bars[step] = bar
 }
 
-func (b *bars) TaskStarted(store.TaskKey, int) {}
+func (b *Bars) TaskStarted(store.TaskKey, int) {}
 
-func (b *bars) TaskFinished(k store.TaskKey, attempt int, st store.TaskStatus, msg string, took time.Duration) {
+func (b *Bars) TaskFinished(k store.TaskKey, attempt int, st store.TaskStatus, msg string, took time.Duration) {
 	if st == store.TaskPending || st == store.TaskFailed {
 		b.log.TaskFinished(k, attempt, st, msg, took)
 		return
@@ -128,7 +130,7 @@ func (b *bars) TaskFinished(k store.TaskKey, attempt int, st store.TaskStatus, m
 	}
 }
 
-func (b *bars) StepFinished(step string, st store.TaskStatus) {
+func (b *Bars) StepFinished(step string, st store.TaskStatus) {
 	if bar := b.bars[step]; bar != nil {
 		if st == store.TaskSucceeded {
 			bar.SetTotal(-1, true)
@@ -138,10 +140,10 @@ func (b *bars) StepFinished(step string, st store.TaskStatus) {
 	}
 }
 
-func (b *bars) RunFinished(store.Run) { b.p.Wait() }
+func (b *Bars) RunFinished(store.Run) { b.p.Wait() }
 
-// close stops the bars when a run ends without RunFinished (an error).
-func (b *bars) close() {
+// Close stops the bars when a run ends without RunFinished (an error).
+func (b *Bars) Close() {
 	for _, bar := range b.bars {
 		if !bar.Completed() {
 			bar.Abort(false)
@@ -150,5 +152,5 @@ func (b *bars) close() {
 	b.p.Wait()
 }
 
-var _ engine.Observer = (*lines)(nil)
-var _ engine.Observer = (*bars)(nil)
+var _ engine.Observer = (*Lines)(nil)
+var _ engine.Observer = (*Bars)(nil)

@@ -2,6 +2,11 @@
 
 package engine
 
-import "os"
+import (
+	"os"
+	"syscall"
+)
 
 func newLogFile(dir, name string) (*os.File, error) { return unlinkedTemp(dir, name) }
+
+func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
