@@ -386,4 +386,3 @@ func (s *session) execute(ctx context.Context, id int64, funcs map[string]engine
 
 // ErrNotFound is returned (wrapped) when a run does not exist.
 var ErrNotFound = store.ErrNotFound
-

@@ -173,7 +173,6 @@ func readFlowFile(ctx context.Context, e *env, path string) (*flow.Flow, store.F
 	return fl, v, nil
 }
 
-
 func (a *app) engine(e *env, ef execFlags) (*engine.Engine, error) {
 	if ef.workers < 0 {
 		return nil, usageErr("--workers %d: must be positive", ef.workers)
