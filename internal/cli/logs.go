@@ -56,6 +56,7 @@ By default the last attempt of each task; --attempt N picks one.`,
 				return err
 			}
 			found := false
+			var entries []logEntry
 			for _, s := range steps {
 				if len(parts) > 1 && s.Name != parts[1] {
 					continue
@@ -69,6 +70,16 @@ By default the last attempt of each task; --attempt N picks one.`,
 					if index >= 0 && t.Index != index {
 						continue
 					}
+					if a.json() {
+						ent, ok, err := taskLog(ctx, e, t, attempt)
+						if err != nil {
+							return err
+						}
+						if ok {
+							entries = append(entries, ent)
+						}
+						continue
+					}
 					if err := a.printTaskLogs(ctx, e, t, attempt, stream, len(parts) < 3); err != nil {
 						return err
 					}
@@ -76,6 +87,12 @@ By default the last attempt of each task; --attempt N picks one.`,
 			}
 			if !found && len(parts) > 1 {
 				return notFound(fmt.Errorf("run %d (flow %s) has no step %q: %w", id, run.Flow, parts[1], store.ErrNotFound))
+			}
+			if a.json() {
+				if entries == nil {
+					entries = []logEntry{}
+				}
+				return a.printJSON(entries)
 			}
 			return nil
 		},
@@ -133,4 +150,50 @@ func (a *app) printTaskLogs(ctx context.Context, e *env, t store.Task, attempt i
 		}
 	}
 	return nil
+}
+
+// logEntry is one task's log in `baton logs -o json`.
+type logEntry struct {
+	Task       string           `json:"task"`
+	Attempt    int              `json:"attempt"`
+	Status     store.TaskStatus `json:"status"`
+	ReusedFrom string           `json:"reused_from,omitempty"`
+	Stdout     string           `json:"stdout"`
+	Stderr     string           `json:"stderr"`
+}
+
+func taskLog(ctx context.Context, e *env, t store.Task, attempt int) (logEntry, bool, error) {
+	k := t.TaskKey
+	if t.Reused() {
+		k = t.ReusedFrom
+	}
+	atts, err := e.st.Attempts(ctx, k)
+	if err != nil || len(atts) == 0 {
+		return logEntry{}, false, err
+	}
+	at := atts[len(atts)-1]
+	if attempt > 0 {
+		if attempt > len(atts) {
+			return logEntry{}, false, nil
+		}
+		at = atts[attempt-1]
+	}
+	ent := logEntry{Task: t.TaskKey.String(), Attempt: at.Attempt, Status: at.Status}
+	if t.Reused() {
+		ent.ReusedFrom = k.String()
+	}
+	for _, x := range []struct {
+		digest string
+		dst    *string
+	}{{at.StdoutDigest, &ent.Stdout}, {at.StderrDigest, &ent.Stderr}} {
+		if x.digest == "" {
+			continue
+		}
+		b, err := e.blobs.Read(ctx, x.digest)
+		if err != nil {
+			return ent, false, err
+		}
+		*x.dst = string(b)
+	}
+	return ent, true, nil
 }

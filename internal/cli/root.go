@@ -206,6 +206,9 @@ func (a *app) versionCmd() *cobra.Command {
 		Short: "Print baton's version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			if a.json() {
+				return a.printJSON(map[string]string{"version": Version})
+			}
 			fmt.Fprintln(a.out, "baton", Version)
 			return nil
 		},

@@ -112,7 +112,6 @@ func (b *Bars) StepStarted(step string, tasks, reused int) {
 	bar := b.p.AddBar(int64(tasks),
 		mpb.PrependDecorators(decor.Name(step, decor.WCSyncSpaceR), decor.CountersNoUnit("%d/%d", decor.WCSyncSpace)),
 		mpb.AppendDecorators(decor.Elapsed(decor.ET_STYLE_GO, decor.WCSyncSpace)),
-		mpb.BarFillerClearOnComplete(),
 	)
 	bar.SetCurrent(int64(reused))
 	b.bars[step] = bar
