@@ -291,7 +291,7 @@ func Run(ctx context.Context, f *Flow, opt Options) (Result, error) {
 		return Result{}, fmt.Errorf("register flow %s: %w", fl.Name, err)
 	}
 	run, err := s.st.CreateRun(ctx, store.NewRun{Flow: fl.Name, FlowVersion: v.Version, Params: params, Tags: opt.Tags,
-		Trigger: store.TriggerManual, TriggerDetail: "sdk"})
+		Trigger: store.TriggerManual, TriggerDetail: "sdk", Owner: s.eng.Owner()})
 	if err != nil {
 		return Result{}, err
 	}
@@ -323,7 +323,7 @@ func Resume(ctx context.Context, f *Flow, runID int64, from string, opt Options)
 		return Result{}, fmt.Errorf("run %d is of flow %s as it was then, which differs from this definition of %s; "+
 			"start a new run instead", runID, recorded.Name, fl.Name)
 	}
-	run, err := s.eng.Resume(ctx, runID, from)
+	run, err := s.eng.Resume(ctx, runID, from, true)
 	if err != nil {
 		return Result{}, err
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/catalog"
 	"github.com/baton-ml/baton/internal/store"
 	"github.com/baton-ml/baton/schema"
 )
@@ -30,45 +30,24 @@ func (a *app) flowCmd() *cobra.Command {
 			defer e.Close()
 			// Every file is checked before any is registered: one bad
 			// file registers nothing.
-			var vs []store.FlowVersion
-			var errs flow.Errors
-			seen := map[string]string{}
-			for _, path := range args {
-				fl, v, err := readFlowFile(ctx, e, path)
-				if err != nil {
-					if fe, ok := err.(flow.Errors); ok {
-						errs = append(errs, fe...)
-						continue
-					}
-					return err
-				}
-				if prev, dup := seen[fl.Name]; dup {
-					return usageErr("%s and %s both define flow %q", prev, path, fl.Name)
-				}
-				seen[fl.Name] = path
-				vs = append(vs, v)
+			parsed, err := readDocs(ctx, e, args)
+			if err != nil {
+				return err
 			}
-			if len(errs) > 0 {
-				return errs
-			}
-			type applied struct {
-				Flow    string `json:"flow"`
-				Version int    `json:"version"`
-				Created bool   `json:"created"`
-				Path    string `json:"path"`
-			}
-			var out []applied
-			for _, v := range vs {
-				got, created, err := e.st.PutFlowVersion(ctx, v)
-				if err != nil {
-					return fmt.Errorf("register %s: %w", v.Flow, err)
-				}
-				out = append(out, applied{Flow: got.Flow, Version: got.Version, Created: created, Path: v.Path})
+			out, err := catalog.Store(ctx, e.st, parsed)
+			if err != nil {
+				return err
 			}
 			if a.json() {
 				return a.printJSON(out)
 			}
 			for _, o := range out {
+				if len(o.Contracts) > 0 {
+					fmt.Fprintf(a.out, "signals %s: %d contract(s), %d new or changed\n", o.Path, len(o.Contracts), len(o.ContractsChanged))
+				}
+				if o.Flow == "" {
+					continue
+				}
 				state := "unchanged"
 				if o.Created {
 					state = "registered"

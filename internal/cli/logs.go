@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"io"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/view"
 )
 
 func (a *app) logsCmd() *cobra.Command {
@@ -56,7 +59,7 @@ By default the last attempt of each task; --attempt N picks one.`,
 				return err
 			}
 			found := false
-			var entries []logEntry
+			var entries []view.Log
 			for _, s := range steps {
 				if len(parts) > 1 && s.Name != parts[1] {
 					continue
@@ -71,7 +74,10 @@ By default the last attempt of each task; --attempt N picks one.`,
 						continue
 					}
 					if a.json() {
-						ent, ok, err := taskLog(ctx, e, t, attempt)
+						ent, ok, err := view.TaskLog(ctx, e.st, e.blobs, t, attempt)
+						if errors.Is(err, view.ErrNoAttempt) {
+							continue
+						}
 						if err != nil {
 							return err
 						}
@@ -90,7 +96,7 @@ By default the last attempt of each task; --attempt N picks one.`,
 			}
 			if a.json() {
 				if entries == nil {
-					entries = []logEntry{}
+					entries = []view.Log{}
 				}
 				return a.printJSON(entries)
 			}
@@ -103,97 +109,31 @@ By default the last attempt of each task; --attempt N picks one.`,
 }
 
 func (a *app) printTaskLogs(ctx context.Context, e *env, t store.Task, attempt int, stream string, headers bool) error {
-	k := t.TaskKey
-	if t.Reused() {
-		k = t.ReusedFrom
-	}
-	atts, err := e.st.Attempts(ctx, k)
-	if err != nil {
-		return err
-	}
-	if len(atts) == 0 {
-		return nil // never ran
-	}
-	at := atts[len(atts)-1]
-	if attempt > 0 {
-		if attempt > len(atts) {
-			if !headers {
-				return &exitError{code: exitFailed, err: fmt.Errorf("task %s has %d attempt(s), not %d", t.TaskKey, len(atts), attempt)}
-			}
-			return nil
+	l, ok, err := view.TaskLog(ctx, e.st, e.blobs, t, attempt)
+	if errors.Is(err, view.ErrNoAttempt) {
+		if !headers {
+			return &exitError{code: exitFailed, err: fmt.Errorf("task %s has no attempt %d", t.TaskKey, attempt)}
 		}
-		at = atts[attempt-1]
+		return nil
 	}
-	for _, s := range []struct {
-		name, digest string
-	}{{"stdout", at.StdoutDigest}, {"stderr", at.StderrDigest}} {
-		if stream != "both" && stream != s.name {
+	if err != nil || !ok {
+		return err // !ok: the task never ran
+	}
+	for _, out := range []struct{ name, text string }{{"stdout", l.Stdout}, {"stderr", l.Stderr}} {
+		if stream != "both" && stream != out.name {
 			continue
 		}
 		if headers || stream == "both" {
 			note := ""
-			if t.Reused() {
-				note = ", reused from run " + strconv.FormatInt(k.RunID, 10)
+			if l.ReusedFrom != "" {
+				note = ", reused from " + l.ReusedFrom
 			}
-			fmt.Fprintf(a.out, "==> %s attempt %d %s (%s%s) <==\n", t.TaskKey, at.Attempt, s.name, at.Status, note)
+			fmt.Fprintf(a.out, "==> %s attempt %d %s (%s%s) <==\n", l.Task, l.Attempt, out.name, l.Status, note)
 		}
-		if s.digest == "" {
-			continue
-		}
-		b, err := e.blobs.Read(ctx, s.digest)
-		if err != nil {
-			return err
-		}
-		a.out.Write(b)
-		if len(b) > 0 && b[len(b)-1] != '\n' && (headers || stream == "both") {
+		io.WriteString(a.out, out.text)
+		if out.text != "" && out.text[len(out.text)-1] != '\n' && (headers || stream == "both") {
 			fmt.Fprintln(a.out)
 		}
 	}
 	return nil
-}
-
-// logEntry is one task's log in `baton logs -o json`.
-type logEntry struct {
-	Task       string           `json:"task"`
-	Attempt    int              `json:"attempt"`
-	Status     store.TaskStatus `json:"status"`
-	ReusedFrom string           `json:"reused_from,omitempty"`
-	Stdout     string           `json:"stdout"`
-	Stderr     string           `json:"stderr"`
-}
-
-func taskLog(ctx context.Context, e *env, t store.Task, attempt int) (logEntry, bool, error) {
-	k := t.TaskKey
-	if t.Reused() {
-		k = t.ReusedFrom
-	}
-	atts, err := e.st.Attempts(ctx, k)
-	if err != nil || len(atts) == 0 {
-		return logEntry{}, false, err
-	}
-	at := atts[len(atts)-1]
-	if attempt > 0 {
-		if attempt > len(atts) {
-			return logEntry{}, false, nil
-		}
-		at = atts[attempt-1]
-	}
-	ent := logEntry{Task: t.TaskKey.String(), Attempt: at.Attempt, Status: at.Status}
-	if t.Reused() {
-		ent.ReusedFrom = k.String()
-	}
-	for _, x := range []struct {
-		digest string
-		dst    *string
-	}{{at.StdoutDigest, &ent.Stdout}, {at.StderrDigest, &ent.Stderr}} {
-		if x.digest == "" {
-			continue
-		}
-		b, err := e.blobs.Read(ctx, x.digest)
-		if err != nil {
-			return ent, false, err
-		}
-		*x.dst = string(b)
-	}
-	return ent, true, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/baton-ml/baton/internal/catalog"
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/progress"
@@ -57,7 +58,7 @@ as cancelled); a second Ctrl-C quits at once.`,
 				return err
 			}
 			defer e.Close()
-			fl, v, err := a.resolveFlow(ctx, e, args[0])
+			fl, parsed, v, err := a.resolveFlow(ctx, e, args[0])
 			if err != nil {
 				return err
 			}
@@ -65,17 +66,28 @@ as cancelled); a second Ctrl-C quits at once.`,
 			if err != nil {
 				return err // flow.Errors: exit 2, names the param
 			}
-			if v.Version == 0 {
-				if v, _, err = e.st.PutFlowVersion(ctx, v); err != nil {
-					return fmt.Errorf("register flow %s: %w", fl.Name, err)
+			if parsed != nil {
+				applied, err := catalog.Store(ctx, e.st, []catalog.Parsed{*parsed})
+				if err != nil {
+					return err
+				}
+				if v, err = e.st.FlowVersion(ctx, applied[0].Flow, applied[0].Version); err != nil {
+					return err
 				}
 			}
-			run, err := e.st.CreateRun(ctx, store.NewRun{Flow: fl.Name, FlowVersion: v.Version, Params: resolved,
-				Tags: tags, Trigger: store.TriggerManual})
+			eng, err := a.engine(e, ef)
 			if err != nil {
 				return err
 			}
-			return a.execute(ctx, e, run, ef)
+			defer eng.Close()
+			// The run is claimed for this process: a server never takes
+			// a foreground run.
+			run, err := e.st.CreateRun(ctx, store.NewRun{Flow: fl.Name, FlowVersion: v.Version, Params: resolved,
+				Tags: tags, Trigger: store.TriggerManual, Owner: eng.Owner()})
+			if err != nil {
+				return err
+			}
+			return a.executeWith(ctx, e, eng, run, ef)
 		},
 	}
 	cmd.Flags().StringArrayVarP(&params, "param", "p", nil, "run parameter `NAME=VALUE` (repeatable)")
@@ -112,7 +124,7 @@ process on this machine is detected at once, one elsewhere when its lease expire
 				return err
 			}
 			defer eng.Close()
-			run, err := eng.Resume(ctx, id, from)
+			run, err := eng.Resume(ctx, id, from, true)
 			if err != nil {
 				if strings.Contains(err.Error(), "no such step") {
 					return usageErr("%v", err)
@@ -127,50 +139,52 @@ process on this machine is detected at once, one elsewhere when its lease expire
 	return cmd
 }
 
-// resolveFlow reads a flow file, or finds a registered flow by name. A flow
-// read from a file comes back with Version 0 if it is not registered yet.
-func (a *app) resolveFlow(ctx context.Context, e *env, arg string) (*flow.Flow, store.FlowVersion, error) {
+// resolveFlow reads a flow file (checked against the registered signal
+// contracts, not yet stored), or finds a registered flow by name.
+func (a *app) resolveFlow(ctx context.Context, e *env, arg string) (*flow.Flow, *catalog.Parsed, store.FlowVersion, error) {
 	if fi, err := os.Stat(arg); err == nil && !fi.IsDir() {
-		return readFlowFile(ctx, e, arg)
+		p, err := readDocs(ctx, e, []string{arg})
+		if err != nil {
+			return nil, nil, store.FlowVersion{}, err
+		}
+		if p[0].Flow.ContractsOnly() {
+			return nil, nil, store.FlowVersion{}, usageErr("%s declares only signal contracts, so it cannot run: apply it with `baton flow apply %s`", arg, arg)
+		}
+		return p[0].Flow, &p[0], store.FlowVersion{}, nil
 	}
 	if flow.ValidName(arg) && !strings.ContainsAny(arg, "./") {
 		v, err := e.st.FlowVersion(ctx, arg, 0)
 		if err == nil {
 			var fl flow.Flow
 			if err := json.Unmarshal(v.Spec, &fl); err != nil {
-				return nil, v, fmt.Errorf("flow %s: stored spec: %w", arg, err)
+				return nil, nil, v, fmt.Errorf("flow %s: stored spec: %w", arg, err)
 			}
-			return &fl, v, nil
+			return &fl, nil, v, nil
 		}
 		if !errors.Is(err, store.ErrNotFound) {
-			return nil, v, err
+			return nil, nil, v, err
 		}
 	}
-	return nil, store.FlowVersion{}, usageErr("%s: no such flow file, and no registered flow has that name (see `baton flow list`)", arg)
+	return nil, nil, store.FlowVersion{}, usageErr("%s: no such flow file, and no registered flow has that name (see `baton flow list`)", arg)
 }
 
-// readFlowFile parses a flow file; the version it returns is the stored one
-// if its digest is registered, else an unsaved one (Version 0).
-func readFlowFile(ctx context.Context, e *env, path string) (*flow.Flow, store.FlowVersion, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, store.FlowVersion{}, usageErr("%s: %v", path, err)
+// readDocs reads and checks flow (and signals) files.
+func readDocs(ctx context.Context, e *env, paths []string) ([]catalog.Parsed, error) {
+	docs := make([]catalog.Document, 0, len(paths))
+	for _, path := range paths {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, usageErr("%s: %v", path, err)
+		}
+		data, err := os.ReadFile(abs)
+		if err != nil {
+			return nil, usageErr("%v", err)
+		}
+		d := catalog.FileDocument(abs, data)
+		d.Path = path
+		docs = append(docs, d)
 	}
-	data, err := os.ReadFile(abs)
-	if err != nil {
-		return nil, store.FlowVersion{}, usageErr("%v", err)
-	}
-	fl, err := flow.Parse(path, data)
-	if err != nil {
-		return nil, store.FlowVersion{}, err
-	}
-	spec, err := json.Marshal(fl)
-	if err != nil {
-		return nil, store.FlowVersion{}, fmt.Errorf("flow %s: %w", fl.Name, err)
-	}
-	v := store.FlowVersion{Flow: fl.Name, Digest: fl.VersionDigest(filepath.Dir(abs), ""), Spec: spec, Source: string(data),
-		Path: abs, Dir: filepath.Dir(abs)}
-	return fl, v, nil
+	return catalog.Check(ctx, e.st, docs)
 }
 
 func (a *app) engine(e *env, ef execFlags) (*engine.Engine, error) {
@@ -178,15 +192,6 @@ func (a *app) engine(e *env, ef execFlags) (*engine.Engine, error) {
 		return nil, usageErr("--workers %d: must be positive", ef.workers)
 	}
 	return engine.New(e.st, e.blobs, engine.Options{Workers: ef.workers, TempDir: e.home.TempDir(), Env: e.home.Env()})
-}
-
-func (a *app) execute(ctx context.Context, e *env, run store.Run, ef execFlags) error {
-	eng, err := a.engine(e, ef)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	return a.executeWith(ctx, e, eng, run, ef)
 }
 
 func (a *app) executeWith(ctx context.Context, e *env, eng *engine.Engine, run store.Run, ef execFlags) error {

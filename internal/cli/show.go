@@ -10,73 +10,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/view"
 )
 
-// runView is the JSON of `baton show`.
-type runView struct {
-	store.Run
-	Steps []stepView `json:"steps"`
-}
-
-type stepView struct {
-	store.Step
-	Tasks []taskView `json:"tasks"`
-}
-
-type taskView struct {
-	Index      int              `json:"index"`
-	Status     store.TaskStatus `json:"status"`
-	Attempts   int              `json:"attempts"`
-	Reused     bool             `json:"reused"`
-	ReusedFrom string           `json:"reused_from,omitempty"`
-	StartedAt  time.Time        `json:"started_at,omitzero"`
-	FinishedAt time.Time        `json:"finished_at,omitzero"`
-	ExitCode   *int             `json:"exit_code,omitempty"`
-	Error      string           `json:"error,omitempty"`
-}
-
-func loadRunView(ctx context.Context, st store.Store, id int64) (runView, error) {
-	r, err := st.Run(ctx, id)
-	if err != nil {
-		return runView{}, notFound(err)
-	}
-	v := runView{Run: r, Steps: []stepView{}}
-	steps, err := st.Steps(ctx, id)
-	if err != nil {
-		return v, err
-	}
-	byName := map[string]store.Step{}
-	for _, s := range steps {
-		byName[s.Name] = s
-	}
-	// Steps in the flow's order; a run that never started has none stored.
-	fl, _, err := engine.Load(ctx, st, r)
-	if err != nil {
-		return v, err
-	}
-	for _, fs := range fl.TopoOrder() {
-		s, ok := byName[fs.Name]
-		if !ok {
-			s = store.Step{RunID: id, Name: fs.Name, Status: store.TaskPending, Foreach: fs.Foreach != nil}
-		}
-		sv := stepView{Step: s, Tasks: []taskView{}}
-		tasks, err := st.Tasks(ctx, id, s.Name)
-		if err != nil {
-			return v, err
-		}
-		for _, t := range tasks {
-			tv := taskView{Index: t.Index, Status: t.Status, Attempts: t.Attempts, Reused: t.Reused(),
-				StartedAt: t.StartedAt, FinishedAt: t.FinishedAt, ExitCode: t.ExitCode, Error: t.Error}
-			if t.Reused() {
-				tv.ReusedFrom = t.ReusedFrom.String()
-			}
-			sv.Tasks = append(sv.Tasks, tv)
-		}
-		v.Steps = append(v.Steps, sv)
-	}
-	return v, nil
+func loadRunView(ctx context.Context, st store.Store, id int64) (view.Run, error) {
+	v, err := view.LoadRun(ctx, st, id)
+	return v, notFound(err)
 }
 
 func (a *app) showCmd() *cobra.Command {
@@ -118,7 +58,7 @@ func (a *app) showRun(ctx context.Context, e *env, id int64) error {
 	return a.printJSON(v)
 }
 
-func (a *app) printRunView(v runView, all bool) {
+func (a *app) printRunView(v view.Run, all bool) {
 	w := a.out
 	fmt.Fprintf(w, "run %d  flow %s v%d  %s\n", v.ID, v.Flow, v.FlowVersion, v.Status)
 	fmt.Fprintf(w, "  trigger: %s", v.Trigger)

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/baton-ml/baton/internal/artifact"
@@ -51,6 +52,14 @@ type Engine struct {
 	// slotDir holds the slots' output folders.
 	slotDir string
 	com     *committer
+
+	mu   sync.Mutex
+	runs map[int64]*runner // runs executing here
+	// drainCh closes when the engine starts handing runs back.
+	drainCh  chan struct{}
+	draining bool
+	// wake closes (and is replaced) when signals may have arrived.
+	wake chan struct{}
 }
 
 // New returns an engine over st and blobs.
@@ -78,8 +87,85 @@ func New(st store.Store, blobs *artifact.Store, opt Options) (*Engine, error) {
 	return &Engine{
 		st: st, blobs: blobs, opt: opt, owner: owner,
 		slots: slots, slotDir: slotDir,
-		com: newCommitter(st, owner),
+		com:  newCommitter(st, owner),
+		runs: map[int64]*runner{}, drainCh: make(chan struct{}), wake: make(chan struct{}),
 	}, nil
+}
+
+// ErrHandedBack is returned by Execute for a run the engine gave back
+// unfinished because it is draining (Drain): completed work is recorded
+// and the run's lease released, for a later process to take over.
+var ErrHandedBack = errors.New("run handed back: the engine is shutting down")
+
+// Drain stops the engine taking new work: runs launch no new tasks, and
+// each run returns ErrHandedBack once its running tasks have finished.
+func (e *Engine) Drain() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.draining {
+		e.draining = true
+		close(e.drainCh)
+	}
+}
+
+// Cancel cancels run id if it executes here, and reports whether it did.
+func (e *Engine) Cancel(id int64) bool {
+	e.mu.Lock()
+	r := e.runs[id]
+	e.mu.Unlock()
+	if r != nil {
+		r.cancel(context.Canceled)
+	}
+	return r != nil
+}
+
+// Running lists the ids of the runs executing here.
+func (e *Engine) Running() []int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ids := make([]int64, 0, len(e.runs))
+	for id := range e.runs {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// NotifySignals wakes the steps waiting for signals, so they look now
+// rather than at their next poll.
+func (e *Engine) NotifySignals() {
+	e.mu.Lock()
+	close(e.wake)
+	e.wake = make(chan struct{})
+	e.mu.Unlock()
+}
+
+func (e *Engine) wakeup() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.wake
+}
+
+func (e *Engine) register(r *runner) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.draining {
+		return false
+	}
+	e.runs[r.run.ID] = r
+	return true
+}
+
+func (e *Engine) unregister(id int64) {
+	e.mu.Lock()
+	delete(e.runs, id)
+	e.mu.Unlock()
+}
+
+func (e *Engine) release(id int64) error {
+	if err := e.st.ReleaseRun(context.Background(), id, e.owner); err != nil {
+		return err
+	}
+	return ErrHandedBack
 }
 
 // Close stops the engine's committer and removes its scratch folders. Runs
@@ -117,6 +203,7 @@ type ExecOptions struct {
 type Observer interface {
 	RunStarted(r store.Run, f *flow.Flow)
 	StepStarted(step string, tasks, reused int)
+	StepWaiting(step, signal string)
 	TaskStarted(k store.TaskKey, attempt int)
 	TaskFinished(k store.TaskKey, attempt int, status store.TaskStatus, err string, took time.Duration)
 	StepFinished(step string, status store.TaskStatus)

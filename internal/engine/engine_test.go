@@ -480,7 +480,7 @@ func TestResumeReusesSucceededTasks(t *testing.T) {
 		t.Fatalf("first run executions: %d %d %d", runs[0].Load(), runs[1].Load(), runs[2].Load())
 	}
 	broken.Store(false)
-	second, err := e.eng.Resume(context.Background(), first.ID, "")
+	second, err := e.eng.Resume(context.Background(), first.ID, "", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,7 +505,7 @@ func TestResumeReusesSucceededTasks(t *testing.T) {
 		}
 	}
 	// Resume from a step re-runs it and everything below, and reuses above.
-	third, err := e.eng.Resume(context.Background(), second.ID, "each")
+	third, err := e.eng.Resume(context.Background(), second.ID, "each", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +519,7 @@ func TestResumeReusesSucceededTasks(t *testing.T) {
 	if st := e.tasks(t, third.ID, "start"); !st[0].Reused() || st[0].ReusedFrom.RunID != first.ID {
 		t.Fatalf("start in third run: %+v", st[0])
 	}
-	if _, err := e.eng.Resume(context.Background(), second.ID, "nope"); err == nil || !strings.Contains(err.Error(), "no such step") {
+	if _, err := e.eng.Resume(context.Background(), second.ID, "nope", true); err == nil || !strings.Contains(err.Error(), "no such step") {
 		t.Fatalf("resume from an unknown step: %v", err)
 	}
 }
@@ -532,18 +532,18 @@ func TestResumeRefusesLiveRun(t *testing.T) {
 	if _, err := e.st.AcquireRun(context.Background(), r.ID, "elsewhere:1:abcd", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.eng.Resume(context.Background(), r.ID, ""); !errors.Is(err, store.ErrConflict) {
+	if _, err := e.eng.Resume(context.Background(), r.ID, "", true); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("resume of a live run: %v, want ErrConflict", err)
 	}
 	// A dead process of this host: resume ends it and starts over.
 	host, _ := os.Hostname()
-	if err := e.st.RenewLease(context.Background(), r.ID, "elsewhere:1:abcd", -time.Second); err != nil {
+	if _, err := e.st.RenewLease(context.Background(), r.ID, "elsewhere:1:abcd", -time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.st.AcquireRun(context.Background(), r.ID, host+":999999999:dead", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	nr, err := e.eng.Resume(context.Background(), r.ID, "")
+	nr, err := e.eng.Resume(context.Background(), r.ID, "", true)
 	if err != nil {
 		t.Fatalf("resume of a run whose owner died: %v", err)
 	}

@@ -18,8 +18,9 @@ import (
 // from (and everything below it) when from is set. A run whose owner died
 // while it was running is first ended as failed: a dead owner is known by
 // its expired lease, or at once when it was a process on this host.
-// The new run is returned pending; Execute runs it.
-func (e *Engine) Resume(ctx context.Context, originID int64, from string) (store.Run, error) {
+// The new run is returned pending; Execute runs it. With claim, the new
+// run is claimed for this engine (a server will not pick it up).
+func (e *Engine) Resume(ctx context.Context, originID int64, from string, claim bool) (store.Run, error) {
 	origin, err := e.st.Run(ctx, originID)
 	if err != nil {
 		return store.Run{}, err
@@ -47,25 +48,26 @@ func (e *Engine) Resume(ctx context.Context, originID int64, from string) (store
 				"wait for it to end, or stop that process first: %w", originID, origin.Owner,
 				origin.LeaseExpires.Format(time.RFC3339), store.ErrConflict)
 		}
-		if err := e.st.AbandonRun(ctx, originID, "its process "+orUnknown(origin.Owner)+" died", true); err != nil &&
+		reason := "its process " + origin.Owner + " died"
+		if origin.Owner == "" {
+			reason = "it was handed back unfinished by a server that stopped"
+		}
+		if err := e.st.AbandonRun(ctx, originID, reason, true); err != nil &&
 			!errors.Is(err, store.ErrConflict) {
 			return store.Run{}, fmt.Errorf("end orphaned run %d: %w", originID, err)
 		}
 		// Its scratch space is no one's now.
 		os.RemoveAll(e.runTemp(originID))
 	}
-	return e.st.CreateRun(ctx, store.NewRun{
+	nr := store.NewRun{
 		Flow: origin.Flow, FlowVersion: origin.FlowVersion, Params: origin.Params, Tags: origin.Tags,
 		Trigger: store.TriggerResume, TriggerDetail: "run " + strconv.FormatInt(originID, 10),
 		OriginRunID: originID, ResumeFrom: from,
-	})
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "(unknown)"
 	}
-	return s
+	if claim {
+		nr.Owner = e.owner
+	}
+	return e.st.CreateRun(ctx, nr)
 }
 
 func (e *Engine) runTemp(id int64) string {

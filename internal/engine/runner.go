@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/signal"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -44,6 +45,10 @@ type runner struct {
 	rerun   map[string]bool
 	baseEnv []string
 	tmp     string
+	// contracts check the signals the run's steps publish.
+	contracts signal.Contracts
+	// draining: the engine is handing runs back; launch nothing new.
+	draining bool
 }
 
 type stepRun struct {
@@ -65,6 +70,9 @@ type stepRun struct {
 	// may reuse theirs too.
 	fullyReused bool
 	inputs      inputDir
+	// signal is what a waiting step received; waiting says a waiter is out.
+	signal  *store.Signal
+	waiting bool
 }
 
 type inputDir struct {
@@ -78,6 +86,8 @@ type eventKind int
 const (
 	taskDone eventKind = iota
 	retryDue
+	signalCame // a waiting step's signal arrived
+	waitFailed // a waiting step timed out, or its condition failed
 )
 
 type event struct {
@@ -89,6 +99,7 @@ type event struct {
 	retry   time.Duration // >= 0 when the task will be tried again after this wait
 	err     string
 	took    time.Duration
+	signal  *store.Signal
 }
 
 // Execute runs the pending (or orphaned and re-acquired) run id to its end
@@ -103,11 +114,22 @@ func (e *Engine) Execute(ctx context.Context, id int64, opt ExecOptions) (store.
 	if err != nil {
 		return run, err
 	}
+	if run.Status != store.RunPending {
+		return run, fmt.Errorf("run %d is %s: only a pending run can start (resume it to run again): %w",
+			id, run.Status, store.ErrConflict)
+	}
 	for _, s := range fl.Steps {
 		if s.Run == "" && opt.Funcs[s.Name] == nil {
 			return run, fmt.Errorf("step %s of flow %s has no run command and no Go function: "+
 				"it is a Go SDK step, so run or resume it from the Go program that defines it", s.Name, fl.Name)
 		}
+	}
+	if run.ResumeFrom != "" && fl.Step(run.ResumeFrom) == nil {
+		return run, fmt.Errorf("resume from step %q: flow %s has no such step", run.ResumeFrom, fl.Name)
+	}
+	contracts, err := signal.Load(ctx, e.st)
+	if err != nil {
+		return run, err
 	}
 	run, err = e.st.AcquireRun(ctx, id, e.owner, e.opt.LeaseTTL)
 	if err != nil {
@@ -124,12 +146,14 @@ func (e *Engine) Execute(ctx context.Context, id int64, opt ExecOptions) (store.
 		ctx: rctx, cancel: cancel, quit: make(chan struct{}),
 		byName: map[string]*stepRun{}, events: make(chan event, 1024),
 		origin: run.OriginRunID,
-		tmp:    e.runTemp(run.ID),
+		tmp:    e.runTemp(run.ID), contracts: contracts,
 	}
+	if !e.register(r) {
+		// The engine is draining: hand the run straight back.
+		return run, e.release(run.ID)
+	}
+	defer e.unregister(run.ID)
 	if run.ResumeFrom != "" {
-		if fl.Step(run.ResumeFrom) == nil {
-			return run, fmt.Errorf("resume from step %q: flow %s has no such step", run.ResumeFrom, fl.Name)
-		}
 		r.rerun = map[string]bool{run.ResumeFrom: true}
 		for _, d := range fl.Downstream(run.ResumeFrom) {
 			r.rerun[d] = true
@@ -189,9 +213,13 @@ func (r *runner) heartbeat() {
 		case <-r.ctx.Done():
 			return
 		case <-t.C:
-			err := r.e.st.RenewLease(r.ctx, r.run.ID, r.e.owner, r.e.opt.LeaseTTL)
+			cancel, err := r.e.st.RenewLease(r.ctx, r.run.ID, r.e.owner, r.e.opt.LeaseTTL)
 			if errors.Is(err, store.ErrLeaseLost) {
 				r.cancel(fmt.Errorf("run %d: another process took it over: %w", r.run.ID, err))
+				return
+			}
+			if cancel {
+				r.cancel(context.Canceled)
 				return
 			}
 			// Other errors are transient (a busy or briefly unreachable
@@ -217,8 +245,11 @@ func (r *runner) loop() error {
 	}
 	done := r.ctx.Done()
 	for !r.over() {
+		if r.draining && r.inflight == 0 && r.ending == "" {
+			return r.handBack()
+		}
 		var slots chan *slot
-		if r.ending == "" && len(r.queue) > 0 {
+		if r.ending == "" && !r.draining && len(r.queue) > 0 {
 			slots = r.e.slots
 		}
 		select {
@@ -226,13 +257,18 @@ func (r *runner) loop() error {
 			// A task that just finished may have stopped the run: its
 			// event is queued before its slot frees, so look first.
 			r.drain()
-			if r.ending == "" && len(r.queue) > 0 {
+			if r.ending == "" && !r.draining && len(r.queue) > 0 {
 				r.launch(sl)
 			} else {
 				r.e.slots <- sl
 			}
 		case ev := <-r.events:
 			r.handle(ev)
+		case <-r.e.drainCh:
+			r.draining = true
+			if r.inflight == 0 {
+				return r.handBack()
+			}
 		case <-done:
 			done = nil
 			if r.ending == "" {
@@ -276,6 +312,14 @@ func (r *runner) over() bool {
 	return true
 }
 
+// handBack gives the run up without ending it: the engine is stopping.
+// What completed is recorded; the run's lease is released so a server
+// starting later can take it over.
+func (r *runner) handBack() error {
+	os.RemoveAll(r.tmp)
+	return r.e.release(r.run.ID)
+}
+
 // abort ends the run after baton itself failed (the store refused a write).
 func (r *runner) abort(err error) error {
 	r.cancel(err)
@@ -308,6 +352,10 @@ func (r *runner) startStep(s *stepRun) {
 	if r.ending != "" {
 		return
 	}
+	if s.def.Wait != nil && s.signal == nil && !r.waitReused(s) {
+		r.await(s)
+		return
+	}
 	now := time.Now()
 	s.n = 1
 	if fe := s.def.Foreach; fe != nil {
@@ -328,7 +376,8 @@ func (r *runner) startStep(s *stepRun) {
 	}
 	s.status = store.TaskRunning
 	b := &store.Batch{
-		Steps:    []store.StepChange{{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskRunning, Foreach: s.foreach, NumTasks: s.n, At: now}},
+		Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskRunning, Foreach: s.foreach,
+			NumTasks: s.n, SignalID: s.signalID(), At: now}},
 		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, Count: s.n, ReadyAt: now}},
 	}
 	reused, eligible, err := r.reusable(s)
@@ -420,6 +469,27 @@ func (r *runner) handle(ev event) {
 	s := ev.step
 	k := store.TaskKey{RunID: r.run.ID, Step: s.def.Name, Index: ev.idx}
 	switch ev.kind {
+	case signalCame:
+		s.waiting = false
+		if r.ending != "" || s.status != store.TaskWaiting {
+			return
+		}
+		s.signal = ev.signal
+		r.startStep(s)
+		return
+	case waitFailed:
+		s.waiting = false
+		if s.status != store.TaskWaiting {
+			return
+		}
+		s.status = store.TaskFailed
+		r.fail(fmt.Sprintf("step %s: %s", s.def.Name, ev.err))
+		if err := r.e.com.commit(r.ctx, &store.Batch{Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name,
+			Status: store.TaskFailed, At: time.Now()}}}); err != nil {
+			r.cancel(err)
+		}
+		r.obs.StepFinished(s.def.Name, store.TaskFailed)
+		return
 	case retryDue:
 		if r.ending != "" {
 			return
@@ -496,7 +566,7 @@ func (r *runner) finish() error {
 		switch s.status {
 		case store.TaskSucceeded, store.TaskFailed:
 			continue
-		case store.TaskPending:
+		case store.TaskPending, store.TaskWaiting:
 			s.status = leftover
 		case store.TaskRunning:
 			b.EndPending = append(b.EndPending, store.EndPending{RunID: r.run.ID, Step: s.def.Name, Status: leftover, At: now})
@@ -575,6 +645,7 @@ type nopObserver struct{}
 
 func (nopObserver) RunStarted(store.Run, *flow.Flow)                                         {}
 func (nopObserver) StepStarted(string, int, int)                                             {}
+func (nopObserver) StepWaiting(string, string)                                               {}
 func (nopObserver) TaskStarted(store.TaskKey, int)                                           {}
 func (nopObserver) TaskFinished(store.TaskKey, int, store.TaskStatus, string, time.Duration) {}
 func (nopObserver) StepFinished(string, store.TaskStatus)                                    {}

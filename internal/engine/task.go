@@ -41,9 +41,10 @@ type blobRef struct {
 func (r *runner) runTask(sl *slot, s *stepRun, idx, attempt int) {
 	k := store.TaskKey{RunID: r.run.ID, Step: s.def.Name, Index: idx}
 	start := time.Now()
+	// The attempt's own row is written once, when it ends: the task row
+	// already says it is running, since when, and which attempt.
 	r.e.com.send(&store.Batch{
-		Tasks:    []store.TaskChange{{TaskKey: k, Status: store.TaskRunning, Attempts: attempt, StartedAt: start}},
-		Attempts: []store.Attempt{{TaskKey: k, Attempt: attempt, Status: store.TaskRunning, StartedAt: start}},
+		Tasks: []store.TaskChange{{TaskKey: k, Status: store.TaskRunning, Attempts: attempt, StartedAt: start}},
 	})
 	actx, cancel := r.ctx, context.CancelFunc(func() {})
 	if s.def.Timeout > 0 {
@@ -56,6 +57,13 @@ func (r *runner) runTask(sl *slot, s *stepRun, idx, attempt int) {
 		out = r.execGo(actx, s, k, attempt)
 	}
 	cancel()
+	var published []store.Signal
+	if out.status == store.TaskSucceeded && len(s.def.Publish) > 0 {
+		var err error
+		if published, err = r.signalsOf(r.ctx, s, k, out.arts); err != nil {
+			out.status, out.err = store.TaskFailed, err.Error()
+		}
+	}
 	if out.status != store.TaskSucceeded && r.ctx.Err() != nil {
 		out.status = store.TaskCancelled
 		out.err = "cancelled"
@@ -86,7 +94,9 @@ func (r *runner) runTask(sl *slot, s *stepRun, idx, attempt int) {
 			StderrDigest: out.stderr.digest, StderrSize: out.stderr.size}},
 	}
 	if out.status == store.TaskSucceeded {
-		b.Artifacts = out.arts
+		// The signals land in the transaction that records the success:
+		// a task that succeeded has published, exactly once.
+		b.Artifacts, b.Signals = out.arts, published
 	}
 	wait, _ := r.e.com.queue(context.Background(), b)
 	// A task that succeeded frees its slot while its result is committed,
@@ -144,6 +154,10 @@ func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.Ta
 	)
 	if s.foreach {
 		env = append(env, "BATON_FOREACH_INDEX="+strconv.Itoa(k.Index), "BATON_FOREACH_ITEM="+flow.ParamEnv(s.items[k.Index]))
+	}
+	if sg := s.signal; sg != nil {
+		params, _ := json.Marshal(sg.Params)
+		env = append(env, "BATON_SIGNAL_ID="+sg.ID, "BATON_SIGNAL_NAME="+sg.Name, "BATON_SIGNAL_PARAMS="+string(params))
 	}
 	// The command text goes to sh as one argument; user values reach the
 	// task only through the environment, never through the shell's parser.
@@ -280,7 +294,7 @@ func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
 type GoFunc func(ctx context.Context, t *Task) error
 
 func (r *runner) execGo(ctx context.Context, s *stepRun, k store.TaskKey, attempt int) (out outcome) {
-	t := &Task{Key: k, Attempt: attempt, Params: r.run.Params, r: r, s: s}
+	t := &Task{Key: k, Attempt: attempt, Params: r.run.Params, Signal: s.signal, r: r, s: s}
 	if s.foreach {
 		t.Item = s.items[k.Index]
 	}
@@ -322,6 +336,8 @@ type Task struct {
 	Params  map[string]json.RawMessage
 	// Item is the foreach item as JSON; nil outside a foreach step.
 	Item json.RawMessage
+	// Signal is the signal a waiting step received; nil otherwise.
+	Signal *store.Signal
 	// Stdout and Stderr are kept as the task's logs.
 	Stdout, Stderr bytes.Buffer
 
@@ -403,4 +419,37 @@ func (t *Task) need(step string) (*stepRun, error) {
 		names[i] = up.def.Name
 	}
 	return nil, fmt.Errorf("step %s is not among the needs of step %s (%s)", step, t.s.def.Name, strings.Join(names, ", "))
+}
+
+// signalsOf builds the signals a succeeded task publishes: for each signal
+// S of the step's publish list, params come from the task's S.json artifact
+// (an object; no file means no params) and must keep S's contract. The id
+// is the task's, so a signal is published once per task however often the
+// result is written.
+func (r *runner) signalsOf(ctx context.Context, s *stepRun, k store.TaskKey, arts []store.Artifact) ([]store.Signal, error) {
+	out := make([]store.Signal, 0, len(s.def.Publish))
+	for _, name := range s.def.Publish {
+		params := map[string]json.RawMessage{}
+		for _, a := range arts {
+			if a.Name != name+".json" {
+				continue
+			}
+			b, err := r.e.blobs.Read(ctx, a.Digest)
+			if err != nil {
+				return nil, fmt.Errorf("publish %s: read %s: %w", name, a.Name, err)
+			}
+			if err := json.Unmarshal(b, &params); err != nil {
+				return nil, fmt.Errorf("publish %s: %s must hold a JSON object of the signal's params: %v", name, a.Name, err)
+			}
+		}
+		checked, err := r.contracts.Check(name, params)
+		if err != nil {
+			return nil, fmt.Errorf("publish %s: %w", name, err)
+		}
+		out = append(out, store.Signal{
+			ID: fmt.Sprintf("%s/%s", k, name), Name: name, Params: checked,
+			Source: store.SignalSource{Kind: store.SourceFlow, Flow: r.fl.Name, RunID: k.RunID, Step: k.Step},
+		})
+	}
+	return out, nil
 }

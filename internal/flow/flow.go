@@ -53,13 +53,53 @@ type Param struct {
 func (p Param) Required() bool { return p.Default == nil }
 
 // Trigger starts runs of a flow without a person. Exactly one of Signal,
-// OnFinish or Cron is set. Triggers are only acted on by `baton server`.
+// Signals (a join), OnFinish or Cron is set. Triggers are only acted on by
+// `baton server`.
 type Trigger struct {
-	Signal   string    `json:"signal,omitempty"`
-	When     string    `json:"when,omitempty"`
-	OnFinish *OnFinish `json:"on_finish,omitempty"`
-	Cron     string    `json:"cron,omitempty"`
-	Timezone string    `json:"timezone,omitempty"`
+	// Signal starts a run for each published signal of that name for
+	// which When (CEL over params, optional) is true.
+	Signal string `json:"signal,omitempty"`
+	// Signals with JoinKeys is a join: a run starts once every signal
+	// listed has arrived with equal values of the JoinKeys params (e.g.
+	// features_ready and labels_ready for the same date). When, if set,
+	// filters each arriving signal.
+	Signals  []string `json:"signals,omitempty"`
+	JoinKeys []string `json:"join_keys,omitempty"`
+	When     string   `json:"when,omitempty"`
+	// Params maps run params to CEL expressions over the signal's params
+	// (or, for a join, over the merged params). Without it, signal params
+	// whose names match run params are passed as they are.
+	Params   map[string]string `json:"params,omitempty"`
+	OnFinish *OnFinish         `json:"on_finish,omitempty"`
+	Cron     string            `json:"cron,omitempty"`
+	Timezone string            `json:"timezone,omitempty"`
+	// Catchup says what a server that was down when ticks were due does:
+	// none (skip them), last (fire the latest once, the default) or all
+	// (fire each, at most CatchupMax, default 10).
+	Catchup    string `json:"catchup,omitempty"`
+	CatchupMax int    `json:"catchup_max,omitempty"`
+}
+
+// Catch-up policies of cron triggers.
+const (
+	CatchupNone = "none"
+	CatchupLast = "last"
+	CatchupAll  = "all"
+)
+
+// Kind names the trigger's kind: signal, join, on_finish or cron.
+func (t Trigger) Kind() string {
+	switch {
+	case t.Signal != "":
+		return "signal"
+	case len(t.Signals) > 0:
+		return "join"
+	case t.OnFinish != nil:
+		return "on_finish"
+	case t.Cron != "":
+		return "cron"
+	}
+	return ""
 }
 
 // OnFinish triggers a run when a run of another flow ends with one of Status
@@ -91,6 +131,18 @@ type Step struct {
 	Publish []string `json:"publish,omitempty"`
 	// Env sets extra environment variables for the step's tasks.
 	Env map[string]string `json:"env,omitempty"`
+	// Wait holds the step until a signal arrives.
+	Wait *Wait `json:"wait,omitempty"`
+}
+
+// Wait holds a step, once what it needs has succeeded, until a signal named
+// Signal for which When (CEL over params, optional) is true is published
+// after the run started. With a Timeout the step fails if none comes in
+// time. The tasks see the signal as BATON_SIGNAL_ID and BATON_SIGNAL_PARAMS.
+type Wait struct {
+	Signal  string   `json:"signal"`
+	When    string   `json:"when,omitempty"`
+	Timeout Duration `json:"timeout,omitempty"`
 }
 
 // Foreach fans a step out into one task per item. Exactly one of Artifact or
@@ -178,6 +230,13 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// ContractsOnly reports whether the document declares signal contracts and
+// nothing else (a signals.yaml file): it is not a flow and cannot run.
+func (f *Flow) ContractsOnly() bool {
+	return f.Name == "" && len(f.Steps) == 0 && len(f.Params) == 0 && len(f.Triggers) == 0 &&
+		f.Concurrency == nil && len(f.Signals) > 0
 }
 
 // Step returns the step named name, or nil.

@@ -28,6 +28,13 @@ var fuzzSeeds = []string{
 	"? [a]\n: b\n",
 	"&a a: *a\n",
 	"name: x\nsteps: [{name: a, run: b, foreach: a/../b}]\n",
+	"name: x\nparams: {date: {}, m: {default: r}}\ntriggers:\n  - signals: [a, b]\n    join_keys: [date]\n    when: 'params.date != \"\"'\n    params: {date: params.date, m: '\"x\"'}\n  - signal: a\n    params: {m: params.m}\n  - on_finish: {flow: up}\n    params: {date: params.date}\nsteps: [{name: a, run: b}]\n",
+	"name: x\ntriggers:\n  - cron: '@daily'\n    catchup: all\n    catchup_max: 1000\n  - cron: '0 2 * * *'\n    timezone: UTC\n    catchup: none\nsteps: [{name: a, run: b}]\n",
+	"name: x\ntriggers: [{signals: [a], join_keys: [], catchup_max: 0, params: {z: ''}}]\nsteps: [{name: a, run: b}]\n",
+	"name: x\nsteps:\n  - name: a\n    run: b\n    wait: {signal: s, when: 'params.ok', timeout: 1h}\n  - {name: c, needs: a, foreach: [1], wait: s, run: d}\n  - {name: e, run: f, wait: {timeout: 0s, when: ''}}\n",
+	"description: contracts\nx-r: &r {type: string, required: true}\nsignals:\n  - name: s\n    params: {a: *r, b: {type: json}}\n  - {name: t}\n",
+	"signals: []\n",
+	"steps: []\nsignals: [{name: s}]\n",
 }
 
 func FuzzParse(f *testing.F) {

@@ -3,10 +3,12 @@ package flow
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -39,7 +41,7 @@ func (f *Flow) ResolveParams(given map[string]string) (map[string]json.RawMessag
 			}
 			continue
 		}
-		v, err := parseParamValue(p.Type, given[k])
+		v, err := ParseValue(p.Type, given[k])
 		if err != nil {
 			l.add(at, "%v", err)
 			continue
@@ -62,10 +64,11 @@ func (f *Flow) ResolveParams(given map[string]string) (map[string]json.RawMessag
 	return out, nil
 }
 
-// parseParamValue converts the text of a param value into canonical JSON of
-// type t: int and float as JSON numbers, bool as true or false, json as the
-// (canonicalized) JSON text itself and string as a JSON string.
-func parseParamValue(t ParamType, s string) (json.RawMessage, error) {
+// ParseValue converts the text of a value (a --param k=v value) into
+// canonical JSON of type t: int and float as JSON numbers, bool as true or
+// false, json as the (canonicalized) JSON text itself and string (or an
+// empty type) as a JSON string. The error says why s does not fit.
+func ParseValue(t ParamType, s string) (json.RawMessage, error) {
 	switch t {
 	case String, "":
 		return canonicalJSON(s)
@@ -95,6 +98,126 @@ func parseParamValue(t ParamType, s string) (json.RawMessage, error) {
 		return v, nil
 	}
 	return nil, fmt.Errorf("unknown param type %q", t)
+}
+
+// CheckValue checks that the JSON value v (a signal's param, say) is a
+// value of type t and returns its canonical form, the one ParseValue gives:
+//
+//   - int: an integral JSON number within int64 (3, -7, 3.0 and 1e3 are;
+//     3.5 and 1e19 are not), written as a plain integer;
+//   - float: any finite JSON number;
+//   - bool: true or false;
+//   - string (or an empty type): a JSON string;
+//   - json: any JSON value, with object keys sorted and spaces removed.
+//
+// The error says what was wanted and what came, as in
+// `want an int, got "abc"`.
+func CheckValue(t ParamType, v json.RawMessage) (json.RawMessage, error) {
+	if len(bytes.TrimSpace(v)) == 0 {
+		return nil, errors.New("no value: want a JSON value")
+	}
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.UseNumber()
+	var x any
+	if err := dec.Decode(&x); err != nil {
+		return nil, fmt.Errorf("%s is not valid JSON: %v", abbreviate(string(v)), err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%s is not valid JSON: unexpected data after the value", abbreviate(string(v)))
+	}
+	got := func() string {
+		raw, err := canonicalJSON(x)
+		if err != nil {
+			return abbreviate(string(bytes.TrimSpace(v)))
+		}
+		return abbreviate(string(raw))
+	}
+	switch t {
+	case String, "":
+		if _, ok := x.(string); ok {
+			return canonicalJSON(x)
+		}
+		return nil, fmt.Errorf("want a string, got %s", got())
+	case Int:
+		n, ok := x.(json.Number)
+		if !ok {
+			return nil, fmt.Errorf("want an int, got %s", got())
+		}
+		i, fits, integral := jsonInt(string(n))
+		switch {
+		case !integral:
+			return nil, fmt.Errorf("want an int, got %s, which is not a whole number", abbreviate(string(n)))
+		case !fits:
+			return nil, fmt.Errorf("want an int, got %s, which does not fit in 64 bits", abbreviate(string(n)))
+		}
+		return json.RawMessage(strconv.FormatInt(i, 10)), nil
+	case Float:
+		n, ok := x.(json.Number)
+		if !ok {
+			return nil, fmt.Errorf("want a float, got %s", got())
+		}
+		f, err := strconv.ParseFloat(string(n), 64)
+		if err != nil || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("want a float, got %s, which is too large for a 64-bit float", abbreviate(string(n)))
+		}
+		return canonicalJSON(f)
+	case Bool:
+		if _, ok := x.(bool); ok {
+			return canonicalJSON(x)
+		}
+		return nil, fmt.Errorf("want a bool (true or false), got %s", got())
+	case JSON:
+		return canonicalJSON(x)
+	}
+	return nil, fmt.Errorf("unknown param type %q", t)
+}
+
+// jsonInt reads the JSON number s as an int64. integral says whether s is
+// a whole number (3.0 and 1e3 are) and fits whether it is within int64;
+// both hold when i is its value. It does the arithmetic on the digits, so
+// neither precision nor huge exponents get in the way.
+func jsonInt(s string) (i int64, fits, integral bool) {
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	mant, expText, hasExp := strings.Cut(strings.ToLower(s), "e")
+	exp := 0
+	if hasExp {
+		e, err := strconv.Atoi(expText)
+		if err != nil {
+			// An exponent beyond int: the digits decide, below.
+			if strings.HasPrefix(expText, "-") {
+				e = math.MinInt32
+			} else {
+				e = math.MaxInt32
+			}
+		}
+		exp = max(min(e, math.MaxInt32), math.MinInt32)
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	digits := strings.TrimLeft(intPart+frac, "0")
+	exp -= len(frac)
+	if digits == "" {
+		return 0, true, true // zero, whatever its exponent
+	}
+	for strings.HasSuffix(digits, "0") {
+		digits = digits[:len(digits)-1]
+		exp++
+	}
+	if exp < 0 {
+		return 0, false, false
+	}
+	if len(digits)+exp > 19 {
+		return 0, false, true
+	}
+	text := digits + strings.Repeat("0", exp)
+	if neg {
+		text = "-" + text
+	}
+	i, err := strconv.ParseInt(text, 10, 64)
+	if err != nil {
+		return 0, false, true
+	}
+	return i, true, true
 }
 
 // ParamEnv renders a param value for an environment variable: a JSON string

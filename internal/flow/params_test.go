@@ -131,3 +131,130 @@ func TestParamEnv(t *testing.T) {
 		}
 	}
 }
+
+func TestParseValue(t *testing.T) {
+	for _, tc := range []struct {
+		t      ParamType
+		in     string
+		want   string
+		phrase string // the error's, when want is ""
+	}{
+		{String, "a <b> \"c\"", `"a <b> \"c\""`, ""},
+		{"", "x", `"x"`, ""},
+		{String, "", `""`, ""},
+		{Int, "42", "42", ""},
+		{Int, "-9223372036854775808", "-9223372036854775808", ""},
+		{Int, "9223372036854775808", "", `"9223372036854775808" is not an int`},
+		{Int, "1.0", "", `"1.0" is not an int: write a whole number such as 42`},
+		{Int, " 1", "", "is not an int"},
+		{Float, "1e3", "1000", ""},
+		{Float, "0.25", "0.25", ""},
+		{Float, "-3", "-3", ""},
+		{Float, "NaN", "", `"NaN" is not a float`},
+		{Float, "1e999", "", "is not a float"},
+		{Bool, "true", "true", ""},
+		{Bool, "0", "false", ""},
+		{Bool, "yes", "", `"yes" is not a bool: write true or false`},
+		{JSON, ` {"b": 1, "a": [true, null]} `, `{"a":[true,null],"b":1}`, ""},
+		{JSON, `"s"`, `"s"`, ""},
+		{JSON, "{a: 1}", "", "is not valid JSON"},
+		{JSON, "", "", "is not valid JSON"},
+		{"time", "x", "", `unknown param type "time"`},
+	} {
+		got, err := ParseValue(tc.t, tc.in)
+		switch {
+		case tc.want != "" && (err != nil || string(got) != tc.want):
+			t.Errorf("ParseValue(%s, %q) = %s, %v; want %s", tc.t, tc.in, got, err, tc.want)
+		case tc.want == "" && (err == nil || !strings.Contains(err.Error(), tc.phrase)):
+			t.Errorf("ParseValue(%s, %q) = %s, %v; want an error containing %q", tc.t, tc.in, got, err, tc.phrase)
+		}
+	}
+}
+
+func TestCheckValue(t *testing.T) {
+	for _, tc := range []struct {
+		t      ParamType
+		in     string
+		want   string
+		phrase string // the error's, when want is ""
+	}{
+		{String, `"hi"`, `"hi"`, ""},
+		{String, ` "\u0041<b>" `, `"A<b>"`, ""},
+		{"", `"x"`, `"x"`, ""},
+		{String, `3`, "", "want a string, got 3"},
+		{String, `null`, "", "want a string, got null"},
+		{String, `{"a": 1}`, "", `want a string, got {"a":1}`},
+		{Int, `42`, "42", ""},
+		{Int, `-7`, "-7", ""},
+		{Int, `-0`, "0", ""},
+		{Int, `3.0`, "3", ""},
+		{Int, `1e3`, "1000", ""},
+		{Int, `1.5E1`, "15", ""},
+		{Int, `12000e-3`, "12", ""},
+		{Int, `0e999999999999`, "0", ""},
+		{Int, `9223372036854775807`, "9223372036854775807", ""},
+		{Int, `-9223372036854775808`, "-9223372036854775808", ""},
+		{Int, `"abc"`, "", `want an int, got "abc"`},
+		{Int, `"3"`, "", `want an int, got "3"`},
+		{Int, `true`, "", "want an int, got true"},
+		{Int, `2.5`, "", "want an int, got 2.5, which is not a whole number"},
+		{Int, `1e-999999999999`, "", "not a whole number"},
+		{Int, `9223372036854775808`, "", "want an int, got 9223372036854775808, which does not fit in 64 bits"},
+		{Int, `1e19`, "", "does not fit in 64 bits"},
+		{Int, `1e999999999999`, "", "does not fit in 64 bits"},
+		{Float, `0.5`, "0.5", ""},
+		{Float, `2`, "2", ""},
+		{Float, `1e3`, "1000", ""},
+		{Float, `1e-400`, "0", ""},
+		{Float, `1e999`, "", "want a float, got 1e999, which is too large"},
+		{Float, `"0.5"`, "", `want a float, got "0.5"`},
+		{Float, `null`, "", "want a float, got null"},
+		{Bool, `true`, "true", ""},
+		{Bool, ` false `, "false", ""},
+		{Bool, `"true"`, "", `want a bool (true or false), got "true"`},
+		{Bool, `1`, "", "want a bool (true or false), got 1"},
+		{JSON, `{"b": [1, 2.50], "a": null}`, `{"a":null,"b":[1,2.50]}`, ""},
+		{JSON, `null`, "null", ""},
+		{JSON, `"x"`, `"x"`, ""},
+		{Int, `{`, "", "{ is not valid JSON"},
+		{JSON, `1 2`, "", "is not valid JSON: unexpected data after the value"},
+		{String, ``, "", "no value"},
+		{Int, "  ", "", "no value"},
+		{"time", `1`, "", `unknown param type "time"`},
+	} {
+		got, err := CheckValue(tc.t, json.RawMessage(tc.in))
+		switch {
+		case tc.want != "" && (err != nil || string(got) != tc.want):
+			t.Errorf("CheckValue(%s, %s) = %s, %v; want %s", tc.t, tc.in, got, err, tc.want)
+		case tc.want == "" && (err == nil || !strings.Contains(err.Error(), tc.phrase)):
+			t.Errorf("CheckValue(%s, %s) = %s, %v; want an error containing %q", tc.t, tc.in, got, err, tc.phrase)
+		}
+	}
+}
+
+// TestCheckValueAgreesWithParseValue checks that a value given as text and
+// the same value given as JSON end up as the same bytes: join keys and run
+// params compare them.
+func TestCheckValueAgreesWithParseValue(t *testing.T) {
+	for _, tc := range []struct {
+		t          ParamType
+		text, json string
+	}{
+		{String, "a b", `"a b"`},
+		{Int, "1000", `1e3`},
+		{Int, "-5", `-5.0`},
+		{Float, "1e3", `1000.0`},
+		{Float, "0.1", `0.10`},
+		{Bool, "true", `true`},
+		{JSON, `{"a": [1]}`, `{ "a" : [1] }`},
+	} {
+		a, err1 := ParseValue(tc.t, tc.text)
+		b, err2 := CheckValue(tc.t, json.RawMessage(tc.json))
+		if err1 != nil || err2 != nil || string(a) != string(b) {
+			t.Errorf("%s: ParseValue(%q) = %s, %v; CheckValue(%s) = %s, %v", tc.t, tc.text, a, err1, tc.json, b, err2)
+		}
+		if m := valueProblem(tc.t, b); m != "" {
+			t.Errorf("CheckValue(%s, %s) = %s, which valueProblem refuses: %s", tc.t, tc.json, b, m)
+		}
+	}
+}

@@ -13,8 +13,14 @@ import (
 	"time"
 )
 
-// ParseFile reads and parses the flow file at path.
-func ParseFile(path string) (*Flow, error) {
+// Check is an extra rule a caller applies, e.g. signal names against
+// registered contracts; its errors, whose Field is a field path like
+// triggers[0].when, gain line and column like the built-in rules'.
+type Check func(f *Flow) Errors
+
+// ParseFile reads and parses the flow file at path, applying checks as
+// Parse does.
+func ParseFile(path string, checks ...Check) (*Flow, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		msg := err.Error()
@@ -24,14 +30,21 @@ func ParseFile(path string) (*Flow, error) {
 		}
 		return nil, Errors{{File: path, Msg: "cannot read the flow file: " + msg}}
 	}
-	return Parse(path, data)
+	return Parse(path, data, checks...)
 }
 
 // Parse parses a flow file's YAML and validates the flow. file names the
 // file in error messages. On failure it returns Errors holding every problem
 // found (up to a few dozen), each with its line, column and field.
-func Parse(file string, data []byte) (*Flow, error) {
-	d := &decoder{pos: map[string]pos{}, budget: jsonBudget}
+//
+// A document whose only key is signals (besides description and x- keys)
+// declares signal contracts and nothing else, as a signals.yaml file does:
+// Parse checks only the contracts and returns a Flow whose ContractsOnly is
+// true.
+//
+// checks run, in order, only when the built-in rules found no problem.
+func Parse(file string, data []byte, checks ...Check) (*Flow, error) {
+	d := &decoder{pos: map[string]pos{}, budget: jsonBudget, quiet: map[string]bool{}}
 	root := parseYAML(data, &d.errs)
 	if root == nil {
 		return nil, d.errs.result(file)
@@ -53,18 +66,61 @@ func Parse(file string, data []byte) (*Flow, error) {
 			failed = append(failed, e.Field)
 		}
 	}
-	for _, e := range f.problems() {
-		if slices.ContainsFunc(failed, func(q string) bool { return within(e.Field, q) }) {
+	var problems errorList
+	if contractsDocument(root) && f.ContractsOnly() {
+		problems = f.contractProblems()
+	} else {
+		// Keys such as steps: [] make a flow even when they decode to
+		// nothing, so the flow's rules apply whatever ContractsOnly says.
+		problems = f.flowProblems()
+	}
+	for _, e := range problems {
+		if d.quiet[e.Field] || slices.ContainsFunc(failed, func(q string) bool { return within(e.Field, q) }) {
 			continue
 		}
-		p := d.position(e.Field)
-		e.Line, e.Column = p.line, p.col
-		d.errs = append(d.errs, e)
+		d.place(e)
+	}
+	if len(d.errs) == 0 {
+		for _, check := range checks {
+			if check == nil {
+				continue
+			}
+			for _, e := range check(f) {
+				if e != nil {
+					c := *e
+					d.place(&c)
+				}
+			}
+		}
 	}
 	if err := d.errs.result(file); err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+// contractsDocument reports whether the document's keys are those of a
+// signals file: signals, and at most description and x- keys besides.
+func contractsDocument(root *value) bool {
+	hasSignals := false
+	for _, e := range root.entries {
+		switch {
+		case e.key == "signals":
+			hasSignals = true
+		case e.key == "description" || strings.HasPrefix(e.key, "x-"):
+		default:
+			return false
+		}
+	}
+	return hasSignals
+}
+
+// place gives a problem found on the decoded flow the position of its
+// field, and adds it.
+func (d *decoder) place(e *Error) {
+	p := d.position(e.Field)
+	e.Line, e.Column = p.line, p.col
+	d.errs = append(d.errs, e)
 }
 
 // decoder builds a Flow from the value tree, remembering where each field
@@ -73,6 +129,10 @@ type decoder struct {
 	errs   errorList
 	pos    map[string]pos // field path -> where its value is
 	budget int            // see jsonBudget
+	// quiet holds fields whose problems would only repeat one already
+	// reported elsewhere (a trigger whose kind failed to decode "has no
+	// kind").
+	quiet map[string]bool
 }
 
 func (d *decoder) fail(p pos, field, format string, args ...any) {
@@ -410,17 +470,88 @@ func (d *decoder) triggers(v *value, path string) []Trigger {
 	out := make([]Trigger, 0, len(items))
 	for i, it := range items {
 		var t Trigger
-		d.fields(it, indexPath(path, i), handlers{
+		at := indexPath(path, i)
+		// kinds counts the kind keys written, whether or not they decoded.
+		kinds := 0
+		d.fields(it, at, handlers{
 			"signal": func(v *value, p string) {
+				kinds++
 				t.Signal = d.optStr(v, p, func(s string) string { return nameProblem("signal", s) })
 			},
-			"when":      func(v *value, p string) { t.When = d.optStr(v, p, whenProblem) },
-			"on_finish": func(v *value, p string) { t.OnFinish = d.onFinish(v, p) },
-			"cron":      func(v *value, p string) { t.Cron = d.optStr(v, p, cronProblem) },
-			"timezone":  func(v *value, p string) { t.Timezone = d.optStr(v, p, timezoneProblem) },
+			"signals": func(v *value, p string) {
+				kinds++
+				if v.kind == stringKind {
+					d.fail(v.pos, p, "must be a list of 2 or more signals to join: for a single signal, write signal: %s", v.text)
+					return
+				}
+				var ok bool
+				if t.Signals, ok = d.strList(v, p); ok && len(t.Signals) == 0 {
+					d.fail(v.pos, p, "lists no signals: list 2 or more signals to join, or write signal: NAME for one")
+				}
+			},
+			"join_keys": func(v *value, p string) {
+				var ok bool
+				if t.JoinKeys, ok = d.strList(v, p); ok && len(t.JoinKeys) == 0 {
+					d.fail(v.pos, p, "%s", joinKeysMissing)
+				}
+			},
+			"when":   func(v *value, p string) { t.When = d.optStr(v, p, whenProblem) },
+			"params": func(v *value, p string) { t.Params = d.exprs(v, p) },
+			"on_finish": func(v *value, p string) {
+				kinds++
+				t.OnFinish = d.onFinish(v, p)
+			},
+			"cron": func(v *value, p string) {
+				kinds++
+				t.Cron = d.optStr(v, p, cronProblem)
+			},
+			"timezone": func(v *value, p string) { t.Timezone = d.optStr(v, p, timezoneProblem) },
+			"catchup":  func(v *value, p string) { t.Catchup = d.optStr(v, p, catchupProblem) },
+			"catchup_max": func(v *value, p string) {
+				if n, ok := d.integer(v, p); ok {
+					t.CatchupMax = n
+					if n == 0 {
+						d.fail(v.pos, p, "%s", catchupMaxProblem(0))
+					}
+				}
+			},
 		})
+		if t.Kind() == "" && kinds > 0 {
+			// The kind key written was reported; that the trigger has
+			// no kind, or that keys need one, would only repeat it.
+			for _, q := range []string{"", ".join_keys", ".when", ".params", ".timezone", ".catchup", ".catchup_max"} {
+				d.quiet[at+q] = true
+			}
+		}
 		// Keep indexes aligned with the file even for a broken trigger.
 		out = append(out, t)
+	}
+	return out
+}
+
+// exprs decodes a trigger's params: run param names to CEL expressions.
+func (d *decoder) exprs(v *value, path string) map[string]string {
+	es := d.entries(v, path, "run params to CEL expressions")
+	if len(es) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(es))
+	for _, e := range es {
+		at := keyPath(path, e.key)
+		switch e.val.kind {
+		case nullKind:
+			d.fail(e.val.pos, at, "has no value: write a CEL expression such as params.%s", e.key)
+			continue
+		case intKind, floatKind, boolKind:
+			d.fail(e.val.pos, at, "must be a CEL expression in a string, not %s: for a constant, quote it (%q)", e.val.kind, e.val.text)
+			continue
+		}
+		if s, ok := d.str(e.val, at); ok {
+			if s == "" {
+				d.fail(e.val.pos, at, "%s", exprProblem(e.key, ""))
+			}
+			out[e.key] = s
+		}
 	}
 	return out
 }
@@ -505,11 +636,39 @@ func (d *decoder) step(v *value, path string) Step {
 		},
 		"publish": func(v *value, p string) { s.Publish, _ = d.strList(v, p) },
 		"env":     func(v *value, p string) { s.Env = d.env(v, p) },
+		"wait":    func(v *value, p string) { s.Wait = d.wait(v, p) },
 	})
 	if ok && !hasRun {
 		d.fail(v.pos, path+".run", "the step has no run: every step of a flow file runs a shell command (add run: ...)")
 	}
 	return s
+}
+
+// wait decodes a step's wait: a signal name, or {signal, when, timeout}.
+func (d *decoder) wait(v *value, path string) *Wait {
+	if v.kind == stringKind {
+		return &Wait{Signal: v.text}
+	}
+	if v.scalar() && v.kind != badKind {
+		d.fail(v.pos, path, "must be a signal name or a mapping {signal: NAME, when: CONDITION, timeout: 1h}, not %s", v.kind)
+		return nil
+	}
+	w := &Wait{}
+	if !d.fields(v, path, handlers{
+		"signal": func(v *value, p string) { w.Signal, _ = d.str(v, p) },
+		"when":   func(v *value, p string) { w.When = d.optStr(v, p, whenProblem) },
+		"timeout": func(v *value, p string) {
+			if t, ok := d.duration(v, p); ok {
+				w.Timeout = t
+				if t == 0 {
+					d.fail(v.pos, p, "%s", timeoutProblem(0))
+				}
+			}
+		},
+	}) {
+		return nil
+	}
+	return w
 }
 
 func (d *decoder) foreach(v *value, path string) *Foreach {

@@ -375,7 +375,7 @@ func TestParseErrorsSteps(t *testing.T) {
 		{"no run", "name: x\nsteps:\n  - name: a\n", "steps[0].run", 3, "the step has no run"},
 		{"empty run", "name: x\nsteps:\n  - name: a\n    run: '  '\n", "steps[0].run", 4, "is empty"},
 		{"bool run", "name: x\nsteps:\n  - name: a\n    run: true\n", "steps[0].run", 4, `put it in quotes ("true")`},
-		{"step not a mapping", "name: x\nsteps:\n  - a\n", "steps[0]", 3, "must be a mapping with keys env, foreach, name, needs, publish, retry, run, timeout"},
+		{"step not a mapping", "name: x\nsteps:\n  - a\n", "steps[0]", 3, "must be a mapping with keys env, foreach, name, needs, publish, retry, run, timeout, wait"},
 		{"unknown step key", "name: x\nsteps:\n  - name: a\n    run: b\n    depends: [c]\n", "steps[0].depends", 5, "unknown key"},
 		{"timeout bare number", "name: x\nsteps:\n  - name: a\n    run: b\n    timeout: 30\n", "steps[0].timeout", 5, `write a duration such as "30s"`},
 		{"timeout bad", "name: x\nsteps:\n  - name: a\n    run: b\n    timeout: soon\n", "steps[0].timeout", 5, "is not a duration"},
@@ -439,9 +439,11 @@ func TestParseErrorsCycles(t *testing.T) {
 func TestParseErrorsTriggers(t *testing.T) {
 	const steps = "steps: [{name: a, run: b}]\n"
 	checkErrCases(t, []errCase{
-		{"none", "name: x\ntriggers:\n  - when: 'true'\n" + steps, "triggers[0]", 3, "needs one of signal, on_finish or cron"},
-		{"two", "name: x\ntriggers:\n  - signal: s\n    cron: '@hourly'\n" + steps, "triggers[0]", 3, "split it into 2 triggers"},
-		{"when without signal", "name: x\ntriggers:\n  - cron: '@hourly'\n    when: 'x'\n" + steps, "triggers[0].when", 4, "only applies to a signal trigger"},
+		{"none", "name: x\ntriggers:\n  - when: 'true'\n" + steps, "triggers[0]", 3, "needs one of signal, signals, on_finish or cron"},
+		{"two", "name: x\ntriggers:\n  - signal: s\n    cron: '@hourly'\n" + steps, "triggers[0]", 3, "exactly one of signal, signals, on_finish or cron: split it into 2 triggers"},
+		{"signal and signals", "name: x\ntriggers:\n  - signal: s\n    signals: [a, b]\n    join_keys: [k]\n" + steps, "triggers[0]", 3, "split it into 2 triggers"},
+		{"when without signal", "name: x\ntriggers:\n  - cron: '@hourly'\n    when: 'x'\n" + steps, "triggers[0].when", 4, "only applies to a signal or join (signals) trigger"},
+		{"when on on_finish", "name: x\ntriggers:\n  - on_finish: up\n    when: 'x'\n" + steps, "triggers[0].when", 4, "only applies to a signal or join"},
 		{"empty when", "name: x\ntriggers:\n  - signal: s\n    when: ''\n" + steps, "triggers[0].when", 4, "when is empty"},
 		{"bad signal", "name: x\ntriggers:\n  - signal: Bad!\n" + steps, "triggers[0].signal", 3, "not a valid signal name"},
 		{"bad cron", "name: x\ntriggers:\n  - cron: '0 25 * * *'\n" + steps, "triggers[0].cron", 3, "invalid schedule"},
@@ -455,7 +457,103 @@ func TestParseErrorsTriggers(t *testing.T) {
 		{"on_finish empty status", "name: x\ntriggers:\n  - on_finish: {flow: up, status: []}\n" + steps, "triggers[0].on_finish.status", 3, "lists no status"},
 		{"on_finish no flow", "name: x\ntriggers:\n  - on_finish: {status: [failed]}\n" + steps, "triggers[0].on_finish.flow", 3, "the flow has no name"},
 		{"on_finish number", "name: x\ntriggers:\n  - on_finish: 3\n" + steps, "triggers[0].on_finish", 3, "must be a flow name or a mapping"},
-		{"unknown key", "name: x\ntriggers:\n  - signal: s\n    if: x\n" + steps, "triggers[0].if", 4, "allowed: cron, on_finish, signal, timezone, when"},
+		{"unknown key", "name: x\ntriggers:\n  - signal: s\n    if: x\n" + steps, "triggers[0].if", 4, "allowed: catchup, catchup_max, cron, join_keys, on_finish, params, signal, signals, timezone, when"},
+		{"unknown key typo", "name: x\ntriggers:\n  - signals: [a, b]\n    join_key: [k]\n" + steps, "triggers[0].join_key", 4, `did you mean "join_keys"?`},
+	})
+}
+
+func TestParseErrorsJoinTriggers(t *testing.T) {
+	const steps = "steps: [{name: a, run: b}]\n"
+	checkErrCases(t, []errCase{
+		{"one signal", "name: x\ntriggers:\n  - signals: [a]\n    join_keys: [k]\n" + steps, "triggers[0].signals", 3, "a join lists 2 or more signals: for a single signal, write signal: a"},
+		{"signals as a string", "name: x\ntriggers:\n  - signals: a\n    join_keys: [k]\n" + steps, "triggers[0].signals", 3, "for a single signal, write signal: a"},
+		{"no signals", "name: x\ntriggers:\n  - signals: []\n    join_keys: [k]\n" + steps, "triggers[0].signals", 3, "lists no signals"},
+		{"signals null", "name: x\ntriggers:\n  - signals:\n    join_keys: [k]\n" + steps, "triggers[0].signals", 3, "lists no signals"},
+		{"signal twice", "name: x\ntriggers:\n  - signals: [a, b, a]\n    join_keys: [k]\n" + steps, "triggers[0].signals[2]", 3, `signal "a" is listed twice in signals`},
+		{"bad signal name", "name: x\ntriggers:\n  - signals:\n      - a\n      - B!\n    join_keys: [k]\n" + steps, "triggers[0].signals[1]", 5, `"B!" is not a valid signal name`},
+		{"signals not strings", "name: x\ntriggers:\n  - signals: [a, {b: 1}]\n    join_keys: [k]\n" + steps, "triggers[0].signals[1]", 3, "must be a string"},
+		{"signals a mapping", "name: x\ntriggers:\n  - signals: {a: 1}\n    join_keys: [k]\n" + steps, "triggers[0].signals", 3, "must be a list of strings"},
+		{"no join keys", "name: x\ntriggers:\n  - signals: [a, b]\n" + steps, "triggers[0].join_keys", 3, "a join needs join_keys"},
+		{"empty join keys", "name: x\ntriggers:\n  - signals: [a, b]\n    join_keys: []\n" + steps, "triggers[0].join_keys", 4, "a join needs join_keys"},
+		{"join keys without signals", "name: x\ntriggers:\n  - signal: a\n    join_keys: [date]\n" + steps, "triggers[0].join_keys", 4, "join_keys only applies to a join trigger"},
+		{"bad join key", "name: x\ntriggers:\n  - signals: [a, b]\n    join_keys: [date, Region]\n" + steps, "triggers[0].join_keys[1]", 4, `"Region" is not a valid param name`},
+		{"join key twice", "name: x\ntriggers:\n  - signals: [a, b]\n    join_keys: [date, date]\n" + steps, "triggers[0].join_keys[1]", 4, `join key "date" is listed twice`},
+		{"join key number", "name: x\ntriggers:\n  - signals: [a, b]\n    join_keys: [1]\n" + steps, "triggers[0].join_keys[0]", 4, "must be a string"},
+		{"empty when", "name: x\ntriggers:\n  - signals: [a, b]\n    join_keys: [k]\n    when: ' '\n" + steps, "triggers[0].when", 5, "when is empty"},
+	})
+}
+
+// TestParseBrokenTriggerKindReportedOnce checks that a trigger whose kind
+// key fails to decode is not also reported as having no kind, nor are the
+// keys that depend on the kind.
+func TestParseBrokenTriggerKindReportedOnce(t *testing.T) {
+	const steps = "steps: [{name: a, run: b}]\n"
+	for _, src := range []string{
+		"name: x\ntriggers:\n  - signals:\n    join_keys: [k]\n    when: 'true'\n" + steps,
+		"name: x\ntriggers:\n  - signals: one\n    join_keys: [k]\n" + steps,
+		"name: x\ntriggers:\n  - signal: ''\n    when: 'true'\n" + steps,
+		"name: x\nparams: {d: {}}\ntriggers:\n  - signal: 3\n    params: {d: params.d}\n" + steps,
+		"name: x\ntriggers:\n  - cron: ''\n    timezone: UTC\n    catchup: all\n    catchup_max: 2\n" + steps,
+	} {
+		if es := parseErrors(t, src); len(es) != 1 {
+			t.Errorf("got %d errors, want 1:\n%v\n--- source:\n%s", len(es), es, src)
+		}
+	}
+}
+
+func TestParseErrorsTriggerParams(t *testing.T) {
+	const head = "name: x\nparams:\n  date: {type: string}\n  model: {default: recs}\n"
+	const steps = "steps: [{name: a, run: b}]\n"
+	checkErrCases(t, []errCase{
+		{"undeclared", head + "triggers:\n  - signal: s\n    params:\n      day: params.date\n" + steps, "triggers[0].params.day", 8, `flow "x" declares no param "day" (declared: date, model)`},
+		{"undeclared typo", head + "triggers:\n  - signal: s\n    params: {dat: params.date}\n" + steps, "triggers[0].params.dat", 7, `did you mean "date"?`},
+		{"no params declared", "name: x\ntriggers:\n  - signal: s\n    params: {date: params.date}\n" + steps, "triggers[0].params.date", 4, `declares no param "date": declare it under params first`},
+		{"on cron", head + "triggers:\n  - cron: '@daily'\n    params: {date: '\"x\"'}\n" + steps, "triggers[0].params", 7, "params only applies to a signal, join (signals) or on_finish trigger"},
+		{"empty expression", head + "triggers:\n  - signal: s\n    params: {date: ''}\n" + steps, "triggers[0].params.date", 7, "the expression is empty"},
+		{"blank expression", head + "triggers:\n  - signal: s\n    params: {date: '  '}\n" + steps, "triggers[0].params.date", 7, "the expression is empty"},
+		{"null expression", head + "triggers:\n  - signal: s\n    params:\n      date:\n" + steps, "triggers[0].params.date", 8, "has no value: write a CEL expression such as params.date"},
+		{"number expression", head + "triggers:\n  - signal: s\n    params: {model: 3}\n" + steps, "triggers[0].params.model", 7, `quote it ("3")`},
+		{"list expression", head + "triggers:\n  - signal: s\n    params: {model: [a]}\n" + steps, "triggers[0].params.model", 7, "must be a string, not a list"},
+		{"params a list", head + "triggers:\n  - signal: s\n    params: [date]\n" + steps, "triggers[0].params", 7, "must be a mapping of run params to CEL expressions"},
+		{"join undeclared", head + "triggers:\n  - signals: [a, b]\n    join_keys: [date]\n    params: {region: params.region}\n" + steps, "triggers[0].params.region", 8, `declares no param "region"`},
+		{"on_finish undeclared", head + "triggers:\n  - on_finish: up\n    params: {region: params.region}\n" + steps, "triggers[0].params.region", 7, `declares no param "region"`},
+	})
+}
+
+func TestParseErrorsCatchup(t *testing.T) {
+	const steps = "steps: [{name: a, run: b}]\n"
+	checkErrCases(t, []errCase{
+		{"unknown", "name: x\ntriggers:\n  - cron: '@daily'\n    catchup: some\n" + steps, "triggers[0].catchup", 4, `unknown catchup "some" (catchup is one of: none, last, all`},
+		{"empty", "name: x\ntriggers:\n  - cron: '@daily'\n    catchup: ''\n" + steps, "triggers[0].catchup", 4, `unknown catchup ""`},
+		{"bool", "name: x\ntriggers:\n  - cron: '@daily'\n    catchup: true\n" + steps, "triggers[0].catchup", 4, "must be a string"},
+		{"without cron", "name: x\ntriggers:\n  - signal: s\n    catchup: all\n" + steps, "triggers[0].catchup", 4, "catchup only applies to a cron trigger"},
+		{"max without all", "name: x\ntriggers:\n  - cron: '@daily'\n    catchup: last\n    catchup_max: 5\n" + steps, "triggers[0].catchup_max", 5, "catchup_max only applies with catchup: all"},
+		{"max without catchup", "name: x\ntriggers:\n  - cron: '@daily'\n    catchup_max: 5\n" + steps, "triggers[0].catchup_max", 4, "catchup_max only applies with catchup: all"},
+		{"max zero", "name: x\ntriggers:\n  - cron: '@daily'\n    catchup: all\n    catchup_max: 0\n" + steps, "triggers[0].catchup_max", 5, "between 1 and 1000"},
+		{"max too many", "name: x\ntriggers:\n  - cron: '@daily'\n    catchup: all\n    catchup_max: 1001\n" + steps, "triggers[0].catchup_max", 5, "catchup_max is 1001: it must be between 1 and 1000"},
+		{"max negative", "name: x\ntriggers:\n  - cron: '@daily'\n    catchup: all\n    catchup_max: -1\n" + steps, "triggers[0].catchup_max", 5, "between 1 and 1000"},
+		{"max quoted", "name: x\ntriggers:\n  - cron: '@daily'\n    catchup: all\n    catchup_max: '5'\n" + steps, "triggers[0].catchup_max", 5, "write 5 without quotes"},
+	})
+}
+
+func TestParseErrorsWait(t *testing.T) {
+	const head = "name: x\nsteps:\n  - name: a\n    run: b\n"
+	checkErrCases(t, []errCase{
+		{"no signal", head + "    wait: {timeout: 1h}\n", "steps[0].wait.signal", 5, "wait names no signal"},
+		{"empty mapping", head + "    wait: {}\n", "steps[0].wait.signal", 5, "wait names no signal"},
+		{"bad signal", head + "    wait:\n      signal: Canary\n", "steps[0].wait.signal", 6, `"Canary" is not a valid signal name`},
+		{"bad shorthand", head + "    wait: Canary\n", "steps[0].wait.signal", 5, `"Canary" is not a valid signal name`},
+		{"signal number", head + "    wait: {signal: 3}\n", "steps[0].wait.signal", 5, `put it in quotes ("3")`},
+		{"null", head + "    wait:\n", "steps[0].wait", 5, "must be a signal name or a mapping"},
+		{"number", head + "    wait: 3\n", "steps[0].wait", 5, "must be a signal name or a mapping"},
+		{"list", head + "    wait: [a]\n", "steps[0].wait", 5, "must be a mapping with keys signal, timeout, when"},
+		{"unknown key", head + "    wait: {signal: s, until: x}\n", "steps[0].wait.until", 5, "unknown key \"until\" (allowed: signal, timeout, when)"},
+		{"empty when", head + "    wait: {signal: s, when: ''}\n", "steps[0].wait.when", 5, "when is empty"},
+		{"blank when", head + "    wait:\n      signal: s\n      when: '  '\n", "steps[0].wait.when", 7, "when is empty"},
+		{"timeout zero", head + "    wait: {signal: s, timeout: 0s}\n", "steps[0].wait.timeout", 5, "must be more than 0"},
+		{"timeout negative", head + "    wait: {signal: s, timeout: -1m}\n", "steps[0].wait.timeout", 5, "must be more than 0"},
+		{"timeout bare", head + "    wait: {signal: s, timeout: 60}\n", "steps[0].wait.timeout", 5, `write a duration such as "60s"`},
+		{"timeout word", head + "    wait: {signal: s, timeout: later}\n", "steps[0].wait.timeout", 5, "is not a duration"},
 	})
 }
 
@@ -560,5 +658,234 @@ func TestErrorFormat(t *testing.T) {
 	var target *Error
 	if !errors.As(error(Errors{{Msg: "x"}}), &target) || target.Msg != "x" {
 		t.Errorf("errors.As cannot find an *Error in Errors")
+	}
+}
+
+// signalsFlowSrc uses every trigger and step feature that works with
+// signals.
+const signalsFlowSrc = `
+name: train-recs
+params:
+  date: {type: string, default: today}
+  model: {default: recs}
+  min_score: {type: float, default: 0.9}
+triggers:
+  - signal: data_landed
+    when: 'params.table == "events"'
+    params:
+      date: params.date
+  - signals: [features_ready, labels_ready]
+    join_keys: [date]
+    when: 'params.date >= "2024-01-01"'
+    params:
+      date: params.date
+      model: '"recs-" + params.feature_version'
+  - on_finish: {flow: ingest}
+    params: {date: params.date}
+  - cron: "0 2 * * *"
+    timezone: UTC
+    catchup: all
+    catchup_max: 3
+  - cron: "@hourly"
+    catchup: none
+steps:
+  - name: train
+    run: ./train.sh
+    publish: [model_trained]
+  - name: promote
+    needs: [train]
+    wait:
+      signal: canary_passed
+      when: 'params.model == "recs" && params.score >= 0.9'
+      timeout: 6h
+    run: ./promote.sh
+  - name: report
+    needs: [train]
+    foreach: [a, b]
+    wait: experiment_paused
+    run: ./report.sh
+signals:
+  - name: labels_ready
+    params:
+      date: {type: string, required: true}
+`
+
+func TestParseSignalFeatures(t *testing.T) {
+	got := mustParse(t, signalsFlowSrc)
+	want := []Trigger{
+		{Signal: "data_landed", When: `params.table == "events"`, Params: map[string]string{"date": "params.date"}},
+		{Signals: []string{"features_ready", "labels_ready"}, JoinKeys: []string{"date"}, When: `params.date >= "2024-01-01"`,
+			Params: map[string]string{"date": "params.date", "model": `"recs-" + params.feature_version`}},
+		{OnFinish: &OnFinish{Flow: "ingest", Status: []string{"succeeded"}}, Params: map[string]string{"date": "params.date"}},
+		{Cron: "0 2 * * *", Timezone: "UTC", Catchup: CatchupAll, CatchupMax: 3},
+		{Cron: "@hourly", Catchup: CatchupNone},
+	}
+	if !reflect.DeepEqual(got.Triggers, want) {
+		g, _ := json.MarshalIndent(got.Triggers, "", "  ")
+		w, _ := json.MarshalIndent(want, "", "  ")
+		t.Errorf("triggers:\n%s\nwant:\n%s", g, w)
+	}
+	for i, kind := range []string{"signal", "join", "on_finish", "cron", "cron"} {
+		if k := got.Triggers[i].Kind(); k != kind {
+			t.Errorf("triggers[%d].Kind() = %q, want %q", i, k, kind)
+		}
+	}
+	if w := got.Step("promote").Wait; !reflect.DeepEqual(w, &Wait{Signal: "canary_passed", When: `params.model == "recs" && params.score >= 0.9`, Timeout: Duration(6 * time.Hour)}) {
+		t.Errorf("promote wait = %+v", w)
+	}
+	if w := got.Step("report").Wait; !reflect.DeepEqual(w, &Wait{Signal: "experiment_paused"}) {
+		t.Errorf("report wait (shorthand) = %+v", w)
+	}
+	if got.Step("train").Wait != nil || got.ContractsOnly() {
+		t.Errorf("train has a wait, or the flow is contracts-only")
+	}
+
+	// The stored form: the JSON keys the engine reads, and a round trip.
+	b, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"signals":["features_ready","labels_ready"]`, `"join_keys":["date"]`, `"catchup":"all"`, `"catchup_max":3`,
+		`"wait":{"signal":"canary_passed","when":"params.model == \"recs\" \u0026\u0026 params.score \u003e= 0.9","timeout":"6h0m0s"}`} {
+		if !strings.Contains(string(b), key) {
+			t.Errorf("JSON lacks %s:\n%s", key, b)
+		}
+	}
+	var back Flow
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Digest() != got.Digest() || back.Validate() != nil {
+		t.Errorf("the flow changed through JSON: %s", b)
+	}
+	// Changing a new field changes the digest.
+	changed := mustParse(t, strings.Replace(signalsFlowSrc, "catchup_max: 3", "catchup_max: 4", 1))
+	if changed.Digest() == got.Digest() {
+		t.Errorf("catchup_max does not reach the digest")
+	}
+}
+
+func TestParseContractsOnly(t *testing.T) {
+	src := `
+# signals.yaml
+description: shared contracts
+x-date: &date {type: string, required: true}
+signals:
+  - name: data_landed
+    params:
+      table: {type: string, required: true}
+      date: *date
+      rows: {type: int}
+  - name: ping
+`
+	f := mustParse(t, src)
+	if !f.ContractsOnly() {
+		t.Fatalf("ContractsOnly() = false for %+v", f)
+	}
+	want := []Signal{
+		{Name: "data_landed", Params: []SignalParam{{Name: "table", Type: String, Required: true}, {Name: "date", Type: String, Required: true}, {Name: "rows", Type: Int}}},
+		{Name: "ping"},
+	}
+	if !reflect.DeepEqual(f.Signals, want) || f.Description != "shared contracts" {
+		t.Errorf("contracts = %+v, want %+v", f.Signals, want)
+	}
+	if err := f.Validate(); err != nil {
+		t.Errorf("Validate of a contracts-only document: %v", err)
+	}
+
+	const contracts = "signals:\n  - name: s\n"
+	checkErrCases(t, []errCase{
+		// Only the contracts' rules apply ...
+		{"bad contract", "signals:\n  - name: Bad\n", "signals[0].name", 2, "not a valid signal name"},
+		{"contract twice", "signals:\n  - name: s\n  - name: s\n", "signals[1].name", 3, "declared twice"},
+		{"contract param type", "signals:\n  - name: s\n    params: {p: {type: time}}\n", "signals[0].params.p.type", 3, "unknown type"},
+		{"contract not a mapping", "signals: [s]\n", "signals[0]", 1, "must be a mapping"},
+		// ... unless other flow keys make the document a flow.
+		{"empty signals", "signals: []\n", "name", 1, "the flow has no name"},
+		{"empty signals no steps", "signals: []\n", "steps", 1, "the flow has no steps"},
+		{"null signals", "signals:\n", "name", 1, "the flow has no name"},
+		{"with params", "params: {a: {}}\n" + contracts, "name", 1, "the flow has no name"},
+		{"with triggers", "triggers: [{signal: s}]\n" + contracts, "steps", 1, "the flow has no steps"},
+		{"with concurrency", "concurrency: {max_runs: 1}\n" + contracts, "name", 1, "the flow has no name"},
+		{"with empty steps", "steps: []\n" + contracts, "steps", 1, "the flow has no steps"},
+		{"with empty name", "name: ''\n" + contracts, "name", 1, "the flow has no name"},
+		{"with name", "name: x\n" + contracts, "steps", 1, "the flow has no steps"},
+		{"with steps", "steps: [{name: a, run: b}]\n" + contracts, "name", 1, "the flow has no name"},
+		{"unknown key", "owner: me\n" + contracts, "owner", 1, "unknown key"},
+	})
+	// A contracts-only document is not asked for a name or steps.
+	for _, e := range parseErrors(t, "signals:\n  - name: Bad\n") {
+		if e.Field == "name" || e.Field == "steps" {
+			t.Errorf("contracts-only document: %v", e)
+		}
+	}
+}
+
+func TestParseChecks(t *testing.T) {
+	var seen *Flow
+	noWhen := func(f *Flow) Errors {
+		seen = f
+		var es Errors
+		for i, tr := range f.Triggers {
+			if tr.When != "" {
+				es = append(es, &Error{Field: indexPath("triggers", i) + ".when", Msg: "CEL: undeclared reference to 'region'"})
+			}
+		}
+		return es
+	}
+	src := "name: x\ntriggers:\n  - signal: s\n  - signal: t\n    when:   'region == 1'\nsteps: [{name: a, run: b}]\n"
+	_, err := Parse("flow.yaml", []byte(src), nil, noWhen)
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 1 {
+		t.Fatalf("Parse with a check = %v, want one error", err)
+	}
+	if e := es[0]; e.File != "flow.yaml" || e.Line != 5 || e.Column != 13 || e.Field != "triggers[1].when" || !strings.Contains(e.Msg, "undeclared reference") {
+		t.Errorf("check error = %#v", *e)
+	}
+	if got := es[0].Error(); got != "flow.yaml:5:13: triggers[1].when: CEL: undeclared reference to 'region'" {
+		t.Errorf("Error() = %q", got)
+	}
+	if seen == nil || seen.Name != "x" {
+		t.Errorf("the check saw %+v", seen)
+	}
+
+	// A field the file does not write takes its nearest enclosing field's
+	// position; an unknown path the file's start.
+	outer := func(f *Flow) Errors {
+		return Errors{{Field: "triggers[0].params.date", Msg: "m1"}, {Field: "nowhere[3]", Msg: "m2"}}
+	}
+	_, err = Parse("flow.yaml", []byte(src), outer)
+	if !errors.As(err, &es) || len(es) != 2 || es[0].Line != 1 || es[1].Line != 3 || es[1].Column != 5 {
+		t.Errorf("positions of check errors: %v", err)
+	}
+
+	// Checks run only on a flow the built-in rules accept.
+	seen = nil
+	if _, err := Parse("flow.yaml", []byte("name: X\n"+src[len("name: x\n"):]), noWhen); err == nil || seen != nil {
+		t.Errorf("a check ran on a flow with problems: %v", err)
+	}
+	// A check that finds nothing, and checks on contracts-only documents.
+	pass := func(f *Flow) Errors { return nil }
+	if _, err := Parse("flow.yaml", []byte(src), pass); err != nil {
+		t.Errorf("passing check: %v", err)
+	}
+	contractsCheck := func(f *Flow) Errors {
+		if !f.ContractsOnly() {
+			return Errors{{Field: "", Msg: "want contracts"}}
+		}
+		return Errors{{Field: "signals[0].params.rows.type", Msg: "rows was a float in the registered contract"}}
+	}
+	_, err = Parse("signals.yaml", []byte("signals:\n  - name: s\n    params:\n      rows: {type: int}\n"), contractsCheck)
+	if !errors.As(err, &es) || len(es) != 1 || es[0].Line != 4 || es[0].Column != 20 {
+		t.Errorf("contracts check: %v", err)
+	}
+
+	// ParseFile passes checks on.
+	p := filepath.Join(t.TempDir(), "f.yaml")
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseFile(p, noWhen); err == nil || !strings.HasPrefix(err.Error(), p+":5:13: triggers[1].when:") {
+		t.Errorf("ParseFile with a check = %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -87,13 +88,48 @@ func TestSchemaAcceptsExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := Parse(p, src); err != nil {
+			f, err := Parse(p, src)
+			if err != nil {
 				t.Errorf("Parse: %v", err)
 			}
 			if err := sch.Validate(yamlInstance(t, src)); err != nil {
 				t.Errorf("schema: %v", err)
 			}
+			if filepath.Base(p) == "signals.yaml" && f != nil && !f.ContractsOnly() {
+				t.Errorf("%s is not contracts-only", p)
+			}
 		})
+	}
+}
+
+func TestSignalsExample(t *testing.T) {
+	f, err := ParseFile("../../examples/signals/signals.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.ContractsOnly() {
+		t.Fatalf("ContractsOnly() = false")
+	}
+	// The contracts the spec names, as the engine sees them.
+	type p = SignalParam
+	want := map[string][]SignalParam{
+		"data_landed":       {{"table", String, true}, {"date", String, true}, {"rows", Int, false}},
+		"features_ready":    {{"feature_version", String, true}, {"date", String, true}, {"row_count", Int, true}, {"quality", JSON, false}},
+		"model_trained":     {{"model", String, true}, {"version", String, true}, {"run_id", Int, false}, {"metrics", JSON, false}},
+		"canary_passed":     {{"model", String, true}, {"version", String, true}, {"score", Float, true}},
+		"feature_stale":     {{"feature", String, true}, {"staleness_seconds", Float, false}},
+		"experiment_paused": {{"experiment", String, true}, {"reason", String, false}},
+	}
+	if len(f.Signals) != len(want) {
+		t.Errorf("%d contracts, want %d", len(f.Signals), len(want))
+	}
+	for _, sg := range f.Signals {
+		if w, ok := want[sg.Name]; !ok || !reflect.DeepEqual(sg.Params, w) {
+			t.Errorf("contract %s = %+v, want %+v", sg.Name, sg.Params, w)
+		}
+		if sg.Description == "" {
+			t.Errorf("contract %s has no description", sg.Name)
+		}
 	}
 }
 
@@ -143,13 +179,26 @@ signals:
     description: d
     params: {n: {type: int, required: true}, m: {}}
 `
-	if _, err := Parse("f.yaml", []byte(src)); err != nil {
-		t.Fatalf("Parse: %v", err)
-	}
-	if err := sch.Validate(yamlInstance(t, []byte(src))); err != nil {
-		t.Errorf("schema: %v", err)
+	for _, src := range []string{src, signalsFlowSrc, contractsSrc} {
+		if _, err := Parse("f.yaml", []byte(src)); err != nil {
+			t.Fatalf("Parse: %v", err)
+		}
+		if err := sch.Validate(yamlInstance(t, []byte(src))); err != nil {
+			t.Errorf("schema: %v\n--- source:\n%s", err, src)
+		}
 	}
 }
+
+// contractsSrc is a contracts-only document with every key it may hold.
+const contractsSrc = `
+description: contracts
+x-req: &req {type: string, required: true}
+signals:
+  - name: a
+    description: d
+    params: {k: *req, n: {type: int}, j: {type: json, required: false}}
+  - name: b
+`
 
 func TestSchemaRejectsWhatParseRejects(t *testing.T) {
 	sch := compileSchema(t)
@@ -187,6 +236,51 @@ func TestSchemaRejectsWhatParseRejects(t *testing.T) {
 		{"signal key", "name: x\n" + ok + "signals: [{name: s, owner: me}]\n"},
 		{"signal param", "name: x\n" + ok + "signals: [{name: s, params: {p: {type: int, default: 1}}}]\n"},
 		{"publish bad", "name: x\nsteps: [{name: a, run: b, publish: [Bad]}]\n"},
+		// Joins.
+		{"signal and signals", "name: x\ntriggers: [{signal: s, signals: [a, b], join_keys: [k]}]\n" + ok},
+		{"one signal joined", "name: x\ntriggers: [{signals: [a], join_keys: [k]}]\n" + ok},
+		{"signals as a string", "name: x\ntriggers: [{signals: a, join_keys: [k]}]\n" + ok},
+		{"signal joined twice", "name: x\ntriggers: [{signals: [a, a], join_keys: [k]}]\n" + ok},
+		{"bad joined signal", "name: x\ntriggers: [{signals: [a, B], join_keys: [k]}]\n" + ok},
+		{"join without keys", "name: x\ntriggers: [{signals: [a, b]}]\n" + ok},
+		{"join empty keys", "name: x\ntriggers: [{signals: [a, b], join_keys: []}]\n" + ok},
+		{"join keys without join", "name: x\ntriggers: [{signal: a, join_keys: [k]}]\n" + ok},
+		{"bad join key", "name: x\ntriggers: [{signals: [a, b], join_keys: [K]}]\n" + ok},
+		{"join key twice", "name: x\ntriggers: [{signals: [a, b], join_keys: [k, k]}]\n" + ok},
+		// when and params.
+		{"when on on_finish", "name: x\ntriggers: [{on_finish: up, when: x}]\n" + ok},
+		{"blank when", "name: x\ntriggers: [{signal: s, when: ' '}]\n" + ok},
+		{"params on cron", "name: x\nparams: {d: {}}\ntriggers: [{cron: '@daily', params: {d: '1'}}]\n" + ok},
+		{"params empty expression", "name: x\nparams: {d: {}}\ntriggers: [{signal: s, params: {d: ''}}]\n" + ok},
+		{"params number", "name: x\nparams: {d: {}}\ntriggers: [{signal: s, params: {d: 1}}]\n" + ok},
+		{"params bad name", "name: x\nparams: {d: {}}\ntriggers: [{signal: s, params: {D: x}}]\n" + ok},
+		// catchup.
+		{"catchup unknown", "name: x\ntriggers: [{cron: '@daily', catchup: some}]\n" + ok},
+		{"catchup without cron", "name: x\ntriggers: [{signal: s, catchup: all}]\n" + ok},
+		{"catchup_max without all", "name: x\ntriggers: [{cron: '@daily', catchup: last, catchup_max: 2}]\n" + ok},
+		{"catchup_max alone", "name: x\ntriggers: [{cron: '@daily', catchup_max: 2}]\n" + ok},
+		{"catchup_max zero", "name: x\ntriggers: [{cron: '@daily', catchup: all, catchup_max: 0}]\n" + ok},
+		{"catchup_max too many", "name: x\ntriggers: [{cron: '@daily', catchup: all, catchup_max: 1001}]\n" + ok},
+		// wait.
+		{"wait no signal", "name: x\nsteps: [{name: a, run: b, wait: {timeout: 1h}}]\n"},
+		{"wait bad signal", "name: x\nsteps: [{name: a, run: b, wait: {signal: B}}]\n"},
+		{"wait bad shorthand", "name: x\nsteps: [{name: a, run: b, wait: B}]\n"},
+		{"wait unknown key", "name: x\nsteps: [{name: a, run: b, wait: {signal: s, until: x}}]\n"},
+		{"wait empty when", "name: x\nsteps: [{name: a, run: b, wait: {signal: s, when: ''}}]\n"},
+		{"wait bare timeout", "name: x\nsteps: [{name: a, run: b, wait: {signal: s, timeout: 60}}]\n"},
+		{"wait null", "name: x\nsteps: [{name: a, run: b, wait: }]\n"},
+		// Contracts-only documents.
+		{"empty contracts", "signals: []\n"},
+		{"null contracts", "signals:\n"},
+		{"contracts and params", "params: {a: {}}\nsignals: [{name: s}]\n"},
+		{"contracts and triggers", "triggers: [{signal: s}]\nsignals: [{name: s}]\n"},
+		{"contracts and concurrency", "concurrency: {max_runs: 1}\nsignals: [{name: s}]\n"},
+		{"contracts and name", "name: x\nsignals: [{name: s}]\n"},
+		{"contracts and steps", ok + "signals: [{name: s}]\n"},
+		{"contracts and empty steps", "steps: []\nsignals: [{name: s}]\n"},
+		{"bad contract", "signals: [{name: S}]\n"},
+		{"contract unknown key", "signals: [{name: s, owner: me}]\n"},
+		{"contracts and unknown key", "owner: me\nsignals: [{name: s}]\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := Parse("f.yaml", []byte(tc.src)); err == nil {

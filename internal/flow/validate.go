@@ -15,8 +15,11 @@ import (
 
 // Validate checks the rules every flow follows, however it was built: names,
 // unique steps, known needs, no cycles, foreach sources, retry bounds, param
-// defaults that fit their types, trigger schedules, env names. It returns
-// Errors whose Field says where each problem is, or nil.
+// defaults that fit their types, trigger kinds, joins, params and schedules,
+// waits, env names. A contracts-only flow (see ContractsOnly) is held to the
+// signal contracts' rules alone. It returns Errors whose Field says where
+// each problem is, or nil. CEL expressions (when, trigger params) are only
+// checked for being there: compiling them is the caller's (see Check).
 //
 // Zero values mean "not set" (no retry, no timeout, concurrency defaults,
 // on_finish status [succeeded]); Parse refuses the same values when a file
@@ -26,8 +29,17 @@ func (f *Flow) Validate() error {
 }
 
 // problems holds every rule. Parse runs it too, so a flow file and a flow
-// built in Go are held to exactly the same rules.
+// built in Go are held to exactly the same rules. A contracts-only document
+// (see ContractsOnly) is held to the contracts' rules alone.
 func (f *Flow) problems() errorList {
+	if f.ContractsOnly() {
+		return f.contractProblems()
+	}
+	return f.flowProblems()
+}
+
+// flowProblems holds the rules of a flow.
+func (f *Flow) flowProblems() errorList {
 	var l errorList
 	if m := nameProblem("flow", f.Name); m != "" {
 		l.add("name", "%s", m)
@@ -36,6 +48,14 @@ func (f *Flow) problems() errorList {
 	f.checkTriggers(&l)
 	f.checkConcurrency(&l)
 	f.checkSteps(&l)
+	f.checkSignals(&l)
+	return l
+}
+
+// contractProblems holds the rules of a document that only declares
+// signal contracts.
+func (f *Flow) contractProblems() errorList {
+	var l errorList
 	f.checkSignals(&l)
 	return l
 }
@@ -50,7 +70,11 @@ var (
 	paramTypes     = []ParamType{String, Int, Float, Bool, JSON}
 	strategies     = []string{"sequential", "parallel", "first_only", "last_only", "strict_sequential"}
 	finishStatuses = []string{"succeeded", "failed"}
+	catchups       = []string{CatchupNone, CatchupLast, CatchupAll}
 )
+
+// MaxCatchup bounds a cron trigger's catchup_max.
+const MaxCatchup = 1000
 
 // cronSpec is what a cron trigger accepts: the five standard fields or a
 // descriptor such as @hourly or @every 5m.
@@ -117,6 +141,30 @@ func whenProblem(s string) string {
 	}
 	return ""
 }
+
+func exprProblem(param, s string) string {
+	if strings.TrimSpace(s) == "" {
+		return fmt.Sprintf("the expression is empty: write a CEL expression such as params.%s, or remove %s", param, param)
+	}
+	return ""
+}
+
+func catchupProblem(s string) string {
+	if !slices.Contains(catchups, s) {
+		return fmt.Sprintf("unknown catchup %q (catchup is one of: none, last, all; last is the default)", s)
+	}
+	return ""
+}
+
+func catchupMaxProblem(n int) string {
+	if n < 1 || n > MaxCatchup {
+		return fmt.Sprintf("catchup_max is %d: it must be between 1 and %d (leave it out for 10)", n, MaxCatchup)
+	}
+	return ""
+}
+
+// joinKeysMissing says what a join without join keys lacks.
+const joinKeysMissing = "a join needs join_keys: the params whose values must be equal in every signal joined, such as join_keys: [date]"
 
 func cronProblem(s string) string {
 	switch {
@@ -193,30 +241,60 @@ func (f *Flow) checkParams(l *errorList) {
 }
 
 func (f *Flow) checkTriggers(l *errorList) {
+	declared := make([]string, 0, len(f.Params))
+	for _, p := range f.Params {
+		declared = append(declared, p.Name)
+	}
 	for i, t := range f.Triggers {
 		at := indexPath("triggers", i)
 		kinds := 0
-		for _, set := range []bool{t.Signal != "", t.OnFinish != nil, t.Cron != ""} {
+		for _, set := range []bool{t.Signal != "", len(t.Signals) > 0, t.OnFinish != nil, t.Cron != ""} {
 			if set {
 				kinds++
 			}
 		}
 		switch {
 		case kinds == 0:
-			l.add(at, "a trigger needs one of signal, on_finish or cron")
+			l.add(at, "a trigger needs one of signal, signals, on_finish or cron")
 		case kinds > 1:
-			l.add(at, "a trigger has exactly one of signal, on_finish or cron: split it into %d triggers", kinds)
+			l.add(at, "a trigger has exactly one of signal, signals, on_finish or cron: split it into %d triggers", kinds)
 		}
 		if t.Signal != "" {
 			if m := nameProblem("signal", t.Signal); m != "" {
 				l.add(at+".signal", "%s", m)
 			}
 		}
+		checkJoin(l, at, t)
 		if t.When != "" {
-			if t.Signal == "" {
-				l.add(at+".when", "when only applies to a signal trigger")
+			if t.Signal == "" && len(t.Signals) == 0 {
+				l.add(at+".when", "when only applies to a signal or join (signals) trigger")
 			} else if m := whenProblem(t.When); m != "" {
 				l.add(at+".when", "%s", m)
+			}
+		}
+		if len(t.Params) > 0 {
+			if t.Signal == "" && len(t.Signals) == 0 && t.OnFinish == nil {
+				l.add(at+".params", "params only applies to a signal, join (signals) or on_finish trigger")
+			}
+			keys := make([]string, 0, len(t.Params))
+			for k := range t.Params {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				pp := keyPath(at+".params", k)
+				switch {
+				case f.Param(k) != nil:
+				case len(declared) == 0:
+					l.add(pp, "flow %q declares no param %q: declare it under params first", f.Name, k)
+					continue
+				default:
+					l.add(pp, "flow %q declares no param %q (declared: %s)%s", f.Name, k, list(declared), didYouMean(k, declared))
+					continue
+				}
+				if m := exprProblem(k, t.Params[k]); m != "" {
+					l.add(pp, "%s", m)
+				}
 			}
 		}
 		if of := t.OnFinish; of != nil {
@@ -246,6 +324,58 @@ func (f *Flow) checkTriggers(l *errorList) {
 				l.add(at+".timezone", "%s", m)
 			}
 		}
+		if t.Catchup != "" {
+			if t.Cron == "" {
+				l.add(at+".catchup", "catchup only applies to a cron trigger")
+			} else if m := catchupProblem(t.Catchup); m != "" {
+				l.add(at+".catchup", "%s", m)
+			}
+		}
+		if t.CatchupMax != 0 {
+			if m := catchupMaxProblem(t.CatchupMax); m != "" {
+				l.add(at+".catchup_max", "%s", m)
+			} else if t.Catchup != CatchupAll {
+				l.add(at+".catchup_max", "catchup_max only applies with catchup: all")
+			}
+		}
+	}
+}
+
+// checkJoin checks a join trigger's signals and join keys.
+func checkJoin(l *errorList, at string, t Trigger) {
+	if len(t.Signals) > 0 {
+		if len(t.Signals) == 1 {
+			l.add(at+".signals", "a join lists 2 or more signals: for a single signal, write signal: %s", t.Signals[0])
+		}
+		seen := map[string]bool{}
+		for j, s := range t.Signals {
+			sp := indexPath(at+".signals", j)
+			if m := nameProblem("signal", s); m != "" {
+				l.add(sp, "%s", m)
+			} else if seen[s] {
+				l.add(sp, "signal %q is listed twice in signals", s)
+			}
+			seen[s] = true
+		}
+		if len(t.JoinKeys) == 0 {
+			l.add(at+".join_keys", "%s", joinKeysMissing)
+		}
+	}
+	if len(t.JoinKeys) == 0 {
+		return
+	}
+	if len(t.Signals) == 0 {
+		l.add(at+".join_keys", "join_keys only applies to a join trigger (signals: [a, b])")
+	}
+	seen := map[string]bool{}
+	for j, k := range t.JoinKeys {
+		kp := indexPath(at+".join_keys", j)
+		if m := paramNameProblem(k); m != "" {
+			l.add(kp, "%s", m)
+		} else if seen[k] {
+			l.add(kp, "join key %q is listed twice", k)
+		}
+		seen[k] = true
 	}
 }
 
@@ -332,6 +462,23 @@ func (f *Flow) checkStep(l *errorList, i int, idx map[string]int, names []string
 	if s.Timeout != 0 {
 		if m := timeoutProblem(s.Timeout); m != "" {
 			l.add(at+".timeout", "%s", m)
+		}
+	}
+	if w := s.Wait; w != nil {
+		if w.Signal == "" {
+			l.add(at+".wait.signal", "wait names no signal: write wait: {signal: NAME}")
+		} else if m := nameProblem("signal", w.Signal); m != "" {
+			l.add(at+".wait.signal", "%s", m)
+		}
+		if w.When != "" {
+			if m := whenProblem(w.When); m != "" {
+				l.add(at+".wait.when", "%s", m)
+			}
+		}
+		if w.Timeout != 0 {
+			if m := timeoutProblem(w.Timeout); m != "" {
+				l.add(at+".wait.timeout", "%s", m)
+			}
 		}
 	}
 	published := map[string]bool{}

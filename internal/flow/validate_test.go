@@ -26,6 +26,27 @@ func TestValidateAcceptsValidFlow(t *testing.T) {
 	if err := validFlow().Validate(); err != nil {
 		t.Fatal(err)
 	}
+	// Every trigger kind and a wait.
+	g := validFlow()
+	g.Triggers = []Trigger{
+		{Signal: "s", When: "params.n > 1", Params: map[string]string{"n": "params.n"}},
+		{Signals: []string{"a", "b"}, JoinKeys: []string{"date", "region"}, When: "true", Params: map[string]string{"n": "params.count"}},
+		{OnFinish: &OnFinish{Flow: "up"}, Params: map[string]string{"n": "params.n"}},
+		{Cron: "@daily", Catchup: CatchupAll, CatchupMax: 1000},
+		{Cron: "@daily", Catchup: CatchupNone},
+	}
+	g.Steps[1].Wait = &Wait{Signal: "s", When: "params.n == 1", Timeout: Duration(time.Minute)}
+	if err := g.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// A document of contracts alone is held to the contracts' rules only.
+	c := &Flow{Signals: []Signal{{Name: "s", Params: []SignalParam{{Name: "p", Type: JSON}}}}}
+	if !c.ContractsOnly() {
+		t.Fatal("ContractsOnly() = false")
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
 	// Steps without run are in-process (Go SDK) steps: fine for Validate.
 	f := &Flow{Name: "x", Steps: []Step{{Name: "a"}}}
 	if err := f.Validate(); err != nil {
@@ -101,6 +122,38 @@ func TestValidateRules(t *testing.T) {
 		}, "signals[0].params.n", "declared twice"},
 		{"signal param type", func(f *Flow) { f.Signals[0].Params[0].Type = "" }, "signals[0].params.n.type", "unknown type"},
 		{"signal twice", func(f *Flow) { f.Signals = append(f.Signals, f.Signals[0]) }, "signals[1].name", "declared twice"},
+		{"signal and join", func(f *Flow) {
+			f.Triggers = []Trigger{{Signal: "s", Signals: []string{"a", "b"}, JoinKeys: []string{"k"}}}
+		}, "triggers[0]", "exactly one of signal, signals, on_finish or cron: split it into 2 triggers"},
+		{"join one signal", func(f *Flow) { f.Triggers = []Trigger{{Signals: []string{"a"}, JoinKeys: []string{"k"}}} }, "triggers[0].signals", "2 or more signals"},
+		{"join empty name", func(f *Flow) { f.Triggers = []Trigger{{Signals: []string{"a", ""}, JoinKeys: []string{"k"}}} }, "triggers[0].signals[1]", "has no name"},
+		{"join twice", func(f *Flow) { f.Triggers = []Trigger{{Signals: []string{"a", "a"}, JoinKeys: []string{"k"}}} }, "triggers[0].signals[1]", "listed twice"},
+		{"join no keys", func(f *Flow) { f.Triggers = []Trigger{{Signals: []string{"a", "b"}}} }, "triggers[0].join_keys", "a join needs join_keys"},
+		{"join keys alone", func(f *Flow) { f.Triggers = []Trigger{{Cron: "@daily", JoinKeys: []string{"k"}}} }, "triggers[0].join_keys", "only applies to a join trigger"},
+		{"join key name", func(f *Flow) { f.Triggers = []Trigger{{Signals: []string{"a", "b"}, JoinKeys: []string{"k", "9k"}}} }, "triggers[0].join_keys[1]", "not a valid param name"},
+		{"join key twice", func(f *Flow) { f.Triggers = []Trigger{{Signals: []string{"a", "b"}, JoinKeys: []string{"k", "k"}}} }, "triggers[0].join_keys[1]", "listed twice"},
+		{"when on cron", func(f *Flow) { f.Triggers = []Trigger{{Cron: "@daily", When: "true"}} }, "triggers[0].when", "only applies to a signal or join"},
+		{"join when blank", func(f *Flow) {
+			f.Triggers = []Trigger{{Signals: []string{"a", "b"}, JoinKeys: []string{"k"}, When: "\t"}}
+		}, "triggers[0].when", "when is empty"},
+		{"params undeclared", func(f *Flow) { f.Triggers = []Trigger{{Signal: "s", Params: map[string]string{"m": "params.m"}}} }, "triggers[0].params.m", `flow "sdk-flow" declares no param "m" (declared: n)`},
+		{"params no params", func(f *Flow) {
+			f.Params = nil
+			f.Triggers = []Trigger{{Signal: "s", Params: map[string]string{"n": "1"}}}
+		}, "triggers[0].params.n", "declare it under params first"},
+		{"params blank", func(f *Flow) { f.Triggers = []Trigger{{Signal: "s", Params: map[string]string{"n": " "}}} }, "triggers[0].params.n", "the expression is empty"},
+		{"params on cron", func(f *Flow) { f.Triggers = []Trigger{{Cron: "@daily", Params: map[string]string{"n": "1"}}} }, "triggers[0].params", "only applies to a signal, join (signals) or on_finish trigger"},
+		{"catchup unknown", func(f *Flow) { f.Triggers = []Trigger{{Cron: "@daily", Catchup: "every"}} }, "triggers[0].catchup", `unknown catchup "every"`},
+		{"catchup on signal", func(f *Flow) { f.Triggers = []Trigger{{Signal: "s", Catchup: CatchupLast}} }, "triggers[0].catchup", "only applies to a cron trigger"},
+		{"catchup max alone", func(f *Flow) { f.Triggers = []Trigger{{Cron: "@daily", CatchupMax: 5}} }, "triggers[0].catchup_max", "only applies with catchup: all"},
+		{"catchup max range", func(f *Flow) { f.Triggers = []Trigger{{Cron: "@daily", Catchup: CatchupAll, CatchupMax: 5000}} }, "triggers[0].catchup_max", "between 1 and 1000"},
+		{"catchup max negative", func(f *Flow) { f.Triggers = []Trigger{{Cron: "@daily", Catchup: CatchupAll, CatchupMax: -1}} }, "triggers[0].catchup_max", "between 1 and 1000"},
+		{"wait no signal", func(f *Flow) { f.Steps[1].Wait = &Wait{When: "true"} }, "steps[1].wait.signal", "wait names no signal"},
+		{"wait bad signal", func(f *Flow) { f.Steps[1].Wait = &Wait{Signal: "a b"} }, "steps[1].wait.signal", "not a valid signal name"},
+		{"wait blank when", func(f *Flow) { f.Steps[1].Wait = &Wait{Signal: "s", When: " "} }, "steps[1].wait.when", "when is empty"},
+		{"wait negative timeout", func(f *Flow) { f.Steps[1].Wait = &Wait{Signal: "s", Timeout: -1} }, "steps[1].wait.timeout", "more than 0"},
+		{"contracts and a param", func(f *Flow) { *f = Flow{Params: f.Params, Signals: f.Signals} }, "name", "has no name"},
+		{"contracts bad", func(f *Flow) { *f = Flow{Signals: []Signal{{Name: "Bad"}}} }, "signals[0].name", "not a valid signal name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := validFlow()

@@ -51,6 +51,10 @@ func (l *Lines) StepStarted(step string, tasks, reused int) {
 	fmt.Fprintf(l.w, "step %s: started (%s%s)\n", step, plural(tasks, "task"), extra)
 }
 
+func (l *Lines) StepWaiting(step, signal string) {
+	fmt.Fprintf(l.w, "step %s: waiting for signal %s\n", step, signal)
+}
+
 func (l *Lines) TaskStarted(store.TaskKey, int) {}
 
 func (l *Lines) TaskFinished(k store.TaskKey, attempt int, st store.TaskStatus, msg string, took time.Duration) {
@@ -116,6 +120,8 @@ func (b *Bars) StepStarted(step string, tasks, reused int) {
 	bar.SetCurrent(int64(reused))
 	b.bars[step] = bar
 }
+
+func (b *Bars) StepWaiting(step, signal string) { b.log.StepWaiting(step, signal) }
 
 func (b *Bars) TaskStarted(store.TaskKey, int) {}
 

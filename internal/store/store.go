@@ -51,6 +51,8 @@ const (
 	TaskFailed    TaskStatus = "failed"
 	TaskCancelled TaskStatus = "cancelled"
 	TaskSkipped   TaskStatus = "skipped"
+	// TaskWaiting is a step held until a signal arrives (steps only).
+	TaskWaiting TaskStatus = "waiting"
 )
 
 // Final reports whether no further transition can happen.
@@ -86,8 +88,14 @@ type FlowSummary struct {
 
 // Trigger kinds recorded on runs.
 const (
-	TriggerManual = "manual"
-	TriggerResume = "resume"
+	TriggerManual   = "manual"
+	TriggerResume   = "resume"
+	TriggerSignal   = "signal"
+	TriggerJoin     = "join"
+	TriggerFinish   = "on_finish"
+	TriggerCron     = "cron"
+	TriggerBackfill = "backfill"
+	TriggerAPI      = "api"
 )
 
 // Run is one execution of a flow version.
@@ -108,11 +116,13 @@ type Run struct {
 	Error       string `json:"error,omitempty"`
 	// Owner is the process holding the run's lease while it runs, and
 	// LeaseExpires when that lease lapses unless renewed.
-	Owner        string    `json:"owner,omitempty"`
-	LeaseExpires time.Time `json:"lease_expires_at,omitzero"`
-	CreatedAt    time.Time `json:"created_at"`
-	StartedAt    time.Time `json:"started_at,omitzero"`
-	FinishedAt   time.Time `json:"finished_at,omitzero"`
+	Owner string `json:"owner,omitempty"`
+	// CancelRequested asks the owner to cancel the run.
+	CancelRequested bool      `json:"cancel_requested,omitempty"`
+	LeaseExpires    time.Time `json:"lease_expires_at,omitzero"`
+	CreatedAt       time.Time `json:"created_at"`
+	StartedAt       time.Time `json:"started_at,omitzero"`
+	FinishedAt      time.Time `json:"finished_at,omitzero"`
 }
 
 // NewRun is what CreateRun needs.
@@ -125,6 +135,13 @@ type NewRun struct {
 	TriggerDetail string
 	OriginRunID   int64
 	ResumeFrom    string
+	// Owner, if set, claims the run for that engine at creation (for a
+	// minute, until it acquires it): a server never picks it up. Runs for
+	// the server to execute have none.
+	Owner string
+	// FailWith, if set, creates the run already failed with this error
+	// (a trigger fired but its params could not be made).
+	FailWith string
 }
 
 // RunFilter narrows Runs. Zero fields match everything.
@@ -134,17 +151,24 @@ type RunFilter struct {
 	Tag    string
 	// Limit caps the result (newest first); 0 means 100.
 	Limit int
+	// Oldest lists oldest first instead.
+	Oldest bool
+	// Unclaimed keeps runs no engine has claimed or holds (with Status
+	// pending: the runs a server should start).
+	Unclaimed bool
 }
 
 // Step is a step of a run.
 type Step struct {
-	RunID      int64      `json:"-"`
-	Name       string     `json:"name"`
-	Status     TaskStatus `json:"status"`
-	Foreach    bool       `json:"foreach"`
-	NumTasks   int        `json:"num_tasks"`
-	StartedAt  time.Time  `json:"started_at,omitzero"`
-	FinishedAt time.Time  `json:"finished_at,omitzero"`
+	RunID    int64      `json:"-"`
+	Name     string     `json:"name"`
+	Status   TaskStatus `json:"status"`
+	Foreach  bool       `json:"foreach"`
+	NumTasks int        `json:"num_tasks"`
+	// SignalID is the signal a waiting step received.
+	SignalID   string    `json:"signal_id,omitempty"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
 }
 
 // TaskKey names a task: run, step and index (0 for a step without foreach).
@@ -220,12 +244,15 @@ type Batch struct {
 	Artifacts []Artifact
 	// EndPending closes the tasks of a step that never started.
 	EndPending []EndPending
+	// Signals published by tasks; a signal whose id exists is skipped.
+	Signals []Signal
 }
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
 	return len(b.Runs) == 0 && len(b.Steps) == 0 && len(b.NewTasks) == 0 && len(b.Reuse) == 0 &&
-		len(b.Tasks) == 0 && len(b.Attempts) == 0 && len(b.Artifacts) == 0 && len(b.EndPending) == 0
+		len(b.Tasks) == 0 && len(b.Attempts) == 0 && len(b.Artifacts) == 0 && len(b.EndPending) == 0 &&
+		len(b.Signals) == 0
 }
 
 // Append adds o's changes after b's.
@@ -238,6 +265,7 @@ func (b *Batch) Append(o *Batch) {
 	b.Attempts = append(b.Attempts, o.Attempts...)
 	b.Artifacts = append(b.Artifacts, o.Artifacts...)
 	b.EndPending = append(b.EndPending, o.EndPending...)
+	b.Signals = append(b.Signals, o.Signals...)
 }
 
 // RunChange moves a run to a new status. Finishing releases the lease.
@@ -255,6 +283,7 @@ type StepChange struct {
 	Status   TaskStatus
 	Foreach  bool
 	NumTasks int
+	SignalID string
 	At       time.Time
 }
 
@@ -317,8 +346,18 @@ type Store interface {
 	// marks a pending run running. It fails with ErrConflict if another
 	// owner holds an unexpired lease or the run has ended.
 	AcquireRun(ctx context.Context, id int64, owner string, ttl time.Duration) (Run, error)
-	// RenewLease extends owner's lease; ErrLeaseLost if owner lost it.
-	RenewLease(ctx context.Context, id int64, owner string, ttl time.Duration) error
+	// RenewLease extends owner's lease; ErrLeaseLost if owner lost it. It
+	// reports whether someone asked for the run to be cancelled.
+	RenewLease(ctx context.Context, id int64, owner string, ttl time.Duration) (cancel bool, err error)
+	// RequestCancel asks the owner of a running run to cancel it; a pending
+	// run is cancelled at once, with reason as its error. ErrConflict if
+	// the run has ended.
+	RequestCancel(ctx context.Context, id int64, reason string) error
+	// FailPending ends a pending run as failed (it could not start).
+	FailPending(ctx context.Context, id int64, reason string) error
+	// ReleaseRun gives up owner's lease of a running run without ending it
+	// (a server shutting down hands its runs back).
+	ReleaseRun(ctx context.Context, id int64, owner string) error
 	// AbandonRun ends a running run whose owner is gone (its lease has
 	// expired, or the caller knows the owner process is dead) as failed,
 	// marking its unfinished tasks failed. ErrConflict if the run is held
@@ -338,5 +377,161 @@ type Store interface {
 	// no longer write, so a run taken over is never written twice.
 	Apply(ctx context.Context, owner string, b *Batch) error
 
+	SignalStore
+	TriggerStore
+	TokenStore
+
 	Close() error
+}
+
+// Signal source kinds.
+const (
+	SourceExternal = "external"
+	SourceFlow     = "flow"
+)
+
+// SignalContract is a declared signal: the params it carries (Spec holds
+// the flow.Signal as JSON).
+type SignalContract struct {
+	Name      string          `json:"name"`
+	Spec      json.RawMessage `json:"spec"`
+	Digest    string          `json:"digest"`
+	Path      string          `json:"path,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// Signal is a published signal. Its ID makes it unique: publishing an ID
+// again is the same signal.
+type Signal struct {
+	Seq       int64                      `json:"seq"`
+	ID        string                     `json:"id"`
+	Name      string                     `json:"name"`
+	Params    map[string]json.RawMessage `json:"params"`
+	Source    SignalSource               `json:"source"`
+	CreatedAt time.Time                  `json:"created_at"`
+}
+
+// SignalSource says who published a signal.
+type SignalSource struct {
+	Kind  string `json:"kind"`
+	Flow  string `json:"flow,omitempty"`
+	RunID int64  `json:"run_id,omitempty"`
+	Step  string `json:"step,omitempty"`
+}
+
+// SignalFilter narrows Signals. Zero fields match everything.
+type SignalFilter struct {
+	Name      string
+	SourceRun int64
+	// AfterSeq lists signals with a higher seq, oldest first; otherwise
+	// the newest come first.
+	AfterSeq int64
+	// Since keeps signals published at or after it.
+	Since time.Time
+	Limit int // 0 means 100
+}
+
+// SignalStore keeps signals and their contracts.
+type SignalStore interface {
+	// PutSignalContracts registers contracts in one transaction and
+	// returns, for each, whether it was new or changed.
+	PutSignalContracts(ctx context.Context, cs []SignalContract) ([]bool, error)
+	SignalContracts(ctx context.Context) ([]SignalContract, error)
+	// PublishSignal stores s (assigning Seq and CreatedAt) unless a signal
+	// with its ID exists, in which case it returns that one and false.
+	PublishSignal(ctx context.Context, s Signal) (Signal, bool, error)
+	Signal(ctx context.Context, id string) (Signal, error)
+	Signals(ctx context.Context, f SignalFilter) ([]Signal, error)
+}
+
+// Fire records that a trigger fired and which run it started. Key is unique
+// per firing: the same key never starts a second run.
+type Fire struct {
+	Key       string    `json:"key"`
+	Kind      string    `json:"kind"`
+	Flow      string    `json:"flow"`
+	RunID     int64     `json:"run_id"`
+	SignalID  string    `json:"signal_id,omitempty"`
+	SourceRun int64     `json:"source_run,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// FireFilter selects firings; set one field.
+type FireFilter struct {
+	SignalID  string
+	SourceRun int64
+	RunID     int64
+}
+
+// JoinPart is one signal that arrived for a join trigger, waiting for the
+// others with the same join key values.
+type JoinPart struct {
+	Flow      string                     `json:"flow"`
+	Trigger   int                        `json:"trigger"`
+	JoinKey   string                     `json:"join_key"`
+	Signal    string                     `json:"signal"`
+	SignalID  string                     `json:"signal_id"`
+	Params    map[string]json.RawMessage `json:"params"`
+	CreatedAt time.Time                  `json:"created_at"`
+}
+
+// RunEvent says a run ended; the server's on_finish triggers read them in
+// order.
+type RunEvent struct {
+	Seq       int64
+	RunID     int64
+	Flow      string
+	Status    RunStatus
+	CreatedAt time.Time
+}
+
+// TriggerStore keeps what the server needs to fire each trigger exactly
+// once and to pick up where it stopped.
+type TriggerStore interface {
+	// FireRun records f and creates the run nr in one transaction, unless
+	// f.Key fired already: then it returns the run that firing started and
+	// false. join, if set, clears those join parts in the same transaction.
+	FireRun(ctx context.Context, f Fire, nr NewRun, join *JoinPart) (Run, bool, error)
+	Fires(ctx context.Context, f FireFilter) ([]Fire, error)
+	// AddJoinPart stores p (replacing an older part for the same signal
+	// and key) and returns every part now waiting for that key.
+	AddJoinPart(ctx context.Context, p JoinPart) ([]JoinPart, error)
+	// Cursor returns a named progress marker (0 if unset); SetCursor
+	// moves it.
+	Cursor(ctx context.Context, name string) (int64, error)
+	SetCursor(ctx context.Context, name string, v int64) error
+	RunEvents(ctx context.Context, afterSeq int64, limit int) ([]RunEvent, error)
+	// Block marks a strict_sequential flow blocked by a failed run;
+	// Blocked reports it; Unblock clears it.
+	Block(ctx context.Context, flow string, runID int64) error
+	Blocked(ctx context.Context, flow string) (int64, bool, error)
+	Unblock(ctx context.Context, flow string) error
+}
+
+// Token roles, each allowing what the one before allows.
+const (
+	RoleViewer   = "viewer"
+	RoleOperator = "operator"
+	RoleAdmin    = "admin"
+)
+
+// Token is an API token; only the SHA-256 of its secret is stored.
+type Token struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	Hash      string    `json:"-"`
+	CreatedAt time.Time `json:"created_at"`
+	LastUsed  time.Time `json:"last_used,omitzero"`
+}
+
+// TokenStore keeps API tokens.
+type TokenStore interface {
+	CreateToken(ctx context.Context, t Token) error
+	// TokenByHash finds the token whose secret hashes to hash and notes
+	// its use.
+	TokenByHash(ctx context.Context, hash string) (Token, error)
+	Tokens(ctx context.Context) ([]Token, error)
+	DeleteToken(ctx context.Context, id string) error
 }

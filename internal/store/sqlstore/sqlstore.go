@@ -75,10 +75,11 @@ func (s *Store) Close() error {
 
 const (
 	qFence      = `SELECT owner, status FROM runs WHERE id = $1`
-	qUpsertStep = `INSERT INTO steps (run_id, name, status, foreach, num_tasks, started_at, finished_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)
+	qUpsertStep = `INSERT INTO steps (run_id, name, status, foreach, num_tasks, started_at, finished_at, signal_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status, foreach = excluded.foreach,
 				num_tasks = excluded.num_tasks,
+				signal_id = CASE WHEN excluded.signal_id <> '' THEN excluded.signal_id ELSE steps.signal_id END,
 				finished_at = CASE WHEN excluded.finished_at <> 0 THEN excluded.finished_at ELSE steps.finished_at END`
 	qUpdateTask = `UPDATE tasks SET status = $1, attempts = $2,
 			started_at = CASE WHEN $3 <> 0 THEN $3 ELSE started_at END,
@@ -257,14 +258,14 @@ func (s *Store) Flows(ctx context.Context) ([]store.FlowSummary, error) {
 // ---- runs
 
 const runCols = `id, flow, flow_version, status, params, tags, trigger_kind, trigger_detail,
-	origin_run_id, resume_from, error, owner, lease_expires_at, created_at, started_at, finished_at`
+	origin_run_id, resume_from, error, owner, lease_expires_at, created_at, started_at, finished_at, cancel_requested`
 
 func scanRun(row scanner) (store.Run, error) {
 	var r store.Run
 	var params, tags string
 	var lease, created, started, finished int64
 	if err := row.Scan(&r.ID, &r.Flow, &r.FlowVersion, &r.Status, &params, &tags, &r.Trigger, &r.TriggerDetail,
-		&r.OriginRunID, &r.ResumeFrom, &r.Error, &r.Owner, &lease, &created, &started, &finished); err != nil {
+		&r.OriginRunID, &r.ResumeFrom, &r.Error, &r.Owner, &lease, &created, &started, &finished, &r.CancelRequested); err != nil {
 		return r, err
 	}
 	if err := json.Unmarshal([]byte(params), &r.Params); err != nil {
@@ -280,11 +281,19 @@ func scanRun(row scanner) (store.Run, error) {
 
 // CreateRun implements store.Store.
 func (s *Store) CreateRun(ctx context.Context, nr store.NewRun) (store.Run, error) {
+	var err error
+	var r store.Run
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		r, err = s.insertRun(ctx, tx, nr)
+		return err
+	})
+	return r, err
+}
+
+func (s *Store) insertRun(ctx context.Context, tx *sql.Tx, nr store.NewRun) (store.Run, error) {
 	if nr.Params == nil {
 		nr.Params = map[string]json.RawMessage{}
-	}
-	if nr.Tags == nil {
-		nr.Tags = []string{}
 	}
 	params, err := json.Marshal(nr.Params)
 	if err != nil {
@@ -292,25 +301,34 @@ func (s *Store) CreateRun(ctx context.Context, nr store.NewRun) (store.Run, erro
 	}
 	tags := dedupe(nr.Tags)
 	tagsJSON, _ := json.Marshal(tags)
-	var r store.Run
-	err = s.tx(ctx, func(tx *sql.Tx) error {
-		var err error
-		r, err = scanRun(tx.QueryRowContext(ctx, `INSERT INTO runs
-			(flow, flow_version, status, params, tags, trigger_kind, trigger_detail, origin_run_id, resume_from, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING `+runCols,
-			nr.Flow, nr.FlowVersion, store.RunPending, string(params), string(tagsJSON), nr.Trigger, nr.TriggerDetail,
-			nr.OriginRunID, nr.ResumeFrom, micros(s.now())))
-		if err != nil {
-			return fmt.Errorf("insert run of %s: %w", nr.Flow, err)
+	now := s.now()
+	status, lease, finished := store.RunPending, int64(0), int64(0)
+	if nr.Owner != "" {
+		lease = micros(now.Add(time.Minute))
+	}
+	if nr.FailWith != "" {
+		status, finished = store.RunFailed, micros(now)
+	}
+	r, err := scanRun(tx.QueryRowContext(ctx, `INSERT INTO runs
+		(flow, flow_version, status, params, tags, trigger_kind, trigger_detail, origin_run_id, resume_from, created_at,
+		 owner, lease_expires_at, error, finished_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING `+runCols,
+		nr.Flow, nr.FlowVersion, status, string(params), string(tagsJSON), nr.Trigger, nr.TriggerDetail,
+		nr.OriginRunID, nr.ResumeFrom, micros(now), nr.Owner, lease, nr.FailWith, finished))
+	if err != nil {
+		return r, fmt.Errorf("insert run of %s: %w", nr.Flow, err)
+	}
+	if status == store.RunFailed {
+		if err := s.runEvent(ctx, tx, r.ID, status, finished); err != nil {
+			return r, err
 		}
-		for _, t := range tags {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO run_tags (tag, run_id) VALUES ($1, $2)`, t, r.ID); err != nil {
-				return fmt.Errorf("tag run %d: %w", r.ID, err)
-			}
+	}
+	for _, t := range tags {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO run_tags (tag, run_id) VALUES ($1, $2)`, t, r.ID); err != nil {
+			return r, fmt.Errorf("tag run %d: %w", r.ID, err)
 		}
-		return nil
-	})
-	return r, err
+	}
+	return r, nil
 }
 
 func dedupe(in []string) []string {
@@ -351,6 +369,9 @@ func (s *Store) Runs(ctx context.Context, f store.RunFilter) ([]store.Run, error
 	if f.Tag != "" {
 		where = append(where, "id IN (SELECT run_id FROM run_tags WHERE tag = "+arg(f.Tag)+")")
 	}
+	if f.Unclaimed {
+		where = append(where, "(owner = '' OR lease_expires_at < "+arg(micros(s.now()))+")")
+	}
 	q := `SELECT ` + runCols + ` FROM runs`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
@@ -359,7 +380,11 @@ func (s *Store) Runs(ctx context.Context, f store.RunFilter) ([]store.Run, error
 	if limit <= 0 {
 		limit = 100
 	}
-	q += " ORDER BY id DESC LIMIT " + arg(limit)
+	order := " ORDER BY id DESC"
+	if f.Oldest {
+		order = " ORDER BY id"
+	}
+	q += order + " LIMIT " + arg(limit)
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
@@ -411,14 +436,76 @@ func (s *Store) AcquireRun(ctx context.Context, id int64, owner string, ttl time
 }
 
 // RenewLease implements store.Store.
-func (s *Store) RenewLease(ctx context.Context, id int64, owner string, ttl time.Duration) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE runs SET lease_expires_at = $1
-		WHERE id = $2 AND owner = $3 AND status = $4`, micros(s.now().Add(ttl)), id, owner, store.RunRunning)
+func (s *Store) RenewLease(ctx context.Context, id int64, owner string, ttl time.Duration) (bool, error) {
+	var cancel bool
+	err := s.w.QueryRowContext(ctx, `UPDATE runs SET lease_expires_at = $1
+		WHERE id = $2 AND owner = $3 AND status = $4 RETURNING cancel_requested`,
+		micros(s.now().Add(ttl)), id, owner, store.RunRunning).Scan(&cancel)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("run %d: %w", id, store.ErrLeaseLost)
+	}
 	if err != nil {
-		return fmt.Errorf("renew lease of run %d: %w", id, err)
+		return false, fmt.Errorf("renew lease of run %d: %w", id, err)
+	}
+	return cancel, nil
+}
+
+// ReleaseRun implements store.Store.
+func (s *Store) ReleaseRun(ctx context.Context, id int64, owner string) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE runs SET owner = '', lease_expires_at = 0
+		WHERE id = $1 AND owner = $2 AND status = 'running'`, id, owner)
+	if err != nil {
+		return fmt.Errorf("release run %d: %w", id, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("run %d: %w", id, store.ErrLeaseLost)
+	}
+	return nil
+}
+
+// RequestCancel implements store.Store.
+func (s *Store) RequestCancel(ctx context.Context, id int64, reason string) error {
+	return s.stopRun(ctx, id, store.RunCancelled, reason, true)
+}
+
+// FailPending implements store.Store.
+func (s *Store) FailPending(ctx context.Context, id int64, reason string) error {
+	return s.stopRun(ctx, id, store.RunFailed, reason, false)
+}
+
+// stopRun ends a pending run with status and reason, or (with askRunning)
+// asks the owner of a running one to cancel it.
+func (s *Store) stopRun(ctx context.Context, id int64, status store.RunStatus, reason string, askRunning bool) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var cur store.RunStatus
+		err := tx.QueryRowContext(ctx, `SELECT status FROM runs WHERE id = $1`, id).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("run %d: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("read run %d: %w", id, err)
+		}
+		switch {
+		case cur == store.RunPending:
+			now := micros(s.now())
+			if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = $1, error = $2, finished_at = $3, owner = '',
+				lease_expires_at = 0 WHERE id = $4`, status, reason, now, id); err != nil {
+				return fmt.Errorf("stop run %d: %w", id, err)
+			}
+			return s.runEvent(ctx, tx, id, status, now)
+		case cur == store.RunRunning && askRunning:
+			_, err := tx.ExecContext(ctx, `UPDATE runs SET cancel_requested = TRUE WHERE id = $1`, id)
+			return err
+		}
+		return fmt.Errorf("run %d is %s: %w", id, cur, store.ErrConflict)
+	})
+}
+
+// runEvent records that run id ended, for on_finish triggers.
+func (s *Store) runEvent(ctx context.Context, tx *sql.Tx, id int64, status store.RunStatus, at int64) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO run_events (run_id, flow, status, created_at)
+		SELECT id, flow, $1, $2 FROM runs WHERE id = $3`, status, at, id); err != nil {
+		return fmt.Errorf("record end of run %d: %w", id, err)
 	}
 	return nil
 }
@@ -460,7 +547,7 @@ func (s *Store) AbandonRun(ctx context.Context, id int64, reason string, force b
 				return fmt.Errorf("abandon run %d: %w", id, err)
 			}
 		}
-		return nil
+		return s.runEvent(ctx, tx, id, store.RunFailed, at)
 	})
 }
 
@@ -468,7 +555,7 @@ func (s *Store) AbandonRun(ctx context.Context, id int64, reason string, force b
 
 // Steps implements store.Store.
 func (s *Store) Steps(ctx context.Context, runID int64) ([]store.Step, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT run_id, name, status, foreach, num_tasks, started_at, finished_at
+	rows, err := s.r.QueryContext(ctx, `SELECT run_id, name, status, foreach, num_tasks, started_at, finished_at, signal_id
 		FROM steps WHERE run_id = $1 ORDER BY started_at, name`, runID)
 	if err != nil {
 		return nil, fmt.Errorf("steps of run %d: %w", runID, err)
@@ -478,7 +565,7 @@ func (s *Store) Steps(ctx context.Context, runID int64) ([]store.Step, error) {
 	for rows.Next() {
 		var st store.Step
 		var started, finished int64
-		if err := rows.Scan(&st.RunID, &st.Name, &st.Status, &st.Foreach, &st.NumTasks, &started, &finished); err != nil {
+		if err := rows.Scan(&st.RunID, &st.Name, &st.Status, &st.Foreach, &st.NumTasks, &started, &finished, &st.SignalID); err != nil {
 			return nil, fmt.Errorf("steps of run %d: %w", runID, err)
 		}
 		st.StartedAt, st.FinishedAt = fromMicros(started), fromMicros(finished)
@@ -665,6 +752,9 @@ func (s *Store) fence(ctx context.Context, tx *sql.Tx, owner string, b *store.Ba
 	for _, c := range b.EndPending {
 		runs[c.RunID] = true
 	}
+	for _, sg := range b.Signals {
+		runs[sg.Source.RunID] = true
+	}
 	ids := make([]int64, 0, len(runs))
 	for id := range runs {
 		ids = append(ids, id)
@@ -689,7 +779,8 @@ func (s *Store) fence(ctx context.Context, tx *sql.Tx, owner string, b *store.Ba
 
 func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 	for _, c := range b.Steps {
-		if _, err := s.exec(ctx, tx, qUpsertStep, c.RunID, c.Name, c.Status, c.Foreach, c.NumTasks, micros(c.At), finishedAt(c.Status, c.At)); err != nil {
+		if _, err := s.exec(ctx, tx, qUpsertStep, c.RunID, c.Name, c.Status, c.Foreach, c.NumTasks, micros(c.At),
+			finishedAt(c.Status, c.At), c.SignalID); err != nil {
 			return fmt.Errorf("step %d/%s: %w", c.RunID, c.Name, err)
 		}
 	}
@@ -751,6 +842,11 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 			return fmt.Errorf("end pending tasks of %d/%s: %w", c.RunID, c.Step, err)
 		}
 	}
+	for _, sg := range b.Signals {
+		if _, err := s.insertSignal(ctx, tx, sg); err != nil {
+			return err
+		}
+	}
 	for _, c := range b.Runs {
 		q := `UPDATE runs SET status = $1, error = $2 WHERE id = $3`
 		args := []any{c.Status, c.Error, c.RunID}
@@ -760,6 +856,11 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 		}
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("run %d: %w", c.RunID, err)
+		}
+		if c.Status.Final() {
+			if err := s.runEvent(ctx, tx, c.RunID, c.Status, micros(c.At)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

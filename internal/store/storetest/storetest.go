@@ -33,6 +33,13 @@ func Run(t *testing.T, open Opener) {
 		"LargeFanOut":         testLargeFanOut,
 		"FinishReleasesLease": testFinish,
 		"EndPending":          testEndPending,
+		"SignalsAndContracts": testSignals,
+		"FireExactlyOnce":     testFireOnce,
+		"JoinParts":           testJoinParts,
+		"RunEventsAndCancel":  testRunEvents,
+		"Tokens":              testTokens,
+		"Blocks":              testBlocks,
+		"ClaimsAndFailures":   testClaims,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -170,18 +177,18 @@ func testLease(t *testing.T, s store.Store) {
 	if _, err := s.AcquireRun(c, r.ID, "owner-2", time.Minute); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("second owner acquiring a held run: %v, want ErrConflict", err)
 	}
-	if err := s.RenewLease(c, r.ID, "owner-2", time.Minute); !errors.Is(err, store.ErrLeaseLost) {
+	if _, err := s.RenewLease(c, r.ID, "owner-2", time.Minute); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("renew by non-owner: %v, want ErrLeaseLost", err)
 	}
 	// Let the lease lapse: renew with a negative ttl.
-	if err := s.RenewLease(c, r.ID, "owner-1", -time.Second); err != nil {
+	if _, err := s.RenewLease(c, r.ID, "owner-1", -time.Second); err != nil {
 		t.Fatal(err)
 	}
 	r2, err := s.AcquireRun(c, r.ID, "owner-2", time.Minute)
 	if err != nil || r2.Owner != "owner-2" || !r2.StartedAt.Equal(r.StartedAt) {
 		t.Fatalf("take over an expired lease: %+v %v", r2, err)
 	}
-	if err := s.RenewLease(c, r.ID, "owner-1", time.Minute); !errors.Is(err, store.ErrLeaseLost) {
+	if _, err := s.RenewLease(c, r.ID, "owner-1", time.Minute); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("old owner renewing after takeover: %v, want ErrLeaseLost", err)
 	}
 }
@@ -505,5 +512,270 @@ func testEndPending(t *testing.T, s store.Store) {
 	}
 	if other, _ := s.Tasks(c, r.ID, "b"); other[0].Status != store.TaskPending {
 		t.Fatalf("EndPending touched another step: %s", other[0].Status)
+	}
+}
+
+func testSignals(t *testing.T, s store.Store) {
+	c := ctx(t)
+	changed, err := s.PutSignalContracts(c, []store.SignalContract{
+		{Name: "a", Spec: json.RawMessage(`{"name":"a"}`), Digest: "1"},
+		{Name: "b", Spec: json.RawMessage(`{"name":"b"}`), Digest: "1"},
+	})
+	if err != nil || !changed[0] || !changed[1] {
+		t.Fatalf("put contracts: %v %v", changed, err)
+	}
+	changed, _ = s.PutSignalContracts(c, []store.SignalContract{{Name: "a", Spec: json.RawMessage(`{"name":"a"}`), Digest: "1"},
+		{Name: "b", Spec: json.RawMessage(`{"name":"b","x":1}`), Digest: "2"}})
+	if changed[0] || !changed[1] {
+		t.Fatalf("second put: %v, want only b changed", changed)
+	}
+	cs, _ := s.SignalContracts(c)
+	if len(cs) != 2 || cs[1].Digest != "2" {
+		t.Fatalf("contracts: %+v", cs)
+	}
+	first, created, err := s.PublishSignal(c, store.Signal{ID: "s1", Name: "a", Params: map[string]json.RawMessage{"n": json.RawMessage("1")},
+		Source: store.SignalSource{Kind: store.SourceExternal}})
+	if err != nil || !created || first.Seq == 0 || first.CreatedAt.IsZero() {
+		t.Fatalf("publish: %+v %v %v", first, created, err)
+	}
+	again, created, err := s.PublishSignal(c, store.Signal{ID: "s1", Name: "a", Params: map[string]json.RawMessage{"n": json.RawMessage("2")}})
+	if err != nil || created || string(again.Params["n"]) != "1" || again.Seq != first.Seq {
+		t.Fatalf("publish the same id: %+v %v %v; want the first signal unchanged", again, created, err)
+	}
+	for i := range 3 {
+		s.PublishSignal(c, store.Signal{ID: fmt.Sprint("b", i), Name: "b", Source: store.SignalSource{Kind: store.SourceFlow, Flow: "f", RunID: 7, Step: "x"}})
+	}
+	newest, _ := s.Signals(c, store.SignalFilter{Name: "b", Limit: 2})
+	if len(newest) != 2 || newest[0].ID != "b2" {
+		t.Fatalf("newest b: %+v", newest)
+	}
+	after, _ := s.Signals(c, store.SignalFilter{AfterSeq: first.Seq})
+	if len(after) != 3 || after[0].ID != "b0" {
+		t.Fatalf("after seq: %+v", after)
+	}
+	byRun, _ := s.Signals(c, store.SignalFilter{SourceRun: 7})
+	if len(byRun) != 3 || byRun[0].Source.Step != "x" {
+		t.Fatalf("by source run: %+v", byRun)
+	}
+	if _, err := s.Signal(c, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing signal: %v", err)
+	}
+	// A task's published signal lands with its batch, once.
+	r := newRun(t, s, "me")
+	sg := store.Signal{ID: "run-sig", Name: "a", Source: store.SignalSource{Kind: store.SourceFlow, Flow: "f", RunID: r.ID, Step: "s"}}
+	for range 2 {
+		if err := s.Apply(c, "me", &store.Batch{Signals: []store.Signal{sg}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := s.Signals(c, store.SignalFilter{SourceRun: r.ID}); len(got) != 1 {
+		t.Fatalf("signals of the run: %d, want 1", len(got))
+	}
+	if err := s.Apply(c, "intruder", &store.Batch{Signals: []store.Signal{{ID: "x", Name: "a", Source: store.SignalSource{RunID: r.ID}}}}); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("a signal from a run the writer does not hold: %v", err)
+	}
+}
+
+func testFireOnce(t *testing.T, s store.Store) {
+	c := ctx(t)
+	v := putFlow(t, s, "sub", "d")
+	var wg sync.WaitGroup
+	ids := make(chan int64, 20)
+	for range 20 {
+		wg.Go(func() {
+			r, _, err := s.FireRun(c, store.Fire{Key: "signal:x:sub:0", Kind: "signal", Flow: "sub", SignalID: "x"},
+				store.NewRun{Flow: "sub", FlowVersion: v.Version, Trigger: store.TriggerSignal, TriggerDetail: "x"}, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids <- r.ID
+		})
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[int64]bool{}
+	for id := range ids {
+		seen[id] = true
+	}
+	if len(seen) != 1 {
+		t.Fatalf("one key fired %d runs: %v", len(seen), seen)
+	}
+	runs, _ := s.Runs(c, store.RunFilter{Flow: "sub"})
+	if len(runs) != 1 || runs[0].Trigger != store.TriggerSignal {
+		t.Fatalf("runs: %+v", runs)
+	}
+	fires, _ := s.Fires(c, store.FireFilter{SignalID: "x"})
+	if len(fires) != 1 || fires[0].RunID != runs[0].ID {
+		t.Fatalf("fires: %+v", fires)
+	}
+	if byRun, _ := s.Fires(c, store.FireFilter{RunID: runs[0].ID}); len(byRun) != 1 {
+		t.Fatalf("fires by run: %+v", byRun)
+	}
+}
+
+func testJoinParts(t *testing.T, s store.Store) {
+	c := ctx(t)
+	p := store.JoinPart{Flow: "j", Trigger: 0, JoinKey: `{"date":"d1"}`, Signal: "a", SignalID: "a1", Params: map[string]json.RawMessage{"x": json.RawMessage("1")}}
+	parts, err := s.AddJoinPart(c, p)
+	if err != nil || len(parts) != 1 {
+		t.Fatalf("first part: %+v %v", parts, err)
+	}
+	p.SignalID = "a2" // a newer signal of the same name replaces the older
+	parts, _ = s.AddJoinPart(c, p)
+	if len(parts) != 1 || parts[0].SignalID != "a2" {
+		t.Fatalf("replaced part: %+v", parts)
+	}
+	other := p
+	other.JoinKey = `{"date":"d2"}`
+	s.AddJoinPart(c, other)
+	p.Signal, p.SignalID = "b", "b1"
+	parts, _ = s.AddJoinPart(c, p)
+	if len(parts) != 2 || parts[0].Signal != "a" || parts[1].Signal != "b" {
+		t.Fatalf("two parts: %+v", parts)
+	}
+	v := putFlow(t, s, "j", "d")
+	if _, _, err := s.FireRun(c, store.Fire{Key: "join:j:0:d1", Kind: "join", Flow: "j"}, store.NewRun{Flow: "j", FlowVersion: v.Version, Trigger: store.TriggerJoin}, &p); err != nil {
+		t.Fatal(err)
+	}
+	// Firing cleared that key's parts, not the other key's.
+	p.Signal, p.SignalID = "a", "a3"
+	if parts, _ = s.AddJoinPart(c, p); len(parts) != 1 {
+		t.Fatalf("parts after firing: %+v", parts)
+	}
+	other.Signal = "b"
+	if parts, _ = s.AddJoinPart(c, other); len(parts) != 2 {
+		t.Fatalf("the other key lost its part: %+v", parts)
+	}
+}
+
+func testRunEvents(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if v, _ := s.Cursor(c, "x"); v != 0 {
+		t.Fatalf("unset cursor = %d", v)
+	}
+	s.SetCursor(c, "x", 5)
+	s.SetCursor(c, "x", 9)
+	if v, _ := s.Cursor(c, "x"); v != 9 {
+		t.Fatalf("cursor = %d, want 9", v)
+	}
+	done := newRun(t, s, "me")
+	s.Apply(c, "me", &store.Batch{Runs: []store.RunChange{{RunID: done.ID, Status: store.RunSucceeded, At: time.Now()}}})
+	dead := newRun(t, s, "me")
+	if err := s.AbandonRun(c, dead.ID, "test", true); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.FlowVersion(c, "f", 0)
+	waiting, _ := s.CreateRun(c, store.NewRun{Flow: "f", FlowVersion: v.Version, Trigger: store.TriggerAPI})
+	if err := s.RequestCancel(c, waiting.ID, "no longer wanted"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Run(c, waiting.ID); got.Status != store.RunCancelled || got.Error != "no longer wanted" {
+		t.Fatalf("a pending run asked to cancel: %s %q", got.Status, got.Error)
+	}
+	evs, err := s.RunEvents(c, 0, 10)
+	if err != nil || len(evs) != 3 || evs[0].RunID != done.ID || evs[0].Status != store.RunSucceeded ||
+		evs[1].Status != store.RunFailed || evs[2].Status != store.RunCancelled || evs[0].Flow != "f" {
+		t.Fatalf("run events: %+v %v", evs, err)
+	}
+	if later, _ := s.RunEvents(c, evs[1].Seq, 10); len(later) != 1 {
+		t.Fatalf("events after the second: %+v", later)
+	}
+	live := newRun(t, s, "me")
+	if cancel, _ := s.RenewLease(c, live.ID, "me", time.Minute); cancel {
+		t.Fatal("cancel reported before anyone asked")
+	}
+	if err := s.RequestCancel(c, live.ID, "stop"); err != nil {
+		t.Fatal(err)
+	}
+	if cancel, err := s.RenewLease(c, live.ID, "me", time.Minute); err != nil || !cancel {
+		t.Fatalf("renew after a cancel request: %v %v", cancel, err)
+	}
+	if err := s.RequestCancel(c, done.ID, "late"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("cancel a finished run: %v", err)
+	}
+}
+
+func testTokens(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if err := s.CreateToken(c, store.Token{ID: "t1", Name: "ci", Role: store.RoleOperator, Hash: "h1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateToken(c, store.Token{ID: "t2", Name: "dup", Role: store.RoleViewer, Hash: "h1"}); err == nil {
+		t.Fatal("two tokens with one hash")
+	}
+	got, err := s.TokenByHash(c, "h1")
+	if err != nil || got.ID != "t1" || got.Role != store.RoleOperator {
+		t.Fatalf("by hash: %+v %v", got, err)
+	}
+	if _, err := s.TokenByHash(c, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown hash: %v", err)
+	}
+	if ts, _ := s.Tokens(c); len(ts) != 1 || ts[0].LastUsed.IsZero() {
+		t.Fatalf("tokens: %+v", ts)
+	}
+	if err := s.DeleteToken(c, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteToken(c, "t1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("delete twice: %v", err)
+	}
+}
+
+func testBlocks(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if _, ok, _ := s.Blocked(c, "f"); ok {
+		t.Fatal("blocked before any failure")
+	}
+	s.Block(c, "f", 3)
+	s.Block(c, "f", 4) // the first failure stays the reason
+	if id, ok, _ := s.Blocked(c, "f"); !ok || id != 3 {
+		t.Fatalf("blocked: %d %v", id, ok)
+	}
+	s.Unblock(c, "f")
+	if _, ok, _ := s.Blocked(c, "f"); ok {
+		t.Fatal("still blocked")
+	}
+}
+
+func testClaims(t *testing.T, s store.Store) {
+	c := ctx(t)
+	v := putFlow(t, s, "f", "d1")
+	claimed, err := s.CreateRun(c, store.NewRun{Flow: "f", FlowVersion: v.Version, Trigger: store.TriggerManual, Owner: "cli"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	free, _ := s.CreateRun(c, store.NewRun{Flow: "f", FlowVersion: v.Version, Trigger: store.TriggerAPI})
+	failed, _ := s.CreateRun(c, store.NewRun{Flow: "f", FlowVersion: v.Version, Trigger: store.TriggerSignal, FailWith: "param x: required"})
+	if failed.Status != store.RunFailed || failed.Error != "param x: required" || failed.FinishedAt.IsZero() {
+		t.Fatalf("a run created failed: %+v", failed)
+	}
+	pending, _ := s.Runs(c, store.RunFilter{Status: store.RunPending, Unclaimed: true, Oldest: true})
+	if len(pending) != 1 || pending[0].ID != free.ID {
+		t.Fatalf("unclaimed pending runs: %+v, want only %d", pending, free.ID)
+	}
+	if _, err := s.AcquireRun(c, claimed.ID, "server", time.Minute); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("another engine acquiring a claimed run: %v", err)
+	}
+	if _, err := s.AcquireRun(c, claimed.ID, "cli", time.Minute); err != nil {
+		t.Fatalf("the claimer acquiring its run: %v", err)
+	}
+	if err := s.FailPending(c, free.ID, "cannot start"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Run(c, free.ID); got.Status != store.RunFailed || got.Error != "cannot start" {
+		t.Fatalf("FailPending: %+v", got)
+	}
+	if err := s.FailPending(c, claimed.ID, "x"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("FailPending of a running run: %v", err)
+	}
+	if err := s.ReleaseRun(c, claimed.ID, "cli"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Run(c, claimed.ID); got.Status != store.RunRunning || got.Owner != "" {
+		t.Fatalf("released run: %+v", got)
+	}
+	if err := s.ReleaseRun(c, claimed.ID, "cli"); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("release twice: %v", err)
 	}
 }
