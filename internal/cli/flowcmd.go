@@ -141,6 +141,22 @@ func (a *app) flowCmd() *cobra.Command {
 			return err
 		},
 	}
-	cmd.AddCommand(apply, list, show, schemaCmd)
+	unblock := &cobra.Command{
+		Use:   "unblock NAME",
+		Short: "Let a strict_sequential flow blocked by a failed run start runs again",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			if _, err := e.st.FlowVersion(cmd.Context(), args[0], 0); err != nil {
+				return notFound(err)
+			}
+			return e.st.Unblock(cmd.Context(), args[0])
+		},
+	}
+	cmd.AddCommand(apply, list, show, schemaCmd, unblock)
 	return cmd
 }

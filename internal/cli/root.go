@@ -126,7 +126,8 @@ func (a *app) root() *cobra.Command {
 	pf.StringVar(&a.db, "db", "", "store DSN: sqlite://PATH (default $BATON_DB, else HOME/baton.db)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(a.runCmd(), a.resumeCmd(), a.showCmd(), a.runsCmd(), a.artifactCmd(), a.logsCmd(),
-		a.flowCmd(), a.versionCmd())
+		a.flowCmd(), a.versionCmd(), a.serverCmd(), a.signalCmd(), a.lineageCmd(), a.tokenCmd(), a.cancelCmd(),
+		a.backfillCmd())
 	for _, c := range root.Commands() {
 		wrapArgs(c)
 	}

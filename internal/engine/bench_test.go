@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -118,4 +119,26 @@ func peakRSS() int64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkNaiveShellLoop is the yardstick for BenchmarkShellForeach: the
+// same 2,000 tiny shell commands run one after another with os/exec and no
+// state, artifacts or logs at all. The ratio of the two is the cost of
+// everything baton adds; the machine's process creation bounds both.
+func BenchmarkNaiveShellLoop(b *testing.B) {
+	const n = 2000
+	dir := b.TempDir()
+	var total time.Duration
+	for b.Loop() {
+		start := time.Now()
+		for i := range n {
+			cmd := exec.Command("/bin/sh", "-c", `printf '%s' "$ITEM" > "$OUT/out.txt"`)
+			cmd.Env = append(os.Environ(), "ITEM="+strconv.Itoa(i), "OUT="+dir)
+			if err := cmd.Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		total += time.Since(start)
+	}
+	b.ReportMetric(float64(n*b.N)/total.Seconds(), "tasks/s")
 }

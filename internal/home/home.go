@@ -4,10 +4,14 @@ package home
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/store"
@@ -93,4 +97,53 @@ func redact(dsn string) string {
 		return dsn[:scheme+3] + user + ":***" + dsn[at:]
 	}
 	return dsn
+}
+
+// Server is what a running `baton server` announces in its home, so the
+// CLI can hand it signals directly.
+type Server struct {
+	Addr    string    `json:"addr"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+}
+
+func (h Home) serverFile() string { return filepath.Join(h.Dir, "server.json") }
+
+// AnnounceServer writes the server file.
+func (h Home) AnnounceServer(s Server) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(h.Dir, 0o755); err != nil {
+		return err
+	}
+	tmp := h.serverFile() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, h.serverFile())
+}
+
+// WithdrawServer removes the server file if it is this process's.
+func (h Home) WithdrawServer() {
+	if s, ok := h.RunningServer(); ok && s.PID == os.Getpid() {
+		os.Remove(h.serverFile())
+	}
+}
+
+// RunningServer returns the announced server if its process lives.
+func (h Home) RunningServer() (Server, bool) {
+	b, err := os.ReadFile(h.serverFile())
+	if err != nil {
+		return Server{}, false
+	}
+	var s Server
+	if json.Unmarshal(b, &s) != nil || s.PID <= 0 || s.Addr == "" {
+		return Server{}, false
+	}
+	if err := syscall.Kill(s.PID, 0); err != nil && errors.Is(err, syscall.ESRCH) {
+		return Server{}, false
+	}
+	return s, true
 }

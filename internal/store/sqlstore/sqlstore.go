@@ -79,6 +79,8 @@ const (
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status, foreach = excluded.foreach,
 				num_tasks = excluded.num_tasks,
+				started_at = CASE WHEN excluded.status = 'running' AND steps.status <> 'running'
+					THEN excluded.started_at ELSE steps.started_at END,
 				signal_id = CASE WHEN excluded.signal_id <> '' THEN excluded.signal_id ELSE steps.signal_id END,
 				finished_at = CASE WHEN excluded.finished_at <> 0 THEN excluded.finished_at ELSE steps.finished_at END`
 	qUpdateTask = `UPDATE tasks SET status = $1, attempts = $2,

@@ -1,0 +1,576 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/catalog"
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/lineage"
+	"github.com/baton-ml/baton/internal/signal"
+	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/view"
+)
+
+// maxBody bounds request bodies; flow files may be larger than JSON bodies.
+const (
+	maxBody     = 1 << 20
+	maxFlowBody = 4 << 20
+)
+
+// route is one endpoint. The table is the source of truth that the OpenAPI
+// file is tested against.
+type route struct {
+	method, path string
+	role         string // "" for no token at all
+	h            func(w http.ResponseWriter, r *http.Request) error
+}
+
+func (s *Server) routes() []route {
+	return []route{
+		{"GET", "/healthz", "", s.healthz},
+		{"GET", "/metrics", "", nil},
+		{"GET", "/api/v1/openapi.yaml", "", s.openapi},
+		{"GET", "/api/v1/flows", store.RoleViewer, s.listFlows},
+		{"POST", "/api/v1/flows", store.RoleOperator, s.applyFlows},
+		{"GET", "/api/v1/flows/{name}", store.RoleViewer, s.getFlow},
+		{"GET", "/api/v1/flows/{name}/versions", store.RoleViewer, s.flowVersions},
+		{"POST", "/api/v1/flows/{name}/runs", store.RoleOperator, s.createRun},
+		{"POST", "/api/v1/flows/{name}/unblock", store.RoleOperator, s.unblock},
+		{"GET", "/api/v1/runs", store.RoleViewer, s.listRuns},
+		{"GET", "/api/v1/runs/{id}", store.RoleViewer, s.getRun},
+		{"POST", "/api/v1/runs/{id}/cancel", store.RoleOperator, s.cancelRun},
+		{"POST", "/api/v1/runs/{id}/resume", store.RoleOperator, s.resumeRun},
+		{"GET", "/api/v1/runs/{id}/logs", store.RoleViewer, s.runLogs},
+		{"GET", "/api/v1/artifacts/{path...}", store.RoleViewer, s.getArtifact},
+		{"GET", "/api/v1/signals", store.RoleViewer, s.listSignals},
+		{"POST", "/api/v1/signals", store.RoleOperator, s.publishSignal},
+		{"GET", "/api/v1/signals/{id}", store.RoleViewer, s.getSignal},
+		{"GET", "/api/v1/lineage/signals/{name}", store.RoleViewer, s.signalLineage},
+		{"GET", "/api/v1/lineage/flows/{name}", store.RoleViewer, s.flowLineage},
+		{"GET", "/api/v1/lineage/runs/{id}", store.RoleViewer, s.runLineage},
+		{"GET", "/api/v1/lineage/runs/{id}/openlineage", store.RoleViewer, s.openLineage},
+		{"GET", "/api/v1/tokens", store.RoleAdmin, s.listTokens},
+		{"POST", "/api/v1/tokens", store.RoleAdmin, s.createToken},
+		{"DELETE", "/api/v1/tokens/{id}", store.RoleAdmin, s.deleteToken},
+	}
+}
+
+// Handler is the server's HTTP API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		pattern := rt.method + " " + rt.path
+		if rt.path == "/metrics" {
+			mux.Handle(pattern, promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}))
+			continue
+		}
+		mux.Handle(pattern, s.wrap(rt))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusNotFound, fmt.Errorf("no endpoint %s %s (see /api/v1/openapi.yaml)", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// httpError carries a status code.
+type httpError struct {
+	code int
+	err  error
+}
+
+func (e *httpError) Error() string { return e.err.Error() }
+
+func badRequest(format string, args ...any) error {
+	return &httpError{http.StatusBadRequest, fmt.Errorf(format, args...)}
+}
+
+func (s *Server) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rt.role != "" {
+			if err := s.authorize(r, rt.role); err != nil {
+				var he *httpError
+				errors.As(err, &he)
+				writeErr(w, he.code, he.err)
+				return
+			}
+		}
+		err := rt.h(w, r)
+		if err == nil {
+			return
+		}
+		code := http.StatusInternalServerError
+		var he *httpError
+		var fe flow.Errors
+		var se *signal.Error
+		switch {
+		case errors.As(err, &he):
+			code, err = he.code, he.err
+		case errors.As(err, &fe), errors.As(err, &se):
+			code = http.StatusBadRequest
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, artifact.ErrNotFound):
+			code = http.StatusNotFound
+		case errors.Is(err, store.ErrConflict):
+			code = http.StatusConflict
+		}
+		if code == http.StatusInternalServerError {
+			s.log.Error("api", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		writeErr(w, code, err)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, err error) {
+	body := map[string]any{"error": err.Error()}
+	var fe flow.Errors
+	if errors.As(err, &fe) {
+		var problems []map[string]any
+		for _, e := range fe {
+			problems = append(problems, map[string]any{"file": e.File, "line": e.Line, "column": e.Column, "field": e.Field, "message": e.Msg})
+		}
+		body["problems"] = problems
+	}
+	var se *signal.Error
+	if errors.As(err, &se) && se.Field != "" {
+		body["field"] = se.Field
+	}
+	_ = writeJSON(w, code, body)
+}
+
+// decode reads a JSON body strictly: unknown fields and trailing data are
+// errors naming what is wrong.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	d := json.NewDecoder(r.Body)
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return &httpError{http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes", maxBody)}
+		case errors.Is(err, io.EOF):
+			return badRequest("empty body: send a JSON object")
+		}
+		return badRequest("malformed JSON body: %v", err)
+	}
+	if d.More() {
+		return badRequest("malformed JSON body: data after the object")
+	}
+	return nil
+}
+
+func pathID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, badRequest("run id %q: must be a positive number", r.PathValue("id"))
+	}
+	return id, nil
+}
+
+func queryInt(r *http.Request, name string, def int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, badRequest("query %s=%q: must be a whole number >= 0", name, v)
+	}
+	return n, nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2e9)
+	defer cancel()
+	if _, err := s.st.Cursor(ctx, signalsCursor); err != nil {
+		return &httpError{http.StatusServiceUnavailable, fmt.Errorf("store: %v", err)}
+	}
+	status := "ok"
+	if s.stopping.Load() {
+		status = "stopping"
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"status": status, "running": len(s.eng.Running())})
+}
+
+func (s *Server) openapi(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, err := w.Write(openAPI)
+	return err
+}
+
+func (s *Server) listFlows(w http.ResponseWriter, r *http.Request) error {
+	fs, err := s.st.Flows(r.Context())
+	if err != nil {
+		return err
+	}
+	if fs == nil {
+		fs = []store.FlowSummary{}
+	}
+	return writeJSON(w, http.StatusOK, fs)
+}
+
+// applyFlows registers flow and signals files. The body is a JSON object
+// {"files": [{"path": "a.yaml", "content": "..."}], "dir": "/where/steps/run"}.
+func (s *Server) applyFlows(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Files []struct {
+			Path    string `json:"path"`
+			Content string `json:"content"`
+		} `json:"files"`
+		Dir string `json:"dir"`
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFlowBody)
+	d := json.NewDecoder(r.Body)
+	d.DisallowUnknownFields()
+	if err := d.Decode(&body); err != nil {
+		return badRequest("malformed JSON body: %v", err)
+	}
+	if len(body.Files) == 0 {
+		return badRequest("files: give at least one {path, content}")
+	}
+	if body.Dir != "" && !strings.HasPrefix(body.Dir, "/") {
+		return badRequest("dir %q: must be an absolute path on the server", body.Dir)
+	}
+	docs := make([]catalog.Document, len(body.Files))
+	for i, f := range body.Files {
+		if f.Path == "" {
+			f.Path = fmt.Sprintf("files[%d]", i)
+		}
+		docs[i] = catalog.Document{Path: f.Path, Dir: body.Dir, Data: []byte(f.Content)}
+	}
+	applied, err := catalog.Apply(r.Context(), s.st, docs)
+	if err != nil {
+		return err
+	}
+	wake(s.wakeReload)
+	return writeJSON(w, http.StatusOK, applied)
+}
+
+func (s *Server) getFlow(w http.ResponseWriter, r *http.Request) error {
+	v, err := s.st.FlowVersion(r.Context(), r.PathValue("name"), 0)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) flowVersions(w http.ResponseWriter, r *http.Request) error {
+	vs, err := s.st.FlowVersions(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, vs)
+}
+
+// createRun queues a run of a registered flow for the server to execute.
+func (s *Server) createRun(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Params map[string]json.RawMessage `json:"params"`
+		Tags   []string                   `json:"tags"`
+	}
+	if err := decode(w, r, &body); err != nil {
+		return err
+	}
+	v, err := s.st.FlowVersion(r.Context(), r.PathValue("name"), 0)
+	if err != nil {
+		return err
+	}
+	var fl flow.Flow
+	if err := json.Unmarshal(v.Spec, &fl); err != nil {
+		return err
+	}
+	params, err := typedParams(&fl, body.Params)
+	if err != nil {
+		return err
+	}
+	run, err := s.st.CreateRun(r.Context(), store.NewRun{Flow: fl.Name, FlowVersion: v.Version, Params: params,
+		Tags: body.Tags, Trigger: store.TriggerAPI})
+	if err != nil {
+		return err
+	}
+	wake(s.wakeSched)
+	return writeJSON(w, http.StatusCreated, run)
+}
+
+// typedParams checks JSON param values against the flow's declared types,
+// fills defaults and names any problem.
+func typedParams(fl *flow.Flow, given map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	out := map[string]json.RawMessage{}
+	for name, v := range given {
+		p := fl.Param(name)
+		if p == nil {
+			return nil, badRequest("params.%s: flow %s has no such param", name, fl.Name)
+		}
+		cv, err := flow.CheckValue(p.Type, v)
+		if err != nil {
+			return nil, badRequest("params.%s: %v", name, err)
+		}
+		out[name] = cv
+	}
+	for _, p := range fl.Params {
+		if _, ok := out[p.Name]; ok {
+			continue
+		}
+		if p.Required() {
+			return nil, badRequest("params.%s: required (%s)", p.Name, p.Type)
+		}
+		out[p.Name] = p.Default
+	}
+	return out, nil
+}
+
+func (s *Server) unblock(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if _, err := s.st.FlowVersion(r.Context(), name, 0); err != nil {
+		return err
+	}
+	if err := s.st.Unblock(r.Context(), name); err != nil {
+		return err
+	}
+	wake(s.wakeSched)
+	return writeJSON(w, http.StatusOK, map[string]any{"flow": name, "blocked": false})
+}
+
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	limit, err := queryInt(r, "limit", 50)
+	if err != nil {
+		return err
+	}
+	st := store.RunStatus(q.Get("status"))
+	switch st {
+	case "", store.RunPending, store.RunRunning, store.RunSucceeded, store.RunFailed, store.RunCancelled:
+	default:
+		return badRequest("status %q: use pending, running, succeeded, failed or cancelled", st)
+	}
+	runs, err := s.st.Runs(r.Context(), store.RunFilter{Flow: q.Get("flow"), Status: st, Tag: q.Get("tag"), Limit: limit})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, runs)
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	v, err := view.LoadRun(r.Context(), s.st, id)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	if !s.eng.Cancel(id) {
+		// Not executing here: ask its owner through the store (a
+		// pending run ends at once).
+		if err := s.st.RequestCancel(r.Context(), id, "cancelled through the API"); err != nil {
+			return err
+		}
+	}
+	return writeJSON(w, http.StatusAccepted, map[string]any{"id": id, "cancel": "requested"})
+}
+
+func (s *Server) resumeRun(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		From string `json:"from"`
+	}
+	if r.ContentLength != 0 {
+		if err := decode(w, r, &body); err != nil {
+			return err
+		}
+	}
+	run, err := s.eng.Resume(r.Context(), id, body.From, false)
+	if err != nil {
+		if strings.Contains(err.Error(), "no such step") {
+			return badRequest("%v", err)
+		}
+		return err
+	}
+	wake(s.wakeSched)
+	return writeJSON(w, http.StatusCreated, run)
+}
+
+func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	index, err := queryInt(r, "index", -1)
+	if err != nil {
+		return err
+	}
+	if r.URL.Query().Get("index") == "" {
+		index = -1
+	}
+	attempt, err := queryInt(r, "attempt", 0)
+	if err != nil {
+		return err
+	}
+	if _, err := s.st.Run(r.Context(), id); err != nil {
+		return err
+	}
+	logs, err := view.Logs(r.Context(), s.st, s.blobs, id, r.URL.Query().Get("step"), index, attempt)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, logs)
+}
+
+func (s *Server) getArtifact(w http.ResponseWriter, r *http.Request) error {
+	p, err := artifact.ParsePath(r.PathValue("path"))
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	a, err := artifact.Resolve(r.Context(), s.st, p)
+	if err != nil {
+		return err
+	}
+	rc, err := s.blobs.Open(r.Context(), a.Digest)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(a.Size, 10))
+	w.Header().Set("X-Baton-Digest", "sha256:"+a.Digest)
+	_, err = io.Copy(w, rc)
+	return err
+}
+
+func (s *Server) listSignals(w http.ResponseWriter, r *http.Request) error {
+	limit, err := queryInt(r, "limit", 50)
+	if err != nil {
+		return err
+	}
+	sigs, err := s.st.Signals(r.Context(), store.SignalFilter{Name: r.URL.Query().Get("name"), Limit: limit})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, sigs)
+}
+
+// publishSignal stores a signal (201), or returns the existing one when the
+// id was published before (200).
+func (s *Server) publishSignal(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Name   string                     `json:"name"`
+		ID     string                     `json:"id"`
+		Params map[string]json.RawMessage `json:"params"`
+	}
+	if err := decode(w, r, &body); err != nil {
+		return err
+	}
+	if !flow.ValidName(body.Name) {
+		return badRequest("name %q: not a signal name", body.Name)
+	}
+	if body.Params == nil {
+		body.Params = map[string]json.RawMessage{}
+	}
+	sg, created, err := signal.Publish(r.Context(), s.st, s.defs.Load().contracts, body.Name, body.ID, body.Params,
+		store.SignalSource{Kind: store.SourceExternal})
+	if err != nil {
+		return err
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+		s.m.signals.WithLabelValues(sg.Name).Inc()
+		wake(s.wakeSignals)
+	}
+	return writeJSON(w, code, map[string]any{"signal": sg, "created": created})
+}
+
+func (s *Server) getSignal(w http.ResponseWriter, r *http.Request) error {
+	sg, err := s.st.Signal(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	fires, err := s.st.Fires(r.Context(), store.FireFilter{SignalID: sg.ID})
+	if err != nil {
+		return err
+	}
+	runs := []int64{}
+	for _, f := range fires {
+		runs = append(runs, f.RunID)
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"signal": sg, "triggered_runs": runs})
+}
+
+func (s *Server) signalLineage(w http.ResponseWriter, r *http.Request) error {
+	limit, err := queryInt(r, "limit", 20)
+	if err != nil {
+		return err
+	}
+	l, err := lineage.OfSignal(r.Context(), s.st, r.PathValue("name"), limit)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, l)
+}
+
+func (s *Server) flowLineage(w http.ResponseWriter, r *http.Request) error {
+	dir := r.URL.Query().Get("direction")
+	if dir == "" {
+		dir = lineage.Downstream
+	}
+	if dir != lineage.Downstream && dir != lineage.Upstream {
+		return badRequest("direction %q: use downstream or upstream", dir)
+	}
+	l, err := lineage.OfFlow(r.Context(), s.st, r.PathValue("name"), dir)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, l)
+}
+
+func (s *Server) runLineage(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	l, err := lineage.OfRun(r.Context(), s.st, id)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, l)
+}
+
+func (s *Server) openLineage(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	evs, err := lineage.OpenLineage(r.Context(), s.st, id)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, evs)
+}

@@ -1,0 +1,148 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/signal"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// defaultCatchupMax caps how many missed ticks catchup: all fires.
+const defaultCatchupMax = 10
+
+// cronLoop fires cron triggers at their ticks. Each trigger's cursor holds
+// the last tick it fired, so a restart neither fires a tick twice (the
+// firing key is unique too) nor forgets the ticks it missed: those follow
+// the trigger's catch-up policy.
+func (s *Server) cronLoop(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-s.wakeReload:
+		}
+		next, err := s.cronTick(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("cron", "err", err)
+			next = s.opt.Now().Add(time.Second)
+		}
+		wait := time.Until(next)
+		// Look again at least every second: flows applied meanwhile may
+		// bring earlier ticks.
+		wait = max(min(wait, time.Second), 0)
+		timer.Reset(wait)
+	}
+}
+
+// cronTick fires every tick that is due and returns when the next is.
+func (s *Server) cronTick(ctx context.Context) (time.Time, error) {
+	d, err := s.current(ctx)
+	if err != nil {
+		return s.opt.Now().Add(time.Second), err
+	}
+	now := s.opt.Now()
+	next := now.Add(time.Minute)
+	for _, cs := range d.crons {
+		last, err := s.st.Cursor(ctx, cs.key)
+		if err != nil {
+			return next, err
+		}
+		if last == 0 {
+			// A new trigger starts from now: no catch-up from the epoch.
+			last = now.Unix()
+			if err := s.st.SetCursor(ctx, cs.key, last); err != nil {
+				return next, err
+			}
+		}
+		all := ticks(cs, time.Unix(last, 0), now)
+		for _, tick := range dueTicks(cs, all, now) {
+			if err := s.fireCron(ctx, cs, tick, now); err != nil {
+				return next, err
+			}
+		}
+		if len(all) > 0 {
+			if err := s.st.SetCursor(ctx, cs.key, all[len(all)-1].Unix()); err != nil {
+				return next, err
+			}
+			wake(s.wakeSched)
+		}
+		if n := cs.sched.Next(now.In(cs.loc)); n.Before(next) {
+			next = n
+		}
+	}
+	return next, nil
+}
+
+// maxTicks bounds the ticks looked at after a long downtime.
+const maxTicks = 100000
+
+// ticks lists the schedule's ticks in (after, until], at most maxTicks
+// (the latest ones).
+func ticks(cs *cronSub, after, until time.Time) []time.Time {
+	var out []time.Time
+	for t := cs.sched.Next(after.In(cs.loc)); !t.IsZero() && !t.After(until); t = cs.sched.Next(t) {
+		out = append(out, t)
+		if len(out) > maxTicks {
+			out = out[1:]
+		}
+	}
+	return out
+}
+
+// onTime is how late a tick may be found and still count as on time
+// rather than missed during a downtime.
+const onTime = 5 * time.Second
+
+// dueTicks picks the ticks to fire among those in (cursor, now]: every
+// on-time tick, and of the missed ones (the server was down) what the
+// trigger's catch-up policy says: none, the latest (last, the default), or
+// all of them up to catchup_max (the latest ones).
+func dueTicks(cs *cronSub, all []time.Time, now time.Time) []time.Time {
+	var missed, due []time.Time
+	for _, t := range all {
+		if now.Sub(t) <= onTime {
+			due = append(due, t)
+		} else {
+			missed = append(missed, t)
+		}
+	}
+	if len(missed) == 0 {
+		return due
+	}
+	limit := cs.trig.CatchupMax
+	if limit <= 0 {
+		limit = defaultCatchupMax
+	}
+	switch cs.trig.Catchup {
+	case flow.CatchupNone:
+		missed = nil
+	case flow.CatchupAll:
+		if len(missed) > limit {
+			missed = missed[len(missed)-limit:]
+		}
+	default:
+		missed = missed[len(missed)-1:]
+	}
+	return append(missed, due...)
+}
+
+func (s *Server) fireCron(ctx context.Context, cs *cronSub, tick, now time.Time) error {
+	key := fmt.Sprintf("%s:%d", cs.key, tick.Unix())
+	f := store.Fire{Key: key, Kind: "cron", Flow: cs.flow.fl.Name}
+	in := signal.Input{Params: map[string]json.RawMessage{}}
+	_, created, err := s.fire(ctx, cs.sub, f, in, store.TriggerCron, tick.UTC().Format(time.RFC3339), tick, nil)
+	if err != nil {
+		return err
+	}
+	if created {
+		s.m.cronLag.Observe(now.Sub(tick).Seconds())
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/signal"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// defs is the server's compiled view of every registered flow's newest
+// version and every contract. It is rebuilt when something is applied and
+// swapped in whole, so the loops read a consistent snapshot without locks.
+type defs struct {
+	fingerprint string
+	flows       map[string]*flowDef
+	bySignal    map[string][]*sub // signal and join triggers by signal name
+	byFinish    map[string][]*sub // on_finish triggers by the flow they watch
+	crons       []*cronSub
+	contracts   signal.Contracts
+	// problems are triggers that could not be compiled (reported, skipped).
+	problems []string
+}
+
+type flowDef struct {
+	version store.FlowVersion
+	fl      *flow.Flow
+}
+
+// sub is one trigger of one flow.
+type sub struct {
+	flow   *flowDef
+	index  int
+	trig   flow.Trigger
+	when   *signal.Program
+	params map[string]*signal.Program
+}
+
+type cronSub struct {
+	*sub
+	sched cron.Schedule
+	loc   *time.Location
+	// key names the trigger's cursor: a changed schedule starts afresh.
+	key string
+}
+
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// fingerprint says whether anything was applied since the last load.
+func fingerprint(ctx context.Context, st store.Store) (string, error) {
+	fs, err := st.Flows(ctx)
+	if err != nil {
+		return "", err
+	}
+	cs, err := st.SignalContracts(ctx)
+	if err != nil {
+		return "", err
+	}
+	h := fnv.New64a()
+	for _, f := range fs {
+		fmt.Fprintf(h, "%s:%d;", f.Name, f.LatestVersion)
+	}
+	for _, c := range cs {
+		fmt.Fprintf(h, "%s:%s;", c.Name, c.Digest)
+	}
+	return strconv.FormatUint(h.Sum64(), 16), nil
+}
+
+// loadDefs reads and compiles every flow's newest version.
+func loadDefs(ctx context.Context, st store.Store, print string) (*defs, error) {
+	d := &defs{fingerprint: print, flows: map[string]*flowDef{}, bySignal: map[string][]*sub{}, byFinish: map[string][]*sub{}}
+	var err error
+	if d.contracts, err = signal.Load(ctx, st); err != nil {
+		return nil, err
+	}
+	fs, err := st.Flows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range fs {
+		v, err := st.FlowVersion(ctx, f.Name, 0)
+		if err != nil {
+			return nil, err
+		}
+		var fl flow.Flow
+		if err := json.Unmarshal(v.Spec, &fl); err != nil {
+			d.problems = append(d.problems, fmt.Sprintf("flow %s v%d: %v", f.Name, v.Version, err))
+			continue
+		}
+		fd := &flowDef{version: v, fl: &fl}
+		d.flows[f.Name] = fd
+		for i, t := range fl.Triggers {
+			sb, err := compileSub(fd, i, t)
+			if err != nil {
+				d.problems = append(d.problems, fmt.Sprintf("flow %s trigger %d: %v", f.Name, i, err))
+				continue
+			}
+			switch t.Kind() {
+			case "signal":
+				d.bySignal[t.Signal] = append(d.bySignal[t.Signal], sb)
+			case "join":
+				for _, name := range t.Signals {
+					d.bySignal[name] = append(d.bySignal[name], sb)
+				}
+			case "on_finish":
+				d.byFinish[t.OnFinish.Flow] = append(d.byFinish[t.OnFinish.Flow], sb)
+			case "cron":
+				cs, err := compileCron(sb)
+				if err != nil {
+					d.problems = append(d.problems, fmt.Sprintf("flow %s trigger %d: %v", f.Name, i, err))
+					continue
+				}
+				d.crons = append(d.crons, cs)
+			}
+		}
+	}
+	for _, subs := range d.bySignal {
+		sort.Slice(subs, func(i, j int) bool { return subs[i].flow.fl.Name < subs[j].flow.fl.Name })
+	}
+	return d, nil
+}
+
+func compileSub(fd *flowDef, i int, t flow.Trigger) (*sub, error) {
+	sb := &sub{flow: fd, index: i, trig: t, params: map[string]*signal.Program{}}
+	if t.When != "" {
+		p, err := signal.Compile(t.When, true)
+		if err != nil {
+			return nil, err
+		}
+		sb.when = p
+	}
+	for name, expr := range t.Params {
+		p, err := signal.Compile(expr, false)
+		if err != nil {
+			return nil, fmt.Errorf("params.%s: %w", name, err)
+		}
+		sb.params[name] = p
+	}
+	return sb, nil
+}
+
+func compileCron(sb *sub) (*cronSub, error) {
+	sched, err := cronParser.Parse(sb.trig.Cron)
+	if err != nil {
+		return nil, err
+	}
+	loc := time.UTC
+	if tz := sb.trig.Timezone; tz != "" {
+		if loc, err = time.LoadLocation(tz); err != nil {
+			return nil, err
+		}
+	}
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s|%s", sb.trig.Cron, sb.trig.Timezone)
+	key := fmt.Sprintf("cron:%s:%d:%x", sb.flow.fl.Name, sb.index, h.Sum32())
+	return &cronSub{sub: sb, sched: sched, loc: loc, key: key}, nil
+}
+
+// runParams makes a triggered run's params: each declared param takes its
+// mapping expression's value if the trigger maps it, else the signal (or
+// source run) param of the same name, else its default. Values are checked
+// against the declared types.
+func (sb *sub) runParams(in signal.Input) (map[string]json.RawMessage, error) {
+	out := map[string]json.RawMessage{}
+	for _, p := range sb.flow.fl.Params {
+		var v json.RawMessage
+		if prog, ok := sb.params[p.Name]; ok {
+			var err error
+			if v, err = prog.Value(in); err != nil {
+				return nil, fmt.Errorf("param %s: %w", p.Name, err)
+			}
+		} else if sv, ok := in.Params[p.Name]; ok {
+			v = sv
+		}
+		if v == nil {
+			if p.Required() {
+				return nil, fmt.Errorf("param %s is required and the trigger gives no value for it", p.Name)
+			}
+			out[p.Name] = p.Default
+			continue
+		}
+		cv, err := flow.CheckValue(p.Type, v)
+		if err != nil {
+			return nil, fmt.Errorf("param %s: %w", p.Name, err)
+		}
+		out[p.Name] = cv
+	}
+	return out, nil
+}

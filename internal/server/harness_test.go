@@ -1,0 +1,213 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/catalog"
+	"github.com/baton-ml/baton/internal/home"
+	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/store/sqlite"
+)
+
+type harness struct {
+	s     *Server
+	st    store.Store
+	blobs *artifact.Store
+	dir   string
+	url   string
+	stop  func()
+}
+
+// contracts is the signals file the tests apply.
+const contracts = `signals:
+  - name: features_ready
+    params:
+      date: {type: string, required: true}
+      row_count: {type: int, required: true}
+      region: {type: string}
+      feature_version: {type: string}
+  - name: labels_ready
+    params:
+      date: {type: string, required: true}
+      labels: {type: int}
+  - name: model_trained
+    params:
+      model: {type: string, required: true}
+`
+
+func newHarness(t *testing.T, opt Options) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "baton.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := artifact.Open(ctx, "file://"+filepath.Join(dir, "artifacts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{st: st, blobs: blobs, dir: dir}
+	h.startServer(t, opt)
+	t.Cleanup(func() { h.stop(); blobs.Close(); st.Close() })
+	h.apply(t, contracts)
+	return h
+}
+
+func (h *harness) startServer(t *testing.T, opt Options) {
+	t.Helper()
+	if opt.Addr == "" {
+		opt.Addr = "127.0.0.1:0"
+	}
+	if opt.Poll == 0 {
+		opt.Poll = 50 * time.Millisecond
+	}
+	if opt.Reload == 0 {
+		opt.Reload = 100 * time.Millisecond
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		if os.Getenv("BATON_TEST_LOG") != "" {
+			opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		}
+	}
+	hm := home.Home{Dir: h.dir, DB: "sqlite://" + filepath.Join(h.dir, "baton.db"), Artifacts: "file://" + filepath.Join(h.dir, "artifacts")}
+	s, err := New(h.st, h.blobs, hm, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	h.s, h.url = s, "http://"+s.Addr()
+	stopped := false
+	h.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	}
+	waitUntil(t, 10*time.Second, func() bool { return s.defs.Load() != nil }, "server never loaded its flows")
+}
+
+// apply registers YAML documents, as `baton flow apply` does.
+func (h *harness) apply(t *testing.T, docs ...string) {
+	t.Helper()
+	var ds []catalog.Document
+	for i, d := range docs {
+		ds = append(ds, catalog.Document{Path: "doc" + string(rune('a'+i)) + ".yaml", Dir: h.dir, Data: []byte(d)})
+	}
+	if _, err := catalog.Apply(context.Background(), h.st, ds); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	wake(h.s.wakeReload)
+	// Wait for the server to see it, as a user would within two seconds.
+	print, _ := fingerprint(context.Background(), h.st)
+	waitUntil(t, 5*time.Second, func() bool { return h.s.defs.Load().fingerprint == print }, "server did not reload")
+}
+
+type response struct {
+	code int
+	body []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("response %d is not JSON: %v\n%s", r.code, err, r.body)
+	}
+}
+
+func (h *harness) do(t *testing.T, method, path string, body any, tok string) response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, _ := http.NewRequest(method, h.url+path, rd)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{code: resp.StatusCode, body: b}
+}
+
+func (h *harness) publish(t *testing.T, name, id string, params map[string]any) response {
+	t.Helper()
+	return h.do(t, "POST", "/api/v1/signals", map[string]any{"name": name, "id": id, "params": params}, "")
+}
+
+func (h *harness) runs(t *testing.T, flow string) []store.Run {
+	t.Helper()
+	rs, err := h.st.Runs(context.Background(), store.RunFilter{Flow: flow, Oldest: true, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// waitRuns waits until flow has n runs that all ended, and returns them.
+func (h *harness) waitRuns(t *testing.T, flow string, n int) []store.Run {
+	t.Helper()
+	var rs []store.Run
+	waitUntil(t, 20*time.Second, func() bool {
+		rs = h.runs(t, flow)
+		if len(rs) < n {
+			return false
+		}
+		for _, r := range rs {
+			if !r.Status.Final() {
+				return false
+			}
+		}
+		return true
+	}, "flow %s: waiting for %d finished runs", flow, n)
+	return rs
+}
+
+func waitUntil(t *testing.T, d time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf(format, args...)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func param(t *testing.T, r store.Run, name string) string {
+	t.Helper()
+	var v any
+	json.Unmarshal(r.Params[name], &v)
+	b, _ := json.Marshal(v)
+	return strings.Trim(string(b), `"`)
+}

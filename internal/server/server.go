@@ -1,0 +1,268 @@
+// Package server is `baton server`: the daemon that evaluates triggers
+// (signals, joins, on_finish, cron), schedules triggered runs under each
+// flow's concurrency strategy, executes them, and serves the JSON HTTP API,
+// /healthz and Prometheus /metrics.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/engine"
+	"github.com/baton-ml/baton/internal/home"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Addr is where the API listens; default 127.0.0.1:8765.
+	Addr string
+	// Workers caps the tasks running at once; default the number of CPUs.
+	Workers int
+	// Poll is how often the loops look for work nothing announced (signals
+	// published by another process); default 250ms.
+	Poll time.Duration
+	// Reload is how often applied flows and contracts are looked for;
+	// default 1s.
+	Reload time.Duration
+	// Drain bounds how long SIGTERM waits for running tasks; default 30s.
+	Drain time.Duration
+	// RequireAuth demands tokens even on a loopback address.
+	RequireAuth bool
+	Logger      *slog.Logger
+	// Now is the clock of the cron scheduler (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Server is a running baton server.
+type Server struct {
+	st    store.Store
+	blobs *artifact.Store
+	home  home.Home
+	eng   *engine.Engine
+	opt   Options
+	log   *slog.Logger
+	m     *metrics
+
+	defs     atomic.Pointer[defs]
+	reloadMu sync.Mutex
+
+	wakeSignals chan struct{}
+	wakeFinish  chan struct{}
+	wakeSched   chan struct{}
+	wakeReload  chan struct{}
+
+	mu       sync.Mutex
+	starting map[int64]string    // runs handed to the engine (by flow), not yet returned
+	causes   map[int64]time.Time // when what triggered a run happened
+	wg       sync.WaitGroup
+
+	ln       net.Listener
+	http     *http.Server
+	loopback bool
+	stopping atomic.Bool
+}
+
+// New prepares a server over an opened home.
+func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Server, error) {
+	if opt.Addr == "" {
+		opt.Addr = "127.0.0.1:8765"
+	}
+	if opt.Poll <= 0 {
+		opt.Poll = 250 * time.Millisecond
+	}
+	if opt.Reload <= 0 {
+		opt.Reload = time.Second
+	}
+	if opt.Drain <= 0 {
+		opt.Drain = 30 * time.Second
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	eng, err := engine.New(st, blobs, engine.Options{Workers: opt.Workers, TempDir: h.TempDir(), Env: h.Env()})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		st: st, blobs: blobs, home: h, eng: eng, opt: opt, log: opt.Logger,
+		wakeSignals: make(chan struct{}, 1), wakeFinish: make(chan struct{}, 1),
+		wakeSched: make(chan struct{}, 1), wakeReload: make(chan struct{}, 1),
+		starting: map[int64]string{},
+	}
+	s.m = newMetrics(s)
+	return s, nil
+}
+
+func wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Listen binds the API address; Addr then reports it (useful with port 0).
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.opt.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.opt.Addr, err)
+	}
+	s.ln = ln
+	s.loopback = isLoopback(ln.Addr())
+	return nil
+}
+
+// Addr is the address the API listens on.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return s.opt.Addr
+	}
+	return s.ln.Addr().String()
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+// Run serves until ctx ends, then shuts down gracefully: it stops taking
+// work, lets running tasks finish (up to Options.Drain), hands unfinished
+// runs back (a later server resumes them) and returns.
+func (s *Server) Run(ctx context.Context) error {
+	if s.ln == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	if err := s.reload(ctx); err != nil {
+		return fmt.Errorf("load flows: %w", err)
+	}
+	if err := s.adopt(ctx); err != nil {
+		return fmt.Errorf("take over unfinished runs: %w", err)
+	}
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.http.Serve(s.ln) }()
+	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	var lw sync.WaitGroup
+	for _, loop := range []func(context.Context){s.reloadLoop, s.signalLoop, s.finishLoop, s.cronLoop, s.schedLoop} {
+		lw.Go(func() { loop(loops) })
+	}
+	s.log.Info("baton server ready", "addr", s.Addr(), "home", s.home.Dir, "auth", s.authMode())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("serve: %w", err)
+	}
+	s.log.Info("stopping: no new work; waiting for running tasks", "drain", s.opt.Drain)
+	s.stopping.Store(true)
+	stopLoops()
+	lw.Wait()
+	s.eng.Drain()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.opt.Drain):
+		s.log.Warn("drain timed out: cancelling what still runs")
+		for _, id := range s.eng.Running() {
+			s.eng.Cancel(id)
+		}
+		<-done
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if serr := s.http.Shutdown(shutCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	s.eng.Close()
+	s.log.Info("stopped")
+	return err
+}
+
+func (s *Server) authMode() string {
+	if s.loopback && !s.opt.RequireAuth {
+		return "none (loopback only)"
+	}
+	return "tokens"
+}
+
+// reloadLoop picks up flows and contracts applied while the server runs.
+func (s *Server) reloadLoop(ctx context.Context) {
+	t := time.NewTicker(s.opt.Reload)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.wakeReload:
+		}
+		if err := s.reload(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("reload flows", "err", err)
+		}
+	}
+}
+
+func (s *Server) reload(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	print, err := fingerprint(ctx, s.st)
+	if err != nil {
+		return err
+	}
+	if cur := s.defs.Load(); cur != nil && cur.fingerprint == print {
+		return nil
+	}
+	d, err := loadDefs(ctx, s.st, print)
+	if err != nil {
+		return err
+	}
+	for _, p := range d.problems {
+		s.log.Warn("trigger skipped", "problem", p)
+	}
+	s.defs.Store(d)
+	s.log.Info("flows loaded", "flows", len(d.flows), "contracts", len(d.contracts), "cron", len(d.crons))
+	wake(s.wakeSignals)
+	wake(s.wakeFinish)
+	wake(s.wakeSched)
+	return nil
+}
+
+// current returns definitions at least as new as what the store holds now.
+func (s *Server) current(ctx context.Context) (*defs, error) {
+	if err := s.reload(ctx); err != nil {
+		return nil, err
+	}
+	return s.defs.Load(), nil
+}
+
+// every runs fn whenever woken, and every poll interval.
+func (s *Server) every(ctx context.Context, ch chan struct{}, fn func(context.Context) error, what string) {
+	t := time.NewTicker(s.opt.Poll)
+	defer t.Stop()
+	for {
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error(what, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-ch:
+		}
+	}
+}

@@ -1,0 +1,245 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/baton-ml/baton/internal/signal"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+const signalsCursor = "signals"
+const finishCursor = "run_events"
+
+func (s *Server) signalLoop(ctx context.Context) {
+	s.every(ctx, s.wakeSignals, s.evalSignals, "evaluate signals")
+}
+
+func (s *Server) finishLoop(ctx context.Context) {
+	s.every(ctx, s.wakeFinish, s.evalFinished, "evaluate finished runs")
+}
+
+// evalSignals fires the triggers of every signal published since the
+// cursor. Each firing has a unique key, so evaluating a signal twice (a
+// crash between firing and moving the cursor) starts nothing twice.
+func (s *Server) evalSignals(ctx context.Context) error {
+	for {
+		cur, err := s.st.Cursor(ctx, signalsCursor)
+		if err != nil {
+			return err
+		}
+		sigs, err := s.st.Signals(ctx, store.SignalFilter{AfterSeq: cur, Limit: 500})
+		if err != nil {
+			return err
+		}
+		if len(sigs) == 0 {
+			return nil
+		}
+		// Definitions read after the signals: a flow applied before a
+		// signal was published is always among its subscribers.
+		d, err := s.current(ctx)
+		if err != nil {
+			return err
+		}
+		fired := false
+		for _, sg := range sigs {
+			n, err := s.fireSignal(ctx, d, sg)
+			if err != nil {
+				return fmt.Errorf("signal %s: %w", sg.ID, err)
+			}
+			fired = fired || n > 0
+		}
+		if err := s.st.SetCursor(ctx, signalsCursor, sigs[len(sigs)-1].Seq); err != nil {
+			return err
+		}
+		if fired {
+			wake(s.wakeSched)
+		}
+		s.eng.NotifySignals()
+		if len(sigs) < 500 {
+			return nil
+		}
+	}
+}
+
+func (s *Server) fireSignal(ctx context.Context, d *defs, sg store.Signal) (int, error) {
+	in := signal.Input{Signal: sg.Name, Params: sg.Params}
+	fired := 0
+	for _, sb := range d.bySignal[sg.Name] {
+		if sb.when != nil {
+			ok, err := sb.when.Bool(in)
+			if err != nil {
+				s.log.Warn("trigger condition failed", "flow", sb.flow.fl.Name, "signal", sg.ID, "err", err)
+				continue
+			}
+			if !ok {
+				continue
+			}
+		}
+		if sb.trig.Kind() == "join" {
+			n, err := s.joinSignal(ctx, sb, sg)
+			if err != nil {
+				return fired, err
+			}
+			fired += n
+			continue
+		}
+		key := fmt.Sprintf("signal:%s:%s:%d", sg.ID, sb.flow.fl.Name, sb.index)
+		f := store.Fire{Key: key, Kind: "signal", Flow: sb.flow.fl.Name, SignalID: sg.ID, SourceRun: sg.Source.RunID}
+		if _, created, err := s.fire(ctx, sb, f, in, store.TriggerSignal, sg.Name+" "+sg.ID, sg.CreatedAt, nil); err != nil {
+			return fired, err
+		} else if created {
+			fired++
+		}
+	}
+	return fired, nil
+}
+
+// joinSignal records sg as a part of a join trigger and fires once every
+// signal of the join has arrived with the same join key values.
+func (s *Server) joinSignal(ctx context.Context, sb *sub, sg store.Signal) (int, error) {
+	keys := make(map[string]json.RawMessage, len(sb.trig.JoinKeys))
+	for _, k := range sb.trig.JoinKeys {
+		v, ok := sg.Params[k]
+		if !ok {
+			s.log.Warn("join signal lacks a join key", "flow", sb.flow.fl.Name, "signal", sg.ID, "key", k)
+			return 0, nil
+		}
+		keys[k] = v
+	}
+	keyJSON, _ := json.Marshal(keys) // map keys sort: a canonical key
+	parts, err := s.st.AddJoinPart(ctx, store.JoinPart{Flow: sb.flow.fl.Name, Trigger: sb.index, JoinKey: string(keyJSON),
+		Signal: sg.Name, SignalID: sg.ID, Params: sg.Params})
+	if err != nil {
+		return 0, err
+	}
+	have := map[string]store.JoinPart{}
+	for _, p := range parts {
+		have[p.Signal] = p
+	}
+	merged := map[string]json.RawMessage{}
+	var ids []string
+	for _, name := range sb.trig.Signals {
+		p, ok := have[name]
+		if !ok {
+			return 0, nil // still waiting for this one
+		}
+		for k, v := range p.Params {
+			merged[k] = v
+		}
+		ids = append(ids, p.SignalID)
+	}
+	sort.Strings(ids)
+	key := fmt.Sprintf("join:%s:%d:%s:%s", sb.flow.fl.Name, sb.index, keyJSON, strings.Join(ids, ","))
+	f := store.Fire{Key: key, Kind: "join", Flow: sb.flow.fl.Name, SignalID: sg.ID, SourceRun: sg.Source.RunID}
+	in := signal.Input{Signal: sg.Name, Params: merged}
+	clear := &store.JoinPart{Flow: sb.flow.fl.Name, Trigger: sb.index, JoinKey: string(keyJSON)}
+	_, created, err := s.fire(ctx, sb, f, in, store.TriggerJoin, strings.Join(sb.trig.Signals, "+")+" "+strings.Join(ids, ","), sg.CreatedAt, clear)
+	if created {
+		return 1, err
+	}
+	return 0, err
+}
+
+// fire starts the run of one firing. A run whose params cannot be made is
+// still recorded, as failed with the reason, so the firing is visible.
+func (s *Server) fire(ctx context.Context, sb *sub, f store.Fire, in signal.Input, kind, detail string,
+	cause time.Time, join *store.JoinPart) (store.Run, bool, error) {
+	nr := store.NewRun{Flow: sb.flow.fl.Name, FlowVersion: sb.flow.version.Version, Trigger: kind, TriggerDetail: detail}
+	params, err := sb.runParams(in)
+	if err != nil {
+		nr.FailWith = fmt.Sprintf("trigger %d (%s): %v", sb.index, kind, err)
+	}
+	nr.Params = params
+	run, created, err := s.st.FireRun(ctx, f, nr, join)
+	if err != nil {
+		return run, false, err
+	}
+	if created {
+		s.m.fires.WithLabelValues(kind).Inc()
+		if run.Status == store.RunPending {
+			s.noteCause(run.ID, cause)
+		}
+		s.log.Info("trigger fired", "flow", run.Flow, "run", run.ID, "trigger", kind, "detail", detail, "status", run.Status)
+	}
+	return run, created, nil
+}
+
+// evalFinished fires the on_finish triggers of runs that ended since the
+// cursor, and keeps strict_sequential flows' blocks.
+func (s *Server) evalFinished(ctx context.Context) error {
+	for {
+		cur, err := s.st.Cursor(ctx, finishCursor)
+		if err != nil {
+			return err
+		}
+		evs, err := s.st.RunEvents(ctx, cur, 500)
+		if err != nil {
+			return err
+		}
+		if len(evs) == 0 {
+			return nil
+		}
+		d, err := s.current(ctx)
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			if err := s.finished(ctx, d, ev); err != nil {
+				return fmt.Errorf("run %d: %w", ev.RunID, err)
+			}
+		}
+		if err := s.st.SetCursor(ctx, finishCursor, evs[len(evs)-1].Seq); err != nil {
+			return err
+		}
+		wake(s.wakeSched)
+		if len(evs) < 500 {
+			return nil
+		}
+	}
+}
+
+func (s *Server) finished(ctx context.Context, d *defs, ev store.RunEvent) error {
+	s.m.finished.WithLabelValues(string(ev.Status)).Inc()
+	// Blocks are set when a run this server executed fails (sched.go);
+	// a success anywhere lifts them. Setting them here too could undo an
+	// unblock that came between the failure and this event.
+	if ev.Status == store.RunSucceeded {
+		if err := s.strictBlock(ctx, ev.Flow, ev.RunID, ev.Status); err != nil {
+			return err
+		}
+	}
+	subs := d.byFinish[ev.Flow]
+	if len(subs) == 0 {
+		return nil
+	}
+	run, err := s.st.Run(ctx, ev.RunID)
+	if err != nil {
+		return err
+	}
+	in := signal.Input{Params: run.Params, Run: map[string]any{"id": run.ID, "flow": run.Flow, "status": string(run.Status)}}
+	for _, sb := range subs {
+		want := sb.trig.OnFinish.Status
+		if len(want) == 0 {
+			want = []string{string(store.RunSucceeded)}
+		}
+		match := false
+		for _, w := range want {
+			match = match || w == string(ev.Status)
+		}
+		if !match {
+			continue
+		}
+		key := fmt.Sprintf("finish:%d:%s:%d", ev.RunID, sb.flow.fl.Name, sb.index)
+		f := store.Fire{Key: key, Kind: "on_finish", Flow: sb.flow.fl.Name, SourceRun: ev.RunID}
+		if _, _, err := s.fire(ctx, sb, f, in, store.TriggerFinish, "run "+strconv.FormatInt(ev.RunID, 10)+" "+string(ev.Status), ev.CreatedAt, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
