@@ -196,6 +196,18 @@ type ExecOptions struct {
 	Funcs map[string]GoFunc
 	// Observer receives progress events; may be nil.
 	Observer Observer
+	// Acquired says the caller already holds the run for this engine
+	// (store.AcquireRuns with Owner()): Execute skips acquiring it.
+	Acquired bool
+}
+
+// LeaseTTL is how long the engine's run leases last without renewal.
+func (e *Engine) LeaseTTL() time.Duration { return e.opt.LeaseTTL }
+
+// Fail ends a run this engine holds but could not start, as failed.
+func (e *Engine) Fail(ctx context.Context, id int64, reason string) error {
+	return e.st.Apply(ctx, e.owner, &store.Batch{Runs: []store.RunChange{{RunID: id, Status: store.RunFailed,
+		Error: reason, At: time.Now()}}})
 }
 
 // Observer receives a run's progress. Calls come from one goroutine, in

@@ -114,7 +114,10 @@ func (e *Engine) Execute(ctx context.Context, id int64, opt ExecOptions) (store.
 	if err != nil {
 		return run, err
 	}
-	if run.Status != store.RunPending {
+	switch {
+	case opt.Acquired && (run.Status != store.RunRunning || run.Owner != e.owner):
+		return run, fmt.Errorf("run %d is %s and held by %q, not by this engine: %w", id, run.Status, run.Owner, store.ErrConflict)
+	case !opt.Acquired && run.Status != store.RunPending:
 		return run, fmt.Errorf("run %d is %s: only a pending run can start (resume it to run again): %w",
 			id, run.Status, store.ErrConflict)
 	}
@@ -131,9 +134,10 @@ func (e *Engine) Execute(ctx context.Context, id int64, opt ExecOptions) (store.
 	if err != nil {
 		return run, err
 	}
-	run, err = e.st.AcquireRun(ctx, id, e.owner, e.opt.LeaseTTL)
-	if err != nil {
-		return run, err
+	if !opt.Acquired {
+		if run, err = e.st.AcquireRun(ctx, id, e.owner, e.opt.LeaseTTL); err != nil {
+			return run, err
+		}
 	}
 	obs := opt.Observer
 	if obs == nil {

@@ -62,7 +62,7 @@ func (s *Server) cronTick(ctx context.Context) (time.Time, error) {
 			}
 		}
 		all := ticks(cs, time.Unix(last, 0), now)
-		for _, tick := range dueTicks(cs, all, now) {
+		for _, tick := range dueTicks(cs, all, s.upSince) {
 			if err := s.fireCron(ctx, cs, tick, now); err != nil {
 				return next, err
 			}
@@ -96,21 +96,17 @@ func ticks(cs *cronSub, after, until time.Time) []time.Time {
 	return out
 }
 
-// onTime is how late a tick may be found and still count as on time
-// rather than missed during a downtime.
-const onTime = 5 * time.Second
-
 // dueTicks picks the ticks to fire among those in (cursor, now]: every
-// on-time tick, and of the missed ones (the server was down) what the
-// trigger's catch-up policy says: none, the latest (last, the default), or
-// all of them up to catchup_max (the latest ones).
-func dueTicks(cs *cronSub, all []time.Time, now time.Time) []time.Time {
+// tick since the server came up, and of the ticks missed while no server
+// was up what the trigger's catch-up policy says: none, the latest (last,
+// the default), or all of them up to catchup_max (the latest ones).
+func dueTicks(cs *cronSub, all []time.Time, upSince time.Time) []time.Time {
 	var missed, due []time.Time
 	for _, t := range all {
-		if now.Sub(t) <= onTime {
-			due = append(due, t)
-		} else {
+		if t.Before(upSince) {
 			missed = append(missed, t)
+		} else {
+			due = append(due, t)
 		}
 	}
 	if len(missed) == 0 {
@@ -137,7 +133,7 @@ func (s *Server) fireCron(ctx context.Context, cs *cronSub, tick, now time.Time)
 	key := fmt.Sprintf("%s:%d", cs.key, tick.Unix())
 	f := store.Fire{Key: key, Kind: "cron", Flow: cs.flow.fl.Name}
 	in := signal.Input{Params: map[string]json.RawMessage{}}
-	_, created, err := s.fire(ctx, cs.sub, f, in, store.TriggerCron, tick.UTC().Format(time.RFC3339), tick, nil)
+	created, err := s.fire(ctx, cs.sub, f, in, store.TriggerCron, tick.UTC().Format(time.RFC3339), tick, nil)
 	if err != nil {
 		return err
 	}

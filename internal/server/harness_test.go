@@ -46,7 +46,7 @@ const contracts = `signals:
       model: {type: string, required: true}
 `
 
-func newHarness(t *testing.T, opt Options) *harness {
+func newHarness(t testing.TB, opt Options) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -65,7 +65,7 @@ func newHarness(t *testing.T, opt Options) *harness {
 	return h
 }
 
-func (h *harness) startServer(t *testing.T, opt Options) {
+func (h *harness) startServer(t testing.TB, opt Options) {
 	t.Helper()
 	if opt.Addr == "" {
 		opt.Addr = "127.0.0.1:0"
@@ -109,7 +109,7 @@ func (h *harness) startServer(t *testing.T, opt Options) {
 }
 
 // apply registers YAML documents, as `baton flow apply` does.
-func (h *harness) apply(t *testing.T, docs ...string) {
+func (h *harness) apply(t testing.TB, docs ...string) {
 	t.Helper()
 	var ds []catalog.Document
 	for i, d := range docs {
@@ -193,7 +193,7 @@ func (h *harness) waitRuns(t *testing.T, flow string, n int) []store.Run {
 	return rs
 }
 
-func waitUntil(t *testing.T, d time.Duration, cond func() bool, format string, args ...any) {
+func waitUntil(t testing.TB, d time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {

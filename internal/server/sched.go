@@ -38,6 +38,7 @@ func (s *Server) schedule(ctx context.Context) error {
 		byFlow[r.Flow] = append(byFlow[r.Flow], r)
 	}
 	d := s.defs.Load()
+	var toStart []store.Run
 	for _, name := range order {
 		var conc *flow.Concurrency
 		if fd := d.flows[name]; fd != nil {
@@ -53,9 +54,22 @@ func (s *Server) schedule(ctx context.Context) error {
 				return err
 			}
 		}
-		for _, r := range start {
-			s.start(r)
-		}
+		toStart = append(toStart, start...)
+	}
+	if len(toStart) == 0 {
+		return nil
+	}
+	// Acquire them all in one transaction, then hand each to the engine.
+	ids := make([]int64, len(toStart))
+	for i, r := range toStart {
+		ids[i] = r.ID
+	}
+	acquired, err := s.st.AcquireRuns(ctx, ids, s.eng.Owner(), s.eng.LeaseTTL())
+	if err != nil {
+		return err
+	}
+	for _, r := range acquired {
+		s.start(r)
 	}
 	return nil
 }
@@ -182,17 +196,17 @@ func (s *Server) start(r store.Run) {
 		ctx := context.Background()
 		s.m.running.Inc()
 		defer s.m.running.Dec()
-		final, err := s.eng.Execute(ctx, r.ID, engine.ExecOptions{Observer: &observer{s: s}})
+		final, err := s.eng.Execute(ctx, r.ID, engine.ExecOptions{Observer: &observer{s: s}, Acquired: true})
 		switch {
 		case errors.Is(err, engine.ErrHandedBack):
 			s.log.Info("run handed back", "run", r.ID)
 		case errors.Is(err, store.ErrConflict):
 			// Another process took it first.
-		case err != nil && final.Status == store.RunPending:
+		case err != nil && final.Status == store.RunRunning && final.Owner == s.eng.Owner():
 			// It could not start (a Go SDK step, a broken version): say so
 			// on the run rather than retrying it forever.
 			s.log.Error("run cannot start", "run", r.ID, "err", err)
-			if ferr := s.st.FailPending(ctx, r.ID, err.Error()); ferr != nil {
+			if ferr := s.eng.Fail(ctx, r.ID, err.Error()); ferr != nil {
 				s.log.Error("record failure", "run", r.ID, "err", ferr)
 			}
 		case err != nil:
@@ -266,8 +280,8 @@ func (o *observer) RunStarted(r store.Run, _ *flow.Flow) {
 		o.s.m.latency.WithLabelValues(r.Trigger).Observe(r.StartedAt.Sub(at).Seconds())
 	}
 }
-func (o *observer) StepStarted(string, int, int) {}
-func (o *observer) StepWaiting(string, string)   {}
+func (o *observer) StepStarted(string, int, int)   {}
+func (o *observer) StepWaiting(string, string)     {}
 func (o *observer) TaskStarted(store.TaskKey, int) {}
 func (o *observer) TaskFinished(_ store.TaskKey, _ int, st store.TaskStatus, _ string, took time.Duration) {
 	o.s.m.tasks.WithLabelValues(string(st)).Inc()

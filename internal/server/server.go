@@ -65,6 +65,8 @@ type Server struct {
 	causes   map[int64]time.Time // when what triggered a run happened
 	wg       sync.WaitGroup
 
+	// upSince is when the cron loop started: ticks before it were missed.
+	upSince  time.Time
 	ln       net.Listener
 	http     *http.Server
 	loopback bool
@@ -151,6 +153,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.adopt(ctx); err != nil {
 		return fmt.Errorf("take over unfinished runs: %w", err)
 	}
+	s.upSince = s.opt.Now()
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.ln) }()

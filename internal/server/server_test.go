@@ -332,6 +332,7 @@ func TestCronTicksAndCatchup(t *testing.T) {
 	h.stop() // drive the cron logic by hand, with a clock of our own
 	now := time.Date(2026, 11, 28, 10, 0, 30, 0, time.UTC)
 	h.s.opt.Now = func() time.Time { return now }
+	h.s.upSince = now
 	for _, policy := range []string{"none", "last", "all"} {
 		extra := ""
 		if policy == "all" {
@@ -363,8 +364,9 @@ steps:
 	if _, err := h.s.cronTick(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Down for ten minutes: ten ticks missed.
+	// Down for ten minutes: ten ticks missed; the server is back now.
 	now = now.Add(10*time.Minute + 20*time.Second)
+	h.s.upSince = now
 	if _, err := h.s.cronTick(ctx); err != nil {
 		t.Fatal(err)
 	}

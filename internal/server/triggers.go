@@ -70,6 +70,9 @@ func (s *Server) evalSignals(ctx context.Context) error {
 func (s *Server) fireSignal(ctx context.Context, d *defs, sg store.Signal) (int, error) {
 	in := signal.Input{Signal: sg.Name, Params: sg.Params}
 	fired := 0
+	// Plain signal triggers of every subscriber fire in one transaction:
+	// one signal may start a thousand runs.
+	var batch []pendingFire
 	for _, sb := range d.bySignal[sg.Name] {
 		if sb.when != nil {
 			ok, err := sb.when.Bool(in)
@@ -90,14 +93,11 @@ func (s *Server) fireSignal(ctx context.Context, d *defs, sg store.Signal) (int,
 			continue
 		}
 		key := fmt.Sprintf("signal:%s:%s:%d", sg.ID, sb.flow.fl.Name, sb.index)
-		f := store.Fire{Key: key, Kind: "signal", Flow: sb.flow.fl.Name, SignalID: sg.ID, SourceRun: sg.Source.RunID}
-		if _, created, err := s.fire(ctx, sb, f, in, store.TriggerSignal, sg.Name+" "+sg.ID, sg.CreatedAt, nil); err != nil {
-			return fired, err
-		} else if created {
-			fired++
-		}
+		batch = append(batch, pendingFire{sb: sb, in: in, kind: store.TriggerSignal, detail: sg.Name + " " + sg.ID,
+			cause: sg.CreatedAt, f: store.Fire{Key: key, Kind: "signal", Flow: sb.flow.fl.Name, SignalID: sg.ID, SourceRun: sg.Source.RunID}})
 	}
-	return fired, nil
+	n, err := s.fireAll(ctx, batch)
+	return fired + n, err
 }
 
 // joinSignal records sg as a part of a join trigger and fires once every
@@ -139,35 +139,68 @@ func (s *Server) joinSignal(ctx context.Context, sb *sub, sg store.Signal) (int,
 	f := store.Fire{Key: key, Kind: "join", Flow: sb.flow.fl.Name, SignalID: sg.ID, SourceRun: sg.Source.RunID}
 	in := signal.Input{Signal: sg.Name, Params: merged}
 	clear := &store.JoinPart{Flow: sb.flow.fl.Name, Trigger: sb.index, JoinKey: string(keyJSON)}
-	_, created, err := s.fire(ctx, sb, f, in, store.TriggerJoin, strings.Join(sb.trig.Signals, "+")+" "+strings.Join(ids, ","), sg.CreatedAt, clear)
+	created, err := s.fire(ctx, sb, f, in, store.TriggerJoin, strings.Join(sb.trig.Signals, "+")+" "+strings.Join(ids, ","), sg.CreatedAt, clear)
 	if created {
 		return 1, err
 	}
 	return 0, err
 }
 
-// fire starts the run of one firing. A run whose params cannot be made is
-// still recorded, as failed with the reason, so the firing is visible.
-func (s *Server) fire(ctx context.Context, sb *sub, f store.Fire, in signal.Input, kind, detail string,
-	cause time.Time, join *store.JoinPart) (store.Run, bool, error) {
-	nr := store.NewRun{Flow: sb.flow.fl.Name, FlowVersion: sb.flow.version.Version, Trigger: kind, TriggerDetail: detail}
-	params, err := sb.runParams(in)
-	if err != nil {
-		nr.FailWith = fmt.Sprintf("trigger %d (%s): %v", sb.index, kind, err)
+// pendingFire is a firing about to be recorded.
+type pendingFire struct {
+	sb     *sub
+	f      store.Fire
+	in     signal.Input
+	kind   string
+	detail string
+	cause  time.Time
+	join   *store.JoinPart
+}
+
+// fireAll records firings and creates their runs in one transaction. A run
+// whose params cannot be made is still recorded, as failed with the
+// reason, so the firing is visible. It returns how many runs it created.
+func (s *Server) fireAll(ctx context.Context, ps []pendingFire) (int, error) {
+	if len(ps) == 0 {
+		return 0, nil
 	}
-	nr.Params = params
-	run, created, err := s.st.FireRun(ctx, f, nr, join)
-	if err != nil {
-		return run, false, err
-	}
-	if created {
-		s.m.fires.WithLabelValues(kind).Inc()
-		if run.Status == store.RunPending {
-			s.noteCause(run.ID, cause)
+	fs := make([]store.Firing, len(ps))
+	for i, p := range ps {
+		nr := store.NewRun{Flow: p.sb.flow.fl.Name, FlowVersion: p.sb.flow.version.Version, Trigger: p.kind, TriggerDetail: p.detail}
+		params, err := p.sb.runParams(p.in)
+		if err != nil {
+			nr.FailWith = fmt.Sprintf("trigger %d (%s): %v", p.sb.index, p.kind, err)
 		}
-		s.log.Info("trigger fired", "flow", run.Flow, "run", run.ID, "trigger", kind, "detail", detail, "status", run.Status)
+		nr.Params = params
+		fs[i] = store.Firing{Fire: p.f, Run: nr, Join: p.join}
 	}
-	return run, created, nil
+	res, err := s.st.FireRuns(ctx, fs)
+	if err != nil {
+		return 0, err
+	}
+	created := 0
+	for i, r := range res {
+		if !r.Created {
+			continue
+		}
+		created++
+		s.m.fires.WithLabelValues(ps[i].kind).Inc()
+		if r.Run.Status == store.RunPending {
+			s.noteCause(r.Run.ID, ps[i].cause)
+		}
+		s.log.Debug("trigger fired", "flow", r.Run.Flow, "run", r.Run.ID, "trigger", ps[i].kind, "detail", ps[i].detail)
+	}
+	if created > 0 {
+		wake(s.wakeSched)
+	}
+	return created, nil
+}
+
+// fire records one firing.
+func (s *Server) fire(ctx context.Context, sb *sub, f store.Fire, in signal.Input, kind, detail string,
+	cause time.Time, join *store.JoinPart) (bool, error) {
+	n, err := s.fireAll(ctx, []pendingFire{{sb: sb, f: f, in: in, kind: kind, detail: detail, cause: cause, join: join}})
+	return n == 1, err
 }
 
 // evalFinished fires the on_finish triggers of runs that ended since the
@@ -237,7 +270,7 @@ func (s *Server) finished(ctx context.Context, d *defs, ev store.RunEvent) error
 		}
 		key := fmt.Sprintf("finish:%d:%s:%d", ev.RunID, sb.flow.fl.Name, sb.index)
 		f := store.Fire{Key: key, Kind: "on_finish", Flow: sb.flow.fl.Name, SourceRun: ev.RunID}
-		if _, _, err := s.fire(ctx, sb, f, in, store.TriggerFinish, "run "+strconv.FormatInt(ev.RunID, 10)+" "+string(ev.Status), ev.CreatedAt, nil); err != nil {
+		if _, err := s.fire(ctx, sb, f, in, store.TriggerFinish, "run "+strconv.FormatInt(ev.RunID, 10)+" "+string(ev.Status), ev.CreatedAt, nil); err != nil {
 			return err
 		}
 	}

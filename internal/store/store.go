@@ -346,6 +346,9 @@ type Store interface {
 	// marks a pending run running. It fails with ErrConflict if another
 	// owner holds an unexpired lease or the run has ended.
 	AcquireRun(ctx context.Context, id int64, owner string, ttl time.Duration) (Run, error)
+	// AcquireRuns acquires, in one transaction, those of the pending runs
+	// ids that nobody holds, and returns them.
+	AcquireRuns(ctx context.Context, ids []int64, owner string, ttl time.Duration) ([]Run, error)
 	// RenewLease extends owner's lease; ErrLeaseLost if owner lost it. It
 	// reports whether someone asked for the run to be cancelled.
 	RenewLease(ctx context.Context, id int64, owner string, ttl time.Duration) (cancel bool, err error)
@@ -457,6 +460,19 @@ type Fire struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// Firing is one trigger firing to record with the run it starts.
+type Firing struct {
+	Fire Fire
+	Run  NewRun
+	Join *JoinPart
+}
+
+// Fired is what a firing did.
+type Fired struct {
+	Run     Run
+	Created bool
+}
+
 // FireFilter selects firings; set one field.
 type FireFilter struct {
 	SignalID  string
@@ -489,10 +505,11 @@ type RunEvent struct {
 // TriggerStore keeps what the server needs to fire each trigger exactly
 // once and to pick up where it stopped.
 type TriggerStore interface {
-	// FireRun records f and creates the run nr in one transaction, unless
-	// f.Key fired already: then it returns the run that firing started and
-	// false. join, if set, clears those join parts in the same transaction.
-	FireRun(ctx context.Context, f Fire, nr NewRun, join *JoinPart) (Run, bool, error)
+	// FireRuns records firings and creates their runs in one transaction.
+	// A firing whose key fired already creates nothing: its result holds
+	// the run that firing started and Created false. A firing with Join
+	// set clears those join parts in the same transaction.
+	FireRuns(ctx context.Context, fs []Firing) ([]Fired, error)
 	Fires(ctx context.Context, f FireFilter) ([]Fire, error)
 	// AddJoinPart stores p (replacing an older part for the same signal
 	// and key) and returns every part now waiting for that key.

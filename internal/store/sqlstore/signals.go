@@ -172,43 +172,52 @@ func (s *Store) Signals(ctx context.Context, f store.SignalFilter) ([]store.Sign
 	return out, rows.Err()
 }
 
-// FireRun implements store.TriggerStore.
-func (s *Store) FireRun(ctx context.Context, f store.Fire, nr store.NewRun, join *store.JoinPart) (store.Run, bool, error) {
-	var run store.Run
-	var created bool
+// FireRuns implements store.TriggerStore.
+func (s *Store) FireRuns(ctx context.Context, fs []store.Firing) ([]store.Fired, error) {
+	out := make([]store.Fired, len(fs))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		// Claim the key first: a concurrent firing of the same key waits
-		// on it (PostgreSQL) or on the write lock (SQLite), then finds it.
-		res, err := tx.ExecContext(ctx, `INSERT INTO trigger_fires (fire_key, kind, flow, run_id, signal_id, source_run, created_at)
-			VALUES ($1, $2, $3, 0, $4, $5, $6) ON CONFLICT (fire_key) DO NOTHING`,
-			f.Key, f.Kind, f.Flow, f.SignalID, f.SourceRun, micros(s.now()))
-		if err != nil {
-			return fmt.Errorf("record firing %s: %w", f.Key, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			var existing int64
-			if err := tx.QueryRowContext(ctx, `SELECT run_id FROM trigger_fires WHERE fire_key = $1`, f.Key).Scan(&existing); err != nil {
-				return fmt.Errorf("look up firing %s: %w", f.Key, err)
+		now := micros(s.now())
+		for i, fr := range fs {
+			f := fr.Fire
+			// Claim the key first: a concurrent firing of the same key
+			// waits on it (PostgreSQL) or on the write lock (SQLite), then
+			// finds it.
+			res, err := tx.ExecContext(ctx, `INSERT INTO trigger_fires (fire_key, kind, flow, run_id, signal_id, source_run, created_at)
+				VALUES ($1, $2, $3, 0, $4, $5, $6) ON CONFLICT (fire_key) DO NOTHING`,
+				f.Key, f.Kind, f.Flow, f.SignalID, f.SourceRun, now)
+			if err != nil {
+				return fmt.Errorf("record firing %s: %w", f.Key, err)
 			}
-			run, err = scanRun(tx.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE id = $1`, existing))
-			return err
-		}
-		if run, err = s.insertRun(ctx, tx, nr); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE trigger_fires SET run_id = $1 WHERE fire_key = $2`, run.ID, f.Key); err != nil {
-			return fmt.Errorf("record firing %s: %w", f.Key, err)
-		}
-		if join != nil {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM join_parts WHERE flow = $1 AND trig = $2 AND join_key = $3`,
-				join.Flow, join.Trigger, join.JoinKey); err != nil {
-				return fmt.Errorf("clear join parts: %w", err)
+			if n, _ := res.RowsAffected(); n == 0 {
+				var existing int64
+				if err := tx.QueryRowContext(ctx, `SELECT run_id FROM trigger_fires WHERE fire_key = $1`, f.Key).Scan(&existing); err != nil {
+					return fmt.Errorf("look up firing %s: %w", f.Key, err)
+				}
+				run, err := scanRun(tx.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE id = $1`, existing))
+				if err != nil {
+					return fmt.Errorf("run of firing %s: %w", f.Key, err)
+				}
+				out[i] = store.Fired{Run: run}
+				continue
 			}
+			run, err := s.insertRun(ctx, tx, fr.Run)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE trigger_fires SET run_id = $1 WHERE fire_key = $2`, run.ID, f.Key); err != nil {
+				return fmt.Errorf("record firing %s: %w", f.Key, err)
+			}
+			if j := fr.Join; j != nil {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM join_parts WHERE flow = $1 AND trig = $2 AND join_key = $3`,
+					j.Flow, j.Trigger, j.JoinKey); err != nil {
+					return fmt.Errorf("clear join parts: %w", err)
+				}
+			}
+			out[i] = store.Fired{Run: run, Created: true}
 		}
-		created = true
 		return nil
 	})
-	return run, created, err
+	return out, err
 }
 
 // Fires implements store.TriggerStore.

@@ -437,6 +437,28 @@ func (s *Store) AcquireRun(ctx context.Context, id int64, owner string, ttl time
 	return r, err
 }
 
+// AcquireRuns implements store.Store.
+func (s *Store) AcquireRuns(ctx context.Context, ids []int64, owner string, ttl time.Duration) ([]store.Run, error) {
+	var out []store.Run
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		now := s.now()
+		for _, id := range ids {
+			r, err := scanRun(tx.QueryRowContext(ctx, `UPDATE runs SET status = $1, owner = $2, lease_expires_at = $3,
+				started_at = $4 WHERE id = $5 AND status = 'pending' AND (owner = '' OR owner = $2 OR lease_expires_at < $4)
+				RETURNING `+runCols, store.RunRunning, owner, micros(now.Add(ttl)), micros(now), id))
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // taken, or ended, meanwhile
+			}
+			if err != nil {
+				return fmt.Errorf("acquire run %d: %w", id, err)
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
 // RenewLease implements store.Store.
 func (s *Store) RenewLease(ctx context.Context, id int64, owner string, ttl time.Duration) (bool, error) {
 	var cancel bool

@@ -583,13 +583,13 @@ func testFireOnce(t *testing.T, s store.Store) {
 	ids := make(chan int64, 20)
 	for range 20 {
 		wg.Go(func() {
-			r, _, err := s.FireRun(c, store.Fire{Key: "signal:x:sub:0", Kind: "signal", Flow: "sub", SignalID: "x"},
-				store.NewRun{Flow: "sub", FlowVersion: v.Version, Trigger: store.TriggerSignal, TriggerDetail: "x"}, nil)
+			res, err := s.FireRuns(c, []store.Firing{{Fire: store.Fire{Key: "signal:x:sub:0", Kind: "signal", Flow: "sub", SignalID: "x"},
+				Run: store.NewRun{Flow: "sub", FlowVersion: v.Version, Trigger: store.TriggerSignal, TriggerDetail: "x"}}})
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			ids <- r.ID
+			ids <- res[0].Run.ID
 		})
 	}
 	wg.Wait()
@@ -608,6 +608,21 @@ func testFireOnce(t *testing.T, s store.Store) {
 	fires, _ := s.Fires(c, store.FireFilter{SignalID: "x"})
 	if len(fires) != 1 || fires[0].RunID != runs[0].ID {
 		t.Fatalf("fires: %+v", fires)
+	}
+	// A batch: one new key, one that fired; in one transaction.
+	res, err := s.FireRuns(c, []store.Firing{
+		{Fire: store.Fire{Key: "signal:y:sub:0", Kind: "signal", Flow: "sub", SignalID: "y"}, Run: store.NewRun{Flow: "sub", FlowVersion: v.Version, Trigger: store.TriggerSignal}},
+		{Fire: store.Fire{Key: "signal:x:sub:0", Kind: "signal", Flow: "sub", SignalID: "x"}, Run: store.NewRun{Flow: "sub", FlowVersion: v.Version, Trigger: store.TriggerSignal}},
+	})
+	if err != nil || !res[0].Created || res[1].Created || res[1].Run.ID != runs[0].ID {
+		t.Fatalf("batch firing: %+v %v", res, err)
+	}
+	got, err := s.AcquireRuns(c, []int64{runs[0].ID, res[0].Run.ID, 9999}, "srv", time.Minute)
+	if err != nil || len(got) != 2 || got[0].Owner != "srv" || got[1].Status != store.RunRunning {
+		t.Fatalf("AcquireRuns: %+v %v", got, err)
+	}
+	if again, _ := s.AcquireRuns(c, []int64{runs[0].ID}, "other", time.Minute); len(again) != 0 {
+		t.Fatalf("acquired a run twice: %+v", again)
 	}
 	if byRun, _ := s.Fires(c, store.FireFilter{RunID: runs[0].ID}); len(byRun) != 1 {
 		t.Fatalf("fires by run: %+v", byRun)
@@ -635,7 +650,8 @@ func testJoinParts(t *testing.T, s store.Store) {
 		t.Fatalf("two parts: %+v", parts)
 	}
 	v := putFlow(t, s, "j", "d")
-	if _, _, err := s.FireRun(c, store.Fire{Key: "join:j:0:d1", Kind: "join", Flow: "j"}, store.NewRun{Flow: "j", FlowVersion: v.Version, Trigger: store.TriggerJoin}, &p); err != nil {
+	if _, err := s.FireRuns(c, []store.Firing{{Fire: store.Fire{Key: "join:j:0:d1", Kind: "join", Flow: "j"},
+		Run: store.NewRun{Flow: "j", FlowVersion: v.Version, Trigger: store.TriggerJoin}, Join: &p}}); err != nil {
 		t.Fatal(err)
 	}
 	// Firing cleared that key's parts, not the other key's.
