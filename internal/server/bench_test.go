@@ -157,3 +157,30 @@ func (h *harness) publishB(b *testing.B, name, id string, params map[string]any)
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// BenchmarkCronLag runs an @every 1s trigger for a few ticks and measures
+// how late each tick's run was created. Target: within 1 s.
+func BenchmarkCronLag(b *testing.B) {
+	h := newHarness(b, Options{})
+	h.apply(b, `name: every-second
+triggers:
+  - cron: "@every 1s"
+steps:
+  - name: a
+    run: 'true'
+`)
+	var lags []time.Duration
+	for b.Loop() {
+		before := len(h.runs(b, "every-second"))
+		waitUntil(b, 5*time.Second, func() bool { return len(h.runs(b, "every-second")) > before }, "no tick")
+	}
+	for _, r := range h.runs(b, "every-second") {
+		tick, err := time.Parse(time.RFC3339, r.TriggerDetail)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lags = append(lags, r.CreatedAt.Sub(tick))
+	}
+	b.ReportMetric(float64(percentile(lags, 0.5).Microseconds())/1000, "ms-lag-p50")
+	b.ReportMetric(float64(percentile(lags, 1).Microseconds())/1000, "ms-lag-max")
+}

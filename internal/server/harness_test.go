@@ -165,7 +165,7 @@ func (h *harness) publish(t *testing.T, name, id string, params map[string]any) 
 	return h.do(t, "POST", "/api/v1/signals", map[string]any{"name": name, "id": id, "params": params}, "")
 }
 
-func (h *harness) runs(t *testing.T, flow string) []store.Run {
+func (h *harness) runs(t testing.TB, flow string) []store.Run {
 	t.Helper()
 	rs, err := h.st.Runs(context.Background(), store.RunFilter{Flow: flow, Oldest: true, Limit: 1000})
 	if err != nil {
