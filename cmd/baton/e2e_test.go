@@ -210,7 +210,7 @@ func TestBadInput(t *testing.T) {
 		{"bad run id", []string{"show", "abc"}, 2, []string{"run id"}},
 		{"missing run", []string{"show", "42"}, 1, []string{"run 42", "not found"}},
 		{"missing run to resume", []string{"resume", "42"}, 1, []string{"run 42"}},
-		{"postgres not yet", []string{"runs", "--db", "postgres://u:secret@localhost/db"}, 2, []string{"PostgreSQL", "u:***@"}},
+		{"postgres unreachable", []string{"runs", "--db", "postgres://u:secret@127.0.0.1:1/db?connect_timeout=1"}, 2, []string{"PostgreSQL is unreachable", "u:***@"}},
 	}
 	for _, c := range cases {
 		r := baton(t, home, c.args...)

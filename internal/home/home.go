@@ -15,6 +15,7 @@ import (
 
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/store/postgres"
 	"github.com/baton-ml/baton/internal/store/sqlite"
 )
 
@@ -61,12 +62,16 @@ func (h Home) Env() []string {
 }
 
 // OpenStore opens the store the DSN names: sqlite://PATH (or a bare path),
-// or postgres://... (not yet available).
+// or postgres://... .
 func (h Home) OpenStore(ctx context.Context) (store.Store, error) {
 	dsn := h.DB
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return nil, fmt.Errorf("--db %s: the PostgreSQL store is not available in this build yet; use the embedded SQLite store (omit --db)", redact(dsn))
+		s, err := postgres.Open(ctx, dsn)
+		if err != nil {
+			return nil, fmt.Errorf("--db %s: %s", redact(dsn), redactErr(err, dsn))
+		}
+		return s, nil
 	case strings.HasPrefix(dsn, "sqlite://"):
 		dsn = strings.TrimPrefix(dsn, "sqlite://")
 	case strings.HasPrefix(dsn, "sqlite:"):
@@ -83,6 +88,11 @@ func (h Home) OpenStore(ctx context.Context) (store.Store, error) {
 // OpenArtifacts opens the artifact bucket.
 func (h Home) OpenArtifacts(ctx context.Context) (*artifact.Store, error) {
 	return artifact.Open(ctx, h.Artifacts)
+}
+
+// redactErr keeps a DSN's password out of an error's text.
+func redactErr(err error, dsn string) string {
+	return strings.ReplaceAll(err.Error(), dsn, redact(dsn))
 }
 
 // redact hides a password in a DSN for messages.

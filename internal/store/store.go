@@ -293,6 +293,12 @@ type NewTasks struct {
 	Step    string
 	Count   int
 	ReadyAt time.Time
+	// Queued offers the tasks to any worker (ClaimTasks) rather than to
+	// the coordinator that creates them. Items are then the foreach items
+	// (one per task, or none), and MaxAttempts the tries each may take.
+	Queued      bool
+	Items       []json.RawMessage
+	MaxAttempts int
 }
 
 // ReuseTasks copies the succeeded tasks of step Step in run From into run
@@ -383,6 +389,7 @@ type Store interface {
 	SignalStore
 	TriggerStore
 	TokenStore
+	QueueStore
 
 	Close() error
 }
@@ -524,6 +531,76 @@ type TriggerStore interface {
 	Block(ctx context.Context, flow string, runID int64) error
 	Blocked(ctx context.Context, flow string) (int64, bool, error)
 	Unblock(ctx context.Context, flow string) error
+}
+
+// Claim is a queued task a worker leased. Gen fences it: only the
+// holder of this generation of the lease can finish the task.
+type Claim struct {
+	TaskKey
+	Attempt int
+	Gen     int
+	// Item is the foreach item; nil for a task that is not a foreach task.
+	Item json.RawMessage
+}
+
+// Finish is how a worker ends a claimed attempt.
+type Finish struct {
+	Claim
+	Worker string
+	// Status is succeeded, failed or cancelled. A failed attempt with
+	// RetryAt set puts the task back to be claimed again from then.
+	Status    TaskStatus
+	RetryAt   time.Time
+	StartedAt time.Time
+	At        time.Time
+	ExitCode  *int
+	Error     string
+	Stdout    Attempt // its log digests and sizes
+	Artifacts []Artifact
+	Signals   []Signal
+}
+
+// StepProgress counts a step's tasks by status.
+type StepProgress struct {
+	Counts map[TaskStatus]int
+	// Failed is a task that failed for good, if any, for the message.
+	Failed *Task
+}
+
+// Notes wake other processes (PostgreSQL LISTEN/NOTIFY; in one process
+// for SQLite).
+const (
+	NoteSignals = "signals" // a signal was published
+	NoteQueue   = "queue"   // tasks became claimable
+	NoteRuns    = "runs"    // a run was queued or ended
+	NoteRunPref = "run:"    // + run id: a task of that run ended
+)
+
+// QueueStore is the task queue that lets any process run any task: tasks
+// are leased with SKIP LOCKED (PostgreSQL) or under the write lock (SQLite),
+// leases are renewed while a task runs and expire when its worker dies,
+// and every finish is fenced by the lease generation.
+type QueueStore interface {
+	// ClaimTasks leases up to n claimable tasks to worker for ttl.
+	ClaimTasks(ctx context.Context, worker string, n int, ttl time.Duration) ([]Claim, error)
+	// RenewTaskLeases extends worker's leases. It returns the tasks the
+	// worker still holds, and those among them it should stop: their run
+	// ended or was asked to cancel.
+	RenewTaskLeases(ctx context.Context, worker string, ttl time.Duration) (held, stop []TaskKey, err error)
+	// FinishTask records a claimed attempt's end, with its artifacts and
+	// signals, in one transaction; ErrLeaseLost if the worker no longer
+	// holds that generation of the lease (or the run ended): then nothing
+	// is written.
+	FinishTask(ctx context.Context, f Finish) error
+	// ReapTasks puts back the tasks whose leases expired (their worker
+	// died), or fails those out of attempts. It returns how many.
+	ReapTasks(ctx context.Context) (int, error)
+	// StepProgress counts the tasks of a step by status.
+	StepProgress(ctx context.Context, runID int64, step string) (StepProgress, error)
+	// Listen delivers notes (the Note* names) published by any process
+	// until ctx ends. Notes may be dropped or merged: they are wake-ups,
+	// not data.
+	Listen(ctx context.Context) (<-chan string, error)
 }
 
 // Token roles, each allowing what the one before allows.

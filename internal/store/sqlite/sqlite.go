@@ -32,6 +32,11 @@ type Options struct {
 
 type dialect struct{}
 
+func (dialect) RowLock() string    { return "" }
+func (dialect) Lock(string) string { return "" }
+func (dialect) SkipLocked() string { return "" }
+func (dialect) NotifySQL() string  { return "" }
+
 func (dialect) InsertTaskRange() string {
 	return `WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < $3)
 		INSERT INTO tasks (run_id, step, idx, status, ready_at)
@@ -87,7 +92,7 @@ func Open(ctx context.Context, path string, opt Options) (*sqlstore.Store, error
 		closeAll()
 		return nil, fmt.Errorf("migrate %s: %w", path, err)
 	}
-	s, err := sqlstore.New(ctx, w, r, dialect{}, w.Close, r.Close)
+	s, err := sqlstore.New(ctx, w, r, dialect{}, nil, w.Close, r.Close)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}

@@ -56,8 +56,22 @@ func LoadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 // transaction so concurrent processes migrate one at a time (SQLite's
 // BEGIN IMMEDIATE already serializes; PostgreSQL takes an advisory lock).
 func Migrate(ctx context.Context, db *sql.DB, ms []Migration, lock string) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if lock != "" {
+		if _, err := tx.ExecContext(ctx, lock); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("migration lock: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
+		_ = tx.Rollback()
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for _, m := range ms {

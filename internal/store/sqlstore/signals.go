@@ -15,6 +15,9 @@ import (
 func (s *Store) PutSignalContracts(ctx context.Context, cs []store.SignalContract) ([]bool, error) {
 	changed := make([]bool, len(cs))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.lock(ctx, tx, "contracts"); err != nil {
+			return err
+		}
 		now := micros(s.now())
 		for i, c := range cs {
 			var digest string
@@ -100,6 +103,11 @@ func (s *Store) insertSignal(ctx context.Context, tx *sql.Tx, sg store.Signal) (
 		return false, fmt.Errorf("publish signal %s: %w", sg.ID, err)
 	}
 	n, _ := res.RowsAffected()
+	if n == 1 {
+		if err := s.notify(ctx, tx, store.NoteSignals); err != nil {
+			return false, err
+		}
+	}
 	return n == 1, nil
 }
 

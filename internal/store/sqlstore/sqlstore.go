@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/baton-ml/baton/internal/store"
@@ -23,7 +24,24 @@ type Dialect interface {
 	// InsertTaskRange returns a statement inserting tasks idx 0..$3-1 for
 	// run $1, step $2, pending, ready at $4.
 	InsertTaskRange() string
+	// RowLock is appended to a SELECT that reads a row the transaction
+	// relies on staying as read (FOR SHARE on PostgreSQL; SQLite's write
+	// transactions are already exclusive).
+	RowLock() string
+	// Lock returns a statement taking a transaction-scoped lock on key, or
+	// "" where transactions are serial anyway.
+	Lock(key string) string
+	// SkipLocked is appended to the SELECT that picks tasks to claim:
+	// FOR UPDATE SKIP LOCKED on PostgreSQL.
+	SkipLocked() string
+	// NotifySQL returns a statement that publishes a note to every
+	// listening process when the transaction commits, or "" when notes
+	// stay in this process.
+	NotifySQL() string
 }
+
+// Listener opens a stream of notes published by any process (LISTEN).
+type Listener func(ctx context.Context) (<-chan string, error)
 
 // Store is a store.Store over SQL databases.
 type Store struct {
@@ -35,13 +53,20 @@ type Store struct {
 	// hot holds the statements of the engine's write path, prepared once:
 	// parsing them anew for every change cost a third of a commit.
 	hot map[string]*sql.Stmt
+	// notes: the in-process hub, the notes of open transactions, and the
+	// cross-process listener when the database has one.
+	hub      *hub
+	notesMu  sync.Mutex
+	notes    map[*sql.Tx][]string
+	listener Listener
 }
 
 // New returns a Store writing through w and reading through r; closers
 // run on Close. The schema must be migrated.
-func New(ctx context.Context, w, r *sql.DB, d Dialect, closers ...func() error) (*Store, error) {
-	s := &Store{w: w, r: r, dialect: d, now: time.Now, closers: closers, hot: map[string]*sql.Stmt{}}
-	for _, q := range []string{qFence, qUpsertStep, qUpdateTask, qUpsertAttempt, qInsertArtifact, qEndPending,
+func New(ctx context.Context, w, r *sql.DB, d Dialect, l Listener, closers ...func() error) (*Store, error) {
+	s := &Store{w: w, r: r, dialect: d, now: time.Now, closers: closers, hot: map[string]*sql.Stmt{},
+		hub: newHub(), notes: map[*sql.Tx][]string{}, listener: l}
+	for _, q := range []string{qFence + d.RowLock(), qUpsertStep, qUpdateTask, qUpsertAttempt, qInsertArtifact, qEndPending,
 		d.InsertTaskRange()} {
 		st, err := w.PrepareContext(ctx, q)
 		if err != nil {
@@ -51,6 +76,18 @@ func New(ctx context.Context, w, r *sql.DB, d Dialect, closers ...func() error) 
 		s.hot[q] = st
 	}
 	return s, nil
+}
+
+// lock takes the dialect's transaction lock on key.
+func (s *Store) lock(ctx context.Context, tx *sql.Tx, key string) error {
+	q := s.dialect.Lock(key)
+	if q == "" {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, q); err != nil {
+		return fmt.Errorf("lock %s: %w", key, err)
+	}
+	return nil
 }
 
 // exec runs q in tx, through its prepared statement if it has one.
@@ -84,8 +121,8 @@ const (
 				signal_id = CASE WHEN excluded.signal_id <> '' THEN excluded.signal_id ELSE steps.signal_id END,
 				finished_at = CASE WHEN excluded.finished_at <> 0 THEN excluded.finished_at ELSE steps.finished_at END`
 	qUpdateTask = `UPDATE tasks SET status = $1, attempts = $2,
-			started_at = CASE WHEN $3 <> 0 THEN $3 ELSE started_at END,
-			finished_at = CASE WHEN $4 <> 0 THEN $4 ELSE finished_at END,
+			started_at = CASE WHEN CAST($3 AS BIGINT) <> 0 THEN CAST($3 AS BIGINT) ELSE started_at END,
+			finished_at = CASE WHEN CAST($4 AS BIGINT) <> 0 THEN CAST($4 AS BIGINT) ELSE finished_at END,
 			exit_code = COALESCE($5, exit_code), error = $6
 			WHERE run_id = $7 AND step = $8 AND idx = $9`
 	qUpsertAttempt = `INSERT INTO attempts (run_id, step, idx, attempt, status, started_at,
@@ -121,12 +158,40 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(tx); err != nil {
+	err = fn(tx)
+	s.notesMu.Lock()
+	notes := s.notes[tx]
+	delete(s.notes, tx)
+	s.notesMu.Unlock()
+	if err != nil {
 		_ = tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	for _, n := range notes {
+		s.hub.publish(n)
+	}
+	return nil
+}
+
+// notify publishes note when tx commits: through the database to every
+// process where it can (PostgreSQL NOTIFY), and always in this process.
+func (s *Store) notify(ctx context.Context, tx *sql.Tx, note string) error {
+	s.notesMu.Lock()
+	for _, n := range s.notes[tx] {
+		if n == note {
+			s.notesMu.Unlock()
+			return nil // once per transaction is enough
+		}
+	}
+	s.notes[tx] = append(s.notes[tx], note)
+	s.notesMu.Unlock()
+	if q := s.dialect.NotifySQL(); q != "" {
+		if _, err := tx.ExecContext(ctx, q, note); err != nil {
+			return fmt.Errorf("notify %s: %w", note, err)
+		}
 	}
 	return nil
 }
@@ -138,6 +203,10 @@ func (s *Store) PutFlowVersion(ctx context.Context, v store.FlowVersion) (store.
 	var out store.FlowVersion
 	created := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// Versions are numbered per flow: one applier at a time.
+		if err := s.lock(ctx, tx, "flow:"+v.Flow); err != nil {
+			return err
+		}
 		now := s.now()
 		existing, err := scanFlowVersion(tx.QueryRowContext(ctx,
 			`SELECT `+flowVersionCols+` FROM flow_versions WHERE flow = $1 AND digest = $2`, v.Flow, v.Digest))
@@ -324,6 +393,10 @@ func (s *Store) insertRun(ctx context.Context, tx *sql.Tx, nr store.NewRun) (sto
 		if err := s.runEvent(ctx, tx, r.ID, status, finished); err != nil {
 			return r, err
 		}
+	} else if nr.Owner == "" {
+		if err := s.notify(ctx, tx, store.NoteRuns); err != nil {
+			return r, err
+		}
 	}
 	for _, t := range tags {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO run_tags (tag, run_id) VALUES ($1, $2)`, t, r.ID); err != nil {
@@ -405,36 +478,28 @@ func (s *Store) Runs(ctx context.Context, f store.RunFilter) ([]store.Run, error
 
 // AcquireRun implements store.Store.
 func (s *Store) AcquireRun(ctx context.Context, id int64, owner string, ttl time.Duration) (store.Run, error) {
-	var r store.Run
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		now := s.now()
-		cur, err := scanRun(tx.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE id = $1`, id))
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("run %d: %w", id, store.ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("read run %d: %w", id, err)
-		}
-		if cur.Status.Final() {
-			return fmt.Errorf("run %d has already %s: %w", id, cur.Status, store.ErrConflict)
-		}
-		if cur.Owner != "" && cur.Owner != owner && cur.LeaseExpires.After(now) {
-			return fmt.Errorf("run %d is held by %s until %s: %w", id, cur.Owner,
-				cur.LeaseExpires.Format(time.RFC3339), store.ErrConflict)
-		}
-		started := cur.StartedAt
-		if started.IsZero() {
-			started = now
-		}
-		r, err = scanRun(tx.QueryRowContext(ctx, `UPDATE runs SET status = $1, owner = $2, lease_expires_at = $3,
-			started_at = $4 WHERE id = $5 RETURNING `+runCols,
-			store.RunRunning, owner, micros(now.Add(ttl)), micros(started), id))
-		if err != nil {
-			return fmt.Errorf("acquire run %d: %w", id, err)
-		}
-		return nil
-	})
-	return r, err
+	now := s.now()
+	// One conditional update: of two acquirers, the second finds the
+	// condition false once the first has committed.
+	r, err := scanRun(s.w.QueryRowContext(ctx, `UPDATE runs SET status = $1, owner = $2, lease_expires_at = $3,
+		started_at = CASE WHEN started_at = 0 THEN $4 ELSE started_at END
+		WHERE id = $5 AND status IN ('pending', 'running') AND (owner = '' OR owner = $2 OR lease_expires_at < $4)
+		RETURNING `+runCols, store.RunRunning, owner, micros(now.Add(ttl)), micros(now), id))
+	if err == nil {
+		return r, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("acquire run %d: %w", id, err)
+	}
+	cur, err := s.Run(ctx, id)
+	if err != nil {
+		return cur, err
+	}
+	if cur.Status.Final() {
+		return cur, fmt.Errorf("run %d has already %s: %w", id, cur.Status, store.ErrConflict)
+	}
+	return cur, fmt.Errorf("run %d is held by %s until %s: %w", id, cur.Owner,
+		cur.LeaseExpires.Format(time.RFC3339), store.ErrConflict)
 }
 
 // AcquireRuns implements store.Store.
@@ -531,7 +596,7 @@ func (s *Store) runEvent(ctx context.Context, tx *sql.Tx, id int64, status store
 		SELECT id, flow, $1, $2 FROM runs WHERE id = $3`, status, at, id); err != nil {
 		return fmt.Errorf("record end of run %d: %w", id, err)
 	}
-	return nil
+	return s.notify(ctx, tx, store.NoteRuns)
 }
 
 // AbandonRun implements store.Store.
@@ -787,7 +852,7 @@ func (s *Store) fence(ctx context.Context, tx *sql.Tx, owner string, b *store.Ba
 	for _, id := range ids {
 		var cur string
 		var status store.RunStatus
-		err := tx.StmtContext(ctx, s.hot[qFence]).QueryRowContext(ctx, id).Scan(&cur, &status)
+		err := tx.StmtContext(ctx, s.hot[qFence+s.dialect.RowLock()]).QueryRowContext(ctx, id).Scan(&cur, &status)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("run %d: %w", id, store.ErrNotFound)
 		}
@@ -810,6 +875,12 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 	}
 	for _, c := range b.NewTasks {
 		if c.Count <= 0 {
+			continue
+		}
+		if c.Queued {
+			if err := s.insertQueued(ctx, tx, c); err != nil {
+				return err
+			}
 			continue
 		}
 		if _, err := s.exec(ctx, tx, s.dialect.InsertTaskRange(), c.RunID, c.Step, c.Count, micros(c.ReadyAt)); err != nil {

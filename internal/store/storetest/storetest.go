@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,26 +21,31 @@ type Opener func(t *testing.T) store.Store
 // Run runs the conformance suite.
 func Run(t *testing.T, open Opener) {
 	tests := map[string]func(*testing.T, store.Store){
-		"FlowVersions":        testFlowVersions,
-		"RunsAndFilters":      testRuns,
-		"LeaseAcquireRenew":   testLease,
-		"ApplyFencing":        testFencing,
-		"ApplyTasks":          testApplyTasks,
-		"ApplyIsAtomic":       testAtomic,
-		"Reuse":               testReuse,
-		"Abandon":             testAbandon,
-		"ConcurrentApply":     testConcurrentApply,
-		"NotFound":            testNotFound,
-		"LargeFanOut":         testLargeFanOut,
-		"FinishReleasesLease": testFinish,
-		"EndPending":          testEndPending,
-		"SignalsAndContracts": testSignals,
-		"FireExactlyOnce":     testFireOnce,
-		"JoinParts":           testJoinParts,
-		"RunEventsAndCancel":  testRunEvents,
-		"Tokens":              testTokens,
-		"Blocks":              testBlocks,
-		"ClaimsAndFailures":   testClaims,
+		"FlowVersions":          testFlowVersions,
+		"RunsAndFilters":        testRuns,
+		"LeaseAcquireRenew":     testLease,
+		"ApplyFencing":          testFencing,
+		"ApplyTasks":            testApplyTasks,
+		"ApplyIsAtomic":         testAtomic,
+		"Reuse":                 testReuse,
+		"Abandon":               testAbandon,
+		"ConcurrentApply":       testConcurrentApply,
+		"NotFound":              testNotFound,
+		"LargeFanOut":           testLargeFanOut,
+		"FinishReleasesLease":   testFinish,
+		"EndPending":            testEndPending,
+		"SignalsAndContracts":   testSignals,
+		"FireExactlyOnce":       testFireOnce,
+		"JoinParts":             testJoinParts,
+		"RunEventsAndCancel":    testRunEvents,
+		"Tokens":                testTokens,
+		"Blocks":                testBlocks,
+		"ClaimsAndFailures":     testClaims,
+		"QueueClaimFinish":      testQueue,
+		"QueueFencing":          testQueueFencing,
+		"QueueReap":             testQueueReap,
+		"QueueConcurrentClaims": testQueueConcurrent,
+		"Listen":                testListen,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -793,5 +799,194 @@ func testClaims(t *testing.T, s store.Store) {
 	}
 	if err := s.ReleaseRun(c, claimed.ID, "cli"); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("release twice: %v", err)
+	}
+}
+
+func queueRun(t *testing.T, s store.Store, n, maxAttempts int) store.Run {
+	t.Helper()
+	r := newRun(t, s, "coord")
+	items := make([]json.RawMessage, n)
+	for i := range items {
+		items[i] = json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))
+	}
+	if err := s.Apply(ctx(t), "coord", &store.Batch{NewTasks: []store.NewTasks{{RunID: r.ID, Step: "q", Count: n,
+		ReadyAt: time.Now(), Queued: true, Items: items, MaxAttempts: maxAttempts}}}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func testQueue(t *testing.T, s store.Store) {
+	c := ctx(t)
+	r := queueRun(t, s, 5, 2)
+	claims, err := s.ClaimTasks(c, "w1", 3, time.Minute)
+	if err != nil || len(claims) != 3 || claims[0].Index != 0 || claims[0].Attempt != 1 || claims[0].Gen != 1 || string(claims[2].Item) != `{"i":2}` {
+		t.Fatalf("claim 3: %+v %v", claims, err)
+	}
+	rest, _ := s.ClaimTasks(c, "w2", 10, time.Minute)
+	if len(rest) != 2 || rest[0].Index != 3 {
+		t.Fatalf("claim the rest: %+v", rest)
+	}
+	if none, _ := s.ClaimTasks(c, "w3", 10, time.Minute); len(none) != 0 {
+		t.Fatalf("claimed tasks twice: %+v", none)
+	}
+	now := time.Now()
+	zero := 0
+	ok := store.Finish{Claim: claims[0], Worker: "w1", Status: store.TaskSucceeded, StartedAt: now, At: now, ExitCode: &zero,
+		Artifacts: []store.Artifact{{TaskKey: claims[0].TaskKey, Name: "out", Digest: "d", Size: 1, CreatedAt: now}},
+		Signals:   []store.Signal{{ID: "q0", Name: "sig", Source: store.SignalSource{Kind: store.SourceFlow, RunID: r.ID}}}}
+	if err := s.FinishTask(c, ok); err != nil {
+		t.Fatal(err)
+	}
+	// A failure with tries left goes back to the queue, from RetryAt on.
+	retry := store.Finish{Claim: claims[1], Worker: "w1", Status: store.TaskFailed, RetryAt: now.Add(time.Hour), StartedAt: now, At: now, Error: "boom"}
+	if err := s.FinishTask(c, retry); err != nil {
+		t.Fatal(err)
+	}
+	fail := store.Finish{Claim: claims[2], Worker: "w1", Status: store.TaskFailed, StartedAt: now, At: now, Error: "final"}
+	if err := s.FinishTask(c, fail); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.StepProgress(c, r.ID, "q")
+	if err != nil || p.Counts[store.TaskSucceeded] != 1 || p.Counts[store.TaskPending] != 1 || p.Counts[store.TaskFailed] != 1 ||
+		p.Counts[store.TaskRunning] != 2 || p.Failed == nil || p.Failed.Index != 2 || p.Failed.Error != "final" {
+		t.Fatalf("progress: %+v %v", p, err)
+	}
+	if again, _ := s.ClaimTasks(c, "w3", 10, time.Minute); len(again) != 0 {
+		t.Fatalf("a retry was claimable before its time: %+v", again)
+	}
+	atts, _ := s.Attempts(c, claims[1].TaskKey)
+	if len(atts) != 1 || atts[0].Status != store.TaskFailed || atts[0].Error != "boom" {
+		t.Fatalf("attempt of the retried task: %+v", atts)
+	}
+	if arts, _ := s.Artifacts(c, store.ArtifactFilter{RunID: r.ID, Step: "q", Index: 0}); len(arts) != 1 {
+		t.Fatalf("artifacts: %+v", arts)
+	}
+	if sg, err := s.Signal(c, "q0"); err != nil || sg.Source.RunID != r.ID {
+		t.Fatalf("signal of the finished task: %+v %v", sg, err)
+	}
+	held, stop, err := s.RenewTaskLeases(c, "w2", time.Minute)
+	if err != nil || len(held) != 2 || len(stop) != 0 {
+		t.Fatalf("renew: %v %v %v", held, stop, err)
+	}
+	if err := s.RequestCancel(c, r.ID, "stop it"); err != nil {
+		t.Fatal(err)
+	}
+	if _, stop, _ := s.RenewTaskLeases(c, "w2", time.Minute); len(stop) != 2 {
+		t.Fatalf("tasks of a run asked to cancel: stop %v", stop)
+	}
+}
+
+func testQueueFencing(t *testing.T, s store.Store) {
+	c := ctx(t)
+	r := queueRun(t, s, 1, 3)
+	first, _ := s.ClaimTasks(c, "old", 1, -time.Second) // a lease that has already expired
+	if n, err := s.ReapTasks(c); err != nil || n != 1 {
+		t.Fatalf("reap: %d %v", n, err)
+	}
+	second, _ := s.ClaimTasks(c, "new", 1, time.Minute)
+	if len(second) != 1 || second[0].Gen != first[0].Gen+1 || second[0].Attempt != 2 {
+		t.Fatalf("second claim: %+v after %+v", second, first)
+	}
+	now := time.Now()
+	// The old owner comes back and tries to finish: fenced, nothing written.
+	stale := store.Finish{Claim: first[0], Worker: "old", Status: store.TaskSucceeded, StartedAt: now, At: now,
+		Artifacts: []store.Artifact{{TaskKey: first[0].TaskKey, Name: "stale", Digest: "x", CreatedAt: now}}}
+	if err := s.FinishTask(c, stale); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("a stale finish: %v, want ErrLeaseLost", err)
+	}
+	if arts, _ := s.Artifacts(c, store.ArtifactFilter{RunID: r.ID}); len(arts) != 0 {
+		t.Fatalf("a fenced finish wrote artifacts: %+v", arts)
+	}
+	if err := s.FinishTask(c, store.Finish{Claim: second[0], Worker: "new", Status: store.TaskSucceeded, StartedAt: now, At: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishTask(c, store.Finish{Claim: second[0], Worker: "new", Status: store.TaskSucceeded, StartedAt: now, At: now}); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("finishing twice: %v", err)
+	}
+	atts, _ := s.Attempts(c, first[0].TaskKey)
+	if len(atts) != 2 || atts[0].Status != store.TaskFailed || !strings.Contains(atts[0].Error, "lost") || atts[1].Status != store.TaskSucceeded {
+		t.Fatalf("attempts: %+v", atts)
+	}
+	// Tasks of an ended run cannot finish.
+	r2 := queueRun(t, s, 1, 1)
+	cl, _ := s.ClaimTasks(c, "w", 1, time.Minute)
+	s.Apply(c, "coord", &store.Batch{Runs: []store.RunChange{{RunID: r2.ID, Status: store.RunCancelled, At: now}}})
+	if err := s.FinishTask(c, store.Finish{Claim: cl[0], Worker: "w", Status: store.TaskSucceeded, StartedAt: now, At: now}); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("finish in an ended run: %v", err)
+	}
+}
+
+func testQueueReap(t *testing.T, s store.Store) {
+	c := ctx(t)
+	r := queueRun(t, s, 2, 1)
+	s.ClaimTasks(c, "dead", 2, -time.Second)
+	if n, _ := s.ReapTasks(c); n != 2 {
+		t.Fatalf("reaped %d", n)
+	}
+	p, _ := s.StepProgress(c, r.ID, "q")
+	if p.Counts[store.TaskFailed] != 2 || !strings.Contains(p.Failed.Error, "lost") {
+		t.Fatalf("out of attempts after a lost lease: %+v", p)
+	}
+	if n, _ := s.ReapTasks(c); n != 0 {
+		t.Fatalf("reaped again: %d", n)
+	}
+}
+
+func testQueueConcurrent(t *testing.T, s store.Store) {
+	c := ctx(t)
+	const n = 300
+	queueRun(t, s, n, 1)
+	var mu sync.Mutex
+	seen := map[int]int{}
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			for {
+				cl, err := s.ClaimTasks(c, fmt.Sprint("w", w), 7, time.Minute)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(cl) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, x := range cl {
+					seen[x.Index]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != n {
+		t.Fatalf("claimed %d distinct tasks, want %d", len(seen), n)
+	}
+	for i, k := range seen {
+		if k != 1 {
+			t.Fatalf("task %d claimed %d times", i, k)
+		}
+	}
+}
+
+func testListen(t *testing.T, s store.Store) {
+	c, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	notes, err := s.Listen(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queueRun(t, s, 1, 1)
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case n := <-notes:
+			if n == store.NoteQueue {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no queue note after queueing tasks")
+		}
 	}
 }

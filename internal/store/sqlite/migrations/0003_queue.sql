@@ -1,0 +1,10 @@
+-- Tasks offered to any worker (queued), with leases fenced by generation.
+ALTER TABLE tasks ADD COLUMN queued BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE tasks ADD COLUMN item TEXT;
+ALTER TABLE tasks ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE tasks ADD COLUMN not_before INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX tasks_queue ON tasks (ready_at) WHERE queued AND status = 'pending';
+CREATE INDEX tasks_leased ON tasks (lease_owner) WHERE queued AND status = 'running';

@@ -1,0 +1,300 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// insertQueued creates queued tasks with their items, a few hundred rows
+// per statement.
+func (s *Store) insertQueued(ctx context.Context, tx *sql.Tx, c store.NewTasks) error {
+	const chunk = 400
+	maxAttempts := max(c.MaxAttempts, 1)
+	for lo := 0; lo < c.Count; lo += chunk {
+		hi := min(lo+chunk, c.Count)
+		var b strings.Builder
+		b.WriteString(`INSERT INTO tasks (run_id, step, idx, status, ready_at, queued, item, max_attempts) VALUES `)
+		args := make([]any, 0, (hi-lo)*2+4)
+		args = append(args, c.RunID, c.Step, micros(c.ReadyAt), maxAttempts)
+		for i := lo; i < hi; i++ {
+			if i > lo {
+				b.WriteByte(',')
+			}
+			var item any
+			if i < len(c.Items) {
+				item = string(c.Items[i])
+			}
+			args = append(args, i, item)
+			n := len(args)
+			fmt.Fprintf(&b, "($1, $2, $%d, 'pending', $3, TRUE, $%d, $4)", n-1, n)
+		}
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("queue tasks %d..%d of %d/%s: %w", lo, hi-1, c.RunID, c.Step, err)
+		}
+	}
+	return s.notify(ctx, tx, store.NoteQueue)
+}
+
+// ClaimTasks implements store.QueueStore.
+func (s *Store) ClaimTasks(ctx context.Context, worker string, n int, ttl time.Duration) ([]store.Claim, error) {
+	var out []store.Claim
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		now := s.now()
+		rows, err := tx.QueryContext(ctx, `UPDATE tasks SET status = 'running', lease_owner = $1, lease_until = $2,
+			lease_gen = lease_gen + 1, attempts = attempts + 1, started_at = $3, error = ''
+			WHERE (run_id, step, idx) IN (SELECT run_id, step, idx FROM tasks
+				WHERE queued AND status = 'pending' AND not_before <= $3
+				ORDER BY ready_at, run_id, idx LIMIT $4`+s.dialect.SkipLocked()+`)
+			RETURNING run_id, step, idx, attempts, lease_gen, item`,
+			worker, micros(now.Add(ttl)), micros(now), n)
+		if err != nil {
+			return fmt.Errorf("claim tasks: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c store.Claim
+			var item sql.NullString
+			if err := rows.Scan(&c.RunID, &c.Step, &c.Index, &c.Attempt, &c.Gen, &item); err != nil {
+				return fmt.Errorf("claim tasks: %w", err)
+			}
+			if item.Valid {
+				c.Item = []byte(item.String)
+			}
+			out = append(out, c)
+		}
+		return rows.Err()
+	})
+	// RETURNING has no order on PostgreSQL: give them in queue order.
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.RunID != b.RunID {
+			return a.RunID < b.RunID
+		}
+		if a.Step != b.Step {
+			return a.Step < b.Step
+		}
+		return a.Index < b.Index
+	})
+	return out, err
+}
+
+// RenewTaskLeases implements store.QueueStore.
+func (s *Store) RenewTaskLeases(ctx context.Context, worker string, ttl time.Duration) ([]store.TaskKey, []store.TaskKey, error) {
+	var held, stop []store.TaskKey
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET lease_until = $1
+			WHERE lease_owner = $2 AND queued AND status = 'running'`, micros(s.now().Add(ttl)), worker); err != nil {
+			return fmt.Errorf("renew task leases: %w", err)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT t.run_id, t.step, t.idx, r.status <> 'running' OR r.cancel_requested
+			FROM tasks t JOIN runs r ON r.id = t.run_id
+			WHERE t.lease_owner = $1 AND t.queued AND t.status = 'running'`, worker)
+		if err != nil {
+			return fmt.Errorf("renew task leases: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k store.TaskKey
+			var halt bool
+			if err := rows.Scan(&k.RunID, &k.Step, &k.Index, &halt); err != nil {
+				return err
+			}
+			held = append(held, k)
+			if halt {
+				stop = append(stop, k)
+			}
+		}
+		return rows.Err()
+	})
+	return held, stop, err
+}
+
+// FinishTask implements store.QueueStore.
+func (s *Store) FinishTask(ctx context.Context, f store.Finish) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		status := f.Status
+		var finished, notBefore int64
+		if status == store.TaskFailed && !f.RetryAt.IsZero() {
+			status, notBefore = store.TaskPending, micros(f.RetryAt)
+		} else {
+			finished = micros(f.At)
+		}
+		var exit any
+		if f.ExitCode != nil {
+			exit = *f.ExitCode
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = $1, lease_owner = '', lease_until = 0,
+			finished_at = $2, not_before = $3, exit_code = COALESCE($4, exit_code), error = $5
+			WHERE run_id = $6 AND step = $7 AND idx = $8 AND lease_gen = $9 AND lease_owner = $10 AND status = 'running'
+				AND EXISTS (SELECT 1 FROM runs WHERE id = $6 AND status = 'running')`,
+			status, finished, notBefore, exit, f.Error, f.RunID, f.Step, f.Index, f.Gen, f.Worker)
+		if err != nil {
+			return fmt.Errorf("finish task %s: %w", f.TaskKey, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("task %s attempt %d (lease %d): %w", f.TaskKey, f.Attempt, f.Gen, store.ErrLeaseLost)
+		}
+		a := f.Stdout
+		a.TaskKey, a.Attempt, a.Status, a.StartedAt, a.FinishedAt, a.ExitCode, a.Error =
+			f.TaskKey, f.Attempt, f.Status, f.StartedAt, f.At, f.ExitCode, f.Error
+		b := &store.Batch{Attempts: []store.Attempt{a}}
+		if f.Status == store.TaskSucceeded {
+			b.Artifacts, b.Signals = f.Artifacts, f.Signals
+		}
+		if err := s.apply(ctx, tx, b); err != nil {
+			return err
+		}
+		if status == store.TaskPending {
+			if err := s.notify(ctx, tx, store.NoteQueue); err != nil {
+				return err
+			}
+		}
+		return s.notify(ctx, tx, store.NoteRunPref+strconv.FormatInt(f.RunID, 10))
+	})
+}
+
+// ReapTasks implements store.QueueStore.
+func (s *Store) ReapTasks(ctx context.Context) (int, error) {
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		now := micros(s.now())
+		const lost = "lost: its worker stopped renewing the lease (it died, or lost the database)"
+		if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (run_id, step, idx, attempt, status, started_at, finished_at, error)
+			SELECT run_id, step, idx, attempts, 'failed', started_at, $1, $2 FROM tasks
+			WHERE queued AND status = 'running' AND lease_until < $1
+			ON CONFLICT (run_id, step, idx, attempt) DO NOTHING`, now, lost); err != nil {
+			return fmt.Errorf("reap tasks: %w", err)
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE tasks SET
+			status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
+			finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE 0 END,
+			error = $2, lease_owner = '', lease_until = 0, not_before = $1
+			WHERE queued AND status = 'running' AND lease_until < $1`, now, lost)
+		if err != nil {
+			return fmt.Errorf("reap tasks: %w", err)
+		}
+		n, _ = res.RowsAffected()
+		if n > 0 {
+			if err := s.notify(ctx, tx, store.NoteQueue); err != nil {
+				return err
+			}
+			return s.notify(ctx, tx, store.NoteRuns)
+		}
+		return nil
+	})
+	return int(n), err
+}
+
+// StepProgress implements store.QueueStore.
+func (s *Store) StepProgress(ctx context.Context, runID int64, step string) (store.StepProgress, error) {
+	p := store.StepProgress{Counts: map[store.TaskStatus]int{}}
+	rows, err := s.r.QueryContext(ctx, `SELECT status, COUNT(*) FROM tasks WHERE run_id = $1 AND step = $2 GROUP BY status`,
+		runID, step)
+	if err != nil {
+		return p, fmt.Errorf("progress of %d/%s: %w", runID, step, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var st store.TaskStatus
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return p, err
+		}
+		p.Counts[st] = n
+	}
+	if err := rows.Err(); err != nil {
+		return p, err
+	}
+	if p.Counts[store.TaskFailed] > 0 {
+		t, err := scanTask(s.r.QueryRowContext(ctx, `SELECT `+taskCols+` FROM tasks
+			WHERE run_id = $1 AND step = $2 AND status = 'failed' ORDER BY idx LIMIT 1`, runID, step))
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return p, err
+		}
+		if err == nil {
+			p.Failed = &t
+		}
+	}
+	return p, nil
+}
+
+// Listen implements store.QueueStore: notes from every process where the
+// database carries them, and always this process's own.
+func (s *Store) Listen(ctx context.Context) (<-chan string, error) {
+	local := s.hub.subscribe(ctx)
+	if s.listener == nil {
+		return local, nil
+	}
+	remote, err := s.listener(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan string, 64)
+	go func() {
+		defer close(out)
+		for local != nil || remote != nil {
+			var n string
+			var ok bool
+			select {
+			case n, ok = <-local:
+				if !ok {
+					local = nil
+					continue
+				}
+			case n, ok = <-remote:
+				if !ok {
+					remote = nil
+					continue
+				}
+			}
+			select {
+			case out <- n:
+			default: // a slow listener loses wake-ups, not data
+			}
+		}
+	}()
+	return out, nil
+}
+
+// hub fans notes out to this process's listeners.
+type hub struct {
+	mu   sync.Mutex
+	subs map[chan string]struct{}
+}
+
+func newHub() *hub { return &hub{subs: map[chan string]struct{}{}} }
+
+func (h *hub) subscribe(ctx context.Context) <-chan string {
+	ch := make(chan string, 64)
+	h.mu.Lock()
+	h.subs[ch] = struct{}{}
+	h.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		h.mu.Lock()
+		delete(h.subs, ch)
+		close(ch)
+		h.mu.Unlock()
+	}()
+	return ch
+}
+
+func (h *hub) publish(note string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		select {
+		case ch <- note:
+		default:
+		}
+	}
+}
