@@ -39,7 +39,30 @@ type Options struct {
 	// Env is added to every shell task's environment (e.g. BATON_HOME, so
 	// a task can call baton on the same home).
 	Env []string
+	// Dispatch is how a run's shell tasks reach a process: Local (the
+	// coordinating process runs them, the default) or Queue (they are
+	// queued in the store and any process working it runs them: see Work).
+	Dispatch Dispatch
+	// TaskLeaseTTL is how long a worker's claim on a queued task lasts
+	// without renewal: the bound on how soon a dead worker's tasks run
+	// elsewhere. Default 30s.
+	TaskLeaseTTL time.Duration
+	// QueuePoll is how often a worker or coordinator looks at the queue
+	// when no note woke it. Default 500ms.
+	QueuePoll time.Duration
+	// DrainTasks is how long a stopping worker lets its tasks run before
+	// handing them back. Default 30s.
+	DrainTasks time.Duration
 }
+
+// Dispatch says how tasks reach processes.
+type Dispatch int
+
+// Dispatch modes.
+const (
+	Local Dispatch = iota
+	Queue
+)
 
 // Engine runs runs. It is safe for concurrent use; all runs share one pool
 // of worker slots and one group committer.
@@ -60,6 +83,8 @@ type Engine struct {
 	draining bool
 	// wake closes (and is replaced) when signals may have arrived.
 	wake chan struct{}
+	// worker is this process's queue worker, once Work runs.
+	worker *worker
 }
 
 // New returns an engine over st and blobs.
@@ -76,6 +101,15 @@ func New(st store.Store, blobs *artifact.Store, opt Options) (*Engine, error) {
 	if opt.KillGrace <= 0 {
 		opt.KillGrace = 5 * time.Second
 	}
+	if opt.TaskLeaseTTL <= 0 {
+		opt.TaskLeaseTTL = 30 * time.Second
+	}
+	if opt.QueuePoll <= 0 {
+		opt.QueuePoll = 500 * time.Millisecond
+	}
+	if opt.DrainTasks <= 0 {
+		opt.DrainTasks = 30 * time.Second
+	}
 	owner, err := newOwner()
 	if err != nil {
 		return nil, err
@@ -90,6 +124,21 @@ func New(st store.Store, blobs *artifact.Store, opt Options) (*Engine, error) {
 		com:  newCommitter(st, owner),
 		runs: map[int64]*runner{}, drainCh: make(chan struct{}), wake: make(chan struct{}),
 	}, nil
+}
+
+// queued reports whether a run of fl dispatches through the queue: in Queue
+// mode, when every step is a shell step (Go SDK steps run only in the
+// program that defines them).
+func (e *Engine) queued(fl *flow.Flow) bool {
+	if e.opt.Dispatch != Queue {
+		return false
+	}
+	for _, s := range fl.Steps {
+		if s.Run == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // ErrHandedBack is returned by Execute for a run the engine gave back
@@ -117,6 +166,17 @@ func (e *Engine) Cancel(id int64) bool {
 		r.cancel(context.Canceled)
 	}
 	return r != nil
+}
+
+// stopLocal stops this process's queued tasks of run id at once (workers
+// elsewhere learn it when they renew their leases).
+func (e *Engine) stopLocal(id int64) {
+	e.mu.Lock()
+	w := e.worker
+	e.mu.Unlock()
+	if w != nil {
+		w.stopRun(id)
+	}
 }
 
 // Running lists the ids of the runs executing here.
@@ -199,6 +259,10 @@ type ExecOptions struct {
 	// Acquired says the caller already holds the run for this engine
 	// (store.AcquireRuns with Owner()): Execute skips acquiring it.
 	Acquired bool
+	// Adopt takes over a running run whose coordinator is gone (its lease
+	// expired, or it was handed back) and carries it on in place from
+	// what the store holds. Queue dispatch only.
+	Adopt bool
 }
 
 // LeaseTTL is how long the engine's run leases last without renewal.

@@ -73,6 +73,9 @@ type stepRun struct {
 	// signal is what a waiting step received; waiting says a waiter is out.
 	signal  *store.Signal
 	waiting bool
+	// sigOnce loads signal in a worker that did not see it arrive.
+	sigOnce sync.Once
+	sigErr  error
 }
 
 type inputDir struct {
@@ -115,6 +118,11 @@ func (e *Engine) Execute(ctx context.Context, id int64, opt ExecOptions) (store.
 		return run, err
 	}
 	switch {
+	case opt.Adopt:
+		if run.Status != store.RunRunning || !e.queued(fl) {
+			return run, fmt.Errorf("run %d is %s: only a running run of queued tasks can be taken over in place: %w",
+				id, run.Status, store.ErrConflict)
+		}
 	case opt.Acquired && (run.Status != store.RunRunning || run.Owner != e.owner):
 		return run, fmt.Errorf("run %d is %s and held by %q, not by this engine: %w", id, run.Status, run.Owner, store.ErrConflict)
 	case !opt.Acquired && run.Status != store.RunPending:
@@ -145,42 +153,22 @@ func (e *Engine) Execute(ctx context.Context, id int64, opt ExecOptions) (store.
 	}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	r := &runner{
-		e: e, run: run, fl: fl, dir: v.Dir, funcs: opt.Funcs, obs: obs,
-		ctx: rctx, cancel: cancel, quit: make(chan struct{}),
-		byName: map[string]*stepRun{}, events: make(chan event, 1024),
-		origin: run.OriginRunID,
-		tmp:    e.runTemp(run.ID), contracts: contracts,
-	}
+	r := e.newRunner(run, fl, v.Dir, opt.Funcs, obs, contracts)
+	r.ctx, r.cancel = rctx, cancel
 	if !e.register(r) {
 		// The engine is draining: hand the run straight back.
 		return run, e.release(run.ID)
 	}
 	defer e.unregister(run.ID)
-	if run.ResumeFrom != "" {
-		r.rerun = map[string]bool{run.ResumeFrom: true}
-		for _, d := range fl.Downstream(run.ResumeFrom) {
-			r.rerun[d] = true
-		}
-	}
-	r.baseEnv = r.environment()
-	for _, s := range fl.TopoOrder() {
-		sr := &stepRun{def: s, status: store.TaskPending, needsLeft: len(s.Needs)}
-		r.steps = append(r.steps, sr)
-		r.byName[s.Name] = sr
-	}
-	for _, sr := range r.steps {
-		for _, n := range sr.def.Needs {
-			up := r.byName[n]
-			sr.needs = append(sr.needs, up)
-			up.dependents = append(up.dependents, sr)
-		}
-	}
 	hbDone := make(chan struct{})
 	go func() { defer close(hbDone); r.heartbeat() }()
 	defer func() { cancel(nil); <-hbDone }()
 	obs.RunStarted(run, fl)
-	err = r.loop()
+	if e.queued(fl) {
+		err = r.reconcile()
+	} else {
+		err = r.loop()
+	}
 	final, rerr := e.st.Run(context.WithoutCancel(ctx), id)
 	if rerr != nil && err == nil {
 		err = rerr
@@ -479,6 +467,10 @@ func (r *runner) handle(ev event) {
 			return
 		}
 		s.signal = ev.signal
+		if r.e.queued(r.fl) {
+			s.status = store.TaskPending // advance starts it
+			return
+		}
 		r.startStep(s)
 		return
 	case waitFailed:

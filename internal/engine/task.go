@@ -36,25 +36,19 @@ type blobRef struct {
 	size   int64
 }
 
-// runTask runs one attempt of a task in its own goroutine, records the
-// result durably, frees the worker slot and reports to the coordinator.
-func (r *runner) runTask(sl *slot, s *stepRun, idx, attempt int) {
-	k := store.TaskKey{RunID: r.run.ID, Step: s.def.Name, Index: idx}
-	start := time.Now()
-	// The attempt's own row is written once, when it ends: the task row
-	// already says it is running, since when, and which attempt.
-	r.e.com.send(&store.Batch{
-		Tasks: []store.TaskChange{{TaskKey: k, Status: store.TaskRunning, Attempts: attempt, StartedAt: start}},
-	})
+// attempt runs one try of task k of step s in slot sl and says how it went:
+// the command or function, its outputs, the signals it publishes, and
+// timeouts and cancellation told apart.
+func (r *runner) attempt(sl *slot, s *stepRun, k store.TaskKey, n int, item json.RawMessage) (outcome, []store.Signal) {
 	actx, cancel := r.ctx, context.CancelFunc(func() {})
 	if s.def.Timeout > 0 {
 		actx, cancel = context.WithTimeout(r.ctx, time.Duration(s.def.Timeout))
 	}
 	var out outcome
 	if s.def.Run != "" {
-		out = r.execShell(actx, sl, s, k, attempt)
+		out = r.execShell(actx, sl, s, k, n, item)
 	} else {
-		out = r.execGo(actx, s, k, attempt)
+		out = r.execGo(actx, s, k, n, item)
 	}
 	cancel()
 	var published []store.Signal
@@ -73,6 +67,24 @@ func (r *runner) runTask(sl *slot, s *stepRun, idx, attempt int) {
 	} else if out.status == store.TaskFailed && actx.Err() == context.DeadlineExceeded {
 		out.err = fmt.Sprintf("timed out after %s", time.Duration(s.def.Timeout))
 	}
+	return out, published
+}
+
+// runTask runs one attempt of a task in its own goroutine, records the
+// result durably, frees the worker slot and reports to the coordinator.
+func (r *runner) runTask(sl *slot, s *stepRun, idx, attempt int) {
+	k := store.TaskKey{RunID: r.run.ID, Step: s.def.Name, Index: idx}
+	start := time.Now()
+	// The attempt's own row is written once, when it ends: the task row
+	// already says it is running, since when, and which attempt.
+	r.e.com.send(&store.Batch{
+		Tasks: []store.TaskChange{{TaskKey: k, Status: store.TaskRunning, Attempts: attempt, StartedAt: start}},
+	})
+	var item json.RawMessage
+	if s.foreach {
+		item = s.items[idx]
+	}
+	out, published := r.attempt(sl, s, k, attempt, item)
 	end := time.Now()
 	ev := event{kind: taskDone, step: s, idx: idx, attempt: attempt, status: out.status, err: out.err,
 		took: end.Sub(start), retry: -1}
@@ -117,7 +129,7 @@ func (r *runner) runTask(sl *slot, s *stepRun, idx, attempt int) {
 	}
 }
 
-func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.TaskKey, attempt int) outcome {
+func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.TaskKey, attempt int, item json.RawMessage) outcome {
 	if err := sl.reset(); err != nil {
 		return failed("empty the output folder: %v", err)
 	}
@@ -153,7 +165,7 @@ func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.Ta
 		"BATON_INPUT_DIR="+in,
 	)
 	if s.foreach {
-		env = append(env, "BATON_FOREACH_INDEX="+strconv.Itoa(k.Index), "BATON_FOREACH_ITEM="+flow.ParamEnv(s.items[k.Index]))
+		env = append(env, "BATON_FOREACH_INDEX="+strconv.Itoa(k.Index), "BATON_FOREACH_ITEM="+flow.ParamEnv(item))
 	}
 	if sg := s.signal; sg != nil {
 		params, _ := json.Marshal(sg.Params)
@@ -293,10 +305,10 @@ func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
 // GoFunc is the body of an in-process step.
 type GoFunc func(ctx context.Context, t *Task) error
 
-func (r *runner) execGo(ctx context.Context, s *stepRun, k store.TaskKey, attempt int) (out outcome) {
+func (r *runner) execGo(ctx context.Context, s *stepRun, k store.TaskKey, attempt int, item json.RawMessage) (out outcome) {
 	t := &Task{Key: k, Attempt: attempt, Params: r.run.Params, Signal: s.signal, r: r, s: s}
 	if s.foreach {
-		t.Item = s.items[k.Index]
+		t.Item = item
 	}
 	err := func() (err error) {
 		defer func() {

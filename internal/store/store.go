@@ -595,6 +595,9 @@ type QueueStore interface {
 	// ReapTasks puts back the tasks whose leases expired (their worker
 	// died), or fails those out of attempts. It returns how many.
 	ReapTasks(ctx context.Context) (int, error)
+	// ReleaseTask hands a claimed task back untried (a worker shutting
+	// down): pending again, the attempt not counted.
+	ReleaseTask(ctx context.Context, c Claim, worker string) error
 	// StepProgress counts the tasks of a step by status.
 	StepProgress(ctx context.Context, runID int64, step string) (StepProgress, error)
 	// Listen delivers notes (the Note* names) published by any process

@@ -194,6 +194,22 @@ func (s *Store) ReapTasks(ctx context.Context) (int, error) {
 	return int(n), err
 }
 
+// ReleaseTask implements store.QueueStore.
+func (s *Store) ReleaseTask(ctx context.Context, c store.Claim, worker string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'pending', attempts = attempts - 1, lease_owner = '',
+			lease_until = 0, started_at = 0 WHERE run_id = $1 AND step = $2 AND idx = $3 AND lease_gen = $4
+			AND lease_owner = $5 AND status = 'running'`, c.RunID, c.Step, c.Index, c.Gen, worker)
+		if err != nil {
+			return fmt.Errorf("release task %s: %w", c.TaskKey, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("task %s: %w", c.TaskKey, store.ErrLeaseLost)
+		}
+		return s.notify(ctx, tx, store.NoteQueue)
+	})
+}
+
 // StepProgress implements store.QueueStore.
 func (s *Store) StepProgress(ctx context.Context, runID int64, step string) (store.StepProgress, error) {
 	p := store.StepProgress{Counts: map[store.TaskStatus]int{}}

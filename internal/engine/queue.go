@@ -1,0 +1,281 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// reconcile coordinates a run whose tasks go through the queue. Unlike the
+// local loop it keeps no state the store does not: each pass reads the
+// steps and their task counts and moves the run on, so another process can
+// take the run over in place (Adopt) after this one dies.
+func (r *runner) reconcile() error {
+	defer close(r.quit)
+	notes, err := r.e.st.Listen(r.ctx)
+	if err != nil {
+		return r.abort(err)
+	}
+	mine := store.NoteRunPref + strconv.FormatInt(r.run.ID, 10)
+	if err := r.restore(); err != nil {
+		return r.abort(err)
+	}
+	poll := time.NewTicker(r.e.opt.QueuePoll)
+	defer poll.Stop()
+	done := r.ctx.Done()
+	stopped := false // pending tasks ended after a failure or cancel
+	for {
+		if r.draining && r.ending == "" {
+			// Our tasks run on in workers; the next coordinator takes
+			// the run over where we leave it.
+			return r.handBack()
+		}
+		if err := r.advance(); err != nil {
+			if r.ctx.Err() != nil && r.ending == "" {
+				r.cancelled()
+				continue
+			}
+			return r.abort(err)
+		}
+		if r.ending != "" {
+			if !stopped {
+				if err := r.stopQueued(); err != nil {
+					return r.abort(err)
+				}
+				stopped = true
+			}
+			busy, err := r.running()
+			if err != nil {
+				return r.abort(err)
+			}
+			if !busy {
+				return r.finish()
+			}
+		} else if r.allSucceeded() {
+			return r.finish()
+		}
+		select {
+		case <-done:
+			done = nil
+			if r.ending == "" {
+				r.cancelled()
+			}
+		case ev := <-r.events:
+			r.handle(ev)
+		case n := <-notes:
+			if n != mine {
+				continue
+			}
+		case <-poll.C:
+		case <-r.e.drainCh:
+			r.draining = true
+		}
+	}
+}
+
+func (r *runner) cancelled() {
+	r.ending = store.RunCancelled
+	r.failure = "cancelled"
+	if cause := context.Cause(r.ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		r.failure = cause.Error()
+	}
+}
+
+func (r *runner) allSucceeded() bool {
+	for _, s := range r.steps {
+		if s.status != store.TaskSucceeded {
+			return false
+		}
+	}
+	return true
+}
+
+// restore reads what the store holds of the run: nothing for a new run
+// (its steps are then written pending), or the progress of a run taken
+// over.
+func (r *runner) restore() error {
+	stored, err := r.e.st.Steps(r.ctx, r.run.ID)
+	if err != nil {
+		return err
+	}
+	if len(stored) == 0 {
+		var b store.Batch
+		now := time.Now()
+		for _, s := range r.steps {
+			b.Steps = append(b.Steps, store.StepChange{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskPending, At: now})
+		}
+		return r.e.com.commit(r.ctx, &b)
+	}
+	for _, st := range stored {
+		s := r.byName[st.Name]
+		if s == nil {
+			continue
+		}
+		s.status, s.n = st.Status, st.NumTasks
+		switch st.Status {
+		case store.TaskSucceeded:
+			if r.origin != 0 {
+				s.fullyReused = r.wholeReused(s)
+			}
+		case store.TaskFailed:
+			r.fail(fmt.Sprintf("step %s failed", s.def.Name))
+		case store.TaskCancelled:
+			r.ending, r.failure = store.RunCancelled, "cancelled"
+		case store.TaskWaiting:
+			// Wait again: the signal may have come while no one watched.
+			s.status = store.TaskPending
+		}
+	}
+	return nil
+}
+
+// wholeReused reports whether every task of a succeeded step came from the
+// origin run (so steps below it may reuse theirs).
+func (r *runner) wholeReused(s *stepRun) bool {
+	tasks, err := r.e.st.Tasks(r.ctx, r.run.ID, s.def.Name)
+	if err != nil {
+		return false
+	}
+	for _, t := range tasks {
+		if !t.Reused() {
+			return false
+		}
+	}
+	return true
+}
+
+// advance starts the steps whose needs have succeeded and records the
+// steps whose tasks have all ended.
+func (r *runner) advance() error {
+	for _, s := range r.steps {
+		if r.ending != "" {
+			return nil
+		}
+		switch s.status {
+		case store.TaskPending:
+			ready := true
+			for _, up := range s.needs {
+				ready = ready && up.status == store.TaskSucceeded
+			}
+			if ready {
+				r.startQueued(s)
+			}
+		case store.TaskRunning:
+			p, err := r.e.st.StepProgress(r.ctx, r.run.ID, s.def.Name)
+			if err != nil {
+				return err
+			}
+			if f := p.Failed; f != nil {
+				s.failed = p.Counts[store.TaskFailed]
+				r.fail(fmt.Sprintf("step %s task %d failed after %d attempt(s): %s", s.def.Name, f.Index, f.Attempts, f.Error))
+				return nil
+			}
+			if p.Counts[store.TaskSucceeded] == s.n {
+				s.status = store.TaskSucceeded
+				if err := r.e.com.commit(r.ctx, &store.Batch{Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name,
+					Status: store.TaskSucceeded, Foreach: s.foreach, NumTasks: s.n, At: time.Now()}}}); err != nil {
+					return err
+				}
+				r.obs.StepFinished(s.def.Name, store.TaskSucceeded)
+			}
+		}
+	}
+	return nil
+}
+
+// startQueued creates a ready step's tasks in the queue (or holds it for
+// its signal); on a resumed run it reuses what the origin run completed.
+func (r *runner) startQueued(s *stepRun) {
+	if s.def.Wait != nil && s.signal == nil && !r.waitReused(s) {
+		if !s.waiting {
+			r.await(s)
+		}
+		return
+	}
+	now := time.Now()
+	s.n = 1
+	if s.def.Foreach != nil {
+		items, err := r.foreachItems(s)
+		if err != nil {
+			s.status = store.TaskFailed
+			r.fail(fmt.Sprintf("step %s: %v", s.def.Name, err))
+			if cerr := r.e.com.commit(r.ctx, &store.Batch{Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name,
+				Status: store.TaskFailed, Foreach: true, At: now}}}); cerr != nil {
+				r.cancel(cerr)
+			}
+			return
+		}
+		s.items, s.n = items, len(items)
+	}
+	reused, eligible, err := r.reusable(s)
+	if err != nil {
+		r.cancel(err)
+		return
+	}
+	b := &store.Batch{
+		Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskRunning, Foreach: s.foreach,
+			NumTasks: s.n, SignalID: s.signalID(), At: now}},
+		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, Count: s.n, ReadyAt: now, Queued: true,
+			Items: s.items, MaxAttempts: s.def.Retry.MaxAttempts()}},
+	}
+	if len(reused) > 0 {
+		b.Reuse = []store.ReuseTasks{{RunID: r.run.ID, From: r.origin, Step: s.def.Name, Count: s.n, At: now}}
+	}
+	if err := r.e.com.commit(r.ctx, b); err != nil {
+		r.cancel(err)
+		return
+	}
+	s.items = nil // the queue has them now
+	s.status = store.TaskRunning
+	s.fullyReused = eligible && len(reused) == s.n
+	r.obs.StepStarted(s.def.Name, s.n, len(reused))
+}
+
+// stopQueued ends what has not started once the run is ending: the pending
+// tasks of every step, and (on cancel) the tasks running in workers.
+func (r *runner) stopQueued() error {
+	leftover := store.TaskSkipped
+	if r.ending == store.RunCancelled {
+		leftover = store.TaskCancelled
+	}
+	var b store.Batch
+	now := time.Now()
+	for _, s := range r.steps {
+		if s.status == store.TaskRunning {
+			b.EndPending = append(b.EndPending, store.EndPending{RunID: r.run.ID, Step: s.def.Name, Status: leftover, At: now})
+		}
+	}
+	if err := r.e.com.commit(context.WithoutCancel(r.ctx), &b); err != nil {
+		return err
+	}
+	if r.ending == store.RunCancelled {
+		r.e.stopLocal(r.run.ID)
+		// Workers elsewhere see it when they renew their leases.
+		if err := r.e.st.RequestCancel(context.WithoutCancel(r.ctx), r.run.ID, r.failure); err != nil &&
+			!errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return nil
+}
+
+// running reports whether any task of the run is still running somewhere.
+func (r *runner) running() (bool, error) {
+	for _, s := range r.steps {
+		if s.status != store.TaskRunning && s.status != store.TaskFailed {
+			continue
+		}
+		p, err := r.e.st.StepProgress(context.WithoutCancel(r.ctx), r.run.ID, s.def.Name)
+		if err != nil {
+			return false, err
+		}
+		if p.Counts[store.TaskRunning] > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}

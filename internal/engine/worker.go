@@ -1,0 +1,363 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/signal"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// worker runs queued tasks (see Work).
+type worker struct {
+	e   *Engine
+	log *slog.Logger
+
+	mu     sync.Mutex
+	views  map[int64]*runner // what running a run's tasks needs, by run
+	active map[store.TaskKey]context.CancelCauseFunc
+	wg     sync.WaitGroup
+}
+
+// errLeaseLost stops a task whose lease was taken over.
+var errLeaseLost = errors.New("the task's lease was lost (another worker may run it now)")
+
+// errRunStopped stops a task whose run ended or was asked to cancel.
+var errRunStopped = errors.New("its run was cancelled or ended")
+
+// Work runs queued tasks until ctx ends: whenever it has free worker slots
+// it claims that many tasks, runs them, and finishes each fenced by its
+// lease. Any number of processes may work one store. When ctx ends, the
+// tasks running finish (or, after KillGrace, are handed back untried).
+func (e *Engine) Work(ctx context.Context, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w := &worker{e: e, log: log, views: map[int64]*runner{}, active: map[store.TaskKey]context.CancelCauseFunc{}}
+	e.mu.Lock()
+	e.worker = w
+	e.mu.Unlock()
+	notes, err := e.st.Listen(ctx)
+	if err != nil {
+		return err
+	}
+	// Tasks run under a context that outlives ctx by the drain: running
+	// tasks finish when the worker is asked to stop.
+	taskCtx, stopTasks := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopTasks(nil)
+	renewDone := make(chan struct{})
+	go func() { defer close(renewDone); w.renew(taskCtx) }()
+	poll := time.NewTicker(e.opt.QueuePoll)
+	defer poll.Stop()
+	for ctx.Err() == nil {
+		var sl *slot
+		select {
+		case sl = <-e.slots:
+		case <-ctx.Done():
+			continue
+		}
+		// Take every other free slot too: one claim, many tasks.
+		slots := []*slot{sl}
+	more:
+		for {
+			select {
+			case extra := <-e.slots:
+				slots = append(slots, extra)
+			default:
+				break more
+			}
+		}
+		claims, err := e.st.ClaimTasks(ctx, e.owner, len(slots), e.opt.TaskLeaseTTL)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("claim tasks", "err", err)
+		}
+		for i, c := range claims {
+			w.start(taskCtx, slots[i], c)
+		}
+		for _, sl := range slots[len(claims):] {
+			e.slots <- sl
+		}
+		if len(claims) > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-poll.C:
+		case <-notes:
+		}
+	}
+	// Stopping: let running tasks finish for a while, then hand back.
+	done := make(chan struct{})
+	go func() { w.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(e.opt.DrainTasks):
+		stopTasks(errHandBack)
+		<-done
+	}
+	stopTasks(nil)
+	<-renewDone
+	return nil
+}
+
+// errHandBack stops a task so it can be handed back untried.
+var errHandBack = errors.New("the worker is shutting down")
+
+func (w *worker) start(ctx context.Context, sl *slot, c store.Claim) {
+	tctx, cancel := context.WithCancelCause(ctx)
+	w.mu.Lock()
+	w.active[c.TaskKey] = cancel
+	w.mu.Unlock()
+	w.wg.Go(func() {
+		defer func() {
+			w.mu.Lock()
+			delete(w.active, c.TaskKey)
+			w.mu.Unlock()
+			cancel(nil)
+			w.e.slots <- sl
+		}()
+		w.run(tctx, sl, c)
+	})
+}
+
+// run executes one claimed attempt and finishes it.
+func (w *worker) run(ctx context.Context, sl *slot, c store.Claim) {
+	start := time.Now()
+	fin := store.Finish{Claim: c, Worker: w.e.owner, StartedAt: start}
+	rv, s, err := w.view(context.WithoutCancel(ctx), c)
+	var out outcome
+	var published []store.Signal
+	if err != nil {
+		out = outcome{status: store.TaskFailed, err: err.Error()}
+		if cause := context.Cause(ctx); cause != nil {
+			out = outcome{status: store.TaskCancelled, err: "cancelled: " + cause.Error()}
+		}
+	} else {
+		rt := *rv
+		rt.ctx, rt.cancel = ctx, func(error) {}
+		out, published = rt.attempt(sl, s, c.TaskKey, c.Attempt, c.Item)
+	}
+	if context.Cause(ctx) == errHandBack {
+		if err := w.e.st.ReleaseTask(context.Background(), c, w.e.owner); err != nil {
+			w.log.Warn("hand back task", "task", c.TaskKey, "err", err)
+		}
+		return
+	}
+	if context.Cause(ctx) == errLeaseLost {
+		return // someone else has it now; nothing of ours may be written
+	}
+	fin.Status, fin.At, fin.ExitCode, fin.Error = out.status, time.Now(), out.exit, out.err
+	fin.Stdout = store.Attempt{StdoutDigest: out.stdout.digest, StdoutSize: out.stdout.size,
+		StderrDigest: out.stderr.digest, StderrSize: out.stderr.size}
+	if out.status == store.TaskSucceeded {
+		fin.Artifacts, fin.Signals = out.arts, published
+	}
+	if out.status == store.TaskFailed && s != nil && c.Attempt < s.def.Retry.MaxAttempts() {
+		fin.RetryAt = fin.At.Add(s.def.Retry.Delay(c.Attempt + 1))
+	}
+	err = retry(context.Background(), func() error { return w.e.st.FinishTask(context.Background(), fin) })
+	if errors.Is(err, store.ErrLeaseLost) {
+		w.log.Info("task finished after losing its lease; its result is dropped", "task", c.TaskKey)
+	} else if err != nil {
+		w.log.Error("finish task", "task", c.TaskKey, "err", err)
+	}
+}
+
+// retry retries fn with backoff for a minute while the store is unreachable;
+// a lost lease or other refusal is final.
+func retry(ctx context.Context, fn func() error) error {
+	backoff := 100 * time.Millisecond
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := fn()
+		if err == nil || errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotFound) ||
+			errors.Is(err, store.ErrConflict) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// renew keeps the leases of running tasks alive and stops the tasks whose
+// lease was lost or whose run ended or was cancelled.
+func (w *worker) renew(ctx context.Context) {
+	t := time.NewTicker(w.e.opt.TaskLeaseTTL / 3)
+	defer t.Stop()
+	janitor := time.NewTicker(30 * time.Second)
+	defer janitor.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-janitor.C:
+			w.forgetEnded(ctx)
+			continue
+		case <-t.C:
+		}
+		held, stop, err := w.e.st.RenewTaskLeases(ctx, w.e.owner, w.e.opt.TaskLeaseTTL)
+		if err != nil {
+			// Transient, we hope: if it lasts past the TTL the reaper hands
+			// the tasks to others and our finishes are fenced off.
+			w.log.Warn("renew task leases", "err", err)
+			continue
+		}
+		keep := map[store.TaskKey]bool{}
+		for _, k := range held {
+			keep[k] = true
+		}
+		halt := map[store.TaskKey]bool{}
+		for _, k := range stop {
+			halt[k] = true
+		}
+		w.mu.Lock()
+		for k, cancel := range w.active {
+			switch {
+			case halt[k]:
+				cancel(errRunStopped)
+			case !keep[k]:
+				cancel(errLeaseLost)
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
+// stopRun stops this process's running tasks of run id at once.
+func (w *worker) stopRun(id int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, cancel := range w.active {
+		if k.RunID == id {
+			cancel(errRunStopped)
+		}
+	}
+}
+
+// view returns what running tasks of c's run needs: its flow, folder,
+// environment and contracts, loaded once per run and process.
+func (w *worker) view(ctx context.Context, c store.Claim) (*runner, *stepRun, error) {
+	w.mu.Lock()
+	rv := w.views[c.RunID]
+	w.mu.Unlock()
+	if rv == nil {
+		run, err := w.e.st.Run(ctx, c.RunID)
+		if err != nil {
+			return nil, nil, err
+		}
+		fl, v, err := Load(ctx, w.e.st, run)
+		if err != nil {
+			return nil, nil, err
+		}
+		contracts, err := signal.Load(ctx, w.e.st)
+		if err != nil {
+			return nil, nil, err
+		}
+		rv = w.e.newRunner(run, fl, v.Dir, nil, nil, contracts)
+		w.mu.Lock()
+		if prev := w.views[c.RunID]; prev != nil {
+			rv = prev
+		} else {
+			w.views[c.RunID] = rv
+		}
+		w.mu.Unlock()
+	}
+	s := rv.byName[c.Step]
+	if s == nil {
+		return rv, nil, fmt.Errorf("flow %s has no step %q", rv.fl.Name, c.Step)
+	}
+	if s.def.Run == "" {
+		return rv, s, fmt.Errorf("step %s is a Go SDK step: only its program can run it", c.Step)
+	}
+	if s.def.Wait != nil {
+		s.sigOnce.Do(func() { s.sigErr = w.loadSignal(ctx, rv, s) })
+		if s.sigErr != nil {
+			return rv, s, s.sigErr
+		}
+	}
+	return rv, s, nil
+}
+
+// loadSignal reads the signal a waiting step received (once per step and
+// process: see view).
+func (w *worker) loadSignal(ctx context.Context, rv *runner, s *stepRun) error {
+	steps, err := w.e.st.Steps(ctx, rv.run.ID)
+	if err != nil {
+		return err
+	}
+	for _, st := range steps {
+		if st.Name == s.def.Name && st.SignalID != "" {
+			sg, err := w.e.st.Signal(ctx, st.SignalID)
+			if err != nil {
+				return err
+			}
+			s.signal = &sg
+		}
+	}
+	return nil
+}
+
+// forgetEnded drops the views (and scratch folders) of runs that ended.
+func (w *worker) forgetEnded(ctx context.Context) {
+	w.mu.Lock()
+	ids := make([]int64, 0, len(w.views))
+	for id := range w.views {
+		ids = append(ids, id)
+	}
+	w.mu.Unlock()
+	for _, id := range ids {
+		r, err := w.e.st.Run(ctx, id)
+		if err != nil || !r.Status.Final() {
+			continue
+		}
+		w.mu.Lock()
+		delete(w.views, id)
+		w.mu.Unlock()
+		os.RemoveAll(w.e.runTemp(id))
+	}
+}
+
+// newRunner builds a run's runner: its steps in order with their needs and
+// dependents, and the environment its tasks inherit.
+func (e *Engine) newRunner(run store.Run, fl *flow.Flow, dir string, funcs map[string]GoFunc, obs Observer,
+	contracts signal.Contracts) *runner {
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	r := &runner{
+		e: e, run: run, fl: fl, dir: dir, funcs: funcs, obs: obs,
+		quit: make(chan struct{}), byName: map[string]*stepRun{}, events: make(chan event, 1024),
+		origin: run.OriginRunID, tmp: e.runTemp(run.ID), contracts: contracts,
+	}
+	if run.ResumeFrom != "" {
+		r.rerun = map[string]bool{run.ResumeFrom: true}
+		for _, d := range fl.Downstream(run.ResumeFrom) {
+			r.rerun[d] = true
+		}
+	}
+	r.baseEnv = r.environment()
+	for _, s := range fl.TopoOrder() {
+		sr := &stepRun{def: s, status: store.TaskPending, needsLeft: len(s.Needs), foreach: s.Foreach != nil}
+		r.steps = append(r.steps, sr)
+		r.byName[s.Name] = sr
+	}
+	for _, sr := range r.steps {
+		for _, n := range sr.def.Needs {
+			up := r.byName[n]
+			sr.needs = append(sr.needs, up)
+			up.dependents = append(up.dependents, sr)
+		}
+	}
+	return r
+}
+
