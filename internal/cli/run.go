@@ -191,7 +191,13 @@ func (a *app) engine(e *env, ef execFlags) (*engine.Engine, error) {
 	if ef.workers < 0 {
 		return nil, usageErr("--workers %d: must be positive", ef.workers)
 	}
-	return engine.New(e.st, e.blobs, engine.Options{Workers: ef.workers, TempDir: e.home.TempDir(), Env: e.home.Env()})
+	opt := engine.Options{Workers: ef.workers, TempDir: e.home.TempDir(), Env: e.home.Env()}
+	if e.home.Postgres() {
+		// On a shared store tasks go through its queue: this process
+		// works it (below), and so may any `baton worker`.
+		opt.Dispatch = engine.Queue
+	}
+	return engine.New(e.st, e.blobs, opt)
 }
 
 func (a *app) executeWith(ctx context.Context, e *env, eng *engine.Engine, run store.Run, ef execFlags) error {
@@ -206,6 +212,12 @@ func (a *app) executeWith(ctx context.Context, e *env, eng *engine.Engine, run s
 		obs = progress.NewLines(a.err)
 	}
 	start := time.Now()
+	if e.home.Postgres() {
+		wctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); eng.Work(wctx, nil) }()
+		defer func() { stop(); <-done }()
+	}
 	final, err := eng.Execute(ctx, run.ID, engine.ExecOptions{Observer: obs})
 	if b != nil && err != nil {
 		b.Close()

@@ -15,10 +15,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/home"
 	"github.com/baton-ml/baton/internal/lineage"
 	"github.com/baton-ml/baton/internal/server"
 	"github.com/baton-ml/baton/internal/signal"
+	"github.com/baton-ml/baton/internal/store/postgres"
 	"github.com/baton-ml/baton/internal/store"
 	"github.com/baton-ml/baton/internal/token"
 )
@@ -43,6 +45,15 @@ finish (up to --drain), and unfinished runs are handed back to the next server.`
 			}
 			defer e.Close()
 			opt.Logger = slog.New(slog.NewTextHandler(a.err, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			if e.home.Postgres() {
+				// Many servers may share the store: tasks go through its
+				// queue and one server (the holder of an advisory lock)
+				// leads.
+				opt.Dispatch = engine.Queue
+				if opt.Elector, err = postgres.NewLeadership(e.home.DB, "server"); err != nil {
+					return usageErr("--db: %v", err)
+				}
+			}
 			srv, err := server.New(e.st, e.blobs, e.home, opt)
 			if err != nil {
 				return err
@@ -57,11 +68,53 @@ finish (up to --drain), and unfinished runs are handed back to the next server.`
 			return srv.Run(ctx)
 		},
 	}
+	cmd.Flags().SortFlags = false
 	f := cmd.Flags()
 	f.StringVar(&opt.Addr, "addr", "127.0.0.1:8765", "address of the HTTP API (a non-loopback address requires tokens)")
 	f.IntVar(&opt.Workers, "workers", 0, "tasks running at once (default: the number of CPUs)")
 	f.DurationVar(&opt.Drain, "drain", 30*time.Second, "on SIGTERM, how long running tasks may take to finish")
 	f.BoolVar(&opt.RequireAuth, "require-auth", false, "require API tokens even on a loopback address")
+	return cmd
+}
+
+func (a *app) workerCmd() *cobra.Command {
+	var workers int
+	var drain time.Duration
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run tasks from a shared store's queue (no API, no scheduler)",
+		Long: `Run tasks of any run from the queue of a PostgreSQL store, on this machine,
+so that steps spread over many machines. Each task is leased (renewed while it
+runs); if this worker dies, its tasks run elsewhere once the lease expires (30 s).
+Artifacts must live in storage every worker reaches: BATON_ARTIFACTS=s3://...
+or a file:// path on a shared file system. SIGTERM stops taking tasks, lets
+running ones finish (up to --drain) and hands the rest back.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			e, err := a.open(ctx, true)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			if !e.home.Postgres() {
+				return usageErr("baton worker needs a shared store: --db postgres://... (the embedded SQLite store is one process's)")
+			}
+			eng, err := engine.New(e.st, e.blobs, engine.Options{Workers: workers, TempDir: e.home.TempDir(),
+				Env: e.home.Env(), Dispatch: engine.Queue, DrainTasks: drain})
+			if err != nil {
+				return err
+			}
+			defer eng.Close()
+			log := slog.New(slog.NewTextHandler(a.err, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			log.Info("baton worker ready", "owner", eng.Owner(), "artifacts", e.home.Artifacts)
+			err = eng.Work(ctx, log)
+			log.Info("stopped")
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&workers, "workers", 0, "tasks running at once (default: the number of CPUs)")
+	cmd.Flags().DurationVar(&drain, "drain", 30*time.Second, "on SIGTERM, how long running tasks may take to finish")
 	return cmd
 }
 

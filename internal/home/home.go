@@ -53,6 +53,12 @@ func first(vals ...string) string {
 	return ""
 }
 
+// Postgres reports whether the store is PostgreSQL: shared by many
+// processes, so tasks go through its queue.
+func (h Home) Postgres() bool {
+	return strings.HasPrefix(h.DB, "postgres://") || strings.HasPrefix(h.DB, "postgresql://")
+}
+
 // TempDir is the scratch folder for running tasks.
 func (h Home) TempDir() string { return filepath.Join(h.Dir, "tmp") }
 

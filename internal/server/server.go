@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,9 +38,24 @@ type Options struct {
 	Drain time.Duration
 	// RequireAuth demands tokens even on a loopback address.
 	RequireAuth bool
-	Logger      *slog.Logger
+	// Dispatch says how tasks reach processes: engine.Local (this server
+	// runs the tasks of the runs it coordinates) or engine.Queue (any
+	// server or `baton worker` on the store runs them).
+	Dispatch engine.Dispatch
+	// Elector decides which of several servers on one store leads: runs
+	// the triggers, the cron, the scheduler and the take-overs. Default:
+	// this server leads alone (a lock file in the home).
+	Elector Elector
+	Logger  *slog.Logger
 	// Now is the clock of the cron scheduler (tests); default time.Now.
 	Now func() time.Time
+}
+
+// Elector is a campaign to lead among the servers of one store.
+type Elector interface {
+	// Campaign blocks until this process leads (or ctx ends) and returns
+	// a channel closed when it stops leading.
+	Campaign(ctx context.Context) (<-chan struct{}, error)
 }
 
 // Server is a running baton server.
@@ -59,6 +75,7 @@ type Server struct {
 	wakeFinish  chan struct{}
 	wakeSched   chan struct{}
 	wakeReload  chan struct{}
+	wakeAdopt   chan struct{}
 
 	mu       sync.Mutex
 	starting map[int64]string    // runs handed to the engine (by flow), not yet returned
@@ -93,14 +110,18 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	eng, err := engine.New(st, blobs, engine.Options{Workers: opt.Workers, TempDir: h.TempDir(), Env: h.Env()})
+	if opt.Elector == nil {
+		opt.Elector = &fileElector{path: filepath.Join(h.Dir, "leader.lock")}
+	}
+	eng, err := engine.New(st, blobs, engine.Options{Workers: opt.Workers, TempDir: h.TempDir(), Env: h.Env(),
+		Dispatch: opt.Dispatch, DrainTasks: opt.Drain})
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
 		st: st, blobs: blobs, home: h, eng: eng, opt: opt, log: opt.Logger,
 		wakeSignals: make(chan struct{}, 1), wakeFinish: make(chan struct{}, 1),
-		wakeSched: make(chan struct{}, 1), wakeReload: make(chan struct{}, 1),
+		wakeSched: make(chan struct{}, 1), wakeReload: make(chan struct{}, 1), wakeAdopt: make(chan struct{}, 1),
 		starting: map[int64]string{},
 	}
 	s.m = newMetrics(s)
@@ -150,19 +171,27 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.reload(ctx); err != nil {
 		return fmt.Errorf("load flows: %w", err)
 	}
-	if err := s.adopt(ctx); err != nil {
-		return fmt.Errorf("take over unfinished runs: %w", err)
-	}
-	s.upSince = s.opt.Now()
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.ln) }()
 	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	var lw sync.WaitGroup
-	for _, loop := range []func(context.Context){s.reloadLoop, s.signalLoop, s.finishLoop, s.cronLoop, s.schedLoop} {
-		lw.Go(func() { loop(loops) })
+	lw.Go(func() { s.reloadLoop(loops) })
+	lw.Go(func() { s.listen(loops) })
+	lw.Go(func() { s.lead(loops) })
+	workDone := make(chan struct{})
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	if s.opt.Dispatch == engine.Queue {
+		go func() {
+			defer close(workDone)
+			if err := s.eng.Work(workCtx, s.log); err != nil {
+				s.log.Error("worker", "err", err)
+			}
+		}()
+	} else {
+		close(workDone)
 	}
-	s.log.Info("baton server ready", "addr", s.Addr(), "home", s.home.Dir, "auth", s.authMode())
+	s.log.Info("baton server ready", "addr", s.Addr(), "home", s.home.Dir, "auth", s.authMode(), "dispatch", s.dispatchName())
 
 	var err error
 	select {
@@ -175,6 +204,8 @@ func (s *Server) Run(ctx context.Context) error {
 	stopLoops()
 	lw.Wait()
 	s.eng.Drain()
+	stopWork()
+	<-workDone
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -194,6 +225,69 @@ func (s *Server) Run(ctx context.Context) error {
 	s.eng.Close()
 	s.log.Info("stopped")
 	return err
+}
+
+func (s *Server) dispatchName() string {
+	if s.opt.Dispatch == engine.Queue {
+		return "queue"
+	}
+	return "local"
+}
+
+// listen turns notes from other processes into wake-ups of the loops.
+func (s *Server) listen(ctx context.Context) {
+	notes, err := s.st.Listen(ctx)
+	if err != nil {
+		s.log.Warn("listen for notes: polling only", "err", err)
+		return
+	}
+	for n := range notes {
+		switch n {
+		case store.NoteSignals:
+			wake(s.wakeSignals)
+		case store.NoteRuns:
+			wake(s.wakeSched)
+			wake(s.wakeFinish)
+			wake(s.wakeAdopt)
+		}
+	}
+}
+
+// lead campaigns to lead and, while it does, runs the loops that must run
+// once per store: triggers, cron, scheduling, reaping and take-overs.
+func (s *Server) lead(ctx context.Context) {
+	for ctx.Err() == nil {
+		lost, err := s.opt.Elector.Campaign(ctx)
+		if err != nil {
+			return
+		}
+		s.log.Info("leading: triggers, cron and scheduling run here")
+		lctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-lost:
+				s.log.Warn("lost the lead")
+			case <-lctx.Done():
+			}
+			cancel()
+		}()
+		s.upSince = s.opt.Now()
+		if s.opt.Dispatch == engine.Local {
+			if err := s.adopt(lctx); err != nil {
+				s.log.Error("take over unfinished runs", "err", err)
+			}
+		}
+		var lw sync.WaitGroup
+		loops := []func(context.Context){s.signalLoop, s.finishLoop, s.cronLoop, s.schedLoop}
+		if s.opt.Dispatch == engine.Queue {
+			loops = append(loops, s.reapLoop, s.adoptLoop)
+		}
+		for _, loop := range loops {
+			lw.Go(func() { loop(lctx) })
+		}
+		lw.Wait()
+		cancel()
+	}
 }
 
 func (s *Server) authMode() string {

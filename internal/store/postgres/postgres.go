@@ -133,3 +133,66 @@ func listener(cfg pgx.ConnConfig) sqlstore.Listener {
 		return out, nil
 	}
 }
+
+// Leadership is one process's claim to lead: the holder of a session-level
+// advisory lock on a dedicated connection. When the process dies, the
+// connection closes and the lock is released for another to take.
+type Leadership struct {
+	cfg pgx.ConnConfig
+	key int64
+}
+
+// NewLeadership prepares a campaign for the lock named name on the
+// database dsn names.
+func NewLeadership(dsn, name string) (*Leadership, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	h := fnv.New64a()
+	h.Write([]byte("baton-leader:" + name))
+	return &Leadership{cfg: *cfg, key: int64(h.Sum64())}, nil
+}
+
+// Campaign blocks until this process leads (or ctx ends), and returns a
+// channel closed when it stops leading: the connection failed, or ctx ended.
+func (l *Leadership) Campaign(ctx context.Context) (<-chan struct{}, error) {
+	for {
+		conn, err := pgx.ConnectConfig(ctx, &l.cfg)
+		if err == nil {
+			var got bool
+			if err = conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", l.key).Scan(&got); err == nil && got {
+				lost := make(chan struct{})
+				go l.hold(ctx, conn, lost)
+				return lost, nil
+			}
+			conn.Close(context.Background())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// hold keeps the lock's connection alive and says when it is gone.
+func (l *Leadership) hold(ctx context.Context, conn *pgx.Conn, lost chan struct{}) {
+	defer close(lost)
+	defer conn.Close(context.Background())
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			err := conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return
+			}
+		}
+	}
+}
