@@ -331,10 +331,11 @@ func Resume(ctx context.Context, f *Flow, runID int64, from string, opt Options)
 }
 
 type session struct {
-	st    store.Store
-	blobs *artifact.Store
-	eng   *engine.Engine
-	dir   string
+	st     store.Store
+	blobs  *artifact.Store
+	eng    *engine.Engine
+	dir    string
+	queued bool
 }
 
 func open(ctx context.Context, opt Options) (*session, error) {
@@ -357,13 +358,19 @@ func open(ctx context.Context, opt Options) (*session, error) {
 		st.Close()
 		return nil, err
 	}
-	eng, err := engine.New(st, blobs, engine.Options{Workers: opt.Workers, TempDir: h.TempDir(), Env: h.Env()})
+	eo := engine.Options{Workers: opt.Workers, TempDir: h.TempDir(), Env: h.Env()}
+	if h.Postgres() {
+		// A shared store: tasks go through its queue, and any process
+		// running Work for this flow helps.
+		eo.Dispatch = engine.Queue
+	}
+	eng, err := engine.New(st, blobs, eo)
 	if err != nil {
 		blobs.Close()
 		st.Close()
 		return nil, err
 	}
-	return &session{st: st, blobs: blobs, eng: eng, dir: dir}, nil
+	return &session{st: st, blobs: blobs, eng: eng, dir: dir, queued: h.Postgres()}, nil
 }
 
 func (s *session) close() {
@@ -377,6 +384,19 @@ func (s *session) execute(ctx context.Context, id int64, funcs map[string]engine
 	if opt.Progress != nil {
 		obs = progress.NewLines(opt.Progress)
 	}
+	if s.queued {
+		run, err := s.st.Run(ctx, id)
+		if err != nil {
+			return Result{}, err
+		}
+		wctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.eng.Work(wctx, engine.WorkOptions{Funcs: map[string]map[string]engine.GoFunc{run.Flow: funcs}})
+		}()
+		defer func() { stop(); <-done }()
+	}
 	run, err := s.eng.Execute(ctx, id, engine.ExecOptions{Funcs: funcs, Observer: obs})
 	if err != nil {
 		return Result{RunID: id}, err
@@ -386,3 +406,31 @@ func (s *session) execute(ctx context.Context, id int64, funcs map[string]engine
 
 // ErrNotFound is returned (wrapped) when a run does not exist.
 var ErrNotFound = store.ErrNotFound
+
+// Work runs tasks of these flows (their Go steps and any shell step) from a
+// shared store's queue until ctx ends: start it in more processes, on more
+// machines, to spread a run's tasks. It needs a PostgreSQL store
+// (Options.DB postgres://...).
+func Work(ctx context.Context, opt Options, flows ...*Flow) error {
+	h, err := home.Resolve(opt.Home, opt.DB)
+	if err != nil {
+		return err
+	}
+	if !h.Postgres() {
+		return fmt.Errorf("sdk.Work needs a shared store: Options.DB postgres://...")
+	}
+	funcs := map[string]map[string]engine.GoFunc{}
+	for _, f := range flows {
+		_, fs, err := f.compile()
+		if err != nil {
+			return err
+		}
+		funcs[f.Name] = fs
+	}
+	s, err := open(ctx, opt)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	return s.eng.Work(ctx, engine.WorkOptions{Funcs: funcs})
+}

@@ -215,7 +215,7 @@ func (a *app) executeWith(ctx context.Context, e *env, eng *engine.Engine, run s
 	if e.home.Postgres() {
 		wctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
-		go func() { defer close(done); eng.Work(wctx, nil) }()
+		go func() { defer close(done); eng.Work(wctx, engine.WorkOptions{}) }()
 		defer func() { stop(); <-done }()
 	}
 	final, err := eng.Execute(ctx, run.ID, engine.ExecOptions{Observer: obs})

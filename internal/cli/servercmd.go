@@ -108,7 +108,7 @@ running ones finish (up to --drain) and hands the rest back.`,
 			defer eng.Close()
 			log := slog.New(slog.NewTextHandler(a.err, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			log.Info("baton worker ready", "owner", eng.Owner(), "artifacts", e.home.Artifacts)
-			err = eng.Work(ctx, log)
+			err = eng.Work(ctx, engine.WorkOptions{Log: log})
 			log.Info("stopped")
 			return err
 		},

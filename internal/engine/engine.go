@@ -126,20 +126,9 @@ func New(st store.Store, blobs *artifact.Store, opt Options) (*Engine, error) {
 	}, nil
 }
 
-// queued reports whether a run of fl dispatches through the queue: in Queue
-// mode, when every step is a shell step (Go SDK steps run only in the
-// program that defines them).
-func (e *Engine) queued(fl *flow.Flow) bool {
-	if e.opt.Dispatch != Queue {
-		return false
-	}
-	for _, s := range fl.Steps {
-		if s.Run == "" {
-			return false
-		}
-	}
-	return true
-}
+// queued reports whether runs dispatch through the queue (Queue mode):
+// shell tasks to any worker, Go tasks to the workers with their functions.
+func (e *Engine) queued(*flow.Flow) bool { return e.opt.Dispatch == Queue }
 
 // ErrHandedBack is returned by Execute for a run the engine gave back
 // unfinished because it is draining (Drain): completed work is recorded

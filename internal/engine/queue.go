@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -220,7 +221,7 @@ func (r *runner) startQueued(s *stepRun) {
 		Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskRunning, Foreach: s.foreach,
 			NumTasks: s.n, SignalID: s.signalID(), At: now}},
 		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, Count: s.n, ReadyAt: now, Queued: true,
-			Items: s.items, MaxAttempts: s.def.Retry.MaxAttempts()}},
+			Items: s.items, MaxAttempts: s.def.Retry.MaxAttempts(), Runner: runnerOf(r.fl.Name, s.def)}},
 	}
 	if len(reused) > 0 {
 		b.Reuse = []store.ReuseTasks{{RunID: r.run.ID, From: r.origin, Step: s.def.Name, Count: s.n, At: now}}
@@ -278,4 +279,12 @@ func (r *runner) running() (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// runnerOf names who can run a step's queued tasks.
+func runnerOf(flowName string, s *flow.Step) string {
+	if s.Run == "" {
+		return GoRunner(flowName)
+	}
+	return ""
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,7 +31,7 @@ func queueEnv(t *testing.T, opt engine.Options) *env {
 func (e *env) work(t *testing.T, eng *engine.Engine) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); eng.Work(ctx, nil) }()
+	go func() { defer close(done); eng.Work(ctx, engine.WorkOptions{}) }()
 	t.Cleanup(func() { cancel(); <-done })
 }
 
@@ -181,7 +183,7 @@ func TestDeadWorkerTaskRunsElsewhere(t *testing.T) {
 	// A "worker" claims the task and dies without renewing.
 	var claims []store.Claim
 	waitFor(t, 10*time.Second, func() bool {
-		claims, _ = e.st.ClaimTasks(context.Background(), "dead-worker", 1, -time.Second)
+		claims, _ = e.st.ClaimTasks(context.Background(), "dead-worker", 1, -time.Second, nil)
 		return len(claims) == 1
 	}, "nothing to claim")
 	if n, err := e.st.ReapTasks(context.Background()); n != 1 || err != nil {
@@ -202,3 +204,55 @@ func TestDeadWorkerTaskRunsElsewhere(t *testing.T) {
 }
 
 var _ = json.RawMessage(nil)
+
+// Go steps go through the queue to the processes that have their functions.
+func TestQueuedGoStepsAcrossEngines(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, engine.Options{Dispatch: engine.Queue, QueuePoll: 50 * time.Millisecond})
+	f := &flow.Flow{Name: "q-go", Steps: []flow.Step{
+		{Name: "each", Foreach: &flow.Foreach{Items: items(50)}},
+		{Name: "sum", Needs: []string{"each"}},
+	}}
+	var mu sync.Mutex
+	ran := map[string]int{}
+	funcs := func(who string) map[string]map[string]engine.GoFunc {
+		return map[string]map[string]engine.GoFunc{"q-go": {
+			"each": func(ctx context.Context, t *engine.Task) error {
+				mu.Lock()
+				ran[who]++
+				mu.Unlock()
+				return t.Output(ctx, "x", t.Item)
+			},
+			"sum": func(ctx context.Context, t *engine.Task) error {
+				arts, err := t.Inputs(ctx, "each")
+				if err != nil {
+					return err
+				}
+				return t.Output(ctx, "n", []byte(strconv.Itoa(len(arts))))
+			},
+		}}
+	}
+	// A worker with no functions must leave the Go tasks alone.
+	e.work(t, e.eng)
+	for _, who := range []string{"a", "b"} {
+		other, err := engine.New(e.st, e.blobs, engine.Options{Dispatch: engine.Queue, TempDir: t.TempDir(), QueuePoll: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(other.Close)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); other.Work(ctx, engine.WorkOptions{Funcs: funcs(who)}) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	r := e.run(t, f, nil, engine.ExecOptions{})
+	if r.Status != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.Status, r.Error)
+	}
+	if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "sum"}, "n"); got != "50" {
+		t.Fatalf("sum saw %s", got)
+	}
+	if ran["a"]+ran["b"] != 50 {
+		t.Fatalf("tasks ran %v times, want 50 in all", ran)
+	}
+}

@@ -18,6 +18,10 @@ import (
 type worker struct {
 	e   *Engine
 	log *slog.Logger
+	// funcs are the Go steps this worker can run, by flow and step, and
+	// runners their names in the queue.
+	funcs   map[string]map[string]GoFunc
+	runners []string
 
 	mu     sync.Mutex
 	views  map[int64]*runner // what running a run's tasks needs, by run
@@ -31,15 +35,28 @@ var errLeaseLost = errors.New("the task's lease was lost (another worker may run
 // errRunStopped stops a task whose run ended or was asked to cancel.
 var errRunStopped = errors.New("its run was cancelled or ended")
 
+// WorkOptions configure Work.
+type WorkOptions struct {
+	Log *slog.Logger
+	// Funcs are the Go steps this process can run, by flow and step: it
+	// claims their tasks besides shell tasks.
+	Funcs map[string]map[string]GoFunc
+}
+
 // Work runs queued tasks until ctx ends: whenever it has free worker slots
 // it claims that many tasks, runs them, and finishes each fenced by its
 // lease. Any number of processes may work one store. When ctx ends, the
-// tasks running finish (or, after KillGrace, are handed back untried).
-func (e *Engine) Work(ctx context.Context, log *slog.Logger) error {
+// tasks running finish (or, after DrainTasks, are handed back untried).
+func (e *Engine) Work(ctx context.Context, opt WorkOptions) error {
+	log := opt.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w := &worker{e: e, log: log, views: map[int64]*runner{}, active: map[store.TaskKey]context.CancelCauseFunc{}}
+	w := &worker{e: e, log: log, views: map[int64]*runner{}, active: map[store.TaskKey]context.CancelCauseFunc{},
+		funcs: opt.Funcs}
+	for flowName := range opt.Funcs {
+		w.runners = append(w.runners, GoRunner(flowName))
+	}
 	e.mu.Lock()
 	e.worker = w
 	e.mu.Unlock()
@@ -73,7 +90,7 @@ func (e *Engine) Work(ctx context.Context, log *slog.Logger) error {
 				break more
 			}
 		}
-		claims, err := e.st.ClaimTasks(ctx, e.owner, len(slots), e.opt.TaskLeaseTTL)
+		claims, err := e.st.ClaimTasks(ctx, e.owner, len(slots), e.opt.TaskLeaseTTL, w.runners)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("claim tasks", "err", err)
 		}
@@ -233,6 +250,9 @@ func (w *worker) renew(ctx context.Context) {
 	}
 }
 
+// GoRunner names, in the queue, the runner of a flow's Go steps.
+func GoRunner(flowName string) string { return "go:" + flowName }
+
 // stopRun stops this process's running tasks of run id at once.
 func (w *worker) stopRun(id int64) {
 	w.mu.Lock()
@@ -263,7 +283,7 @@ func (w *worker) view(ctx context.Context, c store.Claim) (*runner, *stepRun, er
 		if err != nil {
 			return nil, nil, err
 		}
-		rv = w.e.newRunner(run, fl, v.Dir, nil, nil, contracts)
+		rv = w.e.newRunner(run, fl, v.Dir, w.funcs[fl.Name], nil, contracts)
 		w.mu.Lock()
 		if prev := w.views[c.RunID]; prev != nil {
 			rv = prev
@@ -276,8 +296,8 @@ func (w *worker) view(ctx context.Context, c store.Claim) (*runner, *stepRun, er
 	if s == nil {
 		return rv, nil, fmt.Errorf("flow %s has no step %q", rv.fl.Name, c.Step)
 	}
-	if s.def.Run == "" {
-		return rv, s, fmt.Errorf("step %s is a Go SDK step: only its program can run it", c.Step)
+	if s.def.Run == "" && rv.funcs[s.def.Name] == nil {
+		return rv, s, fmt.Errorf("step %s is a Go step this worker has no function for", c.Step)
 	}
 	if s.def.Wait != nil {
 		s.sigOnce.Do(func() { s.sigErr = w.loadSignal(ctx, rv, s) })

@@ -184,7 +184,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.opt.Dispatch == engine.Queue {
 		go func() {
 			defer close(workDone)
-			if err := s.eng.Work(workCtx, s.log); err != nil {
+			if err := s.eng.Work(workCtx, engine.WorkOptions{Log: s.log}); err != nil {
 				s.log.Error("worker", "err", err)
 			}
 		}()

@@ -299,6 +299,9 @@ type NewTasks struct {
 	Queued      bool
 	Items       []json.RawMessage
 	MaxAttempts int
+	// Runner says who can run them: "" (shell steps: any worker) or
+	// "go:FLOW" (Go steps: workers with the flow's functions).
+	Runner string
 }
 
 // ReuseTasks copies the succeeded tasks of step Step in run From into run
@@ -581,8 +584,9 @@ const (
 // leases are renewed while a task runs and expire when its worker dies,
 // and every finish is fenced by the lease generation.
 type QueueStore interface {
-	// ClaimTasks leases up to n claimable tasks to worker for ttl.
-	ClaimTasks(ctx context.Context, worker string, n int, ttl time.Duration) ([]Claim, error)
+	// ClaimTasks leases to worker for ttl up to n claimable tasks that
+	// it can run: shell tasks, and the Go tasks of the runners it names.
+	ClaimTasks(ctx context.Context, worker string, n int, ttl time.Duration, runners []string) ([]Claim, error)
 	// RenewTaskLeases extends worker's leases. It returns the tasks the
 	// worker still holds, and those among them it should stop: their run
 	// ended or was asked to cancel.

@@ -22,9 +22,9 @@ func (s *Store) insertQueued(ctx context.Context, tx *sql.Tx, c store.NewTasks) 
 	for lo := 0; lo < c.Count; lo += chunk {
 		hi := min(lo+chunk, c.Count)
 		var b strings.Builder
-		b.WriteString(`INSERT INTO tasks (run_id, step, idx, status, ready_at, queued, item, max_attempts) VALUES `)
-		args := make([]any, 0, (hi-lo)*2+4)
-		args = append(args, c.RunID, c.Step, micros(c.ReadyAt), maxAttempts)
+		b.WriteString(`INSERT INTO tasks (run_id, step, idx, status, ready_at, queued, item, max_attempts, runner) VALUES `)
+		args := make([]any, 0, (hi-lo)*2+5)
+		args = append(args, c.RunID, c.Step, micros(c.ReadyAt), maxAttempts, c.Runner)
 		for i := lo; i < hi; i++ {
 			if i > lo {
 				b.WriteByte(',')
@@ -35,7 +35,7 @@ func (s *Store) insertQueued(ctx context.Context, tx *sql.Tx, c store.NewTasks) 
 			}
 			args = append(args, i, item)
 			n := len(args)
-			fmt.Fprintf(&b, "($1, $2, $%d, 'pending', $3, TRUE, $%d, $4)", n-1, n)
+			fmt.Fprintf(&b, "($1, $2, $%d, 'pending', $3, TRUE, $%d, $4, $5)", n-1, n)
 		}
 		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
 			return fmt.Errorf("queue tasks %d..%d of %d/%s: %w", lo, hi-1, c.RunID, c.Step, err)
@@ -45,17 +45,22 @@ func (s *Store) insertQueued(ctx context.Context, tx *sql.Tx, c store.NewTasks) 
 }
 
 // ClaimTasks implements store.QueueStore.
-func (s *Store) ClaimTasks(ctx context.Context, worker string, n int, ttl time.Duration) ([]store.Claim, error) {
+func (s *Store) ClaimTasks(ctx context.Context, worker string, n int, ttl time.Duration, runners []string) ([]store.Claim, error) {
 	var out []store.Claim
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		now := s.now()
+		args := []any{worker, micros(now.Add(ttl)), micros(now), n, ""}
+		can := "$5"
+		for _, r := range runners {
+			args = append(args, r)
+			can += fmt.Sprintf(", $%d", len(args))
+		}
 		rows, err := tx.QueryContext(ctx, `UPDATE tasks SET status = 'running', lease_owner = $1, lease_until = $2,
 			lease_gen = lease_gen + 1, attempts = attempts + 1, started_at = $3, error = ''
 			WHERE (run_id, step, idx) IN (SELECT run_id, step, idx FROM tasks
-				WHERE queued AND status = 'pending' AND not_before <= $3
+				WHERE queued AND status = 'pending' AND not_before <= $3 AND runner IN (`+can+`)
 				ORDER BY ready_at, run_id, idx LIMIT $4`+s.dialect.SkipLocked()+`)
-			RETURNING run_id, step, idx, attempts, lease_gen, item`,
-			worker, micros(now.Add(ttl)), micros(now), n)
+			RETURNING run_id, step, idx, attempts, lease_gen, item`, args...)
 		if err != nil {
 			return fmt.Errorf("claim tasks: %w", err)
 		}

@@ -819,15 +819,15 @@ func queueRun(t *testing.T, s store.Store, n, maxAttempts int) store.Run {
 func testQueue(t *testing.T, s store.Store) {
 	c := ctx(t)
 	r := queueRun(t, s, 5, 2)
-	claims, err := s.ClaimTasks(c, "w1", 3, time.Minute)
+	claims, err := s.ClaimTasks(c, "w1", 3, time.Minute, nil)
 	if err != nil || len(claims) != 3 || claims[0].Index != 0 || claims[0].Attempt != 1 || claims[0].Gen != 1 || string(claims[2].Item) != `{"i":2}` {
 		t.Fatalf("claim 3: %+v %v", claims, err)
 	}
-	rest, _ := s.ClaimTasks(c, "w2", 10, time.Minute)
+	rest, _ := s.ClaimTasks(c, "w2", 10, time.Minute, nil)
 	if len(rest) != 2 || rest[0].Index != 3 {
 		t.Fatalf("claim the rest: %+v", rest)
 	}
-	if none, _ := s.ClaimTasks(c, "w3", 10, time.Minute); len(none) != 0 {
+	if none, _ := s.ClaimTasks(c, "w3", 10, time.Minute, nil); len(none) != 0 {
 		t.Fatalf("claimed tasks twice: %+v", none)
 	}
 	now := time.Now()
@@ -852,7 +852,7 @@ func testQueue(t *testing.T, s store.Store) {
 		p.Counts[store.TaskRunning] != 2 || p.Failed == nil || p.Failed.Index != 2 || p.Failed.Error != "final" {
 		t.Fatalf("progress: %+v %v", p, err)
 	}
-	if again, _ := s.ClaimTasks(c, "w3", 10, time.Minute); len(again) != 0 {
+	if again, _ := s.ClaimTasks(c, "w3", 10, time.Minute, nil); len(again) != 0 {
 		t.Fatalf("a retry was claimable before its time: %+v", again)
 	}
 	atts, _ := s.Attempts(c, claims[1].TaskKey)
@@ -880,11 +880,11 @@ func testQueue(t *testing.T, s store.Store) {
 func testQueueFencing(t *testing.T, s store.Store) {
 	c := ctx(t)
 	r := queueRun(t, s, 1, 3)
-	first, _ := s.ClaimTasks(c, "old", 1, -time.Second) // a lease that has already expired
+	first, _ := s.ClaimTasks(c, "old", 1, -time.Second, nil) // a lease that has already expired
 	if n, err := s.ReapTasks(c); err != nil || n != 1 {
 		t.Fatalf("reap: %d %v", n, err)
 	}
-	second, _ := s.ClaimTasks(c, "new", 1, time.Minute)
+	second, _ := s.ClaimTasks(c, "new", 1, time.Minute, nil)
 	if len(second) != 1 || second[0].Gen != first[0].Gen+1 || second[0].Attempt != 2 {
 		t.Fatalf("second claim: %+v after %+v", second, first)
 	}
@@ -910,7 +910,7 @@ func testQueueFencing(t *testing.T, s store.Store) {
 	}
 	// Tasks of an ended run cannot finish.
 	r2 := queueRun(t, s, 1, 1)
-	cl, _ := s.ClaimTasks(c, "w", 1, time.Minute)
+	cl, _ := s.ClaimTasks(c, "w", 1, time.Minute, nil)
 	s.Apply(c, "coord", &store.Batch{Runs: []store.RunChange{{RunID: r2.ID, Status: store.RunCancelled, At: now}}})
 	if err := s.FinishTask(c, store.Finish{Claim: cl[0], Worker: "w", Status: store.TaskSucceeded, StartedAt: now, At: now}); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("finish in an ended run: %v", err)
@@ -920,7 +920,7 @@ func testQueueFencing(t *testing.T, s store.Store) {
 func testQueueReap(t *testing.T, s store.Store) {
 	c := ctx(t)
 	r := queueRun(t, s, 2, 1)
-	s.ClaimTasks(c, "dead", 2, -time.Second)
+	s.ClaimTasks(c, "dead", 2, -time.Second, nil)
 	if n, _ := s.ReapTasks(c); n != 2 {
 		t.Fatalf("reaped %d", n)
 	}
@@ -943,7 +943,7 @@ func testQueueConcurrent(t *testing.T, s store.Store) {
 	for w := range 6 {
 		wg.Go(func() {
 			for {
-				cl, err := s.ClaimTasks(c, fmt.Sprint("w", w), 7, time.Minute)
+				cl, err := s.ClaimTasks(c, fmt.Sprint("w", w), 7, time.Minute, nil)
 				if err != nil {
 					t.Error(err)
 					return
@@ -988,5 +988,29 @@ func testListen(t *testing.T, s store.Store) {
 		case <-deadline:
 			t.Fatal("no queue note after queueing tasks")
 		}
+	}
+}
+
+func testQueueRunners(t *testing.T, s store.Store) {
+	c := ctx(t)
+	r := newRun(t, s, "coord")
+	now := time.Now()
+	if err := s.Apply(c, "coord", &store.Batch{NewTasks: []store.NewTasks{
+		{RunID: r.ID, Step: "go", Count: 2, ReadyAt: now, Queued: true, Runner: "go:f"},
+		{RunID: r.ID, Step: "sh", Count: 1, ReadyAt: now, Queued: true},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	shellOnly, _ := s.ClaimTasks(c, "w1", 10, time.Minute, nil)
+	if len(shellOnly) != 1 || shellOnly[0].Step != "sh" {
+		t.Fatalf("a worker without Go functions claimed %+v", shellOnly)
+	}
+	other, _ := s.ClaimTasks(c, "w2", 10, time.Minute, []string{"go:g"})
+	if len(other) != 0 {
+		t.Fatalf("a worker with another flow's functions claimed %+v", other)
+	}
+	mine, _ := s.ClaimTasks(c, "w3", 10, time.Minute, []string{"go:f"})
+	if len(mine) != 2 || mine[0].Step != "go" {
+		t.Fatalf("the worker with the flow's functions claimed %+v", mine)
 	}
 }

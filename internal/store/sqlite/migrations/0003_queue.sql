@@ -6,5 +6,8 @@ ALTER TABLE tasks ADD COLUMN not_before INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE tasks ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0;
+-- Who can run the task: "" (a shell step, any worker) or "go:FLOW" (a Go
+-- step, only workers that have the flow's functions).
+ALTER TABLE tasks ADD COLUMN runner TEXT NOT NULL DEFAULT '';
 CREATE INDEX tasks_queue ON tasks (ready_at) WHERE queued AND status = 'pending';
 CREATE INDEX tasks_leased ON tasks (lease_owner) WHERE queued AND status = 'running';
