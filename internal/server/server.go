@@ -88,6 +88,7 @@ type Server struct {
 	http     *http.Server
 	loopback bool
 	stopping atomic.Bool
+	leading  atomic.Bool
 }
 
 // New prepares a server over an opened home.
@@ -253,6 +254,10 @@ func (s *Server) listen(ctx context.Context) {
 	}
 }
 
+// Leading reports whether this server leads (its trigger, cron and
+// scheduling loops run).
+func (s *Server) Leading() bool { return s.leading.Load() }
+
 // lead campaigns to lead and, while it does, runs the loops that must run
 // once per store: triggers, cron, scheduling, reaping and take-overs.
 func (s *Server) lead(ctx context.Context) {
@@ -262,6 +267,7 @@ func (s *Server) lead(ctx context.Context) {
 			return
 		}
 		s.log.Info("leading: triggers, cron and scheduling run here")
+		s.leading.Store(true)
 		lctx, cancel := context.WithCancel(ctx)
 		go func() {
 			select {
@@ -286,6 +292,7 @@ func (s *Server) lead(ctx context.Context) {
 			lw.Go(func() { loop(lctx) })
 		}
 		lw.Wait()
+		s.leading.Store(false)
 		cancel()
 	}
 }
