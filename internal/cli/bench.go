@@ -35,8 +35,8 @@ Prints a table, or JSON with -o json.`,
 				}
 			}
 			cfg.Only = args
-			if cfg.Tasks <= 0 || cfg.Shell <= 0 || cfg.Signals <= 0 || cfg.Fanout <= 0 || cfg.Procs <= 0 {
-				return usageErr("--tasks, --shell, --signals, --fanout and --procs must be positive")
+			if cfg.Tasks <= 0 || cfg.Shell <= 0 || cfg.Signals <= 0 || cfg.Fanout <= 0 || cfg.Procs <= 0 || cfg.Rate <= 0 {
+				return usageErr("--tasks, --shell, --signals, --fanout, --rate and --procs must be positive")
 			}
 			h, err := home.Resolve(a.homeDir, a.db)
 			if err != nil {
@@ -64,6 +64,7 @@ Prints a table, or JSON with -o json.`,
 	f.IntVar(&cfg.Shell, "shell", 2000, "tiny shell tasks")
 	f.IntVar(&cfg.Signals, "signals", 200, "signals for the latency benchmark")
 	f.IntVar(&cfg.Fanout, "fanout", 1000, "subscribing flows for the fan-out benchmark")
+	f.IntVar(&cfg.Rate, "rate", 10, "signals a second in the latency benchmark")
 	f.IntVar(&cfg.Procs, "procs", 2, "processes working the queue (PostgreSQL)")
 	return cmd
 }

@@ -11,6 +11,10 @@ import (
 	"github.com/baton-ml/baton/internal/store"
 )
 
+// throttle is the least time between two looks at a run's progress when
+// its tasks end in quick succession.
+const throttle = 20 * time.Millisecond
+
 // reconcile coordinates a run whose tasks go through the queue. Unlike the
 // local loop it keeps no state the store does not: each pass reads the
 // steps and their task counts and moves the run on, so another process can
@@ -71,6 +75,8 @@ func (r *runner) reconcile() error {
 			if n != mine {
 				continue
 			}
+			// Many tasks end at once: look once for all of them.
+			time.Sleep(throttle)
 		case <-poll.C:
 		case <-r.e.drainCh:
 			r.draining = true

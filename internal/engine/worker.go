@@ -23,6 +23,8 @@ type worker struct {
 	funcs   map[string]map[string]GoFunc
 	runners []string
 
+	fin *finisher
+
 	mu     sync.Mutex
 	views  map[int64]*runner // what running a run's tasks needs, by run
 	active map[store.TaskKey]context.CancelCauseFunc
@@ -70,8 +72,15 @@ func (e *Engine) Work(ctx context.Context, opt WorkOptions) error {
 	defer stopTasks(nil)
 	renewDone := make(chan struct{})
 	go func() { defer close(renewDone); w.renew(taskCtx) }()
+	fin := newFinisher(e.st, log)
+	w.fin = fin
 	poll := time.NewTicker(e.opt.QueuePoll)
 	defer poll.Stop()
+	// backlog holds claimed tasks waiting for a slot: when the queue is
+	// deep, each claim takes a few tasks more than there are free slots,
+	// so a slot freed finds its next task without a round trip.
+	var backlog []store.Claim
+	full := false
 	for ctx.Err() == nil {
 		var sl *slot
 		select {
@@ -79,7 +88,6 @@ func (e *Engine) Work(ctx context.Context, opt WorkOptions) error {
 		case <-ctx.Done():
 			continue
 		}
-		// Take every other free slot too: one claim, many tasks.
 		slots := []*slot{sl}
 	more:
 		for {
@@ -90,23 +98,39 @@ func (e *Engine) Work(ctx context.Context, opt WorkOptions) error {
 				break more
 			}
 		}
-		claims, err := e.st.ClaimTasks(ctx, e.owner, len(slots), e.opt.TaskLeaseTTL, w.runners)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("claim tasks", "err", err)
+		if len(backlog) < len(slots) {
+			want := len(slots) - len(backlog)
+			if full {
+				want += 4 * e.opt.Workers
+			}
+			claims, err := e.st.ClaimTasks(ctx, e.owner, want, e.opt.TaskLeaseTTL, w.runners)
+			if err != nil && ctx.Err() == nil {
+				log.Warn("claim tasks", "err", err)
+			}
+			full = len(claims) == want
+			backlog = append(backlog, claims...)
 		}
-		for i, c := range claims {
-			w.start(taskCtx, slots[i], c)
+		n := min(len(slots), len(backlog))
+		for i := range n {
+			w.start(taskCtx, slots[i], backlog[i])
 		}
-		for _, sl := range slots[len(claims):] {
+		backlog = backlog[n:]
+		for _, sl := range slots[n:] {
 			e.slots <- sl
 		}
-		if len(claims) > 0 {
+		if n > 0 {
 			continue
 		}
 		select {
 		case <-ctx.Done():
 		case <-poll.C:
 		case <-notes:
+		}
+	}
+	// Claimed tasks that never started go back untried.
+	for _, c := range backlog {
+		if err := e.st.ReleaseTask(context.Background(), c, e.owner); err != nil {
+			log.Warn("hand back task", "task", c.TaskKey, "err", err)
 		}
 	}
 	// Stopping: let running tasks finish for a while, then hand back.
@@ -118,6 +142,7 @@ func (e *Engine) Work(ctx context.Context, opt WorkOptions) error {
 		stopTasks(errHandBack)
 		<-done
 	}
+	fin.close()
 	stopTasks(nil)
 	<-renewDone
 	return nil
@@ -178,11 +203,65 @@ func (w *worker) run(ctx context.Context, sl *slot, c store.Claim) {
 	if out.status == store.TaskFailed && s != nil && c.Attempt < s.def.Retry.MaxAttempts() {
 		fin.RetryAt = fin.At.Add(s.def.Retry.Delay(c.Attempt + 1))
 	}
-	err = retry(context.Background(), func() error { return w.e.st.FinishTask(context.Background(), fin) })
-	if errors.Is(err, store.ErrLeaseLost) {
-		w.log.Info("task finished after losing its lease; its result is dropped", "task", c.TaskKey)
-	} else if err != nil {
-		w.log.Error("finish task", "task", c.TaskKey, "err", err)
+	w.fin.send(fin)
+}
+
+// finisher records finished attempts in groups: one transaction (and one
+// WAL flush) for every attempt that ended while the last was committing.
+type finisher struct {
+	st   store.Store
+	log  *slog.Logger
+	ch   chan store.Finish
+	done chan struct{}
+}
+
+func newFinisher(st store.Store, log *slog.Logger) *finisher {
+	f := &finisher{st: st, log: log, ch: make(chan store.Finish, 4096), done: make(chan struct{})}
+	go f.loop()
+	return f
+}
+
+func (f *finisher) send(fin store.Finish) { f.ch <- fin }
+
+// close records what is queued and stops.
+func (f *finisher) close() {
+	close(f.ch)
+	<-f.done
+}
+
+func (f *finisher) loop() {
+	defer close(f.done)
+	for first := range f.ch {
+		group := []store.Finish{first}
+	drain:
+		for len(group) < 256 {
+			select {
+			case next, ok := <-f.ch:
+				if !ok {
+					break drain
+				}
+				group = append(group, next)
+			default:
+				break drain
+			}
+		}
+		var errs []error
+		err := retry(context.Background(), func() error {
+			var err error
+			errs, err = f.st.FinishTasks(context.Background(), group)
+			return err
+		})
+		if err != nil {
+			// The store stayed away: the leases expire and the tasks run
+			// again elsewhere.
+			f.log.Error("record finished tasks", "tasks", len(group), "err", err)
+			continue
+		}
+		for i, e := range errs {
+			if e != nil {
+				f.log.Info("task finished after losing its lease; its result is dropped", "task", group[i].TaskKey)
+			}
+		}
 	}
 }
 

@@ -528,6 +528,9 @@ type TriggerStore interface {
 	// moves it.
 	Cursor(ctx context.Context, name string) (int64, error)
 	SetCursor(ctx context.Context, name string, v int64) error
+	// CatalogVersion changes whenever a flow version or a contract is
+	// registered: a cheap way to know definitions changed.
+	CatalogVersion(ctx context.Context) (int64, error)
 	RunEvents(ctx context.Context, afterSeq int64, limit int) ([]RunEvent, error)
 	// Block marks a strict_sequential flow blocked by a failed run;
 	// Blocked reports it; Unblock clears it.
@@ -596,6 +599,10 @@ type QueueStore interface {
 	// holds that generation of the lease (or the run ended): then nothing
 	// is written.
 	FinishTask(ctx context.Context, f Finish) error
+	// FinishTasks records many attempts' ends in one transaction (group
+	// commit). Each is fenced on its own: the result holds ErrLeaseLost
+	// for those refused, which write nothing, and nil for the others.
+	FinishTasks(ctx context.Context, fs []Finish) ([]error, error)
 	// ReapTasks puts back the tasks whose leases expired (their worker
 	// died), or fails those out of attempts. It returns how many.
 	ReapTasks(ctx context.Context) (int, error)

@@ -125,47 +125,74 @@ func (s *Store) RenewTaskLeases(ctx context.Context, worker string, ttl time.Dur
 
 // FinishTask implements store.QueueStore.
 func (s *Store) FinishTask(ctx context.Context, f store.Finish) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		status := f.Status
-		var finished, notBefore int64
-		if status == store.TaskFailed && !f.RetryAt.IsZero() {
-			status, notBefore = store.TaskPending, micros(f.RetryAt)
-		} else {
-			finished = micros(f.At)
-		}
-		var exit any
-		if f.ExitCode != nil {
-			exit = *f.ExitCode
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = $1, lease_owner = '', lease_until = 0,
-			finished_at = $2, not_before = $3, exit_code = COALESCE($4, exit_code), error = $5
-			WHERE run_id = $6 AND step = $7 AND idx = $8 AND lease_gen = $9 AND lease_owner = $10 AND status = 'running'
-				AND EXISTS (SELECT 1 FROM runs WHERE id = $6 AND status = 'running')`,
-			status, finished, notBefore, exit, f.Error, f.RunID, f.Step, f.Index, f.Gen, f.Worker)
-		if err != nil {
-			return fmt.Errorf("finish task %s: %w", f.TaskKey, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("task %s attempt %d (lease %d): %w", f.TaskKey, f.Attempt, f.Gen, store.ErrLeaseLost)
-		}
-		a := f.Stdout
-		a.TaskKey, a.Attempt, a.Status, a.StartedAt, a.FinishedAt, a.ExitCode, a.Error =
-			f.TaskKey, f.Attempt, f.Status, f.StartedAt, f.At, f.ExitCode, f.Error
-		b := &store.Batch{Attempts: []store.Attempt{a}}
-		if f.Status == store.TaskSucceeded {
-			b.Artifacts, b.Signals = f.Artifacts, f.Signals
-		}
-		if err := s.apply(ctx, tx, b); err != nil {
-			return err
-		}
-		if status == store.TaskPending {
-			if err := s.notify(ctx, tx, store.NoteQueue); err != nil {
+	errs, err := s.FinishTasks(ctx, []store.Finish{f})
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}
+
+// FinishTasks implements store.QueueStore.
+func (s *Store) FinishTasks(ctx context.Context, fs []store.Finish) ([]error, error) {
+	errs := make([]error, len(fs))
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for i, f := range fs {
+			errs[i] = nil
+			ok, err := s.finishOne(ctx, tx, f)
+			if err != nil {
 				return err
 			}
+			if !ok {
+				errs[i] = fmt.Errorf("task %s attempt %d (lease %d): %w", f.TaskKey, f.Attempt, f.Gen, store.ErrLeaseLost)
+			}
 		}
-		return s.notify(ctx, tx, store.NoteRunPref+strconv.FormatInt(f.RunID, 10))
+		return nil
 	})
+	return errs, err
 }
+
+// finishOne records one attempt's end unless its lease is gone.
+func (s *Store) finishOne(ctx context.Context, tx *sql.Tx, f store.Finish) (bool, error) {
+	status := f.Status
+	var finished, notBefore int64
+	if status == store.TaskFailed && !f.RetryAt.IsZero() {
+		status, notBefore = store.TaskPending, micros(f.RetryAt)
+	} else {
+		finished = micros(f.At)
+	}
+	var exit any
+	if f.ExitCode != nil {
+		exit = *f.ExitCode
+	}
+	res, err := s.exec(ctx, tx, qFinishTask, status, finished, notBefore, exit, f.Error, f.RunID, f.Step, f.Index, f.Gen, f.Worker)
+	if err != nil {
+		return false, fmt.Errorf("finish task %s: %w", f.TaskKey, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, nil
+	}
+	a := f.Stdout
+	a.TaskKey, a.Attempt, a.Status, a.StartedAt, a.FinishedAt, a.ExitCode, a.Error =
+		f.TaskKey, f.Attempt, f.Status, f.StartedAt, f.At, f.ExitCode, f.Error
+	b := &store.Batch{Attempts: []store.Attempt{a}}
+	if f.Status == store.TaskSucceeded {
+		b.Artifacts, b.Signals = f.Artifacts, f.Signals
+	}
+	if err := s.apply(ctx, tx, b); err != nil {
+		return false, err
+	}
+	if status == store.TaskPending {
+		if err := s.notify(ctx, tx, store.NoteQueue); err != nil {
+			return false, err
+		}
+	}
+	return true, s.notify(ctx, tx, store.NoteRunPref+strconv.FormatInt(f.RunID, 10))
+}
+
+const qFinishTask = `UPDATE tasks SET status = $1, lease_owner = '', lease_until = 0,
+	finished_at = $2, not_before = $3, exit_code = COALESCE($4, exit_code), error = $5
+	WHERE run_id = $6 AND step = $7 AND idx = $8 AND lease_gen = $9 AND lease_owner = $10 AND status = 'running'
+		AND EXISTS (SELECT 1 FROM runs WHERE id = $6 AND status = 'running')`
 
 // ReapTasks implements store.QueueStore.
 func (s *Store) ReapTasks(ctx context.Context) (int, error) {
@@ -249,41 +276,31 @@ func (s *Store) StepProgress(ctx context.Context, runID int64, step string) (sto
 }
 
 // Listen implements store.QueueStore: notes from every process where the
-// database carries them, and always this process's own.
+// database carries them, and always this process's own. All listeners of
+// the process share one database connection (started on first use).
 func (s *Store) Listen(ctx context.Context) (<-chan string, error) {
-	local := s.hub.subscribe(ctx)
-	if s.listener == nil {
-		return local, nil
-	}
-	remote, err := s.listener(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make(chan string, 64)
-	go func() {
-		defer close(out)
-		for local != nil || remote != nil {
-			var n string
-			var ok bool
-			select {
-			case n, ok = <-local:
-				if !ok {
-					local = nil
-					continue
-				}
-			case n, ok = <-remote:
-				if !ok {
-					remote = nil
-					continue
-				}
+	if s.listener != nil {
+		s.remoteOnce.Do(func() {
+			// The stream lives as long as the store: Close ends it.
+			rctx, cancel := context.WithCancel(context.Background())
+			s.closers = append(s.closers, func() error { cancel(); return nil })
+			notes, err := s.listener(rctx)
+			if err != nil {
+				s.remoteErr = err
+				cancel()
+				return
 			}
-			select {
-			case out <- n:
-			default: // a slow listener loses wake-ups, not data
-			}
+			go func() {
+				for n := range notes {
+					s.hub.publish(n)
+				}
+			}()
+		})
+		if s.remoteErr != nil {
+			return nil, s.remoteErr
 		}
-	}()
-	return out, nil
+	}
+	return s.hub.subscribe(ctx), nil
 }
 
 // hub fans notes out to this process's listeners.

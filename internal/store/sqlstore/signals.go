@@ -39,6 +39,11 @@ func (s *Store) PutSignalContracts(ctx context.Context, cs []store.SignalContrac
 				changed[i] = true
 			}
 		}
+		for _, c := range changed {
+			if c {
+				return bumpCatalog(ctx, tx)
+			}
+		}
 		return nil
 	})
 	return changed, err

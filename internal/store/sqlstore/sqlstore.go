@@ -59,6 +59,9 @@ type Store struct {
 	notesMu  sync.Mutex
 	notes    map[*sql.Tx][]string
 	listener Listener
+	// remoteOnce starts the one database listener of the process.
+	remoteOnce sync.Once
+	remoteErr  error
 }
 
 // New returns a Store writing through w and reading through r; closers
@@ -67,7 +70,7 @@ func New(ctx context.Context, w, r *sql.DB, d Dialect, l Listener, closers ...fu
 	s := &Store{w: w, r: r, dialect: d, now: time.Now, closers: closers, hot: map[string]*sql.Stmt{},
 		hub: newHub(), notes: map[*sql.Tx][]string{}, listener: l}
 	for _, q := range []string{qFence + d.RowLock(), qUpsertStep, qUpdateTask, qUpsertAttempt, qInsertArtifact, qEndPending,
-		d.InsertTaskRange()} {
+		d.InsertTaskRange(), qFinishTask} {
 		st, err := w.PrepareContext(ctx, q)
 		if err != nil {
 			s.Close()
@@ -104,8 +107,8 @@ func (s *Store) Close() error {
 	for _, st := range s.hot {
 		errs = append(errs, st.Close())
 	}
-	for _, c := range s.closers {
-		errs = append(errs, c())
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
 	}
 	return errors.Join(errs...)
 }
@@ -229,6 +232,9 @@ func (s *Store) PutFlowVersion(ctx context.Context, v store.FlowVersion) (store.
 		}
 		v.Version = next
 		v.CreatedAt = fromMicros(micros(now))
+		if err := bumpCatalog(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO flow_versions (flow, version, digest, spec, source, path, dir, created_at)
 			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
@@ -324,6 +330,21 @@ func (s *Store) Flows(ctx context.Context) ([]store.FlowSummary, error) {
 		out = append(out, f)
 	}
 	return out, rows.Err()
+}
+
+// bumpCatalog marks that definitions changed (see CatalogVersion).
+func bumpCatalog(ctx context.Context, tx *sql.Tx) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO cursors (name, value) VALUES ('catalog', 1)
+		ON CONFLICT (name) DO UPDATE SET value = cursors.value + 1`)
+	if err != nil {
+		return fmt.Errorf("catalog version: %w", err)
+	}
+	return nil
+}
+
+// CatalogVersion implements store.TriggerStore.
+func (s *Store) CatalogVersion(ctx context.Context) (int64, error) {
+	return s.Cursor(ctx, "catalog")
 }
 
 // ---- runs
