@@ -74,12 +74,14 @@ finish (up to --drain), and unfinished runs are handed back to the next server.`
 	f.IntVar(&opt.Workers, "workers", 0, "tasks running at once (default: the number of CPUs)")
 	f.DurationVar(&opt.Drain, "drain", 30*time.Second, "on SIGTERM, how long running tasks may take to finish")
 	f.BoolVar(&opt.RequireAuth, "require-auth", false, "require API tokens even on a loopback address")
+	f.DurationVar(&opt.RunLease, "run-lease", 15*time.Second, "how soon the runs this server coordinates are taken over if it dies")
+	f.DurationVar(&opt.TaskLease, "task-lease", 30*time.Second, "how soon the tasks this server runs go elsewhere if it dies")
 	return cmd
 }
 
 func (a *app) workerCmd() *cobra.Command {
 	var workers int
-	var drain time.Duration
+	var drain, lease time.Duration
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run tasks from a shared store's queue (no API, no scheduler)",
@@ -101,7 +103,7 @@ running ones finish (up to --drain) and hands the rest back.`,
 				return usageErr("baton worker needs a shared store: --db postgres://... (the embedded SQLite store is one process's)")
 			}
 			eng, err := engine.New(e.st, e.blobs, engine.Options{Workers: workers, TempDir: e.home.TempDir(),
-				Env: e.home.Env(), Dispatch: engine.Queue, DrainTasks: drain})
+				Env: e.home.Env(), Dispatch: engine.Queue, DrainTasks: drain, TaskLeaseTTL: lease})
 			if err != nil {
 				return err
 			}
@@ -115,6 +117,7 @@ running ones finish (up to --drain) and hands the rest back.`,
 	}
 	cmd.Flags().IntVar(&workers, "workers", 0, "tasks running at once (default: the number of CPUs)")
 	cmd.Flags().DurationVar(&drain, "drain", 30*time.Second, "on SIGTERM, how long running tasks may take to finish")
+	cmd.Flags().DurationVar(&lease, "task-lease", 30*time.Second, "how soon this worker's tasks go elsewhere if it dies")
 	return cmd
 }
 

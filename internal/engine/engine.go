@@ -257,6 +257,9 @@ type ExecOptions struct {
 // LeaseTTL is how long the engine's run leases last without renewal.
 func (e *Engine) LeaseTTL() time.Duration { return e.opt.LeaseTTL }
 
+// TaskLeaseTTL is how long a queued task's lease lasts without renewal.
+func (e *Engine) TaskLeaseTTL() time.Duration { return e.opt.TaskLeaseTTL }
+
 // Fail ends a run this engine holds but could not start, as failed.
 func (e *Engine) Fail(ctx context.Context, id int64, reason string) error {
 	return e.st.Apply(ctx, e.owner, &store.Batch{Runs: []store.RunChange{{RunID: id, Status: store.RunFailed,

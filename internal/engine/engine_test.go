@@ -172,8 +172,12 @@ func TestShellPipeline(t *testing.T) {
 	if b, _ := e.blobs.Read(context.Background(), atts[0].StderrDigest); string(b) != "to-stderr\n" {
 		t.Errorf("stderr log = %q", b)
 	}
-	if _, err := os.Stat(filepath.Join(e.dir, "tmp", "run-"+strconv.FormatInt(r.ID, 10))); !os.IsNotExist(err) {
-		t.Errorf("run scratch folder left behind: %v", err)
+	left, _ := filepath.Glob(filepath.Join(e.dir, "tmp", "slots", "*", "run-"+strconv.FormatInt(r.ID, 10)))
+	if len(left) != 0 {
+		t.Errorf("run scratch folder left behind: %v", left)
+	}
+	if all, _ := filepath.Glob(filepath.Join(e.dir, "tmp", "slots", "*")); len(all) != 1 {
+		t.Errorf("the engine's scratch folder is not where the test looks: %v", all)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,8 +57,6 @@ func (e *Engine) Resume(ctx context.Context, originID int64, from string, claim 
 			!errors.Is(err, store.ErrConflict) {
 			return store.Run{}, fmt.Errorf("end orphaned run %d: %w", originID, err)
 		}
-		// Its scratch space is no one's now.
-		os.RemoveAll(e.runTemp(originID))
 	}
 	nr := store.NewRun{
 		Flow: origin.Flow, FlowVersion: origin.FlowVersion, Params: origin.Params, Tags: origin.Tags,
@@ -70,8 +69,10 @@ func (e *Engine) Resume(ctx context.Context, originID int64, from string, claim 
 	return e.st.CreateRun(ctx, nr)
 }
 
+// runTemp is this process's scratch folder for run id (inputs, logs of
+// the moment): per process, so processes sharing a home never meet there.
 func (e *Engine) runTemp(id int64) string {
-	return e.opt.TempDir + "/run-" + strconv.FormatInt(id, 10)
+	return filepath.Join(e.slotDir, "run-"+strconv.FormatInt(id, 10))
 }
 
 // OwnerGone reports whether a lease owner (host:pid:nonce) is certainly dead:

@@ -200,7 +200,7 @@ func (w *worker) run(ctx context.Context, sl *slot, c store.Claim) {
 	if out.status == store.TaskSucceeded {
 		fin.Artifacts, fin.Signals = out.arts, published
 	}
-	if out.status == store.TaskFailed && s != nil && c.Attempt < s.def.Retry.MaxAttempts() {
+	if out.status == store.TaskFailed && s != nil && c.Attempt < c.MaxAttempts {
 		fin.RetryAt = fin.At.Add(s.def.Retry.Delay(c.Attempt + 1))
 	}
 	w.fin.send(fin)

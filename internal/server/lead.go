@@ -43,7 +43,7 @@ func (f *fileElector) Campaign(ctx context.Context) (<-chan struct{}, error) {
 
 // reapLoop puts back the queued tasks of workers that died.
 func (s *Server) reapLoop(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(min(5*time.Second, s.eng.TaskLeaseTTL()/3))
 	defer t.Stop()
 	for {
 		if n, err := s.st.ReapTasks(ctx); err != nil && ctx.Err() == nil {
@@ -62,7 +62,7 @@ func (s *Server) reapLoop(ctx context.Context) {
 // adoptLoop takes over, in place, the runs whose coordinator is gone: a
 // server that died (its lease expired) or stopped (it handed them back).
 func (s *Server) adoptLoop(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
+	t := time.NewTicker(min(2*time.Second, s.eng.LeaseTTL()/3))
 	defer t.Stop()
 	for {
 		if err := s.adoptQueued(ctx); err != nil && ctx.Err() == nil {

@@ -36,6 +36,10 @@ type Options struct {
 	Reload time.Duration
 	// Drain bounds how long SIGTERM waits for running tasks; default 30s.
 	Drain time.Duration
+	// RunLease and TaskLease are the engine's lease TTLs (see
+	// engine.Options): how soon a dead server's runs and tasks are taken
+	// over. Defaults 15s and 30s.
+	RunLease, TaskLease time.Duration
 	// RequireAuth demands tokens even on a loopback address.
 	RequireAuth bool
 	// Dispatch says how tasks reach processes: engine.Local (this server
@@ -115,7 +119,7 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 		opt.Elector = &fileElector{path: filepath.Join(h.Dir, "leader.lock")}
 	}
 	eng, err := engine.New(st, blobs, engine.Options{Workers: opt.Workers, TempDir: h.TempDir(), Env: h.Env(),
-		Dispatch: opt.Dispatch, DrainTasks: opt.Drain})
+		Dispatch: opt.Dispatch, DrainTasks: opt.Drain, LeaseTTL: opt.RunLease, TaskLeaseTTL: opt.TaskLease})
 	if err != nil {
 		return nil, err
 	}

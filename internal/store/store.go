@@ -545,6 +545,9 @@ type Claim struct {
 	TaskKey
 	Attempt int
 	Gen     int
+	// MaxAttempts is how many tries the task may take now (attempts lost
+	// with a dead worker do not count).
+	MaxAttempts int
 	// Item is the foreach item; nil for a task that is not a foreach task.
 	Item json.RawMessage
 }

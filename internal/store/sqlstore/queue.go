@@ -60,7 +60,7 @@ func (s *Store) ClaimTasks(ctx context.Context, worker string, n int, ttl time.D
 			WHERE (run_id, step, idx) IN (SELECT run_id, step, idx FROM tasks
 				WHERE queued AND status = 'pending' AND not_before <= $3 AND runner IN (`+can+`)
 				ORDER BY ready_at, run_id, idx LIMIT $4`+s.dialect.SkipLocked()+`)
-			RETURNING run_id, step, idx, attempts, lease_gen, item`, args...)
+			RETURNING run_id, step, idx, attempts, lease_gen, item, max_attempts`, args...)
 		if err != nil {
 			return fmt.Errorf("claim tasks: %w", err)
 		}
@@ -68,7 +68,7 @@ func (s *Store) ClaimTasks(ctx context.Context, worker string, n int, ttl time.D
 		for rows.Next() {
 			var c store.Claim
 			var item sql.NullString
-			if err := rows.Scan(&c.RunID, &c.Step, &c.Index, &c.Attempt, &c.Gen, &item); err != nil {
+			if err := rows.Scan(&c.RunID, &c.Step, &c.Index, &c.Attempt, &c.Gen, &item, &c.MaxAttempts); err != nil {
 				return fmt.Errorf("claim tasks: %w", err)
 			}
 			if item.Valid {
@@ -194,6 +194,10 @@ const qFinishTask = `UPDATE tasks SET status = $1, lease_owner = '', lease_until
 	WHERE run_id = $6 AND step = $7 AND idx = $8 AND lease_gen = $9 AND lease_owner = $10 AND status = 'running'
 		AND EXISTS (SELECT 1 FROM runs WHERE id = $6 AND status = 'running')`
 
+// maxLost is how many attempts of a task may be lost with their worker
+// before the task fails.
+const maxLost = 5
+
 // ReapTasks implements store.QueueStore.
 func (s *Store) ReapTasks(ctx context.Context) (int, error) {
 	var n int64
@@ -206,11 +210,16 @@ func (s *Store) ReapTasks(ctx context.Context) (int, error) {
 			ON CONFLICT (run_id, step, idx, attempt) DO NOTHING`, now, lost); err != nil {
 			return fmt.Errorf("reap tasks: %w", err)
 		}
+		// A lost attempt is the infrastructure's failure, not the task's:
+		// it gets another try without using up the step's retries, up to
+		// maxLost times (a task that keeps killing its worker fails).
 		res, err := tx.ExecContext(ctx, `UPDATE tasks SET
-			status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
-			finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE 0 END,
+			status = CASE WHEN lost >= $3 AND attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
+			finished_at = CASE WHEN lost >= $3 AND attempts >= max_attempts THEN $1 ELSE 0 END,
+			max_attempts = CASE WHEN lost < $3 THEN max_attempts + 1 ELSE max_attempts END,
+			lost = lost + 1,
 			error = $2, lease_owner = '', lease_until = 0, not_before = $1
-			WHERE queued AND status = 'running' AND lease_until < $1`, now, lost)
+			WHERE queued AND status = 'running' AND lease_until < $1`, now, lost, maxLost)
 		if err != nil {
 			return fmt.Errorf("reap tasks: %w", err)
 		}

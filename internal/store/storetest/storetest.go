@@ -885,7 +885,7 @@ func testQueueFencing(t *testing.T, s store.Store) {
 		t.Fatalf("reap: %d %v", n, err)
 	}
 	second, _ := s.ClaimTasks(c, "new", 1, time.Minute, nil)
-	if len(second) != 1 || second[0].Gen != first[0].Gen+1 || second[0].Attempt != 2 {
+	if len(second) != 1 || second[0].Gen != first[0].Gen+1 || second[0].Attempt != 2 || second[0].MaxAttempts != 4 {
 		t.Fatalf("second claim: %+v after %+v", second, first)
 	}
 	now := time.Now()
@@ -920,13 +920,19 @@ func testQueueFencing(t *testing.T, s store.Store) {
 func testQueueReap(t *testing.T, s store.Store) {
 	c := ctx(t)
 	r := queueRun(t, s, 2, 1)
-	s.ClaimTasks(c, "dead", 2, -time.Second, nil)
-	if n, _ := s.ReapTasks(c); n != 2 {
-		t.Fatalf("reaped %d", n)
+	// Lost attempts do not use up the retries (one try here), up to five.
+	for round := 1; round <= 6; round++ {
+		cl, _ := s.ClaimTasks(c, "dead", 2, -time.Second, nil)
+		if len(cl) != 2 || cl[0].Attempt != round || cl[0].MaxAttempts != round {
+			t.Fatalf("round %d: claims %+v", round, cl)
+		}
+		if n, _ := s.ReapTasks(c); n != 2 {
+			t.Fatalf("round %d: reaped %d", round, n)
+		}
 	}
 	p, _ := s.StepProgress(c, r.ID, "q")
 	if p.Counts[store.TaskFailed] != 2 || !strings.Contains(p.Failed.Error, "lost") {
-		t.Fatalf("out of attempts after a lost lease: %+v", p)
+		t.Fatalf("after six lost attempts: %+v", p)
 	}
 	if n, _ := s.ReapTasks(c); n != 0 {
 		t.Fatalf("reaped again: %d", n)

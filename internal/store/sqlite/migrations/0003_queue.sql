@@ -9,5 +9,7 @@ ALTER TABLE tasks ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0;
 -- Who can run the task: "" (a shell step, any worker) or "go:FLOW" (a Go
 -- step, only workers that have the flow's functions).
 ALTER TABLE tasks ADD COLUMN runner TEXT NOT NULL DEFAULT '';
+-- Attempts lost with their worker (they do not use up the step's retries).
+ALTER TABLE tasks ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX tasks_queue ON tasks (ready_at) WHERE queued AND status = 'pending';
 CREATE INDEX tasks_leased ON tasks (lease_owner) WHERE queued AND status = 'running';
