@@ -89,14 +89,16 @@ func (c *committer) loop() {
 func (c *committer) apply(group []*commitReq) {
 	// Writes must land even while the run that made them is being
 	// cancelled: the cancellation itself is recorded through here.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var merged store.Batch
 	for _, r := range group {
 		merged.Append(r.b)
 	}
 	coalesce(&merged)
-	err := c.st.Apply(ctx, c.owner, &merged)
+	// A store that is briefly away (a restart, a network blip) is waited
+	// for; a refusal (lease lost) is final.
+	err := retry(ctx, func() error { return c.st.Apply(ctx, c.owner, &merged) })
 	if err != nil && len(group) > 1 {
 		// One bad change must not fail its neighbours: retry each alone.
 		for _, r := range group {

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"sync"
@@ -53,6 +54,8 @@ type Options struct {
 	// DrainTasks is how long a stopping worker lets its tasks run before
 	// handing them back. Default 30s.
 	DrainTasks time.Duration
+	// Log receives warnings (a store briefly away); default discards.
+	Log *slog.Logger
 }
 
 // Dispatch says how tasks reach processes.
@@ -70,6 +73,7 @@ type Engine struct {
 	st    store.Store
 	blobs *artifact.Store
 	opt   Options
+	log   *slog.Logger
 	owner string
 	slots chan *slot
 	// slotDir holds the slots' output folders.
@@ -110,6 +114,9 @@ func New(st store.Store, blobs *artifact.Store, opt Options) (*Engine, error) {
 	if opt.DrainTasks <= 0 {
 		opt.DrainTasks = 30 * time.Second
 	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
 	owner, err := newOwner()
 	if err != nil {
 		return nil, err
@@ -119,7 +126,7 @@ func New(st store.Store, blobs *artifact.Store, opt Options) (*Engine, error) {
 		return nil, err
 	}
 	return &Engine{
-		st: st, blobs: blobs, opt: opt, owner: owner,
+		st: st, blobs: blobs, opt: opt, owner: owner, log: opt.Log,
 		slots: slots, slotDir: slotDir,
 		com:  newCommitter(st, owner),
 		runs: map[int64]*runner{}, drainCh: make(chan struct{}), wake: make(chan struct{}),

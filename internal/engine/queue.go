@@ -44,20 +44,26 @@ func (r *runner) reconcile() error {
 				r.cancelled()
 				continue
 			}
-			return r.abort(err)
-		}
-		if r.ending != "" {
-			if !stopped {
-				if err := r.stopQueued(); err != nil {
-					return r.abort(err)
-				}
-				stopped = true
-			}
-			busy, err := r.running()
-			if err != nil {
+			if fatal(err) {
 				return r.abort(err)
 			}
-			if !busy {
+			// The store is away for a moment: look again at the next tick.
+			r.e.log.Warn("coordinate run", "run", r.run.ID, "err", err)
+		} else if r.ending != "" {
+			if !stopped {
+				if err := r.stopQueued(); err != nil {
+					if fatal(err) {
+						return r.abort(err)
+					}
+				} else {
+					stopped = true
+				}
+			}
+			busy, err := r.running()
+			if err != nil && fatal(err) {
+				return r.abort(err)
+			}
+			if err == nil && stopped && !busy {
 				return r.finish()
 			}
 		} else if r.allSucceeded() {
@@ -293,4 +299,12 @@ func runnerOf(flowName string, s *flow.Step) string {
 		return GoRunner(flowName)
 	}
 	return ""
+}
+
+// fatal reports whether a store error ends the coordination: the lease is
+// lost or something was refused. Anything else is taken as the store being
+// briefly away.
+func fatal(err error) bool {
+	return errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) ||
+		errors.Is(err, context.Canceled)
 }
