@@ -9,7 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +27,10 @@ import (
 type chaosServer struct {
 	cmd  *exec.Cmd
 	done chan struct{}
+	log  string
 }
+
+var chaosSeq atomic.Int64
 
 func startChaosServer(t *testing.T, home, dsn string) *chaosServer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -35,13 +41,18 @@ func startChaosServer(t *testing.T, home, dsn string) *chaosServer {
 	ln.Close()
 	cmd := exec.Command(bin, "server", "--addr", addr, "--run-lease", "2s", "--task-lease", "3s", "--drain", "1s")
 	cmd.Env = append(os.Environ(), "BATON_HOME="+home, "BATON_DB="+dsn)
-	if os.Getenv("BATON_TEST_LOG") != "" {
-		cmd.Stderr = os.Stderr
+	// Each server's log, read back if a run gets stuck.
+	logPath := fmt.Sprintf("%s/server-%d.log", home, chaosSeq.Add(1))
+	lf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
 	}
+	cmd.Stderr = lf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &chaosServer{cmd: cmd, done: make(chan struct{})}
+	lf.Close()
+	s := &chaosServer{cmd: cmd, done: make(chan struct{}), log: logPath}
 	go func() { cmd.Wait(); close(s.done) }()
 	return s
 }
@@ -163,6 +174,14 @@ steps:
 			break
 		}
 		if time.Now().After(deadline) {
+			// Ask the live servers for their goroutines (SIGQUIT), to see
+			// what holds a stuck run.
+			mu.Lock()
+			for _, sv := range servers {
+				sv.cmd.Process.Signal(syscall.SIGQUIT)
+				<-sv.done
+			}
+			mu.Unlock()
 			for _, r := range runs {
 				if r.Status.Final() {
 					continue
@@ -171,7 +190,16 @@ steps:
 				t.Logf("stuck run %d: %s owner %q lease %s", r.ID, r.Status, r.Owner, r.LeaseExpires.Format(time.RFC3339Nano))
 				for _, s := range steps {
 					tasks, _ := st.Tasks(context.Background(), r.ID, s.Name)
-					t.Logf("  step %s %s n=%d tasks=%+v", s.Name, s.Status, s.NumTasks, tasks)
+					for _, tk := range tasks {
+						t.Logf("  step %s %s n=%d task %d %s attempts %d %q", s.Name, s.Status, s.NumTasks, tk.Index, tk.Status, tk.Attempts, tk.Error)
+					}
+				}
+				logs, _ := filepath.Glob(home + "/server-*.log")
+				for _, l := range logs {
+					b, _ := os.ReadFile(l)
+					if strings.Contains(string(b), fmt.Sprintf("run=%d ", r.ID)) || strings.Contains(string(b), "goroutine ") {
+						t.Logf("---- %s\n%s", l, tail(string(b), 20000))
+					}
 				}
 			}
 			t.Fatalf("after 3 minutes: %d runs, %d ended", len(runs), ended)
@@ -221,4 +249,11 @@ steps:
 	b, _ := os.ReadFile(ledger)
 	lines := strings.Count(string(b), "\n")
 	t.Logf("%d runs, %d task completions, %d executions of work (a task killed mid-run runs again)", len(runs), succeeded, lines)
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
 }

@@ -20,8 +20,8 @@ import (
 	"github.com/baton-ml/baton/internal/lineage"
 	"github.com/baton-ml/baton/internal/server"
 	"github.com/baton-ml/baton/internal/signal"
-	"github.com/baton-ml/baton/internal/store/postgres"
 	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/store/postgres"
 	"github.com/baton-ml/baton/internal/token"
 )
 

@@ -226,8 +226,8 @@ func (r *runner) startQueued(s *stepRun) {
 	}
 	reused, eligible, err := r.reusable(s)
 	if err != nil {
-		r.cancel(err)
-		return
+		r.e.log.Warn("start step", "run", r.run.ID, "step", s.def.Name, "err", err)
+		return // try again at the next pass
 	}
 	b := &store.Batch{
 		Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskRunning, Foreach: s.foreach,
@@ -239,7 +239,11 @@ func (r *runner) startQueued(s *stepRun) {
 		b.Reuse = []store.ReuseTasks{{RunID: r.run.ID, From: r.origin, Step: s.def.Name, Count: s.n, At: now}}
 	}
 	if err := r.e.com.commit(r.ctx, b); err != nil {
-		r.cancel(err)
+		if fatal(err) {
+			r.cancel(err)
+		} else {
+			r.e.log.Warn("start step", "run", r.run.ID, "step", s.def.Name, "err", err)
+		}
 		return
 	}
 	s.items = nil // the queue has them now

@@ -198,22 +198,27 @@ func (r *runner) environment() []string {
 	return env
 }
 
+// heartbeat renews the run's lease for as long as the coordinator works on
+// it, ending included (a cancelled run still waits for its tasks): only
+// the coordinator's return (quit) stops it.
 func (r *runner) heartbeat() {
 	t := time.NewTicker(r.e.opt.LeaseTTL / 3)
 	defer t.Stop()
+	ctx := context.WithoutCancel(r.ctx)
+	told := false // cancel requested and passed on
 	for {
 		select {
-		case <-r.ctx.Done():
+		case <-r.quit:
 			return
 		case <-t.C:
-			cancel, err := r.e.st.RenewLease(r.ctx, r.run.ID, r.e.owner, r.e.opt.LeaseTTL)
+			cancel, err := r.e.st.RenewLease(ctx, r.run.ID, r.e.owner, r.e.opt.LeaseTTL)
 			if errors.Is(err, store.ErrLeaseLost) {
 				r.cancel(fmt.Errorf("run %d: another process took it over: %w", r.run.ID, err))
 				return
 			}
-			if cancel {
+			if cancel && !told {
+				told = true
 				r.cancel(context.Canceled)
-				return
 			}
 			// Other errors are transient (a busy or briefly unreachable
 			// database): the next beat retries well within the TTL.

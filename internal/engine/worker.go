@@ -459,4 +459,3 @@ func (e *Engine) newRunner(run store.Run, fl *flow.Flow, dir string, funcs map[s
 	}
 	return r
 }
-

@@ -15,8 +15,11 @@ import (
 
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/catalog"
+	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/home"
 	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/store/pgtest"
+	"github.com/baton-ml/baton/internal/store/postgres"
 	"github.com/baton-ml/baton/internal/store/sqlite"
 )
 
@@ -25,6 +28,7 @@ type harness struct {
 	st    store.Store
 	blobs *artifact.Store
 	dir   string
+	db    string
 	url   string
 	stop  func()
 }
@@ -50,7 +54,20 @@ func newHarness(t testing.TB, opt Options) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "baton.db"), sqlite.Options{})
+	var st store.Store
+	var err error
+	db := "sqlite://" + filepath.Join(dir, "baton.db")
+	if opt.Dispatch == engine.Queue {
+		// The shared-store configuration: PostgreSQL, tasks through its
+		// queue, leadership by advisory lock.
+		db = pgtest.DSN(t)
+		st, err = postgres.Open(ctx, db)
+		if err == nil {
+			opt.Elector, err = postgres.NewLeadership(db, "test")
+		}
+	} else {
+		st, err = sqlite.Open(ctx, filepath.Join(dir, "baton.db"), sqlite.Options{})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +75,7 @@ func newHarness(t testing.TB, opt Options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{st: st, blobs: blobs, dir: dir}
+	h := &harness{st: st, blobs: blobs, dir: dir, db: db}
 	h.startServer(t, opt)
 	t.Cleanup(func() { h.stop(); blobs.Close(); st.Close() })
 	h.apply(t, contracts)
@@ -82,7 +99,7 @@ func (h *harness) startServer(t testing.TB, opt Options) {
 			opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 		}
 	}
-	hm := home.Home{Dir: h.dir, DB: "sqlite://" + filepath.Join(h.dir, "baton.db"), Artifacts: "file://" + filepath.Join(h.dir, "artifacts")}
+	hm := home.Home{Dir: h.dir, DB: h.db, Artifacts: "file://" + filepath.Join(h.dir, "artifacts")}
 	s, err := New(h.st, h.blobs, hm, opt)
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +122,7 @@ func (h *harness) startServer(t testing.TB, opt Options) {
 			t.Errorf("server: %v", err)
 		}
 	}
-	waitUntil(t, 10*time.Second, func() bool { return s.defs.Load() != nil }, "server never loaded its flows")
+	waitUntil(t, 20*time.Second, func() bool { return s.defs.Load() != nil && s.Leading() }, "server never led")
 }
 
 // apply registers YAML documents, as `baton flow apply` does.

@@ -10,6 +10,7 @@ import (
 	"github.com/baton-ml/baton/internal/catalog"
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/store/pgtest"
 	"github.com/baton-ml/baton/internal/token"
 )
 
@@ -613,3 +614,66 @@ steps:
 }
 
 var _ = engine.ErrHandedBack
+
+// The same server on the shared store: PostgreSQL, tasks through its
+// queue, leadership by advisory lock.
+func TestOnPostgres(t *testing.T) {
+	t.Parallel()
+	pgtest.Require(t)
+	pg := Options{Dispatch: engine.Queue}
+	t.Run("fan-out, params and dedupe", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, pg)
+		h.apply(t, subscriber("big", "params.row_count > 100", ""), subscriber("all", "", ""))
+		h.publish(t, "features_ready", "p1", map[string]any{"date": "d", "row_count": 500})
+		h.publish(t, "features_ready", "p1", map[string]any{"date": "d", "row_count": 500})
+		h.publish(t, "features_ready", "p2", map[string]any{"date": "e", "row_count": 5})
+		if rs := h.waitRuns(t, "big", 1); rs[0].Status != store.RunSucceeded || param(t, rs[0], "date") != "d" {
+			t.Fatalf("big: %+v", rs)
+		}
+		if rs := h.waitRuns(t, "all", 2); len(rs) != 2 {
+			t.Fatalf("all: %+v", rs)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if rs := h.runs(t, "big"); len(rs) != 1 {
+			t.Fatalf("big ran %d times", len(rs))
+		}
+	})
+	t.Run("join and on_finish", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, pg)
+		h.apply(t, `name: joined
+params:
+  date: {default: none}
+triggers:
+  - signals: [features_ready, labels_ready]
+    join_keys: [date]
+steps:
+  - name: a
+    run: 'true'
+`, `name: after
+triggers:
+  - on_finish: {flow: joined}
+steps:
+  - name: a
+    run: 'true'
+`)
+		h.publish(t, "features_ready", "f", map[string]any{"date": "d1", "row_count": 1})
+		h.publish(t, "labels_ready", "l", map[string]any{"date": "d1"})
+		h.waitRuns(t, "joined", 1)
+		if rs := h.waitRuns(t, "after", 1); rs[0].Trigger != store.TriggerFinish {
+			t.Fatalf("after: %+v", rs)
+		}
+	})
+	t.Run("sequential strategy", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, Options{Dispatch: engine.Queue, Workers: 4})
+		h.apply(t, strategyFlow("seq", "sequential", 1, "sleep 0.2"))
+		for i := range 3 {
+			h.do(t, "POST", "/api/v1/flows/seq/runs", map[string]any{"params": map[string]any{"n": i}}, "")
+		}
+		if most := h.overlap(t, "seq", 3); most != 1 {
+			t.Errorf("sequential ran %d at once", most)
+		}
+	})
+}
