@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/goccy/go-yaml"
 )
 
 var bin string
@@ -494,4 +496,30 @@ func TestExamplesRun(t *testing.T) {
 			t.Fatalf("out = %q", got)
 		}
 	})
+}
+
+// The example Kubernetes manifests are well-formed YAML with the kinds the
+// deployment docs describe.
+func TestDeployManifests(t *testing.T) {
+	t.Parallel()
+	files, _ := filepath.Glob("../../deploy/kubernetes/*.yaml")
+	kinds := map[string]int{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, doc := range strings.Split(string(b), "\n---\n") {
+			var m struct {
+				Kind string `yaml:"kind"`
+			}
+			if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			kinds[m.Kind]++
+		}
+	}
+	if kinds["Deployment"] != 2 || kinds["Secret"] != 1 || kinds["Service"] != 1 || kinds["HorizontalPodAutoscaler"] != 1 {
+		t.Fatalf("manifests: %v", kinds)
+	}
 }
