@@ -28,7 +28,25 @@ type worker struct {
 	mu     sync.Mutex
 	views  map[int64]*runner // what running a run's tasks needs, by run
 	active map[store.TaskKey]context.CancelCauseFunc
-	wg     sync.WaitGroup
+	// holding counts, per task, why this worker still holds its lease:
+	// claimed and waiting for a slot, running, or its end not yet
+	// committed. The lease of a task held for none of these is released.
+	holding map[store.TaskKey]int
+	wg      sync.WaitGroup
+}
+
+func (w *worker) hold(k store.TaskKey) {
+	w.mu.Lock()
+	w.holding[k]++
+	w.mu.Unlock()
+}
+
+func (w *worker) unhold(k store.TaskKey) {
+	w.mu.Lock()
+	if w.holding[k]--; w.holding[k] <= 0 {
+		delete(w.holding, k)
+	}
+	w.mu.Unlock()
 }
 
 // errLeaseLost stops a task whose lease was taken over.
@@ -55,7 +73,7 @@ func (e *Engine) Work(ctx context.Context, opt WorkOptions) error {
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &worker{e: e, log: log, views: map[int64]*runner{}, active: map[store.TaskKey]context.CancelCauseFunc{},
-		funcs: opt.Funcs}
+		holding: map[store.TaskKey]int{}, funcs: opt.Funcs}
 	for flowName := range opt.Funcs {
 		w.runners = append(w.runners, GoRunner(flowName))
 	}
@@ -72,7 +90,7 @@ func (e *Engine) Work(ctx context.Context, opt WorkOptions) error {
 	defer stopTasks(nil)
 	renewDone := make(chan struct{})
 	go func() { defer close(renewDone); w.renew(taskCtx) }()
-	fin := newFinisher(e.st, log)
+	fin := newFinisher(e.st, log, w.unhold)
 	w.fin = fin
 	poll := time.NewTicker(e.opt.QueuePoll)
 	defer poll.Stop()
@@ -108,6 +126,9 @@ func (e *Engine) Work(ctx context.Context, opt WorkOptions) error {
 				log.Warn("claim tasks", "err", err)
 			}
 			full = len(claims) == want
+			for _, c := range claims {
+				w.hold(c.TaskKey) // until its end is committed
+			}
 			backlog = append(backlog, claims...)
 		}
 		n := min(len(slots), len(backlog))
@@ -132,6 +153,7 @@ func (e *Engine) Work(ctx context.Context, opt WorkOptions) error {
 		if err := e.st.ReleaseTask(context.Background(), c, e.owner); err != nil {
 			log.Warn("hand back task", "task", c.TaskKey, "err", err)
 		}
+		w.unhold(c.TaskKey)
 	}
 	// Stopping: let running tasks finish for a while, then hand back.
 	done := make(chan struct{})
@@ -189,9 +211,11 @@ func (w *worker) run(ctx context.Context, sl *slot, c store.Claim) {
 		if err := w.e.st.ReleaseTask(context.Background(), c, w.e.owner); err != nil {
 			w.log.Warn("hand back task", "task", c.TaskKey, "err", err)
 		}
+		w.unhold(c.TaskKey)
 		return
 	}
 	if context.Cause(ctx) == errLeaseLost {
+		w.unhold(c.TaskKey)
 		return // someone else has it now; nothing of ours may be written
 	}
 	fin.Status, fin.At, fin.ExitCode, fin.Error = out.status, time.Now(), out.exit, out.err
@@ -213,10 +237,12 @@ type finisher struct {
 	log  *slog.Logger
 	ch   chan store.Finish
 	done chan struct{}
+	// recorded is told of each finish once it is committed (or given up).
+	recorded func(store.TaskKey)
 }
 
-func newFinisher(st store.Store, log *slog.Logger) *finisher {
-	f := &finisher{st: st, log: log, ch: make(chan store.Finish, 4096), done: make(chan struct{})}
+func newFinisher(st store.Store, log *slog.Logger, recorded func(store.TaskKey)) *finisher {
+	f := &finisher{st: st, log: log, ch: make(chan store.Finish, 4096), done: make(chan struct{}), recorded: recorded}
 	go f.loop()
 	return f
 }
@@ -255,12 +281,14 @@ func (f *finisher) loop() {
 			// The store stayed away: the leases expire and the tasks run
 			// again elsewhere.
 			f.log.Error("record finished tasks", "tasks", len(group), "err", err)
-			continue
 		}
 		for i, e := range errs {
 			if e != nil {
 				f.log.Info("task finished after losing its lease; its result is dropped", "task", group[i].TaskKey)
 			}
+		}
+		for _, g := range group {
+			f.recorded(g.TaskKey)
 		}
 	}
 }
@@ -292,6 +320,7 @@ func (w *worker) renew(ctx context.Context) {
 	defer t.Stop()
 	janitor := time.NewTicker(30 * time.Second)
 	defer janitor.Stop()
+	suspects := map[store.TaskKey]bool{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -301,6 +330,14 @@ func (w *worker) renew(ctx context.Context) {
 			continue
 		case <-t.C:
 		}
+		// Judge only the tasks held before asking: one claimed meanwhile
+		// is not in the answer yet, and is not lost.
+		w.mu.Lock()
+		before := make(map[store.TaskKey]bool, len(w.holding))
+		for k := range w.holding {
+			before[k] = true
+		}
+		w.mu.Unlock()
 		held, stop, err := w.e.st.RenewTaskLeases(ctx, w.e.owner, w.e.opt.TaskLeaseTTL)
 		if err != nil {
 			// Transient, we hope: if it lasts past the TTL the reaper hands
@@ -316,16 +353,37 @@ func (w *worker) renew(ctx context.Context) {
 		for _, k := range stop {
 			halt[k] = true
 		}
+		var orphans []store.TaskKey
 		w.mu.Lock()
 		for k, cancel := range w.active {
 			switch {
 			case halt[k]:
 				cancel(errRunStopped)
-			case !keep[k]:
+			case before[k] && !keep[k]:
 				cancel(errLeaseLost)
 			}
 		}
+		// A lease we hold for no task we know of (a claim whose answer
+		// was lost with the connection) would be renewed forever: let it
+		// go, once it has been unknown for two rounds (a claim answered
+		// just now is not known for a moment).
+		unknown := map[store.TaskKey]bool{}
+		for _, k := range held {
+			if w.holding[k] == 0 {
+				if suspects[k] {
+					orphans = append(orphans, k)
+				} else {
+					unknown[k] = true
+				}
+			}
+		}
+		suspects = unknown
 		w.mu.Unlock()
+		if len(orphans) > 0 {
+			if err := w.e.st.ExpireTaskLeases(ctx, w.e.owner, orphans); err != nil {
+				w.log.Warn("let go of unknown task leases", "err", err)
+			}
+		}
 	}
 }
 

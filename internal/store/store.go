@@ -612,6 +612,9 @@ type QueueStore interface {
 	// ReleaseTask hands a claimed task back untried (a worker shutting
 	// down): pending again, the attempt not counted.
 	ReleaseTask(ctx context.Context, c Claim, worker string) error
+	// ExpireTaskLeases ends worker's leases on tasks it does not know it
+	// holds, for the reaper to put back.
+	ExpireTaskLeases(ctx context.Context, worker string, keys []TaskKey) error
 	// StepProgress counts the tasks of a step by status.
 	StepProgress(ctx context.Context, runID int64, step string) (StepProgress, error)
 	// Listen delivers notes (the Note* names) published by any process

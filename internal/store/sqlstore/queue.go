@@ -251,6 +251,20 @@ func (s *Store) ReleaseTask(ctx context.Context, c store.Claim, worker string) e
 	})
 }
 
+// ExpireTaskLeases implements store.QueueStore.
+func (s *Store) ExpireTaskLeases(ctx context.Context, worker string, keys []store.TaskKey) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, k := range keys {
+			if _, err := tx.ExecContext(ctx, `UPDATE tasks SET lease_until = 0
+				WHERE run_id = $1 AND step = $2 AND idx = $3 AND lease_owner = $4 AND status = 'running'`,
+				k.RunID, k.Step, k.Index, worker); err != nil {
+				return fmt.Errorf("expire lease of %s: %w", k, err)
+			}
+		}
+		return nil
+	})
+}
+
 // StepProgress implements store.QueueStore.
 func (s *Store) StepProgress(ctx context.Context, runID int64, step string) (store.StepProgress, error) {
 	p := store.StepProgress{Counts: map[store.TaskStatus]int{}}
