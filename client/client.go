@@ -50,13 +50,8 @@ func Open(ctx context.Context, opt Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := h.OpenStore(ctx)
+	st, blobs, err := h.Open(ctx)
 	if err != nil {
-		return nil, err
-	}
-	blobs, err := h.OpenArtifacts(ctx)
-	if err != nil {
-		st.Close()
 		return nil, err
 	}
 	return &Client{st: st, blobs: blobs}, nil

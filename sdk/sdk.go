@@ -349,13 +349,8 @@ func open(ctx context.Context, opt Options) (*session, error) {
 			return nil, err
 		}
 	}
-	st, err := h.OpenStore(ctx)
+	st, blobs, err := h.Open(ctx)
 	if err != nil {
-		return nil, err
-	}
-	blobs, err := h.OpenArtifacts(ctx)
-	if err != nil {
-		st.Close()
 		return nil, err
 	}
 	eo := engine.Options{Workers: opt.Workers, TempDir: h.TempDir(), Env: h.Env()}

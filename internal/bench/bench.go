@@ -123,11 +123,7 @@ func newScratch(ctx context.Context, db string) (*scratch, error) {
 	if sc.h, err = home.Resolve(dir, dsn); err != nil {
 		return nil, err
 	}
-	if sc.st, err = sc.h.OpenStore(ctx); err != nil {
-		sc.close()
-		return nil, err
-	}
-	if sc.blobs, err = sc.h.OpenArtifacts(ctx); err != nil {
+	if sc.st, sc.blobs, err = sc.h.Open(ctx); err != nil {
 		sc.close()
 		return nil, err
 	}

@@ -91,6 +91,20 @@ func (h Home) OpenStore(ctx context.Context) (store.Store, error) {
 	return sqlite.Open(ctx, dsn, sqlite.Options{})
 }
 
+// Open opens the store and the artifact bucket.
+func (h Home) Open(ctx context.Context) (store.Store, *artifact.Store, error) {
+	st, err := h.OpenStore(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	blobs, err := h.OpenArtifacts(ctx)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return st, blobs, nil
+}
+
 // OpenArtifacts opens the artifact bucket.
 func (h Home) OpenArtifacts(ctx context.Context) (*artifact.Store, error) {
 	return artifact.Open(ctx, h.Artifacts)
