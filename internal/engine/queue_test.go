@@ -2,7 +2,6 @@ package engine_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -203,7 +202,6 @@ func TestDeadWorkerTaskRunsElsewhere(t *testing.T) {
 	}
 }
 
-var _ = json.RawMessage(nil)
 
 // Go steps go through the queue to the processes that have their functions.
 func TestQueuedGoStepsAcrossEngines(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -197,7 +198,7 @@ func queryInt(r *http.Request, name string, def int) (int, error) {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 2e9)
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if _, err := s.st.Cursor(ctx, signalsCursor); err != nil {
 		return &httpError{http.StatusServiceUnavailable, fmt.Errorf("store: %v", err)}

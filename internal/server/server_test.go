@@ -613,7 +613,6 @@ steps:
 	}
 }
 
-var _ = engine.ErrHandedBack
 
 // The same server on the shared store: PostgreSQL, tasks through its
 // queue, leadership by advisory lock.
