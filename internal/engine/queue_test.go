@@ -202,7 +202,6 @@ func TestDeadWorkerTaskRunsElsewhere(t *testing.T) {
 	}
 }
 
-
 // Go steps go through the queue to the processes that have their functions.
 func TestQueuedGoStepsAcrossEngines(t *testing.T) {
 	t.Parallel()

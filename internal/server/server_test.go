@@ -613,7 +613,6 @@ steps:
 	}
 }
 
-
 // The same server on the shared store: PostgreSQL, tasks through its
 // queue, leadership by advisory lock.
 func TestOnPostgres(t *testing.T) {
