@@ -39,7 +39,12 @@ func (r *runner) reconcile() error {
 			// the run over where we leave it.
 			return r.handBack()
 		}
-		if err := r.advance(); err != nil {
+		began := time.Now()
+		err := r.advance()
+		// Looking costs the store a count per running step: as steps
+		// grow, look less often (at most a fifth of the time).
+		pause := max(throttle, 4*time.Since(began))
+		if err != nil {
 			if r.ctx.Err() != nil && r.ending == "" {
 				r.cancelled()
 				continue
@@ -82,7 +87,7 @@ func (r *runner) reconcile() error {
 				continue
 			}
 			// Many tasks end at once: look once for all of them.
-			time.Sleep(throttle)
+			time.Sleep(pause)
 		case <-poll.C:
 		case <-r.e.drainCh:
 			r.draining = true

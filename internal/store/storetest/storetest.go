@@ -809,8 +809,10 @@ func queueRun(t *testing.T, s store.Store, n, maxAttempts int) store.Run {
 	for i := range items {
 		items[i] = json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))
 	}
-	if err := s.Apply(ctx(t), "coord", &store.Batch{NewTasks: []store.NewTasks{{RunID: r.ID, Step: "q", Count: n,
-		ReadyAt: time.Now(), Queued: true, Items: items, MaxAttempts: maxAttempts}}}); err != nil {
+	if err := s.Apply(ctx(t), "coord", &store.Batch{
+		Steps: []store.StepChange{{RunID: r.ID, Name: "q", Status: store.TaskRunning, Foreach: true, NumTasks: n, At: time.Now()}},
+		NewTasks: []store.NewTasks{{RunID: r.ID, Step: "q", Count: n,
+			ReadyAt: time.Now(), Queued: true, Items: items, MaxAttempts: maxAttempts}}}); err != nil {
 		t.Fatal(err)
 	}
 	return r
