@@ -76,6 +76,9 @@ finish (up to --drain), and unfinished runs are handed back to the next server.`
 	f.BoolVar(&opt.RequireAuth, "require-auth", false, "require API tokens even on a loopback address")
 	f.DurationVar(&opt.RunLease, "run-lease", 15*time.Second, "how soon the runs this server coordinates are taken over if it dies")
 	f.DurationVar(&opt.TaskLease, "task-lease", 30*time.Second, "how soon the tasks this server runs go elsewhere if it dies")
+	f.StringVar(&opt.Online, "online", os.Getenv("BATON_ONLINE"), "features' online store: memory (default) or a redis:// URL (default $BATON_ONLINE)")
+	f.StringVar(&opt.NATS, "nats", os.Getenv("BATON_NATS"), "ingest feature events from this NATS JetStream URL, subjects STREAM.SOURCE (default $BATON_NATS)")
+	f.StringVar(&opt.NATSStream, "nats-stream", "baton_events", "the JetStream stream of feature events")
 	return cmd
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/engine"
+	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/home"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -50,7 +51,14 @@ type Options struct {
 	// the triggers, the cron, the scheduler and the take-overs. Default:
 	// this server leads alone (a lock file in the home).
 	Elector Elector
-	Logger  *slog.Logger
+	// Online is the features' online store: "memory" (the default,
+	// rebuilt from the event logs at start) or a redis:// URL.
+	Online string
+	// NATS, when set, is a NATS URL whose JetStream stream NATSStream
+	// (default baton_events) feeds every feature source, on subjects
+	// STREAM.SOURCE.
+	NATS, NATSStream string
+	Logger           *slog.Logger
 	// Now is the clock of the cron scheduler (tests); default time.Now.
 	Now func() time.Time
 }
@@ -93,6 +101,10 @@ type Server struct {
 	loopback bool
 	stopping atomic.Bool
 	leading  atomic.Bool
+
+	features      *feature.Engine
+	featuresPrint string
+	nats          *feature.NATSIngest
 }
 
 // New prepares a server over an opened home.
@@ -176,6 +188,26 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.reload(ctx); err != nil {
 		return fmt.Errorf("load flows: %w", err)
 	}
+	if err := s.openFeatures(ctx); err != nil {
+		return err
+	}
+	defer s.features.Close()
+	if s.opt.NATS != "" {
+		stream := s.opt.NATSStream
+		if stream == "" {
+			stream = "baton_events"
+		}
+		var sources []string
+		for name := range s.features.Catalog().Sources {
+			sources = append(sources, name)
+		}
+		n, err := feature.StartNATS(ctx, s.features, s.opt.NATS, stream, sources)
+		if err != nil {
+			return fmt.Errorf("NATS ingest: %w", err)
+		}
+		s.nats = n
+		defer n.Close()
+	}
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.ln) }()
@@ -184,6 +216,7 @@ func (s *Server) Run(ctx context.Context) error {
 	lw.Go(func() { s.reloadLoop(loops) })
 	lw.Go(func() { s.listen(loops) })
 	lw.Go(func() { s.lead(loops) })
+	lw.Go(func() { s.freshnessLoop(loops) })
 	workDone := make(chan struct{})
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	if s.opt.Dispatch == engine.Queue {
@@ -322,6 +355,7 @@ func (s *Server) reloadLoop(ctx context.Context) {
 		if err := s.reload(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("reload flows", "err", err)
 		}
+		s.reloadFeatures(ctx)
 	}
 }
 

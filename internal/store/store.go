@@ -393,6 +393,7 @@ type Store interface {
 	TriggerStore
 	TokenStore
 	QueueStore
+	FeatureStore
 
 	Close() error
 }
@@ -648,4 +649,64 @@ type TokenStore interface {
 	TokenByHash(ctx context.Context, hash string) (Token, error)
 	Tokens(ctx context.Context) ([]Token, error)
 	DeleteToken(ctx context.Context, id string) error
+}
+
+// Feature definition kinds.
+const (
+	FeatureEntity = "entity"
+	FeatureSource = "source"
+	FeatureDef    = "feature"
+)
+
+// FeatureSpec is one versioned feature definition: an entity, a source or a
+// feature, its spec as JSON.
+type FeatureSpec struct {
+	Kind      string          `json:"kind"`
+	Name      string          `json:"name"`
+	Version   int             `json:"version"`
+	Digest    string          `json:"digest"`
+	Spec      json.RawMessage `json:"spec"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+// Computation statuses: a blocked computation failed a gate and published
+// nothing.
+const (
+	ComputationPassed  = "passed"
+	ComputationWarned  = "warned"
+	ComputationBlocked = "blocked"
+)
+
+// FeatureComputation is one batch computation of features.
+type FeatureComputation struct {
+	ID int64 `json:"id"`
+	// Kind is training_set or backfill.
+	Kind string `json:"kind"`
+	// Features maps each computed feature to its version.
+	Features map[string]int `json:"features"`
+	Rows     int64          `json:"rows"`
+	Status   string         `json:"status"`
+	// Report is the quality report; Profiles the value profiles that the
+	// next computation's drift checks compare with.
+	Report    json.RawMessage `json:"report"`
+	Profiles  json.RawMessage `json:"profiles,omitempty"`
+	Output    string          `json:"output,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+// FeatureStore keeps feature definitions and batch computations.
+type FeatureStore interface {
+	// PutFeatureSpecs registers, in one transaction, each spec whose digest
+	// differs from its name's newest version as that name's next version. It returns
+	// every spec with its version, in the order given, and how many were new.
+	PutFeatureSpecs(ctx context.Context, specs []FeatureSpec) ([]FeatureSpec, int, error)
+	// FeatureSpecs returns the newest version of every definition.
+	FeatureSpecs(ctx context.Context) ([]FeatureSpec, error)
+	// FeatureSpecVersions returns every version of one definition, oldest
+	// first.
+	FeatureSpecVersions(ctx context.Context, kind, name string) ([]FeatureSpec, error)
+	AddComputation(ctx context.Context, c FeatureComputation) (FeatureComputation, error)
+	// LastComputation returns the newest computation that was not blocked
+	// and computed feature; ErrNotFound if none.
+	LastComputation(ctx context.Context, feature string) (FeatureComputation, error)
 }

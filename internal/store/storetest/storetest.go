@@ -46,6 +46,8 @@ func Run(t *testing.T, open Opener) {
 		"QueueReap":             testQueueReap,
 		"QueueConcurrentClaims": testQueueConcurrent,
 		"Listen":                testListen,
+		"FeatureSpecs":          testFeatureSpecs,
+		"FeatureComputations":   testFeatureComputations,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -1020,5 +1022,67 @@ func testQueueRunners(t *testing.T, s store.Store) {
 	mine, _ := s.ClaimTasks(c, "w3", 10, time.Minute, []string{"go:f"})
 	if len(mine) != 2 || mine[0].Step != "go" {
 		t.Fatalf("the worker with the flow's functions claimed %+v", mine)
+	}
+}
+
+func testFeatureSpecs(t *testing.T, s store.Store) {
+	c := ctx(t)
+	spec := func(kind, name, digest string) store.FeatureSpec {
+		return store.FeatureSpec{Kind: kind, Name: name, Digest: digest, Spec: json.RawMessage(`{"d":"` + digest + `"}`)}
+	}
+	got, n, err := s.PutFeatureSpecs(c, []store.FeatureSpec{spec(store.FeatureEntity, "member", "e1"), spec(store.FeatureDef, "plays_1h", "a")})
+	if err != nil || n != 2 || got[0].Version != 1 || got[1].Version != 1 {
+		t.Fatalf("first apply: %+v %d %v", got, n, err)
+	}
+	// The same digest again is no new version; a changed one is.
+	got, n, err = s.PutFeatureSpecs(c, []store.FeatureSpec{spec(store.FeatureEntity, "member", "e1"), spec(store.FeatureDef, "plays_1h", "b")})
+	if err != nil || n != 1 || got[0].Version != 1 || got[1].Version != 2 || got[1].CreatedAt.IsZero() {
+		t.Fatalf("second apply: %+v %d %v", got, n, err)
+	}
+	latest, err := s.FeatureSpecs(c)
+	if err != nil || len(latest) != 2 || latest[0].Kind != store.FeatureEntity || latest[1].Version != 2 || string(latest[1].Spec) != `{"d":"b"}` {
+		t.Fatalf("latest: %+v %v", latest, err)
+	}
+	// Going back to an earlier definition makes it current, as a new version.
+	got, n, _ = s.PutFeatureSpecs(c, []store.FeatureSpec{spec(store.FeatureDef, "plays_1h", "a")})
+	if n != 1 || got[0].Version != 3 {
+		t.Fatalf("reapply old: %+v %d", got, n)
+	}
+	if latest, _ := s.FeatureSpecs(c); latest[1].Digest != "a" || latest[1].Version != 3 {
+		t.Fatalf("latest after revert: %+v", latest)
+	}
+	vs, err := s.FeatureSpecVersions(c, store.FeatureDef, "plays_1h")
+	if err != nil || len(vs) != 3 || vs[0].Digest != "a" || vs[1].Digest != "b" {
+		t.Fatalf("versions: %+v %v", vs, err)
+	}
+	if _, err := s.FeatureSpecVersions(c, store.FeatureDef, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown: %v", err)
+	}
+}
+
+func testFeatureComputations(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if _, err := s.LastComputation(c, "f1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("before any: %v", err)
+	}
+	first, err := s.AddComputation(c, store.FeatureComputation{Kind: "training_set", Features: map[string]int{"f1": 1, "f2": 3},
+		Rows: 10, Status: store.ComputationPassed, Report: json.RawMessage(`{"ok":true}`), Profiles: json.RawMessage(`{"f1":[1,2]}`), Output: "a.csv"})
+	if err != nil || first.ID == 0 {
+		t.Fatalf("add: %+v %v", first, err)
+	}
+	// A blocked computation is never the reference of the next one.
+	if _, err := s.AddComputation(c, store.FeatureComputation{Kind: "training_set", Features: map[string]int{"f1": 2}, Rows: 5, Status: store.ComputationBlocked}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.LastComputation(c, "f1")
+	if err != nil || got.ID != first.ID || got.Rows != 10 || got.Features["f2"] != 3 || string(got.Profiles) != `{"f1":[1,2]}` || got.Output != "a.csv" {
+		t.Fatalf("last f1: %+v %v", got, err)
+	}
+	second, _ := s.AddComputation(c, store.FeatureComputation{Kind: "backfill", Features: map[string]int{"f1": 2}, Rows: 7, Status: store.ComputationWarned})
+	if got, _ := s.LastComputation(c, "f1"); got.ID != second.ID || got.Status != store.ComputationWarned {
+		t.Fatalf("last after warned: %+v", got)
+	}
+	if got, _ := s.LastComputation(c, "f2"); got.ID != first.ID {
+		t.Fatalf("last f2: %+v", got)
 	}
 }

@@ -1,0 +1,453 @@
+// Package feature computes features from one definition two ways: a
+// streaming path that keeps an online store fresh as events arrive, and a
+// batch path that builds point-in-time-correct training sets from the same
+// event log. Both paths share the definitions, the window semantics and the
+// aggregate functions, and Consistency measures that they agree.
+package feature
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+
+	"github.com/baton-ml/baton/internal/flow"
+)
+
+// FieldType is the type of a source field.
+type FieldType string
+
+// Field types.
+const (
+	String FieldType = "string"
+	Float  FieldType = "float"
+	Int    FieldType = "int"
+	Bool   FieldType = "bool"
+)
+
+// Aggregate names.
+const (
+	Count         = "count"
+	Sum           = "sum"
+	Avg           = "avg"
+	Min           = "min"
+	Max           = "max"
+	Last          = "last"
+	DistinctCount = "distinct_count"
+)
+
+var aggregates = []string{Count, Sum, Avg, Min, Max, Last, DistinctCount}
+
+// Quality checks and their actions.
+const (
+	CheckNotNullRate     = "not_null_rate"
+	CheckRange           = "range"
+	CheckDrift           = "drift"
+	CheckRowCompleteness = "row_completeness"
+	ActionBlock          = "block"
+	ActionWarn           = "warn"
+)
+
+// Entity is what features describe, such as a member.
+type Entity struct {
+	Name        string `json:"name" yaml:"name"`
+	Key         string `json:"key" yaml:"key"`
+	Description string `json:"description,omitempty" yaml:"description"`
+}
+
+// Source is a stream of events about an entity.
+type Source struct {
+	Name      string `json:"name" yaml:"name"`
+	Entity    string `json:"entity" yaml:"entity"`
+	Timestamp string `json:"timestamp" yaml:"timestamp"`
+	// Fields maps each event field to its type.
+	Fields map[string]FieldType `json:"fields" yaml:"fields"`
+	// Lateness is how far behind the newest event an event may be and still
+	// reach the online store; zero means the source's longest window.
+	Lateness    Duration `json:"lateness,omitzero" yaml:"lateness"`
+	Description string   `json:"description,omitempty" yaml:"description"`
+
+	order []string // field names, sorted: the event encoding's order
+}
+
+// Check is a quality gate on a batch computation of a feature.
+type Check struct {
+	Check  string   `json:"check" yaml:"check"`
+	Min    *float64 `json:"min,omitempty" yaml:"min"`
+	Max    *float64 `json:"max,omitempty" yaml:"max"`
+	Action string   `json:"action" yaml:"action"`
+}
+
+// Feature is a window aggregate over a source's events.
+type Feature struct {
+	Name         string   `json:"name" yaml:"name"`
+	Source       string   `json:"source" yaml:"source"`
+	Aggregate    string   `json:"aggregate" yaml:"aggregate"`
+	Field        string   `json:"field,omitempty" yaml:"field"`
+	Window       Duration `json:"window" yaml:"window"`
+	FreshnessSLA Duration `json:"freshness_sla,omitzero" yaml:"freshness_sla"`
+	Quality      []Check  `json:"quality,omitempty" yaml:"quality"`
+	Description  string   `json:"description,omitempty" yaml:"description"`
+	// StaleSignal publishes a feature_stale signal when the feature is
+	// staler than its freshness SLA.
+	StaleSignal bool `json:"stale_signal,omitempty" yaml:"stale_signal"`
+
+	// Version is the registered version; zero before Apply.
+	Version int `json:"-" yaml:"-"`
+}
+
+// Defs is a set of definitions, as one file holds them.
+type Defs struct {
+	Entities []Entity  `json:"entities,omitempty" yaml:"entities"`
+	Sources  []Source  `json:"sources,omitempty" yaml:"sources"`
+	Features []Feature `json:"features,omitempty" yaml:"features"`
+}
+
+// Duration is a time.Duration written as "90s", "1h" or "7d".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes the duration in Go's notation.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := ParseDuration(s)
+	*d = Duration(v)
+	return err
+}
+
+// badDuration marks a duration that did not parse, so that Validate reports
+// it with its field path (and so its line): the YAML decoder's own errors
+// from UnmarshalYAML carry no position.
+const badDuration = Duration(math.MinInt64)
+
+// UnmarshalYAML reads a duration string.
+func (d *Duration) UnmarshalYAML(b []byte) error {
+	var s string
+	if err := yaml.Unmarshal(b, &s); err != nil {
+		*d = badDuration
+		return nil
+	}
+	v, err := ParseDuration(s)
+	if err != nil {
+		*d = badDuration
+		return nil
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ParseDuration reads Go durations plus whole days ("7d").
+func ParseDuration(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("%q is not a duration such as 90s, 5m, 1h or 7d", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 90s, 5m, 1h or 7d", s)
+	}
+	return d, nil
+}
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+const maxWindow = 366 * 24 * time.Hour
+
+// ParseFile reads and validates a definitions file.
+func ParseFile(path string) (*Defs, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, flow.Errors{{File: path, Msg: "cannot read the feature file: " + unwrapPath(err)}}
+	}
+	return Parse(path, data)
+}
+
+func unwrapPath(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// Parse decodes a definitions file strictly (unknown keys are errors) and
+// validates it on its own. On failure it returns flow.Errors, each problem
+// with the file, line and field.
+func Parse(file string, data []byte) (*Defs, error) { return ParseWith(file, data, nil) }
+
+// ParseWith is Parse for a file whose definitions may refer to known ones
+// (registered entities and sources).
+func ParseWith(file string, data []byte, known *Defs) (*Defs, error) {
+	var d Defs
+	if err := yaml.UnmarshalWithOptions(data, &d, yaml.DisallowUnknownField()); err != nil {
+		e := &flow.Error{File: file, Msg: err.Error()}
+		var ye yaml.Error
+		if errors.As(err, &ye) {
+			e.Msg = ye.GetMessage()
+			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+				e.Line, e.Column = tk.Position.Line, tk.Position.Column
+			}
+			// The decoder places an unknown key at its mapping; point at
+			// the key itself.
+			if k, ok := strings.CutPrefix(e.Msg, "unknown field "); ok {
+				if line, col := findKey(data, strings.Trim(k, `"`), e.Line); line > 0 {
+					e.Line, e.Column = line, col
+				}
+			}
+		}
+		return nil, flow.Errors{e}
+	}
+	if len(d.Entities)+len(d.Sources)+len(d.Features) == 0 {
+		return nil, flow.Errors{{File: file, Msg: "no entities, sources or features: a feature file declares at least one"}}
+	}
+	errs := d.Validate(known)
+	if len(errs) == 0 {
+		return &d, nil
+	}
+	// Positions come from the syntax tree: the decoded structs have none.
+	if f, err := parser.ParseBytes(data, 0); err == nil {
+		for _, e := range errs {
+			e.File = file
+			if line, col := position(f, e.Field); line > 0 {
+				e.Line, e.Column = line, col
+			}
+		}
+	}
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+	return nil, errs
+}
+
+// findKey finds the first mapping key named key at or after line.
+func findKey(data []byte, key string, line int) (int, int) {
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return 0, 0
+	}
+	bl, bc := 0, 0
+	for _, doc := range f.Docs {
+		ast.Walk(visitor(func(n ast.Node) {
+			mv, ok := n.(*ast.MappingValueNode)
+			if !ok || mv.Key == nil {
+				return
+			}
+			tk := mv.Key.GetToken()
+			if tk == nil || tk.Value != key || tk.Position.Line < line {
+				return
+			}
+			if bl == 0 || tk.Position.Line < bl {
+				bl, bc = tk.Position.Line, tk.Position.Column
+			}
+		}), doc)
+	}
+	return bl, bc
+}
+
+type visitor func(ast.Node)
+
+func (v visitor) Visit(n ast.Node) ast.Visitor {
+	v(n)
+	return v
+}
+
+// position finds the line of a field path such as "features[1].window",
+// falling back to its nearest parent that exists.
+func position(f *ast.File, field string) (int, int) {
+	for p := field; p != ""; {
+		path, err := yaml.PathString("$." + p)
+		if err == nil {
+			if n, err := path.FilterFile(f); err == nil && n != nil {
+				tk := n.GetToken()
+				return tk.Position.Line, tk.Position.Column
+			}
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0, 0
+}
+
+// Validate checks the definitions; known holds definitions already
+// registered that these may refer to (nil for none). Each problem names the
+// field.
+func (d *Defs) Validate(known *Defs) flow.Errors {
+	var errs flow.Errors
+	add := func(field, format string, args ...any) {
+		errs = append(errs, &flow.Error{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	entities := map[string]bool{}
+	sources := map[string]*Source{}
+	if known != nil {
+		for _, e := range known.Entities {
+			entities[e.Name] = true
+		}
+		for i := range known.Sources {
+			sources[known.Sources[i].Name] = &known.Sources[i]
+		}
+	}
+	seen := map[string]bool{}
+	for i, e := range d.Entities {
+		p := fmt.Sprintf("entities[%d]", i)
+		checkName(add, p+".name", "entity", e.Name, seen)
+		if e.Key == "" {
+			add(p+".key", "an entity needs key: the event field that holds its key")
+		}
+		entities[e.Name] = true
+	}
+	seen = map[string]bool{}
+	for i := range d.Sources {
+		s := &d.Sources[i]
+		p := fmt.Sprintf("sources[%d]", i)
+		checkName(add, p+".name", "source", s.Name, seen)
+		switch {
+		case s.Entity == "":
+			add(p+".entity", "a source needs entity: the entity its events are about")
+		case !entities[s.Entity]:
+			add(p+".entity", "unknown entity %q; declare it under entities", s.Entity)
+		}
+		if s.Timestamp == "" {
+			add(p+".timestamp", "a source needs timestamp: the event field that holds the event time")
+		}
+		for _, name := range slices.Sorted(maps.Keys(s.Fields)) {
+			if !nameRE.MatchString(name) {
+				add(p+".fields."+name, "field name %q: use lower case letters, digits and _", name)
+			}
+			switch s.Fields[name] {
+			case String, Float, Int, Bool:
+			default:
+				add(p+".fields."+name, "type %q: use string, float, int or bool", s.Fields[name])
+			}
+		}
+		if s.Lateness == badDuration {
+			add(p+".lateness", "not a duration such as 90s, 5m, 1h or 7d")
+		} else if s.Lateness < 0 {
+			add(p+".lateness", "must not be negative")
+		}
+		sources[s.Name] = s
+	}
+	seen = map[string]bool{}
+	for i := range d.Features {
+		f := &d.Features[i]
+		p := fmt.Sprintf("features[%d]", i)
+		checkName(add, p+".name", "feature", f.Name, seen)
+		src := sources[f.Source]
+		switch {
+		case f.Source == "":
+			add(p+".source", "a feature needs source: the source whose events it aggregates")
+		case src == nil:
+			add(p+".source", "unknown source %q; declare it under sources", f.Source)
+		}
+		if !slices.Contains(aggregates, f.Aggregate) {
+			add(p+".aggregate", "%q: use one of %s", f.Aggregate, strings.Join(aggregates, ", "))
+		}
+		switch {
+		case f.Aggregate == Count && f.Field != "":
+			if src != nil && src.Fields[f.Field] == "" {
+				add(p+".field", "source %s has no field %q", f.Source, f.Field)
+			}
+		case f.Aggregate == Count || !slices.Contains(aggregates, f.Aggregate):
+		case f.Field == "":
+			add(p+".field", "aggregate %s needs field: the source field it aggregates", f.Aggregate)
+		case src != nil && src.Fields[f.Field] == "":
+			add(p+".field", "source %s has no field %q", f.Source, f.Field)
+		case src != nil && src.Fields[f.Field] == String && slices.Contains([]string{Sum, Avg, Min, Max}, f.Aggregate):
+			add(p+".field", "%s of %s: the field is a string; %s needs float or int", f.Aggregate, f.Field, f.Aggregate)
+		}
+		switch {
+		case f.Window == badDuration:
+			add(p+".window", "not a duration such as 90s, 5m, 1h or 7d")
+		case f.Window <= 0:
+			add(p+".window", "a feature needs a positive window such as 1h")
+		case f.Window.D() > maxWindow:
+			add(p+".window", "%s is longer than the longest window, 366d", f.Window.D())
+		}
+		if f.FreshnessSLA == badDuration {
+			add(p+".freshness_sla", "not a duration such as 90s, 5m, 1h or 7d")
+		} else if f.FreshnessSLA < 0 {
+			add(p+".freshness_sla", "must not be negative")
+		}
+		for j, c := range f.Quality {
+			q := fmt.Sprintf("%s.quality[%d]", p, j)
+			switch c.Check {
+			case CheckNotNullRate, CheckRowCompleteness:
+				if c.Min == nil || *c.Min < 0 || *c.Min > 1 {
+					add(q+".min", "%s needs min between 0 and 1", c.Check)
+				}
+			case CheckRange:
+				if c.Min == nil && c.Max == nil {
+					add(q, "range needs min, max or both")
+				} else if c.Min != nil && c.Max != nil && *c.Min > *c.Max {
+					add(q+".max", "max %g is below min %g", *c.Max, *c.Min)
+				}
+			case CheckDrift:
+				if c.Max == nil || *c.Max <= 0 {
+					add(q+".max", "drift needs max: the highest PSI allowed, such as 0.2")
+				}
+			default:
+				add(q+".check", "%q: use not_null_rate, range, drift or row_completeness", c.Check)
+			}
+			if c.Action != ActionBlock && c.Action != ActionWarn {
+				add(q+".action", "%q: use block or warn", c.Action)
+			}
+		}
+	}
+	return errs
+}
+
+func checkName(add func(string, string, ...any), field, what, name string, seen map[string]bool) {
+	switch {
+	case name == "":
+		add(field, "a %s needs a name", what)
+	case !nameRE.MatchString(name) || len(name) > 100:
+		add(field, "%s name %q: use lower case letters, digits and _, starting with a letter", what, name)
+	case seen[name]:
+		add(field, "%s %q is declared twice", what, name)
+	}
+	seen[name] = true
+}
+
+// digest is the SHA-256 of v's canonical JSON: a changed definition gets a
+// new digest and so a new version.
+func digest(v any) (string, []byte) {
+	b, _ := json.Marshal(v)
+	var buf bytes.Buffer
+	_ = json.Compact(&buf, b)
+	sum := sha256.Sum256(buf.Bytes())
+	return hex.EncodeToString(sum[:]), buf.Bytes()
+}
+
+// FieldOrder returns the source's field names in encoding order.
+func (s *Source) FieldOrder() []string {
+	if s.order == nil {
+		s.order = slices.Sorted(maps.Keys(s.Fields))
+	}
+	return s.order
+}

@@ -1,0 +1,694 @@
+package feature
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/store/sqlite"
+)
+
+const defsYAML = `entities:
+  - name: member
+    key: member_id
+sources:
+  - name: plays
+    entity: member
+    timestamp: ts
+    fields: {title_id: string, minutes: float, market: string}
+features:
+  - name: plays_1h
+    source: plays
+    aggregate: count
+    window: 1h
+  - name: minutes_24h
+    source: plays
+    aggregate: sum
+    field: minutes
+    window: 24h
+    freshness_sla: 1s
+    quality:
+      - {check: not_null_rate, min: 0.5, action: block}
+      - {check: range, min: 0, max: 1440, action: warn}
+`
+
+func openStore(t *testing.T) store.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "baton.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func TestParseValid(t *testing.T) {
+	t.Parallel()
+	d, err := Parse("f.yaml", []byte(defsYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Features) != 2 || d.Features[1].Window.D() != 24*time.Hour || d.Features[1].FreshnessSLA.D() != time.Second {
+		t.Fatalf("parsed: %+v", d.Features)
+	}
+	if got := d.Sources[0].FieldOrder(); !slices.Equal(got, []string{"market", "minutes", "title_id"}) {
+		t.Fatalf("field order %v", got)
+	}
+}
+
+func TestParseErrorsNameLineAndField(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ name, yaml, want string }{
+		{"unknown key", strings.Replace(defsYAML, "    window: 1h\n", "    window: 1h\n    windwo: 2h\n", 1), `f.yaml:14:5: unknown field "windwo"`},
+		{"bad aggregate", strings.Replace(defsYAML, "aggregate: count", "aggregate: median", 1), `f.yaml:12:16: features[0].aggregate: "median": use one of`},
+		{"unknown source", strings.Replace(defsYAML, "    source: plays\n    aggregate: count", "    source: views\n    aggregate: count", 1), `features[0].source: unknown source "views"`},
+		{"bad window", strings.Replace(defsYAML, "window: 1h", "window: soon", 1), `f.yaml:13:13: features[0].window: not a duration`},
+		{"sum of a string", strings.Replace(defsYAML, "field: minutes", "field: market", 1), `features[1].field: sum of market: the field is a string`},
+		{"bad gate", strings.Replace(defsYAML, "action: block", "action: panic", 1), `features[1].quality[0].action: "panic": use block or warn`},
+		{"duplicate", strings.Replace(defsYAML, "name: minutes_24h", "name: plays_1h", 1), `feature "plays_1h" is declared twice`},
+		{"bad field type", strings.Replace(defsYAML, "minutes: float", "minutes: decimal", 1), `type "decimal": use string, float, int or bool`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse("f.yaml", []byte(c.yaml))
+			var fe flow.Errors
+			if !errors.As(err, &fe) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want it to contain %q", err, c.want)
+			}
+			if fe[0].Line == 0 {
+				t.Fatalf("no line in %v", err)
+			}
+		})
+	}
+}
+
+func TestApplyVersions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openStore(t)
+	d, _ := Parse("f.yaml", []byte(defsYAML))
+	out, err := Apply(ctx, st, "f.yaml", d)
+	if err != nil || len(out) != 4 || !out[3].New || out[3].Version != 1 {
+		t.Fatalf("first apply: %+v %v", out, err)
+	}
+	d2, _ := Parse("f.yaml", []byte(strings.Replace(defsYAML, "window: 1h", "window: 5m", 1)))
+	out, _ = Apply(ctx, st, "f.yaml", d2)
+	if out[2].Name != "plays_1h" || !out[2].New || out[2].Version != 2 || out[3].New {
+		t.Fatalf("changed window: %+v", out)
+	}
+	cat, _ := Load(ctx, st)
+	if cat.Features["plays_1h"].Version != 2 || cat.Features["plays_1h"].Window.D() != 5*time.Minute {
+		t.Fatalf("catalog: %+v", cat.Features["plays_1h"])
+	}
+	// A features-only file may refer to registered sources.
+	more, err := ParseWith("g.yaml", []byte("features:\n  - {name: last_market, source: plays, aggregate: last, field: market, window: 1h}\n"), cat.Defs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(ctx, st, "g.yaml", more); err != nil {
+		t.Fatalf("features-only apply: %v", err)
+	}
+}
+
+// testCatalog has one feature per aggregate over a source with a numeric,
+// a string and a bool field.
+func testCatalog(window time.Duration) *Catalog {
+	src := &Source{Name: "ev", Entity: "user", Timestamp: "ts", Fields: map[string]FieldType{"x": Float, "s": String, "b": Bool}}
+	c := &Catalog{Entities: map[string]*Entity{"user": {Name: "user", Key: "user_id"}}, Sources: map[string]*Source{"ev": src},
+		Features: map[string]*Feature{}, SourceVersions: map[string]int{"ev": 1}, EntityVersions: map[string]int{"user": 1}}
+	add := func(name, agg, field string) {
+		c.Features[name] = &Feature{Name: name, Source: "ev", Aggregate: agg, Field: field, Window: Duration(window), Version: 1}
+	}
+	add("count", Count, "")
+	add("count_x", Count, "x")
+	add("sum", Sum, "x")
+	add("avg", Avg, "x")
+	add("min", Min, "x")
+	add("max", Max, "x")
+	add("last_x", Last, "x")
+	add("last_s", Last, "s")
+	add("last_b", Last, "b")
+	add("distinct_s", DistinctCount, "s")
+	add("distinct_x", DistinctCount, "x")
+	return c
+}
+
+// bruteForce computes f at t over all events, straight from the window's
+// definition: (t - window, t], the latest by (time, log order) for last.
+func bruteForce(f *Feature, src *Source, evs []Event, t int64) Value {
+	fi := fieldIndex(f, src)
+	var in []Event
+	for _, e := range evs {
+		if e.Time > t-f.Window.D().Microseconds() && e.Time <= t {
+			if fi < 0 || e.Vals[fi].Kind != KindNull {
+				in = append(in, e)
+			}
+		}
+	}
+	switch f.Aggregate {
+	case Count:
+		return Value{Kind: KindNum, Num: float64(len(in))}
+	case DistinctCount:
+		set := map[string]bool{}
+		for _, e := range in {
+			set[distinctKey(e.Vals[fi])] = true
+		}
+		return Value{Kind: KindNum, Num: float64(len(set))}
+	}
+	if len(in) == 0 {
+		return Value{}
+	}
+	switch f.Aggregate {
+	case Sum, Avg:
+		s := 0.0
+		for _, e := range in {
+			s += e.Vals[fi].Num
+		}
+		if f.Aggregate == Avg {
+			s /= float64(len(in))
+		}
+		return Value{Kind: KindNum, Num: s}
+	case Min, Max:
+		m := in[0].Vals[fi].Num
+		for _, e := range in {
+			if f.Aggregate == Min {
+				m = math.Min(m, e.Vals[fi].Num)
+			} else {
+				m = math.Max(m, e.Vals[fi].Num)
+			}
+		}
+		return Value{Kind: KindNum, Num: m}
+	case Last:
+		best := in[0]
+		for _, e := range in {
+			if e.Time > best.Time || e.Time == best.Time && e.Seq > best.Seq {
+				best = e
+			}
+		}
+		return best.Vals[fi]
+	}
+	return Value{}
+}
+
+// randomEvents makes events on a coarse time grid (so times tie and land
+// exactly on window edges) in random order, some fields null.
+func randomEvents(rng *rand.Rand, n, keys int, base int64) []Event {
+	evs := make([]Event, n)
+	cats := []string{"a", "b", "c", "d"}
+	for i := range evs {
+		e := Event{Key: "u" + strconv.Itoa(rng.IntN(keys)), Time: base + int64(rng.IntN(240))*int64(time.Minute/time.Microsecond),
+			Vals: make([]Value, 3)}
+		// Field order is b, s, x.
+		if rng.IntN(5) > 0 {
+			e.Vals[0] = Value{Kind: KindNum, Num: float64(rng.IntN(2))}
+		}
+		if rng.IntN(5) > 0 {
+			e.Vals[1] = Value{Kind: KindStr, Str: cats[rng.IntN(len(cats))]}
+		}
+		if rng.IntN(5) > 0 {
+			e.Vals[2] = Value{Kind: KindNum, Num: float64(rng.IntN(100)) / 4}
+		}
+		evs[i] = e
+	}
+	return evs
+}
+
+func eventsJSON(src *Source, evs []Event) string {
+	var b strings.Builder
+	order := src.FieldOrder()
+	for _, e := range evs {
+		fmt.Fprintf(&b, `{"user_id":%q,"ts":"%s"`, e.Key, time.UnixMicro(e.Time).UTC().Format(time.RFC3339Nano))
+		for i, v := range e.Vals {
+			switch {
+			case v.Kind == KindStr:
+				fmt.Fprintf(&b, `,%q:%q`, order[i], v.Str)
+			case v.Kind == KindNum && order[i] == "b":
+				fmt.Fprintf(&b, `,%q:%t`, order[i], v.Num != 0)
+			case v.Kind == KindNum:
+				fmt.Fprintf(&b, `,%q:%g`, order[i], v.Num)
+			}
+		}
+		b.WriteString("}\n")
+	}
+	return b.String()
+}
+
+// TestAggregatesAgainstBruteForce checks every aggregate on both paths, the
+// online store (streaming) and the training set (batch), against the brute
+// force reference, at label times that hit event times and window edges.
+func TestAggregatesAgainstBruteForce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	cat := testCatalog(30 * time.Minute)
+	src := cat.Sources["ev"]
+	// Events arrive in random order over 4 hours: allow that much lateness
+	// so the online store takes every one.
+	src.Lateness = Duration(5 * time.Hour)
+	base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+	evs := randomEvents(rng, 3000, 20, base)
+	dir := t.TempDir()
+	eng := NewEngine(cat, dir, NewMemory(), nil)
+	defer eng.Close()
+	// Ingest in a few batches so equal times get increasing log order.
+	in := eventsJSON(src, evs)
+	res, err := eng.Ingest(ctx, "ev", strings.NewReader(in))
+	if err != nil || res.Accepted != len(evs) || res.Rejected != 0 || res.Late != 0 {
+		t.Fatalf("ingest: %+v %v", res, err)
+	}
+	// The reference needs the log's order (Seq) for last's ties.
+	var logged []Event
+	l, _ := OpenLog(eng.LogDir(), src)
+	_ = l.Scan(func(e *Event) error {
+		c := *e
+		c.Vals = slices.Clone(e.Vals)
+		logged = append(logged, c)
+		return nil
+	})
+	l.Close()
+	if len(logged) != len(evs) {
+		t.Fatalf("log holds %d events, want %d", len(logged), len(evs))
+	}
+	byKey := map[string][]Event{}
+	for _, e := range logged {
+		byKey[e.Key] = append(byKey[e.Key], e)
+	}
+	labels := &Labels{Header: []string{"user_id", "ts", "label"}, TimeCol: 1}
+	for i := range 2000 {
+		k := "u" + strconv.Itoa(rng.IntN(22)) // u20, u21 have no events
+		// Minute grid plus exact window edges: t - 30m hits event times.
+		tt := base + int64(rng.IntN(300)-30)*int64(time.Minute/time.Microsecond)
+		if i%7 == 0 {
+			tt++ // just after an event time
+		}
+		labels.Rows = append(labels.Rows, []string{k, strconv.FormatInt(tt, 10), "y"})
+		labels.Times = append(labels.Times, tt)
+	}
+	feats, _ := cat.Select(nil)
+	cols, err := TrainingSet(ctx, cat, eng.LogDir(), labels, feats, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r, row := range labels.Rows {
+		tt := labels.Times[r]
+		online, err := eng.Get(ctx, row[0], feats, time.UnixMicro(tt))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cols {
+			want := bruteForce(c.Feature, src, byKey[row[0]], tt)
+			if got := c.Values[r]; !got.Equal(want) {
+				t.Fatalf("batch %s of %s at %d: got %+v, want %+v", c.Feature.Name, row[0], tt, got, want)
+			}
+			if got, w := online.Features[c.Feature.Name], want.JSON(c.Type); !sameJSON(got, w) {
+				t.Fatalf("online %s of %s at %d: got %v, want %v", c.Feature.Name, row[0], tt, got, w)
+			}
+		}
+	}
+}
+
+// TestPointInTimeEdges pins the window's ends: an event exactly at the label
+// time counts, one exactly a window earlier does not.
+func TestPointInTimeEdges(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cat := testCatalog(time.Hour)
+	eng := NewEngine(cat, t.TempDir(), NewMemory(), nil)
+	defer eng.Close()
+	in := `{"user_id":"a","ts":"2026-11-01T10:00:00Z","x":1}
+{"user_id":"a","ts":"2026-11-01T11:00:00Z","x":2}
+{"user_id":"a","ts":"2026-11-01T11:00:00.000001Z","x":4}
+`
+	if _, err := eng.Ingest(ctx, "ev", strings.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	at := func(s string) int64 { us, _ := ParseTime(s); return us }
+	cases := []struct {
+		time string
+		sum  any
+	}{
+		{"2026-11-01T09:59:59.999999Z", nil},
+		{"2026-11-01T10:00:00Z", 1.0},        // event at the label time counts
+		{"2026-11-01T11:00:00Z", 2.0},        // the 10:00 event is exactly a window back: out
+		{"2026-11-01T10:59:59.999999Z", 1.0}, // 10:00 still in
+		{"2026-11-01T11:00:00.000001Z", 6.0},
+		{"2026-11-01T12:00:00.000001Z", nil}, // everything aged out
+	}
+	labels := &Labels{Header: []string{"user_id", "ts"}, TimeCol: 1}
+	for _, c := range cases {
+		labels.Rows = append(labels.Rows, []string{"a", c.time})
+		labels.Times = append(labels.Times, at(c.time))
+	}
+	feats, _ := cat.Select([]string{"sum"})
+	cols, err := TrainingSet(ctx, cat, eng.LogDir(), labels, feats, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cases {
+		if got := cols[0].Values[i].JSON(Float); got != c.sum {
+			t.Errorf("batch at %s: got %v, want %v", c.time, got, c.sum)
+		}
+		v, _ := eng.Get(ctx, "a", feats, time.UnixMicro(at(c.time)))
+		if got := v.Features["sum"]; got != c.sum {
+			t.Errorf("online at %s: got %v, want %v", c.time, got, c.sum)
+		}
+	}
+}
+
+func TestRejectedEventsAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cat := testCatalog(time.Hour)
+	eng := NewEngine(cat, t.TempDir(), NewMemory(), nil)
+	defer eng.Close()
+	in := `{"user_id":"a","ts":"2026-11-01T10:00:00Z","x":1}
+{"ts":"2026-11-01T10:00:00Z","x":1}
+{"user_id":"a","ts":"yesterday","x":1}
+{"user_id":"a","ts":1793527200,"x":"three"}
+not json
+{"user_id":"a","ts":1793527200.5,"x":3,"b":true}
+`
+	res, err := eng.Ingest(ctx, "ev", strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != 2 || res.Rejected != 4 {
+		t.Fatalf("result: %+v", res)
+	}
+	b, err := os.ReadFile(filepath.Join(eng.DeadLetterDir(), "ev.deadletter.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"line":2`, `missing key field \"user_id\"`, `"line":3`, `neither RFC 3339 nor unix seconds`, `"line":4`, `field \"x\": want a number`, `"line":5`, `not a JSON object`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("dead letters lack %s:\n%s", want, b)
+		}
+	}
+	// CSV: a bad row is rejected and the rest proceed.
+	csvIn := "user_id,ts,x,s\nb,2026-11-01T10:00:00Z,1.5,q\nb,2026-11-01T10:00:00Z,abc,q\n,2026-11-01T10:00:00Z,1,q\nb,1793527200,2,r\n"
+	res, err = eng.Ingest(ctx, "ev", strings.NewReader(csvIn))
+	if err != nil || res.Accepted != 2 || res.Rejected != 2 || res.Errors[0].Line != 3 {
+		t.Fatalf("csv: %+v %v", res, err)
+	}
+}
+
+// TestTornTailIsCutOff simulates a writer killed mid-record: readers stop
+// before the torn record and the next writer cuts it off.
+func TestTornTailIsCutOff(t *testing.T) {
+	t.Parallel()
+	cat := testCatalog(time.Hour)
+	src := cat.Sources["ev"]
+	dir := t.TempDir()
+	l, err := OpenLog(dir, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := []Event{{Key: "a", Time: 1, Vals: make([]Value, 3)}, {Key: "b", Time: 2, Vals: make([]Value, 3)}}
+	if _, err := l.Append(evs); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	seg := segPath(filepath.Join(dir, "ev"), 1)
+	full, _ := os.ReadFile(seg)
+	// Tear the second record.
+	if err := os.WriteFile(seg, full[:len(full)-3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	count := func() []string {
+		var keys []string
+		l, _ := OpenLog(dir, src)
+		defer l.Close()
+		if err := l.Scan(func(e *Event) error { keys = append(keys, e.Key); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	if got := count(); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("after tear: %v", got)
+	}
+	l2, _ := OpenLog(dir, src)
+	if _, err := l2.Append([]Event{{Key: "c", Time: 3, Vals: make([]Value, 3)}}); err != nil {
+		t.Fatal(err)
+	}
+	l2.Close()
+	if got := count(); !slices.Equal(got, []string{"a", "c"}) {
+		t.Fatalf("after append: %v", got)
+	}
+}
+
+// TestTwoWritersShareALog: a second process's appends reach the first
+// writer's online store on its next append.
+func TestTwoWritersShareALog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cat := testCatalog(time.Hour)
+	dir := t.TempDir()
+	a := NewEngine(cat, dir, NewMemory(), nil)
+	b := NewEngine(cat, dir, NewMemory(), nil)
+	defer a.Close()
+	defer b.Close()
+	ingest := func(e *Engine, line string) {
+		if _, err := e.Ingest(ctx, "ev", strings.NewReader(line)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ingest(a, `{"user_id":"k","ts":"2026-11-01T10:00:00Z","x":1}`)
+	ingest(b, `{"user_id":"k","ts":"2026-11-01T10:01:00Z","x":2}`)
+	ingest(a, `{"user_id":"k","ts":"2026-11-01T10:02:00Z","x":4}`)
+	feats, _ := cat.Select([]string{"sum"})
+	v, _ := a.Get(ctx, "k", feats, time.Date(2026, 11, 1, 10, 5, 0, 0, time.UTC))
+	if v.Features["sum"] != 7.0 {
+		t.Fatalf("a sees %v, want 7", v.Features["sum"])
+	}
+}
+
+func TestLateEventsSkipTheOnlineStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cat := testCatalog(time.Hour)
+	cat.Sources["ev"].Lateness = Duration(time.Minute)
+	eng := NewEngine(cat, t.TempDir(), NewMemory(), nil)
+	defer eng.Close()
+	if _, err := eng.Ingest(ctx, "ev", strings.NewReader(`{"user_id":"k","ts":"2026-11-01T10:00:00Z","x":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := eng.Ingest(ctx, "ev", strings.NewReader(`{"user_id":"k","ts":"2026-11-01T09:58:00Z","x":2}
+{"user_id":"k","ts":"2026-11-01T09:59:30Z","x":4}`))
+	if err != nil || res.Late != 1 || res.Accepted != 2 {
+		t.Fatalf("late: %+v %v", res, err)
+	}
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	feats, _ := cat.Select([]string{"sum"})
+	v, _ := eng.Get(ctx, "k", feats, at)
+	if v.Features["sum"] != 5.0 {
+		t.Fatalf("online sum %v, want 5 (the late event is not applied)", v.Features["sum"])
+	}
+	// The batch path sees every logged event, so the check finds the one
+	// disagreement the watermark policy causes.
+	rep, err := Consistency(ctx, eng, feats, 10, at)
+	if err != nil || rep.Compared != 1 || rep.Mismatched != 1 {
+		t.Fatalf("consistency: %+v %v", rep, err)
+	}
+}
+
+func TestConsistencyAgrees(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(3, 4))
+	cat := testCatalog(20 * time.Minute)
+	eng := NewEngine(cat, t.TempDir(), NewMemory(), nil)
+	defer eng.Close()
+	base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+	evs := randomEvents(rng, 2000, 50, base)
+	// In time order, so nothing is late.
+	slices.SortStableFunc(evs, func(a, b Event) int { return int(a.Time - b.Time) })
+	if _, err := eng.Ingest(ctx, "ev", strings.NewReader(eventsJSON(cat.Sources["ev"], evs))); err != nil {
+		t.Fatal(err)
+	}
+	feats, _ := cat.Select(nil)
+	newest := evs[len(evs)-1].Time
+	// The online store answers for now: the newest event's time and after.
+	for _, at := range []int64{newest, newest + 10*60e6 + 1} {
+		rep, err := Consistency(ctx, eng, feats, 30, time.UnixMicro(at))
+		if err != nil || rep.Keys != 30 || rep.Compared != 30*len(feats) || rep.Mismatched != 0 {
+			t.Fatalf("consistency at %d: %+v %v", at, rep, err)
+		}
+	}
+	// A fresh engine replaying the log agrees too: the log is the embedded
+	// store's persistence.
+	again := NewEngine(cat, eng.dir, NewMemory(), nil)
+	defer again.Close()
+	if err := again.Replay(ctx); err != nil {
+		t.Fatal(err)
+	}
+	at := time.UnixMicro(newest)
+	for _, k := range []string{"u1", "u7", "u33"} {
+		v1, _ := eng.Get(ctx, k, feats, at)
+		v2, _ := again.Get(ctx, k, feats, at)
+		for n := range v1.Features {
+			if !sameJSON(v1.Features[n], v2.Features[n]) {
+				t.Fatalf("replayed %s/%s: %v vs %v", k, n, v2.Features[n], v1.Features[n])
+			}
+		}
+	}
+}
+
+func TestBuildGatesAndOutputs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openStore(t)
+	d, _ := Parse("f.yaml", []byte(defsYAML+`  - name: avg_minutes
+    source: plays
+    aggregate: avg
+    field: minutes
+    window: 24h
+    quality:
+      - {check: drift, max: 0.2, action: block}
+`))
+	if _, err := Apply(ctx, st, "f.yaml", d); err != nil {
+		t.Fatal(err)
+	}
+	cat, _ := Load(ctx, st)
+	dir := t.TempDir()
+	eng := NewEngine(cat, dir, NewMemory(), nil)
+	defer eng.Close()
+	var b strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&b, `{"member_id":"m%d","ts":"2026-11-01T10:00:00Z","minutes":%d,"market":"US"}`+"\n", i%50, i%30)
+	}
+	if _, err := eng.Ingest(ctx, "plays", strings.NewReader(b.String())); err != nil {
+		t.Fatal(err)
+	}
+	labels := func(n int, at string) *Labels {
+		l := &Labels{Header: []string{"member_id", "ts", "y"}, TimeCol: 1}
+		us, _ := ParseTime(at)
+		for i := range n {
+			l.Rows = append(l.Rows, []string{"m" + strconv.Itoa(i), at, strconv.Itoa(i % 2)})
+			l.Times = append(l.Times, us)
+		}
+		return l
+	}
+	feats, _ := cat.Select(nil)
+	out := filepath.Join(t.TempDir(), "train.parquet")
+	built, err := Build(ctx, st, cat, eng.LogDir(), BuildOptions{Labels: labels(50, "2026-11-01T12:00:00Z"), Features: feats, Out: out})
+	if err != nil || built.Report.Status != "passed" || built.Computation.ID == 0 {
+		t.Fatalf("first build: %+v %v", built, err)
+	}
+	// The Parquet file has the label columns, the features and the versions.
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2, _ := f.Stat()
+	pf, err := parquet.OpenFile(f, st2.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pf.NumRows() != 50 {
+		t.Fatalf("parquet rows %d", pf.NumRows())
+	}
+	meta, _ := pf.Lookup("baton")
+	if !strings.Contains(meta, `"plays_1h":1`) {
+		t.Fatalf("parquet metadata %q", meta)
+	}
+	var names []string
+	for _, c := range pf.Schema().Fields() {
+		names = append(names, c.Name())
+	}
+	f.Close()
+	if !slices.Equal(names, []string{"avg_minutes", "member_id", "minutes_24h", "plays_1h", "ts", "y"}) {
+		t.Fatalf("columns %v", names)
+	}
+	// Half the labels have no events: minutes_24h's not-null rate 0.5
+	// passes at min 0.5; a third of them fails it and blocks.
+	out2 := filepath.Join(t.TempDir(), "train.csv")
+	built, err = Build(ctx, st, cat, eng.LogDir(), BuildOptions{Labels: labels(150, "2026-11-01T12:00:00Z"), Features: feats, Out: out2})
+	if !errors.Is(err, ErrBlocked) || built.Report.Status != "blocked" || !strings.Contains(err.Error(), "FAIL minutes_24h not_null_rate (block)") {
+		t.Fatalf("blocked build: %v", err)
+	}
+	if _, err := os.Stat(out2); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a blocked build wrote its output: %v", err)
+	}
+	// The next day's values have drifted far: the drift gate blocks.
+	var b2 strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&b2, `{"member_id":"m%d","ts":"2026-11-02T10:00:00Z","minutes":%d,"market":"US"}`+"\n", i, 500+i)
+	}
+	if _, err := eng.Ingest(ctx, "plays", strings.NewReader(b2.String())); err != nil {
+		t.Fatal(err)
+	}
+	built, err = Build(ctx, st, cat, eng.LogDir(), BuildOptions{Labels: labels(50, "2026-11-03T09:00:00Z"), Features: feats, Out: out2})
+	if !errors.Is(err, ErrBlocked) || !strings.Contains(err.Error(), "FAIL avg_minutes drift (block): PSI") {
+		t.Fatalf("drift: %v %+v", err, built.Report)
+	}
+	// Warn-only failures still write: the range gate (max 1440) warns.
+	cat.Features["avg_minutes"].Quality = nil
+	built, err = Build(ctx, st, cat, eng.LogDir(), BuildOptions{Labels: labels(50, "2026-11-03T09:00:00Z"), Features: feats, Out: out2})
+	if err != nil || built.Report.Status != "passed" {
+		t.Fatalf("without the drift gate: %+v %v", built.Report, err)
+	}
+	csvOut, _ := os.ReadFile(out2)
+	if !strings.HasPrefix(string(csvOut), "member_id,ts,y,") || strings.Count(string(csvOut), "\n") != 51 {
+		t.Fatalf("csv:\n%s", csvOut)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(defsYAML))
+	f.Add([]byte("features: [{name: a, source: b, aggregate: sum, window: 1h}]"))
+	f.Add([]byte("entities: {}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := Parse("f.yaml", data)
+		if err == nil && d == nil {
+			t.Fatal("nil defs without an error")
+		}
+		if err != nil {
+			var fe flow.Errors
+			if !errors.As(err, &fe) || len(fe) == 0 {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+		}
+	})
+}
+
+func FuzzDecodeJSON(f *testing.F) {
+	cat := testCatalog(time.Hour)
+	src := cat.Sources["ev"]
+	f.Add([]byte(`{"user_id":"a","ts":"2026-11-01T10:00:00Z","x":1,"s":"q","b":true}`))
+	f.Add([]byte(`{"user_id":7,"ts":1793527200.25}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		d := NewDecoder(src, "user_id")
+		ev, err := d.DecodeJSON(line)
+		if err != nil {
+			return
+		}
+		if ev.Key == "" || len(ev.Vals) != 3 {
+			t.Fatalf("accepted a bad event: %+v", ev)
+		}
+		// What decodes must survive the log's encoding.
+		rec := appendRecord(nil, &ev)
+		var back Event
+		size, n := binaryUvarint(rec)
+		if err := decodeRecord(rec[n:n+int(size)], 3, &back); err != nil || back.Key != ev.Key || back.Time != ev.Time {
+			t.Fatalf("round trip: %+v vs %+v (%v)", back, ev, err)
+		}
+	})
+}
+
+func binaryUvarint(b []byte) (uint64, int) { return binary.Uvarint(b) }

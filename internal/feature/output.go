@@ -1,0 +1,313 @@
+package feature
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// BuildOptions asks for one batch computation.
+type BuildOptions struct {
+	Labels   *Labels
+	Features []*Feature
+	KeyCols  map[string]string
+	// Out is the output file: .csv or .parquet. Empty computes and checks
+	// without writing (a dry run).
+	Out  string
+	Kind string // training_set (default) or backfill
+}
+
+// Built is a finished batch computation.
+type Built struct {
+	Computation store.FeatureComputation `json:"computation"`
+	Report      Report                   `json:"report"`
+	Out         string                   `json:"out,omitempty"`
+	// FeatureVersion names the feature set's versions in one string, such
+	// as "minutes_24h@2,plays_1h@1", for the features_ready signal.
+	FeatureVersion string `json:"feature_version"`
+}
+
+// ErrBlocked is returned (wrapped) when a quality gate blocked a
+// computation: nothing was written or published.
+var ErrBlocked = errors.New("blocked by a quality gate")
+
+// Build computes a training set, checks its quality gates against the
+// previous computation of each feature, records the computation, and writes
+// the output only when no gate blocked it. The output appears whole or not
+// at all: it is written beside its final name and renamed into place.
+func Build(ctx context.Context, st store.FeatureStore, cat *Catalog, logDir string, o BuildOptions) (Built, error) {
+	var b Built
+	if o.Kind == "" {
+		o.Kind = "training_set"
+	}
+	format, err := outFormat(o.Out)
+	if err != nil {
+		return b, err
+	}
+	cols, err := TrainingSet(ctx, cat, logDir, o.Labels, o.Features, o.KeyCols)
+	if err != nil {
+		return b, err
+	}
+	prev := map[string]Profile{}
+	for _, f := range o.Features {
+		c, err := st.LastComputation(ctx, f.Name)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return b, err
+		}
+		var ps map[string]Profile
+		if json.Unmarshal(c.Profiles, &ps) == nil {
+			if p, ok := ps[f.Name]; ok {
+				prev[f.Name] = p
+			}
+		}
+	}
+	report, profiles := CheckQuality(cols, prev)
+	versions := map[string]int{}
+	var fv []string
+	for _, f := range o.Features {
+		versions[f.Name] = f.Version
+		fv = append(fv, f.Name+"@"+strconv.Itoa(f.Version))
+	}
+	slices.Sort(fv)
+	b.Report, b.FeatureVersion = report, strings.Join(fv, ",")
+	if report.Status != store.ComputationBlocked && o.Out != "" {
+		meta := map[string]any{"feature_versions": versions, "rows": report.Rows, "quality": report.Status}
+		if err := writeAtomic(o.Out, func(w io.Writer) error { return writeTable(w, format, o.Labels, cols, meta) }); err != nil {
+			return b, err
+		}
+		b.Out = o.Out
+	}
+	c, err := st.AddComputation(ctx, store.FeatureComputation{Kind: o.Kind, Features: versions, Rows: int64(report.Rows),
+		Status: report.Status, Report: toJSON(report), Profiles: toJSON(profiles), Output: b.Out})
+	if err != nil {
+		return b, fmt.Errorf("record the computation: %w", err)
+	}
+	b.Computation = c
+	if report.Status == store.ComputationBlocked {
+		return b, fmt.Errorf("%w:\n%s", ErrBlocked, report.Text())
+	}
+	return b, nil
+}
+
+func outFormat(out string) (string, error) {
+	switch strings.ToLower(filepath.Ext(out)) {
+	case ".csv":
+		return "csv", nil
+	case ".parquet":
+		return "parquet", nil
+	case "":
+		if out == "" {
+			return "", nil
+		}
+	}
+	return "", flow.Errors{{Field: "--out", Msg: fmt.Sprintf("%q: the output is .csv or .parquet", out)}}
+}
+
+// writeAtomic writes path through a temporary file in the same folder,
+// synced and renamed, so a crash leaves the old file or the new one.
+func writeAtomic(path string, fn func(io.Writer) error) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	if err := fn(bw); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	ok = true
+	syncDir(dir)
+	return nil
+}
+
+func writeTable(w io.Writer, format string, l *Labels, cols []Column, meta map[string]any) error {
+	if format == "parquet" {
+		return writeParquet(w, l, cols, meta)
+	}
+	cw := csv.NewWriter(w)
+	header := slices.Clone(l.Header)
+	for _, c := range cols {
+		header = append(header, c.Feature.Name)
+	}
+	if err := cw.Write(header); err != nil {
+		return err
+	}
+	rec := make([]string, len(header))
+	for r, row := range l.Rows {
+		copy(rec, row)
+		for i, c := range cols {
+			rec[len(row)+i] = cell(c.Values[r], c.Type)
+		}
+		if err := cw.Write(rec); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func cell(v Value, t FieldType) string {
+	switch v.Kind {
+	case KindNum:
+		if t == Bool {
+			return strconv.FormatBool(v.Num != 0)
+		}
+		return strconv.FormatFloat(v.Num, 'g', -1, 64)
+	case KindStr:
+		return v.Str
+	}
+	return ""
+}
+
+// writeParquet writes label columns (double when every cell is a number,
+// else string) and feature columns, all optional, with the feature versions
+// in the file's key-value metadata.
+func writeParquet(w io.Writer, l *Labels, cols []Column, meta map[string]any) error {
+	type colDef struct {
+		name    string
+		label   int // label column index, or -1
+		feature int // feature column index, or -1
+		kind    string
+	}
+	var defs []colDef
+	taken := map[string]bool{}
+	for i, h := range l.Header {
+		kind := "double"
+		for _, row := range l.Rows {
+			if row[i] == "" {
+				continue
+			}
+			if _, err := strconv.ParseFloat(row[i], 64); err != nil {
+				kind = "string"
+				break
+			}
+		}
+		defs = append(defs, colDef{h, i, -1, kind})
+		taken[h] = true
+	}
+	for i, c := range cols {
+		kind := "double"
+		switch c.Type {
+		case String:
+			kind = "string"
+		case Bool:
+			kind = "bool"
+		}
+		name := c.Feature.Name
+		if taken[name] {
+			return flow.Errors{{Field: "--feature", Msg: fmt.Sprintf("feature %s has the name of a labels column; rename the column", name)}}
+		}
+		defs = append(defs, colDef{name, -1, i, kind})
+	}
+	g := parquet.Group{}
+	for _, d := range defs {
+		var n parquet.Node
+		switch d.kind {
+		case "string":
+			n = parquet.String()
+		case "bool":
+			n = parquet.Leaf(parquet.BooleanType)
+		default:
+			n = parquet.Leaf(parquet.DoubleType)
+		}
+		g[d.name] = parquet.Compressed(parquet.Optional(n), &parquet.Zstd)
+	}
+	schema := parquet.NewSchema("training_set", g)
+	// A Group orders its columns by name; rows are built in that order.
+	index := map[string]int{}
+	for i, f := range schema.Fields() {
+		index[f.Name()] = i
+	}
+	mb, _ := json.Marshal(meta)
+	pw := parquet.NewWriter(w, schema, parquet.KeyValueMetadata("baton", string(mb)))
+	rows := make([]parquet.Row, 0, 1024)
+	flush := func() error {
+		if _, err := pw.WriteRows(rows); err != nil {
+			return err
+		}
+		rows = rows[:0]
+		return nil
+	}
+	for r, lrow := range l.Rows {
+		row := make(parquet.Row, len(defs))
+		for _, d := range defs {
+			ci := index[d.name]
+			var v parquet.Value
+			if d.label >= 0 {
+				s := lrow[d.label]
+				switch {
+				case s == "":
+					v = parquet.NullValue()
+				case d.kind == "double":
+					f, _ := strconv.ParseFloat(s, 64)
+					v = parquet.ValueOf(f)
+				default:
+					v = parquet.ValueOf(s)
+				}
+			} else {
+				cv := cols[d.feature].Values[r]
+				switch {
+				case cv.Kind == KindNull:
+					v = parquet.NullValue()
+				case d.kind == "bool":
+					v = parquet.ValueOf(cv.Num != 0)
+				case d.kind == "string":
+					v = parquet.ValueOf(cv.Str)
+				default:
+					v = parquet.ValueOf(cv.Num)
+				}
+			}
+			def := 1
+			if v.IsNull() {
+				def = 0
+			}
+			row[ci] = v.Level(0, def, ci)
+		}
+		rows = append(rows, row)
+		if len(rows) == cap(rows) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	return pw.Close()
+}

@@ -1,0 +1,204 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/baton-ml/baton/internal/feature"
+	"github.com/baton-ml/baton/internal/signal"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// maxEventsBody bounds one batch of events over HTTP.
+const maxEventsBody = 16 << 20
+
+// openFeatures starts the streaming path: the engine over the registered
+// definitions, the online store (embedded, rebuilt from the event logs, or
+// Redis), and NATS ingest when configured.
+func (s *Server) openFeatures(ctx context.Context) error {
+	cat, err := feature.Load(ctx, s.st)
+	if err != nil {
+		return fmt.Errorf("load feature definitions: %w", err)
+	}
+	var online feature.Online
+	switch u := s.opt.Online; {
+	case u == "" || u == "memory":
+		online = feature.NewMemory()
+	case strings.HasPrefix(u, "redis://") || strings.HasPrefix(u, "rediss://"):
+		r, err := feature.NewRedis(ctx, u, "baton")
+		if err != nil {
+			return err
+		}
+		online = r
+	default:
+		return fmt.Errorf("online store %q: use memory or a redis:// URL", u)
+	}
+	m := feature.NewMetrics(s.m.reg)
+	s.features = feature.NewEngine(cat, filepath.Join(s.home.Dir, "features"), online, m)
+	if _, ok := online.(*feature.Memory); ok {
+		if err := s.features.Replay(ctx); err != nil {
+			return err
+		}
+	}
+	s.featuresPrint = featurePrint(cat)
+	return nil
+}
+
+func featurePrint(c *feature.Catalog) string {
+	b, _ := json.Marshal(c.Defs())
+	return string(b)
+}
+
+// reloadFeatures swaps in newly applied feature definitions.
+func (s *Server) reloadFeatures(ctx context.Context) {
+	if s.features == nil {
+		return
+	}
+	cat, err := feature.Load(ctx, s.st)
+	if err != nil {
+		s.log.Error("reload feature definitions", "err", err)
+		return
+	}
+	if p := featurePrint(cat); p != s.featuresPrint {
+		s.features.SetCatalog(cat)
+		s.featuresPrint = p
+		s.log.Info("feature definitions reloaded", "features", len(cat.Features))
+	}
+}
+
+// freshnessLoop raises an alert when a streaming feature is staler than
+// its SLA: a log line and the baton_feature_stale gauge each time it goes
+// stale, and, for features with stale_signal, a feature_stale signal whose
+// id names the feature and the moment it went stale (one signal per
+// episode, whatever the number of servers).
+func (s *Server) freshnessLoop(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	stale := map[string]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := s.opt.Now()
+		for _, st := range s.features.Staleness(now) {
+			was := stale[st.Feature]
+			stale[st.Feature] = st.Breached
+			if !st.Breached || was {
+				continue
+			}
+			age := "no event since the server started"
+			if st.Age >= 0 {
+				age = st.Age.Round(time.Millisecond).String()
+			}
+			s.log.Warn("feature stale", "feature", st.Feature, "source", st.Source, "sla", st.SLA, "age", age)
+			if st.Signal {
+				s.publishStale(ctx, st, now)
+			}
+		}
+	}
+}
+
+func (s *Server) publishStale(ctx context.Context, st feature.Stale, now time.Time) {
+	d := s.defs.Load()
+	if d == nil {
+		return
+	}
+	params := map[string]json.RawMessage{"feature": mustJSON(st.Feature)}
+	if st.Age >= 0 {
+		params["staleness_seconds"] = mustJSON(st.Age.Seconds())
+	}
+	id := fmt.Sprintf("feature_stale/%s/%d", st.Feature, now.Unix())
+	if _, _, err := signal.Publish(ctx, s.st, d.contracts, "feature_stale", id, params, store.SignalSource{Kind: store.SourceExternal}); err != nil {
+		s.log.Error("publish feature_stale", "feature", st.Feature, "err", err)
+		return
+	}
+	wake(s.wakeSignals)
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// ingestEvents takes a batch of events for one source: a JSON array of
+// event objects, or JSON lines. Bad events are rejected with reasons (and
+// dead-lettered); the rest are accepted.
+func (s *Server) ingestEvents(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxEventsBody)
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(r.Body); err != nil {
+		var me *http.MaxBytesError
+		if errors.As(err, &me) {
+			return &httpError{http.StatusRequestEntityTooLarge, fmt.Errorf("the body is over %d bytes: send smaller batches", maxEventsBody)}
+		}
+		return badRequest("read the body: %v", err)
+	}
+	body := bytes.TrimSpace(buf.Bytes())
+	if len(body) > 0 && body[0] == '[' {
+		var evs []json.RawMessage
+		if err := json.Unmarshal(body, &evs); err != nil {
+			return badRequest("the body is a JSON array of events or JSON lines: %v", err)
+		}
+		var lines bytes.Buffer
+		for _, ev := range evs {
+			// One line per event: compact any pretty-printed object.
+			if err := json.Compact(&lines, ev); err != nil {
+				return badRequest("event %d: %v", lines.Len(), err)
+			}
+			lines.WriteByte('\n')
+		}
+		body = lines.Bytes()
+	} else if len(body) > 0 && body[0] != '{' {
+		return badRequest("the body is a JSON array of events or JSON lines")
+	}
+	res, err := s.features.Ingest(r.Context(), r.PathValue("source"), bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+// onlineFeatures answers a look-up: GET /api/v1/features/online/{key}
+// ?feature=NAME (repeatable) &at=TIME.
+func (s *Server) onlineFeatures(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	at := s.opt.Now()
+	if v := q.Get("at"); v != "" {
+		us, err := feature.ParseTime(v)
+		if err != nil {
+			return badRequest("at: %v", err)
+		}
+		at = time.UnixMicro(us)
+	}
+	feats, err := s.features.Catalog().Select(q["feature"])
+	if err != nil {
+		return err
+	}
+	v, err := s.features.Get(r.Context(), r.PathValue("key"), feats, at)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) listFeatures(w http.ResponseWriter, r *http.Request) error {
+	specs, err := s.st.FeatureSpecs(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, specs)
+}
+
+func (s *Server) featureFreshness(w http.ResponseWriter, _ *http.Request) error {
+	return writeJSON(w, http.StatusOK, s.features.Staleness(s.opt.Now()))
+}

@@ -1,0 +1,110 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-ml/baton/internal/feature"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+const featureDefs = `entities:
+  - {name: member, key: member_id}
+sources:
+  - name: plays
+    entity: member
+    timestamp: ts
+    fields: {minutes: float, market: string}
+features:
+  - {name: plays_1h, source: plays, aggregate: count, window: 1h}
+  - {name: minutes_1h, source: plays, aggregate: sum, field: minutes, window: 1h, freshness_sla: 300ms, stale_signal: true}
+`
+
+func applyFeatures(t *testing.T, h *harness, defs string) {
+	t.Helper()
+	d, err := feature.Parse("f.yaml", []byte(defs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := feature.Apply(context.Background(), h.st, "f.yaml", d); err != nil {
+		t.Fatal(err)
+	}
+	wake(h.s.wakeReload)
+	waitUntil(t, 5*time.Second, func() bool { return h.s.features.Catalog().Sources["plays"] != nil }, "server did not load the features")
+}
+
+func TestFeaturesOverHTTP(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{})
+	h.apply(t, `signals:
+  - name: feature_stale
+    params:
+      feature: {type: string, required: true}
+      staleness_seconds: {type: float}
+`)
+	applyFeatures(t, h, featureDefs)
+	now := time.Now().UTC()
+	var events []map[string]any
+	for i := range 10 {
+		events = append(events, map[string]any{"member_id": "m1", "ts": now.Add(-time.Duration(i) * time.Minute).Format(time.RFC3339Nano), "minutes": float64(i), "market": "US"})
+	}
+	events = append(events, map[string]any{"member_id": "m1", "ts": "yesterday"}, map[string]any{"ts": now.Format(time.RFC3339)})
+	r := h.do(t, "POST", "/api/v1/features/events/plays", events, "")
+	var res feature.IngestResult
+	r.json(t, &res)
+	if r.code != 200 || res.Accepted != 10 || res.Rejected != 2 || len(res.Errors) != 2 || !strings.Contains(res.Errors[1].Reason, "missing key") {
+		t.Fatalf("ingest %d: %s", r.code, r.body)
+	}
+	// JSON lines work too.
+	r = h.do(t, "POST", "/api/v1/features/events/plays", fmt.Sprintf(`{"member_id":"m2","ts":%q,"minutes":5}`+"\n", now.Format(time.RFC3339Nano)), "")
+	if r.code != 200 {
+		t.Fatalf("json lines: %d %s", r.code, r.body)
+	}
+	// The look-up sees the events at once.
+	r = h.do(t, "GET", "/api/v1/features/online/m1?feature=plays_1h&feature=minutes_1h", nil, "")
+	var v feature.Vector
+	r.json(t, &v)
+	if r.code != 200 || v.Features["plays_1h"] != 10.0 || v.Features["minutes_1h"] != 45.0 || v.Versions["plays_1h"] != 1 {
+		t.Fatalf("online %d: %s", r.code, r.body)
+	}
+	// Bad input: unknown source, unknown feature, malformed body.
+	for _, c := range []struct{ method, path, body, want string }{
+		{"POST", "/api/v1/features/events/views", "[]", `unknown source \"views\"`},
+		{"GET", "/api/v1/features/online/m1?feature=nope", "", `unknown feature \"nope\"`},
+		{"POST", "/api/v1/features/events/plays", "[{]", "JSON array of events"},
+		{"GET", "/api/v1/features/online/m1?at=soon", "", "neither RFC 3339"},
+	} {
+		var body any
+		if c.body != "" {
+			body = c.body
+		}
+		if r := h.do(t, c.method, c.path, body, ""); r.code != 400 || !strings.Contains(string(r.body), c.want) {
+			t.Errorf("%s %s: %d %s", c.method, c.path, r.code, r.body)
+		}
+	}
+	// With no events for 300 ms the SLA breaks: a gauge, and one
+	// feature_stale signal for the episode.
+	waitUntil(t, 10*time.Second, func() bool {
+		sigs, _ := h.st.Signals(context.Background(), store.SignalFilter{Name: "feature_stale"})
+		return len(sigs) == 1
+	}, "no feature_stale signal")
+	r = h.do(t, "GET", "/api/v1/features/freshness", nil, "")
+	if r.code != 200 || !strings.Contains(string(r.body), `"breached": true`) {
+		t.Fatalf("freshness: %s", r.body)
+	}
+	if r := h.do(t, "GET", "/metrics", nil, ""); !strings.Contains(string(r.body), `baton_feature_stale{feature="minutes_1h"} 1`) ||
+		!strings.Contains(string(r.body), "baton_feature_freshness_seconds_count") {
+		t.Fatalf("metrics lack the feature series")
+	}
+	// A changed definition reaches the running server as a new version.
+	applyFeatures(t, h, strings.Replace(featureDefs, "window: 1h}\n  - {name: minutes_1h", "window: 5m}\n  - {name: minutes_1h", 1))
+	waitUntil(t, 5*time.Second, func() bool { return h.s.features.Catalog().Features["plays_1h"].Version == 2 }, "no reload")
+	r = h.do(t, "GET", "/api/v1/features/online/m1?feature=plays_1h", nil, "")
+	r.json(t, &v)
+	if v.Features["plays_1h"] != 5.0 || v.Versions["plays_1h"] != 2 {
+		t.Fatalf("after the change: %s", r.body)
+	}
+}
