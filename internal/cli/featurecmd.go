@@ -441,4 +441,3 @@ func (a *app) featureConsistencyCmd() *cobra.Command {
 	cmd.Flags().StringVar(&online, "online", "", "online store: memory (default) or a redis:// URL (default $BATON_ONLINE)")
 	return cmd
 }
-

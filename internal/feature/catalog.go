@@ -60,7 +60,9 @@ func (c *Catalog) KeyOf(src *Source) string {
 // Retention is how long, behind its newest event, a source's events stay in
 // the online store: its longest window plus the allowed lateness, so a late
 // event still finds the events its windows share.
-func (c *Catalog) Retention(source string) time.Duration { return c.maxWindow(source) + c.Lateness(source) }
+func (c *Catalog) Retention(source string) time.Duration {
+	return c.maxWindow(source) + c.Lateness(source)
+}
 
 func (c *Catalog) maxWindow(source string) time.Duration {
 	var r time.Duration

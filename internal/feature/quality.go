@@ -207,4 +207,3 @@ func toJSON(v any) json.RawMessage {
 	}
 	return b
 }
-
