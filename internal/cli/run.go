@@ -16,6 +16,7 @@ import (
 
 	"github.com/baton-ml/baton/internal/catalog"
 	"github.com/baton-ml/baton/internal/engine"
+	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/progress"
 	"github.com/baton-ml/baton/internal/store"
@@ -191,7 +192,8 @@ func (a *app) engine(e *env, ef execFlags) (*engine.Engine, error) {
 	if ef.workers < 0 {
 		return nil, usageErr("--workers %d: must be positive", ef.workers)
 	}
-	opt := engine.Options{Workers: ef.workers, TempDir: e.home.TempDir(), Env: e.home.Env()}
+	opt := engine.Options{Workers: ef.workers, TempDir: e.home.TempDir(), Env: e.home.Env(),
+		TrainingSet: feature.StepFunc(e.st, e.featureDir())}
 	if e.home.Postgres() {
 		// On a shared store tasks go through its queue: this process
 		// works it (below), and so may any `baton worker`.

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/baton-ml/baton/internal/engine"
+	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/home"
 	"github.com/baton-ml/baton/internal/lineage"
 	"github.com/baton-ml/baton/internal/server"
@@ -106,7 +107,8 @@ running ones finish (up to --drain) and hands the rest back.`,
 				return usageErr("baton worker needs a shared store: --db postgres://... (the embedded SQLite store is one process's)")
 			}
 			eng, err := engine.New(e.st, e.blobs, engine.Options{Workers: workers, TempDir: e.home.TempDir(),
-				Env: e.home.Env(), Dispatch: engine.Queue, DrainTasks: drain, TaskLeaseTTL: lease})
+				Env: e.home.Env(), Dispatch: engine.Queue, DrainTasks: drain, TaskLeaseTTL: lease,
+				TrainingSet: feature.StepFunc(e.st, e.featureDir())})
 			if err != nil {
 				return err
 			}

@@ -56,7 +56,14 @@ type Options struct {
 	DrainTasks time.Duration
 	// Log receives warnings (a store briefly away); default discards.
 	Log *slog.Logger
+	// TrainingSet runs the steps that build a training set (the features'
+	// batch path, which this package does not know); nil refuses them.
+	TrainingSet TrainingSetFunc
 }
+
+// TrainingSetFunc builds the training set of step s (its TrainingSet set)
+// as a task of a run whose flow lives in dir.
+type TrainingSetFunc func(ctx context.Context, t *Task, dir string, s *flow.Step) error
 
 // Dispatch says how tasks reach processes.
 type Dispatch int

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"sync"
 	"time"
@@ -490,6 +491,20 @@ func (e *Engine) newRunner(run store.Run, fl *flow.Flow, dir string, funcs map[s
 	contracts signal.Contracts) *runner {
 	if obs == nil {
 		obs = nopObserver{}
+	}
+	// Training-set steps run in process, as Go steps do.
+	for i := range fl.Steps {
+		st := &fl.Steps[i]
+		if st.TrainingSet == nil || e.opt.TrainingSet == nil || funcs[st.Name] != nil {
+			continue
+		}
+		if len(funcs) == 0 || funcs == nil {
+			funcs = map[string]GoFunc{}
+		} else {
+			funcs = maps.Clone(funcs)
+		}
+		build := e.opt.TrainingSet
+		funcs[st.Name] = func(ctx context.Context, t *Task) error { return build(ctx, t, dir, st) }
 	}
 	r := &runner{
 		e: e, run: run, fl: fl, dir: dir, funcs: funcs, obs: obs,

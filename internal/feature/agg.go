@@ -168,6 +168,11 @@ func fieldOf(ev *Event, fi int) (Value, bool) {
 	if fi < 0 {
 		return Value{}, true
 	}
+	if fi >= len(ev.Vals) {
+		// An event stored under an older layout (Redis keeps what it
+		// holds across a change of the source's fields).
+		return Value{}, false
+	}
 	v := ev.Vals[fi]
 	return v, v.Kind != KindNull
 }

@@ -101,6 +101,7 @@ func Load(ctx context.Context, st store.FeatureStore) (*Catalog, error) {
 		case store.FeatureSource:
 			var src Source
 			err = json.Unmarshal(s.Spec, &src)
+			src.seal()
 			c.Sources[src.Name], c.SourceVersions[src.Name] = &src, s.Version
 		case store.FeatureDef:
 			var f Feature

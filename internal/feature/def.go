@@ -444,10 +444,15 @@ func digest(v any) (string, []byte) {
 	return hex.EncodeToString(sum[:]), buf.Bytes()
 }
 
-// FieldOrder returns the source's field names in encoding order.
+// FieldOrder returns the source's field names in encoding order. Load
+// computes it once for registered sources; a Source built by hand sorts on
+// each call rather than caching, so concurrent callers never race.
 func (s *Source) FieldOrder() []string {
-	if s.order == nil {
-		s.order = slices.Sorted(maps.Keys(s.Fields))
+	if s.order != nil {
+		return s.order
 	}
-	return s.order
+	return slices.Sorted(maps.Keys(s.Fields))
 }
+
+// seal fixes the field order before the source is shared.
+func (s *Source) seal() { s.order = slices.Sorted(maps.Keys(s.Fields)) }

@@ -133,6 +133,29 @@ type Step struct {
 	Env map[string]string `json:"env,omitempty"`
 	// Wait holds the step until a signal arrives.
 	Wait *Wait `json:"wait,omitempty"`
+	// TrainingSet makes the step build a point-in-time-correct training
+	// set from registered features instead of running a command.
+	TrainingSet *TrainingSet `json:"training_set,omitempty"`
+}
+
+// TrainingSet is a step that builds a training set on the features' batch
+// path, checks its quality gates (a blocked computation fails the task and
+// publishes nothing) and stores the result as the artifact Out. If the
+// step publishes features_ready, the task writes its params: the feature
+// versions, the row count, the quality metrics and the run's date param.
+type TrainingSet struct {
+	// Labels is the labels CSV: "STEP/NAME" names an artifact of a step
+	// this one needs, anything else is a file in the flow's folder.
+	Labels string `json:"labels"`
+	// Features to compute; empty means every registered feature.
+	Features []string `json:"features,omitempty"`
+	// Out is the artifact name, ending in .csv or .parquet.
+	Out string `json:"out"`
+	// Time names the labels' time column (default timestamp, ts or time).
+	Time string `json:"time,omitempty"`
+	// Keys maps an entity to its labels column when it is not the
+	// entity's key name.
+	Keys map[string]string `json:"keys,omitempty"`
 }
 
 // Wait holds a step, once what it needs has succeeded, until a signal named

@@ -637,11 +637,30 @@ func (d *decoder) step(v *value, path string) Step {
 		"publish": func(v *value, p string) { s.Publish, _ = d.strList(v, p) },
 		"env":     func(v *value, p string) { s.Env = d.env(v, p) },
 		"wait":    func(v *value, p string) { s.Wait = d.wait(v, p) },
+		"training_set": func(v *value, p string) {
+			hasRun = true
+			s.TrainingSet = d.trainingSet(v, p)
+		},
 	})
 	if ok && !hasRun {
-		d.fail(v.pos, path+".run", "the step has no run: every step of a flow file runs a shell command (add run: ...)")
+		d.fail(v.pos, path+".run", "the step has no run: every step of a flow file runs a shell command (add run: ...) or builds a training set (training_set: ...)")
 	}
 	return s
+}
+
+// trainingSet decodes {labels, features, out, time, keys}.
+func (d *decoder) trainingSet(v *value, path string) *TrainingSet {
+	ts := &TrainingSet{}
+	if !d.fields(v, path, handlers{
+		"labels":   func(v *value, p string) { ts.Labels, _ = d.str(v, p) },
+		"features": func(v *value, p string) { ts.Features, _ = d.strList(v, p) },
+		"out":      func(v *value, p string) { ts.Out, _ = d.str(v, p) },
+		"time":     func(v *value, p string) { ts.Time, _ = d.str(v, p) },
+		"keys":     func(v *value, p string) { ts.Keys = d.env(v, p) },
+	}) {
+		return nil
+	}
+	return ts
 }
 
 // wait decodes a step's wait: a signal name, or {signal, when, timeout}.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -442,6 +443,9 @@ func (f *Flow) checkStep(l *errorList, i int, idx map[string]int, names []string
 	if strings.ContainsRune(s.Run, 0) {
 		l.add(at+".run", "contains a NUL byte, which a shell command cannot hold")
 	}
+	if ts := s.TrainingSet; ts != nil {
+		checkTrainingSet(l, at, s, ts)
+	}
 	if s.Foreach != nil {
 		checkForeach(l, at+".foreach", s)
 	}
@@ -664,4 +668,36 @@ func editDistance(a, b string, limit int) int {
 		prev, cur = cur, prev
 	}
 	return min(prev[len(b)], limit)
+}
+
+// checkTrainingSet checks a training_set step: exactly one of run and
+// training_set, safe relative paths, and an output the batch path writes.
+func checkTrainingSet(l *errorList, at string, s *Step, ts *TrainingSet) {
+	p := at + ".training_set"
+	if s.Run != "" {
+		l.add(p, "a step either runs a command or builds a training set: remove run or training_set")
+	}
+	if s.Foreach != nil {
+		l.add(at+".foreach", "a training_set step is not a foreach: the training set covers every label row")
+	}
+	switch {
+	case ts.Labels == "":
+		l.add(p+".labels", "labels is required: a CSV in the flow's folder, or STEP/NAME of an upstream artifact")
+	case strings.HasPrefix(ts.Labels, "/") || slices.Contains(strings.Split(filepath.ToSlash(ts.Labels), "/"), ".."):
+		l.add(p+".labels", "%q: use a path inside the flow's folder (no .. and not absolute)", ts.Labels)
+	}
+	ext := strings.ToLower(filepath.Ext(ts.Out))
+	switch {
+	case ts.Out == "":
+		l.add(p+".out", "out is required: the artifact name, such as train.parquet or train.csv")
+	case ext != ".csv" && ext != ".parquet":
+		l.add(p+".out", "%q: the output is .csv or .parquet", ts.Out)
+	case strings.HasPrefix(ts.Out, "/") || slices.Contains(strings.Split(ts.Out, "/"), ".."):
+		l.add(p+".out", "%q: an artifact name is a relative path without ..", ts.Out)
+	}
+	for j, f := range ts.Features {
+		if !paramNameRE.MatchString(f) {
+			l.add(indexPath(p+".features", j), "%q is not a feature name", f)
+		}
+	}
 }

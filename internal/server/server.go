@@ -131,7 +131,8 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 		opt.Elector = &fileElector{path: filepath.Join(h.Dir, "leader.lock")}
 	}
 	eng, err := engine.New(st, blobs, engine.Options{Workers: opt.Workers, TempDir: h.TempDir(), Env: h.Env(),
-		Dispatch: opt.Dispatch, DrainTasks: opt.Drain, LeaseTTL: opt.RunLease, TaskLeaseTTL: opt.TaskLease, Log: opt.Logger})
+		Dispatch: opt.Dispatch, DrainTasks: opt.Drain, LeaseTTL: opt.RunLease, TaskLeaseTTL: opt.TaskLease, Log: opt.Logger,
+		TrainingSet: feature.StepFunc(st, filepath.Join(h.Dir, "features"))})
 	if err != nil {
 		return nil, err
 	}
