@@ -23,7 +23,7 @@ import (
 func (a *app) featureCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "feature", Short: "Feature definitions, event ingest, online values and training sets"}
 	cmd.AddCommand(a.featureApplyCmd(), a.featureListCmd(), a.featureIngestCmd(), a.featureGetCmd(),
-		a.featureTrainingSetCmd(), a.featureConsistencyCmd())
+		a.featureTrainingSetCmd(), a.featureConsistencyCmd(), a.featureBackfillCmd())
 	return cmd
 }
 
@@ -439,5 +439,72 @@ func (a *app) featureConsistencyCmd() *cobra.Command {
 	cmd.Flags().StringVar(&at, "at", "", "the time to compare at (default: now)")
 	cmd.Flags().StringArrayVar(&names, "feature", nil, "a feature to compare (repeatable; default: all)")
 	cmd.Flags().StringVar(&online, "online", "", "online store: memory (default) or a redis:// URL (default $BATON_ONLINE)")
+	return cmd
+}
+
+func (a *app) featureBackfillCmd() *cobra.Command {
+	var from, to, out string
+	var every time.Duration
+	var names []string
+	cmd := &cobra.Command{
+		Use:   "backfill --from TIME --to TIME --out FILE",
+		Short: "Compute features for every key at every step of a time range (snapshots), on the batch path",
+		Long: `Computes each feature, point-in-time correct, for every key of the features'
+entity that has events, at each time from --from to --to in steps of
+--every: a table of historical values, as a new feature version needs
+before a model can train on it. Quality gates run as for a training set.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if from == "" || to == "" || out == "" {
+				return usageErr("--from, --to and --out are required")
+			}
+			f, err := feature.ParseTime(from)
+			if err != nil {
+				return usageErr("--from: %v", err)
+			}
+			tt, err := feature.ParseTime(to)
+			if err != nil {
+				return usageErr("--to: %v", err)
+			}
+			e, err := a.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			cat, err := feature.Load(ctx, e.st)
+			if err != nil {
+				return err
+			}
+			feats, err := cat.Select(names)
+			if err != nil {
+				return err
+			}
+			logDir := filepath.Join(e.featureDir(), "log")
+			labels, err := feature.BackfillLabels(cat, logDir, feats, time.UnixMicro(f), time.UnixMicro(tt), every)
+			if err != nil {
+				return err
+			}
+			built, err := feature.Build(ctx, e.st, cat, logDir, feature.BuildOptions{Labels: labels, Features: feats, Out: out, Kind: "backfill"})
+			if errors.Is(err, feature.ErrBlocked) {
+				return &exitError{code: exitFailed, err: err}
+			}
+			if err != nil {
+				return err
+			}
+			if a.json() {
+				return a.printJSON(built)
+			}
+			fmt.Fprint(a.out, built.Report.Text())
+			fmt.Fprintf(a.out, "wrote %s: %d rows, features %s (computation %d)\n", built.Out, built.Report.Rows, built.FeatureVersion, built.Computation.ID)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&from, "from", "", "the first time (RFC 3339 or unix seconds)")
+	fl.StringVar(&to, "to", "", "the last time (inclusive)")
+	fl.DurationVar(&every, "every", 24*time.Hour, "the step between times")
+	fl.StringVar(&out, "out", "", "output file, .csv or .parquet")
+	fl.StringArrayVar(&names, "feature", nil, "a feature to compute (repeatable; default: all, which must share one entity)")
 	return cmd
 }

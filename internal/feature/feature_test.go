@@ -692,3 +692,43 @@ func FuzzDecodeJSON(f *testing.F) {
 }
 
 func binaryUvarint(b []byte) (uint64, int) { return binary.Uvarint(b) }
+
+func TestBackfillLabels(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cat := testCatalog(time.Hour)
+	eng := NewEngine(cat, t.TempDir(), NewMemory(), nil)
+	defer eng.Close()
+	in := `{"user_id":"b","ts":"2026-11-01T10:00:00Z","x":1}
+{"user_id":"a","ts":"2026-11-01T11:00:00Z","x":2}
+`
+	if _, err := eng.Ingest(ctx, "ev", strings.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	feats, _ := cat.Select([]string{"sum"})
+	from := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	l, err := BackfillLabels(cat, eng.LogDir(), feats, from, from.Add(2*time.Hour), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two keys, three times, sorted by time then key.
+	if len(l.Rows) != 6 || l.Rows[0][0] != "a" || l.Rows[1][0] != "b" || l.Rows[5][1] != "2026-11-01T12:00:00Z" {
+		t.Fatalf("rows %v", l.Rows)
+	}
+	cols, err := TrainingSet(ctx, cat, eng.LogDir(), l, feats, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []any
+	for _, v := range cols[0].Values {
+		got = append(got, v.JSON(Float))
+	}
+	// (t - 1h, t]: the 11:00 event counts at 11:00 but no longer at 12:00.
+	want := []any{nil, 1.0, 2.0, nil, nil, nil}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("values %v, want %v", got, want)
+	}
+	if _, err := BackfillLabels(cat, eng.LogDir(), feats, from, from.Add(-time.Hour), time.Hour); err == nil {
+		t.Fatal("a backwards range was accepted")
+	}
+}
