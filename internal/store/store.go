@@ -394,6 +394,7 @@ type Store interface {
 	TokenStore
 	QueueStore
 	FeatureStore
+	ModelStore
 
 	Close() error
 }
@@ -709,4 +710,77 @@ type FeatureStore interface {
 	// LastComputation returns the newest computation that was not blocked
 	// and computed feature; ErrNotFound if none.
 	LastComputation(ctx context.Context, feature string) (FeatureComputation, error)
+}
+
+// Model lifecycle states.
+const (
+	ModelRegistered = "registered"
+	ModelShadow     = "shadow"
+	ModelCanary     = "canary"
+	ModelProduction = "production"
+	ModelArchived   = "archived"
+)
+
+// ModelVersion is one registered version of a model, with its lineage.
+type ModelVersion struct {
+	Model   string `json:"model"`
+	Version int    `json:"version"`
+	State   string `json:"state"`
+	// Artifact is the run artifact the version was registered from
+	// (RUN/STEP[/INDEX]/NAME); Digest and Size identify its content.
+	Artifact    string             `json:"artifact"`
+	Digest      string             `json:"digest"`
+	Size        int64              `json:"size"`
+	RunID       int64              `json:"run_id"`
+	Flow        string             `json:"flow,omitempty"`
+	FlowVersion int                `json:"flow_version,omitempty"`
+	Lineage     json.RawMessage    `json:"lineage"`
+	Metrics     map[string]float64 `json:"metrics"`
+	Tags        map[string]string  `json:"tags"`
+	Aliases     []string           `json:"aliases,omitempty"`
+	Description string             `json:"description,omitempty"`
+	CreatedAt   time.Time          `json:"created_at"`
+	UpdatedAt   time.Time          `json:"updated_at"`
+}
+
+// ModelTransition is one change of a version's state.
+type ModelTransition struct {
+	ID       int64           `json:"id"`
+	Model    string          `json:"model"`
+	Version  int             `json:"version"`
+	From     string          `json:"from"`
+	To       string          `json:"to"`
+	Actor    string          `json:"actor"`
+	Reason   string          `json:"reason"`
+	Decision json.RawMessage `json:"decision,omitempty"`
+	At       time.Time       `json:"at"`
+}
+
+// ModelSummary is a model with its newest version and what serves.
+type ModelSummary struct {
+	Name       string    `json:"name"`
+	Versions   int       `json:"versions"`
+	Production int       `json:"production,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// ModelStore keeps the model registry. The lifecycle rules live in package
+// registry; the store makes each change atomic.
+type ModelStore interface {
+	// CreateModelVersion registers v as its model's next version in state
+	// registered, creating the model if needed, with the first transition.
+	CreateModelVersion(ctx context.Context, v ModelVersion, actor, reason string) (ModelVersion, error)
+	ModelVersion(ctx context.Context, model string, version int) (ModelVersion, error)
+	ModelVersions(ctx context.Context, model string) ([]ModelVersion, error)
+	Models(ctx context.Context) ([]ModelSummary, error)
+	// TransitionModel moves a version from t.From to t.To if it is still in
+	// t.From (ErrConflict otherwise). demote names other versions of the
+	// model to move to archived in the same transaction (a new production
+	// version replaces the old one), each with its own transition.
+	TransitionModel(ctx context.Context, t ModelTransition, demote []int) (ModelVersion, error)
+	ModelTransitions(ctx context.Context, model string, version int) ([]ModelTransition, error)
+	// UpdateModelVersion merges metrics and tags into a version.
+	UpdateModelVersion(ctx context.Context, model string, version int, metrics map[string]float64, tags map[string]string) (ModelVersion, error)
+	// SetModelAlias points alias at a version (version 0 deletes it).
+	SetModelAlias(ctx context.Context, model, alias string, version int) error
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,6 +49,8 @@ func Run(t *testing.T, open Opener) {
 		"Listen":                testListen,
 		"FeatureSpecs":          testFeatureSpecs,
 		"FeatureComputations":   testFeatureComputations,
+		"ModelRegistry":         testModelRegistry,
+		"ModelTransitionRace":   testModelTransitionRace,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -1084,5 +1087,103 @@ func testFeatureComputations(t *testing.T, s store.Store) {
 	}
 	if got, _ := s.LastComputation(c, "f2"); got.ID != first.ID {
 		t.Fatalf("last f2: %+v", got)
+	}
+}
+
+func testModelRegistry(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if _, err := s.ModelVersions(c, "churn"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("before any: %v", err)
+	}
+	v1, err := s.CreateModelVersion(c, store.ModelVersion{Model: "churn", Artifact: "1/train/model.json", Digest: "d1", Size: 10, RunID: 1,
+		Flow: "train", FlowVersion: 2, Lineage: json.RawMessage(`{"training_set":"1/build/train.csv"}`), Metrics: map[string]float64{"auc": 0.8}}, "ann", "first")
+	if err != nil || v1.Version != 1 || v1.State != store.ModelRegistered {
+		t.Fatalf("create: %+v %v", v1, err)
+	}
+	v2, _ := s.CreateModelVersion(c, store.ModelVersion{Model: "churn", Artifact: "2/train/model.json", Digest: "d2", RunID: 2}, "ann", "second")
+	if v2.Version != 2 || v2.Metrics != nil && len(v2.Metrics) != 0 {
+		t.Fatalf("second: %+v", v2)
+	}
+	// A transition applies only from the state it names.
+	tr := store.ModelTransition{Model: "churn", Version: 1, From: store.ModelRegistered, To: store.ModelProduction, Actor: "ann", Reason: "ship",
+		Decision: json.RawMessage(`{"expected_lifetime":"90d"}`)}
+	got, err := s.TransitionModel(c, tr, nil)
+	if err != nil || got.State != store.ModelProduction {
+		t.Fatalf("transition: %+v %v", got, err)
+	}
+	if _, err := s.TransitionModel(c, tr, nil); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("stale transition: %v", err)
+	}
+	// Promoting version 2 demotes version 1 in the same transaction.
+	if _, err := s.TransitionModel(c, store.ModelTransition{Model: "churn", Version: 2, From: store.ModelRegistered, To: store.ModelProduction, Actor: "bob", Reason: "better"}, []int{1}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.ModelVersion(c, "churn", 1); v.State != store.ModelArchived {
+		t.Fatalf("v1 after v2's promotion: %s", v.State)
+	}
+	trs, err := s.ModelTransitions(c, "churn", 1)
+	if err != nil || len(trs) != 3 || trs[0].To != store.ModelRegistered || trs[1].Actor != "ann" || string(trs[1].Decision) != `{"expected_lifetime":"90d"}` ||
+		trs[2].To != store.ModelArchived || trs[2].Actor != "bob" {
+		t.Fatalf("transitions: %+v %v", trs, err)
+	}
+	if all, _ := s.ModelTransitions(c, "churn", 0); len(all) != 5 {
+		t.Fatalf("all transitions: %d", len(all))
+	}
+	if _, err := s.TransitionModel(c, store.ModelTransition{Model: "churn", Version: 9, From: store.ModelRegistered, To: store.ModelShadow}, nil); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown version: %v", err)
+	}
+	// Metrics and tags merge; an empty tag value deletes the tag.
+	u, err := s.UpdateModelVersion(c, "churn", 1, map[string]float64{"f1": 0.5}, map[string]string{"team": "growth"})
+	if err != nil || u.Metrics["auc"] != 0.8 || u.Metrics["f1"] != 0.5 || u.Tags["team"] != "growth" {
+		t.Fatalf("update: %+v %v", u, err)
+	}
+	u, _ = s.UpdateModelVersion(c, "churn", 1, nil, map[string]string{"team": ""})
+	if len(u.Tags) != 0 {
+		t.Fatalf("tag delete: %+v", u.Tags)
+	}
+	if err := s.SetModelAlias(c, "churn", "champion", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetModelAlias(c, "churn", "champion", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetModelAlias(c, "churn", "x", 7); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("alias to a missing version: %v", err)
+	}
+	vs, _ := s.ModelVersions(c, "churn")
+	if len(vs) != 2 || len(vs[0].Aliases) != 1 || vs[0].Aliases[0] != "champion" || len(vs[1].Aliases) != 0 {
+		t.Fatalf("aliases: %+v", vs)
+	}
+	if err := s.SetModelAlias(c, "churn", "champion", 0); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := s.Models(c)
+	if err != nil || len(ms) != 1 || ms[0].Versions != 2 || ms[0].Production != 2 {
+		t.Fatalf("models: %+v %v", ms, err)
+	}
+}
+
+// testModelTransitionRace: of many concurrent transitions from one state,
+// exactly one wins.
+func testModelTransitionRace(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if _, err := s.CreateModelVersion(c, store.ModelVersion{Model: "m", Artifact: "1/a/b", Digest: "d", RunID: 1}, "a", "r"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var won atomic.Int32
+	for range 8 {
+		wg.Go(func() {
+			_, err := s.TransitionModel(c, store.ModelTransition{Model: "m", Version: 1, From: store.ModelRegistered, To: store.ModelCanary, Actor: "x", Reason: "r"}, nil)
+			if err == nil {
+				won.Add(1)
+			} else if !errors.Is(err, store.ErrConflict) {
+				t.Errorf("transition: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Fatalf("%d transitions won", won.Load())
 	}
 }

@@ -1,0 +1,282 @@
+// Package registry is the model registry: versions registered from run
+// artifacts with their lineage, metrics, tags and aliases, and a lifecycle
+// registered → shadow → canary → production → archived in which only legal
+// moves are made and every move records who, when, why and, optionally,
+// an AI decision record.
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/signal"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// States in lifecycle order.
+var States = []string{store.ModelRegistered, store.ModelShadow, store.ModelCanary, store.ModelProduction, store.ModelArchived}
+
+// legal lists where each state may go. A version reaches production only
+// through canary (judged against the running baseline); production only
+// retires; an archived version must be registered again before it can
+// climb back.
+var legal = map[string][]string{
+	store.ModelRegistered: {store.ModelShadow, store.ModelCanary, store.ModelArchived},
+	store.ModelShadow:     {store.ModelCanary, store.ModelRegistered, store.ModelArchived},
+	store.ModelCanary:     {store.ModelProduction, store.ModelShadow, store.ModelRegistered, store.ModelArchived},
+	store.ModelProduction: {store.ModelArchived},
+	store.ModelArchived:   {store.ModelRegistered},
+}
+
+// Legal returns the states a version in state from may move to.
+func Legal(from string) []string { return slices.Clone(legal[from]) }
+
+// ErrIllegal is returned (wrapped) for a transition the lifecycle forbids.
+var ErrIllegal = errors.New("illegal transition")
+
+// Decision is the AI decision record a transition may carry: why this model,
+// on what data, at what cost, for how long.
+type Decision struct {
+	AlternativesConsidered string `json:"alternatives_considered,omitempty"`
+	DatasetCharacteristics string `json:"dataset_characteristics,omitempty"`
+	FairnessTradeoffs      string `json:"fairness_tradeoffs,omitempty"`
+	ExpectedLifetime       string `json:"expected_lifetime,omitempty"`
+	RetrainingTriggers     string `json:"retraining_triggers,omitempty"`
+	Explainability         string `json:"explainability,omitempty"`
+	RegulatoryRationale    string `json:"regulatory_rationale,omitempty"`
+}
+
+// DecisionFields names the record's fields, as in JSON.
+var DecisionFields = []string{"alternatives_considered", "dataset_characteristics", "fairness_tradeoffs",
+	"expected_lifetime", "retraining_triggers", "explainability", "regulatory_rationale"}
+
+// ParseDecision reads a decision record, refusing unknown fields so that a
+// misspelt one is not silently lost.
+func ParseDecision(b []byte) (*Decision, error) {
+	var d Decision
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("decision record: %v (fields: %s)", err, strings.Join(DecisionFields, ", "))
+	}
+	if d == (Decision{}) {
+		return nil, errors.New("decision record: every field is empty")
+	}
+	return &d, nil
+}
+
+// Registry is the model registry over a store.
+type Registry struct {
+	st store.Store
+}
+
+// New returns the registry of st.
+func New(st store.Store) *Registry { return &Registry{st: st} }
+
+// Register asks for a new version.
+type Register struct {
+	Model string
+	// Artifact is the run artifact holding the model: RUN/STEP[/INDEX]/NAME.
+	Artifact string
+	// TrainingSet optionally names the artifact it was trained on.
+	TrainingSet string
+	Metrics     map[string]float64
+	Tags        map[string]string
+	Description string
+	Actor       string
+	Reason      string
+}
+
+// Lineage is where a version came from.
+type Lineage struct {
+	RunID       int64                      `json:"run_id"`
+	Flow        string                     `json:"flow"`
+	FlowVersion int                        `json:"flow_version"`
+	Step        string                     `json:"step"`
+	Params      map[string]json.RawMessage `json:"params,omitempty"`
+	TrainingSet string                     `json:"training_set,omitempty"`
+	// TrainingSetDigest pins the training data's content.
+	TrainingSetDigest string `json:"training_set_digest,omitempty"`
+	// FeatureVersions comes from the features_ready signals the runs
+	// involved published (feature@version,...).
+	FeatureVersions []string `json:"feature_versions,omitempty"`
+}
+
+// InputError is a request the registry refuses (exit 2, HTTP 400).
+type InputError struct{ Msg string }
+
+func (e *InputError) Error() string { return e.Msg }
+
+func inputErr(format string, args ...any) error { return &InputError{Msg: fmt.Sprintf(format, args...)} }
+
+// Register records a new version from a run's artifact, with its lineage:
+// the run, its flow version and params, the training set and the feature
+// versions behind it.
+func (r *Registry) Register(ctx context.Context, req Register) (store.ModelVersion, error) {
+	if !flow.ValidName(req.Model) {
+		return store.ModelVersion{}, inputErr("model name %q: use lowercase letters, digits, _ and -, starting with a letter or digit", req.Model)
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		req.Reason = "registered"
+	}
+	a, path, err := r.resolve(ctx, req.Artifact, "--artifact")
+	if err != nil {
+		return store.ModelVersion{}, err
+	}
+	run, err := r.st.Run(ctx, a.RunID)
+	if err != nil {
+		return store.ModelVersion{}, err
+	}
+	lin := Lineage{RunID: run.ID, Flow: run.Flow, FlowVersion: run.FlowVersion, Step: a.Step, Params: run.Params}
+	runs := []int64{run.ID}
+	if req.TrainingSet != "" {
+		ts, tsPath, err := r.resolve(ctx, req.TrainingSet, "--training-set")
+		if err != nil {
+			return store.ModelVersion{}, err
+		}
+		lin.TrainingSet, lin.TrainingSetDigest = tsPath, ts.Digest
+		if ts.RunID != run.ID {
+			runs = append(runs, ts.RunID)
+		}
+	}
+	for _, id := range runs {
+		sigs, err := r.st.Signals(ctx, store.SignalFilter{Name: "features_ready", SourceRun: id, Limit: 100})
+		if err != nil {
+			return store.ModelVersion{}, err
+		}
+		for _, sg := range sigs {
+			var fv string
+			if json.Unmarshal(sg.Params["feature_version"], &fv) == nil && fv != "" {
+				for _, f := range strings.Split(fv, ",") {
+					if !slices.Contains(lin.FeatureVersions, f) {
+						lin.FeatureVersions = append(lin.FeatureVersions, f)
+					}
+				}
+			}
+		}
+	}
+	slices.Sort(lin.FeatureVersions)
+	lb, _ := json.Marshal(lin)
+	return r.st.CreateModelVersion(ctx, store.ModelVersion{
+		Model: req.Model, Artifact: path, Digest: a.Digest, Size: a.Size, RunID: run.ID, Flow: run.Flow, FlowVersion: run.FlowVersion,
+		Lineage: lb, Metrics: req.Metrics, Tags: req.Tags, Description: req.Description,
+	}, req.Actor, req.Reason)
+}
+
+func (r *Registry) resolve(ctx context.Context, p, flag string) (store.Artifact, string, error) {
+	ap, err := artifact.ParsePath(p)
+	if err != nil {
+		return store.Artifact{}, "", inputErr("%s: %v", flag, err)
+	}
+	a, err := artifact.Resolve(ctx, r.st, ap)
+	if err != nil {
+		return a, "", fmt.Errorf("%s %s: %w", flag, p, err)
+	}
+	steps, err := r.st.Steps(ctx, a.RunID)
+	if err != nil {
+		return a, "", err
+	}
+	foreach := false
+	for _, s := range steps {
+		if s.Name == a.Step {
+			foreach = s.Foreach
+		}
+	}
+	return a, artifact.PathOf(a, foreach), nil
+}
+
+// Transition moves a version to state to, if the lifecycle allows it from
+// where the version is. A version entering production archives the one
+// it replaces, in the same transaction.
+func (r *Registry) Transition(ctx context.Context, model string, version int, to, actor, reason string, d *Decision) (store.ModelVersion, error) {
+	if !slices.Contains(States, to) {
+		return store.ModelVersion{}, inputErr("state %q: use one of %s", to, strings.Join(States, ", "))
+	}
+	if strings.TrimSpace(reason) == "" {
+		return store.ModelVersion{}, inputErr("a transition needs a reason: say why (--reason)")
+	}
+	if strings.TrimSpace(actor) == "" {
+		return store.ModelVersion{}, inputErr("a transition needs an actor: who made it (--actor)")
+	}
+	cur, err := r.st.ModelVersion(ctx, model, version)
+	if err != nil {
+		return cur, err
+	}
+	if !slices.Contains(legal[cur.State], to) {
+		return cur, fmt.Errorf("model %s version %d is %s and cannot go to %s (from %s: %s): %w",
+			model, version, cur.State, to, cur.State, strings.Join(legal[cur.State], ", "), ErrIllegal)
+	}
+	var demote []int
+	if to == store.ModelProduction {
+		vs, err := r.st.ModelVersions(ctx, model)
+		if err != nil {
+			return cur, err
+		}
+		for _, v := range vs {
+			if v.State == store.ModelProduction && v.Version != version {
+				demote = append(demote, v.Version)
+			}
+		}
+	}
+	var raw json.RawMessage
+	if d != nil {
+		raw, _ = json.Marshal(d)
+	}
+	return r.st.TransitionModel(ctx, store.ModelTransition{Model: model, Version: version, From: cur.State, To: to,
+		Actor: actor, Reason: reason, Decision: raw}, demote)
+}
+
+// Resolve finds a version by reference: a number, a state that one version
+// holds (production, canary, shadow), or an alias.
+func (r *Registry) Resolve(ctx context.Context, model, ref string) (store.ModelVersion, error) {
+	if n, err := strconv.Atoi(ref); err == nil {
+		return r.st.ModelVersion(ctx, model, n)
+	}
+	vs, err := r.st.ModelVersions(ctx, model)
+	if err != nil {
+		return store.ModelVersion{}, err
+	}
+	var found []store.ModelVersion
+	for _, v := range vs {
+		if v.State == ref || slices.Contains(v.Aliases, ref) {
+			found = append(found, v)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return store.ModelVersion{}, fmt.Errorf("model %s has no version %q (a number, a state or an alias): %w", model, ref, store.ErrNotFound)
+	case 1:
+		return found[0], nil
+	}
+	// Several versions may share a state such as archived; the newest wins.
+	return found[len(found)-1], nil
+}
+
+// TrainedParams are the params of a model_trained signal for a version.
+func TrainedParams(v store.ModelVersion) map[string]json.RawMessage {
+	m := func(x any) json.RawMessage { b, _ := json.Marshal(x); return b }
+	p := map[string]json.RawMessage{"model": m(v.Model), "version": m(strconv.Itoa(v.Version)), "run_id": m(v.RunID)}
+	if len(v.Metrics) > 0 {
+		p["metrics"] = m(v.Metrics)
+	}
+	return p
+}
+
+// PublishTrained publishes model_trained for a version (once: the signal id
+// names the version), under the signal's contract.
+func (r *Registry) PublishTrained(ctx context.Context, v store.ModelVersion) (store.Signal, error) {
+	c, err := signal.Load(ctx, r.st)
+	if err != nil {
+		return store.Signal{}, err
+	}
+	sg, _, err := signal.Publish(ctx, r.st, c, "model_trained", fmt.Sprintf("model_trained/%s/%d", v.Model, v.Version), TrainedParams(v),
+		store.SignalSource{Kind: store.SourceFlow, Flow: v.Flow, RunID: v.RunID})
+	return sg, err
+}
