@@ -80,6 +80,8 @@ finish (up to --drain), and unfinished runs are handed back to the next server.`
 	f.StringVar(&opt.Online, "online", os.Getenv("BATON_ONLINE"), "features' online store: memory (default) or a redis:// URL (default $BATON_ONLINE)")
 	f.StringVar(&opt.NATS, "nats", os.Getenv("BATON_NATS"), "ingest feature events from this NATS JetStream URL, subjects STREAM.SOURCE (default $BATON_NATS)")
 	f.StringVar(&opt.NATSStream, "nats-stream", "baton_events", "the JetStream stream of feature events")
+	f.StringSliceVar(&opt.Kafka, "kafka", strings.FieldsFunc(os.Getenv("BATON_KAFKA"), func(r rune) bool { return r == ',' || r == ' ' }), "ingest feature events from these Kafka brokers (comma-separated host:port), topics PREFIX.SOURCE, consumer group baton (default $BATON_KAFKA)")
+	f.StringVar(&opt.KafkaTopicPrefix, "kafka-prefix", "baton_events", "the prefix of the Kafka topics of feature events")
 	return cmd
 }
 

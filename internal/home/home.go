@@ -62,9 +62,15 @@ func (h Home) Postgres() bool {
 // TempDir is the scratch folder for running tasks.
 func (h Home) TempDir() string { return filepath.Join(h.Dir, "tmp") }
 
-// Env is what a task needs to reach the same home with the baton CLI.
+// Env is what a task needs to reach the same home with the baton CLI:
+// the home, and BATON_BIN, the baton binary that runs it (so a step calls
+// "$BATON_BIN" whether or not baton is on the PATH).
 func (h Home) Env() []string {
-	return []string{"BATON_HOME=" + h.Dir, "BATON_DB=" + h.DB, "BATON_ARTIFACTS=" + h.Artifacts}
+	env := []string{"BATON_HOME=" + h.Dir, "BATON_DB=" + h.DB, "BATON_ARTIFACTS=" + h.Artifacts}
+	if exe, err := os.Executable(); err == nil && filepath.Base(exe) == "baton" {
+		env = append(env, "BATON_BIN="+exe)
+	}
+	return env
 }
 
 // OpenStore opens the store the DSN names: sqlite://PATH (or a bare path),

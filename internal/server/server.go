@@ -58,6 +58,11 @@ type Options struct {
 	// (default baton_events) feeds every feature source, on subjects
 	// STREAM.SOURCE.
 	NATS, NATSStream string
+	// Kafka, when set, lists Kafka brokers whose topics PREFIX.SOURCE
+	// (KafkaTopicPrefix, default baton_events) feed every feature source,
+	// consumed by the group "baton".
+	Kafka            []string
+	KafkaTopicPrefix string
 	Logger           *slog.Logger
 	// Now is the clock of the cron scheduler (tests); default time.Now.
 	Now func() time.Time
@@ -105,6 +110,7 @@ type Server struct {
 	features      *feature.Engine
 	featuresPrint string
 	nats          *feature.NATSIngest
+	kafka         *feature.KafkaIngest
 }
 
 // New prepares a server over an opened home.
@@ -208,6 +214,18 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		s.nats = n
 		defer n.Close()
+	}
+	if len(s.opt.Kafka) > 0 {
+		var sources []string
+		for name := range s.features.Catalog().Sources {
+			sources = append(sources, name)
+		}
+		k, err := feature.StartKafka(ctx, s.features, s.opt.Kafka, s.opt.KafkaTopicPrefix, "baton", sources)
+		if err != nil {
+			return fmt.Errorf("Kafka ingest: %w", err)
+		}
+		s.kafka = k
+		defer k.Close()
 	}
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
