@@ -316,4 +316,3 @@ func (s *Store) SetModelAlias(ctx context.Context, model, alias string, version 
 		return err
 	})
 }
-
