@@ -20,6 +20,7 @@ import (
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/home"
+	"github.com/baton-ml/baton/internal/serve"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -107,6 +108,8 @@ type Server struct {
 	stopping atomic.Bool
 	leading  atomic.Bool
 
+	serving       *serve.Service
+	rollouts      *serve.Controller
 	features      *feature.Engine
 	featuresPrint string
 	nats          *feature.NATSIngest
@@ -227,6 +230,10 @@ func (s *Server) Run(ctx context.Context) error {
 		s.kafka = k
 		defer k.Close()
 	}
+	if err := s.openServing(ctx); err != nil {
+		return err
+	}
+	defer s.serving.Close()
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.ln) }()
@@ -236,6 +243,7 @@ func (s *Server) Run(ctx context.Context) error {
 	lw.Go(func() { s.listen(loops) })
 	lw.Go(func() { s.lead(loops) })
 	lw.Go(func() { s.freshnessLoop(loops) })
+	lw.Go(func() { s.servingLoop(loops) })
 	workDone := make(chan struct{})
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	if s.opt.Dispatch == engine.Queue {

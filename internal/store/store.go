@@ -395,6 +395,7 @@ type Store interface {
 	QueueStore
 	FeatureStore
 	ModelStore
+	ServeStore
 
 	Close() error
 }
@@ -783,4 +784,52 @@ type ModelStore interface {
 	UpdateModelVersion(ctx context.Context, model string, version int, metrics map[string]float64, tags map[string]string) (ModelVersion, error)
 	// SetModelAlias points alias at a version (version 0 deletes it).
 	SetModelAlias(ctx context.Context, model, alias string, version int) error
+}
+
+// Endpoint is a serving endpoint's spec, as applied.
+type Endpoint struct {
+	Name      string          `json:"name"`
+	Spec      json.RawMessage `json:"spec"`
+	Digest    string          `json:"digest"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// Rollout statuses: running until it passes every stage (passed) or is
+// rolled back.
+const (
+	RolloutRunning    = "running"
+	RolloutPassed     = "passed"
+	RolloutRolledBack = "rolled_back"
+)
+
+// Rollout is a progressive rollout of a canary version of an endpoint's
+// model against the baseline (production) version.
+type Rollout struct {
+	ID              int64           `json:"id"`
+	Endpoint        string          `json:"endpoint"`
+	Model           string          `json:"model"`
+	CanaryVersion   int             `json:"canary_version"`
+	BaselineVersion int             `json:"baseline_version"`
+	Stages          []float64       `json:"stages"`
+	Stage           int             `json:"stage"`
+	Status          string          `json:"status"`
+	History         json.RawMessage `json:"history"`
+	StartedAt       time.Time       `json:"started_at"`
+	UpdatedAt       time.Time       `json:"updated_at"`
+}
+
+// ServeStore keeps serving endpoints and rollouts.
+type ServeStore interface {
+	PutEndpoint(ctx context.Context, e Endpoint) (Endpoint, bool, error)
+	Endpoints(ctx context.Context) ([]Endpoint, error)
+	// StartRollout records a running rollout; ErrConflict if the endpoint
+	// already has one.
+	StartRollout(ctx context.Context, r Rollout) (Rollout, error)
+	// Rollouts lists an endpoint's rollouts (all endpoints for ""), newest
+	// first.
+	Rollouts(ctx context.Context, endpoint string) ([]Rollout, error)
+	// UpdateRollout sets stage, status and history if the rollout is still
+	// running at stage fromStage (ErrConflict otherwise): two evaluators
+	// never both advance it.
+	UpdateRollout(ctx context.Context, id int64, fromStage, stage int, status string, history json.RawMessage) (Rollout, error)
 }

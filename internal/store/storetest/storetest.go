@@ -51,6 +51,7 @@ func Run(t *testing.T, open Opener) {
 		"FeatureComputations":   testFeatureComputations,
 		"ModelRegistry":         testModelRegistry,
 		"ModelTransitionRace":   testModelTransitionRace,
+		"EndpointsAndRollouts":  testEndpointsAndRollouts,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -1185,5 +1186,52 @@ func testModelTransitionRace(t *testing.T, s store.Store) {
 	wg.Wait()
 	if won.Load() != 1 {
 		t.Fatalf("%d transitions won", won.Load())
+	}
+}
+
+func testEndpointsAndRollouts(t *testing.T, s store.Store) {
+	c := ctx(t)
+	e, changed, err := s.PutEndpoint(c, store.Endpoint{Name: "churn", Spec: json.RawMessage(`{"model":"churn"}`), Digest: "a"})
+	if err != nil || !changed || e.UpdatedAt.IsZero() {
+		t.Fatalf("put: %+v %v %v", e, changed, err)
+	}
+	if _, changed, _ := s.PutEndpoint(c, store.Endpoint{Name: "churn", Spec: json.RawMessage(`{"model":"churn"}`), Digest: "a"}); changed {
+		t.Fatal("same digest changed the endpoint")
+	}
+	if _, changed, _ := s.PutEndpoint(c, store.Endpoint{Name: "churn", Spec: json.RawMessage(`{"model":"x"}`), Digest: "b"}); !changed {
+		t.Fatal("new digest did not change the endpoint")
+	}
+	es, err := s.Endpoints(c)
+	if err != nil || len(es) != 1 || string(es[0].Spec) != `{"model":"x"}` {
+		t.Fatalf("endpoints: %+v %v", es, err)
+	}
+	r, err := s.StartRollout(c, store.Rollout{Endpoint: "churn", Model: "churn", CanaryVersion: 2, BaselineVersion: 1, Stages: []float64{1, 5, 100}})
+	if err != nil || r.ID == 0 || r.Status != store.RolloutRunning {
+		t.Fatalf("start: %+v %v", r, err)
+	}
+	if _, err := s.StartRollout(c, store.Rollout{Endpoint: "churn", Model: "churn", CanaryVersion: 3, BaselineVersion: 1, Stages: []float64{100}}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second running rollout: %v", err)
+	}
+	r, err = s.UpdateRollout(c, r.ID, 0, 1, store.RolloutRunning, json.RawMessage(`[{"stage":0}]`))
+	if err != nil || r.Stage != 1 || string(r.History) != `[{"stage":0}]` {
+		t.Fatalf("advance: %+v %v", r, err)
+	}
+	// A second evaluator that read stage 0 cannot advance it again.
+	if _, err := s.UpdateRollout(c, r.ID, 0, 1, store.RolloutRunning, nil); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("stale update: %v", err)
+	}
+	if _, err := s.UpdateRollout(c, r.ID, 1, 1, store.RolloutRolledBack, json.RawMessage(`[]`)); err != nil {
+		t.Fatal(err)
+	}
+	// A finished rollout frees the endpoint for the next.
+	if _, err := s.StartRollout(c, store.Rollout{Endpoint: "churn", Model: "churn", CanaryVersion: 3, BaselineVersion: 1, Stages: []float64{100}}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := s.Rollouts(c, "churn")
+	if err != nil || len(rs) != 2 || rs[0].CanaryVersion != 3 || rs[1].Status != store.RolloutRolledBack || len(rs[1].Stages) != 3 {
+		t.Fatalf("rollouts: %+v %v", rs, err)
+	}
+	if all, _ := s.Rollouts(c, ""); len(all) != 2 {
+		t.Fatalf("all rollouts: %d", len(all))
 	}
 }

@@ -1,0 +1,216 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/baton-ml/baton/internal/serve"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// callServer sends a JSON request to the home's running server and decodes
+// its answer into out. Serving state lives in the server, so these
+// commands need one.
+func (a *app) callServer(ctx context.Context, e *env, method, path string, body, out any) error {
+	srv, ok := e.home.RunningServer()
+	if !ok {
+		return usageErr("no baton server is running on this home: start one with baton server")
+	}
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+srv.Addr+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if tok := os.Getenv("BATON_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("reach the server at %s: %w", srv.Addr, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(b, &e)
+		msg := e.Error
+		if msg == "" {
+			msg = strings.TrimSpace(string(b))
+		}
+		if resp.StatusCode == http.StatusBadRequest {
+			return usageErr("%s", msg)
+		}
+		return &exitError{code: exitFailed, err: fmt.Errorf("%s", msg)}
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
+func (a *app) endpointCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "endpoint", Short: "Serving endpoints: which model serves, its gate, fallback and rollout"}
+	apply := &cobra.Command{
+		Use:   "apply FILE",
+		Short: "Validate an endpoints file and store it (a running server picks it up within a second)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			eps, err := serve.ParseFile(args[0])
+			if err != nil {
+				return err
+			}
+			e, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			out, err := serve.Apply(cmd.Context(), e.st, eps)
+			if err != nil {
+				return err
+			}
+			if a.json() {
+				return a.printJSON(out)
+			}
+			for _, o := range out {
+				state := "unchanged"
+				if o.Changed {
+					state = "stored"
+				}
+				fmt.Fprintf(a.out, "endpoint %s %s\n", o.Name, state)
+			}
+			return nil
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "What serves each endpoint (from the running server)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			var st []serve.Status
+			if err := a.callServer(cmd.Context(), e, "GET", "/api/v1/endpoints", nil, &st); err != nil {
+				return err
+			}
+			if a.json() {
+				return a.printJSON(st)
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ENDPOINT\tMODEL\tPRODUCTION\tCANARY\tSHARE\tSHADOWS\tFALLBACK")
+			for _, s := range st {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%g%%\t%v\t%s\n", s.Endpoint, s.Model, s.Production, s.Canary, s.CanaryShare, s.Shadows, s.Fallback)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.AddCommand(apply, list)
+	return cmd
+}
+
+func (a *app) rolloutCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "rollout", Short: "Progressive rollouts: canary against production, judged each interval"}
+	start := &cobra.Command{
+		Use:   "start ENDPOINT",
+		Short: "Roll the model's canary version out in stages (1% → 5% → 25% → 50% → 100% by default)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			var r store.Rollout
+			if err := a.callServer(cmd.Context(), e, "POST", "/api/v1/endpoints/"+args[0]+"/rollouts", nil, &r); err != nil {
+				return err
+			}
+			if a.json() {
+				return a.printJSON(r)
+			}
+			fmt.Fprintf(a.out, "rollout %d: %s version %d against version %d, stages %v%%\n", r.ID, r.Model, r.CanaryVersion, r.BaselineVersion, r.Stages)
+			return nil
+		},
+	}
+	status := &cobra.Command{
+		Use:   "status ENDPOINT",
+		Short: "An endpoint's rollouts and every evaluation they made",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			rs, err := e.st.Rollouts(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.json() {
+				return a.printJSON(rs)
+			}
+			for _, r := range rs {
+				fmt.Fprintf(a.out, "rollout %d: %s version %d against %d, %s at stage %d of %v%%\n", r.ID, r.Model, r.CanaryVersion, r.BaselineVersion, r.Status, r.Stage, r.Stages)
+				var hist []serve.Step
+				_ = json.Unmarshal(r.History, &hist)
+				for _, h := range hist {
+					fmt.Fprintf(a.out, "  %s  %g%%  %s score %.2f (%d canary, %d baseline): %s %s\n", h.At.Format(time.TimeOnly), h.Share, h.Result, h.Score, h.Canary, h.Baseline, h.Action, h.Detail)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(start, status)
+	return cmd
+}
+
+func (a *app) predictCmd() *cobra.Command {
+	var req serve.Request
+	var features string
+	cmd := &cobra.Command{
+		Use:   "predict ENDPOINT --key KEY",
+		Short: "Ask the running server's endpoint for a prediction (and see which path served it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if features != "" {
+				if err := json.Unmarshal([]byte(features), &req.Features); err != nil {
+					return usageErr("--features: a JSON object: %v", err)
+				}
+			}
+			e, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			var resp serve.Response
+			if err := a.callServer(cmd.Context(), e, "POST", "/api/v1/predict/"+args[0], req, &resp); err != nil {
+				return err
+			}
+			return a.printJSON(resp)
+		},
+	}
+	cmd.Flags().StringVar(&req.Key, "key", "", "the entity key")
+	cmd.Flags().StringVar(&req.Unit, "unit", "", "the unit the canary share is decided on (default: the key)")
+	cmd.Flags().StringVar(&features, "features", "", "features as a JSON object, instead of the online store's")
+	return cmd
+}

@@ -1,0 +1,83 @@
+package serve
+
+import (
+	"sync"
+	"time"
+)
+
+// Sample is what one served request tells the canary judge.
+type Sample struct {
+	At         time.Time
+	LatencyMS  float64
+	Error      float64 // 1 when the model erred or timed out
+	Fallback   float64 // 1 when the fallback served
+	Confidence float64
+}
+
+// Collector keeps the recent samples of each (endpoint, version) in a ring
+// of fixed size: memory stays flat however long the server serves.
+type Collector struct {
+	size  int
+	mu    sync.Mutex
+	rings map[collectKey]*ring
+}
+
+type collectKey struct {
+	endpoint string
+	version  int
+}
+
+type ring struct {
+	buf  []Sample
+	next int
+	full bool
+}
+
+// NewCollector keeps up to size samples per endpoint version.
+func NewCollector(size int) *Collector {
+	return &Collector{size: size, rings: map[collectKey]*ring{}}
+}
+
+// Add records a sample.
+func (c *Collector) Add(endpoint string, version int, s Sample) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := collectKey{endpoint, version}
+	r := c.rings[k]
+	if r == nil {
+		r = &ring{buf: make([]Sample, c.size)}
+		c.rings[k] = r
+	}
+	r.buf[r.next] = s
+	r.next++
+	if r.next == len(r.buf) {
+		r.next, r.full = 0, true
+	}
+}
+
+// Metrics returns the samples taken in [from, to) as the judge's metrics:
+// latency_ms, error, fallback and confidence.
+func (c *Collector) Metrics(endpoint string, version int, from, to time.Time) map[string][]float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string][]float64{"latency_ms": nil, "error": nil, "fallback": nil, "confidence": nil}
+	r := c.rings[collectKey{endpoint, version}]
+	if r == nil {
+		return out
+	}
+	n := r.next
+	if r.full {
+		n = len(r.buf)
+	}
+	for i := range n {
+		s := r.buf[i]
+		if s.At.Before(from) || !s.At.Before(to) {
+			continue
+		}
+		out["latency_ms"] = append(out["latency_ms"], s.LatencyMS)
+		out["error"] = append(out["error"], s.Error)
+		out["fallback"] = append(out["fallback"], s.Fallback)
+		out["confidence"] = append(out["confidence"], s.Confidence)
+	}
+	return out
+}

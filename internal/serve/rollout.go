@@ -1,0 +1,233 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/baton-ml/baton/internal/canary"
+	"github.com/baton-ml/baton/internal/registry"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// The rollout actor recorded on the transitions it makes.
+const rolloutActor = "baton-rollout"
+
+// Step is one evaluation of a rollout, kept in its history.
+type Step struct {
+	At       time.Time `json:"at"`
+	Stage    int       `json:"stage"`
+	Share    float64   `json:"share"`
+	Canary   int       `json:"canary_requests"`
+	Baseline int       `json:"baseline_requests"`
+	Score    float64   `json:"score"`
+	Result   string    `json:"result"` // pass, marginal, fail, or nodata
+	Action   string    `json:"action"` // advance, hold, promote, rollback
+	Detail   string    `json:"detail,omitempty"`
+}
+
+// StartRollout starts rolling out the endpoint's canary version (the one
+// version of its model in state canary) against its production version,
+// from the first stage.
+func (s *Service) StartRollout(ctx context.Context, endpoint string) (store.Rollout, error) {
+	spec, ok := s.Endpoint(endpoint)
+	if !ok {
+		return store.Rollout{}, fmt.Errorf("endpoint %q: %w", endpoint, ErrUnknownEndpoint)
+	}
+	vs, err := s.d.Store.ModelVersions(ctx, spec.Model)
+	if err != nil {
+		return store.Rollout{}, err
+	}
+	var can, base []int
+	for _, v := range vs {
+		switch v.State {
+		case store.ModelCanary:
+			can = append(can, v.Version)
+		case store.ModelProduction:
+			base = append(base, v.Version)
+		}
+	}
+	switch {
+	case len(can) == 0:
+		return store.Rollout{}, &BadRequest{Msg: fmt.Sprintf("model %s has no version in state canary: baton model transition %s N canary --reason ...", spec.Model, spec.Model)}
+	case len(can) > 1:
+		return store.Rollout{}, &BadRequest{Msg: fmt.Sprintf("model %s has %d versions in state canary (%v): roll out one at a time", spec.Model, len(can), can)}
+	case len(base) == 0:
+		return store.Rollout{}, &BadRequest{Msg: fmt.Sprintf("model %s has no production version to judge the canary against", spec.Model)}
+	}
+	r, err := s.d.Store.StartRollout(ctx, store.Rollout{Endpoint: endpoint, Model: spec.Model, CanaryVersion: can[0],
+		BaselineVersion: base[len(base)-1], Stages: spec.Rollout.Stages})
+	if err != nil {
+		return r, err
+	}
+	return r, s.Refresh(ctx)
+}
+
+// Controller evaluates running rollouts every interval: it judges the
+// canary's samples of the interval against the baseline's and advances,
+// holds or rolls back. Only one process (the leading server) should run it;
+// the store's compare-and-set keeps a second one from acting twice anyway.
+type Controller struct {
+	s    *Service
+	mu   sync.Mutex
+	last map[int64]time.Time // when each rollout was last evaluated
+	hold map[int64]int       // marginal results in a row
+}
+
+// NewController makes the rollout controller of s.
+func NewController(s *Service) *Controller {
+	return &Controller{s: s, last: map[int64]time.Time{}, hold: map[int64]int{}}
+}
+
+// Tick evaluates every running rollout whose interval has passed. It
+// returns the steps it took.
+func (c *Controller) Tick(ctx context.Context) ([]Step, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rs, err := c.s.d.Store.Rollouts(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	now := c.s.d.Now()
+	var steps []Step
+	var errs []error
+	for _, r := range rs {
+		if r.Status != store.RolloutRunning {
+			continue
+		}
+		spec, ok := c.s.Endpoint(r.Endpoint)
+		if !ok {
+			continue
+		}
+		from, seen := c.last[r.ID]
+		if !seen {
+			// A new rollout, or one this process has not watched yet
+			// (the leader changed): its first window starts now.
+			from = now
+			c.last[r.ID] = from
+		}
+		if now.Sub(from) < spec.Rollout.Interval.D() {
+			continue
+		}
+		st, err := c.evaluate(ctx, r, spec, from, now)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c.last[r.ID] = now
+		steps = append(steps, st)
+	}
+	if len(steps) > 0 {
+		errs = append(errs, c.s.Refresh(ctx))
+	}
+	return steps, errors.Join(errs...)
+}
+
+func (c *Controller) evaluate(ctx context.Context, r store.Rollout, spec Endpoint, from, to time.Time) (Step, error) {
+	cfg := spec.Rollout
+	canM := c.s.Collector.Metrics(r.Endpoint, r.CanaryVersion, from, to)
+	baseM := c.s.Collector.Metrics(r.Endpoint, r.BaselineVersion, from, to)
+	if r.Stages[r.Stage] >= 100 && len(baseM["latency_ms"]) < cfg.MinRequests {
+		// At 100% the baseline serves nobody: judge against the most
+		// recent requests it served (the collector keeps the last ones).
+		baseM = c.s.Collector.Metrics(r.Endpoint, r.BaselineVersion, time.Time{}, to)
+	}
+	st := Step{At: to, Stage: r.Stage, Share: r.Stages[r.Stage], Canary: len(canM["latency_ms"]), Baseline: len(baseM["latency_ms"])}
+	next, status := r.Stage, store.RolloutRunning
+	if st.Canary < cfg.MinRequests || st.Baseline < cfg.MinRequests {
+		st.Result, st.Action = "nodata", "hold"
+		st.Detail = fmt.Sprintf("%d canary and %d baseline requests; %d each needed", st.Canary, st.Baseline, cfg.MinRequests)
+	} else {
+		res := canary.Judge(chunks(baseM), chunks(canM), *cfg.Judge)
+		st.Score, st.Result = res.Score, string(res.Result)
+		for _, m := range res.Metrics {
+			if m.Classification != "Pass" && m.Classification != "NoData" {
+				st.Detail += fmt.Sprintf("%s %s; ", m.Name, m.Classification)
+			}
+		}
+		switch res.Result {
+		case "pass":
+			c.hold[r.ID] = 0
+			if r.Stage == len(r.Stages)-1 {
+				st.Action, status = "promote", store.RolloutPassed
+			} else {
+				st.Action, next = "advance", r.Stage+1
+			}
+		case "marginal":
+			c.hold[r.ID]++
+			st.Action = "hold"
+			if c.hold[r.ID] >= cfg.MaxHolds {
+				st.Action, status = "rollback", store.RolloutRolledBack
+				st.Detail += fmt.Sprintf("marginal %d times in a row", c.hold[r.ID])
+			}
+		default:
+			st.Action, status = "rollback", store.RolloutRolledBack
+		}
+	}
+	var hist []Step
+	_ = json.Unmarshal(r.History, &hist)
+	hist = append(hist, st)
+	hb, _ := json.Marshal(hist)
+	if _, err := c.s.d.Store.UpdateRollout(ctx, r.ID, r.Stage, next, status, hb); err != nil {
+		return st, err
+	}
+	reg := registry.New(c.s.d.Store)
+	score := strconv.FormatFloat(st.Score, 'f', 2, 64)
+	params := map[string]any{"model": r.Model, "version": strconv.Itoa(r.CanaryVersion), "score": st.Score}
+	switch status {
+	case store.RolloutPassed:
+		reason := fmt.Sprintf("rollout %d passed every stage (%v%%), last score %s against version %d", r.ID, r.Stages, score, r.BaselineVersion)
+		if _, err := reg.Transition(ctx, r.Model, r.CanaryVersion, store.ModelProduction, rolloutActor, reason, nil); err != nil {
+			return st, fmt.Errorf("promote %s version %d: %w", r.Model, r.CanaryVersion, err)
+		}
+		c.publish(ctx, "canary_passed", fmt.Sprintf("canary_passed/%s/%d/%d", r.Model, r.CanaryVersion, r.ID), params)
+	case store.RolloutRolledBack:
+		reason := fmt.Sprintf("rollout %d rolled back at %g%%: %s (score %s) %s", r.ID, st.Share, st.Result, score, st.Detail)
+		if _, err := reg.Transition(ctx, r.Model, r.CanaryVersion, store.ModelRegistered, rolloutActor, reason, nil); err != nil {
+			c.s.d.Log.Error("rollback transition", "model", r.Model, "version", r.CanaryVersion, "err", err)
+		}
+		params["reason"] = reason
+		c.publish(ctx, "canary_failed", fmt.Sprintf("canary_failed/%s/%d/%d", r.Model, r.CanaryVersion, r.ID), params)
+	}
+	c.s.d.Log.Info("rollout", "endpoint", r.Endpoint, "rollout", r.ID, "stage", r.Stage, "share", st.Share,
+		"result", st.Result, "score", st.Score, "action", st.Action)
+	return st, nil
+}
+
+func (c *Controller) publish(ctx context.Context, name, id string, params map[string]any) {
+	if c.s.d.Publish == nil {
+		return
+	}
+	if err := c.s.d.Publish(ctx, name, id, params); err != nil {
+		c.s.d.Log.Warn("publish "+name, "err", err)
+	}
+}
+
+// chunks turns per-request samples into the judge's series: consecutive
+// requests in up to maxChunks groups of at least minChunk, each reduced to
+// its mean. Kayenta judges time series of rates and means, not single
+// requests: per request, an error rate under one half has a median shift of
+// 0 and would pass however bad it is.
+func chunks(m map[string][]float64) map[string][]float64 {
+	const maxChunks, minChunk = 30, 5
+	out := make(map[string][]float64, len(m))
+	for name, xs := range m {
+		n := len(xs)
+		k := max(minChunk, (n+maxChunks-1)/maxChunks)
+		var series []float64
+		for i := 0; i+k <= n || (i < n && len(series) == 0); i += k {
+			end := min(i+k, n)
+			sum := 0.0
+			for _, x := range xs[i:end] {
+				sum += x
+			}
+			series = append(series, sum/float64(end-i))
+		}
+		out[name] = series
+	}
+	return out
+}

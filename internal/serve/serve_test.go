@@ -1,0 +1,451 @@
+package serve
+
+import (
+	"context"
+	"io"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/canary"
+	"github.com/baton-ml/baton/internal/registry"
+	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/store/sqlite"
+)
+
+type clock struct{ ns atomic.Int64 }
+
+func (c *clock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+type published struct {
+	mu  sync.Mutex
+	sig []string
+}
+
+func (p *published) publish(_ context.Context, name, id string, params map[string]any) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, _ := json.Marshal(params)
+	p.sig = append(p.sig, name+" "+string(b))
+	return nil
+}
+
+func (p *published) list() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.sig...)
+}
+
+type fixture struct {
+	st    store.Store
+	blobs *artifact.Store
+	svc   *Service
+	clk   *clock
+	pub   *published
+	reg   *registry.Registry
+}
+
+// staticFeatures answers every key with x = 1.
+type staticFeatures struct{}
+
+func (staticFeatures) Values(_ context.Context, key string, names []string, _ time.Time) (map[string]any, error) {
+	if key == "bad" {
+		return nil, errors.New("no such key")
+	}
+	out := map[string]any{}
+	for _, n := range names {
+		out[n] = 1.0
+	}
+	return out, nil
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "b.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := artifact.Open(ctx, "mem://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{st: st, blobs: blobs, clk: &clock{}, pub: &published{}, reg: registry.New(st)}
+	f.clk.ns.Store(time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC).UnixNano())
+	f.svc = New(Deps{Store: st, Blobs: blobs, Features: staticFeatures{}, Now: f.clk.now, Publish: f.pub.publish})
+	t.Cleanup(func() { f.svc.Close(); blobs.Close(); st.Close() })
+	return f
+}
+
+// version registers a model version whose artifact is spec, moved to state.
+func (f *fixture) version(t *testing.T, model string, spec any, state ...string) int {
+	t.Helper()
+	ctx := context.Background()
+	b, _ := json.Marshal(spec)
+	d, n, err := f.blobs.PutBytes(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := f.st.CreateModelVersion(ctx, store.ModelVersion{Model: model, Artifact: "1/fit/model.json", Digest: d, Size: n, RunID: 1}, "t", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range state {
+		if _, err := f.reg.Transition(ctx, model, v.Version, s, "t", "test", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return v.Version
+}
+
+func (f *fixture) endpoint(t *testing.T, e Endpoint) {
+	t.Helper()
+	if _, err := Apply(context.Background(), f.st, []Endpoint{e}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func logistic(bias float64) map[string]any {
+	return map[string]any{"kind": "logistic", "bias": bias, "weights": map[string]float64{"x": 0}}
+}
+
+func TestEveryPath(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	hang := make(chan struct{})
+	var mode atomic.Value
+	mode.Store("ok")
+	ext := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Reading the body lets the server notice a client that gave up.
+		_, _ = io.Copy(io.Discard, r.Body)
+		switch mode.Load() {
+		case "ok":
+			fmt.Fprint(w, `{"prediction": 0.9, "confidence": 0.9}`)
+		case "unsure":
+			fmt.Fprint(w, `{"prediction": 0.55, "confidence": 0.55}`)
+		case "500":
+			http.Error(w, "boom", 500)
+		case "garbage":
+			fmt.Fprint(w, `<html>`)
+		case "hang":
+			select {
+			case <-hang:
+			case <-r.Context().Done():
+			}
+		}
+	}))
+	t.Cleanup(ext.Close)
+	t.Cleanup(func() { close(hang) }) // runs first: frees a hanging handler
+	f.version(t, "churn", map[string]any{"kind": "http", "url": ext.URL}, store.ModelCanary, store.ModelProduction)
+	f.version(t, "popular", map[string]any{"kind": "ranking", "items": []string{"t1", "t2"}}, store.ModelCanary, store.ModelProduction)
+	f.endpoint(t, Endpoint{Name: "churn", Model: "churn", Features: []string{"x"}, Timeout: Duration(50 * time.Millisecond),
+		MinConfidence: 0.6, Fallback: Fallback{Model: "popular", Static: []string{"t0"}}})
+	cases := []struct {
+		mode, path, reason string
+		prediction         string
+	}{
+		{"ok", PathModel, ReasonModel, "0.9"},
+		{"unsure", PathFallback, ReasonLowConfidence, `["t1","t2"]`},
+		{"500", PathFallback, ReasonError, `["t1","t2"]`},
+		{"garbage", PathFallback, ReasonError, `["t1","t2"]`},
+		{"hang", PathFallback, ReasonTimeout, `["t1","t2"]`},
+	}
+	for _, c := range cases {
+		mode.Store(c.mode)
+		start := time.Now()
+		r, err := f.svc.Predict(ctx, "churn", Request{Key: "m1"})
+		if err != nil {
+			t.Fatalf("%s: %v", c.mode, err)
+		}
+		p, _ := json.Marshal(r.Prediction)
+		if r.Path != c.path || r.Reason != c.reason || string(p) != c.prediction {
+			t.Errorf("%s: %+v", c.mode, r)
+		}
+		if c.mode == "hang" && time.Since(start) > time.Second {
+			t.Errorf("a hanging model held the request %s", time.Since(start))
+		}
+		if c.path == PathFallback && (r.Model != "popular" || r.Detail == "") {
+			t.Errorf("%s: fallback not recorded: %+v", c.mode, r)
+		}
+	}
+	// No production version: the static fallback of a fresh endpoint.
+	f.endpoint(t, Endpoint{Name: "empty", Model: "nothing", Fallback: Fallback{Static: 0.0}})
+	r, err := f.svc.Predict(ctx, "empty", Request{Key: "m1"})
+	if err != nil || r.Path != PathFallback || r.Reason != ReasonNoModel || r.Prediction != 0.0 {
+		t.Fatalf("no model: %+v %v", r, err)
+	}
+	// A failing fallback model falls back to the static value.
+	f.version(t, "broken", map[string]any{"kind": "http", "url": "http://127.0.0.1:1/"}, store.ModelCanary, store.ModelProduction)
+	f.endpoint(t, Endpoint{Name: "double", Model: "broken", Fallback: Fallback{Model: "broken", Static: "safe"}})
+	r, _ = f.svc.Predict(ctx, "double", Request{Key: "m1"})
+	if r.Path != PathFallback || r.Reason != ReasonError || r.Prediction != "safe" || !strings.Contains(r.Detail, "fallback model") {
+		t.Fatalf("double failure: %+v", r)
+	}
+	// Requests that cannot be served at all are errors, not fallbacks.
+	var br *BadRequest
+	if _, err := f.svc.Predict(ctx, "churn", Request{}); !errors.As(err, &br) {
+		t.Fatalf("empty request: %v", err)
+	}
+	if _, err := f.svc.Predict(ctx, "nope", Request{Key: "m1"}); !errors.Is(err, ErrUnknownEndpoint) {
+		t.Fatalf("unknown endpoint: %v", err)
+	}
+}
+
+func TestCommandModelAndGarbage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	f.version(t, "cmd", map[string]any{"kind": "command", "argv": []string{"sh", "-c", `read x; echo '{"prediction": 1, "confidence": 0.8}'`}}, store.ModelCanary, store.ModelProduction)
+	f.version(t, "junk", map[string]any{"kind": "command", "argv": []string{"sh", "-c", `echo not json`}}, store.ModelCanary, store.ModelProduction)
+	f.version(t, "slow", map[string]any{"kind": "command", "argv": []string{"sleep", "10"}}, store.ModelCanary, store.ModelProduction)
+	for _, e := range []Endpoint{
+		{Name: "cmd", Model: "cmd", Fallback: Fallback{Static: 0}, Timeout: Duration(2 * time.Second)},
+		{Name: "junk", Model: "junk", Fallback: Fallback{Static: 0}, Timeout: Duration(2 * time.Second)},
+		{Name: "slow", Model: "slow", Fallback: Fallback{Static: 0}, Timeout: Duration(100 * time.Millisecond)},
+	} {
+		f.endpoint(t, e)
+	}
+	want := map[string]string{"cmd": ReasonModel, "junk": ReasonError, "slow": ReasonTimeout}
+	for ep, reason := range want {
+		start := time.Now()
+		r, err := f.svc.Predict(ctx, ep, Request{Key: "k"})
+		if err != nil || r.Reason != reason {
+			t.Errorf("%s: %+v %v", ep, r, err)
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Errorf("%s took %s", ep, time.Since(start))
+		}
+	}
+}
+
+func TestShadowGetsCopies(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	f.version(t, "m", logistic(2), store.ModelCanary, store.ModelProduction) // p = 0.88
+	f.version(t, "m", logistic(1), store.ModelShadow)                        // p = 0.73: same class, differs
+	f.version(t, "m", logistic(-2), store.ModelShadow)                       // p = 0.12: other class
+	f.endpoint(t, Endpoint{Name: "m", Model: "m", Fallback: Fallback{Static: 0}})
+	for i := range 50 {
+		r, err := f.svc.Predict(ctx, "m", Request{Key: fmt.Sprint(i)})
+		if err != nil || r.Version != 1 || r.Path != PathModel {
+			t.Fatalf("served %+v %v", r, err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := f.svc.Statuses()[0]
+		done := len(st.Shadow) == 2
+		for _, s := range st.Shadow {
+			done = done && s.Requests+s.Dropped == 50
+		}
+		if done {
+			for _, s := range st.Shadow {
+				switch s.Version {
+				case 2:
+					if s.Agreed != s.Requests || s.MeanAbs < 0.14 || s.MeanAbs > 0.16 {
+						t.Errorf("shadow 2: %+v", s)
+					}
+				case 3:
+					if s.Agreed != 0 || s.Requests == 0 || len(s.Recent) == 0 || s.Recent[0].Agreed {
+						t.Errorf("shadow 3: %+v", s)
+					}
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shadow stats: %+v", st.Shadow)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// rolloutFixture has a production version 1 and a canary version 2 of m
+// whose behaviour the test picks.
+func rolloutFixture(t *testing.T, canarySpec any, cfg *RolloutConfig) *fixture {
+	f := newFixture(t)
+	f.version(t, "m", logistic(2), store.ModelCanary, store.ModelProduction)
+	f.version(t, "m", canarySpec, store.ModelCanary)
+	f.endpoint(t, Endpoint{Name: "m", Model: "m", Features: []string{"x"}, Timeout: Duration(50 * time.Millisecond),
+		MinConfidence: 0.6, Fallback: Fallback{Static: 0.0}, Rollout: cfg})
+	if _, err := f.svc.StartRollout(context.Background(), "m"); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// traffic sends n requests from distinct units, then lets an interval pass.
+func (f *fixture) traffic(t *testing.T, n int, interval time.Duration) (canary int) {
+	t.Helper()
+	for i := range n {
+		r, err := f.svc.Predict(context.Background(), "m", Request{Key: fmt.Sprintf("u%d-%d", f.clk.ns.Load(), i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Canary {
+			canary++
+		}
+	}
+	f.clk.advance(interval)
+	return canary
+}
+
+func TestRolloutAdvancesAndPromotes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := rolloutFixture(t, logistic(2), &RolloutConfig{Stages: []float64{10, 50, 100}, Interval: Duration(time.Minute), MinRequests: 20})
+	c := NewController(f.svc)
+	if steps, _ := c.Tick(ctx); len(steps) != 0 {
+		t.Fatalf("first tick acted: %+v", steps)
+	}
+	var shares []float64
+	for range 3 {
+		st := f.svc.Statuses()[0]
+		shares = append(shares, st.CanaryShare)
+		n := f.traffic(t, 400, time.Minute)
+		// The canary gets about its share of units.
+		if want := st.CanaryShare / 100 * 400; float64(n) < want*0.6 || float64(n) > want*1.4 {
+			t.Errorf("canary served %d of 400 at %g%%", n, st.CanaryShare)
+		}
+		steps, err := c.Tick(ctx)
+		if err != nil || len(steps) != 1 || steps[0].Result != "pass" {
+			t.Fatalf("tick: %+v %v", steps, err)
+		}
+	}
+	if fmt.Sprint(shares) != "[10 50 100]" {
+		t.Fatalf("shares %v", shares)
+	}
+	v2, _ := f.st.ModelVersion(ctx, "m", 2)
+	v1, _ := f.st.ModelVersion(ctx, "m", 1)
+	if v2.State != store.ModelProduction || v1.State != store.ModelArchived {
+		t.Fatalf("after the rollout: v1 %s, v2 %s", v1.State, v2.State)
+	}
+	rs, _ := f.st.Rollouts(ctx, "m")
+	if rs[0].Status != store.RolloutPassed || !strings.Contains(string(rs[0].History), `"action":"promote"`) {
+		t.Fatalf("rollout: %+v", rs[0])
+	}
+	if sig := f.pub.list(); len(sig) != 1 || !strings.HasPrefix(sig[0], "canary_passed ") || !strings.Contains(sig[0], `"version":"2"`) {
+		t.Fatalf("signals: %v", sig)
+	}
+	trs, _ := f.st.ModelTransitions(ctx, "m", 2)
+	if last := trs[len(trs)-1]; last.Actor != rolloutActor || !strings.Contains(last.Reason, "passed every stage") {
+		t.Fatalf("promotion: %+v", last)
+	}
+	if st := f.svc.Statuses()[0]; st.Production != 2 || st.Canary != 0 {
+		t.Fatalf("serving after promotion: %+v", st)
+	}
+}
+
+// TestRolloutRollsBackDegradedCanary: a canary whose model server fails
+// half the time is judged against the baseline at the first stage and
+// rolled back at that tick; from then on no unit gets it.
+func TestRolloutRollsBackDegradedCanary(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var n atomic.Int64
+	ext := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%2 == 0 {
+			http.Error(w, "overloaded", 503)
+			return
+		}
+		fmt.Fprint(w, `{"prediction": 0.9, "confidence": 0.9}`)
+	}))
+	t.Cleanup(ext.Close)
+	f := rolloutFixture(t, map[string]any{"kind": "http", "url": ext.URL}, &RolloutConfig{Stages: []float64{50, 100}, Interval: Duration(time.Minute), MinRequests: 20})
+	c := NewController(f.svc)
+	c.Tick(ctx)
+	if got := f.traffic(t, 300, time.Minute); got == 0 {
+		t.Fatal("the canary got no traffic")
+	}
+	steps, err := c.Tick(ctx)
+	if err != nil || len(steps) != 1 || steps[0].Result != "fail" || steps[0].Action != "rollback" {
+		t.Fatalf("tick: %+v %v", steps, err)
+	}
+	if !strings.Contains(steps[0].Detail, "error High") {
+		t.Fatalf("detail: %s", steps[0].Detail)
+	}
+	// The rollback took effect at that tick: no canary traffic since.
+	if got := f.traffic(t, 200, 0); got != 0 {
+		t.Fatalf("%d requests still went to the canary", got)
+	}
+	v2, _ := f.st.ModelVersion(ctx, "m", 2)
+	if v2.State != store.ModelRegistered {
+		t.Fatalf("canary is %s after rollback", v2.State)
+	}
+	if sig := f.pub.list(); len(sig) != 1 || !strings.HasPrefix(sig[0], "canary_failed ") {
+		t.Fatalf("signals: %v", sig)
+	}
+}
+
+func TestRolloutHoldsThenRollsBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// Too little traffic: the stage holds (no data), forever.
+	f := rolloutFixture(t, logistic(2), &RolloutConfig{Stages: []float64{50, 100}, Interval: Duration(time.Minute), MinRequests: 1000})
+	c := NewController(f.svc)
+	c.Tick(ctx)
+	for range 3 {
+		f.traffic(t, 50, time.Minute)
+		steps, _ := c.Tick(ctx)
+		if len(steps) != 1 || steps[0].Result != "nodata" || steps[0].Action != "hold" {
+			t.Fatalf("tick: %+v", steps)
+		}
+	}
+	if st := f.svc.Statuses()[0]; st.CanaryShare != 50 {
+		t.Fatalf("share after holds: %g", st.CanaryShare)
+	}
+	// A marginal canary (one non-critical metric off, of two counted)
+	// holds MaxHolds times, then rolls back.
+	judge := &canary.Config{Metrics: map[string]canary.MetricConfig{
+		"confidence": {Direction: canary.Decrease}, "latency_ms": {Direction: canary.Increase, AllowedIncrease: ptr(100.0)},
+		"error": {Muted: true}, "fallback": {Muted: true}}}
+	cfg := &RolloutConfig{Stages: []float64{50, 100}, Interval: Duration(time.Minute), MinRequests: 20, MaxHolds: 2, Judge: judge}
+	g := rolloutFixture(t, logistic(0.7), cfg) // p = 0.67: less confident than 0.88
+	g2 := NewController(g.svc)
+	g2.Tick(ctx)
+	var actions []string
+	for range 2 {
+		g.traffic(t, 300, time.Minute)
+		steps, _ := g2.Tick(ctx)
+		if len(steps) != 1 {
+			t.Fatalf("steps %+v", steps)
+		}
+		actions = append(actions, steps[0].Result+"/"+steps[0].Action)
+	}
+	if fmt.Sprint(actions) != "[marginal/hold marginal/rollback]" {
+		t.Fatalf("actions %v", actions)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestSpecValidation(t *testing.T) {
+	t.Parallel()
+	bad := Endpoint{Name: "Bad", Model: "", MinConfidence: 2, Rollout: &RolloutConfig{Stages: []float64{5, 1, 50}}}
+	msg := bad.Problems("endpoints[0]").Error()
+	for _, want := range []string{"endpoints[0].name", "endpoints[0].model", "min_confidence", "deterministic fallback", "stages[1]", "the last stage is 100"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("missing %q in:\n%s", want, msg)
+		}
+	}
+	for _, spec := range []string{`{"kind":"magic"}`, `{"kind":"logistic"}`, `{"kind":"http","url":"ftp://x"}`, `{"kind":"command"}`, `not json`, `{"kind":"ranking","items":[1],"extra":1}`} {
+		if _, err := Load([]byte(spec), http.DefaultClient); err == nil {
+			t.Errorf("loaded %s", spec)
+		}
+	}
+}

@@ -1,0 +1,437 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/registry"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// FeatureReader reads online feature values for a key.
+type FeatureReader interface {
+	Values(ctx context.Context, key string, names []string, at time.Time) (map[string]any, error)
+}
+
+// Deps are what the service needs from the server.
+type Deps struct {
+	Store    store.Store
+	Blobs    *artifact.Store
+	Features FeatureReader // nil: requests must carry their features
+	Log      *slog.Logger
+	Reg      prometheus.Registerer
+	Now      func() time.Time
+	// Publish publishes a signal (canary_passed, canary_failed) with an
+	// id that makes it once-only.
+	Publish func(ctx context.Context, name, id string, params map[string]any) error
+}
+
+// Paths and reasons a response records.
+const (
+	PathModel    = "model"
+	PathFallback = "fallback"
+
+	ReasonModel         = "model"
+	ReasonLowConfidence = "low_confidence"
+	ReasonError         = "error"
+	ReasonTimeout       = "timeout"
+	ReasonNoModel       = "no_model"
+)
+
+// Request is a prediction request.
+type Request struct {
+	// Key is the entity key whose features the model reads.
+	Key string `json:"key"`
+	// Unit is what the canary share is decided on (default the key).
+	Unit string `json:"unit,omitempty"`
+	// Features, when given, are used instead of the online store's.
+	Features map[string]any `json:"features,omitempty"`
+}
+
+// Response is a served prediction and how it was served.
+type Response struct {
+	Endpoint   string  `json:"endpoint"`
+	Model      string  `json:"model"`
+	Version    int     `json:"version"`
+	Prediction any     `json:"prediction"`
+	Confidence float64 `json:"confidence"`
+	// Path is model or fallback; Reason why: model, low_confidence,
+	// error, timeout or no_model. Detail is the error, if any.
+	Path      string  `json:"path"`
+	Reason    string  `json:"reason"`
+	Detail    string  `json:"detail,omitempty"`
+	Canary    bool    `json:"canary,omitempty"`
+	LatencyMS float64 `json:"latency_ms"`
+}
+
+// ErrUnknownEndpoint is returned for a request to no endpoint.
+var ErrUnknownEndpoint = errors.New("unknown endpoint")
+
+// BadRequest is a malformed request (HTTP 400).
+type BadRequest struct{ Msg string }
+
+func (e *BadRequest) Error() string { return e.Msg }
+
+type version struct {
+	v store.ModelVersion
+	m Model
+	// builtin models cannot hang, so they run without a guard goroutine.
+	builtin bool
+}
+
+type endpointState struct {
+	spec     Endpoint
+	baseline *version
+	canary   *version
+	share    float64 // percent of units the canary serves
+	rollout  *store.Rollout
+	shadows  []*version
+	fallback *version
+}
+
+// Service serves every endpoint.
+type Service struct {
+	d      Deps
+	client *http.Client
+
+	state  atomic.Pointer[map[string]*endpointState]
+	models sync.Map // digest → Model
+	refMu  sync.Mutex
+
+	Collector *Collector
+	shadow    *shadowRunner
+
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// New makes the service; call Refresh before serving.
+func New(d Deps) *Service {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	s := &Service{d: d, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		Collector: NewCollector(100_000)}
+	empty := map[string]*endpointState{}
+	s.state.Store(&empty)
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_predictions_total",
+		Help: "Predictions served, by endpoint, path (model, fallback) and reason."}, []string{"endpoint", "path", "reason"})
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "baton_prediction_latency_seconds",
+		Help:    "Prediction latency, by endpoint and path.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .002, .005, .01, .025, .05, .1, .25, 1}}, []string{"endpoint", "path"})
+	s.shadow = newShadowRunner(s, 1024)
+	if d.Reg != nil {
+		d.Reg.MustRegister(s.requests, s.latency)
+		s.shadow.register(d.Reg)
+	}
+	return s
+}
+
+// Close stops the shadow workers.
+func (s *Service) Close() { s.shadow.close() }
+
+// Refresh reloads endpoints, the versions that serve them and any running
+// rollout, loading models it has not loaded yet.
+func (s *Service) Refresh(ctx context.Context) error {
+	s.refMu.Lock()
+	defer s.refMu.Unlock()
+	eps, err := s.d.Store.Endpoints(ctx)
+	if err != nil {
+		return err
+	}
+	next := map[string]*endpointState{}
+	reg := registry.New(s.d.Store)
+	var errs []error
+	for _, e := range eps {
+		var spec Endpoint
+		if err := json.Unmarshal(e.Spec, &spec); err != nil {
+			errs = append(errs, fmt.Errorf("endpoint %s: %w", e.Name, err))
+			continue
+		}
+		st := &endpointState{spec: spec.withDefaults()}
+		vs, err := s.d.Store.ModelVersions(ctx, spec.Model)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			errs = append(errs, err)
+			continue
+		}
+		rs, err := s.d.Store.Rollouts(ctx, spec.Name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(rs) > 0 && rs[0].Status == store.RolloutRunning {
+			r := rs[0]
+			st.rollout = &r
+			st.share = r.Stages[min(r.Stage, len(r.Stages)-1)]
+		}
+		for _, v := range vs {
+			switch {
+			case st.rollout != nil && v.Version == st.rollout.CanaryVersion:
+				st.canary = s.load(ctx, v, &errs)
+			case v.State == store.ModelProduction:
+				st.baseline = s.load(ctx, v, &errs)
+			case v.State == store.ModelShadow && *st.spec.Shadow:
+				if lv := s.load(ctx, v, &errs); lv != nil {
+					st.shadows = append(st.shadows, lv)
+				}
+			}
+		}
+		if fb := spec.Fallback; fb.Model != "" {
+			ref := fb.Version
+			if ref == "" {
+				ref = store.ModelProduction
+			}
+			v, err := reg.Resolve(ctx, fb.Model, ref)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("endpoint %s fallback: %w", spec.Name, err))
+			} else {
+				st.fallback = s.load(ctx, v, &errs)
+			}
+		}
+		next[spec.Name] = st
+	}
+	s.state.Store(&next)
+	return errors.Join(errs...)
+}
+
+func (s *Service) load(ctx context.Context, v store.ModelVersion, errs *[]error) *version {
+	if m, ok := s.models.Load(v.Digest); ok {
+		lv := m.(*version)
+		return &version{v: v, m: lv.m, builtin: lv.builtin}
+	}
+	b, err := s.d.Blobs.Read(ctx, v.Digest)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("model %s version %d: %w", v.Model, v.Version, err))
+		return nil
+	}
+	m, err := Load(b, s.client)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("model %s version %d: %w", v.Model, v.Version, err))
+		return nil
+	}
+	lv := &version{v: v, m: m}
+	switch m.(type) {
+	case *linear, ranking:
+		lv.builtin = true
+	}
+	s.models.Store(v.Digest, lv)
+	return lv
+}
+
+// Endpoint returns an endpoint's spec (with defaults) and whether it exists.
+func (s *Service) Endpoint(name string) (Endpoint, bool) {
+	st := (*s.state.Load())[name]
+	if st == nil {
+		return Endpoint{}, false
+	}
+	return st.spec, true
+}
+
+// bucket places a unit in [0, 100) for a rollout, stable for the rollout
+// and independent between rollouts.
+func bucket(unit string, rollout int64) float64 {
+	h := fnv.New64a()
+	h.Write([]byte(unit))
+	var b [8]byte
+	for i := range 8 {
+		b[i] = byte(rollout >> (8 * i))
+	}
+	h.Write(b[:])
+	return float64(h.Sum64()%10000) / 100
+}
+
+// Predict serves one request. It never fails for the model's sake: a
+// model that errs, hangs, answers garbage or is unsure gives way to the
+// fallback, and the response says so. Errors are for requests that cannot
+// be served at all (unknown endpoint, malformed request).
+func (s *Service) Predict(ctx context.Context, name string, req Request) (Response, error) {
+	start := time.Now()
+	st := (*s.state.Load())[name]
+	if st == nil {
+		return Response{}, fmt.Errorf("endpoint %q: %w", name, ErrUnknownEndpoint)
+	}
+	spec := st.spec
+	if req.Key == "" && req.Features == nil {
+		return Response{}, &BadRequest{Msg: `a request needs "key" (the entity whose features are read) or "features"`}
+	}
+	resp := Response{Endpoint: name, Model: spec.Model}
+	in := Input{Key: req.Key, Features: req.Features}
+	if in.Features == nil {
+		in.Features = map[string]any{}
+		if len(spec.Features) > 0 {
+			if s.d.Features == nil {
+				return Response{}, &BadRequest{Msg: "this server has no online store: send the features with the request"}
+			}
+			vals, err := s.d.Features.Values(ctx, req.Key, spec.Features, s.d.Now())
+			if err != nil {
+				return Response{}, &BadRequest{Msg: fmt.Sprintf("features of %q: %v", req.Key, err)}
+			}
+			in.Features = vals
+		}
+	}
+	v := st.baseline
+	if st.canary != nil {
+		unit := req.Unit
+		if unit == "" {
+			unit = req.Key
+		}
+		if bucket(unit, st.rollout.ID) < st.share {
+			v, resp.Canary = st.canary, true
+		}
+	}
+	var out Output
+	var reason, detail string
+	if v == nil {
+		reason, detail = ReasonNoModel, fmt.Sprintf("model %s has no production version", spec.Model)
+	} else {
+		resp.Version = v.v.Version
+		var err error
+		out, err = s.run(ctx, v, in, spec.Timeout.D())
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			reason, detail = ReasonTimeout, fmt.Sprintf("no answer within %s", spec.Timeout.D())
+		case err != nil:
+			reason, detail = ReasonError, err.Error()
+		case out.Confidence < spec.MinConfidence:
+			reason, detail = ReasonLowConfidence, fmt.Sprintf("confidence %.3f below %.3f", out.Confidence, spec.MinConfidence)
+		default:
+			reason = ReasonModel
+		}
+	}
+	resp.Reason, resp.Detail = reason, detail
+	if reason == ReasonModel {
+		resp.Path, resp.Prediction, resp.Confidence = PathModel, out.Prediction, out.Confidence
+	} else {
+		resp.Path = PathFallback
+		s.fallback(ctx, st, in, &resp)
+	}
+	lat := time.Since(start)
+	resp.LatencyMS = float64(lat.Microseconds()) / 1000
+	s.requests.WithLabelValues(name, resp.Path, resp.Reason).Inc()
+	s.latency.WithLabelValues(name, resp.Path).Observe(lat.Seconds())
+	if v != nil {
+		s.Collector.Add(name, v.v.Version, Sample{At: s.d.Now(), LatencyMS: resp.LatencyMS,
+			Error: b2f(reason == ReasonError || reason == ReasonTimeout), Fallback: b2f(resp.Path == PathFallback), Confidence: out.Confidence})
+	}
+	for _, sh := range st.shadows {
+		s.shadow.submit(shadowJob{endpoint: name, v: sh, in: in, primary: resp, timeout: spec.Timeout.D()})
+	}
+	return resp, nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// run asks a model under the timeout. Outside models run in a goroutine
+// so that one ignoring its context cannot hold the request.
+func (s *Service) run(ctx context.Context, v *version, in Input, timeout time.Duration) (Output, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if v.builtin {
+		return v.m.Predict(ctx, in)
+	}
+	type res struct {
+		out Output
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		o, err := v.m.Predict(ctx, in)
+		ch <- res{o, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil && ctx.Err() != nil {
+			return r.out, context.DeadlineExceeded
+		}
+		return r.out, r.err
+	case <-ctx.Done():
+		return Output{}, context.DeadlineExceeded
+	}
+}
+
+// fallback fills resp from the fallback model, or the static value when
+// there is none or it fails too.
+func (s *Service) fallback(ctx context.Context, st *endpointState, in Input, resp *Response) {
+	if fb := st.fallback; fb != nil {
+		out, err := s.run(ctx, fb, in, st.spec.Timeout.D())
+		if err == nil {
+			resp.Prediction, resp.Confidence = out.Prediction, out.Confidence
+			resp.Model, resp.Version = fb.v.Model, fb.v.Version
+			return
+		}
+		if resp.Detail != "" {
+			resp.Detail += "; "
+		}
+		resp.Detail += "fallback model: " + err.Error()
+	}
+	resp.Prediction, resp.Confidence = st.spec.Fallback.Static, 0
+}
+
+// Status is what an endpoint serves now.
+type Status struct {
+	Endpoint    string         `json:"endpoint"`
+	Model       string         `json:"model"`
+	Production  int            `json:"production,omitempty"`
+	Canary      int            `json:"canary,omitempty"`
+	CanaryShare float64        `json:"canary_share,omitempty"`
+	Shadows     []int          `json:"shadows,omitempty"`
+	Fallback    string         `json:"fallback"`
+	Rollout     *store.Rollout `json:"rollout,omitempty"`
+	Shadow      []ShadowStats  `json:"shadow_stats,omitempty"`
+}
+
+// Statuses lists every endpoint's status.
+func (s *Service) Statuses() []Status {
+	m := *s.state.Load()
+	var out []Status
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		st := m[name]
+		x := Status{Endpoint: name, Model: st.spec.Model, Rollout: st.rollout}
+		if st.baseline != nil {
+			x.Production = st.baseline.v.Version
+		}
+		if st.canary != nil {
+			x.Canary, x.CanaryShare = st.canary.v.Version, st.share
+		}
+		for _, sh := range st.shadows {
+			x.Shadows = append(x.Shadows, sh.v.Version)
+		}
+		switch {
+		case st.fallback != nil:
+			x.Fallback = st.fallback.v.Model + "@" + strconv.Itoa(st.fallback.v.Version)
+		default:
+			b, _ := json.Marshal(st.spec.Fallback.Static)
+			x.Fallback = "static " + string(b)
+		}
+		x.Shadow = s.shadow.stats(name)
+		out = append(out, x)
+	}
+	return out
+}

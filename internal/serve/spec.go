@@ -1,0 +1,287 @@
+// Package serve answers predictions in baton server: per endpoint, the
+// model's production version (or, during a rollout, its canary for a share
+// of units) behind a timeout and a confidence gate, with a deterministic
+// fallback; shadow versions get copies of live traffic; every response
+// says which path served it and why. The rollout controller judges the
+// canary against the baseline each interval and advances, holds or rolls
+// back.
+package serve
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/baton-ml/baton/internal/canary"
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// Endpoint is one serving endpoint.
+type Endpoint struct {
+	Name string `json:"name" yaml:"name"`
+	// Model is the registry model whose versions serve.
+	Model string `json:"model" yaml:"model"`
+	// Features are read from the online store by the request's key.
+	Features []string `json:"features,omitempty" yaml:"features"`
+	// Timeout bounds the model's answer (default 100ms).
+	Timeout Duration `json:"timeout,omitzero" yaml:"timeout"`
+	// MinConfidence is the confidence gate: below it the model's answer
+	// is not served.
+	MinConfidence float64  `json:"min_confidence,omitempty" yaml:"min_confidence"`
+	Fallback      Fallback `json:"fallback" yaml:"fallback"`
+	// Shadow sends copies of traffic to versions in state shadow (default
+	// true).
+	Shadow  *bool          `json:"shadow,omitempty" yaml:"shadow"`
+	Rollout *RolloutConfig `json:"rollout,omitempty" yaml:"rollout"`
+}
+
+// Fallback is the deterministic answer when the model cannot serve:
+// another model (such as a popularity ranking) or a static value; Static
+// also backs up a fallback model that fails.
+type Fallback struct {
+	Model   string `json:"model,omitempty" yaml:"model"`
+	Version string `json:"version,omitempty" yaml:"version"` // number, state or alias; default production
+	Static  any    `json:"static,omitempty" yaml:"static"`
+}
+
+// RolloutConfig is how a canary is rolled out.
+type RolloutConfig struct {
+	// Stages are the canary's traffic shares in percent (default 1, 5,
+	// 25, 50, 100).
+	Stages []float64 `json:"stages,omitempty" yaml:"stages"`
+	// Interval is how long each evaluation gathers metrics (default 1m).
+	Interval Duration `json:"interval,omitzero" yaml:"interval"`
+	// MinRequests per side in an interval; with fewer the stage holds.
+	MinRequests int `json:"min_requests,omitempty" yaml:"min_requests"`
+	// MaxHolds rolls back after this many marginal results in a row
+	// (default 3).
+	MaxHolds int `json:"max_holds,omitempty" yaml:"max_holds"`
+	// Judge configures the canary judge; the metrics gathered are
+	// latency_ms, error, fallback and confidence.
+	Judge *canary.Config `json:"judge,omitempty" yaml:"judge"`
+}
+
+// Duration reads "50ms", "1m".
+type Duration time.Duration
+
+// D is the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes Go notation.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads Go notation.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	*d = Duration(v)
+	return err
+}
+
+// UnmarshalYAML reads Go notation.
+func (d *Duration) UnmarshalYAML(b []byte) error {
+	var s string
+	if err := yaml.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as 50ms or 1m", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Defaults.
+var DefaultStages = []float64{1, 5, 25, 50, 100}
+
+const (
+	defaultTimeout  = 100 * time.Millisecond
+	defaultInterval = time.Minute
+	defaultMinReqs  = 20
+	defaultMaxHolds = 3
+)
+
+// withDefaults fills what the spec leaves out.
+func (e Endpoint) withDefaults() Endpoint {
+	if e.Timeout <= 0 {
+		e.Timeout = Duration(defaultTimeout)
+	}
+	if e.Shadow == nil {
+		t := true
+		e.Shadow = &t
+	}
+	r := RolloutConfig{}
+	if e.Rollout != nil {
+		r = *e.Rollout
+	}
+	if len(r.Stages) == 0 {
+		r.Stages = DefaultStages
+	}
+	if r.Interval <= 0 {
+		r.Interval = Duration(defaultInterval)
+	}
+	if r.MinRequests <= 0 {
+		r.MinRequests = defaultMinReqs
+	}
+	if r.MaxHolds <= 0 {
+		r.MaxHolds = defaultMaxHolds
+	}
+	if r.Judge == nil {
+		r.Judge = DefaultJudge()
+	}
+	e.Rollout = &r
+	return e
+}
+
+// DefaultJudge judges the metrics serving gathers: more errors or
+// fallbacks is critical, slower or less confident is not.
+func DefaultJudge() *canary.Config {
+	return &canary.Config{Metrics: map[string]canary.MetricConfig{
+		"error":      {Direction: "increase", Critical: true},
+		"fallback":   {Direction: "increase", Critical: true},
+		"latency_ms": {Direction: "increase"},
+		"confidence": {Direction: "decrease"},
+	}}
+}
+
+// File is an endpoints file.
+type File struct {
+	Endpoints []Endpoint `yaml:"endpoints"`
+}
+
+// ParseFile reads and validates an endpoints file; errors name the file,
+// line and field (flow.Errors, exit 2).
+func ParseFile(path string) ([]Endpoint, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, flow.Errors{{File: path, Msg: "cannot read the endpoints file: " + err.Error()}}
+	}
+	var f File
+	if err := yaml.UnmarshalWithOptions(data, &f, yaml.DisallowUnknownField()); err != nil {
+		e := &flow.Error{File: path, Msg: err.Error()}
+		var ye yaml.Error
+		if errors.As(err, &ye) {
+			e.Msg = ye.GetMessage()
+			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+				e.Line, e.Column = tk.Position.Line, tk.Position.Column
+			}
+		}
+		return nil, flow.Errors{e}
+	}
+	if len(f.Endpoints) == 0 {
+		return nil, flow.Errors{{File: path, Msg: "no endpoints: the file lists them under endpoints:"}}
+	}
+	var errs flow.Errors
+	seen := map[string]bool{}
+	for i, e := range f.Endpoints {
+		for _, pe := range e.Problems(fmt.Sprintf("endpoints[%d]", i)) {
+			pe.File = path
+			errs = append(errs, pe)
+		}
+		if seen[e.Name] {
+			errs = append(errs, &flow.Error{File: path, Field: fmt.Sprintf("endpoints[%d].name", i), Msg: fmt.Sprintf("endpoint %q is declared twice", e.Name)})
+		}
+		seen[e.Name] = true
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return f.Endpoints, nil
+}
+
+// Problems checks an endpoint; each problem names its field under at.
+func (e Endpoint) Problems(at string) flow.Errors {
+	var errs flow.Errors
+	add := func(field, format string, args ...any) {
+		errs = append(errs, &flow.Error{Field: at + field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if !flow.ValidName(e.Name) {
+		add(".name", "%q: use lowercase letters, digits, _ and -", e.Name)
+	}
+	if !flow.ValidName(e.Model) {
+		add(".model", "%q: the registry model that serves", e.Model)
+	}
+	if e.Timeout < 0 || e.Timeout.D() > time.Minute {
+		add(".timeout", "%s: between 1ms and 1m", e.Timeout.D())
+	}
+	if e.MinConfidence < 0 || e.MinConfidence > 1 {
+		add(".min_confidence", "%g: between 0 and 1", e.MinConfidence)
+	}
+	if e.Fallback.Model == "" && e.Fallback.Static == nil {
+		add(".fallback", "an endpoint needs a deterministic fallback: static (a value) or model (such as a popularity ranking)")
+	}
+	if e.Fallback.Model != "" && !flow.ValidName(e.Fallback.Model) {
+		add(".fallback.model", "%q is not a model name", e.Fallback.Model)
+	}
+	if r := e.Rollout; r != nil {
+		for j, s := range r.Stages {
+			if s <= 0 || s > 100 || j > 0 && s <= r.Stages[j-1] {
+				add(fmt.Sprintf(".rollout.stages[%d]", j), "%g: stages are increasing percentages in (0, 100]", s)
+			}
+		}
+		if len(r.Stages) > 0 && r.Stages[len(r.Stages)-1] != 100 {
+			add(".rollout.stages", "the last stage is 100")
+		}
+		if r.Interval < 0 {
+			add(".rollout.interval", "must be positive")
+		}
+		if r.Judge != nil {
+			if err := r.Judge.Validate(); err != nil {
+				add(".rollout.judge", "%v", err)
+			}
+		}
+	}
+	return errs
+}
+
+// Digest identifies an endpoint's spec.
+func (e Endpoint) Digest() (string, []byte) {
+	b, _ := json.Marshal(e)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), b
+}
+
+
+// Applied is one endpoint after Apply.
+type Applied struct {
+	Name    string `json:"name"`
+	Changed bool   `json:"changed"`
+}
+
+// Apply validates every endpoint, then stores them: a bad one stores none.
+func Apply(ctx context.Context, st store.ServeStore, eps []Endpoint) ([]Applied, error) {
+	var errs flow.Errors
+	seen := map[string]bool{}
+	for i, e := range eps {
+		errs = append(errs, e.Problems(fmt.Sprintf("endpoints[%d]", i))...)
+		if seen[e.Name] {
+			errs = append(errs, &flow.Error{Field: fmt.Sprintf("endpoints[%d].name", i), Msg: fmt.Sprintf("endpoint %q is declared twice", e.Name)})
+		}
+		seen[e.Name] = true
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	out := make([]Applied, 0, len(eps))
+	for _, e := range eps {
+		dg, b := e.Digest()
+		_, changed, err := st.PutEndpoint(ctx, store.Endpoint{Name: e.Name, Spec: b, Digest: dg})
+		if err != nil {
+			return out, err
+		}
+		out = append(out, Applied{Name: e.Name, Changed: changed})
+	}
+	return out, nil
+}

@@ -1,0 +1,269 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/baton-ml/baton/internal/registry"
+	"github.com/baton-ml/baton/internal/serve"
+	"github.com/baton-ml/baton/internal/signal"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// featureValues reads online feature values for serving.
+type featureValues struct{ s *Server }
+
+func (f featureValues) Values(ctx context.Context, key string, names []string, at time.Time) (map[string]any, error) {
+	feats, err := f.s.features.Catalog().Select(names)
+	if err != nil {
+		return nil, err
+	}
+	v, err := f.s.features.Get(ctx, key, feats, at)
+	if err != nil {
+		return nil, err
+	}
+	return v.Features, nil
+}
+
+// openServing starts the prediction service over the registry, the
+// artifact store and the online features.
+func (s *Server) openServing(ctx context.Context) error {
+	s.serving = serve.New(serve.Deps{Store: s.st, Blobs: s.blobs, Features: featureValues{s}, Log: s.log, Reg: s.m.reg, Now: s.opt.Now,
+		Publish: func(ctx context.Context, name, id string, params map[string]any) error {
+			d := s.defs.Load()
+			if d == nil {
+				return errors.New("definitions not loaded")
+			}
+			raw := map[string]json.RawMessage{}
+			for k, v := range params {
+				raw[k] = mustJSON(v)
+			}
+			_, _, err := signal.Publish(ctx, s.st, d.contracts, name, id, raw, store.SignalSource{Kind: store.SourceExternal})
+			if err == nil {
+				wake(s.wakeSignals)
+			}
+			return err
+		}})
+	s.rollouts = serve.NewController(s.serving)
+	if err := s.serving.Refresh(ctx); err != nil {
+		// A model that cannot load leaves its endpoint on the fallback;
+		// the server still starts.
+		s.log.Warn("serving", "err", err)
+	}
+	return nil
+}
+
+// servingLoop refreshes what serves and, on the leader, evaluates
+// rollouts. A rollback takes effect at the tick that decides it.
+func (s *Server) servingLoop(ctx context.Context) {
+	t := time.NewTicker(s.opt.Reload)
+	defer t.Stop()
+	var lastErr string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := s.serving.Refresh(ctx)
+		if s.leading.Load() {
+			if _, terr := s.rollouts.Tick(ctx); terr != nil {
+				err = errors.Join(err, terr)
+			}
+		}
+		if err != nil && ctx.Err() == nil && err.Error() != lastErr {
+			s.log.Warn("serving", "err", err)
+		}
+		lastErr = ""
+		if err != nil {
+			lastErr = err.Error()
+		}
+	}
+}
+
+func servingErr(err error) error {
+	var br *serve.BadRequest
+	var ie *registry.InputError
+	switch {
+	case errors.As(err, &br), errors.As(err, &ie), errors.Is(err, registry.ErrIllegal):
+		return &httpError{http.StatusBadRequest, err}
+	case errors.Is(err, serve.ErrUnknownEndpoint):
+		return &httpError{http.StatusNotFound, err}
+	}
+	return err
+}
+
+// predict answers POST /api/v1/predict/{endpoint} {"key", "unit", "features"}.
+func (s *Server) predict(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	var req serve.Request
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return badRequest(`a prediction request is {"key", "unit", "features"}: %v`, err)
+	}
+	resp, err := s.serving.Predict(r.Context(), r.PathValue("endpoint"), req)
+	if err != nil {
+		return servingErr(err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(resp)
+}
+
+func (s *Server) listEndpoints(w http.ResponseWriter, _ *http.Request) error {
+	st := s.serving.Statuses()
+	if st == nil {
+		st = []serve.Status{}
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+// applyEndpoints takes a JSON array of endpoint specs.
+func (s *Server) applyEndpoints(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	var eps []serve.Endpoint
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&eps); err != nil {
+		return badRequest("a JSON array of endpoints: %v", err)
+	}
+	out, err := serve.Apply(r.Context(), s.st, eps)
+	if err != nil {
+		return err
+	}
+	if err := s.serving.Refresh(r.Context()); err != nil {
+		s.log.Warn("serving", "err", err)
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) startRollout(w http.ResponseWriter, r *http.Request) error {
+	ro, err := s.serving.StartRollout(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return servingErr(err)
+	}
+	return writeJSON(w, http.StatusCreated, ro)
+}
+
+func (s *Server) listRollouts(w http.ResponseWriter, r *http.Request) error {
+	rs, err := s.st.Rollouts(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	if rs == nil {
+		rs = []store.Rollout{}
+	}
+	return writeJSON(w, http.StatusOK, rs)
+}
+
+func (s *Server) listModels(w http.ResponseWriter, r *http.Request) error {
+	ms, err := s.st.Models(r.Context())
+	if err != nil {
+		return err
+	}
+	if ms == nil {
+		ms = []store.ModelSummary{}
+	}
+	return writeJSON(w, http.StatusOK, ms)
+}
+
+func (s *Server) modelVersions(w http.ResponseWriter, r *http.Request) error {
+	vs, err := s.st.ModelVersions(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, vs)
+}
+
+func (s *Server) modelVersion(w http.ResponseWriter, r *http.Request) error {
+	v, err := registry.New(s.st).Resolve(r.Context(), r.PathValue("name"), r.PathValue("version"))
+	if err != nil {
+		return err
+	}
+	trs, err := s.st.ModelTransitions(r.Context(), v.Model, v.Version)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"version": v, "transitions": trs})
+}
+
+// actor names who made an API change: the token's name, else "api".
+func (s *Server) actor(r *http.Request, given string) string {
+	if given != "" {
+		return given
+	}
+	return "api"
+}
+
+func (s *Server) registerModel(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	var body struct {
+		Artifact    string             `json:"artifact"`
+		TrainingSet string             `json:"training_set"`
+		Metrics     map[string]float64 `json:"metrics"`
+		Tags        map[string]string  `json:"tags"`
+		Description string             `json:"description"`
+		Actor       string             `json:"actor"`
+		Reason      string             `json:"reason"`
+		Publish     bool               `json:"publish"`
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return badRequest(`a registration is {"artifact", "training_set", "metrics", "tags", "description", "actor", "reason", "publish"}: %v`, err)
+	}
+	if body.Artifact == "" {
+		return badRequest(`"artifact" (RUN/STEP/NAME) is required`)
+	}
+	reg := registry.New(s.st)
+	v, err := reg.Register(r.Context(), registry.Register{Model: r.PathValue("name"), Artifact: body.Artifact, TrainingSet: body.TrainingSet,
+		Metrics: body.Metrics, Tags: body.Tags, Description: body.Description, Actor: s.actor(r, body.Actor), Reason: body.Reason})
+	if err != nil {
+		return servingErr(err)
+	}
+	if body.Publish {
+		if _, err := reg.PublishTrained(r.Context(), v); err != nil {
+			return fmt.Errorf("version %d is registered, but publishing model_trained failed: %w", v.Version, err)
+		}
+		wake(s.wakeSignals)
+	}
+	return writeJSON(w, http.StatusCreated, v)
+}
+
+func (s *Server) transitionModel(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	var body struct {
+		To       string          `json:"to"`
+		Reason   string          `json:"reason"`
+		Actor    string          `json:"actor"`
+		Decision json.RawMessage `json:"decision"`
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return badRequest(`a transition is {"to", "reason", "actor", "decision"}: %v`, err)
+	}
+	ver, err := strconv.Atoi(r.PathValue("version"))
+	if err != nil || ver <= 0 {
+		return badRequest("version %q: a positive number", r.PathValue("version"))
+	}
+	var d *registry.Decision
+	if len(body.Decision) > 0 && string(body.Decision) != "null" {
+		if d, err = registry.ParseDecision(body.Decision); err != nil {
+			return badRequest("%v", err)
+		}
+	}
+	v, err := registry.New(s.st).Transition(r.Context(), r.PathValue("name"), ver, body.To, s.actor(r, body.Actor), body.Reason, d)
+	if err != nil {
+		return servingErr(err)
+	}
+	if err := s.serving.Refresh(r.Context()); err != nil {
+		s.log.Warn("serving", "err", err)
+	}
+	return writeJSON(w, http.StatusOK, v)
+}
