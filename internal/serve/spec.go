@@ -253,7 +253,6 @@ func (e Endpoint) Digest() (string, []byte) {
 	return hex.EncodeToString(sum[:]), b
 }
 
-
 // Applied is one endpoint after Apply.
 type Applied struct {
 	Name    string `json:"name"`
