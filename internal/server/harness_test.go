@@ -153,7 +153,7 @@ func (r response) json(t *testing.T, v any) {
 	}
 }
 
-func (h *harness) do(t *testing.T, method, path string, body any, tok string) response {
+func (h *harness) do(t testing.TB, method, path string, body any, tok string) response {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
