@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"strings"
@@ -269,3 +270,92 @@ func featureApply(h *harness, d *feature.Defs) error {
 }
 
 func getenv(k string) string { return os.Getenv(k) }
+
+// TestRolloutEndToEnd runs a real server with a short rollout interval: a
+// canary whose model server fails half its requests is rolled back by the
+// leader's loop, publishes canary_failed, and stops getting traffic.
+func TestRolloutEndToEnd(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{})
+	h.apply(t, `signals:
+  - name: canary_passed
+    params:
+      model: {type: string, required: true}
+      version: {type: string, required: true}
+      score: {type: float, required: true}
+  - name: canary_failed
+    params:
+      model: {type: string, required: true}
+      version: {type: string, required: true}
+      score: {type: float, required: true}
+      reason: {type: string}
+`)
+	var n atomic.Int64
+	ext := httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if n.Add(1)%2 == 0 {
+			http.Error(w, "overloaded", 503)
+			return
+		}
+		fmt.Fprint(w, `{"prediction": 0.9, "confidence": 0.9}`)
+	})
+	modelVersion(t, h, "m", `{"kind":"logistic","bias":2,"weights":{"x":0}}`, store.ModelCanary, store.ModelProduction)
+	modelVersion(t, h, "m", `{"kind":"http","url":"`+ext+`"}`, store.ModelCanary)
+	eps := []serve.Endpoint{{Name: "m", Model: "m", Fallback: serve.Fallback{Static: 0.0},
+		Rollout: &serve.RolloutConfig{Stages: []float64{50, 100}, Interval: serve.Duration(500 * time.Millisecond), MinRequests: 20}}}
+	if r := h.do(t, "POST", "/api/v1/endpoints", eps, ""); r.code != 200 {
+		t.Fatalf("endpoints: %d %s", r.code, r.body)
+	}
+	if r := h.do(t, "POST", "/api/v1/endpoints/m/rollouts", nil, ""); r.code != 201 {
+		t.Fatalf("start: %d %s", r.code, r.body)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var canaryAfter atomic.Int64
+	var rolledBack atomic.Bool
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			after := rolledBack.Load()
+			r := h.do(t, "POST", "/api/v1/predict/m", map[string]any{"key": fmt.Sprintf("u%d", i), "features": map[string]any{"x": 1}}, "")
+			var resp serve.Response
+			_ = json.Unmarshal(r.body, &resp)
+			if r.code != 200 {
+				t.Errorf("predict: %d %s", r.code, r.body)
+				return
+			}
+			if resp.Canary && after {
+				canaryAfter.Add(1)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	})
+	waitUntil(t, 20*time.Second, func() bool {
+		rs, _ := h.st.Rollouts(context.Background(), "m")
+		return len(rs) == 1 && rs[0].Status == store.RolloutRolledBack && h.s.serving.Statuses()[0].Canary == 0
+	}, "no rollback")
+	rolledBack.Store(true)
+	time.Sleep(300 * time.Millisecond) // serve on after the rollback (not a wait for a condition: a window to observe)
+	close(stop)
+	wg.Wait()
+	if c := canaryAfter.Load(); c != 0 {
+		t.Fatalf("%d requests went to the canary after its rollback", c)
+	}
+	sigs, _ := h.st.Signals(context.Background(), store.SignalFilter{Name: "canary_failed"})
+	if len(sigs) != 1 || !strings.Contains(string(sigs[0].Params["reason"]), "error High") {
+		t.Fatalf("canary_failed: %+v", sigs)
+	}
+	if v, _ := h.st.ModelVersion(context.Background(), "m", 2); v.State != store.ModelRegistered {
+		t.Fatalf("canary is %s", v.State)
+	}
+}
+
+func httptestServer(t *testing.T, h http.HandlerFunc) string {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
