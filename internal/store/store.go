@@ -396,6 +396,7 @@ type Store interface {
 	FeatureStore
 	ModelStore
 	ServeStore
+	ExperimentStore
 
 	Close() error
 }
@@ -832,4 +833,61 @@ type ServeStore interface {
 	// running at stage fromStage (ErrConflict otherwise): two evaluators
 	// never both advance it.
 	UpdateRollout(ctx context.Context, id int64, fromStage, stage int, status string, history json.RawMessage) (Rollout, error)
+}
+
+// Experiment statuses.
+const (
+	ExperimentRunning = "running"
+	ExperimentPaused  = "paused"
+	ExperimentStopped = "stopped"
+)
+
+// Experiment is an A/B test as stored: its spec, the allocation version
+// (bumped when its allocation changes), status and the reason of a pause.
+type Experiment struct {
+	Name      string          `json:"name"`
+	Spec      json.RawMessage `json:"spec"`
+	Digest    string          `json:"digest"`
+	Alloc     string          `json:"alloc"`
+	Version   int             `json:"version"`
+	Status    string          `json:"status"`
+	Reason    string          `json:"reason,omitempty"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// Exposure is a unit's first exposure to an experiment's variant.
+type Exposure struct {
+	Experiment string    `json:"experiment"`
+	Version    int       `json:"version"`
+	Unit       string    `json:"unit"`
+	Variant    string    `json:"variant"`
+	At         time.Time `json:"at"`
+}
+
+// MetricEvent is one observation of a unit's metric.
+type MetricEvent struct {
+	Experiment string    `json:"experiment"`
+	Unit       string    `json:"unit"`
+	Metric     string    `json:"metric"`
+	Value      float64   `json:"value"`
+	At         time.Time `json:"at"`
+}
+
+// ExperimentStore keeps experiments, exposures and metric events.
+type ExperimentStore interface {
+	// PutExperiment stores a spec; a new alloc digest bumps the allocation
+	// version. A new experiment starts running.
+	PutExperiment(ctx context.Context, e Experiment) (Experiment, bool, error)
+	Experiments(ctx context.Context) ([]Experiment, error)
+	// SetExperimentStatus moves an experiment to status if it is in one
+	// of from (ErrConflict otherwise).
+	SetExperimentStatus(ctx context.Context, name string, from []string, status, reason string) (Experiment, error)
+	// AddExposures records first exposures; repeats are ignored. It
+	// returns how many were new.
+	AddExposures(ctx context.Context, es []Exposure) (int, error)
+	AddMetricEvents(ctx context.Context, ms []MetricEvent) error
+	// Exposures lists an allocation version's exposures.
+	Exposures(ctx context.Context, experiment string, version int) ([]Exposure, error)
+	// MetricEvents lists an experiment's events of one metric.
+	MetricEvents(ctx context.Context, experiment, metric string) ([]MetricEvent, error)
 }

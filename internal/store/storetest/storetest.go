@@ -52,6 +52,7 @@ func Run(t *testing.T, open Opener) {
 		"ModelRegistry":         testModelRegistry,
 		"ModelTransitionRace":   testModelTransitionRace,
 		"EndpointsAndRollouts":  testEndpointsAndRollouts,
+		"Experiments":           testExperiments,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -1233,5 +1234,50 @@ func testEndpointsAndRollouts(t *testing.T, s store.Store) {
 	}
 	if all, _ := s.Rollouts(c, ""); len(all) != 2 {
 		t.Fatalf("all rollouts: %d", len(all))
+	}
+}
+
+func testExperiments(t *testing.T, s store.Store) {
+	c := ctx(t)
+	e, changed, err := s.PutExperiment(c, store.Experiment{Name: "x", Spec: json.RawMessage(`{"w":1}`), Digest: "d1", Alloc: "a1"})
+	if err != nil || !changed || e.Version != 1 || e.Status != store.ExperimentRunning {
+		t.Fatalf("put: %+v %v %v", e, changed, err)
+	}
+	// A change that keeps the allocation keeps the version; a new
+	// allocation re-randomizes under a new one.
+	if e, _, _ = s.PutExperiment(c, store.Experiment{Name: "x", Spec: json.RawMessage(`{"w":1,"d":"x"}`), Digest: "d2", Alloc: "a1"}); e.Version != 1 {
+		t.Fatalf("same alloc: %+v", e)
+	}
+	if e, _, _ = s.PutExperiment(c, store.Experiment{Name: "x", Spec: json.RawMessage(`{"w":2}`), Digest: "d3", Alloc: "a2"}); e.Version != 2 || string(e.Spec) != `{"w":2}` {
+		t.Fatalf("new alloc: %+v", e)
+	}
+	if _, changed, _ := s.PutExperiment(c, store.Experiment{Name: "x", Spec: json.RawMessage(`{"w":2}`), Digest: "d3", Alloc: "a2"}); changed {
+		t.Fatal("same digest changed")
+	}
+	if e, err = s.SetExperimentStatus(c, "x", []string{store.ExperimentRunning}, store.ExperimentPaused, "guardrail"); err != nil || e.Reason != "guardrail" {
+		t.Fatalf("pause: %+v %v", e, err)
+	}
+	if _, err := s.SetExperimentStatus(c, "x", []string{store.ExperimentRunning}, store.ExperimentPaused, "again"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("pause twice: %v", err)
+	}
+	now := time.Now()
+	n, err := s.AddExposures(c, []store.Exposure{{Experiment: "x", Version: 2, Unit: "u1", Variant: "a", At: now}, {Experiment: "x", Version: 2, Unit: "u2", Variant: "b", At: now},
+		{Experiment: "x", Version: 2, Unit: "u1", Variant: "b", At: now.Add(time.Second)}})
+	if err != nil || n != 2 {
+		t.Fatalf("exposures: %d %v", n, err)
+	}
+	if err := s.AddMetricEvents(c, []store.MetricEvent{{Experiment: "x", Unit: "u1", Metric: "m", Value: 1.5, At: now}, {Experiment: "x", Unit: "u1", Metric: "m", Value: 2, At: now}}); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := s.Exposures(c, "x", 2)
+	if err != nil || len(ex) != 2 || ex[0].Unit != "u1" || ex[0].Variant != "a" {
+		t.Fatalf("list exposures: %+v %v", ex, err)
+	}
+	ms, err := s.MetricEvents(c, "x", "m")
+	if err != nil || len(ms) != 2 || ms[0].Value+ms[1].Value != 3.5 {
+		t.Fatalf("metric events: %+v %v", ms, err)
+	}
+	if es, _ := s.Experiments(c); len(es) != 1 || es[0].Status != store.ExperimentPaused {
+		t.Fatalf("experiments: %+v", es)
 	}
 }

@@ -1,0 +1,273 @@
+package experiment
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/store/sqlite"
+)
+
+func openStore(t testing.TB) store.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "b.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func ab(name string, w ...float64) Spec {
+	s := Spec{Name: name}
+	for i, x := range w {
+		s.Variants = append(s.Variants, Variant{Name: fmt.Sprintf("v%d", i), Weight: x})
+	}
+	return s
+}
+
+func assigners(t testing.TB, st store.Store) map[string]*Assigner {
+	t.Helper()
+	ls, err := Load(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*Assigner{}
+	for _, l := range ls {
+		a, err := NewAssigner(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[l.Spec.Name] = a
+	}
+	return out
+}
+
+// chiSquareP is the goodness-of-fit p-value of counts against shares.
+func chiSquareP(counts []float64, shares []float64) float64 {
+	n := 0.0
+	for _, c := range counts {
+		n += c
+	}
+	chi := 0.0
+	for i, c := range counts {
+		e := shares[i] * n
+		chi += (c - e) * (c - e) / e
+	}
+	return 1 - distuv.ChiSquared{K: float64(len(counts) - 1)}.CDF(chi)
+}
+
+func TestAllocationUniformAndSticky(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openStore(t)
+	if _, err := Apply(ctx, st, []Spec{ab("x", 0.5, 0.3, 0.2)}); err != nil {
+		t.Fatal(err)
+	}
+	a := assigners(t, st)["x"]
+	counts := make([]float64, 3)
+	first := map[string]string{}
+	for i := range 100_000 {
+		u := fmt.Sprintf("unit-%d", i)
+		as := a.Assign(u, nil)
+		if !as.In {
+			t.Fatalf("%s not in: %+v", u, as)
+		}
+		counts[as.Variant[1]-'0']++
+		first[u] = as.Variant
+	}
+	if p := chiSquareP(counts, []float64{0.5, 0.3, 0.2}); p < 0.001 {
+		t.Fatalf("allocation not as weighted: %v, p = %g", counts, p)
+	}
+	// Sticky: a fresh assigner (another process, a restart) agrees.
+	b := assigners(t, st)["x"]
+	for i := range 1000 {
+		u := fmt.Sprintf("unit-%d", i)
+		if got := b.Assign(u, nil).Variant; got != first[u] {
+			t.Fatalf("%s moved from %s to %s", u, first[u], got)
+		}
+	}
+	// New weights: a new allocation version re-randomizes.
+	out, err := Apply(ctx, st, []Spec{ab("x", 0.5, 0.25, 0.25)})
+	if err != nil || out[0].Version != 2 {
+		t.Fatalf("reweight: %+v %v", out, err)
+	}
+	c := assigners(t, st)["x"]
+	moved := 0
+	for i := range 10_000 {
+		u := fmt.Sprintf("unit-%d", i)
+		if c.Assign(u, nil).Variant != first[u] {
+			moved++
+		}
+	}
+	// Independent draws from 0.5/0.3/0.2 and 0.5/0.25/0.25 differ about
+	// 63% of the time.
+	if moved < 5500 || moved > 7000 {
+		t.Fatalf("%d of 10000 units moved after re-randomization", moved)
+	}
+	// A change that keeps the allocation keeps the version.
+	s := ab("x", 0.5, 0.25, 0.25)
+	s.Metrics = []string{"minutes"}
+	if out, _ := Apply(ctx, st, []Spec{s}); out[0].Version != 2 {
+		t.Fatalf("non-allocation change bumped the version: %+v", out)
+	}
+}
+
+func TestLayersExcludeAndOrthogonal(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openStore(t)
+	e1, e2, e3 := ab("e1", 0.5, 0.5), ab("e2", 0.5, 0.5), ab("e3", 0.5, 0.5)
+	e1.Layer, e1.Holdout, e1.Traffic = "ranking", 0.1, 0.4
+	e2.Layer, e2.Holdout, e2.Traffic = "ranking", 0.1, 0.5
+	e3.Layer = "ui"
+	if _, err := Apply(ctx, st, []Spec{e1, e2, e3}); err != nil {
+		t.Fatal(err)
+	}
+	as := assigners(t, st)
+	var in1, in2, held, both float64
+	cross := [2][2]float64{}
+	const n = 100_000
+	for i := range n {
+		u := fmt.Sprintf("u%d", i)
+		a1, a2, a3 := as["e1"].Assign(u, nil), as["e2"].Assign(u, nil), as["e3"].Assign(u, nil)
+		if a1.In && a2.In {
+			both++
+		}
+		if a1.In {
+			in1++
+		}
+		if a2.In {
+			in2++
+		}
+		if a1.Why == "holdout" {
+			held++
+			if a2.Why != "holdout" {
+				t.Fatalf("%s held out of e1 but not e2", u)
+			}
+		}
+		if a1.In {
+			cross[a1.Variant[1]-'0'][a3.Variant[1]-'0']++
+		}
+	}
+	if both != 0 {
+		t.Fatalf("%g units in two experiments of one layer", both)
+	}
+	for _, c := range []struct {
+		got, want float64
+	}{{held / n, 0.1}, {in1 / n, 0.4}, {in2 / n, 0.5}} {
+		if math.Abs(c.got-c.want) > 0.01 {
+			t.Fatalf("share %g, want %g", c.got, c.want)
+		}
+	}
+	// Orthogonal layers: e1's and e3's variants are independent.
+	rows := []float64{cross[0][0] + cross[0][1], cross[1][0] + cross[1][1]}
+	cols := []float64{cross[0][0] + cross[1][0], cross[0][1] + cross[1][1]}
+	chi := 0.0
+	for i := range 2 {
+		for j := range 2 {
+			e := rows[i] * cols[j] / in1
+			chi += (cross[i][j] - e) * (cross[i][j] - e) / e
+		}
+	}
+	if p := 1 - (distuv.ChiSquared{K: 1}).CDF(chi); p < 0.001 {
+		t.Fatalf("layers not orthogonal: %v p=%g", cross, p)
+	}
+	// A third experiment that does not fit in the layer is refused, naming
+	// what is taken; nothing is stored.
+	e4 := ab("e4", 0.5, 0.5)
+	e4.Layer, e4.Holdout, e4.Traffic = "ranking", 0.1, 0.2
+	_, err := Apply(ctx, st, []Spec{e4})
+	if err == nil || !strings.Contains(err.Error(), "layer ranking has no free 20.00% left") || !strings.Contains(err.Error(), "e1 40.00%") {
+		t.Fatalf("overlap: %v", err)
+	}
+	if ls, _ := Load(ctx, st); len(ls) != 3 {
+		t.Fatalf("%d experiments stored", len(ls))
+	}
+	e5 := ab("e5", 0.5, 0.5)
+	e5.Layer, e5.Holdout, e5.Traffic = "ranking", 0.2, 0.1
+	if _, err := Apply(ctx, st, []Spec{e5}); err == nil || !strings.Contains(err.Error(), "layer ranking has holdout 0.1") {
+		t.Fatalf("holdout mismatch: %v", err)
+	}
+}
+
+func TestTargetingAndPause(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openStore(t)
+	s := ab("t", 0.5, 0.5)
+	s.Targeting = `attrs.market in ["US", "CA"]`
+	s.Variants[1].ModelVersion = 7
+	if _, err := Apply(ctx, st, []Spec{s}); err != nil {
+		t.Fatal(err)
+	}
+	a := assigners(t, st)["t"]
+	if as := a.Assign("u1", map[string]any{"market": "BR"}); as.In || as.Why != "not_targeted" || as.Variant != "v0" {
+		t.Fatalf("BR: %+v", as)
+	}
+	if as := a.Assign("u1", nil); as.In {
+		t.Fatalf("no attributes: %+v", as)
+	}
+	seen7 := false
+	for i := range 100 {
+		as := a.Assign(fmt.Sprint(i), map[string]any{"market": "US"})
+		if !as.In {
+			t.Fatalf("US: %+v", as)
+		}
+		seen7 = seen7 || as.ModelVersion == 7
+	}
+	if !seen7 {
+		t.Fatal("no unit got the treatment's model version")
+	}
+	if _, err := st.SetExperimentStatus(ctx, "t", []string{store.ExperimentRunning}, store.ExperimentPaused, "test"); err != nil {
+		t.Fatal(err)
+	}
+	p := assigners(t, st)["t"]
+	for i := range 100 {
+		if as := p.Assign(fmt.Sprint(i), map[string]any{"market": "US"}); as.In || as.Variant != "v0" || as.Why != store.ExperimentPaused {
+			t.Fatalf("paused: %+v", as)
+		}
+	}
+}
+
+func TestBadSpecs(t *testing.T) {
+	t.Parallel()
+	bad := ab("x", 0.6, 0.6)
+	bad.Guardrails = []Guardrail{{Metric: "errors", Direction: "up"}}
+	bad.Targeting = "attrs.market ==="
+	bad.Control = "nope"
+	msg := bad.Problems("experiments[0]").Error()
+	for _, want := range []string{"the weights sum to 1.2, not 1", `guardrails[0].direction: "up"`, "targeting: CEL", `control: "nope" is not one of the variants`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("missing %q in:\n%s", want, msg)
+		}
+	}
+}
+
+// BenchmarkAssign is the per-request cost of placing a unit. Target: under
+// 1 µs and no allocation.
+func BenchmarkAssign(b *testing.B) {
+	st := openStore(b)
+	s := ab("x", 0.5, 0.5)
+	s.Layer, s.Holdout, s.Traffic = "l", 0.05, 0.9
+	if _, err := Apply(context.Background(), st, []Spec{s}); err != nil {
+		b.Fatal(err)
+	}
+	a := assigners(b, st)["x"]
+	units := make([]string, 1024)
+	for i := range units {
+		units[i] = fmt.Sprintf("member-%d", i*7919)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		_ = a.Assign(units[i&1023], nil)
+		i++
+	}
+}
