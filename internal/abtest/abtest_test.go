@@ -673,6 +673,9 @@ func TestBreakdown(t *testing.T) {
 		t.Fatalf("breakdown %+v", m.Breakdown)
 	}
 	// The whole is still the vectors' case.
+	if whole.SRM != (SRMResult{Chi2: 0, PValue: 1, OK: true, DF: 1}) || whole.Units != full.Rows {
+		t.Errorf("overall SRM %+v, units %d", whole.SRM, whole.Units)
+	}
 	wantWelch := c.Metrics["minutes"]["welch"]
 	checkNum(t, "overall welch p", m.Comparisons[0].PValue, wantWelch.PValue)
 	checkNum(t, "overall cuped theta", m.Comparisons[1].Theta, c.Metrics["minutes"]["cuped"].Theta)

@@ -111,7 +111,7 @@ func Analyze(t *Table, opts Options) (Report, error) {
 		return Report{}, err
 	}
 	rep := Report{Control: opts.Control, Alpha: p.alpha, Units: t.Rows, Metrics: make([]MetricReport, len(p.metrics))}
-	rep.SRM = SRM(p.counts(0), p.weights)
+	rep.SRM = SRM(p.total, p.weights)
 
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
@@ -402,12 +402,8 @@ func (p *analysis) planBreakdown(c *Column) error {
 	return nil
 }
 
-// counts returns the rows per variant of segment code s (all rows without
-// a breakdown).
+// counts returns the rows per variant of segment code s.
 func (p *analysis) counts(s int) []int {
-	if p.seg == nil {
-		return p.total
-	}
 	nv := len(p.names)
 	return p.rows[s*nv : (s+1)*nv]
 }

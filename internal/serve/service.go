@@ -34,6 +34,10 @@ type Deps struct {
 	Log      *slog.Logger
 	Reg      prometheus.Registerer
 	Now      func() time.Time
+	// Route, when set, lets an experiment pick the model version a unit
+	// is served (0: the endpoint's usual one) and logs its exposure; label
+	// names the experiment and variant.
+	Route func(endpoint, unit string) (version int, label string, ok bool)
 	// Publish publishes a signal (canary_passed, canary_failed) with an
 	// id that makes it once-only.
 	Publish func(ctx context.Context, name, id string, params map[string]any) error
@@ -70,11 +74,13 @@ type Response struct {
 	Confidence float64 `json:"confidence"`
 	// Path is model or fallback; Reason why: model, low_confidence,
 	// error, timeout or no_model. Detail is the error, if any.
-	Path      string  `json:"path"`
-	Reason    string  `json:"reason"`
-	Detail    string  `json:"detail,omitempty"`
-	Canary    bool    `json:"canary,omitempty"`
-	LatencyMS float64 `json:"latency_ms"`
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+	Detail string `json:"detail,omitempty"`
+	Canary bool   `json:"canary,omitempty"`
+	// Experiment is the experiment/variant that chose the version.
+	Experiment string  `json:"experiment,omitempty"`
+	LatencyMS  float64 `json:"latency_ms"`
 }
 
 // ErrUnknownEndpoint is returned for a request to no endpoint.
@@ -109,6 +115,7 @@ type Service struct {
 
 	state  atomic.Pointer[map[string]*endpointState]
 	models sync.Map // digest → Model
+	arms   sync.Map // "model@n" → *version, for experiment arms
 	refMu  sync.Mutex
 
 	Collector *Collector
@@ -234,6 +241,24 @@ func (s *Service) load(ctx context.Context, v store.ModelVersion, errs *[]error)
 	return lv
 }
 
+// versionOf loads a model version by number (an experiment's arm), once.
+func (s *Service) versionOf(ctx context.Context, model string, n int) *version {
+	key := model + "@" + strconv.Itoa(n)
+	if v, ok := s.arms.Load(key); ok {
+		return v.(*version)
+	}
+	mv, err := s.d.Store.ModelVersion(ctx, model, n)
+	if err != nil {
+		return nil
+	}
+	var errs []error
+	v := s.load(ctx, mv, &errs)
+	if v != nil {
+		s.arms.Store(key, v)
+	}
+	return v
+}
+
 // Endpoint returns an endpoint's spec (with defaults) and whether it exists.
 func (s *Service) Endpoint(name string) (Endpoint, bool) {
 	st := (*s.state.Load())[name]
@@ -286,13 +311,21 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 		}
 	}
 	v := st.baseline
-	if st.canary != nil {
-		unit := req.Unit
-		if unit == "" {
-			unit = req.Key
-		}
-		if bucket(unit, st.rollout.ID) < st.share {
-			v, resp.Canary = st.canary, true
+	unit := req.Unit
+	if unit == "" {
+		unit = req.Key
+	}
+	if st.canary != nil && bucket(unit, st.rollout.ID) < st.share {
+		v, resp.Canary = st.canary, true
+	}
+	if s.d.Route != nil && !resp.Canary {
+		if n, label, ok := s.d.Route(name, unit); ok {
+			resp.Experiment = label
+			if n > 0 && (v == nil || v.v.Version != n) {
+				if ev := s.versionOf(ctx, spec.Model, n); ev != nil {
+					v = ev
+				}
+			}
 		}
 	}
 	var out Output

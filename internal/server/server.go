@@ -109,6 +109,7 @@ type Server struct {
 	leading  atomic.Bool
 
 	serving       *serve.Service
+	exps          *experiments
 	rollouts      *serve.Controller
 	features      *feature.Engine
 	featuresPrint string
@@ -230,6 +231,10 @@ func (s *Server) Run(ctx context.Context) error {
 		s.kafka = k
 		defer k.Close()
 	}
+	s.openExperiments()
+	if err := s.exps.refresh(ctx); err != nil {
+		s.log.Warn("experiments", "err", err)
+	}
 	if err := s.openServing(ctx); err != nil {
 		return err
 	}
@@ -244,6 +249,7 @@ func (s *Server) Run(ctx context.Context) error {
 	lw.Go(func() { s.lead(loops) })
 	lw.Go(func() { s.freshnessLoop(loops) })
 	lw.Go(func() { s.servingLoop(loops) })
+	lw.Go(func() { s.exps.loop(loops) })
 	workDone := make(chan struct{})
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	if s.opt.Dispatch == engine.Queue {

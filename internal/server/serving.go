@@ -34,6 +34,7 @@ func (f featureValues) Values(ctx context.Context, key string, names []string, a
 // artifact store and the online features.
 func (s *Server) openServing(ctx context.Context) error {
 	s.serving = serve.New(serve.Deps{Store: s.st, Blobs: s.blobs, Features: featureValues{s}, Log: s.log, Reg: s.m.reg, Now: s.opt.Now,
+		Route: s.exps.route,
 		Publish: func(ctx context.Context, name, id string, params map[string]any) error {
 			d := s.defs.Load()
 			if d == nil {

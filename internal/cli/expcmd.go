@@ -1,0 +1,359 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/baton-ml/baton/internal/experiment"
+	"github.com/baton-ml/baton/internal/registry"
+	"github.com/baton-ml/baton/internal/serve"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// expMoreCmds are the experiment commands besides analyze.
+func (a *app) expMoreCmds() []*cobra.Command {
+	return []*cobra.Command{a.expApplyCmd(), a.expListCmd(), a.expAssignCmd(), a.expIngestCmd(), a.expReportCmd(),
+		a.expPromoteCmd(), a.expStatusCmd("pause", store.ExperimentPaused), a.expStatusCmd("resume", store.ExperimentRunning),
+		a.expStatusCmd("stop", store.ExperimentStopped)}
+}
+
+func (a *app) expApplyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "apply FILE",
+		Short: "Validate experiments and store them (new weights make a new allocation version)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			specs, err := experiment.ParseFile(args[0])
+			if err != nil {
+				return err
+			}
+			e, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			out, err := experiment.Apply(cmd.Context(), e.st, specs)
+			if err != nil {
+				return err
+			}
+			if a.json() {
+				return a.printJSON(out)
+			}
+			for _, o := range out {
+				state := "unchanged"
+				if o.Changed {
+					state = "stored"
+				}
+				fmt.Fprintf(a.out, "experiment %s allocation v%d buckets [%d, %d) %s\n", o.Name, o.Version, o.Range[0], o.Range[1], state)
+			}
+			return nil
+		},
+	}
+}
+
+func (a *app) expListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List experiments with their layer, traffic and status",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			ls, err := experiment.Load(cmd.Context(), e.st)
+			if err != nil {
+				return err
+			}
+			if a.json() {
+				return a.printJSON(ls)
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "EXPERIMENT\tLAYER\tBUCKETS\tVARIANTS\tVERSION\tSTATUS\tREASON")
+			for _, l := range ls {
+				s := l.Spec.WithDefaults()
+				var vs []string
+				for _, v := range s.Variants {
+					vs = append(vs, fmt.Sprintf("%s=%g", v.Name, v.Weight))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t[%d,%d)\t%s\t%d\t%s\t%s\n", s.Name, s.Layer, s.Range[0], s.Range[1], strings.Join(vs, ","), l.Version, l.Status, l.Reason)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func (a *app) expAssignCmd() *cobra.Command {
+	var attrs []string
+	cmd := &cobra.Command{
+		Use:   "assign EXPERIMENT UNIT [--attr KEY=VALUE]...",
+		Short: "Where a unit is: in or out of the experiment, and which variant (no exposure is logged)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			at, err := kvStrings("attr", attrs)
+			if err != nil {
+				return err
+			}
+			m := map[string]any{}
+			for k, v := range at {
+				m[k] = v
+			}
+			e, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			l, err := experiment.Find(cmd.Context(), e.st, args[0])
+			if err != nil {
+				return notFound(err)
+			}
+			as, err := experiment.NewAssigner(l)
+			if err != nil {
+				return err
+			}
+			return a.printJSON(as.Assign(args[1], m))
+		},
+	}
+	cmd.Flags().StringArrayVar(&attrs, "attr", nil, "a unit attribute `KEY=VALUE` for targeting (repeatable)")
+	return cmd
+}
+
+func (a *app) expIngestCmd() *cobra.Command {
+	var exposures, metrics string
+	cmd := &cobra.Command{
+		Use:   "ingest EXPERIMENT [--exposures FILE] [--metrics FILE]",
+		Short: "Record exposures (CSV unit,variant[,at]) and metric events (CSV unit,metric,value[,at])",
+		Long: `Records exposures and metric events. Exposures to variants the experiment does
+not have, and events of metrics it does not declare, are counted and
+rejected with their reason; the rest are stored. Exit 1 when anything was
+rejected.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if exposures == "" && metrics == "" {
+				return usageErr("give --exposures FILE, --metrics FILE or both")
+			}
+			ctx := cmd.Context()
+			e, err := a.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			l, err := experiment.Find(ctx, e.st, args[0])
+			if err != nil {
+				return usageErr("%v: unknown experiments are refused", err)
+			}
+			out := map[string]experiment.IngestResult{}
+			rejected := 0
+			if exposures != "" {
+				f, err := os.Open(exposures)
+				if err != nil {
+					return usageErr("--exposures: %v", err)
+				}
+				var res experiment.IngestResult
+				es, err := experiment.ReadExposures(f, &res)
+				f.Close()
+				if err != nil {
+					return usageErr("%s: %v", exposures, err)
+				}
+				got, err := experiment.IngestExposures(ctx, e.st, l, es, time.Now())
+				if err != nil {
+					return err
+				}
+				got.Rejected += res.Rejected
+				got.Reasons = append(res.Reasons, got.Reasons...)
+				out["exposures"], rejected = got, rejected+got.Rejected
+			}
+			if metrics != "" {
+				f, err := os.Open(metrics)
+				if err != nil {
+					return usageErr("--metrics: %v", err)
+				}
+				var res experiment.IngestResult
+				ms, err := experiment.ReadMetrics(f, &res)
+				f.Close()
+				if err != nil {
+					return usageErr("%s: %v", metrics, err)
+				}
+				got, err := experiment.IngestMetrics(ctx, e.st, l, ms, time.Now())
+				if err != nil {
+					return err
+				}
+				got.Rejected += res.Rejected
+				got.Reasons = append(res.Reasons, got.Reasons...)
+				out["metrics"], rejected = got, rejected+got.Rejected
+			}
+			if a.json() {
+				if err := a.printJSON(out); err != nil {
+					return err
+				}
+			} else {
+				for k, r := range out {
+					fmt.Fprintf(a.out, "%s: %d accepted, %d rejected\n", k, r.Accepted, r.Rejected)
+					for _, why := range r.Reasons {
+						fmt.Fprintf(a.err, "  %s\n", why)
+					}
+				}
+			}
+			if rejected > 0 {
+				return errSilentFail
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&exposures, "exposures", "", "CSV of exposures: unit,variant[,at]")
+	cmd.Flags().StringVar(&metrics, "metrics", "", "CSV of metric events: unit,metric,value[,at]")
+	return cmd
+}
+
+func (a *app) expReportCmd() *cobra.Command {
+	var html string
+	cmd := &cobra.Command{
+		Use:   "report EXPERIMENT [--html FILE]",
+		Short: "Results so far: per metric and variant, Welch and anytime-valid intervals, and their course over time",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			l, err := experiment.Find(cmd.Context(), e.st, args[0])
+			if err != nil {
+				return notFound(err)
+			}
+			rep, err := experiment.BuildReport(cmd.Context(), e.st, l, time.Now())
+			if err != nil {
+				return err
+			}
+			if html != "" {
+				f, err := os.Create(html)
+				if err != nil {
+					return usageErr("--html: %v", err)
+				}
+				if err := rep.HTML(f); err != nil {
+					f.Close()
+					return err
+				}
+				if err := f.Close(); err != nil {
+					return err
+				}
+			}
+			if a.json() {
+				return a.printJSON(rep)
+			}
+			rep.Text(a.out)
+			if html != "" {
+				fmt.Fprintf(a.out, "\nwrote %s\n", html)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&html, "html", "", "also write an HTML report with interval-over-time plots")
+	return cmd
+}
+
+func (a *app) expPromoteCmd() *cobra.Command {
+	var variant, model, better, actor string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "promote EXPERIMENT --variant NAME",
+		Short: "Promote a winning variant's model version to production, citing the experiment's evidence",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if variant == "" {
+				return usageErr("--variant is required")
+			}
+			if better != "increase" && better != "decrease" {
+				return usageErr("--better %q: increase or decrease (which way the first metric improves)", better)
+			}
+			if actor == "" {
+				actor = defaultActor()
+			}
+			ctx := cmd.Context()
+			e, err := a.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			l, err := experiment.Find(ctx, e.st, args[0])
+			if err != nil {
+				return notFound(err)
+			}
+			if model == "" && l.Spec.Endpoint != "" {
+				eps, err := e.st.Endpoints(ctx)
+				if err != nil {
+					return err
+				}
+				for _, ep := range eps {
+					if ep.Name == l.Spec.Endpoint {
+						var spec serve.Endpoint
+						if err := jsonUnmarshal(ep.Spec, &spec); err == nil {
+							model = spec.Model
+						}
+					}
+				}
+			}
+			v, _, err := experiment.Promote(ctx, e.st, l, variant, model, better, actor, force, time.Now())
+			var ie *registry.InputError
+			if errors.As(err, &ie) {
+				return usageErr("%v", err)
+			}
+			if err != nil {
+				return modelErr(err)
+			}
+			if a.json() {
+				return a.printJSON(v)
+			}
+			fmt.Fprintf(a.out, "model %s version %d is now %s\n", v.Model, v.Version, v.State)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&variant, "variant", "", "the winning variant")
+	cmd.Flags().StringVar(&model, "model", "", "the registry model (default: the experiment endpoint's)")
+	cmd.Flags().StringVar(&better, "better", "increase", "which way the experiment's first metric improves: increase or decrease")
+	cmd.Flags().StringVar(&actor, "actor", "", "who (default $BATON_ACTOR, else the user)")
+	cmd.Flags().BoolVar(&force, "force", false, "promote even without a significant win")
+	return cmd
+}
+
+func (a *app) expStatusCmd(verb, to string) *cobra.Command {
+	var reason string
+	from := map[string][]string{
+		store.ExperimentPaused:  {store.ExperimentRunning},
+		store.ExperimentRunning: {store.ExperimentPaused},
+		store.ExperimentStopped: {store.ExperimentRunning, store.ExperimentPaused},
+	}[to]
+	cmd := &cobra.Command{
+		Use:   verb + " EXPERIMENT --reason WHY",
+		Short: map[string]string{"pause": "Pause: every unit gets control", "resume": "Resume a paused experiment", "stop": "Stop for good"}[verb],
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if reason == "" {
+				return usageErr("--reason is required: say why")
+			}
+			e, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			x, err := e.st.SetExperimentStatus(cmd.Context(), args[0], from, to, reason)
+			if err != nil {
+				return modelErr(err)
+			}
+			fmt.Fprintf(a.out, "experiment %s is %s\n", x.Name, x.Status)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why")
+	return cmd
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -1,0 +1,208 @@
+package experiment
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// IngestResult says what became of a batch of exposures or metric events.
+type IngestResult struct {
+	Accepted int `json:"accepted"`
+	// New counts exposures not seen before (a unit's first exposure
+	// counts; repeats are accepted and ignored).
+	New      int      `json:"new,omitempty"`
+	Rejected int      `json:"rejected"`
+	Reasons  []string `json:"reasons,omitempty"`
+}
+
+const maxReasons = 20
+
+func (r *IngestResult) reject(format string, args ...any) {
+	r.Rejected++
+	if len(r.Reasons) < maxReasons {
+		r.Reasons = append(r.Reasons, fmt.Sprintf(format, args...))
+	}
+}
+
+// IngestExposures checks exposures against the experiment (variants of
+// its current allocation) and stores the good ones; the rest are counted
+// and rejected with a reason.
+func IngestExposures(ctx context.Context, st store.ExperimentStore, l Loaded, es []store.Exposure, now time.Time) (IngestResult, error) {
+	var res IngestResult
+	s := l.Spec.WithDefaults()
+	ok := make([]store.Exposure, 0, len(es))
+	for i, e := range es {
+		switch {
+		case e.Unit == "":
+			res.reject("exposure %d: no unit", i+1)
+			continue
+		case !slices.ContainsFunc(s.Variants, func(v Variant) bool { return v.Name == e.Variant }):
+			res.reject("exposure %d: experiment %s has no variant %q", i+1, s.Name, e.Variant)
+			continue
+		}
+		e.Experiment, e.Version = s.Name, l.Version
+		if e.At.IsZero() {
+			e.At = now
+		}
+		ok = append(ok, e)
+	}
+	n, err := st.AddExposures(ctx, ok)
+	if err != nil {
+		return res, err
+	}
+	res.Accepted, res.New = len(ok), n
+	return res, nil
+}
+
+// IngestMetrics stores metric events of the experiment's metrics and
+// guardrails; events of unknown metrics are rejected.
+func IngestMetrics(ctx context.Context, st store.ExperimentStore, l Loaded, ms []store.MetricEvent, now time.Time) (IngestResult, error) {
+	var res IngestResult
+	s := l.Spec.WithDefaults()
+	known := slices.Clone(s.Metrics)
+	for _, g := range s.Guardrails {
+		known = append(known, g.Metric)
+	}
+	ok := make([]store.MetricEvent, 0, len(ms))
+	for i, m := range ms {
+		switch {
+		case m.Unit == "":
+			res.reject("event %d: no unit", i+1)
+			continue
+		case !slices.Contains(known, m.Metric):
+			res.reject("event %d: experiment %s has no metric %q (metrics: %s)", i+1, s.Name, m.Metric, strings.Join(known, ", "))
+			continue
+		}
+		m.Experiment = s.Name
+		if m.At.IsZero() {
+			m.At = now
+		}
+		ok = append(ok, m)
+	}
+	if err := st.AddMetricEvents(ctx, ok); err != nil {
+		return res, err
+	}
+	res.Accepted = len(ok)
+	return res, nil
+}
+
+// ReadExposures reads CSV `unit,variant[,at]`; ReadMetrics reads
+// `unit,metric,value[,at]`. Rows that do not parse are rejected in res.
+func ReadExposures(r io.Reader, res *IngestResult) ([]store.Exposure, error) {
+	rows, err := readCSV(r, []string{"unit", "variant"})
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Exposure
+	for _, row := range rows {
+		at, err := optTime(row.get("at"))
+		if err != nil {
+			res.reject("line %d: %v", row.line, err)
+			continue
+		}
+		out = append(out, store.Exposure{Unit: row.get("unit"), Variant: row.get("variant"), At: at})
+	}
+	return out, nil
+}
+
+// ReadMetrics reads metric events from CSV.
+func ReadMetrics(r io.Reader, res *IngestResult) ([]store.MetricEvent, error) {
+	rows, err := readCSV(r, []string{"unit", "metric", "value"})
+	if err != nil {
+		return nil, err
+	}
+	var out []store.MetricEvent
+	for _, row := range rows {
+		v, err := strconv.ParseFloat(row.get("value"), 64)
+		if err != nil {
+			res.reject("line %d: value %q is not a number", row.line, row.get("value"))
+			continue
+		}
+		at, err := optTime(row.get("at"))
+		if err != nil {
+			res.reject("line %d: %v", row.line, err)
+			continue
+		}
+		out = append(out, store.MetricEvent{Unit: row.get("unit"), Metric: row.get("metric"), Value: v, At: at})
+	}
+	return out, nil
+}
+
+type csvRow struct {
+	line int
+	cols map[string]int
+	rec  []string
+}
+
+func (r csvRow) get(name string) string {
+	if i, ok := r.cols[name]; ok && i < len(r.rec) {
+		return strings.TrimSpace(r.rec[i])
+	}
+	return ""
+}
+
+func readCSV(r io.Reader, need []string) ([]csvRow, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	header, err := cr.Read()
+	if err != nil {
+		return nil, fmt.Errorf("a CSV with a header (%s): %w", strings.Join(need, ","), err)
+	}
+	cols := map[string]int{}
+	for i, h := range header {
+		cols[strings.TrimSpace(h)] = i
+	}
+	for _, n := range need {
+		if _, ok := cols[n]; !ok {
+			return nil, fmt.Errorf("the header has no column %q (it needs %s)", n, strings.Join(need, ", "))
+		}
+	}
+	var out []csvRow
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		line, _ := cr.FieldPos(0)
+		out = append(out, csvRow{line: line, cols: cols, rec: rec})
+	}
+}
+
+func optTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return time.UnixMicro(int64(f * 1e6)), nil
+	}
+	return time.Time{}, fmt.Errorf("time %q is neither RFC 3339 nor unix seconds", s)
+}
+
+// Find returns the stored experiment named name.
+func Find(ctx context.Context, st store.ExperimentStore, name string) (Loaded, error) {
+	ls, err := Load(ctx, st)
+	if err != nil {
+		return Loaded{}, err
+	}
+	for _, l := range ls {
+		if l.Spec.Name == name {
+			return l, nil
+		}
+	}
+	return Loaded{}, fmt.Errorf("experiment %s: %w", name, store.ErrNotFound)
+}

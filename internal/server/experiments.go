@@ -1,0 +1,265 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/baton-ml/baton/internal/experiment"
+	"github.com/baton-ml/baton/internal/signal"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// experiments is the server's view of running experiments: assigners
+// rebuilt every reload, and a writer that batches exposures so the
+// serving path never waits on the store.
+type experiments struct {
+	s         *Server
+	assigners atomic.Pointer[map[string]*experiment.Assigner]
+	byEP      atomic.Pointer[map[string][]*experiment.Assigner]
+	monitor   *experiment.Monitor
+
+	mu      sync.Mutex
+	pending []store.Exposure
+	kick    chan struct{}
+}
+
+func (s *Server) openExperiments() {
+	x := &experiments{s: s, kick: make(chan struct{}, 1)}
+	empty := map[string]*experiment.Assigner{}
+	emptyEP := map[string][]*experiment.Assigner{}
+	x.assigners.Store(&empty)
+	x.byEP.Store(&emptyEP)
+	x.monitor = experiment.NewMonitor(s.st, s.opt.Now, func(ctx context.Context, name, id string, params map[string]any) error {
+		d := s.defs.Load()
+		if d == nil {
+			return errors.New("definitions not loaded")
+		}
+		raw := map[string]json.RawMessage{}
+		for k, v := range params {
+			raw[k] = mustJSON(v)
+		}
+		return publishSignal(ctx, s, d.contracts, name, id, raw)
+	}, s.log)
+	s.exps = x
+}
+
+func (x *experiments) refresh(ctx context.Context) error {
+	ls, err := experiment.Load(ctx, x.s.st)
+	if err != nil {
+		return err
+	}
+	m := map[string]*experiment.Assigner{}
+	ep := map[string][]*experiment.Assigner{}
+	var errs []error
+	for _, l := range ls {
+		a, err := experiment.NewAssigner(l)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m[l.Spec.Name] = a
+		if l.Spec.Endpoint != "" {
+			ep[l.Spec.Endpoint] = append(ep[l.Spec.Endpoint], a)
+		}
+	}
+	x.assigners.Store(&m)
+	x.byEP.Store(&ep)
+	return errors.Join(errs...)
+}
+
+// route picks, for a serving request, the model version the unit's
+// variant serves, and logs the exposure.
+func (x *experiments) route(endpoint, unit string) (version int, label string, ok bool) {
+	for _, a := range (*x.byEP.Load())[endpoint] {
+		as := a.Assign(unit, nil)
+		if !as.In {
+			continue
+		}
+		x.expose(store.Exposure{Experiment: as.Experiment, Version: as.Version, Unit: unit, Variant: as.Variant, At: x.s.opt.Now()})
+		return as.ModelVersion, as.Experiment + "/" + as.Variant, true
+	}
+	return 0, "", false
+}
+
+// maxPending bounds exposures waiting to be written.
+const maxPending = 100_000
+
+func (x *experiments) expose(e store.Exposure) {
+	x.mu.Lock()
+	if len(x.pending) < maxPending {
+		x.pending = append(x.pending, e)
+	}
+	x.mu.Unlock()
+	select {
+	case x.kick <- struct{}{}:
+	default:
+	}
+}
+
+// loop writes exposures in batches and, on the leader, runs the guardrail
+// monitor.
+func (x *experiments) loop(ctx context.Context) {
+	t := time.NewTicker(x.s.opt.Reload)
+	defer t.Stop()
+	flush := func() {
+		x.mu.Lock()
+		batch := x.pending
+		x.pending = nil
+		x.mu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		if _, err := x.s.st.AddExposures(context.WithoutCancel(ctx), batch); err != nil {
+			x.s.log.Error("write exposures", "n", len(batch), "err", err)
+		}
+	}
+	defer flush()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-x.kick:
+			// Let a burst gather before writing it.
+			time.Sleep(20 * time.Millisecond)
+			flush()
+			continue
+		case <-t.C:
+		}
+		flush()
+		if err := x.refresh(ctx); err != nil && ctx.Err() == nil {
+			x.s.log.Warn("experiments", "err", err)
+		}
+		if x.s.leading.Load() {
+			if _, err := x.monitor.Tick(ctx); err != nil && ctx.Err() == nil {
+				x.s.log.Warn("guardrails", "err", err)
+			}
+		}
+	}
+}
+
+func (s *Server) findExperiment(r *http.Request) (experiment.Loaded, error) {
+	l, err := experiment.Find(r.Context(), s.st, r.PathValue("name"))
+	if errors.Is(err, store.ErrNotFound) {
+		return l, &httpError{http.StatusNotFound, err}
+	}
+	return l, err
+}
+
+func (s *Server) listExperiments(w http.ResponseWriter, r *http.Request) error {
+	ls, err := experiment.Load(r.Context(), s.st)
+	if err != nil {
+		return err
+	}
+	if ls == nil {
+		ls = []experiment.Loaded{}
+	}
+	return writeJSON(w, http.StatusOK, ls)
+}
+
+func (s *Server) applyExperiments(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	var specs []experiment.Spec
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&specs); err != nil {
+		return badRequest("a JSON array of experiments: %v", err)
+	}
+	out, err := experiment.Apply(r.Context(), s.st, specs)
+	if err != nil {
+		return err
+	}
+	_ = s.exps.refresh(r.Context())
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// assignUnit answers GET /api/v1/experiments/{name}/assign?unit=U&attr.K=V
+// and logs the exposure of a unit that is in.
+func (s *Server) assignUnit(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	unit := q.Get("unit")
+	if unit == "" {
+		return badRequest("unit is required")
+	}
+	a := (*s.exps.assigners.Load())[r.PathValue("name")]
+	if a == nil {
+		if _, err := s.findExperiment(r); err != nil {
+			return err
+		}
+		_ = s.exps.refresh(r.Context())
+		if a = (*s.exps.assigners.Load())[r.PathValue("name")]; a == nil {
+			return &httpError{http.StatusNotFound, errors.New("unknown experiment")}
+		}
+	}
+	attrs := map[string]any{}
+	for k, v := range q {
+		if name, ok := strings.CutPrefix(k, "attr."); ok && len(v) > 0 {
+			attrs[name] = v[0]
+		}
+	}
+	as := a.Assign(unit, attrs)
+	if as.In && q.Get("expose") != "false" {
+		s.exps.expose(store.Exposure{Experiment: as.Experiment, Version: as.Version, Unit: unit, Variant: as.Variant, At: s.opt.Now()})
+	}
+	return writeJSON(w, http.StatusOK, as)
+}
+
+func (s *Server) ingestExposures(w http.ResponseWriter, r *http.Request) error {
+	l, err := s.findExperiment(r)
+	if err != nil {
+		return err
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxEventsBody)
+	var es []store.Exposure
+	if err := json.NewDecoder(r.Body).Decode(&es); err != nil {
+		return badRequest(`a JSON array of exposures [{"unit", "variant", "at"}]: %v`, err)
+	}
+	res, err := experiment.IngestExposures(r.Context(), s.st, l, es, s.opt.Now())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) ingestExpMetrics(w http.ResponseWriter, r *http.Request) error {
+	l, err := s.findExperiment(r)
+	if err != nil {
+		return err
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxEventsBody)
+	var ms []store.MetricEvent
+	if err := json.NewDecoder(r.Body).Decode(&ms); err != nil {
+		return badRequest(`a JSON array of metric events [{"unit", "metric", "value", "at"}]: %v`, err)
+	}
+	res, err := experiment.IngestMetrics(r.Context(), s.st, l, ms, s.opt.Now())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) experimentReport(w http.ResponseWriter, r *http.Request) error {
+	l, err := s.findExperiment(r)
+	if err != nil {
+		return err
+	}
+	rep, err := experiment.BuildReport(r.Context(), s.st, l, s.opt.Now())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, rep)
+}
+
+// publishSignal publishes under the contracts and wakes the trigger loop.
+func publishSignal(ctx context.Context, s *Server, c signal.Contracts, name, id string, raw map[string]json.RawMessage) error {
+	_, _, err := signal.Publish(ctx, s.st, c, name, id, raw, store.SignalSource{Kind: store.SourceExternal})
+	if err == nil {
+		wake(s.wakeSignals)
+	}
+	return err
+}
