@@ -154,7 +154,7 @@ func BenchmarkFeatureLookupHTTP(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
 	const rate = 2000
 	total := max(b.N, 6000)
 	lat := make([]time.Duration, total)

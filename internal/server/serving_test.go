@@ -156,7 +156,7 @@ func TestServingOverHTTP(t *testing.T) {
 // openLoop sends requests at rate for d, each on its schedule, and returns
 // the latencies and the responses' paths.
 func openLoop(b *testing.B, url string, rate int, d time.Duration, body func(i int) string) ([]time.Duration, map[string]int, int64) {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
 	total := int(d.Seconds() * float64(rate))
 	lat := make([]time.Duration, total)
 	paths := make([]string, total)

@@ -1,0 +1,102 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-ml/baton/internal/experiment"
+	"github.com/baton-ml/baton/internal/serve"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// TestExperimentsEndToEnd: an experiment on a serving endpoint picks each
+// unit's model version and logs its exposure; metric events come in over
+// the API (bad ones rejected); a harmful treatment is paused by the
+// leader's guardrail loop, which publishes experiment_paused; then every
+// unit gets control.
+func TestExperimentsEndToEnd(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{})
+	h.apply(t, `signals:
+  - name: experiment_paused
+    params:
+      experiment: {type: string, required: true}
+      reason: {type: string}
+`)
+	modelVersion(t, h, "m", `{"kind":"linear","bias":1,"weights":{"x":0}}`, store.ModelCanary, store.ModelProduction)
+	modelVersion(t, h, "m", `{"kind":"linear","bias":2,"weights":{"x":0}}`)
+	eps := []serve.Endpoint{{Name: "m", Model: "m", Fallback: serve.Fallback{Static: 0.0}}}
+	if r := h.do(t, "POST", "/api/v1/endpoints", eps, ""); r.code != 200 {
+		t.Fatalf("endpoints: %d %s", r.code, r.body)
+	}
+	exp := []experiment.Spec{{Name: "bias2", Endpoint: "m", Metrics: []string{"latency"},
+		Variants:   []experiment.Variant{{Name: "control", Weight: 0.5, ModelVersion: 1}, {Name: "treatment", Weight: 0.5, ModelVersion: 2}},
+		Guardrails: []experiment.Guardrail{{Metric: "latency", Direction: "increase"}}, Interval: experiment.Duration(200 * time.Millisecond)}}
+	if r := h.do(t, "POST", "/api/v1/experiments", exp, ""); r.code != 200 {
+		t.Fatalf("apply: %d %s", r.code, r.body)
+	}
+	bad := []experiment.Spec{{Name: "w", Variants: []experiment.Variant{{Name: "a", Weight: 0.7}, {Name: "b", Weight: 0.7}}}}
+	if r := h.do(t, "POST", "/api/v1/experiments", bad, ""); r.code != 400 || !strings.Contains(string(r.body), "weights sum to 1.4") {
+		t.Fatalf("bad weights: %d %s", r.code, r.body)
+	}
+	// Serving: the variant decides the version.
+	seen := map[string]float64{}
+	for i := range 200 {
+		var resp serve.Response
+		r := h.do(t, "POST", "/api/v1/predict/m", map[string]any{"key": fmt.Sprintf("u%d", i), "features": map[string]any{"x": 0}}, "")
+		r.json(t, &resp)
+		seen[resp.Experiment] = resp.Prediction.(float64)
+		if want := map[string]float64{"bias2/control": 1, "bias2/treatment": 2}[resp.Experiment]; resp.Prediction != want {
+			t.Fatalf("%s served %v", resp.Experiment, resp.Prediction)
+		}
+	}
+	if len(seen) != 2 {
+		t.Fatalf("arms served: %v", seen)
+	}
+	waitUntil(t, 5*time.Second, func() bool {
+		ex, _ := h.st.Exposures(context.Background(), "bias2", 1)
+		return len(ex) == 200
+	}, "exposures not logged")
+	// Metric events: the treatment is 2% slower; one event of an unknown
+	// metric is rejected.
+	ex, _ := h.st.Exposures(context.Background(), "bias2", 1)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var evs []store.MetricEvent
+	for _, e := range ex {
+		for range 100 {
+			v := 100 + 2*rng.NormFloat64()
+			if e.Variant == "treatment" {
+				v *= 1.02
+			}
+			evs = append(evs, store.MetricEvent{Unit: e.Unit, Metric: "latency", Value: v / 100})
+		}
+	}
+	evs = append(evs, store.MetricEvent{Unit: "u1", Metric: "nope", Value: 1})
+	r := h.do(t, "POST", "/api/v1/experiments/bias2/metrics", evs, "")
+	var res experiment.IngestResult
+	r.json(t, &res)
+	if r.code != 200 || res.Rejected != 1 || res.Accepted != len(evs)-1 || !strings.Contains(res.Reasons[0], `no metric "nope"`) {
+		t.Fatalf("metrics: %d %s", r.code, r.body)
+	}
+	if r := h.do(t, "POST", "/api/v1/experiments/nope/exposures", []store.Exposure{{Unit: "u", Variant: "a"}}, ""); r.code != 404 {
+		t.Fatalf("unknown experiment: %d", r.code)
+	}
+	waitUntil(t, 10*time.Second, func() bool {
+		sigs, _ := h.st.Signals(context.Background(), store.SignalFilter{Name: "experiment_paused"})
+		return len(sigs) == 1
+	}, "no pause")
+	waitUntil(t, 5*time.Second, func() bool {
+		var as experiment.Assignment
+		r := h.do(t, "GET", "/api/v1/experiments/bias2/assign?unit=u1", nil, "")
+		r.json(t, &as)
+		return !as.In && as.Why == store.ExperimentPaused && as.Variant == "control"
+	}, "paused experiment still assigns")
+	r = h.do(t, "GET", "/api/v1/experiments/bias2/report", nil, "")
+	if r.code != 200 || !strings.Contains(string(r.body), `"status": "paused"`) {
+		t.Fatalf("report: %d %s", r.code, r.body)
+	}
+}
