@@ -246,14 +246,68 @@ func welchSE(control, treatment Summary) (se, df float64) {
 	}
 	a := control.Variance / float64(control.N)
 	b := treatment.Variance / float64(treatment.N)
+	se = math.Sqrt(a + b)
+	// df does not change with the scale of a and b: scaling them to at
+	// most 1 keeps their squares from under- or overflowing.
+	if m := max(a, b); m > 0 && !math.IsInf(m, 0) {
+		a, b = a/m, b/m
+	}
 	v := a + b
-	return math.Sqrt(v), v * v / (a*a/float64(control.N-1) + b*b/float64(treatment.N-1))
+	return se, v * v / (a*a/float64(control.N-1) + b*b/float64(treatment.N-1))
+}
+
+// largeDF is where Student's t gives way to its expansions in 1/df: gonum's
+// incomplete beta loses digits as df grows (about 1e-11 at df 10⁵, 1e-9
+// at 10⁷), while the expansions are good to 1e-13 from df 10⁴ on (both
+// checked against 40-digit mpmath).
+const largeDF = 1e4
+
+// tTwoSided is P(|T| > |t|) for T of Student's t with df degrees of
+// freedom: I_{df/(df+t²)}(df/2, 1/2), which keeps small p-values that
+// 1 − CDF would lose; beyond largeDF, Hill's normalizing expansion (ACM
+// Algorithm 395) and the normal tail.
+func tTwoSided(t, df float64) float64 {
+	switch {
+	case math.IsNaN(t) || math.IsNaN(df) || df <= 0:
+		return math.NaN()
+	case math.IsInf(t, 0):
+		return 0
+	case math.IsInf(df, 1):
+		return math.Erfc(math.Abs(t) / math.Sqrt2)
+	case df > largeDF:
+		a := df - 0.5
+		b := 48 * a * a
+		y := a * math.Log1p(t*t/df)
+		y = (((((-0.4*y-3.3)*y-24)*y-85.5)/(0.8*y*y+100+b)+y+3)/b + 1) * math.Sqrt(y)
+		return math.Erfc(y / math.Sqrt2)
+	}
+	return mathext.RegIncBeta(df/2, 0.5, df/(df+t*t))
+}
+
+// tUpper is the upper p-quantile of Student's t (P(T > q) = p, p ≤ 1/2)
+// with df degrees of freedom; beyond largeDF, the Cornish–Fisher expansion
+// around the normal quantile (Abramowitz & Stegun 26.7.5).
+func tUpper(p, df float64) float64 {
+	switch {
+	case math.IsNaN(df) || df <= 0:
+		return math.NaN()
+	case df > largeDF:
+		z := -mathext.NormalQuantile(p)
+		z2 := z * z
+		g1 := (z2 + 1) * z / 4
+		g2 := ((5*z2+16)*z2 + 3) * z / 96
+		g3 := (((3*z2+19)*z2+17)*z2 - 15) * z / 384
+		g4 := ((((79*z2+776)*z2+1482)*z2-1920)*z2 - 945) * z / 92160
+		return z + (g1+(g2+(g3+g4/df)/df)/df)/df
+	}
+	return -distuv.StudentsT{Mu: 0, Sigma: 1, Nu: df}.Quantile(p)
 }
 
 // Welch is Welch's two-sided t-test of treatment against control: the
 // difference of means with the Welch standard error, Welch–Satterthwaite
 // degrees of freedom, the two-sided p-value and the 1 − alpha confidence
-// interval of the difference; Significant is p < alpha. This is SciPy's
+// interval of the difference (NaN unless 0 < alpha < 1); Significant is
+// p < alpha. This is SciPy's
 // ttest_ind(treatment, control, equal_var=False) with its
 // confidence_interval(1 − alpha).
 //
@@ -266,7 +320,7 @@ func Welch(control, treatment Summary, alpha float64) Comparison {
 	se, df := welchSE(control, treatment)
 	c.SE, c.DF = se, df
 	switch {
-	case math.IsNaN(se):
+	case math.IsNaN(se) || math.IsInf(se, 0) || math.IsNaN(c.LiftAbs) || math.IsInf(c.LiftAbs, 0):
 		return c
 	case se == 0:
 		c.CILow, c.CIHigh = c.LiftAbs, c.LiftAbs
@@ -275,12 +329,11 @@ func Welch(control, treatment Summary, alpha float64) Comparison {
 			c.PValue = 0
 		}
 	default:
-		t := c.LiftAbs / se
-		// 2·P(T > |t|) = I_{df/(df+t²)}(df/2, 1/2), computed as such: 1 − CDF
-		// would lose the small p-values.
-		c.PValue = mathext.RegIncBeta(df/2, 0.5, df/(df+t*t))
-		q := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: df}.Quantile(1 - alpha/2)
-		c.CILow, c.CIHigh = c.LiftAbs-q*se, c.LiftAbs+q*se
+		c.PValue = tTwoSided(c.LiftAbs/se, df)
+		if alpha > 0 && alpha < 1 {
+			q := tUpper(alpha/2, df)
+			c.CILow, c.CIHigh = c.LiftAbs-q*se, c.LiftAbs+q*se
+		}
 	}
 	c.Significant = c.PValue < alpha
 	return c
@@ -306,14 +359,14 @@ func seqHalfWidth(se, n, u, tuning float64) float64 {
 // size at which the sequence is tightest; DefaultTuning if not positive).
 // Unlike a fixed-sample interval it stays valid however often it is
 // looked at, which is what a guardrail monitor needs. Both ends are NaN
-// with fewer than two values in a variant.
+// with fewer than two values in a variant, or unless 0 < alpha < 1.
 func SequentialInterval(control, treatment Summary, alpha, tuning float64) (low, high float64) {
 	if !(tuning > 0) {
 		tuning = DefaultTuning
 	}
 	d, _ := lift(control, treatment)
 	se, _ := welchSE(control, treatment)
-	if math.IsNaN(se) || math.IsNaN(d) {
+	if math.IsNaN(se) || math.IsNaN(d) || !(alpha > 0 && alpha < 1) {
 		return math.NaN(), math.NaN()
 	}
 	h := seqHalfWidth(se, float64(control.N+treatment.N), -math.Log(alpha), tuning)

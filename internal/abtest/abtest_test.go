@@ -905,3 +905,63 @@ func csvRecords(in []byte) ([][]string, []int, error) {
 // newBufio reads in through the smallest buffer bufio allows, so that the
 // fuzzer reaches the long-line path.
 func newBufio(in []byte) *bufio.Reader { return bufio.NewReaderSize(bytes.NewReader(in), 16) }
+
+// TestStudentT checks the t tail and quantile on both sides of largeDF
+// against 40-digit mpmath (betainc and its root), including the 10⁷
+// degrees of freedom that ten million units give.
+func TestStudentT(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ t, df, p float64 }{
+		{0.5, 5000, 0.61709708085403377853},
+		{3, 5000, 0.0027131090242857939267},
+		{12, 5000, 9.9666564263483467525e-33},
+		{0.5, 20000, 0.61708057843015578593},
+		{3, 20000, 0.0027031210381204915695},
+		{12, 20000, 4.6150376583735798717e-33},
+		{0.5, 1e+06, 0.61707518747237138777},
+		{3, 1e+06, 0.0026998625414217970587},
+		{12, 1e+06, 3.5716851247650898236e-33},
+		{0.5, 1e+07, 0.61707508845401508392},
+		{3, 1e+07, 0.0026998027110371612512},
+		{12, 1e+07, 3.5548320509346353699e-33},
+		{0.5, 1e+09, 0.61707507756199420732},
+		{3, 1e+09, 0.0026997961297379156678},
+		{12, 1e+09, 3.5529828977411435877e-33},
+	} {
+		if got := tTwoSided(c.t, c.df); math.Abs(got-c.p) > 1e-11*c.p {
+			t.Errorf("P(|T| > %g), df %g = %.17g, want %.17g", c.t, c.df, got, c.p)
+		}
+		if got := tTwoSided(-c.t, c.df); math.Abs(got-c.p) > 1e-11*c.p {
+			t.Errorf("P(|T| > %g), df %g = %.17g, want %.17g", -c.t, c.df, got, c.p)
+		}
+	}
+	for _, c := range []struct{ p, df, q float64 }{
+		{0.025, 5000, 1.9604385517065078948},
+		{0.0005, 5000, 3.2924737233708512709},
+		{0.025, 20000, 1.9600826051581351704},
+		{0.0005, 20000, 3.2910132833642562885},
+		{0.025, 1e+06, 1.9599663568141070115},
+		{0.0005, 1e+06, 3.290536461248691125},
+		{0.025, 1e+07, 1.9599642217672054666},
+		{0.0005, 1e+07, 3.290527704465222444},
+		{0.025, 1e+09, 1.9599639869123254449},
+		{0.0005, 1e+09, 3.2905267412216254768},
+	} {
+		if got := tUpper(c.p, c.df); math.Abs(got-c.q) > 1e-12*c.q {
+			t.Errorf("upper %g quantile, df %g = %.17g, want %.17g", c.p, c.df, got, c.q)
+		}
+	}
+	for _, df := range []float64{0, -1, math.NaN()} {
+		if !math.IsNaN(tTwoSided(1, df)) || !math.IsNaN(tUpper(0.025, df)) {
+			t.Errorf("df %v: not NaN", df)
+		}
+	}
+	if p := tTwoSided(2, math.Inf(1)); math.Abs(p-math.Erfc(math.Sqrt2)) > 1e-15 {
+		t.Errorf("infinite df: %v", p)
+	}
+	// Variances whose squares underflow still give Welch's df.
+	c := Welch(Summary{N: 10, Mean: 0, Variance: 1e-200}, Summary{N: 10, Mean: 1e-100, Variance: 1e-200}, 0.05)
+	if !near(c.DF, 18) || !(c.PValue > 0 && c.PValue < 1) {
+		t.Errorf("tiny variances: %+v", c)
+	}
+}

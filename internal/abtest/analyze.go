@@ -22,9 +22,12 @@ type Options struct {
 	// header order.
 	Metrics []string
 	// Covariates map a metric to its pre-experiment column: such a metric
-	// is also compared by CUPED.
+	// is also compared by CUPED, with theta pooled over the units of all
+	// variants that have both values (a unit missing either is left out
+	// of CUPED, not of Welch).
 	Covariates map[string]string
-	// Sequential adds the anytime-valid confidence sequence comparison.
+	// Sequential adds the anytime-valid confidence sequence comparison, on
+	// the unadjusted values (a covariate does not change it).
 	Sequential bool
 	// Alpha is the significance level; DefaultAlpha if 0.
 	Alpha float64
@@ -163,6 +166,9 @@ func plan(t *Table, opts Options) (*analysis, error) {
 	if !(p.tuning > 0) || math.IsInf(p.tuning, 0) {
 		return nil, fmt.Errorf("tuning %g: must be a positive number", opts.Tuning)
 	}
+	if err := checkShape(t); err != nil {
+		return nil, err
+	}
 	if err := p.planVariants(t, opts); err != nil {
 		return nil, err
 	}
@@ -170,10 +176,34 @@ func plan(t *Table, opts Options) (*analysis, error) {
 		return nil, err
 	}
 	p.total = make([]int, len(p.names))
+	nt := len(t.Variants)
 	for _, v := range t.Variant {
+		if int(v) >= nt {
+			return nil, fmt.Errorf("%s: variant code %d of a table with %d variants", t.Name, v, nt)
+		}
 		p.total[v]++
 	}
 	return p, nil
+}
+
+// checkShape checks that a table built by hand has a value for every row.
+func checkShape(t *Table) error {
+	if len(t.Variant) != t.Rows {
+		return fmt.Errorf("%s: %d rows but %d variant codes", t.Name, t.Rows, len(t.Variant))
+	}
+	for _, c := range t.Columns {
+		n := len(c.Values)
+		if c.Kind == Text {
+			n = len(c.Codes)
+			if c.tooMany {
+				continue
+			}
+		}
+		if n != t.Rows {
+			return fmt.Errorf("%s: column %q has %d values for %d rows", t.Name, c.Name, n, t.Rows)
+		}
+	}
+	return nil
 }
 
 func (p *analysis) planVariants(t *Table, opts Options) error {
@@ -380,6 +410,9 @@ func (p *analysis) planBreakdown(c *Column) error {
 	nv := len(p.names)
 	p.rows = make([]int, len(values)*nv)
 	for i, s := range p.seg {
+		if int(s) >= len(values) {
+			return fmt.Errorf("%s: breakdown column %q: code %d of %d values", t.Name, c.Name, s, len(values))
+		}
 		p.rows[int(s)*nv+int(t.Variant[i])]++
 	}
 	// Only the values that occur: a column turned Text may have levels

@@ -18,9 +18,10 @@ import (
 func (a *app) expCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "exp",
-		Short: "Analyze A/B experiments",
+		Short: "A/B experiments: allocation, exposures, guardrails, analysis, reports, promotion",
 	}
 	cmd.AddCommand(a.expAnalyzeCmd())
+	cmd.AddCommand(a.expMoreCmds()...)
 	return cmd
 }
 
