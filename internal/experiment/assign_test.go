@@ -271,3 +271,14 @@ func BenchmarkAssign(b *testing.B) {
 		i++
 	}
 }
+
+func TestExampleExperiments(t *testing.T) {
+	t.Parallel()
+	specs, err := ParseFile("../../examples/experiments/experiments.yaml")
+	if err != nil || len(specs) != 1 || specs[0].Interval.D().Minutes() != 5 {
+		t.Fatalf("example: %+v %v", specs, err)
+	}
+	if _, err := Apply(context.Background(), openStore(t), specs); err != nil {
+		t.Fatal(err)
+	}
+}

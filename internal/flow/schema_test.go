@@ -67,10 +67,10 @@ func flowFiles(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Feature definition files (entities, sources, features) are not flows.
+	// Feature, endpoint and experiment files are not flows.
 	var files []string
 	for _, p := range all {
-		if b, err := os.ReadFile(p); err == nil && !regexp.MustCompile(`(?m)^(entities|sources|features):`).Match(b) {
+		if b, err := os.ReadFile(p); err == nil && !regexp.MustCompile(`(?m)^(entities|sources|features|endpoints|experiments):`).Match(b) {
 			files = append(files, p)
 		}
 	}
@@ -125,6 +125,7 @@ func TestSignalsExample(t *testing.T) {
 		"features_ready":    {{"feature_version", String, true}, {"date", String, true}, {"row_count", Int, true}, {"quality", JSON, false}},
 		"model_trained":     {{"model", String, true}, {"version", String, true}, {"run_id", Int, false}, {"metrics", JSON, false}},
 		"canary_passed":     {{"model", String, true}, {"version", String, true}, {"score", Float, true}},
+		"canary_failed":     {{"model", String, true}, {"version", String, true}, {"score", Float, true}, {"reason", String, false}},
 		"feature_stale":     {{"feature", String, true}, {"staleness_seconds", Float, false}},
 		"experiment_paused": {{"experiment", String, true}, {"reason", String, false}},
 	}

@@ -449,3 +449,11 @@ func TestSpecValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestExampleEndpoints(t *testing.T) {
+	t.Parallel()
+	eps, err := ParseFile("../../examples/models/endpoints.yaml")
+	if err != nil || len(eps) != 1 || eps[0].Timeout.D() != 50*time.Millisecond || eps[0].Rollout.Interval.D() != time.Minute {
+		t.Fatalf("example: %+v %v", eps, err)
+	}
+}

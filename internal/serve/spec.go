@@ -12,12 +12,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"time"
-
-	"github.com/goccy/go-yaml"
 
 	"github.com/baton-ml/baton/internal/canary"
 	"github.com/baton-ml/baton/internal/flow"
@@ -69,39 +66,8 @@ type RolloutConfig struct {
 	Judge *canary.Config `json:"judge,omitempty" yaml:"judge"`
 }
 
-// Duration reads "50ms", "1m".
-type Duration time.Duration
-
-// D is the time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-// MarshalJSON writes Go notation.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// UnmarshalJSON reads Go notation.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	v, err := time.ParseDuration(s)
-	*d = Duration(v)
-	return err
-}
-
-// UnmarshalYAML reads Go notation.
-func (d *Duration) UnmarshalYAML(b []byte) error {
-	var s string
-	if err := yaml.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("%q is not a duration such as 50ms or 1m", s)
-	}
-	*d = Duration(v)
-	return nil
-}
+// Duration is a Go duration string in YAML and JSON ("50ms", "5m").
+type Duration = flow.Duration
 
 // Defaults.
 var DefaultStages = []float64{1, 5, 25, 50, 100}
@@ -169,16 +135,8 @@ func ParseFile(path string) ([]Endpoint, error) {
 		return nil, flow.Errors{{File: path, Msg: "cannot read the endpoints file: " + err.Error()}}
 	}
 	var f File
-	if err := yaml.UnmarshalWithOptions(data, &f, yaml.DisallowUnknownField()); err != nil {
-		e := &flow.Error{File: path, Msg: err.Error()}
-		var ye yaml.Error
-		if errors.As(err, &ye) {
-			e.Msg = ye.GetMessage()
-			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-				e.Line, e.Column = tk.Position.Line, tk.Position.Column
-			}
-		}
-		return nil, flow.Errors{e}
+	if err := flow.DecodeStrict(path, data, &f); err != nil {
+		return nil, err
 	}
 	if len(f.Endpoints) == 0 {
 		return nil, flow.Errors{{File: path, Msg: "no endpoints: the file lists them under endpoints:"}}

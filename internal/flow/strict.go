@@ -1,0 +1,46 @@
+package flow
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/goccy/go-yaml"
+)
+
+// UnmarshalYAML reads a Go duration string ("50ms", "5m") for documents
+// decoded with DecodeStrict.
+func (d *Duration) UnmarshalYAML(b []byte) error {
+	var s string
+	if err := yaml.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as 50ms, 5m or 1h", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// DecodeStrict decodes a YAML document into v, refusing unknown keys. Its
+// error is Errors naming the file, line, column and problem, so that every
+// definitions file (endpoints, experiments) reports like a flow file.
+func DecodeStrict(file string, data []byte, v any) error {
+	err := yaml.UnmarshalWithOptions(data, v, yaml.DisallowUnknownField())
+	if err == nil {
+		return nil
+	}
+	e := &Error{File: file, Msg: err.Error()}
+	var ye yaml.Error
+	if errors.As(err, &ye) {
+		e.Msg = ye.GetMessage()
+		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+			e.Line, e.Column = tk.Position.Line, tk.Position.Column
+		}
+	}
+	return Errors{e}
+}
