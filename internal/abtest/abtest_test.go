@@ -50,7 +50,10 @@ func loadVectors(t testing.TB) []vecCase {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(vectors, "exp.json"))
 	if err != nil {
-		t.Fatalf("reference vectors missing (they live in shared/ beside the repository): %v", err)
+		if os.Getenv("CI") != "true" {
+			t.Skipf("reference vectors missing (they live in ../shared beside the repository; under CI=true this fails): %v", err)
+		}
+		t.Fatalf("reference vectors missing (they live in ../shared beside the repository): %v", err)
 	}
 	var v struct {
 		Cases []vecCase `json:"cases"`
@@ -68,7 +71,10 @@ func readFile(t testing.TB, path string) *Table {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
-		t.Fatalf("reference vectors missing: %v", err)
+		if os.Getenv("CI") != "true" {
+			t.Skipf("reference vectors missing (they live in ../shared beside the repository; under CI=true this fails): %v", err)
+		}
+		t.Fatalf("reference vectors missing (they live in ../shared beside the repository): %v", err)
 	}
 	defer f.Close()
 	tab, err := ReadTable(f, path)

@@ -19,7 +19,10 @@ func openVector(t *testing.T, name string) *os.File {
 	t.Helper()
 	f, err := os.Open(filepath.Join(vectors, name))
 	if err != nil {
-		t.Fatalf("reference vectors missing (they live in shared/ beside the repository): %v", err)
+		if os.Getenv("CI") != "true" {
+			t.Skipf("reference vectors missing (they live in ../shared beside the repository; under CI=true this fails): %v", err)
+		}
+		t.Fatalf("reference vectors missing (they live in ../shared beside the repository): %v", err)
 	}
 	t.Cleanup(func() { f.Close() })
 	return f

@@ -18,7 +18,10 @@ func canaryFile(t *testing.T, name string) string {
 	t.Helper()
 	p := filepath.Join(canaryVectors, name)
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("reference vectors missing (they live in shared/ beside the repository): %v", err)
+		if os.Getenv("CI") != "true" {
+			t.Skipf("reference vectors missing (they live in ../shared beside the repository; under CI=true this fails): %v", err)
+		}
+		t.Fatalf("reference vectors missing (they live in ../shared beside the repository): %v", err)
 	}
 	return p
 }

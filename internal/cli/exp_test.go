@@ -21,7 +21,10 @@ func expFile(t *testing.T, name string) string {
 	t.Helper()
 	p := filepath.Join(expVectors, "exp", name)
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("reference vectors missing (they live in shared/ beside the repository): %v", err)
+		if os.Getenv("CI") != "true" {
+			t.Skipf("reference vectors missing (they live in ../shared beside the repository; under CI=true this fails): %v", err)
+		}
+		t.Fatalf("reference vectors missing (they live in ../shared beside the repository): %v", err)
 	}
 	return p
 }
@@ -73,7 +76,10 @@ func TestExpAnalyzeJSON(t *testing.T) {
 	t.Parallel()
 	b, err := os.ReadFile(filepath.Join(expVectors, "exp.json"))
 	if err != nil {
-		t.Fatalf("reference vectors missing: %v", err)
+		if os.Getenv("CI") != "true" {
+			t.Skipf("reference vectors missing (they live in ../shared beside the repository; under CI=true this fails): %v", err)
+		}
+		t.Fatalf("reference vectors missing (they live in ../shared beside the repository): %v", err)
 	}
 	var vec struct {
 		Cases []struct {

@@ -35,7 +35,10 @@ func loadCases(t testing.TB) []vectorCase {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(vectorsDir, "drift.json"))
 	if err != nil {
-		t.Fatalf("reference vectors missing (they live in shared/ beside the repository): %v", err)
+		if os.Getenv("CI") != "true" {
+			t.Skipf("reference vectors missing (they live in ../shared beside the repository; under CI=true this fails): %v", err)
+		}
+		t.Fatalf("reference vectors missing (they live in ../shared beside the repository): %v", err)
 	}
 	var v struct{ Cases []vectorCase }
 	if err := json.Unmarshal(b, &v); err != nil {
