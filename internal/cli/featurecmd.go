@@ -202,13 +202,9 @@ func (a *app) featureGetCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			t := time.Now()
-			if at != "" {
-				us, err := feature.ParseTime(at)
-				if err != nil {
-					return usageErr("--at: %v", err)
-				}
-				t = time.UnixMicro(us)
+			t, err := atTime(at)
+			if err != nil {
+				return err
 			}
 			e, err := a.open(ctx, false)
 			if err != nil {
@@ -394,13 +390,9 @@ func (a *app) featureConsistencyCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			t := time.Now()
-			if at != "" {
-				us, err := feature.ParseTime(at)
-				if err != nil {
-					return usageErr("--at: %v", err)
-				}
-				t = time.UnixMicro(us)
+			t, err := atTime(at)
+			if err != nil {
+				return err
 			}
 			if sample <= 0 {
 				return usageErr("--sample %d: sample at least one key", sample)
@@ -507,4 +499,16 @@ before a model can train on it. Quality gates run as for a training set.`,
 	fl.StringVar(&out, "out", "", "output file, .csv or .parquet")
 	fl.StringArrayVar(&names, "feature", nil, "a feature to compute (repeatable; default: all, which must share one entity)")
 	return cmd
+}
+
+// atTime reads an --at flag: RFC 3339 or unix seconds, default now.
+func atTime(at string) (time.Time, error) {
+	if at == "" {
+		return time.Now(), nil
+	}
+	us, err := feature.ParseTime(at)
+	if err != nil {
+		return time.Time{}, usageErr("--at: %v", err)
+	}
+	return time.UnixMicro(us), nil
 }
