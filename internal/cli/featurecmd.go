@@ -53,7 +53,12 @@ func (a *app) openEngine(ctx context.Context, e *env, online string) (*feature.E
 		if err != nil {
 			return nil, usageErr("--online: %v", err)
 		}
-		return feature.NewEngine(cat, e.featureDir(), r, nil), nil
+		eng := feature.NewEngine(cat, e.featureDir(), r, nil)
+		if err := eng.SkipToEnd(ctx); err != nil {
+			eng.Close()
+			return nil, err
+		}
+		return eng, nil
 	}
 	return nil, usageErr("--online %q: use memory (the default) or a redis:// URL", online)
 }

@@ -254,7 +254,7 @@ func BenchmarkTrainingSet(b *testing.B) {
 		batch = append(batch, Event{Key: "m" + strconv.Itoa(rng.IntN(keys)), Time: base + rng.Int64N(span),
 			Vals: []Value{{Kind: KindNum, Num: float64(rng.IntN(120))}, {Kind: KindStr, Str: "t" + strconv.Itoa(rng.IntN(100))}}})
 		if len(batch) == cap(batch) || i == nev-1 {
-			if _, err := l.Append(batch); err != nil {
+			if _, _, err := l.Append(batch); err != nil {
 				b.Fatal(err)
 			}
 			batch = batch[:0]

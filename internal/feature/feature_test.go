@@ -419,7 +419,7 @@ func TestTornTailIsCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs := []Event{{Key: "a", Time: 1, Vals: make([]Value, 3)}, {Key: "b", Time: 2, Vals: make([]Value, 3)}}
-	if _, err := l.Append(evs); err != nil {
+	if _, _, err := l.Append(evs); err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
@@ -442,7 +442,7 @@ func TestTornTailIsCutOff(t *testing.T) {
 		t.Fatalf("after tear: %v", got)
 	}
 	l2, _ := OpenLog(dir, src)
-	if _, err := l2.Append([]Event{{Key: "c", Time: 3, Vals: make([]Value, 3)}}); err != nil {
+	if _, _, err := l2.Append([]Event{{Key: "c", Time: 3, Vals: make([]Value, 3)}}); err != nil {
 		t.Fatal(err)
 	}
 	l2.Close()
@@ -730,5 +730,50 @@ func TestBackfillLabels(t *testing.T) {
 	}
 	if _, err := BackfillLabels(cat, eng.LogDir(), feats, from, from.Add(-time.Hour), time.Hour); err == nil {
 		t.Fatal("a backwards range was accepted")
+	}
+}
+
+// TestTailSeesOtherWriters: events another process appends reach an
+// engine's online store by Tail, and before its own next append (even
+// when it appended nothing yet since its replay).
+func TestTailSeesOtherWriters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cat := testCatalog(time.Hour)
+	dir := t.TempDir()
+	a := NewEngine(cat, dir, NewMemory(), nil)
+	defer a.Close()
+	if err := a.Replay(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := NewEngine(cat, dir, NewMemory(), nil)
+	defer b.Close()
+	if _, err := b.Ingest(ctx, "ev", strings.NewReader(`{"user_id":"k","ts":"2026-11-01T10:00:00Z","x":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	feats, _ := cat.Select([]string{"sum"})
+	at := time.Date(2026, 11, 1, 10, 30, 0, 0, time.UTC)
+	// a appends without tailing first: b's event is still applied.
+	if _, err := a.Ingest(ctx, "ev", strings.NewReader(`{"user_id":"k","ts":"2026-11-01T10:01:00Z","x":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := a.Get(ctx, "k", feats, at); v.Features["sum"] != 3.0 {
+		t.Fatalf("a after its append: %v", v.Features["sum"])
+	}
+	if _, err := b.Ingest(ctx, "ev", strings.NewReader(`{"user_id":"k","ts":"2026-11-01T10:02:00Z","x":4}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Tail(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := a.Get(ctx, "k", feats, at); v.Features["sum"] != 7.0 {
+		t.Fatalf("a after tail: %v", v.Features["sum"])
+	}
+	// Tailing again applies nothing twice.
+	if err := a.Tail(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := a.Get(ctx, "k", feats, at); v.Features["sum"] != 7.0 {
+		t.Fatalf("a after a second tail: %v", v.Features["sum"])
 	}
 }

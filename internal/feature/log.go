@@ -99,20 +99,27 @@ func (l *Log) lock() (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-// Append writes events durably (one fsync) and sets their Seq. Events that
-// other processes appended since this Log last wrote are returned, so a
-// streaming reader can apply them too.
-func (l *Log) Append(evs []Event) (foreign []Event, err error) {
+// Pos is a position in a log: a segment and the offset of the next record.
+type Pos struct {
+	Seg int
+	Off int64
+}
+
+// Append writes events durably (one fsync) and sets their Seq. It returns
+// where the events start and where the log ends after them: a reader whose
+// position is start has everything before them.
+func (l *Log) Append(evs []Event) (start, end Pos, err error) {
 	unlock, err := l.lock()
 	if err != nil {
-		return nil, err
+		return start, end, err
 	}
 	defer unlock()
-	if foreign, err = l.prepare(); err != nil {
-		return nil, err
+	if _, err = l.prepare(); err != nil {
+		return start, end, err
 	}
 	l.buf = l.buf[:0]
 	base := l.size
+	start = Pos{l.seg, base}
 	for i := range evs {
 		evs[i].Seq = int64(l.seg)<<segShift | (base + int64(len(l.buf)))
 		l.buf = appendRecord(l.buf, &evs[i])
@@ -121,15 +128,15 @@ func (l *Log) Append(evs []Event) (foreign []Event, err error) {
 		// A partial write is a torn tail that the next writer cuts off.
 		l.f.Close()
 		l.f = nil
-		return nil, fmt.Errorf("append to the event log of %s: %w", l.src.Name, err)
+		return start, end, fmt.Errorf("append to the event log of %s: %w", l.src.Name, err)
 	}
 	if err := l.f.Sync(); err != nil {
 		l.f.Close()
 		l.f = nil
-		return nil, fmt.Errorf("sync the event log of %s: %w", l.src.Name, err)
+		return start, end, fmt.Errorf("sync the event log of %s: %w", l.src.Name, err)
 	}
 	l.size += int64(len(l.buf))
-	return foreign, nil
+	return start, Pos{l.seg, l.size}, nil
 }
 
 // prepare positions the log at the end of a valid last segment, starting a
@@ -408,23 +415,30 @@ func scanSegment(f *os.File, seg int, from int64, fn func(*segHeader, *Event) er
 	}
 }
 
-// Scan reads every event of the log in append order. ev and its Vals are
-// reused between calls; fields are mapped to the source's current field
-// order (a field a segment lacks is null).
-func (l *Log) Scan(fn func(ev *Event) error) error {
+// ReadFrom calls fn for every whole event from position p on, in log
+// order, mapped to the source's current field order (ev is reused), and
+// returns the position after the last one. The zero Pos is the start.
+func (l *Log) ReadFrom(p Pos, fn func(ev *Event) error) (Pos, error) {
 	segs, err := segments(l.dir)
 	if err != nil {
-		return err
+		return p, err
 	}
 	cur := l.src.FieldOrder()
 	out := Event{Vals: make([]Value, len(cur))}
 	for _, n := range segs {
+		if n < p.Seg {
+			continue
+		}
+		from := int64(0)
+		if n == p.Seg {
+			from = p.Off
+		}
 		f, err := os.Open(segPath(l.dir, n))
 		if err != nil {
-			return err
+			return p, err
 		}
 		var mapping []int
-		_, _, err = scanSegment(f, n, 0, func(hdr *segHeader, ev *Event) error {
+		_, end, err := scanSegment(f, n, from, func(hdr *segHeader, ev *Event) error {
 			if mapping == nil {
 				mapping = fieldMapping(cur, hdr)
 			}
@@ -440,10 +454,19 @@ func (l *Log) Scan(fn func(ev *Event) error) error {
 		})
 		f.Close()
 		if err != nil {
-			return err
+			return p, err
 		}
+		p = Pos{n, end}
 	}
-	return nil
+	return p, nil
+}
+
+// Scan reads every event of the log in append order. ev and its Vals are
+// reused between calls; fields are mapped to the source's current field
+// order (a field a segment lacks is null).
+func (l *Log) Scan(fn func(ev *Event) error) error {
+	_, err := l.ReadFrom(Pos{}, fn)
+	return err
 }
 
 // fieldMapping maps the current field order to a segment's layout: a

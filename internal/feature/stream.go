@@ -25,6 +25,9 @@ type Engine struct {
 
 	mu   sync.Mutex
 	logs map[string]*Log
+	// pos is how far into each source's log the online store has been
+	// fed: it follows the log, whoever appended.
+	pos map[string]Pos
 	// newest event time and last ingest of each source (unix µs).
 	newest     map[string]int64
 	lastIngest map[string]int64
@@ -69,7 +72,7 @@ func NewEngine(cat *Catalog, dir string, online Online, m *Metrics) *Engine {
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Engine{cat: cat, dir: dir, online: online, now: time.Now, logs: map[string]*Log{},
+	return &Engine{cat: cat, dir: dir, online: online, now: time.Now, logs: map[string]*Log{}, pos: map[string]Pos{},
 		newest: map[string]int64{}, lastIngest: map[string]int64{}, Metrics: m}
 }
 
@@ -129,44 +132,78 @@ func (e *Engine) Close() error {
 }
 
 // Replay rebuilds the online store from the event logs: the embedded
-// store's persistence is the log itself.
-func (e *Engine) Replay(ctx context.Context) error {
-	cat := e.Catalog()
-	for name, src := range cat.Sources {
-		l, err := OpenLog(e.LogDir(), src)
+// store's persistence is the log itself. It is Tail from the start.
+func (e *Engine) Replay(ctx context.Context) error { return e.Tail(ctx) }
+
+// Tail feeds the online store what the logs hold beyond its position:
+// events other processes (a CLI ingest beside a server) appended. The
+// server calls it often, so their events reach its look-ups too.
+func (e *Engine) Tail(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name := range e.cat.Sources {
+		l, _, err := e.log(name)
 		if err != nil {
 			return err
 		}
-		ret := cat.Retention(name).Microseconds()
-		var batch []Event
-		var newest int64
-		flush := func() error {
-			err := e.online.Apply(ctx, name, batch, ret)
-			batch = batch[:0]
-			return err
+		if _, err := e.catchUp(ctx, name, l, nil); err != nil {
+			return fmt.Errorf("read the event log of %s: %w", name, err)
 		}
-		err = l.Scan(func(ev *Event) error {
-			c := *ev
-			c.Vals = append([]Value(nil), ev.Vals...)
-			batch = append(batch, c)
-			newest = max(newest, ev.Time)
-			if len(batch) == 4096 {
-				return flush()
-			}
-			return nil
-		})
-		if err == nil {
-			err = flush()
-		}
-		l.Close()
-		if err != nil {
-			return fmt.Errorf("replay the event log of %s: %w", name, err)
-		}
-		e.mu.Lock()
-		e.newest[name] = max(e.newest[name], newest)
-		e.mu.Unlock()
 	}
 	return nil
+}
+
+// SkipToEnd marks every log as already applied: for an online store that
+// outlives the process (Redis), which holds what the logs hold.
+func (e *Engine) SkipToEnd(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name := range e.cat.Sources {
+		l, _, err := e.log(name)
+		if err != nil {
+			return err
+		}
+		end, err := l.ReadFrom(e.pos[name], func(*Event) error { return nil })
+		if err != nil {
+			return err
+		}
+		e.pos[name] = end
+	}
+	return nil
+}
+
+// catchUp reads source's log from the engine's position to its end and
+// applies those events (in log order, through the watermark); it returns
+// how many were late. e.mu is held.
+func (e *Engine) catchUp(ctx context.Context, source string, l *Log, _ []Event) (int, error) {
+	late := 0
+	var batch []Event
+	flush := func() error {
+		n, err := e.applyOnline(ctx, source, batch)
+		late += n
+		batch = batch[:0]
+		return err
+	}
+	end, err := l.ReadFrom(e.pos[source], func(ev *Event) error {
+		c := *ev
+		c.Vals = append([]Value(nil), ev.Vals...)
+		batch = append(batch, c)
+		if c.Ingested > e.lastIngest[source] {
+			e.lastIngest[source] = c.Ingested
+		}
+		if len(batch) == 4096 {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return late, err
+	}
+	e.pos[source] = end
+	return late, nil
 }
 
 // IngestResult says what happened to an ingested batch.
@@ -255,21 +292,41 @@ func (e *Engine) Apply(ctx context.Context, source string, evs []Event) (late in
 	for i := range evs {
 		evs[i].Ingested = now
 	}
-	foreign, err := l.Append(evs)
+	start, end, err := l.Append(evs)
 	if err != nil {
 		return 0, err
 	}
-	ret := e.cat.Retention(source).Microseconds()
-	if len(foreign) > 0 {
-		if err := e.online.Apply(ctx, source, foreign, ret); err != nil {
-			return 0, err
+	if e.pos[source] == start {
+		// Nothing appended by others since the online store's position:
+		// apply these events from memory.
+		if late, err = e.applyOnline(ctx, source, evs); err != nil {
+			return late, err
 		}
+		e.pos[source] = end
+	} else if late, err = e.catchUp(ctx, source, l, evs); err != nil {
+		return late, err
 	}
-	// The watermark trails the newest event seen so far, in arrival order,
-	// by the allowed lateness: an event is late if it arrives after the
-	// stream has moved more than that past its time.
-	newest := e.newest[source]
+	done := e.now()
+	e.lastIngest[source] = done.UnixMicro()
+	e.Metrics.Events.WithLabelValues(source).Add(float64(len(evs)))
+	if late > 0 {
+		e.Metrics.Late.WithLabelValues(source).Add(float64(late))
+	}
+	e.Metrics.Freshness.Observe(float64(done.UnixMicro()-now) / 1e6)
+	return late, nil
+}
+
+// applyOnline applies events (in log order) ahead of the watermark to the
+// online store and returns how many were late: behind the newest event
+// seen so far, in arrival order, by more than the allowed lateness. e.mu
+// is held.
+func (e *Engine) applyOnline(ctx context.Context, source string, evs []Event) (late int, err error) {
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	ret := e.cat.Retention(source).Microseconds()
 	lateness := e.cat.Lateness(source).Microseconds()
+	newest := e.newest[source]
 	onTime := evs
 	for i := range evs {
 		if newest != 0 && evs[i].Time <= newest-lateness {
@@ -288,16 +345,9 @@ func (e *Engine) Apply(ctx context.Context, source string, evs []Event) (late in
 		}
 	}
 	if err := e.online.Apply(ctx, source, onTime, ret); err != nil {
-		return 0, err
+		return late, err
 	}
 	e.newest[source] = newest
-	done := e.now()
-	e.lastIngest[source] = done.UnixMicro()
-	e.Metrics.Events.WithLabelValues(source).Add(float64(len(evs)))
-	if late > 0 {
-		e.Metrics.Late.WithLabelValues(source).Add(float64(late))
-	}
-	e.Metrics.Freshness.Observe(float64(done.UnixMicro()-now) / 1e6)
 	return late, nil
 }
 

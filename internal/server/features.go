@@ -46,6 +46,8 @@ func (s *Server) openFeatures(ctx context.Context) error {
 		if err := s.features.Replay(ctx); err != nil {
 			return err
 		}
+	} else if err := s.features.SkipToEnd(ctx); err != nil {
+		return err
 	}
 	s.featuresPrint = featurePrint(cat)
 	return nil
@@ -87,6 +89,11 @@ func (s *Server) freshnessLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		// Events other processes appended (a CLI ingest into this home)
+		// reach the online store, and count as fresh.
+		if err := s.features.Tail(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("tail the event logs", "err", err)
 		}
 		now := s.opt.Now()
 		for _, st := range s.features.Staleness(now) {
