@@ -53,6 +53,8 @@ func (a *app) openEngine(ctx context.Context, e *env, online string) (*feature.E
 		if err != nil {
 			return nil, usageErr("--online: %v", err)
 		}
+		// A command starts at the log's end: the server applies what a
+		// killed ingest left between fsync and Redis when it starts.
 		eng := feature.NewEngine(cat, e.featureDir(), r, nil)
 		if err := eng.SkipToEnd(ctx); err != nil {
 			eng.Close()

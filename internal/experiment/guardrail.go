@@ -22,7 +22,9 @@ import (
 const Tuning = 5000
 
 // Data is an experiment's per-unit values of one metric, by variant: each
-// exposed unit's metric events summed (0 when it has none).
+// unit exposed under this allocation version, with its metric events from
+// its exposure on summed (0 when it has none). Events before the exposure,
+// or of a unit's earlier allocation, are not the variant's doing.
 func Data(ctx context.Context, st store.ExperimentStore, name string, version int, metric string, until time.Time) (map[string][]float64, error) {
 	exps, err := st.Exposures(ctx, name, version)
 	if err != nil {
@@ -32,19 +34,25 @@ func Data(ctx context.Context, st store.ExperimentStore, name string, version in
 	if err != nil {
 		return nil, err
 	}
+	since := make(map[string]time.Time, len(exps))
+	for _, e := range exps {
+		if until.IsZero() || !e.At.After(until) {
+			since[e.Unit] = e.At
+		}
+	}
 	sum := make(map[string]float64, len(exps))
 	for _, e := range evs {
-		if !until.IsZero() && e.At.After(until) {
+		at, ok := since[e.Unit]
+		if !ok || e.At.Before(at) || !until.IsZero() && e.At.After(until) {
 			continue
 		}
 		sum[e.Unit] += e.Value
 	}
 	out := map[string][]float64{}
 	for _, e := range exps {
-		if !until.IsZero() && e.At.After(until) {
-			continue
+		if _, ok := since[e.Unit]; ok {
+			out[e.Variant] = append(out[e.Variant], sum[e.Unit])
 		}
-		out[e.Variant] = append(out[e.Variant], sum[e.Unit])
 	}
 	return out, nil
 }

@@ -289,7 +289,8 @@ func svgTimeline(pts []Point) string {
 // Promote makes the winning variant's model version production through
 // the registry, the transitions' decision record citing the experiment's
 // evidence on its first metric. Unless force, the variant must have won:
-// a significant lift in the direction the caller names as better.
+// an anytime-valid interval clear of zero in the direction the caller
+// names as better.
 func Promote(ctx context.Context, st store.Store, l Loaded, variant, endpointModel, better, actor string, force bool, now time.Time) (store.ModelVersion, Report, error) {
 	s := l.Spec.WithDefaults()
 	var v *Variant
@@ -313,9 +314,11 @@ func Promote(ctx context.Context, st store.Store, l Loaded, variant, endpointMod
 		return store.ModelVersion{}, rep, err
 	}
 	primary := rep.Metrics[0]
+	// The decision uses the anytime-valid interval: the report was open to
+	// peeking all along, which a fixed-horizon test does not allow for.
 	var ev abtest.Comparison
 	for _, c := range primary.Comparisons {
-		if c.Variant == variant && c.Method == "welch" {
+		if c.Variant == variant && c.Method == "sequential" {
 			ev = c
 		}
 	}

@@ -224,3 +224,19 @@ func (v Value) Equal(w Value) bool {
 	}
 	return true
 }
+
+// outType is the type of a feature's values: last (and min and max) keep
+// their field's type; counts, sums and averages are numbers whatever they
+// count.
+func outType(f *Feature, src *Source) FieldType {
+	if f.Field == "" {
+		return Float
+	}
+	switch f.Aggregate {
+	case Last, Min, Max:
+		if t := src.Fields[f.Field]; t != "" {
+			return t
+		}
+	}
+	return Float
+}

@@ -230,10 +230,7 @@ func TrainingSet(ctx context.Context, cat *Catalog, logDir string, labels *Label
 	var jobs []job
 	for i, f := range feats {
 		src := cat.Sources[f.Source]
-		cols[i] = Column{Feature: f, Type: Float, Values: make([]Value, len(labels.Rows))}
-		if fx := fieldIndex(f, src); fx >= 0 {
-			cols[i].Type = src.Fields[f.Field]
-		}
+		cols[i] = Column{Feature: f, Type: outType(f, src), Values: make([]Value, len(labels.Rows))}
 		gs := groups[f.Source]
 		for lo := 0; lo < len(gs); lo += 256 {
 			jobs = append(jobs, job{i, lo, min(lo+256, len(gs))})

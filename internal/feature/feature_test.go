@@ -777,3 +777,96 @@ func TestTailSeesOtherWriters(t *testing.T) {
 		t.Fatalf("a after a second tail: %v", v.Features["sum"])
 	}
 }
+
+// flaky fails Apply n times, then works.
+type flaky struct {
+	*Memory
+	fails int
+}
+
+func (f *flaky) Apply(ctx context.Context, source string, evs []Event, retention int64) error {
+	if f.fails > 0 {
+		f.fails--
+		return errors.New("store down")
+	}
+	return f.Memory.Apply(ctx, source, evs, retention)
+}
+
+// TestOnlineFailureDoesNotDuplicate: a batch whose online apply fails is
+// still logged once and reported as accepted (a retrying caller would
+// otherwise log it again); catch-up applies it later.
+func TestOnlineFailureDoesNotDuplicate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cat := testCatalog(time.Hour)
+	on := &flaky{Memory: NewMemory(), fails: 1}
+	eng := NewEngine(cat, t.TempDir(), on, nil)
+	defer eng.Close()
+	res, err := eng.Ingest(ctx, "ev", strings.NewReader(`{"user_id":"k","ts":"2026-11-01T10:00:00Z","x":10}`))
+	if err != nil || res.Accepted != 1 {
+		t.Fatalf("ingest with the store down: %+v %v", res, err)
+	}
+	if err := eng.Tail(ctx); err != nil {
+		t.Fatal(err)
+	}
+	feats, _ := cat.Select([]string{"sum", "count_x"})
+	v, _ := eng.Get(ctx, "k", feats, time.Date(2026, 11, 1, 10, 30, 0, 0, time.UTC))
+	if v.Features["sum"] != 10.0 || v.Features["count_x"] != 1.0 {
+		t.Fatalf("after catch-up: %v", v.Features)
+	}
+	n := 0
+	l, _ := OpenLog(eng.LogDir(), cat.Sources["ev"])
+	_ = l.Scan(func(*Event) error { n++; return nil })
+	l.Close()
+	if n != 1 {
+		t.Fatalf("%d records logged, want 1", n)
+	}
+}
+
+// TestCountsOfBoolAreNumbers: a count or sum over a bool field is a number;
+// only last keeps the field's type.
+func TestCountsOfBoolAreNumbers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cat := testCatalog(time.Hour)
+	cat.Features["count_b"] = &Feature{Name: "count_b", Source: "ev", Aggregate: Count, Field: "b", Window: Duration(time.Hour), Version: 1}
+	eng := NewEngine(cat, t.TempDir(), NewMemory(), nil)
+	defer eng.Close()
+	in := `{"user_id":"k","ts":"2026-11-01T10:00:00Z","b":true}
+{"user_id":"k","ts":"2026-11-01T10:01:00Z","b":false}
+{"user_id":"k","ts":"2026-11-01T10:02:00Z","b":true}
+`
+	if _, err := eng.Ingest(ctx, "ev", strings.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	feats, _ := cat.Select([]string{"count_b", "last_b"})
+	v, _ := eng.Get(ctx, "k", feats, time.Date(2026, 11, 1, 10, 30, 0, 0, time.UTC))
+	if v.Features["count_b"] != 3.0 || v.Features["last_b"] != true {
+		t.Fatalf("values %v", v.Features)
+	}
+}
+
+// TestStrayTempSegmentIsIgnored: a kill while a segment is being created
+// leaves at most a temporary file, which readers and writers ignore.
+func TestStrayTempSegmentIsIgnored(t *testing.T) {
+	t.Parallel()
+	cat := testCatalog(time.Hour)
+	dir := t.TempDir()
+	l, _ := OpenLog(dir, cat.Sources["ev"])
+	if _, _, err := l.Append([]Event{{Key: "a", Time: 1, Vals: make([]Value, 3)}}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if err := os.WriteFile(filepath.Join(dir, "ev", ".new-segment-123"), []byte("BATON"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l2, _ := OpenLog(dir, cat.Sources["ev"])
+	defer l2.Close()
+	if _, _, err := l2.Append([]Event{{Key: "b", Time: 2, Vals: make([]Value, 3)}}); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	if err := l2.Scan(func(e *Event) error { keys = append(keys, e.Key); return nil }); err != nil || strings.Join(keys, "") != "ab" {
+		t.Fatalf("keys %v %v", keys, err)
+	}
+}

@@ -204,23 +204,33 @@ func (l *Log) prepare() ([]Event, error) {
 	if len(segs) > 0 {
 		next = segs[len(segs)-1] + 1
 	}
-	f, err := os.OpenFile(segPath(l.dir, next), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	// The header is written and synced under a temporary name, then the
+	// file is renamed into place: a segment exists with its whole header
+	// or not at all, so a kill here cannot leave a log nobody can open.
+	tmp, err := os.CreateTemp(l.dir, ".new-segment-*")
 	if err != nil {
 		return nil, fmt.Errorf("new segment of %s: %w", l.src.Name, err)
 	}
 	hb, _ := json.Marshal(l.hdr)
 	b := append([]byte(segMagic), binary.AppendUvarint(nil, uint64(len(hb)))...)
 	b = append(b, hb...)
-	if _, err := f.Write(b); err != nil {
-		f.Close()
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
 		return nil, err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
 		return nil, err
+	}
+	if err := os.Rename(tmp.Name(), segPath(l.dir, next)); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return nil, fmt.Errorf("new segment of %s: %w", l.src.Name, err)
 	}
 	syncDir(l.dir)
-	l.f, l.seg, l.size = f, next, int64(len(b))
+	l.f, l.seg, l.size = tmp, next, int64(len(b))
 	return foreign, nil
 }
 

@@ -19,6 +19,9 @@ type Online interface {
 	// Range returns the events of (source, key) with from < Time <= to,
 	// sorted by (Time, Seq).
 	Range(ctx context.Context, source, key string, from, to int64) ([]Event, error)
+	// Reset drops everything of a source (its field layout changed: the
+	// log is applied again).
+	Reset(ctx context.Context, source string) error
 	Close() error
 }
 
@@ -114,6 +117,14 @@ func (m *Memory) Range(_ context.Context, source, key string, from, to int64) ([
 	}
 	lo, hi := searchTime(sr.evs, from), searchTime(sr.evs, to)
 	return slices.Clone(sr.evs[lo:hi]), nil
+}
+
+// Reset implements Online.
+func (m *Memory) Reset(_ context.Context, source string) error {
+	m.mu.Lock()
+	delete(m.sources, source)
+	m.mu.Unlock()
+	return nil
 }
 
 // Close implements Online.

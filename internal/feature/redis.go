@@ -196,6 +196,31 @@ func (r *Redis) Newest(ctx context.Context, source string) (int64, bool, error) 
 // Close implements Online.
 func (r *Redis) Close() error { return r.c.Close() }
 
+// Reset implements Online: it deletes the source's keys (SCAN, not KEYS,
+// so a large store is not blocked).
+func (r *Redis) Reset(ctx context.Context, source string) error {
+	iter := r.c.Scan(ctx, 0, r.prefix+":ev:"+source+":*", 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 1000 {
+			if err := r.c.Del(ctx, batch...).Err(); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		if err := r.c.Del(ctx, batch...).Err(); err != nil {
+			return err
+		}
+	}
+	return r.c.Del(ctx, r.newestKey(source)).Err()
+}
+
 // memberV1 starts a member, so the layout can change without misreading
 // members already stored.
 const memberV1 = 1

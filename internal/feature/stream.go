@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"time"
@@ -22,12 +23,16 @@ type Engine struct {
 	dir    string
 	online Online
 	now    func() time.Time
+	logger *slog.Logger
 
 	mu   sync.Mutex
 	logs map[string]*Log
 	// pos is how far into each source's log the online store has been
 	// fed: it follows the log, whoever appended.
 	pos map[string]Pos
+	// reset marks sources whose field layout changed: their online data
+	// is dropped and rebuilt from the log at the next Tail.
+	reset map[string]bool
 	// newest event time and last ingest of each source (unix µs).
 	newest     map[string]int64
 	lastIngest map[string]int64
@@ -42,6 +47,8 @@ type Metrics struct {
 	Late      *prometheus.CounterVec
 	Freshness prometheus.Histogram
 	Stale     *prometheus.GaugeVec
+	// OnlineErrors counts batches logged but not yet applied online.
+	OnlineErrors *prometheus.CounterVec
 }
 
 // NewMetrics makes (and, with reg, registers) the collectors.
@@ -58,9 +65,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}),
 		Stale: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "baton_feature_stale",
 			Help: "1 while a streaming feature is staler than its freshness SLA."}, []string{"feature"}),
+		OnlineErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_feature_online_errors_total",
+			Help: "Batches logged but not applied to the online store (applied later by catch-up)."}, []string{"source"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Events, m.Rejected, m.Late, m.Freshness, m.Stale)
+		reg.MustRegister(m.Events, m.Rejected, m.Late, m.Freshness, m.Stale, m.OnlineErrors)
 	}
 	return m
 }
@@ -72,7 +81,7 @@ func NewEngine(cat *Catalog, dir string, online Online, m *Metrics) *Engine {
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Engine{cat: cat, dir: dir, online: online, now: time.Now, logs: map[string]*Log{}, pos: map[string]Pos{},
+	return &Engine{cat: cat, dir: dir, online: online, now: time.Now, logger: slog.Default(), logs: map[string]*Log{}, pos: map[string]Pos{}, reset: map[string]bool{},
 		newest: map[string]int64{}, lastIngest: map[string]int64{}, Metrics: m}
 }
 
@@ -92,6 +101,8 @@ func (e *Engine) SetCatalog(c *Catalog) {
 		if s := c.Sources[name]; s == nil || !sameHeader(headerOf(s), l.hdr) {
 			l.Close()
 			delete(e.logs, name)
+			// Online events hold values by position in the old layout.
+			e.reset[name] = true
 		}
 	}
 	e.cat = c
@@ -145,6 +156,13 @@ func (e *Engine) Tail(ctx context.Context) error {
 		l, _, err := e.log(name)
 		if err != nil {
 			return err
+		}
+		if e.reset[name] {
+			if err := e.online.Reset(ctx, name); err != nil {
+				return fmt.Errorf("reset the online store of %s: %w", name, err)
+			}
+			e.pos[name], e.newest[name] = Pos{}, 0
+			delete(e.reset, name)
 		}
 		if _, err := e.catchUp(ctx, name, l, nil); err != nil {
 			return fmt.Errorf("read the event log of %s: %w", name, err)
@@ -296,15 +314,21 @@ func (e *Engine) Apply(ctx context.Context, source string, evs []Event) (late in
 	if err != nil {
 		return 0, err
 	}
+	// The events are durable now: whatever happens to the online store,
+	// the call succeeds, or a retrying caller would log them twice. If the
+	// store fails, the position stays behind and Tail applies them later.
 	if e.pos[source] == start {
 		// Nothing appended by others since the online store's position:
 		// apply these events from memory.
-		if late, err = e.applyOnline(ctx, source, evs); err != nil {
-			return late, err
+		if late, err = e.applyOnline(ctx, source, evs); err == nil {
+			e.pos[source] = end
 		}
-		e.pos[source] = end
-	} else if late, err = e.catchUp(ctx, source, l, evs); err != nil {
-		return late, err
+	} else {
+		late, err = e.catchUp(ctx, source, l, evs)
+	}
+	if err != nil {
+		e.Metrics.OnlineErrors.WithLabelValues(source).Inc()
+		e.logger.Warn("online store: events are logged and will be applied by the next catch-up", "source", source, "err", err)
 	}
 	done := e.now()
 	e.lastIngest[source] = done.UnixMicro()
@@ -390,11 +414,7 @@ func (e *Engine) Get(ctx context.Context, key string, feats []*Feature, at time.
 		}
 		for _, f := range n.fs {
 			fi := fieldIndex(f, src)
-			ft := Float
-			if fi >= 0 {
-				ft = src.Fields[f.Field]
-			}
-			v.Features[f.Name] = windowValue(f, fi, evs, t).JSON(ft)
+			v.Features[f.Name] = windowValue(f, fi, evs, t).JSON(outType(f, src))
 			v.Versions[f.Name] = f.Version
 		}
 	}

@@ -215,24 +215,12 @@ func (r *Registry) Transition(ctx context.Context, model string, version int, to
 		return cur, fmt.Errorf("model %s version %d is %s and cannot go to %s (from %s: %s): %w",
 			model, version, cur.State, to, cur.State, strings.Join(legal[cur.State], ", "), ErrIllegal)
 	}
-	var demote []int
-	if to == store.ModelProduction {
-		vs, err := r.st.ModelVersions(ctx, model)
-		if err != nil {
-			return cur, err
-		}
-		for _, v := range vs {
-			if v.State == store.ModelProduction && v.Version != version {
-				demote = append(demote, v.Version)
-			}
-		}
-	}
 	var raw json.RawMessage
 	if d != nil {
 		raw, _ = json.Marshal(d)
 	}
 	return r.st.TransitionModel(ctx, store.ModelTransition{Model: model, Version: version, From: cur.State, To: to,
-		Actor: actor, Reason: reason, Decision: raw}, demote)
+		Actor: actor, Reason: reason, Decision: raw}, to == store.ModelProduction)
 }
 
 // Resolve finds a version by reference: a number, a state that one version

@@ -172,26 +172,35 @@ func (c *Controller) evaluate(ctx context.Context, r store.Rollout, spec Endpoin
 	_ = json.Unmarshal(r.History, &hist)
 	hist = append(hist, st)
 	hb, _ := json.Marshal(hist)
-	if _, err := c.s.d.Store.UpdateRollout(ctx, r.ID, r.Stage, next, status, hb); err != nil {
-		return st, err
-	}
 	reg := registry.New(c.s.d.Store)
 	score := strconv.FormatFloat(st.Score, 'f', 2, 64)
 	params := map[string]any{"model": r.Model, "version": strconv.Itoa(r.CanaryVersion), "score": st.Score}
+	// The registry moves first: if the process dies before the rollout is
+	// marked, the next evaluation finds the canary already moved (its
+	// transition refuses to run twice) rather than a finished rollout
+	// whose canary never moved.
+	var signal, sigID string
 	switch status {
 	case store.RolloutPassed:
 		reason := fmt.Sprintf("rollout %d passed every stage (%v%%), last score %s against version %d", r.ID, r.Stages, score, r.BaselineVersion)
-		if _, err := reg.Transition(ctx, r.Model, r.CanaryVersion, store.ModelProduction, rolloutActor, reason, nil); err != nil {
+		if _, err := reg.Transition(ctx, r.Model, r.CanaryVersion, store.ModelProduction, rolloutActor, reason, nil); err != nil && !alreadyThere(ctx, c.s.d.Store, r.Model, r.CanaryVersion, store.ModelProduction) {
 			return st, fmt.Errorf("promote %s version %d: %w", r.Model, r.CanaryVersion, err)
 		}
-		c.publish(ctx, "canary_passed", fmt.Sprintf("canary_passed/%s/%d/%d", r.Model, r.CanaryVersion, r.ID), params)
+		signal, sigID = "canary_passed", fmt.Sprintf("canary_passed/%s/%d/%d", r.Model, r.CanaryVersion, r.ID)
 	case store.RolloutRolledBack:
 		reason := fmt.Sprintf("rollout %d rolled back at %g%%: %s (score %s) %s", r.ID, st.Share, st.Result, score, st.Detail)
-		if _, err := reg.Transition(ctx, r.Model, r.CanaryVersion, store.ModelRegistered, rolloutActor, reason, nil); err != nil {
-			c.s.d.Log.Error("rollback transition", "model", r.Model, "version", r.CanaryVersion, "err", err)
+		if _, err := reg.Transition(ctx, r.Model, r.CanaryVersion, store.ModelRegistered, rolloutActor, reason, nil); err != nil && !alreadyThere(ctx, c.s.d.Store, r.Model, r.CanaryVersion, store.ModelRegistered) {
+			return st, fmt.Errorf("roll back %s version %d: %w", r.Model, r.CanaryVersion, err)
 		}
 		params["reason"] = reason
-		c.publish(ctx, "canary_failed", fmt.Sprintf("canary_failed/%s/%d/%d", r.Model, r.CanaryVersion, r.ID), params)
+		signal, sigID = "canary_failed", fmt.Sprintf("canary_failed/%s/%d/%d", r.Model, r.CanaryVersion, r.ID)
+	}
+	if _, err := c.s.d.Store.UpdateRollout(ctx, r.ID, r.Stage, next, status, hb); err != nil {
+		return st, err
+	}
+	if signal != "" {
+		// The id makes the signal once-only however often this runs.
+		c.publish(ctx, signal, sigID, params)
 	}
 	c.s.d.Log.Info("rollout", "endpoint", r.Endpoint, "rollout", r.ID, "stage", r.Stage, "share", st.Share,
 		"result", st.Result, "score", st.Score, "action", st.Action)
@@ -230,4 +239,11 @@ func chunks(m map[string][]float64) map[string][]float64 {
 		out[name] = series
 	}
 	return out
+}
+
+// alreadyThere says whether a version is already in state (an earlier
+// evaluation moved it, then died before marking the rollout).
+func alreadyThere(ctx context.Context, st store.ModelStore, model string, version int, state string) bool {
+	v, err := st.ModelVersion(ctx, model, version)
+	return err == nil && v.State == state
 }

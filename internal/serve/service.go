@@ -35,9 +35,10 @@ type Deps struct {
 	Reg      prometheus.Registerer
 	Now      func() time.Time
 	// Route, when set, lets an experiment pick the model version a unit
-	// is served (0: the endpoint's usual one) and logs its exposure; label
-	// names the experiment and variant.
-	Route func(endpoint, unit string) (version int, label string, ok bool)
+	// is served (0: the endpoint's usual one); label names the experiment
+	// and variant, and expose logs the exposure, called only once the
+	// variant's version is the one that serves.
+	Route func(endpoint, unit string) (version int, label string, expose func(), ok bool)
 	// Publish publishes a signal (canary_passed, canary_failed) with an
 	// id that makes it once-only.
 	Publish func(ctx context.Context, name, id string, params map[string]any) error
@@ -319,12 +320,18 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 		v, resp.Canary = st.canary, true
 	}
 	if s.d.Route != nil && !resp.Canary {
-		if n, label, ok := s.d.Route(name, unit); ok {
-			resp.Experiment = label
-			if n > 0 && (v == nil || v.v.Version != n) {
+		if n, label, expose, ok := s.d.Route(name, unit); ok {
+			served := n == 0 || v != nil && v.v.Version == n
+			if !served {
 				if ev := s.versionOf(ctx, spec.Model, n); ev != nil {
-					v = ev
+					v, served = ev, true
 				}
+			}
+			// A unit whose arm's version cannot load is served the usual
+			// version and not counted in the arm.
+			if served {
+				resp.Experiment = label
+				expose()
 			}
 		}
 	}

@@ -51,8 +51,12 @@ type ShadowRecord struct {
 const shadowRecent = 20
 
 type shadowRunner struct {
-	s     *Service
-	q     chan shadowJob
+	s *Service
+	q chan shadowJob
+	// done stops the workers; q is never closed, so a request still in
+	// flight when the service closes drops its copy instead of panicking.
+	done  chan struct{}
+	once  sync.Once
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	st    map[collectKey]*ShadowStats
@@ -61,7 +65,7 @@ type shadowRunner struct {
 }
 
 func newShadowRunner(s *Service, depth int) *shadowRunner {
-	r := &shadowRunner{s: s, q: make(chan shadowJob, depth), st: map[collectKey]*ShadowStats{}, sum: map[collectKey]float64{},
+	r := &shadowRunner{s: s, q: make(chan shadowJob, depth), done: make(chan struct{}), st: map[collectKey]*ShadowStats{}, sum: map[collectKey]float64{},
 		count: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_shadow_predictions_total",
 			Help: "Shadow predictions, by endpoint and outcome (agreed, differed, error, dropped)."}, []string{"endpoint", "outcome"})}
 	for range 2 {
@@ -74,6 +78,11 @@ func (r *shadowRunner) register(reg prometheus.Registerer) { reg.MustRegister(r.
 
 func (r *shadowRunner) submit(j shadowJob) {
 	select {
+	case <-r.done:
+		return
+	default:
+	}
+	select {
 	case r.q <- j:
 	default:
 		r.mu.Lock()
@@ -84,7 +93,7 @@ func (r *shadowRunner) submit(j shadowJob) {
 }
 
 func (r *shadowRunner) close() {
-	close(r.q)
+	r.once.Do(func() { close(r.done) })
 	r.wg.Wait()
 }
 
@@ -99,7 +108,13 @@ func (r *shadowRunner) stat(endpoint string, version int) *ShadowStats {
 }
 
 func (r *shadowRunner) work() {
-	for j := range r.q {
+	for {
+		var j shadowJob
+		select {
+		case <-r.done:
+			return
+		case j = <-r.q:
+		}
 		start := time.Now()
 		out, err := r.s.run(context.Background(), j.v, j.in, j.timeout)
 		rec := ShadowRecord{At: start, Key: j.in.Key, Served: j.primary.Prediction, Shadow: out.Prediction,

@@ -75,16 +75,17 @@ func (x *experiments) refresh(ctx context.Context) error {
 
 // route picks, for a serving request, the model version the unit's
 // variant serves, and logs the exposure.
-func (x *experiments) route(endpoint, unit string) (version int, label string, ok bool) {
+func (x *experiments) route(endpoint, unit string) (version int, label string, expose func(), ok bool) {
 	for _, a := range (*x.byEP.Load())[endpoint] {
 		as := a.Assign(unit, nil)
 		if !as.In {
 			continue
 		}
-		x.expose(store.Exposure{Experiment: as.Experiment, Version: as.Version, Unit: unit, Variant: as.Variant, At: x.s.opt.Now()})
-		return as.ModelVersion, as.Experiment + "/" + as.Variant, true
+		return as.ModelVersion, as.Experiment + "/" + as.Variant, func() {
+			x.expose(store.Exposure{Experiment: as.Experiment, Version: as.Version, Unit: unit, Variant: as.Variant, At: x.s.opt.Now()})
+		}, true
 	}
-	return 0, "", false
+	return 0, "", nil, false
 }
 
 // maxPending bounds exposures waiting to be written.
@@ -107,18 +108,7 @@ func (x *experiments) expose(e store.Exposure) {
 func (x *experiments) loop(ctx context.Context) {
 	t := time.NewTicker(x.s.opt.Reload)
 	defer t.Stop()
-	flush := func() {
-		x.mu.Lock()
-		batch := x.pending
-		x.pending = nil
-		x.mu.Unlock()
-		if len(batch) == 0 {
-			return
-		}
-		if _, err := x.s.st.AddExposures(context.WithoutCancel(ctx), batch); err != nil {
-			x.s.log.Error("write exposures", "n", len(batch), "err", err)
-		}
-	}
+	flush := func() { x.flush(context.WithoutCancel(ctx)) }
 	defer flush()
 	for {
 		select {
@@ -140,6 +130,26 @@ func (x *experiments) loop(ctx context.Context) {
 				x.s.log.Warn("guardrails", "err", err)
 			}
 		}
+	}
+}
+
+// flush writes pending exposures; a batch the store refuses goes back to
+// wait for the next flush (within the bound).
+func (x *experiments) flush(ctx context.Context) {
+	x.mu.Lock()
+	batch := x.pending
+	x.pending = nil
+	x.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	if _, err := x.s.st.AddExposures(ctx, batch); err != nil {
+		x.s.log.Error("write exposures: will retry", "n", len(batch), "err", err)
+		x.mu.Lock()
+		if len(x.pending)+len(batch) <= maxPending {
+			x.pending = append(batch, x.pending...)
+		}
+		x.mu.Unlock()
 	}
 }
 

@@ -42,11 +42,10 @@ func (s *Server) openFeatures(ctx context.Context) error {
 	}
 	m := feature.NewMetrics(s.m.reg)
 	s.features = feature.NewEngine(cat, filepath.Join(s.home.Dir, "features"), online, m)
-	if _, ok := online.(*feature.Memory); ok {
-		if err := s.features.Replay(ctx); err != nil {
-			return err
-		}
-	} else if err := s.features.SkipToEnd(ctx); err != nil {
+	// The server applies the whole log at start, to Redis too: a crash
+	// between a batch's fsync and its Redis write must not lose it, and
+	// Redis applies are idempotent (a member is its log position).
+	if err := s.features.Replay(ctx); err != nil {
 		return err
 	}
 	s.featuresPrint = featurePrint(cat)

@@ -293,6 +293,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if serr := s.http.Shutdown(shutCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}
+	// Requests served during the drain logged exposures after the loops
+	// stopped.
+	s.exps.flush(context.Background())
 	s.eng.Close()
 	s.log.Info("stopped")
 	return err

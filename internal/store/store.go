@@ -776,10 +776,12 @@ type ModelStore interface {
 	ModelVersions(ctx context.Context, model string) ([]ModelVersion, error)
 	Models(ctx context.Context) ([]ModelSummary, error)
 	// TransitionModel moves a version from t.From to t.To if it is still in
-	// t.From (ErrConflict otherwise). demote names other versions of the
-	// model to move to archived in the same transaction (a new production
-	// version replaces the old one), each with its own transition.
-	TransitionModel(ctx context.Context, t ModelTransition, demote []int) (ModelVersion, error)
+	// t.From (ErrConflict otherwise). With replace, the model's other
+	// versions in state t.To move to archived in the same transaction (a
+	// new production version replaces the old one), each with its own
+	// transition: read under the model's lock, so two concurrent
+	// promotions cannot leave two versions in production.
+	TransitionModel(ctx context.Context, t ModelTransition, replace bool) (ModelVersion, error)
 	ModelTransitions(ctx context.Context, model string, version int) ([]ModelTransition, error)
 	// UpdateModelVersion merges metrics and tags into a version.
 	UpdateModelVersion(ctx context.Context, model string, version int, metrics map[string]float64, tags map[string]string) (ModelVersion, error)

@@ -86,6 +86,11 @@ func (s *Store) Experiments(ctx context.Context) ([]store.Experiment, error) {
 func (s *Store) SetExperimentStatus(ctx context.Context, name string, from []string, status, reason string) (store.Experiment, error) {
 	var out store.Experiment
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// Under the experiment's lock: a guardrail's pause and a person's
+		// stop must not both read "running".
+		if err := s.lock(ctx, tx, "experiment:"+name); err != nil {
+			return err
+		}
 		cur, err := scanExperiment(tx.QueryRowContext(ctx, `SELECT `+experimentCols+` FROM experiments WHERE name = $1`, name))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("experiment %s: %w", name, store.ErrNotFound)

@@ -169,7 +169,7 @@ func (s *Store) Models(ctx context.Context) ([]store.ModelSummary, error) {
 }
 
 // TransitionModel implements store.ModelStore.
-func (s *Store) TransitionModel(ctx context.Context, t store.ModelTransition, demote []int) (store.ModelVersion, error) {
+func (s *Store) TransitionModel(ctx context.Context, t store.ModelTransition, replace bool) (store.ModelVersion, error) {
 	var out store.ModelVersion
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.lock(ctx, tx, "model:"+t.Model); err != nil {
@@ -197,15 +197,30 @@ func (s *Store) TransitionModel(ctx context.Context, t store.ModelTransition, de
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, t.Model, version, from, to, t.Actor, reason, string(decision), now)
 			return err
 		}
+		var demote []int
+		if replace {
+			rows, err := tx.QueryContext(ctx, `SELECT version FROM model_versions WHERE model = $1 AND state = $2 AND version <> $3`, t.Model, t.To, t.Version)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var v int
+				if err := rows.Scan(&v); err != nil {
+					rows.Close()
+					return err
+				}
+				demote = append(demote, v)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
 		if err := move(t.Version, t.From, t.To, t.Reason, t.Decision); err != nil {
 			return err
 		}
 		for _, d := range demote {
-			var cur string
-			if err := tx.QueryRowContext(ctx, `SELECT state FROM model_versions WHERE model = $1 AND version = $2`, t.Model, d).Scan(&cur); err != nil {
-				return fmt.Errorf("model %s version %d: %w", t.Model, d, err)
-			}
-			if err := move(d, cur, store.ModelArchived, fmt.Sprintf("replaced by version %d: %s", t.Version, t.Reason), nil); err != nil {
+			if err := move(d, t.To, store.ModelArchived, fmt.Sprintf("replaced by version %d: %s", t.Version, t.Reason), nil); err != nil {
 				return err
 			}
 		}

@@ -1109,15 +1109,15 @@ func testModelRegistry(t *testing.T, s store.Store) {
 	// A transition applies only from the state it names.
 	tr := store.ModelTransition{Model: "churn", Version: 1, From: store.ModelRegistered, To: store.ModelProduction, Actor: "ann", Reason: "ship",
 		Decision: json.RawMessage(`{"expected_lifetime":"90d"}`)}
-	got, err := s.TransitionModel(c, tr, nil)
+	got, err := s.TransitionModel(c, tr, false)
 	if err != nil || got.State != store.ModelProduction {
 		t.Fatalf("transition: %+v %v", got, err)
 	}
-	if _, err := s.TransitionModel(c, tr, nil); !errors.Is(err, store.ErrConflict) {
+	if _, err := s.TransitionModel(c, tr, false); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("stale transition: %v", err)
 	}
 	// Promoting version 2 demotes version 1 in the same transaction.
-	if _, err := s.TransitionModel(c, store.ModelTransition{Model: "churn", Version: 2, From: store.ModelRegistered, To: store.ModelProduction, Actor: "bob", Reason: "better"}, []int{1}); err != nil {
+	if _, err := s.TransitionModel(c, store.ModelTransition{Model: "churn", Version: 2, From: store.ModelRegistered, To: store.ModelProduction, Actor: "bob", Reason: "better"}, true); err != nil {
 		t.Fatal(err)
 	}
 	if v, _ := s.ModelVersion(c, "churn", 1); v.State != store.ModelArchived {
@@ -1131,7 +1131,7 @@ func testModelRegistry(t *testing.T, s store.Store) {
 	if all, _ := s.ModelTransitions(c, "churn", 0); len(all) != 5 {
 		t.Fatalf("all transitions: %d", len(all))
 	}
-	if _, err := s.TransitionModel(c, store.ModelTransition{Model: "churn", Version: 9, From: store.ModelRegistered, To: store.ModelShadow}, nil); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.TransitionModel(c, store.ModelTransition{Model: "churn", Version: 9, From: store.ModelRegistered, To: store.ModelShadow}, false); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown version: %v", err)
 	}
 	// Metrics and tags merge; an empty tag value deletes the tag.
@@ -1176,7 +1176,7 @@ func testModelTransitionRace(t *testing.T, s store.Store) {
 	var won atomic.Int32
 	for range 8 {
 		wg.Go(func() {
-			_, err := s.TransitionModel(c, store.ModelTransition{Model: "m", Version: 1, From: store.ModelRegistered, To: store.ModelCanary, Actor: "x", Reason: "r"}, nil)
+			_, err := s.TransitionModel(c, store.ModelTransition{Model: "m", Version: 1, From: store.ModelRegistered, To: store.ModelCanary, Actor: "x", Reason: "r"}, false)
 			if err == nil {
 				won.Add(1)
 			} else if !errors.Is(err, store.ErrConflict) {
