@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -150,6 +152,26 @@ func (e *Engine) Replay(ctx context.Context) error { return e.Tail(ctx) }
 // events other processes (a CLI ingest beside a server) appended. The
 // server calls it often, so their events reach its look-ups too.
 func (e *Engine) Tail(ctx context.Context) error {
+	// A look at the files without the engine's lock first: look-ups wait
+	// on that lock, and most ticks find nothing new.
+	e.mu.Lock()
+	var todo []string
+	for name := range e.cat.Sources {
+		todo = append(todo, name)
+	}
+	pos := maps.Clone(e.pos)
+	reset := len(e.reset) > 0
+	e.mu.Unlock()
+	grew := false
+	for _, name := range todo {
+		if _, seen := pos[name]; !seen || logGrew(filepath.Join(e.LogDir(), name), pos[name]) {
+			grew = true
+			break
+		}
+	}
+	if !grew && !reset {
+		return nil
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for name := range e.cat.Sources {
@@ -458,4 +480,18 @@ type Stale struct {
 	Age      time.Duration `json:"age"`
 	Breached bool          `json:"breached"`
 	Signal   bool          `json:"signal"`
+}
+
+// logGrew says whether a log holds anything beyond p (a stat, no reading).
+func logGrew(dir string, p Pos) bool {
+	segs, err := segments(dir)
+	if err != nil || len(segs) == 0 {
+		return false
+	}
+	last := segs[len(segs)-1]
+	if last != p.Seg {
+		return last > p.Seg
+	}
+	st, err := os.Stat(segPath(dir, last))
+	return err == nil && st.Size() > p.Off
 }

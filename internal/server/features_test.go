@@ -155,8 +155,9 @@ func BenchmarkFeatureLookupHTTP(b *testing.B) {
 		}
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
+	defer client.CloseIdleConnections()
 	const rate = 2000
-	total := max(b.N, 6000)
+	total := max(b.N, 20000) // at least 10 s of load: p99 of fewer requests is noise
 	lat := make([]time.Duration, total)
 	var wg sync.WaitGroup
 	var failed atomic.Int64
