@@ -34,6 +34,12 @@ func Data(ctx context.Context, st store.ExperimentStore, name string, version in
 	if err != nil {
 		return nil, err
 	}
+	return DataFrom(exps, evs, until), nil
+}
+
+// DataFrom is Data over rows already read (until zero: all of them), so a
+// report over many times reads the store once.
+func DataFrom(exps []store.Exposure, evs []store.MetricEvent, until time.Time) map[string][]float64 {
 	since := make(map[string]time.Time, len(exps))
 	for _, e := range exps {
 		if until.IsZero() || !e.At.After(until) {
@@ -54,11 +60,8 @@ func Data(ctx context.Context, st store.ExperimentStore, name string, version in
 			out[e.Variant] = append(out[e.Variant], sum[e.Unit])
 		}
 	}
-	return out, nil
+	return out
 }
-
-// summarize reduces values to the analysis's summary.
-func summarize(xs []float64) abtest.Summary { return abtest.Summarize(xs) }
 
 // Check is one guardrail's evaluation for one treatment variant.
 type Check struct {
@@ -87,12 +90,12 @@ func Evaluate(ctx context.Context, st store.ExperimentStore, l Loaded, until tim
 		if err != nil {
 			return nil, err
 		}
-		ctl := summarize(data[s.Control])
+		ctl := abtest.Summarize(data[s.Control])
 		for _, v := range s.Variants {
 			if v.Name == s.Control {
 				continue
 			}
-			trt := summarize(data[v.Name])
+			trt := abtest.Summarize(data[v.Name])
 			c := Check{Experiment: s.Name, Metric: g.Metric, Variant: v.Name, Control: ctl.Mean, Treatment: trt.Mean, N: ctl.N + trt.N}
 			if ctl.N < 2 || trt.N < 2 {
 				c.Low, c.High = math.Inf(-1), math.Inf(1)

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,7 +62,7 @@ func BuildReport(ctx context.Context, st store.ExperimentStore, l Loaded, now ti
 	guard := map[string]bool{}
 	for _, g := range s.Guardrails {
 		guard[g.Metric] = true
-		if !containsStr(metrics, g.Metric) {
+		if !slices.Contains(metrics, g.Metric) {
 			metrics = append(metrics, g.Metric)
 		}
 	}
@@ -85,10 +87,11 @@ func BuildReport(ctx context.Context, st store.ExperimentStore, l Loaded, now ti
 	}
 	r.SRM = abtest.SRM(counts, weights)
 	for _, m := range metrics {
-		data, err := Data(ctx, st, s.Name, l.Version, m, time.Time{})
+		evs, err := st.MetricEvents(ctx, s.Name, m)
 		if err != nil {
 			return r, err
 		}
+		data := DataFrom(exps, evs, time.Time{})
 		mr := MetricReport{Name: m, Guardrail: guard[m], Variants: map[string]abtest.Summary{}}
 		for _, v := range s.Variants {
 			mr.Variants[v.Name] = abtest.Summarize(data[v.Name])
@@ -108,10 +111,7 @@ func BuildReport(ctx context.Context, st store.ExperimentStore, l Loaded, now ti
 			step := now.Sub(first) / timelinePoints
 			for k := 1; k <= timelinePoints; k++ {
 				at := first.Add(step * time.Duration(k))
-				d, err := Data(ctx, st, s.Name, l.Version, m, at)
-				if err != nil {
-					return r, err
-				}
+				d := DataFrom(exps, evs, at)
 				c := abtest.Summarize(d[s.Control])
 				for _, v := range s.Variants {
 					if v.Name == s.Control {
@@ -129,15 +129,6 @@ func BuildReport(ctx context.Context, st store.ExperimentStore, l Loaded, now ti
 		r.Metrics = append(r.Metrics, mr)
 	}
 	return r, nil
-}
-
-func containsStr(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // Text writes the report as a terminal table.
@@ -173,21 +164,8 @@ func (r Report) Text(w io.Writer) {
 }
 
 func sortedVariantNames(m map[string]abtest.Summary, control string) []string {
-	out := []string{control}
-	var rest []string
-	for k := range m {
-		if k != control {
-			rest = append(rest, k)
-		}
-	}
-	for i := range rest {
-		for j := i + 1; j < len(rest); j++ {
-			if rest[j] < rest[i] {
-				rest[i], rest[j] = rest[j], rest[i]
-			}
-		}
-	}
-	return append(out, rest...)
+	rest := slices.DeleteFunc(slices.Sorted(maps.Keys(m)), func(k string) bool { return k == control })
+	return append([]string{control}, rest...)
 }
 
 // HTML writes a self-contained report page: the tables and, per metric,

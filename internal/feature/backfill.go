@@ -2,6 +2,7 @@ package feature
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -53,7 +54,7 @@ func BackfillLabels(cat *Catalog, logDir string, feats []*Feature, from, to time
 	if n := len(keys) * len(times); n > maxBackfillRows {
 		return nil, flow.Errors{{Field: "--every", Msg: fmt.Sprintf("%d keys × %d times is %d rows, over %d: use a coarser --every or a shorter range", len(keys), len(times), n, maxBackfillRows)}}
 	}
-	ks := slices.Sorted(mapsKeys(keys))
+	ks := slices.Sorted(maps.Keys(keys))
 	l := &Labels{Header: []string{cat.Entities[entity].Key, "ts"}, TimeCol: 1}
 	for _, t := range times {
 		ts := time.UnixMicro(t).UTC().Format(time.RFC3339Nano)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -24,10 +25,10 @@ type Catalog struct {
 // Defs returns the catalog as definitions, sorted by name.
 func (c *Catalog) Defs() *Defs {
 	d := &Defs{}
-	for _, n := range slices.Sorted(mapsKeys(c.Entities)) {
+	for _, n := range slices.Sorted(maps.Keys(c.Entities)) {
 		d.Entities = append(d.Entities, *c.Entities[n])
 	}
-	for _, n := range slices.Sorted(mapsKeys(c.Sources)) {
+	for _, n := range slices.Sorted(maps.Keys(c.Sources)) {
 		d.Sources = append(d.Sources, *c.Sources[n])
 	}
 	for _, n := range c.FeatureNames() {
@@ -36,18 +37,8 @@ func (c *Catalog) Defs() *Defs {
 	return d
 }
 
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
 // FeatureNames returns every feature's name, sorted.
-func (c *Catalog) FeatureNames() []string { return slices.Sorted(mapsKeys(c.Features)) }
+func (c *Catalog) FeatureNames() []string { return slices.Sorted(maps.Keys(c.Features)) }
 
 // KeyOf returns the entity key field of a source.
 func (c *Catalog) KeyOf(src *Source) string {

@@ -2,6 +2,7 @@ package feature
 
 import (
 	"context"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -43,7 +44,7 @@ func Consistency(ctx context.Context, e *Engine, feats []*Feature, n int, t time
 		byEntity[ent] = append(byEntity[ent], f)
 	}
 	rng := rand.New(rand.NewPCG(uint64(t.UnixNano()), 7))
-	for _, ent := range slices.Sorted(mapsKeys(byEntity)) {
+	for _, ent := range slices.Sorted(maps.Keys(byEntity)) {
 		fs := byEntity[ent]
 		keys, err := sampleKeys(e, cat, fs, n, rng)
 		if err != nil {

@@ -288,16 +288,48 @@ func appendRecord(b []byte, ev *Event) []byte {
 	b = append(b, p[:n]...)
 	b = append(b, ev.Key...)
 	for _, v := range ev.Vals {
-		b = append(b, byte(v.Kind))
-		switch v.Kind {
-		case KindNum:
-			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v.Num))
-		case KindStr:
-			b = binary.AppendUvarint(b, uint64(len(v.Str)))
-			b = append(b, v.Str...)
-		}
+		b = appendValue(b, v)
 	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], crcTable))
+}
+
+// appendValue encodes one field value: a kind byte, then 8 bytes of a
+// number or a length-prefixed string. The log and Redis members share it.
+func appendValue(b []byte, v Value) []byte {
+	b = append(b, byte(v.Kind))
+	switch v.Kind {
+	case KindNum:
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v.Num))
+	case KindStr:
+		b = binary.AppendUvarint(b, uint64(len(v.Str)))
+		b = append(b, v.Str...)
+	}
+	return b
+}
+
+// decodeValue reads one value made by appendValue, returning the rest.
+func decodeValue(p []byte) (Value, []byte, bool) {
+	if len(p) == 0 {
+		return Value{}, p, false
+	}
+	k := Kind(p[0])
+	p = p[1:]
+	switch k {
+	case KindNull:
+		return Value{}, p, true
+	case KindNum:
+		if len(p) < 8 {
+			return Value{}, p, false
+		}
+		return Value{Kind: KindNum, Num: math.Float64frombits(binary.LittleEndian.Uint64(p))}, p[8:], true
+	case KindStr:
+		sl, n := binary.Uvarint(p)
+		if n <= 0 || uint64(len(p)-n) < sl {
+			return Value{}, p, false
+		}
+		return Value{Kind: KindStr, Str: string(p[n : n+int(sl)])}, p[n+int(sl):], true
+	}
+	return Value{}, p, false
 }
 
 func uvarintLen(x uint64) int {
@@ -332,30 +364,11 @@ func decodeRecord(p []byte, nfields int, ev *Event) error {
 	p = p[n+int(kl):]
 	ev.Vals = ev.Vals[:0]
 	for range nfields {
-		if len(p) == 0 {
+		v, rest, ok := decodeValue(p)
+		if !ok {
 			return errTorn
 		}
-		k := Kind(p[0])
-		p = p[1:]
-		switch k {
-		case KindNull:
-			ev.Vals = append(ev.Vals, Value{})
-		case KindNum:
-			if len(p) < 8 {
-				return errTorn
-			}
-			ev.Vals = append(ev.Vals, Value{Kind: KindNum, Num: math.Float64frombits(binary.LittleEndian.Uint64(p))})
-			p = p[8:]
-		case KindStr:
-			sl, n := binary.Uvarint(p)
-			if n <= 0 || uint64(len(p)-n) < sl {
-				return errTorn
-			}
-			ev.Vals = append(ev.Vals, Value{Kind: KindStr, Str: string(p[n : n+int(sl)])})
-			p = p[n+int(sl):]
-		default:
-			return errTorn
-		}
+		ev.Vals, p = append(ev.Vals, v), rest
 	}
 	if len(p) != 0 {
 		return errTorn

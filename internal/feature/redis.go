@@ -236,14 +236,7 @@ func appendMember(b []byte, ev *Event) []byte {
 	b = binary.AppendVarint(b, ev.Ingested)
 	b = binary.AppendUvarint(b, uint64(len(ev.Vals)))
 	for _, v := range ev.Vals {
-		b = append(b, byte(v.Kind))
-		switch v.Kind {
-		case KindNum:
-			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v.Num))
-		case KindStr:
-			b = binary.AppendUvarint(b, uint64(len(v.Str)))
-			b = append(b, v.Str...)
-		}
+		b = appendValue(b, v)
 	}
 	return b
 }
@@ -276,32 +269,15 @@ func decodeMember(s string, ev *Event) error {
 		return errBadMember
 	}
 	ev.Vals = make([]Value, nv)
+	rest := p[off:]
 	for i := range ev.Vals {
-		if off >= len(p) {
+		v, r, ok := decodeValue(rest)
+		if !ok {
 			return errBadMember
 		}
-		k := Kind(p[off])
-		off++
-		switch k {
-		case KindNull:
-		case KindNum:
-			if len(p)-off < 8 {
-				return errBadMember
-			}
-			ev.Vals[i] = Value{Kind: KindNum, Num: math.Float64frombits(binary.LittleEndian.Uint64(p[off:]))}
-			off += 8
-		case KindStr:
-			n, ok := uvarint()
-			if !ok || n > uint64(len(p)-off) {
-				return errBadMember
-			}
-			// Slice the member string rather than copy the bytes again.
-			ev.Vals[i] = Value{Kind: KindStr, Str: s[off : off+int(n)]}
-			off += int(n)
-		default:
-			return errBadMember
-		}
+		ev.Vals[i], rest = v, r
 	}
+	off = len(p) - len(rest)
 	if off != len(p) {
 		return errBadMember
 	}

@@ -186,7 +186,7 @@ func (e *Engine) Tail(ctx context.Context) error {
 			e.pos[name], e.newest[name] = Pos{}, 0
 			delete(e.reset, name)
 		}
-		if _, err := e.catchUp(ctx, name, l, nil); err != nil {
+		if _, err := e.catchUp(ctx, name, l); err != nil {
 			return fmt.Errorf("read the event log of %s: %w", name, err)
 		}
 	}
@@ -215,7 +215,7 @@ func (e *Engine) SkipToEnd(ctx context.Context) error {
 // catchUp reads source's log from the engine's position to its end and
 // applies those events (in log order, through the watermark); it returns
 // how many were late. e.mu is held.
-func (e *Engine) catchUp(ctx context.Context, source string, l *Log, _ []Event) (int, error) {
+func (e *Engine) catchUp(ctx context.Context, source string, l *Log) (int, error) {
 	late := 0
 	var batch []Event
 	flush := func() error {
@@ -346,7 +346,7 @@ func (e *Engine) Apply(ctx context.Context, source string, evs []Event) (late in
 			e.pos[source] = end
 		}
 	} else {
-		late, err = e.catchUp(ctx, source, l, evs)
+		late, err = e.catchUp(ctx, source, l)
 	}
 	if err != nil {
 		e.Metrics.OnlineErrors.WithLabelValues(source).Inc()

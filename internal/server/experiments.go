@@ -35,17 +35,7 @@ func (s *Server) openExperiments() {
 	emptyEP := map[string][]*experiment.Assigner{}
 	x.assigners.Store(&empty)
 	x.byEP.Store(&emptyEP)
-	x.monitor = experiment.NewMonitor(s.st, s.opt.Now, func(ctx context.Context, name, id string, params map[string]any) error {
-		d := s.defs.Load()
-		if d == nil {
-			return errors.New("definitions not loaded")
-		}
-		raw := map[string]json.RawMessage{}
-		for k, v := range params {
-			raw[k] = mustJSON(v)
-		}
-		return publishSignal(ctx, s, d.contracts, name, id, raw)
-	}, s.log)
+	x.monitor = experiment.NewMonitor(s.st, s.opt.Now, s.publish, s.log)
 	s.exps = x
 }
 
@@ -265,11 +255,21 @@ func (s *Server) experimentReport(w http.ResponseWriter, r *http.Request) error 
 	return writeJSON(w, http.StatusOK, rep)
 }
 
-// publishSignal publishes under the contracts and wakes the trigger loop.
-func publishSignal(ctx context.Context, s *Server, c signal.Contracts, name, id string, raw map[string]json.RawMessage) error {
-	_, _, err := signal.Publish(ctx, s.st, c, name, id, raw, store.SignalSource{Kind: store.SourceExternal})
-	if err == nil {
-		wake(s.wakeSignals)
+// publish publishes a signal the server raises itself (feature_stale,
+// canary_passed, canary_failed, experiment_paused) under the loaded
+// contracts, with an id that makes it once-only, and wakes the triggers.
+func (s *Server) publish(ctx context.Context, name, id string, params map[string]any) error {
+	d := s.defs.Load()
+	if d == nil {
+		return errors.New("definitions not loaded")
 	}
-	return err
+	raw := make(map[string]json.RawMessage, len(params))
+	for k, v := range params {
+		raw[k] = mustJSON(v)
+	}
+	if _, _, err := signal.Publish(ctx, s.st, d.contracts, name, id, raw, store.SignalSource{Kind: store.SourceExternal}); err != nil {
+		return err
+	}
+	wake(s.wakeSignals)
+	return nil
 }

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/baton-ml/baton/internal/feature"
-	"github.com/baton-ml/baton/internal/signal"
-	"github.com/baton-ml/baton/internal/store"
 )
 
 // maxEventsBody bounds one batch of events over HTTP.
@@ -114,20 +112,13 @@ func (s *Server) freshnessLoop(ctx context.Context) {
 }
 
 func (s *Server) publishStale(ctx context.Context, st feature.Stale, now time.Time) {
-	d := s.defs.Load()
-	if d == nil {
-		return
-	}
-	params := map[string]json.RawMessage{"feature": mustJSON(st.Feature)}
+	params := map[string]any{"feature": st.Feature}
 	if st.Age >= 0 {
-		params["staleness_seconds"] = mustJSON(st.Age.Seconds())
+		params["staleness_seconds"] = st.Age.Seconds()
 	}
-	id := fmt.Sprintf("feature_stale/%s/%d", st.Feature, now.Unix())
-	if _, _, err := signal.Publish(ctx, s.st, d.contracts, "feature_stale", id, params, store.SignalSource{Kind: store.SourceExternal}); err != nil {
+	if err := s.publish(ctx, "feature_stale", fmt.Sprintf("feature_stale/%s/%d", st.Feature, now.Unix()), params); err != nil {
 		s.log.Error("publish feature_stale", "feature", st.Feature, "err", err)
-		return
 	}
-	wake(s.wakeSignals)
 }
 
 func mustJSON(v any) json.RawMessage {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/baton-ml/baton/internal/registry"
 	"github.com/baton-ml/baton/internal/serve"
-	"github.com/baton-ml/baton/internal/signal"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -34,22 +33,8 @@ func (f featureValues) Values(ctx context.Context, key string, names []string, a
 // artifact store and the online features.
 func (s *Server) openServing(ctx context.Context) error {
 	s.serving = serve.New(serve.Deps{Store: s.st, Blobs: s.blobs, Features: featureValues{s}, Log: s.log, Reg: s.m.reg, Now: s.opt.Now,
-		Route: s.exps.route,
-		Publish: func(ctx context.Context, name, id string, params map[string]any) error {
-			d := s.defs.Load()
-			if d == nil {
-				return errors.New("definitions not loaded")
-			}
-			raw := map[string]json.RawMessage{}
-			for k, v := range params {
-				raw[k] = mustJSON(v)
-			}
-			_, _, err := signal.Publish(ctx, s.st, d.contracts, name, id, raw, store.SignalSource{Kind: store.SourceExternal})
-			if err == nil {
-				wake(s.wakeSignals)
-			}
-			return err
-		}})
+		Route:   s.exps.route,
+		Publish: s.publish})
 	s.rollouts = serve.NewController(s.serving)
 	if err := s.serving.Refresh(ctx); err != nil {
 		// A model that cannot load leaves its endpoint on the fallback;
