@@ -198,6 +198,15 @@ steps:
 	if err := waiter.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// A wait sees signals published after its run began: publish only once
+	// the run exists, or a busy machine lets the signal win the race.
+	deadline := time.Now().Add(30 * time.Second)
+	for len(runsOf(t, home, "waiter")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiting run never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	pub := func(args ...string) result {
 		return baton(t, home, append([]string{"signal", "publish", "features_ready"}, args...)...)
