@@ -281,7 +281,16 @@ func rolloutFixture(t *testing.T, canarySpec any, cfg *RolloutConfig) *fixture {
 	f := newFixture(t)
 	f.version(t, "m", logistic(2), store.ModelCanary, store.ModelProduction)
 	f.version(t, "m", canarySpec, store.ModelCanary)
-	f.endpoint(t, Endpoint{Name: "m", Model: "m", Features: []string{"x"}, Timeout: Duration(50 * time.Millisecond),
+	if cfg.Judge == nil {
+		// Wall-clock latency on a shared test machine is noise between
+		// two identical in-process models: judge it, but allow any
+		// increase, so a scheduler stall cannot decide a test.
+		cfg.Judge = DefaultJudge()
+		cfg.Judge.Metrics["latency_ms"] = canary.MetricConfig{Direction: canary.Increase, AllowedIncrease: ptr(1e9)}
+	}
+	// The timeout is far above any stall for the same reason; the tests
+	// that want timeouts set their own endpoints.
+	f.endpoint(t, Endpoint{Name: "m", Model: "m", Features: []string{"x"}, Timeout: Duration(10 * time.Second),
 		MinConfidence: 0.6, Fallback: Fallback{Static: 0.0}, Rollout: cfg})
 	if _, err := f.svc.StartRollout(context.Background(), "m"); err != nil {
 		t.Fatal(err)
