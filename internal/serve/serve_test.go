@@ -466,3 +466,48 @@ func TestExampleEndpoints(t *testing.T) {
 		t.Fatalf("example: %+v %v", eps, err)
 	}
 }
+
+// failingRollouts is the real store with Rollouts failing on demand: a
+// read error for one endpoint in the middle of a refresh.
+type failingRollouts struct {
+	store.Store
+	fail atomic.Bool
+}
+
+func (f *failingRollouts) Rollouts(ctx context.Context, endpoint string) ([]store.Rollout, error) {
+	if f.fail.Load() {
+		return nil, errors.New("injected: database is locked")
+	}
+	return f.Store.Rollouts(ctx, endpoint)
+}
+
+// TestRefreshKeepsServingOnFailure: a refresh that cannot read an
+// endpoint's state, or that is cancelled, leaves the endpoint serving its
+// model as before, rather than turning it into a 404 or a fallback.
+func TestRefreshKeepsServingOnFailure(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	f.version(t, "m", logistic(2), store.ModelCanary, store.ModelProduction)
+	f.endpoint(t, Endpoint{Name: "m", Model: "m", Features: []string{"x"}, Timeout: Duration(10 * time.Second), Fallback: Fallback{Static: 0.0}})
+	fs := &failingRollouts{Store: f.st}
+	svc := New(Deps{Store: fs, Blobs: f.blobs, Features: staticFeatures{}, Now: f.clk.now})
+	t.Cleanup(svc.Close)
+	if err := svc.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fs.fail.Store(true)
+	if err := svc.Refresh(ctx); err == nil || !strings.Contains(err.Error(), "endpoint m: rollouts: injected") {
+		t.Fatalf("refresh error: %v", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	fs.fail.Store(false)
+	if err := svc.Refresh(cancelled); err == nil {
+		t.Fatal("a cancelled refresh reported no error")
+	}
+	r, err := svc.Predict(ctx, "m", Request{Key: "u1"})
+	if err != nil || r.Path != PathModel || r.Version != 1 {
+		t.Fatalf("after failed refreshes: %+v %v", r, err)
+	}
+}

@@ -164,23 +164,35 @@ func (s *Service) Refresh(ctx context.Context) error {
 		return err
 	}
 	next := map[string]*endpointState{}
+	// An endpoint whose state cannot be read now (a store error, a
+	// cancelled refresh) keeps serving as it did: a transient failure must
+	// not turn a served endpoint into a 404.
+	prev := *s.state.Load()
+	keep := func(name string) {
+		if old := prev[name]; old != nil {
+			next[name] = old
+		}
+	}
 	reg := registry.New(s.d.Store)
 	var errs []error
 	for _, e := range eps {
 		var spec Endpoint
 		if err := json.Unmarshal(e.Spec, &spec); err != nil {
 			errs = append(errs, fmt.Errorf("endpoint %s: %w", e.Name, err))
+			keep(e.Name)
 			continue
 		}
 		st := &endpointState{spec: spec.withDefaults()}
 		vs, err := s.d.Store.ModelVersions(ctx, spec.Model)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("endpoint %s: model versions: %w", e.Name, err))
+			keep(e.Name)
 			continue
 		}
 		rs, err := s.d.Store.Rollouts(ctx, spec.Name)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("endpoint %s: rollouts: %w", e.Name, err))
+			keep(e.Name)
 			continue
 		}
 		if len(rs) > 0 && rs[0].Status == store.RolloutRunning {
@@ -213,6 +225,10 @@ func (s *Service) Refresh(ctx context.Context) error {
 			}
 		}
 		next[spec.Name] = st
+	}
+	if err := ctx.Err(); err != nil {
+		// Reads cut short by the cancel would look like missing models.
+		return err
 	}
 	s.state.Store(&next)
 	return errors.Join(errs...)

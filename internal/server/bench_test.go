@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -150,7 +149,7 @@ func BenchmarkSignalThroughput(b *testing.B) {
 
 func (h *harness) publishB(b *testing.B, name, id string, params map[string]any) int {
 	body, _ := json.Marshal(map[string]any{"name": name, "id": id, "params": params})
-	resp, err := http.Post(h.url+"/api/v1/signals", "application/json", strings.NewReader(string(body)))
+	resp, err := h.client.Post(h.url+"/api/v1/signals", "application/json", strings.NewReader(string(body)))
 	if err != nil {
 		b.Fatal(err)
 	}

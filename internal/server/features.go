@@ -62,6 +62,9 @@ func (s *Server) reloadFeatures(ctx context.Context) {
 	}
 	cat, err := feature.Load(ctx, s.st)
 	if err != nil {
+		if ctx.Err() != nil {
+			return // stopping: not a failure
+		}
 		s.log.Error("reload feature definitions", "err", err)
 		return
 	}

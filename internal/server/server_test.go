@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -264,11 +266,21 @@ func (h *harness) overlap(t *testing.T, flow string, n int) int {
 func TestStrategies(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Options{Workers: 4})
+	// The first_only and last_only runs hold until the test opens their
+	// gate, so the runs that arrive meanwhile find one running however
+	// slow the machine.
+	gates := t.TempDir()
+	gate := func(name string) string { return filepath.Join(gates, name) }
+	open := func(name string) {
+		if err := os.WriteFile(gate(name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	h.apply(t,
 		strategyFlow("seq", "sequential", 1, "sleep 0.2"),
 		strategyFlow("par", "parallel", 2, "sleep 0.3"),
-		strategyFlow("first", "first_only", 1, "sleep 0.5"),
-		strategyFlow("last", "last_only", 1, "sleep 0.5"),
+		strategyFlow("first", "first_only", 1, "until [ -e "+gate("first")+" ]; do sleep 0.02; done"),
+		strategyFlow("last", "last_only", 1, "until [ -e "+gate("last")+" ]; do sleep 0.02; done"),
 		strategyFlow("strict", "strict_sequential", 1, `[ "$BATON_PARAM_N" != 1 ]`),
 	)
 	create := func(flow string, n int) {
@@ -298,6 +310,20 @@ func TestStrategies(t *testing.T) {
 	waitUntil(t, 10*time.Second, func() bool { rs := h.runs(t, "first"); return rs[0].Status == store.RunRunning }, "first never started")
 	create("first", 1)
 	create("first", 2)
+	finished := func(flow string, n int) func() bool {
+		return func() bool {
+			done := 0
+			for _, r := range h.runs(t, flow) {
+				if r.Status.Final() {
+					done++
+				}
+			}
+			return done >= n
+		}
+	}
+	// The scheduler drops both while the first still holds.
+	waitUntil(t, 10*time.Second, finished("first", 2), "first_only kept the runs that arrived during a run")
+	open("first")
 	first := h.waitRuns(t, "first", 3)
 	if first[0].Status != store.RunSucceeded || first[1].Status != store.RunCancelled || !strings.Contains(first[2].Error, "first_only") {
 		t.Errorf("first_only: %s %s %s %q", first[0].Status, first[1].Status, first[2].Status, first[2].Error)
@@ -307,6 +333,8 @@ func TestStrategies(t *testing.T) {
 	waitUntil(t, 10*time.Second, func() bool { rs := h.runs(t, "last"); return rs[0].Status == store.RunRunning }, "last never started")
 	create("last", 1)
 	create("last", 2)
+	waitUntil(t, 10*time.Second, finished("last", 1), "last_only kept the superseded run")
+	open("last")
 	last := h.waitRuns(t, "last", 3)
 	if last[0].Status != store.RunSucceeded || last[1].Status != store.RunCancelled || !strings.Contains(last[1].Error, "superseded") || last[2].Status != store.RunSucceeded {
 		t.Errorf("last_only: %s %s(%q) %s", last[0].Status, last[1].Status, last[1].Error, last[2].Status)

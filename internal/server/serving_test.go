@@ -46,7 +46,7 @@ func modelVersion(t testing.TB, h *harness, model string, spec string, states ..
 // servingSetup applies features (10 of them over one source), loads events
 // for keys m0..m999, and an endpoint "churn" served by a built-in logistic
 // model over those features.
-func servingSetup(t testing.TB, h *harness, modelSpec string) {
+func servingSetup(t testing.TB, h *harness, modelSpec string, timeout time.Duration) {
 	t.Helper()
 	ctx := context.Background()
 	var defs strings.Builder
@@ -71,7 +71,7 @@ func servingSetup(t testing.TB, h *harness, modelSpec string) {
 	}
 	modelVersion(t, h, "churn", modelSpec, store.ModelCanary, store.ModelProduction)
 	modelVersion(t, h, "popular", `{"kind":"ranking","items":["t1","t2","t3"]}`, store.ModelCanary, store.ModelProduction)
-	eps := []serve.Endpoint{{Name: "churn", Model: "churn", Features: names, Timeout: serve.Duration(20 * time.Millisecond),
+	eps := []serve.Endpoint{{Name: "churn", Model: "churn", Features: names, Timeout: serve.Duration(timeout),
 		MinConfidence: 0.55, Fallback: serve.Fallback{Model: "popular", Static: []string{"t0"}}}}
 	if r := h.do(t, "POST", "/api/v1/endpoints", eps, ""); r.code != 200 {
 		t.Fatalf("apply endpoints: %d %s", r.code, r.body)
@@ -102,7 +102,9 @@ const logisticSpec = `{"kind":"logistic","bias":-1,"weights":{"f0":0.01,"f1":0.0
 func TestServingOverHTTP(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Options{})
-	servingSetup(t, h, logisticSpec)
+	// A timeout far above a stall of a busy test machine: the broken
+	// model below must fail by its error, not by the clock.
+	servingSetup(t, h, logisticSpec, 5*time.Second)
 	var resp serve.Response
 	r := h.do(t, "POST", "/api/v1/predict/churn", map[string]any{"key": "m7"}, "")
 	r.json(t, &resp)
@@ -214,7 +216,7 @@ func pathCode(path, reason string) uint8 {
 // loop, 5 s). Target: p99 under 5 ms.
 func BenchmarkServing(b *testing.B) {
 	h := newHarness(b, Options{})
-	servingSetup(b, h, logisticSpec)
+	servingSetup(b, h, logisticSpec, 20*time.Millisecond)
 	b.ResetTimer()
 	lat, paths, failed := openLoop(b, h.url+"/api/v1/predict/churn", 1000, 5*time.Second, func(i int) string {
 		return fmt.Sprintf(`{"key":"m%d"}`, i%1000)
@@ -233,7 +235,7 @@ func BenchmarkServing(b *testing.B) {
 // Target: p99 under 2 ms and zero errors.
 func BenchmarkServingModelDown(b *testing.B) {
 	h := newHarness(b, Options{})
-	servingSetup(b, h, `{"kind":"http","url":"http://127.0.0.1:1/predict"}`)
+	servingSetup(b, h, `{"kind":"http","url":"http://127.0.0.1:1/predict"}`, 20*time.Millisecond)
 	b.ResetTimer()
 	lat, paths, failed := openLoop(b, h.url+"/api/v1/predict/churn", 1000, 5*time.Second, func(i int) string {
 		return fmt.Sprintf(`{"key":"m%d"}`, i%1000)
@@ -256,7 +258,7 @@ func BenchmarkServingSoak(b *testing.B) {
 		d = v
 	}
 	h := newHarness(b, Options{})
-	servingSetup(b, h, logisticSpec)
+	servingSetup(b, h, logisticSpec, 20*time.Millisecond)
 	// A shadow version too, so its queue and stats are in the picture.
 	modelVersion(b, h, "churn", `{"kind":"logistic","bias":-0.5,"weights":{"f0":0.01}}`, store.ModelShadow)
 	b.ResetTimer()
@@ -344,8 +346,10 @@ func TestRolloutEndToEnd(t *testing.T) {
 	})
 	modelVersion(t, h, "m", `{"kind":"logistic","bias":2,"weights":{"x":0}}`, store.ModelCanary, store.ModelProduction)
 	modelVersion(t, h, "m", `{"kind":"http","url":"`+ext+`"}`, store.ModelCanary)
+	// A one-second window: enough requests reach both versions to judge
+	// even when a busy machine serves only tens a second.
 	eps := []serve.Endpoint{{Name: "m", Model: "m", Fallback: serve.Fallback{Static: 0.0},
-		Rollout: &serve.RolloutConfig{Stages: []float64{50, 100}, Interval: serve.Duration(500 * time.Millisecond), MinRequests: 20}}}
+		Rollout: &serve.RolloutConfig{Stages: []float64{50, 100}, Interval: serve.Duration(time.Second), MinRequests: 20}}}
 	if r := h.do(t, "POST", "/api/v1/endpoints", eps, ""); r.code != 200 {
 		t.Fatalf("endpoints: %d %s", r.code, r.body)
 	}
@@ -354,37 +358,40 @@ func TestRolloutEndToEnd(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	halt := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(halt) // senders stop before the server, even if the test fails
 	var canaryAfter atomic.Int64
 	var rolledBack atomic.Bool
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
+	for g := range 3 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				after := rolledBack.Load()
+				r, err := h.try("POST", "/api/v1/predict/m", map[string]any{"key": fmt.Sprintf("u%d-%d", g, i), "features": map[string]any{"x": 1}}, "")
+				if err != nil || r.code != 200 {
+					t.Errorf("predict: %v %d %s", err, r.code, r.body)
+					return
+				}
+				var resp serve.Response
+				_ = json.Unmarshal(r.body, &resp)
+				if resp.Canary && after {
+					canaryAfter.Add(1)
+				}
 			}
-			after := rolledBack.Load()
-			r := h.do(t, "POST", "/api/v1/predict/m", map[string]any{"key": fmt.Sprintf("u%d", i), "features": map[string]any{"x": 1}}, "")
-			var resp serve.Response
-			_ = json.Unmarshal(r.body, &resp)
-			if r.code != 200 {
-				t.Errorf("predict: %d %s", r.code, r.body)
-				return
-			}
-			if resp.Canary && after {
-				canaryAfter.Add(1)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	})
-	waitUntil(t, 20*time.Second, func() bool {
+		})
+	}
+	waitUntil(t, 30*time.Second, func() bool {
 		rs, _ := h.st.Rollouts(context.Background(), "m")
-		return len(rs) == 1 && rs[0].Status == store.RolloutRolledBack && h.s.serving.Statuses()[0].Canary == 0
+		st := h.s.serving.Statuses()
+		return len(rs) == 1 && rs[0].Status == store.RolloutRolledBack && len(st) == 1 && st[0].Canary == 0
 	}, "no rollback")
 	rolledBack.Store(true)
 	time.Sleep(300 * time.Millisecond) // serve on after the rollback (not a wait for a condition: a window to observe)
-	close(stop)
-	wg.Wait()
+	halt()
 	if c := canaryAfter.Load(); c != 0 {
 		t.Fatalf("%d requests went to the canary after its rollback", c)
 	}
