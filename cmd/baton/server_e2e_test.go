@@ -302,8 +302,18 @@ steps:
 	rs := waitRuns(t, home, "tick", before+1, 20*time.Second)
 	// With catchup: last, of the ticks missed while down only the latest
 	// fires: none from the first five seconds of the downtime, and one
-	// from its end (up to the moment the server was up).
+	// from its end (up to the moment the server answered; on a loaded
+	// machine regular ticks of the starting server fall there too, so
+	// that count has no upper bound; catchup: all would show as early
+	// runs). No tick fires twice.
 	early, late := 0, 0
+	seen := map[string]bool{}
+	for _, r := range runsOf(t, home, "tick") {
+		if seen[r.TriggerDetail] {
+			t.Fatalf("tick %s fired twice", r.TriggerDetail)
+		}
+		seen[r.TriggerDetail] = true
+	}
 	for _, r := range rs[:len(rs)-before] {
 		tk, err := time.Parse(time.RFC3339, r.TriggerDetail)
 		if err != nil {
@@ -316,8 +326,8 @@ steps:
 			late++
 		}
 	}
-	if early != 0 || late < 1 || late > 2 {
-		t.Fatalf("after seven missed ticks: %d early, %d late catch-up runs; want 0 and 1 (2 if a tick fell while starting)", early, late)
+	if early != 0 || late < 1 {
+		t.Fatalf("after seven missed ticks: %d early, %d late catch-up runs; want 0 and at least 1", early, late)
 	}
 }
 
