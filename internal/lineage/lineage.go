@@ -229,28 +229,47 @@ type Reached struct {
 	Observed bool     `json:"observed"`
 }
 
+// Graph is the flow graph of a store, declared and observed, loaded once
+// to answer OfFlow for many flows (the architecture views ask for all).
+type Graph struct {
+	flows              map[string]*flow.Flow
+	declared, observed map[string][]edge
+}
+
+// Load reads the applied flows and the recent runs' triggers.
+func Load(ctx context.Context, st store.Store) (*Graph, error) {
+	g, err := load(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(g.flows))
+	for n := range g.flows {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	observed, err := observedEdges(ctx, st, names)
+	if err != nil {
+		return nil, err
+	}
+	return &Graph{flows: g.flows, declared: g.edges(), observed: observed}, nil
+}
+
 // OfFlow lists every flow reachable from name in direction through signals
 // and on_finish triggers: downstream is the blast radius of its failure.
 func OfFlow(ctx context.Context, st store.Store, name, direction string) (Flow, error) {
-	g, err := load(ctx, st)
+	g, err := Load(ctx, st)
 	if err != nil {
 		return Flow{}, err
 	}
+	return g.OfFlow(name, direction)
+}
+
+// OfFlow is the package's OfFlow over a loaded graph.
+func (g *Graph) OfFlow(name, direction string) (Flow, error) {
 	if g.flows[name] == nil {
 		return Flow{}, fmt.Errorf("flow %q: %w", name, store.ErrNotFound)
 	}
-	declared := g.edges()
-	names := keys(func() map[string]bool {
-		m := map[string]bool{}
-		for n := range g.flows {
-			m[n] = true
-		}
-		return m
-	}())
-	observed, err := observedEdges(ctx, st, names)
-	if err != nil {
-		return Flow{}, err
-	}
+	declared, observed := g.declared, g.observed
 	type tagged struct {
 		edge
 		declared, observed bool
