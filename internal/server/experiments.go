@@ -23,6 +23,10 @@ type experiments struct {
 	assigners atomic.Pointer[map[string]*experiment.Assigner]
 	byEP      atomic.Pointer[map[string][]*experiment.Assigner]
 	monitor   *experiment.Monitor
+	// refMu makes refreshes one at a time: the loop's refresh that read
+	// the store before an apply committed must not store its older answer
+	// after the apply's own refresh.
+	refMu sync.Mutex
 
 	mu      sync.Mutex
 	pending []store.Exposure
@@ -40,6 +44,8 @@ func (s *Server) openExperiments() {
 }
 
 func (x *experiments) refresh(ctx context.Context) error {
+	x.refMu.Lock()
+	defer x.refMu.Unlock()
 	ls, err := experiment.Load(ctx, x.s.st)
 	if err != nil {
 		return err
