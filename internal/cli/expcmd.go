@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -43,17 +45,9 @@ func (a *app) expApplyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.json() {
-				return a.printJSON(out)
-			}
-			for _, o := range out {
-				state := "unchanged"
-				if o.Changed {
-					state = "stored"
-				}
-				fmt.Fprintf(a.out, "experiment %s allocation v%d buckets [%d, %d) %s\n", o.Name, o.Version, o.Range[0], o.Range[1], state)
-			}
-			return nil
+			return printApplied(a, out, func(o experiment.Applied) string {
+				return fmt.Sprintf("experiment %s allocation v%d buckets [%d, %d) %s", o.Name, o.Version, o.Range[0], o.Range[1], applyState(o.Changed, "stored"))
+			})
 		},
 	}
 }
@@ -153,41 +147,23 @@ rejected.`,
 			out := map[string]experiment.IngestResult{}
 			rejected := 0
 			if exposures != "" {
-				f, err := os.Open(exposures)
-				if err != nil {
-					return usageErr("--exposures: %v", err)
-				}
-				var res experiment.IngestResult
-				es, err := experiment.ReadExposures(f, &res)
-				f.Close()
-				if err != nil {
-					return usageErr("%s: %v", exposures, err)
-				}
-				got, err := experiment.IngestExposures(ctx, e.st, l, es, time.Now())
+				got, err := ingestFile(ctx, "--exposures", exposures, experiment.ReadExposures,
+					func(ctx context.Context, es []store.Exposure) (experiment.IngestResult, error) {
+						return experiment.IngestExposures(ctx, e.st, l, es, time.Now())
+					})
 				if err != nil {
 					return err
 				}
-				got.Rejected += res.Rejected
-				got.Reasons = append(res.Reasons, got.Reasons...)
 				out["exposures"], rejected = got, rejected+got.Rejected
 			}
 			if metrics != "" {
-				f, err := os.Open(metrics)
-				if err != nil {
-					return usageErr("--metrics: %v", err)
-				}
-				var res experiment.IngestResult
-				ms, err := experiment.ReadMetrics(f, &res)
-				f.Close()
-				if err != nil {
-					return usageErr("%s: %v", metrics, err)
-				}
-				got, err := experiment.IngestMetrics(ctx, e.st, l, ms, time.Now())
+				got, err := ingestFile(ctx, "--metrics", metrics, experiment.ReadMetrics,
+					func(ctx context.Context, ms []store.MetricEvent) (experiment.IngestResult, error) {
+						return experiment.IngestMetrics(ctx, e.st, l, ms, time.Now())
+					})
 				if err != nil {
 					return err
 				}
-				got.Rejected += res.Rejected
-				got.Reasons = append(res.Reasons, got.Reasons...)
 				out["metrics"], rejected = got, rejected+got.Rejected
 			}
 			if a.json() {
@@ -357,3 +333,27 @@ func (a *app) expStatusCmd(verb, to string) *cobra.Command {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// ingestFile reads the records of the file given by flag (the malformed
+// ones counted as rejected) and ingests the rest; the result adds both
+// rejections. A file that cannot be opened or read is a usage error.
+func ingestFile[T any](ctx context.Context, flag, path string, read func(io.Reader, *experiment.IngestResult) ([]T, error),
+	ingest func(context.Context, []T) (experiment.IngestResult, error)) (experiment.IngestResult, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return experiment.IngestResult{}, usageErr("%s: %v", flag, err)
+	}
+	defer f.Close()
+	var res experiment.IngestResult
+	recs, err := read(f, &res)
+	if err != nil {
+		return res, usageErr("%s: %v", path, err)
+	}
+	got, err := ingest(ctx, recs)
+	if err != nil {
+		return got, err
+	}
+	got.Rejected += res.Rejected
+	got.Reasons = append(res.Reasons, got.Reasons...)
+	return got, nil
+}

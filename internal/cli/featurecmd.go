@@ -94,17 +94,9 @@ func (a *app) featureApplyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.json() {
-				return a.printJSON(out)
-			}
-			for _, o := range out {
-				state := "unchanged"
-				if o.New {
-					state = "registered"
-				}
-				fmt.Fprintf(a.out, "%s %s v%d %s\n", o.Kind, o.Name, o.Version, state)
-			}
-			return nil
+			return printApplied(a, out, func(o feature.Applied) string {
+				return fmt.Sprintf("%s %s v%d %s", o.Kind, o.Name, o.Version, applyState(o.New, "registered"))
+			})
 		},
 	}
 }

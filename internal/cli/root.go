@@ -193,6 +193,25 @@ func (a *app) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
+// printApplied prints what an apply command stored: JSON, or a line each.
+func printApplied[O any](a *app, out []O, line func(O) string) error {
+	if a.json() {
+		return a.printJSON(out)
+	}
+	for _, o := range out {
+		fmt.Fprintln(a.out, line(o))
+	}
+	return nil
+}
+
+// applyState says whether an apply changed a definition.
+func applyState(changed bool, word string) string {
+	if changed {
+		return word
+	}
+	return "unchanged"
+}
+
 // notFound turns a missing record into an exit-1 error with its message.
 func notFound(err error) error {
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, artifact.ErrNotFound) {

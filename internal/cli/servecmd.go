@@ -87,17 +87,9 @@ func (a *app) endpointCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.json() {
-				return a.printJSON(out)
-			}
-			for _, o := range out {
-				state := "unchanged"
-				if o.Changed {
-					state = "stored"
-				}
-				fmt.Fprintf(a.out, "endpoint %s %s\n", o.Name, state)
-			}
-			return nil
+			return printApplied(a, out, func(o serve.Applied) string {
+				return fmt.Sprintf("endpoint %s %s", o.Name, applyState(o.Changed, "stored"))
+			})
 		},
 	}
 	list := &cobra.Command{
