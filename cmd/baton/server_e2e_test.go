@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ import (
 type serverProc struct {
 	cmd  *exec.Cmd
 	addr string
-	log  *strings.Builder
+	log  *lockedWriter
 	done chan error
 }
 
@@ -33,8 +34,8 @@ func startServer(t *testing.T, home string, args ...string) *serverProc {
 	ln.Close()
 	cmd := exec.Command(bin, append([]string{"server", "--addr", addr}, args...)...)
 	cmd.Env = append(os.Environ(), "BATON_HOME="+home)
-	logs := &strings.Builder{}
-	cmd.Stderr = &lockedWriter{w: logs}
+	logs := &lockedWriter{w: &strings.Builder{}}
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -77,10 +78,21 @@ func (p *serverProc) stop(t *testing.T) {
 }
 
 type lockedWriter struct {
-	w *strings.Builder
+	mu sync.Mutex
+	w  *strings.Builder
 }
 
-func (l *lockedWriter) Write(b []byte) (int, error) { return l.w.Write(b) }
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
+}
 
 type runJSON struct {
 	ID            int64                      `json:"id"`
@@ -351,6 +363,7 @@ func TestServerTokens(t *testing.T) {
 	json.Unmarshal([]byte(must(t, baton(t, home, "token", "create", "--name", "ci", "--role", "operator", "-o", "json"), 0).stdout), &tok)
 	req, _ := http.NewRequest("POST", "http://"+srv.addr+"/api/v1/signals", strings.NewReader(`{"name": "labels_ready", "params": {"date": "d"}}`))
 	req.Header.Set("Authorization", "Bearer "+tok.Secret)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -385,4 +398,56 @@ steps:
 	must(t, baton(t, home, "backfill", "daily", "--from", "2026-03-01", "--to", "2026-03-03"), 0)
 	startServer(t, home)
 	waitRuns(t, home, "daily", 7, 30*time.Second)
+}
+
+// TestServerDriveBy: the default server on loopback refuses a web page's
+// requests (the drive-by that ran a command as the user), while the CLI
+// on the same home reaches it with no set-up, and a browser signs in at
+// the URL the server prints.
+func TestServerDriveBy(t *testing.T) {
+	t.Parallel()
+	home, dir := t.TempDir(), t.TempDir()
+	must(t, baton(t, home, "flow", "apply", writeFile(t, dir, "signals.yaml", e2eSignals)), 0)
+	srv := startServer(t, home)
+	flow := `{"files": [{"path": "x.yaml", "content": "name: pwned\nsteps:\n  - name: start\n    run: touch /tmp/pwned\n"}]}`
+	for _, typ := range []string{"text/plain", "application/json"} {
+		req, _ := http.NewRequest("POST", "http://"+srv.addr+"/api/v1/flows", strings.NewReader(flow))
+		req.Header.Set("Content-Type", typ)
+		req.Header.Set("Origin", "http://evil.example")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 403 {
+			t.Fatalf("%s from another origin: %d", typ, resp.StatusCode)
+		}
+	}
+	if r := must(t, baton(t, home, "flow", "list", "-o", "json"), 0); strings.Contains(r.stdout, "pwned") {
+		t.Fatalf("the page's flow was stored: %s", r.stdout)
+	}
+	// The CLI publishes through the server with the home's token.
+	must(t, baton(t, home, "signal", "publish", "labels_ready", "-p", "date=d"), 0)
+	resp, err := http.Get("http://" + srv.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `baton_signals_published_total{signal="labels_ready"} 1`) {
+		t.Fatalf("the CLI's signal did not go through the server's API")
+	}
+	if !strings.Contains(srv.log.String(), "http://"+srv.addr+"/login?token=bth_") {
+		t.Fatalf("no login URL printed:\n%s", srv.log.String())
+	}
+}
+
+// homeToken reads the API token the server made in the home, as the CLI does.
+func homeToken(t *testing.T, home string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(home, "api.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }

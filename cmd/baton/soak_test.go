@@ -48,7 +48,10 @@ steps:
 		<-tick.C
 		sent++
 		body := fmt.Sprintf(`{"name": "features_ready", "params": {"date": "d", "row_count": %d}}`, sent)
-		resp, err := client.Post("http://"+srv.addr+"/api/v1/signals", "application/json", strings.NewReader(body))
+		req, _ := http.NewRequest("POST", "http://"+srv.addr+"/api/v1/signals", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+homeToken(t, home))
+		resp, err := client.Do(req)
 		if err != nil || resp.StatusCode != 201 {
 			failed++
 		}

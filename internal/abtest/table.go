@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"unsafe"
+
+	"github.com/baton-ml/baton/internal/fault"
 )
 
 // Kind is a column's type.
@@ -102,6 +104,9 @@ type InputError struct {
 	Column string
 	Err    error
 }
+
+// Is sorts a bad input file as invalid input.
+func (e *InputError) Is(target error) bool { return target == fault.Invalid }
 
 func (e *InputError) Error() string {
 	var b strings.Builder

@@ -25,12 +25,14 @@ import (
 	"gocloud.dev/blob/fileblob"
 	"gocloud.dev/gcerrors"
 
+	"github.com/baton-ml/baton/internal/fault"
+
 	_ "gocloud.dev/blob/memblob" // mem:// buckets, for tests
 	_ "gocloud.dev/blob/s3blob"  // s3:// buckets
 )
 
 // ErrNotFound is returned (wrapped) when no blob has the digest.
-var ErrNotFound = errors.New("blob not found")
+var ErrNotFound = fault.New(fault.NotFound, "blob not found")
 
 // Store keeps blobs by digest.
 type Store struct {

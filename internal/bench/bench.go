@@ -356,9 +356,16 @@ func subscriber(name string) string {
 	return fmt.Sprintf("name: %s\ntriggers:\n  - signal: bench_ready\nsteps:\n  - name: a\n    run: 'true'\n", name)
 }
 
-func publish(addr string, id string, n int) error {
+// publish sends a signal through the server's API, as the home's owner.
+func publish(srv *server.Server, id string, n int) error {
 	body := fmt.Sprintf(`{"name": "bench_ready", "id": %q, "params": {"n": %d}}`, id, n)
-	resp, err := http.Post("http://"+addr+"/api/v1/signals", "application/json", strings.NewReader(body))
+	req, err := http.NewRequest("POST", "http://"+srv.Addr()+"/api/v1/signals", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+srv.HomeToken())
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -389,7 +396,7 @@ func triggers(ctx context.Context, cfg Config) (Result, error) {
 	pace := time.Second / time.Duration(max(cfg.Rate, 1))
 	next := time.Now()
 	for i := range cfg.Signals {
-		if err := publish(srv.Addr(), fmt.Sprintf("lat-%d", i), i); err != nil {
+		if err := publish(srv, fmt.Sprintf("lat-%d", i), i); err != nil {
 			return Result{}, err
 		}
 		next = next.Add(pace)
@@ -448,7 +455,7 @@ func fanout(ctx context.Context, cfg Config) (Result, error) {
 	}
 	defer stop()
 	t0 := time.Now()
-	if err := publish(srv.Addr(), "fan", 1); err != nil {
+	if err := publish(srv, "fan", 1); err != nil {
 		return Result{}, err
 	}
 	var started, finished time.Duration

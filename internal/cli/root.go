@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/baton-ml/baton/internal/artifact"
-	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/home"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -68,15 +68,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	code := exitFailed
+	// One mapping from an error's kind to the exit code, shared with the
+	// API's statuses (package fault); a command may still choose its own.
+	code := fault.ExitCode(err)
 	var ee *exitError
-	var fe flow.Errors
-	var fe1 *flow.Error
 	switch {
 	case errors.As(err, &ee):
 		code = ee.code
-	case errors.As(err, &fe), errors.As(err, &fe1):
-		code = exitUsage
 	case isCobraUsage(err):
 		code = exitUsage
 	}

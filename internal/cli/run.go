@@ -127,9 +127,6 @@ process on this machine is detected at once, one elsewhere when its lease expire
 			defer eng.Close()
 			run, err := eng.Resume(ctx, id, from, true)
 			if err != nil {
-				if strings.Contains(err.Error(), "no such step") {
-					return usageErr("%v", err)
-				}
 				return notFound(err)
 			}
 			return a.executeWith(ctx, e, eng, run, ef)

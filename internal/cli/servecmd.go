@@ -1,14 +1,9 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -22,49 +17,14 @@ import (
 // its answer into out. Serving state lives in the server, so these
 // commands need one.
 func (a *app) callServer(ctx context.Context, e *env, method, path string, body, out any) error {
-	srv, ok := e.home.RunningServer()
-	if !ok {
-		return usageErr("no baton server is running on this home: start one with baton server")
-	}
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+srv.Addr+path, rd)
+	c, ok, err := serverClient(e.home)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if tok := os.Getenv("BATON_TOKEN"); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
+	if !ok {
+		return usageErr("no baton server is running on this home: start one with baton server")
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("reach the server at %s: %w", srv.Addr, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		_ = json.Unmarshal(b, &e)
-		msg := e.Error
-		if msg == "" {
-			msg = strings.TrimSpace(string(b))
-		}
-		if resp.StatusCode == http.StatusBadRequest {
-			return usageErr("%s", msg)
-		}
-		return &exitError{code: exitFailed, err: fmt.Errorf("%s", msg)}
-	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(b, out)
+	return c.do(ctx, method, path, body, out)
 }
 
 func (a *app) endpointCmd() *cobra.Command {

@@ -1,14 +1,12 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -65,16 +63,21 @@ finish (up to --drain), and unfinished runs are handed back to the next server.`
 			if err := e.home.AnnounceServer(home.Server{Addr: srv.Addr(), PID: os.Getpid(), Started: time.Now()}); err != nil {
 				return err
 			}
+			if u := srv.LoginURL(); u != "" {
+				fmt.Fprintf(a.err, "baton server: sign a browser in at %s\n(the CLI on this home needs nothing: it reads %s)\n", u, filepath.Join(e.home.Dir, "api.token"))
+			}
 			defer e.home.WithdrawServer()
 			return srv.Run(ctx)
 		},
 	}
 	cmd.Flags().SortFlags = false
 	f := cmd.Flags()
-	f.StringVar(&opt.Addr, "addr", "127.0.0.1:8765", "address of the HTTP API (a non-loopback address requires tokens)")
+	f.StringVar(&opt.Addr, "addr", "127.0.0.1:8765", "address of the HTTP API (every address needs a token: the CLI on this home sends one by itself)")
 	f.IntVar(&opt.Workers, "workers", 0, "tasks running at once (default: the number of CPUs)")
 	f.DurationVar(&opt.Drain, "drain", 30*time.Second, "on SIGTERM, how long running tasks may take to finish")
-	f.BoolVar(&opt.RequireAuth, "require-auth", false, "require API tokens even on a loopback address")
+	f.BoolVar(&opt.RequireAuth, "require-auth", false, "accept only stored tokens (baton token create), not the home's own token")
+	f.StringSliceVar(&opt.AllowedHosts, "allowed-host", nil, "host names clients may use to reach the server besides IP addresses and localhost (repeatable)")
+	f.StringSliceVar(&opt.AllowedOrigins, "allowed-origin", nil, "web origins (scheme://host:port) besides the server's own whose pages may call the API (repeatable)")
 	f.DurationVar(&opt.RunLease, "run-lease", 15*time.Second, "how soon the runs this server coordinates are taken over if it dies")
 	f.DurationVar(&opt.TaskLease, "task-lease", 30*time.Second, "how soon the tasks this server runs go elsewhere if it dies")
 	f.StringVar(&opt.Online, "online", os.Getenv("BATON_ONLINE"), "features' online store: memory (default) or a redis:// URL (default $BATON_ONLINE)")
@@ -166,23 +169,26 @@ func (a *app) signalCmd() *cobra.Command {
 			} else if typed, err = contracts.FromText(name, kv); err != nil {
 				return usageErr("%v", err)
 			}
-			var sg store.Signal
-			var created bool
-			if srv, ok := e.home.RunningServer(); ok {
-				// The server publishes and evaluates at once; the store
-				// path below would wait for its next poll.
-				sg, created, err = publishVia(ctx, srv.Addr, name, id, typed)
+			var out struct {
+				Signal  store.Signal `json:"signal"`
+				Created bool         `json:"created"`
 			}
-			if sg.ID == "" {
-				sg, created, err = signal.Publish(ctx, e.st, contracts, name, id, typed, store.SignalSource{Kind: store.SourceExternal})
-			}
+			// The server publishes and evaluates at once; the store path
+			// waits for its next poll, so it is for when none answers.
+			c, ok, err := serverClient(e.home)
 			if err != nil {
-				var se *signal.Error
-				if errors.As(err, &se) {
-					return usageErr("%v", err)
-				}
 				return err
 			}
+			if ok {
+				err = c.do(ctx, "POST", "/api/v1/signals", map[string]any{"name": name, "id": id, "params": typed}, &out)
+			}
+			if !ok || errors.Is(err, errUnreachable) {
+				out.Signal, out.Created, err = signal.Publish(ctx, e.st, contracts, name, id, typed, store.SignalSource{Kind: store.SourceExternal})
+			}
+			if err != nil {
+				return err
+			}
+			sg, created := out.Signal, out.Created
 			if a.json() {
 				return a.printJSON(map[string]any{"signal": sg, "created": created})
 			}
@@ -233,38 +239,6 @@ func (a *app) signalCmd() *cobra.Command {
 	list.Flags().IntVar(&limit, "limit", 50, "at most this many")
 	cmd.AddCommand(publish, list)
 	return cmd
-}
-
-// publishVia publishes through a running server's API. Any failure to
-// reach it returns an empty signal, and the caller publishes to the store.
-func publishVia(ctx context.Context, addr, name, id string, params map[string]json.RawMessage) (store.Signal, bool, error) {
-	body, _ := json.Marshal(map[string]any{"name": name, "id": id, "params": params})
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/api/v1/signals", bytes.NewReader(body))
-	if err != nil {
-		return store.Signal{}, false, nil
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if tok := os.Getenv("BATON_TOKEN"); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return store.Signal{}, false, nil
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
-		return store.Signal{}, false, nil
-	}
-	var out struct {
-		Signal  store.Signal `json:"signal"`
-		Created bool         `json:"created"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return store.Signal{}, false, nil
-	}
-	return out.Signal, out.Created, nil
 }
 
 func (a *app) lineageCmd() *cobra.Command {

@@ -8,6 +8,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/baton-ml/baton/internal/fault"
 )
 
 // Kind is a column's type, as the report spells it.
@@ -62,6 +64,9 @@ type InputError struct {
 	Column string
 	Err    error
 }
+
+// Is sorts a bad input file as invalid input.
+func (e *InputError) Is(target error) bool { return target == fault.Invalid }
 
 func (e *InputError) Error() string {
 	var b strings.Builder

@@ -16,6 +16,7 @@ import (
 
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/engine"
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/store"
 	"github.com/baton-ml/baton/internal/store/sqlite"
@@ -523,7 +524,7 @@ func TestResumeReusesSucceededTasks(t *testing.T) {
 	if st := e.tasks(t, third.ID, "start"); !st[0].Reused() || st[0].ReusedFrom.RunID != first.ID {
 		t.Fatalf("start in third run: %+v", st[0])
 	}
-	if _, err := e.eng.Resume(context.Background(), second.ID, "nope", true); err == nil || !strings.Contains(err.Error(), "no such step") {
+	if _, err := e.eng.Resume(context.Background(), second.ID, "nope", true); !errors.Is(err, fault.Invalid) || !strings.Contains(err.Error(), "no step") {
 		t.Fatalf("resume from an unknown step: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -35,8 +36,8 @@ func (e *Engine) Resume(ctx context.Context, originID int64, from string, claim 
 		for i, s := range fl.Steps {
 			names[i] = s.Name
 		}
-		return store.Run{}, fmt.Errorf("resume --from %q: flow %s has no such step (steps: %s)",
-			from, fl.Name, strings.Join(names, ", "))
+		return store.Run{}, fault.Invalidf("from", "flow %s has no step %q (steps: %s)",
+			fl.Name, from, strings.Join(names, ", "))
 	}
 	switch origin.Status {
 	case store.RunPending, store.RunRunning:

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/signal"
 	"github.com/baton-ml/baton/internal/store"
@@ -140,7 +141,7 @@ func (e *Engine) Execute(ctx context.Context, id int64, opt ExecOptions) (store.
 		}
 	}
 	if run.ResumeFrom != "" && fl.Step(run.ResumeFrom) == nil {
-		return run, fmt.Errorf("resume from step %q: flow %s has no such step", run.ResumeFrom, fl.Name)
+		return run, fault.Invalidf("from", "flow %s has no step %q", fl.Name, run.ResumeFrom)
 	}
 	contracts, err := signal.Load(ctx, e.st)
 	if err != nil {

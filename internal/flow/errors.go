@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/baton-ml/baton/internal/fault"
 )
 
 // Error is one problem with a flow definition. File and Line are set when the
@@ -22,6 +24,9 @@ type Error struct {
 
 // Error formats the problem as "file:line:col: field: msg", leaving out the
 // parts that are unknown.
+// Is sorts a problem of a flow file as invalid input.
+func (e *Error) Is(target error) bool { return target == fault.Invalid }
+
 func (e *Error) Error() string {
 	var b strings.Builder
 	loc := e.File
@@ -47,6 +52,9 @@ func (e *Error) Error() string {
 type Errors []*Error
 
 // Error joins the problems, one a line.
+// Is sorts problems of a flow file as invalid input.
+func (es Errors) Is(target error) bool { return target == fault.Invalid }
+
 func (es Errors) Error() string {
 	lines := make([]string, len(es))
 	for i, e := range es {

@@ -4,9 +4,12 @@ package home
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -182,4 +185,64 @@ func (h Home) RunningServer() (Server, bool) {
 		return Server{}, false
 	}
 	return s, true
+}
+
+// ErrNoAPIToken is returned by APIToken when no server has made one yet.
+var ErrNoAPIToken = errors.New("this home has no API token yet: `baton server` makes one when it starts")
+
+func (h Home) apiTokenFile() string { return filepath.Join(h.Dir, "api.token") }
+
+// apiTokenPrefix marks a home's own secret, apart from stored tokens (bt_).
+const apiTokenPrefix = "bth_"
+
+// APIToken is the home's own API secret, which a server on this home
+// accepts with admin rights and which the CLI and the UI send by
+// themselves: whoever can read the home (file mode 0600) can already
+// change its store, and nobody else, such as a web page the user visits,
+// can call the API.
+func (h Home) APIToken() (string, error) {
+	b, err := os.ReadFile(h.apiTokenFile())
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", ErrNoAPIToken
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the home's API token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if !strings.HasPrefix(tok, apiTokenPrefix) || len(tok) < len(apiTokenPrefix)+32 {
+		return "", fmt.Errorf("%s is not a baton API token: remove it and restart baton server to make a new one", h.apiTokenFile())
+	}
+	return tok, nil
+}
+
+// EnsureAPIToken returns the home's API token, making it first if there is
+// none. Two processes that race get the same token: the file appears
+// whole (a hard link of a complete temporary file) or not at all.
+func (h Home) EnsureAPIToken() (string, error) {
+	if tok, err := h.APIToken(); !errors.Is(err, ErrNoAPIToken) {
+		return tok, err
+	}
+	if err := os.MkdirAll(h.Dir, 0o755); err != nil {
+		return "", err
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	tok := apiTokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	f, err := os.CreateTemp(h.Dir, ".api.token-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(f.Name())
+	// CreateTemp makes the file 0600: only the home's owner reads it.
+	_, werr := f.WriteString(tok + "\n")
+	serr := f.Sync()
+	if err := errors.Join(werr, serr, f.Close()); err != nil {
+		return "", fmt.Errorf("write the home's API token: %w", err)
+	}
+	if err := os.Link(f.Name(), h.apiTokenFile()); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("write the home's API token: %w", err)
+	}
+	return h.APIToken()
 }

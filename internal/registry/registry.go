@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/signal"
 	"github.com/baton-ml/baton/internal/store"
@@ -39,7 +40,7 @@ var legal = map[string][]string{
 func Legal(from string) []string { return slices.Clone(legal[from]) }
 
 // ErrIllegal is returned (wrapped) for a transition the lifecycle forbids.
-var ErrIllegal = errors.New("illegal transition")
+var ErrIllegal = fault.New(fault.Invalid, "illegal transition")
 
 // Decision is the AI decision record a transition may carry: why this model,
 // on what data, at what cost, for how long.
@@ -113,6 +114,9 @@ type Lineage struct {
 type InputError struct{ Msg string }
 
 func (e *InputError) Error() string { return e.Msg }
+
+// Is sorts the error as invalid input.
+func (e *InputError) Is(target error) bool { return target == fault.Invalid }
 
 func inputErr(format string, args ...any) error {
 	return &InputError{Msg: fmt.Sprintf(format, args...)}

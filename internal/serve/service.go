@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/registry"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -85,12 +86,15 @@ type Response struct {
 }
 
 // ErrUnknownEndpoint is returned for a request to no endpoint.
-var ErrUnknownEndpoint = errors.New("unknown endpoint")
+var ErrUnknownEndpoint = fault.New(fault.NotFound, "unknown endpoint")
 
 // BadRequest is a malformed request (HTTP 400).
 type BadRequest struct{ Msg string }
 
 func (e *BadRequest) Error() string { return e.Msg }
+
+// Is sorts a bad request as invalid input.
+func (e *BadRequest) Is(target error) bool { return target == fault.Invalid }
 
 type version struct {
 	v store.ModelVersion

@@ -15,6 +15,7 @@ import (
 
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/catalog"
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/lineage"
 	"github.com/baton-ml/baton/internal/signal"
@@ -22,10 +23,12 @@ import (
 	"github.com/baton-ml/baton/internal/view"
 )
 
-// maxBody bounds request bodies; flow files may be larger than JSON bodies.
+// Body limits. Every route reads at most its limit (maxBody unless the
+// route says otherwise); flow files and batches of events are larger.
 const (
-	maxBody     = 1 << 20
-	maxFlowBody = 4 << 20
+	maxBody       = 1 << 20
+	maxFlowBody   = 4 << 20
+	maxEventsBody = 16 << 20
 )
 
 // route is one endpoint. The table is the source of truth that the OpenAPI
@@ -34,59 +37,62 @@ type route struct {
 	method, path string
 	role         string // "" for no token at all
 	h            func(w http.ResponseWriter, r *http.Request) error
+	limit        int64 // body limit; 0 means maxBody
 }
 
 func (s *Server) routes() []route {
 	return []route{
-		{"GET", "/healthz", "", s.healthz},
-		{"GET", "/metrics", "", nil},
-		{"GET", "/api/v1/openapi.yaml", "", s.openapi},
-		{"GET", "/api/v1/flows", store.RoleViewer, s.listFlows},
-		{"POST", "/api/v1/flows", store.RoleOperator, s.applyFlows},
-		{"GET", "/api/v1/flows/{name}", store.RoleViewer, s.getFlow},
-		{"GET", "/api/v1/flows/{name}/versions", store.RoleViewer, s.flowVersions},
-		{"POST", "/api/v1/flows/{name}/runs", store.RoleOperator, s.createRun},
-		{"POST", "/api/v1/flows/{name}/unblock", store.RoleOperator, s.unblock},
-		{"GET", "/api/v1/runs", store.RoleViewer, s.listRuns},
-		{"GET", "/api/v1/runs/{id}", store.RoleViewer, s.getRun},
-		{"POST", "/api/v1/runs/{id}/cancel", store.RoleOperator, s.cancelRun},
-		{"POST", "/api/v1/runs/{id}/resume", store.RoleOperator, s.resumeRun},
-		{"GET", "/api/v1/runs/{id}/logs", store.RoleViewer, s.runLogs},
-		{"GET", "/api/v1/artifacts/{path...}", store.RoleViewer, s.getArtifact},
-		{"GET", "/api/v1/signals", store.RoleViewer, s.listSignals},
-		{"POST", "/api/v1/signals", store.RoleOperator, s.publishSignal},
-		{"GET", "/api/v1/signals/{id}", store.RoleViewer, s.getSignal},
-		{"GET", "/api/v1/lineage/signals/{name}", store.RoleViewer, s.signalLineage},
-		{"GET", "/api/v1/lineage/flows/{name}", store.RoleViewer, s.flowLineage},
-		{"GET", "/api/v1/lineage/runs/{id}", store.RoleViewer, s.runLineage},
-		{"GET", "/api/v1/lineage/runs/{id}/openlineage", store.RoleViewer, s.openLineage},
-		{"GET", "/api/v1/features", store.RoleViewer, s.listFeatures},
-		{"GET", "/api/v1/features/freshness", store.RoleViewer, s.featureFreshness},
-		{"GET", "/api/v1/features/online/{key}", store.RoleViewer, s.onlineFeatures},
-		{"POST", "/api/v1/features/events/{source}", store.RoleOperator, s.ingestEvents},
-		{"POST", "/api/v1/predict/{endpoint}", store.RoleViewer, s.predict},
-		{"GET", "/api/v1/endpoints", store.RoleViewer, s.listEndpoints},
-		{"POST", "/api/v1/endpoints", store.RoleOperator, s.applyEndpoints},
-		{"GET", "/api/v1/endpoints/{name}/rollouts", store.RoleViewer, s.listRollouts},
-		{"POST", "/api/v1/endpoints/{name}/rollouts", store.RoleOperator, s.startRollout},
-		{"GET", "/api/v1/models", store.RoleViewer, s.listModels},
-		{"GET", "/api/v1/models/{name}/versions", store.RoleViewer, s.modelVersions},
-		{"POST", "/api/v1/models/{name}/versions", store.RoleOperator, s.registerModel},
-		{"GET", "/api/v1/models/{name}/versions/{version}", store.RoleViewer, s.modelVersion},
-		{"POST", "/api/v1/models/{name}/versions/{version}/transitions", store.RoleOperator, s.transitionModel},
-		{"GET", "/api/v1/experiments", store.RoleViewer, s.listExperiments},
-		{"POST", "/api/v1/experiments", store.RoleOperator, s.applyExperiments},
-		{"GET", "/api/v1/experiments/{name}/assign", store.RoleViewer, s.assignUnit},
-		{"POST", "/api/v1/experiments/{name}/exposures", store.RoleOperator, s.ingestExposures},
-		{"POST", "/api/v1/experiments/{name}/metrics", store.RoleOperator, s.ingestExpMetrics},
-		{"GET", "/api/v1/experiments/{name}/report", store.RoleViewer, s.experimentReport},
-		{"GET", "/api/v1/tokens", store.RoleAdmin, s.listTokens},
-		{"POST", "/api/v1/tokens", store.RoleAdmin, s.createToken},
-		{"DELETE", "/api/v1/tokens/{id}", store.RoleAdmin, s.deleteToken},
+		{"GET", "/healthz", "", s.healthz, 0},
+		{"GET", "/metrics", "", nil, 0},
+		{"GET", "/login", "", s.login, 0},
+		{"GET", "/api/v1/openapi.yaml", "", s.openapi, 0},
+		{"GET", "/api/v1/flows", store.RoleViewer, s.listFlows, 0},
+		{"POST", "/api/v1/flows", store.RoleOperator, s.applyFlows, maxFlowBody},
+		{"GET", "/api/v1/flows/{name}", store.RoleViewer, s.getFlow, 0},
+		{"GET", "/api/v1/flows/{name}/versions", store.RoleViewer, s.flowVersions, 0},
+		{"POST", "/api/v1/flows/{name}/runs", store.RoleOperator, s.createRun, 0},
+		{"POST", "/api/v1/flows/{name}/unblock", store.RoleOperator, s.unblock, 0},
+		{"GET", "/api/v1/runs", store.RoleViewer, s.listRuns, 0},
+		{"GET", "/api/v1/runs/{id}", store.RoleViewer, s.getRun, 0},
+		{"POST", "/api/v1/runs/{id}/cancel", store.RoleOperator, s.cancelRun, 0},
+		{"POST", "/api/v1/runs/{id}/resume", store.RoleOperator, s.resumeRun, 0},
+		{"GET", "/api/v1/runs/{id}/logs", store.RoleViewer, s.runLogs, 0},
+		{"GET", "/api/v1/artifacts/{path...}", store.RoleViewer, s.getArtifact, 0},
+		{"GET", "/api/v1/signals", store.RoleViewer, s.listSignals, 0},
+		{"POST", "/api/v1/signals", store.RoleOperator, s.publishSignal, 0},
+		{"GET", "/api/v1/signals/{id}", store.RoleViewer, s.getSignal, 0},
+		{"GET", "/api/v1/lineage/signals/{name}", store.RoleViewer, s.signalLineage, 0},
+		{"GET", "/api/v1/lineage/flows/{name}", store.RoleViewer, s.flowLineage, 0},
+		{"GET", "/api/v1/lineage/runs/{id}", store.RoleViewer, s.runLineage, 0},
+		{"GET", "/api/v1/lineage/runs/{id}/openlineage", store.RoleViewer, s.openLineage, 0},
+		{"GET", "/api/v1/features", store.RoleViewer, s.listFeatures, 0},
+		{"GET", "/api/v1/features/freshness", store.RoleViewer, s.featureFreshness, 0},
+		{"GET", "/api/v1/features/online/{key}", store.RoleViewer, s.onlineFeatures, 0},
+		{"POST", "/api/v1/features/events/{source}", store.RoleOperator, s.ingestEvents, maxEventsBody},
+		{"POST", "/api/v1/predict/{endpoint}", store.RoleViewer, s.predict, 0},
+		{"GET", "/api/v1/endpoints", store.RoleViewer, s.listEndpoints, 0},
+		{"POST", "/api/v1/endpoints", store.RoleOperator, s.applyEndpoints, 0},
+		{"GET", "/api/v1/endpoints/{name}/rollouts", store.RoleViewer, s.listRollouts, 0},
+		{"POST", "/api/v1/endpoints/{name}/rollouts", store.RoleOperator, s.startRollout, 0},
+		{"GET", "/api/v1/models", store.RoleViewer, s.listModels, 0},
+		{"GET", "/api/v1/models/{name}/versions", store.RoleViewer, s.modelVersions, 0},
+		{"POST", "/api/v1/models/{name}/versions", store.RoleOperator, s.registerModel, 0},
+		{"GET", "/api/v1/models/{name}/versions/{version}", store.RoleViewer, s.modelVersion, 0},
+		{"POST", "/api/v1/models/{name}/versions/{version}/transitions", store.RoleOperator, s.transitionModel, 0},
+		{"GET", "/api/v1/experiments", store.RoleViewer, s.listExperiments, 0},
+		{"POST", "/api/v1/experiments", store.RoleOperator, s.applyExperiments, 0},
+		{"GET", "/api/v1/experiments/{name}/assign", store.RoleViewer, s.assignUnit, 0},
+		{"POST", "/api/v1/experiments/{name}/assign", store.RoleOperator, s.exposeUnit, 0},
+		{"POST", "/api/v1/experiments/{name}/exposures", store.RoleOperator, s.ingestExposures, maxEventsBody},
+		{"POST", "/api/v1/experiments/{name}/metrics", store.RoleOperator, s.ingestExpMetrics, maxEventsBody},
+		{"GET", "/api/v1/experiments/{name}/report", store.RoleViewer, s.experimentReport, 0},
+		{"GET", "/api/v1/tokens", store.RoleAdmin, s.listTokens, 0},
+		{"POST", "/api/v1/tokens", store.RoleAdmin, s.createToken, 0},
+		{"DELETE", "/api/v1/tokens/{id}", store.RoleAdmin, s.deleteToken, 0},
 	}
 }
 
-// Handler is the server's HTTP API.
+// Handler is the server's HTTP API, behind its guard.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
@@ -97,54 +103,46 @@ func (s *Server) Handler() http.Handler {
 		}
 		mux.Handle(pattern, s.wrap(rt))
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeErr(w, http.StatusNotFound, fmt.Errorf("no endpoint %s %s (see /api/v1/openapi.yaml)", r.Method, r.URL.Path))
-	})
-	return mux
+	mux.Handle("/", s.wrap(route{path: "/", h: s.index}))
+	return s.guard(mux)
 }
 
-// httpError carries a status code.
-type httpError struct {
-	code int
-	err  error
-}
-
-func (e *httpError) Error() string { return e.err.Error() }
-
-func badRequest(format string, args ...any) error {
-	return &httpError{http.StatusBadRequest, fmt.Errorf(format, args...)}
-}
-
+// wrap bounds the body, authorizes, runs the handler and answers its error
+// with the status of the error's kind (package fault: the CLI's exit codes
+// come from the same kinds).
 func (s *Server) wrap(rt route) http.Handler {
+	limit := rt.limit
+	if limit == 0 {
+		limit = maxBody
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rt.role != "" {
-			if err := s.authorize(r, rt.role); err != nil {
-				var he *httpError
-				errors.As(err, &he)
-				writeErr(w, he.code, he.err)
-				return
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		err := func() error {
+			if r.ContentLength > limit {
+				// Refused before anything is read or looked up.
+				return fault.Errorf(fault.TooLarge, "the body is larger than %d bytes: send less at once", limit)
 			}
-		}
-		err := rt.h(w, r)
+			if rt.role != "" {
+				var err error
+				if r, err = s.authorize(r, rt.role); err != nil {
+					return err
+				}
+			}
+			return rt.h(w, r)
+		}()
 		if err == nil {
 			return
 		}
-		code := http.StatusInternalServerError
-		var he *httpError
-		var fe flow.Errors
-		var se *signal.Error
-		switch {
-		case errors.As(err, &he):
-			code, err = he.code, he.err
-		case errors.As(err, &fe), errors.As(err, &se):
-			code = http.StatusBadRequest
-		case errors.Is(err, store.ErrNotFound), errors.Is(err, artifact.ErrNotFound):
-			code = http.StatusNotFound
-		case errors.Is(err, store.ErrConflict):
-			code = http.StatusConflict
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			err = fault.Errorf(fault.TooLarge, "the body is larger than %d bytes: send less at once", mbe.Limit)
 		}
-		if code == http.StatusInternalServerError {
+		code := fault.HTTPStatus(err)
+		switch code {
+		case http.StatusInternalServerError:
 			s.log.Error("api", "method", r.Method, "path", r.URL.Path, "err", err)
+		case http.StatusUnauthorized, http.StatusForbidden:
+			s.m.refused.WithLabelValues("auth").Inc()
 		}
 		writeErr(w, code, err)
 	})
@@ -169,38 +167,93 @@ func writeErr(w http.ResponseWriter, code int, err error) {
 		body["problems"] = problems
 	}
 	var se *signal.Error
-	if errors.As(err, &se) && se.Field != "" {
+	var ke *fault.Error
+	switch {
+	case errors.As(err, &se) && se.Field != "":
 		body["field"] = se.Field
+	case errors.As(err, &ke) && ke.Field != "":
+		body["field"] = ke.Field
 	}
 	_ = writeJSON(w, code, body)
 }
 
-// decode reads a JSON body strictly: unknown fields and trailing data are
-// errors naming what is wrong.
-func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+// decodeJSON reads a request's JSON body into v, strictly: unknown fields
+// and trailing data are errors, and every message names the JSON field
+// that is wrong. shape describes the expected body for messages. The body
+// is already bounded by the route's limit. Every handler decodes through
+// here.
+func decodeJSON(r *http.Request, v any, shape string) error {
 	d := json.NewDecoder(r.Body)
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			return &httpError{http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes", maxBody)}
-		case errors.Is(err, io.EOF):
-			return badRequest("empty body: send a JSON object")
-		}
-		return badRequest("malformed JSON body: %v", err)
+		return jsonErr(err, shape)
 	}
 	if d.More() {
-		return badRequest("malformed JSON body: data after the object")
+		return fault.Invalidf("", "the body is %s, with nothing after it", shape)
 	}
 	return nil
+}
+
+// decodeOptional is decodeJSON for a body that may be empty.
+func decodeOptional(r *http.Request, v any, shape string) error {
+	err := decodeJSON(r, v, shape)
+	if errors.Is(err, errEmptyBody) {
+		return nil
+	}
+	return err
+}
+
+var errEmptyBody = errors.New("empty body")
+
+// jsonErr turns encoding/json's errors into messages a user can act on:
+// the field path, what was expected and what came, never a Go type name.
+func jsonErr(err error, shape string) error {
+	var mbe *http.MaxBytesError
+	var ute *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &mbe):
+		return fault.Errorf(fault.TooLarge, "the body is larger than %d bytes: send less at once", mbe.Limit)
+	case errors.Is(err, io.EOF):
+		return &fault.Error{Kind: fault.Invalid, Err: fmt.Errorf("%w: send %s", errEmptyBody, shape)}
+	case errors.As(err, &ute):
+		field := ute.Field
+		return fault.Invalidf(field, "expected %s, got a JSON %s (the body is %s)", jsonKind(ute.Type.Kind().String()), ute.Value, shape)
+	case errors.As(err, &se):
+		return fault.Invalidf("", "malformed JSON at byte %d: %v (the body is %s)", se.Offset, se, shape)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fault.Invalidf("", "malformed JSON: the body ends too soon (the body is %s)", shape)
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		// encoding/json has no type for this one.
+		return fault.Invalidf(strings.Trim(name, `"`), "unknown field (the body is %s)", shape)
+	}
+	return fault.Invalidf("", "malformed JSON body: %v (the body is %s)", err, shape)
+}
+
+// jsonKind names a Go kind the way a JSON user thinks of it.
+func jsonKind(k string) string {
+	switch {
+	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"):
+		return "a whole number"
+	case strings.HasPrefix(k, "float"):
+		return "a number"
+	case k == "string":
+		return "a string"
+	case k == "bool":
+		return "true or false"
+	case k == "slice", k == "array":
+		return "an array"
+	case k == "map", k == "struct":
+		return "an object"
+	}
+	return "another type"
 }
 
 func pathID(r *http.Request) (int64, error) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
-		return 0, badRequest("run id %q: must be a positive number", r.PathValue("id"))
+		return 0, fault.Invalidf("id", "run id %q: must be a positive number", r.PathValue("id"))
 	}
 	return id, nil
 }
@@ -212,7 +265,7 @@ func queryInt(r *http.Request, name string, def int) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
-		return 0, badRequest("query %s=%q: must be a whole number >= 0", name, v)
+		return 0, fault.Invalidf(name, "query %s=%q: must be a whole number >= 0", name, v)
 	}
 	return n, nil
 }
@@ -221,7 +274,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if _, err := s.st.Cursor(ctx, signalsCursor); err != nil {
-		return &httpError{http.StatusServiceUnavailable, fmt.Errorf("store: %v", err)}
+		return fault.Errorf(fault.Unavailable, "store: %v", err)
 	}
 	status := "ok"
 	if s.stopping.Load() {
@@ -257,17 +310,14 @@ func (s *Server) applyFlows(w http.ResponseWriter, r *http.Request) error {
 		} `json:"files"`
 		Dir string `json:"dir"`
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFlowBody)
-	d := json.NewDecoder(r.Body)
-	d.DisallowUnknownFields()
-	if err := d.Decode(&body); err != nil {
-		return badRequest("malformed JSON body: %v", err)
+	if err := decodeJSON(r, &body, `{"files": [{"path", "content"}], "dir"}`); err != nil {
+		return err
 	}
 	if len(body.Files) == 0 {
-		return badRequest("files: give at least one {path, content}")
+		return fault.Invalidf("files", "give at least one {path, content}")
 	}
 	if body.Dir != "" && !strings.HasPrefix(body.Dir, "/") {
-		return badRequest("dir %q: must be an absolute path on the server", body.Dir)
+		return fault.Invalidf("dir", "%q: must be an absolute path on the server", body.Dir)
 	}
 	docs := make([]catalog.Document, len(body.Files))
 	for i, f := range body.Files {
@@ -306,7 +356,7 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) error {
 		Params map[string]json.RawMessage `json:"params"`
 		Tags   []string                   `json:"tags"`
 	}
-	if err := decode(w, r, &body); err != nil {
+	if err := decodeOptional(r, &body, `{"params": {NAME: VALUE}, "tags": [TAG]}`); err != nil {
 		return err
 	}
 	v, err := s.st.FlowVersion(r.Context(), r.PathValue("name"), 0)
@@ -337,11 +387,11 @@ func typedParams(fl *flow.Flow, given map[string]json.RawMessage) (map[string]js
 	for name, v := range given {
 		p := fl.Param(name)
 		if p == nil {
-			return nil, badRequest("params.%s: flow %s has no such param", name, fl.Name)
+			return nil, fault.Invalidf("params."+name, "flow %s has no such param", fl.Name)
 		}
 		cv, err := flow.CheckValue(p.Type, v)
 		if err != nil {
-			return nil, badRequest("params.%s: %v", name, err)
+			return nil, fault.Invalidf("params."+name, "%v", err)
 		}
 		out[name] = cv
 	}
@@ -350,7 +400,7 @@ func typedParams(fl *flow.Flow, given map[string]json.RawMessage) (map[string]js
 			continue
 		}
 		if p.Required() {
-			return nil, badRequest("params.%s: required (%s)", p.Name, p.Type)
+			return nil, fault.Invalidf("params."+p.Name, "required (%s)", p.Type)
 		}
 		out[p.Name] = p.Default
 	}
@@ -379,7 +429,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 	switch st {
 	case "", store.RunPending, store.RunRunning, store.RunSucceeded, store.RunFailed, store.RunCancelled:
 	default:
-		return badRequest("status %q: use pending, running, succeeded, failed or cancelled", st)
+		return fault.Invalidf("status", "%q: use pending, running, succeeded, failed or cancelled", st)
 	}
 	runs, err := s.st.Runs(r.Context(), store.RunFilter{Flow: q.Get("flow"), Status: st, Tag: q.Get("tag"), Limit: limit})
 	if err != nil {
@@ -423,16 +473,11 @@ func (s *Server) resumeRun(w http.ResponseWriter, r *http.Request) error {
 	var body struct {
 		From string `json:"from"`
 	}
-	if r.ContentLength != 0 {
-		if err := decode(w, r, &body); err != nil {
-			return err
-		}
+	if err := decodeOptional(r, &body, `{"from": STEP}`); err != nil {
+		return err
 	}
 	run, err := s.eng.Resume(r.Context(), id, body.From, false)
 	if err != nil {
-		if strings.Contains(err.Error(), "no such step") {
-			return badRequest("%v", err)
-		}
 		return err
 	}
 	wake(s.wakeSched)
@@ -468,7 +513,7 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) getArtifact(w http.ResponseWriter, r *http.Request) error {
 	p, err := artifact.ParsePath(r.PathValue("path"))
 	if err != nil {
-		return badRequest("%v", err)
+		return fault.Invalidf("path", "%v", err)
 	}
 	a, err := artifact.Resolve(r.Context(), s.st, p)
 	if err != nil {
@@ -479,6 +524,9 @@ func (s *Server) getArtifact(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer rc.Close()
+	// A large artifact may take longer than the server's write timeout:
+	// allow a slow link of 1 MiB/s on top of it.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.opt.WriteTimeout + time.Duration(a.Size>>20)*time.Second))
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(a.Size, 10))
 	w.Header().Set("X-Baton-Digest", "sha256:"+a.Digest)
@@ -506,11 +554,11 @@ func (s *Server) publishSignal(w http.ResponseWriter, r *http.Request) error {
 		ID     string                     `json:"id"`
 		Params map[string]json.RawMessage `json:"params"`
 	}
-	if err := decode(w, r, &body); err != nil {
+	if err := decodeJSON(r, &body, `{"name", "id", "params"}`); err != nil {
 		return err
 	}
 	if !flow.ValidName(body.Name) {
-		return badRequest("name %q: not a signal name", body.Name)
+		return fault.Invalidf("name", "%q: not a signal name", body.Name)
 	}
 	if body.Params == nil {
 		body.Params = map[string]json.RawMessage{}
@@ -563,7 +611,7 @@ func (s *Server) flowLineage(w http.ResponseWriter, r *http.Request) error {
 		dir = lineage.Downstream
 	}
 	if dir != lineage.Downstream && dir != lineage.Upstream {
-		return badRequest("direction %q: use downstream or upstream", dir)
+		return fault.Invalidf("direction", "%q: use downstream or upstream", dir)
 	}
 	l, err := lineage.OfFlow(r.Context(), s.st, r.PathValue("name"), dir)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -149,12 +148,11 @@ func BenchmarkSignalThroughput(b *testing.B) {
 
 func (h *harness) publishB(b *testing.B, name, id string, params map[string]any) int {
 	body, _ := json.Marshal(map[string]any{"name": name, "id": id, "params": params})
-	resp, err := h.client.Post(h.url+"/api/v1/signals", "application/json", strings.NewReader(string(body)))
+	r, err := h.try("POST", "/api/v1/signals", string(body), "")
 	if err != nil {
 		b.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return r.code
 }
 
 // BenchmarkCronLag runs an @every 1s trigger for a few ticks and measures

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/baton-ml/baton/internal/experiment"
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/signal"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -152,7 +153,7 @@ func (x *experiments) flush(ctx context.Context) {
 func (s *Server) findExperiment(r *http.Request) (experiment.Loaded, error) {
 	l, err := experiment.Find(r.Context(), s.st, r.PathValue("name"))
 	if errors.Is(err, store.ErrNotFound) {
-		return l, &httpError{http.StatusNotFound, err}
+		return l, err
 	}
 	return l, err
 }
@@ -169,12 +170,9 @@ func (s *Server) listExperiments(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) applyExperiments(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	var specs []experiment.Spec
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&specs); err != nil {
-		return badRequest("a JSON array of experiments: %v", err)
+	if err := decodeJSON(r, &specs, "a JSON array of experiments"); err != nil {
+		return err
 	}
 	out, err := experiment.Apply(r.Context(), s.st, specs)
 	if err != nil {
@@ -184,23 +182,38 @@ func (s *Server) applyExperiments(w http.ResponseWriter, r *http.Request) error 
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// assignUnit answers GET /api/v1/experiments/{name}/assign?unit=U&attr.K=V
-// and logs the exposure of a unit that is in.
+// assigner finds the named experiment's assigner, refreshing once for an
+// experiment applied since the last refresh.
+func (s *Server) assigner(r *http.Request) (*experiment.Assigner, error) {
+	name := r.PathValue("name")
+	if a := (*s.exps.assigners.Load())[name]; a != nil {
+		return a, nil
+	}
+	if _, err := s.findExperiment(r); err != nil {
+		return nil, err
+	}
+	_ = s.exps.refresh(r.Context())
+	if a := (*s.exps.assigners.Load())[name]; a != nil {
+		return a, nil
+	}
+	return nil, fault.Errorf(fault.NotFound, "experiment %s is not running here", name)
+}
+
+// assignUnit answers GET /api/v1/experiments/{name}/assign?unit=U&attr.K=V:
+// which variant the unit gets. A GET only reads: to log the exposure, POST
+// the same to this path (exposeUnit).
 func (s *Server) assignUnit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	unit := q.Get("unit")
 	if unit == "" {
-		return badRequest("unit is required")
+		return fault.Invalidf("unit", "required")
 	}
-	a := (*s.exps.assigners.Load())[r.PathValue("name")]
-	if a == nil {
-		if _, err := s.findExperiment(r); err != nil {
-			return err
-		}
-		_ = s.exps.refresh(r.Context())
-		if a = (*s.exps.assigners.Load())[r.PathValue("name")]; a == nil {
-			return &httpError{http.StatusNotFound, errors.New("unknown experiment")}
-		}
+	if q.Has("expose") {
+		return fault.Invalidf("expose", "a GET never logs an exposure: POST {\"unit\", \"attributes\"} to this path to log one")
+	}
+	a, err := s.assigner(r)
+	if err != nil {
+		return err
 	}
 	attrs := map[string]any{}
 	for k, v := range q {
@@ -208,9 +221,33 @@ func (s *Server) assignUnit(w http.ResponseWriter, r *http.Request) error {
 			attrs[name] = v[0]
 		}
 	}
-	as := a.Assign(unit, attrs)
-	if as.In && q.Get("expose") != "false" {
-		s.exps.expose(store.Exposure{Experiment: as.Experiment, Version: as.Version, Unit: unit, Variant: as.Variant, At: s.opt.Now()})
+	return writeJSON(w, http.StatusOK, a.Assign(unit, attrs))
+}
+
+// exposeUnit answers POST /api/v1/experiments/{name}/assign {"unit",
+// "attributes"}: the unit's variant, with its exposure logged when it is in
+// the experiment.
+func (s *Server) exposeUnit(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Unit       string         `json:"unit"`
+		Attributes map[string]any `json:"attributes"`
+	}
+	if err := decodeJSON(r, &body, `{"unit", "attributes": {NAME: VALUE}}`); err != nil {
+		return err
+	}
+	if body.Unit == "" {
+		return fault.Invalidf("unit", "required")
+	}
+	a, err := s.assigner(r)
+	if err != nil {
+		return err
+	}
+	if body.Attributes == nil {
+		body.Attributes = map[string]any{}
+	}
+	as := a.Assign(body.Unit, body.Attributes)
+	if as.In {
+		s.exps.expose(store.Exposure{Experiment: as.Experiment, Version: as.Version, Unit: body.Unit, Variant: as.Variant, At: s.opt.Now()})
 	}
 	return writeJSON(w, http.StatusOK, as)
 }
@@ -220,10 +257,9 @@ func (s *Server) ingestExposures(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxEventsBody)
 	var es []store.Exposure
-	if err := json.NewDecoder(r.Body).Decode(&es); err != nil {
-		return badRequest(`a JSON array of exposures [{"unit", "variant", "at"}]: %v`, err)
+	if err := decodeJSON(r, &es, `a JSON array of exposures [{"unit", "variant", "at"}]`); err != nil {
+		return err
 	}
 	res, err := experiment.IngestExposures(r.Context(), s.st, l, es, s.opt.Now())
 	if err != nil {
@@ -237,10 +273,9 @@ func (s *Server) ingestExpMetrics(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxEventsBody)
 	var ms []store.MetricEvent
-	if err := json.NewDecoder(r.Body).Decode(&ms); err != nil {
-		return badRequest(`a JSON array of metric events [{"unit", "metric", "value", "at"}]: %v`, err)
+	if err := decodeJSON(r, &ms, `a JSON array of metric events [{"unit", "metric", "value", "at"}]`); err != nil {
+		return err
 	}
 	res, err := experiment.IngestMetrics(r.Context(), s.st, l, ms, s.opt.Now())
 	if err != nil {

@@ -4,18 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/feature"
 )
-
-// maxEventsBody bounds one batch of events over HTTP.
-const maxEventsBody = 16 << 20
 
 // openFeatures starts the streaming path: the engine over the registered
 // definitions, the online store (embedded, rebuilt from the event logs, or
@@ -133,32 +131,30 @@ func mustJSON(v any) json.RawMessage {
 // event objects, or JSON lines. Bad events are rejected with reasons (and
 // dead-lettered); the rest are accepted.
 func (s *Server) ingestEvents(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, maxEventsBody)
 	var buf bytes.Buffer
 	if _, err := buf.ReadFrom(r.Body); err != nil {
-		var me *http.MaxBytesError
-		if errors.As(err, &me) {
-			return &httpError{http.StatusRequestEntityTooLarge, fmt.Errorf("the body is over %d bytes: send smaller batches", maxEventsBody)}
-		}
-		return badRequest("read the body: %v", err)
+		return err // over the route's limit: 413
 	}
 	body := bytes.TrimSpace(buf.Bytes())
 	if len(body) > 0 && body[0] == '[' {
+		// One decoder reads every JSON body; JSON lines go to the feature
+		// decoder as they come.
 		var evs []json.RawMessage
-		if err := json.Unmarshal(body, &evs); err != nil {
-			return badRequest("the body is a JSON array of events or JSON lines: %v", err)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if err := decodeJSON(r, &evs, "a JSON array of events, or JSON lines"); err != nil {
+			return err
 		}
 		var lines bytes.Buffer
-		for _, ev := range evs {
+		for i, ev := range evs {
 			// One line per event: compact any pretty-printed object.
 			if err := json.Compact(&lines, ev); err != nil {
-				return badRequest("event %d: %v", lines.Len(), err)
+				return fault.Invalidf(fmt.Sprintf("[%d]", i), "%v", err)
 			}
 			lines.WriteByte('\n')
 		}
 		body = lines.Bytes()
 	} else if len(body) > 0 && body[0] != '{' {
-		return badRequest("the body is a JSON array of events or JSON lines")
+		return fault.Invalidf("", "the body is a JSON array of events, or JSON lines")
 	}
 	res, err := s.features.Ingest(r.Context(), r.PathValue("source"), bytes.NewReader(body))
 	if err != nil {
@@ -175,7 +171,7 @@ func (s *Server) onlineFeatures(w http.ResponseWriter, r *http.Request) error {
 	if v := q.Get("at"); v != "" {
 		us, err := feature.ParseTime(v)
 		if err != nil {
-			return badRequest("at: %v", err)
+			return fault.Invalidf("at", "%v", err)
 		}
 		at = time.UnixMicro(us)
 	}

@@ -165,7 +165,9 @@ func BenchmarkFeatureLookupHTTP(b *testing.B) {
 		at := start.Add(time.Duration(i) * time.Second / rate)
 		time.Sleep(time.Until(at))
 		wg.Go(func() {
-			resp, err := client.Get(fmt.Sprintf("%s/api/v1/features/online/m%d", h.url, i%keys))
+			req, _ := http.NewRequest("GET", fmt.Sprintf("%s/api/v1/features/online/m%d", h.url, i%keys), nil)
+			req.Header.Set("Authorization", "Bearer "+h.s.homeToken)
+			resp, err := client.Do(req)
 			if err != nil {
 				failed.Add(1)
 				return

@@ -183,8 +183,17 @@ func (h *harness) try(method, path string, body any, tok string) (response, erro
 	if err != nil {
 		return response{}, err
 	}
-	if tok != "" {
+	// As the CLI does: the home's token unless the test gives one (noToken:
+	// none at all), and JSON for a change.
+	switch tok {
+	case "":
+		req.Header.Set("Authorization", "Bearer "+h.s.homeToken)
+	case noToken:
+	default:
 		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	if method != "GET" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
@@ -194,6 +203,9 @@ func (h *harness) try(method, path string, body any, tok string) (response, erro
 	b, err := io.ReadAll(resp.Body)
 	return response{code: resp.StatusCode, body: b}, err
 }
+
+// noToken sends a request with no Authorization header.
+const noToken = "-"
 
 func (h *harness) publish(t *testing.T, name, id string, params map[string]any) response {
 	t.Helper()

@@ -18,6 +18,7 @@ type metrics struct {
 	cronLag  prometheus.Histogram
 	running  prometheus.Gauge
 	pending  prometheus.Gauge
+	refused  *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -41,8 +42,10 @@ func newMetrics(s *Server) *metrics {
 			Buckets: []float64{.001, .01, .05, .1, .25, .5, 1, 2, 5, 30, 300}}),
 		running: prometheus.NewGauge(prometheus.GaugeOpts{Name: "baton_runs_running", Help: "Runs executing in this server."}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "baton_runs_pending", Help: "Runs waiting to be started by a server."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_http_refused_total",
+			Help: "API requests refused before their handler, by reason (host, origin, content_type, auth)."}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.fires, m.started, m.finished, m.tasks, m.signals, m.latency, m.cronLag, m.running, m.pending,
+	m.reg.MustRegister(m.fires, m.started, m.finished, m.tasks, m.signals, m.latency, m.cronLag, m.running, m.pending, m.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

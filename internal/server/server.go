@@ -42,8 +42,21 @@ type Options struct {
 	// engine.Options): how soon a dead server's runs and tasks are taken
 	// over. Defaults 15s and 30s.
 	RunLease, TaskLease time.Duration
-	// RequireAuth demands tokens even on a loopback address.
+	// RequireAuth accepts only stored tokens: the home's own token (which
+	// the CLI on this home and the login URL use) is refused. Every API
+	// route needs a token either way, on loopback too.
 	RequireAuth bool
+	// AllowedHosts are host names (besides IP addresses and localhost) by
+	// which clients may reach the server, e.g. behind a load balancer. A
+	// request naming any other host is refused (DNS rebinding).
+	AllowedHosts []string
+	// ReadTimeout and WriteTimeout bound how long a client may take to send
+	// a request and to take its answer (defaults 1m and 2m; an artifact
+	// download extends its own write deadline).
+	ReadTimeout, WriteTimeout time.Duration
+	// AllowedOrigins are web origins (scheme://host[:port]) besides the
+	// server's own whose pages may call the API.
+	AllowedOrigins []string
 	// Dispatch says how tasks reach processes: engine.Local (this server
 	// runs the tasks of the runs it coordinates) or engine.Queue (any
 	// server or `baton worker` on the store runs them).
@@ -101,12 +114,14 @@ type Server struct {
 	wg       sync.WaitGroup
 
 	// upSince is when the cron loop started: ticks before it were missed.
-	upSince  time.Time
-	ln       net.Listener
-	http     *http.Server
-	loopback bool
-	stopping atomic.Bool
-	leading  atomic.Bool
+	upSince time.Time
+	// homeToken is the home's own API secret (admin), see home.APIToken.
+	homeToken string
+	ln        net.Listener
+	http      *http.Server
+	loopback  bool
+	stopping  atomic.Bool
+	leading   atomic.Bool
 
 	serving       *serve.Service
 	exps          *experiments
@@ -131,6 +146,12 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 	if opt.Drain <= 0 {
 		opt.Drain = 30 * time.Second
 	}
+	if opt.ReadTimeout <= 0 {
+		opt.ReadTimeout = time.Minute
+	}
+	if opt.WriteTimeout <= 0 {
+		opt.WriteTimeout = 2 * time.Minute
+	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
@@ -146,8 +167,12 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 	if err != nil {
 		return nil, err
 	}
+	tok, err := h.EnsureAPIToken()
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
-		st: st, blobs: blobs, home: h, eng: eng, opt: opt, log: opt.Logger,
+		st: st, blobs: blobs, home: h, eng: eng, opt: opt, log: opt.Logger, homeToken: tok,
 		wakeSignals: make(chan struct{}, 1), wakeFinish: make(chan struct{}, 1),
 		wakeSched: make(chan struct{}, 1), wakeReload: make(chan struct{}, 1), wakeAdopt: make(chan struct{}, 1),
 		starting: map[int64]string{},
@@ -239,7 +264,12 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	defer s.serving.Close()
-	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		// A client must send its request, and take the answer, in
+		// bounded time: a stalled one holds no goroutine for ever. An
+		// artifact download extends its own write deadline.
+		ReadTimeout: s.opt.ReadTimeout, WriteTimeout: s.opt.WriteTimeout, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.ln) }()
 	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
@@ -377,10 +407,10 @@ func (s *Server) lead(ctx context.Context) {
 }
 
 func (s *Server) authMode() string {
-	if s.loopback && !s.opt.RequireAuth {
-		return "none (loopback only)"
+	if s.opt.RequireAuth {
+		return "stored tokens only"
 	}
-	return "tokens"
+	return "stored tokens and the home's token"
 }
 
 // reloadLoop picks up flows and contracts applied while the server runs.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/registry"
 	"github.com/baton-ml/baton/internal/serve"
 	"github.com/baton-ml/baton/internal/store"
@@ -72,30 +73,15 @@ func (s *Server) servingLoop(ctx context.Context) {
 	}
 }
 
-func servingErr(err error) error {
-	var br *serve.BadRequest
-	var ie *registry.InputError
-	switch {
-	case errors.As(err, &br), errors.As(err, &ie), errors.Is(err, registry.ErrIllegal):
-		return &httpError{http.StatusBadRequest, err}
-	case errors.Is(err, serve.ErrUnknownEndpoint):
-		return &httpError{http.StatusNotFound, err}
-	}
-	return err
-}
-
 // predict answers POST /api/v1/predict/{endpoint} {"key", "unit", "features"}.
 func (s *Server) predict(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	var req serve.Request
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return badRequest(`a prediction request is {"key", "unit", "features"}: %v`, err)
+	if err := decodeJSON(r, &req, `a prediction request {"key", "unit", "features"}`); err != nil {
+		return err
 	}
 	resp, err := s.serving.Predict(r.Context(), r.PathValue("endpoint"), req)
 	if err != nil {
-		return servingErr(err)
+		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(resp)
@@ -111,12 +97,9 @@ func (s *Server) listEndpoints(w http.ResponseWriter, _ *http.Request) error {
 
 // applyEndpoints takes a JSON array of endpoint specs.
 func (s *Server) applyEndpoints(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	var eps []serve.Endpoint
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&eps); err != nil {
-		return badRequest("a JSON array of endpoints: %v", err)
+	if err := decodeJSON(r, &eps, "a JSON array of endpoints"); err != nil {
+		return err
 	}
 	out, err := serve.Apply(r.Context(), s.st, eps)
 	if err != nil {
@@ -131,7 +114,7 @@ func (s *Server) applyEndpoints(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) startRollout(w http.ResponseWriter, r *http.Request) error {
 	ro, err := s.serving.StartRollout(r.Context(), r.PathValue("name"))
 	if err != nil {
-		return servingErr(err)
+		return err
 	}
 	return writeJSON(w, http.StatusCreated, ro)
 }
@@ -178,39 +161,29 @@ func (s *Server) modelVersion(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]any{"version": v, "transitions": trs})
 }
 
-// actor names who made an API change: the token's name, else "api".
-func (s *Server) actor(r *http.Request, given string) string {
-	if given != "" {
-		return given
-	}
-	return "api"
-}
-
 func (s *Server) registerModel(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	// Who registers is the token's holder: an audit record never takes
+	// its actor from the body.
 	var body struct {
 		Artifact    string             `json:"artifact"`
 		TrainingSet string             `json:"training_set"`
 		Metrics     map[string]float64 `json:"metrics"`
 		Tags        map[string]string  `json:"tags"`
 		Description string             `json:"description"`
-		Actor       string             `json:"actor"`
 		Reason      string             `json:"reason"`
 		Publish     bool               `json:"publish"`
 	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		return badRequest(`a registration is {"artifact", "training_set", "metrics", "tags", "description", "actor", "reason", "publish"}: %v`, err)
+	if err := decodeJSON(r, &body, `a registration {"artifact", "training_set", "metrics", "tags", "description", "reason", "publish"}`); err != nil {
+		return err
 	}
 	if body.Artifact == "" {
-		return badRequest(`"artifact" (RUN/STEP/NAME) is required`)
+		return fault.Invalidf("artifact", "required (RUN/STEP/NAME)")
 	}
 	reg := registry.New(s.st)
 	v, err := reg.Register(r.Context(), registry.Register{Model: r.PathValue("name"), Artifact: body.Artifact, TrainingSet: body.TrainingSet,
-		Metrics: body.Metrics, Tags: body.Tags, Description: body.Description, Actor: s.actor(r, body.Actor), Reason: body.Reason})
+		Metrics: body.Metrics, Tags: body.Tags, Description: body.Description, Actor: identity(r).Name, Reason: body.Reason})
 	if err != nil {
-		return servingErr(err)
+		return err
 	}
 	if body.Publish {
 		if _, err := reg.PublishTrained(r.Context(), v); err != nil {
@@ -222,31 +195,27 @@ func (s *Server) registerModel(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) transitionModel(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	var body struct {
 		To       string          `json:"to"`
 		Reason   string          `json:"reason"`
-		Actor    string          `json:"actor"`
 		Decision json.RawMessage `json:"decision"`
 	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		return badRequest(`a transition is {"to", "reason", "actor", "decision"}: %v`, err)
+	if err := decodeJSON(r, &body, `a transition {"to", "reason", "decision"}`); err != nil {
+		return err
 	}
 	ver, err := strconv.Atoi(r.PathValue("version"))
 	if err != nil || ver <= 0 {
-		return badRequest("version %q: a positive number", r.PathValue("version"))
+		return fault.Invalidf("version", "%q: a positive number", r.PathValue("version"))
 	}
 	var d *registry.Decision
 	if len(body.Decision) > 0 && string(body.Decision) != "null" {
 		if d, err = registry.ParseDecision(body.Decision); err != nil {
-			return badRequest("%v", err)
+			return fault.Invalidf("decision", "%v", err)
 		}
 	}
-	v, err := registry.New(s.st).Transition(r.Context(), r.PathValue("name"), ver, body.To, s.actor(r, body.Actor), body.Reason, d)
+	v, err := registry.New(s.st).Transition(r.Context(), r.PathValue("name"), ver, body.To, identity(r).Name, body.Reason, d)
 	if err != nil {
-		return servingErr(err)
+		return err
 	}
 	if err := s.serving.Refresh(r.Context()); err != nil {
 		s.log.Warn("serving", "err", err)

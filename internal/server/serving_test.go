@@ -85,16 +85,15 @@ func applyFeaturesTB(t testing.TB, h *harness, defs string) {
 		applyFeatures(tt, h, defs)
 		return
 	}
-	b := t.(*testing.B)
 	d, err := featureParse(defs)
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := featureApply(h, d); err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	wake(h.s.wakeReload)
-	waitUntil(b, 5*time.Second, func() bool { return h.s.features.Catalog().Sources["plays"] != nil }, "no reload")
+	waitUntil(t, 5*time.Second, func() bool { return h.s.features.Catalog().Sources["plays"] != nil }, "no reload")
 }
 
 const logisticSpec = `{"kind":"logistic","bias":-1,"weights":{"f0":0.01,"f1":0.001,"f2":0.01,"f5":-0.001}}`
@@ -158,11 +157,12 @@ func TestServingOverHTTP(t *testing.T) {
 
 // openLoop sends requests at rate for d, each on its schedule, and returns
 // the latencies and the responses' paths.
-func openLoop(b *testing.B, url string, rate int, d time.Duration, body func(i int) string) ([]time.Duration, map[string]int, int64) {
+func openLoop(b *testing.B, h *harness, path string, rate int, d time.Duration, body func(i int) string) ([]time.Duration, map[string]int, int64) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
 	// Idle connections hold buffers: close them so heap figures taken
 	// after a run are the server's.
 	defer client.CloseIdleConnections()
+	auth := "Bearer " + h.s.homeToken
 	total := int(d.Seconds() * float64(rate))
 	lat := make([]time.Duration, total)
 	// Paths as small codes: the harness must not allocate per request, or
@@ -175,7 +175,10 @@ func openLoop(b *testing.B, url string, rate int, d time.Duration, body func(i i
 		at := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
 		time.Sleep(time.Until(at))
 		wg.Go(func() {
-			resp, err := client.Post(url, "application/json", strings.NewReader(body(i)))
+			req, _ := http.NewRequest("POST", h.url+path, strings.NewReader(body(i)))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", auth)
+			resp, err := client.Do(req)
 			if err != nil {
 				failed.Add(1)
 				return
@@ -218,7 +221,7 @@ func BenchmarkServing(b *testing.B) {
 	h := newHarness(b, Options{})
 	servingSetup(b, h, logisticSpec, 20*time.Millisecond)
 	b.ResetTimer()
-	lat, paths, failed := openLoop(b, h.url+"/api/v1/predict/churn", 1000, 5*time.Second, func(i int) string {
+	lat, paths, failed := openLoop(b, h, "/api/v1/predict/churn", 1000, 5*time.Second, func(i int) string {
 		return fmt.Sprintf(`{"key":"m%d"}`, i%1000)
 	})
 	b.StopTimer()
@@ -237,7 +240,7 @@ func BenchmarkServingModelDown(b *testing.B) {
 	h := newHarness(b, Options{})
 	servingSetup(b, h, `{"kind":"http","url":"http://127.0.0.1:1/predict"}`, 20*time.Millisecond)
 	b.ResetTimer()
-	lat, paths, failed := openLoop(b, h.url+"/api/v1/predict/churn", 1000, 5*time.Second, func(i int) string {
+	lat, paths, failed := openLoop(b, h, "/api/v1/predict/churn", 1000, 5*time.Second, func(i int) string {
 		return fmt.Sprintf(`{"key":"m%d"}`, i%1000)
 	})
 	b.StopTimer()
@@ -268,7 +271,7 @@ func BenchmarkServingSoak(b *testing.B) {
 		runtime.ReadMemStats(&m)
 		return float64(m.HeapAlloc) / (1 << 20)
 	}
-	_, _, _ = openLoop(b, h.url+"/api/v1/predict/churn", 1000, 5*time.Second, func(i int) string { return fmt.Sprintf(`{"key":"m%d"}`, i%1000) })
+	_, _, _ = openLoop(b, h, "/api/v1/predict/churn", 1000, 5*time.Second, func(i int) string { return fmt.Sprintf(`{"key":"m%d"}`, i%1000) })
 	start := heap()
 	// The heap every 30 s through the soak: flat means no trend.
 	var samples []float64
@@ -289,7 +292,7 @@ func BenchmarkServingSoak(b *testing.B) {
 			}
 		}
 	}()
-	lat, _, failed := openLoop(b, h.url+"/api/v1/predict/churn", 1000, d, func(i int) string { return fmt.Sprintf(`{"key":"m%d"}`, i%1000) })
+	lat, _, failed := openLoop(b, h, "/api/v1/predict/churn", 1000, d, func(i int) string { return fmt.Sprintf(`{"key":"m%d"}`, i%1000) })
 	close(done)
 	end := heap()
 	b.StopTimer()

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -68,6 +69,9 @@ type Error struct {
 	Field  string
 	Msg    string
 }
+
+// Is sorts a contract violation as invalid input.
+func (e *Error) Is(target error) bool { return target == fault.Invalid }
 
 func (e *Error) Error() string {
 	if e.Field == "" {

@@ -7,21 +7,22 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
+
+	"github.com/baton-ml/baton/internal/fault"
 )
 
 // ErrNotFound is returned (wrapped) when a looked-up record does not exist.
-var ErrNotFound = errors.New("not found")
+var ErrNotFound = fault.New(fault.NotFound, "not found")
 
 // ErrLeaseLost is returned when a batch names a run whose lease the writer
 // no longer holds: another process took the run over, or it ended.
-var ErrLeaseLost = errors.New("run lease lost")
+var ErrLeaseLost = fault.New(fault.Conflict, "run lease lost")
 
 // ErrConflict is returned when a state change is not legal from the current
 // state, e.g. acquiring a run another live process holds.
-var ErrConflict = errors.New("conflict")
+var ErrConflict = fault.New(fault.Conflict, "conflict")
 
 // RunStatus is the state of a run.
 type RunStatus string

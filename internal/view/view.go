@@ -9,6 +9,7 @@ import (
 
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/engine"
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -91,7 +92,7 @@ type Log struct {
 }
 
 // ErrNoAttempt is returned by TaskLog for an attempt that does not exist.
-var ErrNoAttempt = errors.New("no such attempt")
+var ErrNoAttempt = fault.New(fault.NotFound, "no such attempt")
 
 // TaskLog reads the output of an attempt of t (0: the last). A task reused
 // by a resumed run has the logs of the run that did the work. ok is false

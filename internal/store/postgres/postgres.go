@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/store/sqlstore"
 )
 
@@ -41,7 +42,7 @@ func (dialect) Lock(key string) string {
 }
 
 // ErrUnreachable is returned (wrapped) when the server does not answer.
-var ErrUnreachable = errors.New("PostgreSQL is unreachable")
+var ErrUnreachable = fault.New(fault.Unavailable, "PostgreSQL is unreachable")
 
 // Open connects to the database dsn names (postgres://...), migrates it,
 // and returns the store.

@@ -1,0 +1,345 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-ml/baton/internal/experiment"
+	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/token"
+)
+
+// evilFlow is what a web page would post to run a command as the user.
+const evilFlow = `{"files": [{"path": "x.yaml", "content": "name: pwned\nsteps:\n  - name: start\n    run: touch /tmp/baton-pwned\n"}]}`
+
+// raw sends a request with exactly the given headers (no token, no type
+// unless listed), as a browser or a script would.
+func (h *harness) raw(t *testing.T, method, path, body string, headers map[string]string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, h.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{code: resp.StatusCode, body: b}
+}
+
+// TestDriveByRefused replays the drive-by attack on the default loopback
+// server: a page on another origin posts a flow and starts it. Every
+// variant is refused, nothing is stored, and each refusal is counted.
+func TestDriveByRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{})
+	tok := "Bearer " + h.s.homeToken
+	evil := "http://evil.example"
+	cases := []struct {
+		name    string
+		headers map[string]string
+		code    int
+		want    string
+	}{
+		// The reported attack: a form-like text/plain post, no token.
+		{"text/plain from another origin", map[string]string{"Content-Type": "text/plain", "Origin": evil}, 403, "Origin"},
+		{"no token, same origin", map[string]string{"Content-Type": "application/json"}, 401, "token"},
+		{"text/plain with the token", map[string]string{"Content-Type": "text/plain", "Authorization": tok}, 415, "application/json"},
+		{"form with the token", map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Authorization": tok}, 415, "application/json"},
+		{"no type with the token", map[string]string{"Authorization": tok}, 415, "application/json"},
+		{"JSON from another origin with the token", map[string]string{"Content-Type": "application/json", "Origin": evil, "Authorization": tok}, 403, "Origin"},
+		{"null origin", map[string]string{"Content-Type": "application/json", "Origin": "null", "Authorization": tok}, 403, "Origin"},
+		{"cross-site fetch", map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site", "Authorization": tok}, 403, "cross-site"},
+		{"rebinding host", map[string]string{"Content-Type": "application/json", "Host": "rebind.evil.example:8765", "Authorization": tok}, 403, "Host"},
+		{"rebinding host, same origin by name", map[string]string{"Content-Type": "application/json", "Host": "rebind.evil.example", "Origin": "http://rebind.evil.example", "Authorization": tok}, 403, "Host"},
+		{"a wrong token", map[string]string{"Content-Type": "application/json", "Authorization": "Bearer bt_guess"}, 401, "unknown token"},
+	}
+	for _, c := range cases {
+		r := h.raw(t, "POST", "/api/v1/flows", evilFlow, c.headers)
+		if r.code != c.code || !strings.Contains(string(r.body), c.want) {
+			t.Errorf("%s: %d %s, want %d mentioning %q", c.name, r.code, r.body, c.code, c.want)
+		}
+	}
+	// Starting a run is refused the same way.
+	r := h.raw(t, "POST", "/api/v1/flows/pwned/runs", `{}`, map[string]string{"Content-Type": "text/plain", "Origin": evil})
+	if r.code == 201 {
+		t.Fatalf("a run was started from another origin: %s", r.body)
+	}
+	fs, err := h.st.Flows(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fs {
+		if f.Name == "pwned" {
+			t.Fatal("the attacker's flow was stored")
+		}
+	}
+	// The server's own origin with its token works: the defences do not
+	// stop the CLI or the UI.
+	r = h.raw(t, "POST", "/api/v1/flows", evilFlow, map[string]string{"Content-Type": "application/json; charset=utf-8",
+		"Origin": h.url, "Sec-Fetch-Site": "same-origin", "Authorization": tok})
+	if r.code != 200 {
+		t.Fatalf("same origin with the token: %d %s", r.code, r.body)
+	}
+	// localhost by name is this machine, not a rebinding domain.
+	r = h.raw(t, "GET", "/api/v1/flows", "", map[string]string{"Host": strings.Replace(h.url[len("http://"):], "127.0.0.1", "localhost", 1), "Authorization": tok})
+	if r.code != 200 {
+		t.Fatalf("Host localhost: %d %s", r.code, r.body)
+	}
+	m := h.raw(t, "GET", "/metrics", "", nil)
+	for _, reason := range []string{"origin", "content_type", "host", "auth"} {
+		re := regexp.MustCompile(`baton_http_refused_total\{reason="` + reason + `"\} ([0-9]+)`)
+		if sm := re.FindSubmatch(m.body); sm == nil || string(sm[1]) == "0" {
+			t.Errorf("refusals for %s not counted", reason)
+		}
+	}
+}
+
+// TestEveryRouteNeedsAToken: on loopback too, no API route answers a
+// caller without a token; only health, metrics, the OpenAPI file, the
+// login and the index page do.
+func TestEveryRouteNeedsAToken(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{})
+	open := map[string]bool{"/healthz": true, "/metrics": true, "/api/v1/openapi.yaml": true, "/login": true}
+	fill := strings.NewReplacer("{name}", "x", "{id}", "1", "{path...}", "1/s/a", "{source}", "s", "{key}", "k",
+		"{endpoint}", "e", "{version}", "1")
+	for _, rt := range h.s.routes() {
+		if open[rt.path] {
+			if rt.role != "" {
+				t.Errorf("%s %s needs a role", rt.method, rt.path)
+			}
+			continue
+		}
+		r := h.raw(t, rt.method, fill.Replace(rt.path), "{}", map[string]string{"Content-Type": "application/json"})
+		if r.code != 401 {
+			t.Errorf("%s %s without a token: %d %s", rt.method, rt.path, r.code, r.body)
+		}
+	}
+}
+
+// TestLoginCookie: the login URL signs a browser in with a cookie no
+// other site's requests carry, and takes the secret out of the address.
+func TestLoginCookie(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{})
+	u := h.s.LoginURL()
+	if !strings.HasPrefix(u, h.url+"/login?token=bth_") {
+		t.Fatalf("login URL %q", u)
+	}
+	noRedirect := &http.Client{Transport: h.client.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+		t.Fatalf("login: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == tokenCookie {
+			cookie = c
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || cookie.Value != h.s.homeToken {
+		t.Fatalf("cookie %+v", cookie)
+	}
+	withCookie := map[string]string{"Cookie": cookie.String(), "Content-Type": "application/json"}
+	if r := h.raw(t, "GET", "/api/v1/runs", "", withCookie); r.code != 200 {
+		t.Fatalf("GET with the cookie: %d %s", r.code, r.body)
+	}
+	if r := h.raw(t, "GET", "/", "", withCookie); r.code != 200 || !strings.Contains(string(r.body), "Signed in as local (admin)") {
+		t.Fatalf("index: %d %s", r.code, r.body)
+	}
+	withCookie["Origin"] = h.url
+	if r := h.raw(t, "POST", "/api/v1/signals", `{"name": "labels_ready", "params": {"date": "d"}}`, withCookie); r.code != 201 {
+		t.Fatalf("POST from the server's own page: %d %s", r.code, r.body)
+	}
+	withCookie["Origin"] = "http://evil.example"
+	if r := h.raw(t, "POST", "/api/v1/signals", `{"name": "labels_ready", "params": {"date": "d"}}`, withCookie); r.code != 403 {
+		t.Fatalf("POST with the cookie from another origin: %d %s", r.code, r.body)
+	}
+	resp, err = noRedirect.Get(h.url + "/login?token=bth_wrong")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
+		t.Fatalf("a wrong login: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	// With --require-auth the home's token does not sign in.
+	h2 := newHarness(t, Options{RequireAuth: true})
+	if r := h2.raw(t, "GET", "/api/v1/runs", "", map[string]string{"Authorization": "Bearer " + h2.s.homeToken}); r.code != 401 {
+		t.Fatalf("home token under RequireAuth: %d", r.code)
+	}
+}
+
+// TestActorFromToken: who registers or moves a model is the token's
+// holder; a body that names an actor is refused.
+func TestActorFromToken(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{})
+	secret, tk, err := token.New("ci-bot", store.RoleOperator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.st.CreateToken(context.Background(), tk); err != nil {
+		t.Fatal(err)
+	}
+	v := modelVersion(t, h, "m", `{"kind":"linear","bias":1,"weights":{"x":0}}`)
+	path := fmt.Sprintf("/api/v1/models/m/versions/%d/transitions", v)
+	r := h.do(t, "POST", path, map[string]any{"to": "shadow", "reason": "try", "actor": "the-ceo"}, secret)
+	if r.code != 400 || !strings.Contains(string(r.body), `"field": "actor"`) {
+		t.Fatalf("a body naming the actor: %d %s", r.code, r.body)
+	}
+	if r := h.do(t, "POST", path, map[string]any{"to": "shadow", "reason": "try"}, secret); r.code != 200 {
+		t.Fatalf("transition: %d %s", r.code, r.body)
+	}
+	trs, err := h.st.ModelTransitions(context.Background(), "m", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := trs[len(trs)-1]
+	if last.To != store.ModelShadow || last.Actor != "ci-bot" {
+		t.Fatalf("recorded %+v, want shadow by ci-bot", last)
+	}
+	if r := h.do(t, "POST", fmt.Sprintf("/api/v1/models/m/versions/%d/transitions", v), map[string]any{"to": "canary", "reason": "ok"}, ""); r.code != 200 {
+		t.Fatalf("transition with the home's token: %d %s", r.code, r.body)
+	}
+	trs, _ = h.st.ModelTransitions(context.Background(), "m", v)
+	if a := trs[len(trs)-1].Actor; a != HomeActor {
+		t.Fatalf("home token recorded as %q", a)
+	}
+}
+
+// TestViewerGETNeverWrites: asking for a unit's variant logs nothing; the
+// POST of the same path logs the exposure and needs an operator.
+func TestViewerGETNeverWrites(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{})
+	exp := []experiment.Spec{{Name: "e", Metrics: []string{"m"},
+		Variants: []experiment.Variant{{Name: "a", Weight: 0.5}, {Name: "b", Weight: 0.5}}}}
+	if r := h.do(t, "POST", "/api/v1/experiments", exp, ""); r.code != 200 {
+		t.Fatalf("apply: %d %s", r.code, r.body)
+	}
+	viewer, vt, _ := token.New("v", store.RoleViewer)
+	if err := h.st.CreateToken(context.Background(), vt); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if r := h.do(t, "GET", fmt.Sprintf("/api/v1/experiments/e/assign?unit=u%d", i), nil, viewer); r.code != 200 {
+			t.Fatalf("assign: %d %s", r.code, r.body)
+		}
+	}
+	if r := h.do(t, "GET", "/api/v1/experiments/e/assign?unit=u1&expose=true", nil, viewer); r.code != 400 {
+		t.Fatalf("GET asking to expose: %d %s", r.code, r.body)
+	}
+	if r := h.do(t, "POST", "/api/v1/experiments/e/assign", map[string]any{"unit": "u1"}, viewer); r.code != 403 {
+		t.Fatalf("a viewer's POST: %d %s", r.code, r.body)
+	}
+	h.s.exps.flush(context.Background())
+	if ex, _ := h.st.Exposures(context.Background(), "e", 1); len(ex) != 0 {
+		t.Fatalf("GETs logged %d exposures", len(ex))
+	}
+	var as experiment.Assignment
+	r := h.do(t, "POST", "/api/v1/experiments/e/assign", map[string]any{"unit": "u1"}, "")
+	r.json(t, &as)
+	if r.code != 200 || !as.In {
+		t.Fatalf("POST assign: %d %s", r.code, r.body)
+	}
+	waitUntil(t, 5*time.Second, func() bool {
+		ex, _ := h.st.Exposures(context.Background(), "e", 1)
+		return len(ex) == 1 && ex[0].Unit == "u1"
+	}, "the POST's exposure was not logged")
+}
+
+// TestBodiesBounded: every route that takes a body refuses one over its
+// limit before reading it, and the one decoder names JSON fields in user
+// words.
+func TestBodiesBounded(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{})
+	fill := strings.NewReplacer("{name}", "x", "{id}", "1", "{source}", "s", "{endpoint}", "e", "{version}", "1")
+	for _, rt := range h.s.routes() {
+		if rt.method == "GET" || rt.method == "DELETE" {
+			continue
+		}
+		limit := rt.limit
+		if limit == 0 {
+			limit = maxBody
+		}
+		body := `{"x": "` + strings.Repeat("a", int(limit)) + `"}`
+		if r := h.do(t, rt.method, fill.Replace(rt.path), body, ""); r.code != 413 {
+			t.Errorf("%s %s with %d bytes: %d %s", rt.method, rt.path, len(body), r.code, truncate(r.body))
+		}
+	}
+	h.apply(t, "name: f\nparams:\n  n: {type: int, default: 1}\nsteps:\n  - {name: start, run: 'true'}\n")
+	cases := []struct {
+		path, body, field, want string
+	}{
+		{"/api/v1/flows/f/runs", `{"params": 5}`, "params", "expected an object, got a JSON number"},
+		{"/api/v1/flows/f/runs", `{"params": {"n": "x"}}`, "params.n", "int"},
+		{"/api/v1/flows/f/runs", `{"tags": "a"}`, "tags", "expected an array"},
+		{"/api/v1/flows/f/runs", `{"parms": {}}`, "parms", "unknown field"},
+		{"/api/v1/signals", `{"name": 1}`, "name", "expected a string"},
+		{"/api/v1/signals", `{"name": "labels_ready"} {}`, "", "nothing after it"},
+		{"/api/v1/signals", ``, "", "send {"},
+		{"/api/v1/signals", `{"name": `, "", "ends too soon"},
+	}
+	for _, c := range cases {
+		r := h.do(t, "POST", c.path, c.body, "")
+		var e struct {
+			Error string `json:"error"`
+			Field string `json:"field"`
+		}
+		r.json(t, &e)
+		if r.code != 400 || e.Field != c.field || !strings.Contains(e.Error, c.want) || strings.Contains(e.Error, "Go ") {
+			t.Errorf("%s %s: %d field %q %q, want field %q mentioning %q", c.path, c.body, r.code, e.Field, e.Error, c.field, c.want)
+		}
+	}
+}
+
+func truncate(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "..."
+	}
+	return string(b)
+}
+
+// TestSlowClientCut: a client that sends headers and then stalls is cut
+// off at the read timeout instead of holding a connection for ever.
+func TestSlowClientCut(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{ReadTimeout: 300 * time.Millisecond})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /api/v1/signals HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAuthorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n{",
+		strings.TrimPrefix(h.url, "http://"), h.s.homeToken)
+	start := time.Now()
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	// The server answers the timeout (or just closes): read to the end.
+	_, err = io.Copy(io.Discard, conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the stalled request was still open after %s", time.Since(start))
+	}
+}
