@@ -19,16 +19,16 @@ const maxBackfillRows = 50_000_000
 // time, as a daily (or hourly) snapshot table.
 func BackfillLabels(cat *Catalog, logDir string, feats []*Feature, from, to time.Time, every time.Duration) (*Labels, error) {
 	if every <= 0 {
-		return nil, flow.Errors{{Field: "--every", Msg: "must be positive, such as 1h or 24h"}}
+		return nil, flow.Errors{{Field: "every", Msg: "must be positive, such as 1h or 24h"}}
 	}
 	if to.Before(from) {
-		return nil, flow.Errors{{Field: "--to", Msg: fmt.Sprintf("%s is before --from %s", to.Format(time.RFC3339), from.Format(time.RFC3339))}}
+		return nil, flow.Errors{{Field: "to", Msg: fmt.Sprintf("%s is before from %s", to.Format(time.RFC3339), from.Format(time.RFC3339))}}
 	}
 	entity := ""
 	for _, f := range feats {
 		e := cat.Sources[f.Source].Entity
 		if entity != "" && e != entity {
-			return nil, flow.Errors{{Field: "--feature", Msg: fmt.Sprintf("a backfill covers one entity's features; %s is about %s, not %s", f.Name, e, entity)}}
+			return nil, flow.Errors{{Field: "features", Msg: fmt.Sprintf("a backfill covers one entity's features; %s is about %s, not %s", f.Name, e, entity)}}
 		}
 		entity = e
 	}
@@ -52,7 +52,7 @@ func BackfillLabels(cat *Catalog, logDir string, feats []*Feature, from, to time
 		times = append(times, t.UnixMicro())
 	}
 	if n := len(keys) * len(times); n > maxBackfillRows {
-		return nil, flow.Errors{{Field: "--every", Msg: fmt.Sprintf("%d keys × %d times is %d rows, over %d: use a coarser --every or a shorter range", len(keys), len(times), n, maxBackfillRows)}}
+		return nil, flow.Errors{{Field: "every", Msg: fmt.Sprintf("%d keys × %d times is %d rows, over %d: use a coarser every or a shorter range", len(keys), len(times), n, maxBackfillRows)}}
 	}
 	ks := slices.Sorted(maps.Keys(keys))
 	l := &Labels{Header: []string{cat.Entities[entity].Key, "ts"}, TimeCol: 1}

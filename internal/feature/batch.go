@@ -46,7 +46,7 @@ func ReadLabels(r io.Reader, file, timeCol string) (*Labels, error) {
 		}
 	}
 	if l.TimeCol < 0 {
-		return nil, flow.Errors{{File: file, Line: 1, Field: "--time", Msg: fmt.Sprintf("no label-time column %s in the header (%s); name it with --time",
+		return nil, flow.Errors{{File: file, Line: 1, Field: "time", Msg: fmt.Sprintf("no label-time column %s in the header (%s); name it with time (--time on the command line)",
 			strings.Join(cands, " or "), strings.Join(header, ","))}}
 	}
 	for {
@@ -179,7 +179,7 @@ func TrainingSet(ctx context.Context, cat *Catalog, logDir string, labels *Label
 		}
 		i := slices.Index(labels.Header, name)
 		if i < 0 {
-			return nil, flow.Errors{{Field: "--key", Msg: fmt.Sprintf("the labels have no column %q for entity %s; name it with --key %s=COLUMN", name, src.Entity, src.Entity)}}
+			return nil, flow.Errors{{Field: "keys." + src.Entity, Msg: fmt.Sprintf("the labels have no column %q for entity %s; name it with keys: {%s: COLUMN} (--key %s=COLUMN on the command line)", name, src.Entity, src.Entity, src.Entity)}}
 		}
 		keyCol[source] = i
 	}

@@ -172,7 +172,7 @@ func (c *Catalog) Select(names []string) ([]*Feature, error) {
 	for _, n := range names {
 		f := c.Features[n]
 		if f == nil {
-			return nil, flow.Errors{{Field: "--feature", Msg: fmt.Sprintf("unknown feature %q; baton feature list shows the registered ones", n)}}
+			return nil, flow.Errors{{Field: "features", Msg: fmt.Sprintf("unknown feature %q; baton feature list shows the registered ones", n)}}
 		}
 		out = append(out, f)
 	}

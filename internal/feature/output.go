@@ -117,7 +117,7 @@ func outFormat(out string) (string, error) {
 			return "", nil
 		}
 	}
-	return "", flow.Errors{{Field: "--out", Msg: fmt.Sprintf("%q: the output is .csv or .parquet", out)}}
+	return "", flow.Errors{{Field: "out", Msg: fmt.Sprintf("%q: the output is .csv or .parquet", out)}}
 }
 
 // writeAtomic writes path through a temporary file in the same folder,
@@ -231,7 +231,7 @@ func writeParquet(w io.Writer, l *Labels, cols []Column, meta map[string]any) er
 		}
 		name := c.Feature.Name
 		if taken[name] {
-			return flow.Errors{{Field: "--feature", Msg: fmt.Sprintf("feature %s has the name of a labels column; rename the column", name)}}
+			return flow.Errors{{Field: "features", Msg: fmt.Sprintf("feature %s has the name of a labels column; rename the column", name)}}
 		}
 		defs = append(defs, colDef{name, -1, i, kind})
 	}

@@ -132,7 +132,7 @@ func (r *Registry) Register(ctx context.Context, req Register) (store.ModelVersi
 	if strings.TrimSpace(req.Reason) == "" {
 		req.Reason = "registered"
 	}
-	a, path, err := r.resolve(ctx, req.Artifact, "--artifact")
+	a, path, err := r.resolve(ctx, req.Artifact, "artifact")
 	if err != nil {
 		return store.ModelVersion{}, err
 	}
@@ -143,7 +143,7 @@ func (r *Registry) Register(ctx context.Context, req Register) (store.ModelVersi
 	lin := Lineage{RunID: run.ID, Flow: run.Flow, FlowVersion: run.FlowVersion, Step: a.Step, Params: run.Params}
 	runs := []int64{run.ID}
 	if req.TrainingSet != "" {
-		ts, tsPath, err := r.resolve(ctx, req.TrainingSet, "--training-set")
+		ts, tsPath, err := r.resolve(ctx, req.TrainingSet, "training_set")
 		if err != nil {
 			return store.ModelVersion{}, err
 		}
@@ -176,14 +176,14 @@ func (r *Registry) Register(ctx context.Context, req Register) (store.ModelVersi
 	}, req.Actor, req.Reason)
 }
 
-func (r *Registry) resolve(ctx context.Context, p, flag string) (store.Artifact, string, error) {
+func (r *Registry) resolve(ctx context.Context, p, field string) (store.Artifact, string, error) {
 	ap, err := artifact.ParsePath(p)
 	if err != nil {
-		return store.Artifact{}, "", inputErr("%s: %v", flag, err)
+		return store.Artifact{}, "", inputErr("%s: %v", field, err)
 	}
 	a, err := artifact.Resolve(ctx, r.st, ap)
 	if err != nil {
-		return a, "", fmt.Errorf("%s %s: %w", flag, p, err)
+		return a, "", fmt.Errorf("%s %s: %w", field, p, err)
 	}
 	steps, err := r.st.Steps(ctx, a.RunID)
 	if err != nil {
@@ -206,10 +206,10 @@ func (r *Registry) Transition(ctx context.Context, model string, version int, to
 		return store.ModelVersion{}, inputErr("state %q: use one of %s", to, strings.Join(States, ", "))
 	}
 	if strings.TrimSpace(reason) == "" {
-		return store.ModelVersion{}, inputErr("a transition needs a reason: say why (--reason)")
+		return store.ModelVersion{}, inputErr("reason: a transition needs one: say why")
 	}
 	if strings.TrimSpace(actor) == "" {
-		return store.ModelVersion{}, inputErr("a transition needs an actor: who made it (--actor)")
+		return store.ModelVersion{}, inputErr("actor: a transition needs one: who made it")
 	}
 	cur, err := r.st.ModelVersion(ctx, model, version)
 	if err != nil {
