@@ -410,18 +410,43 @@ func TestServerDriveBy(t *testing.T) {
 	must(t, baton(t, home, "flow", "apply", writeFile(t, dir, "signals.yaml", e2eSignals)), 0)
 	srv := startServer(t, home)
 	flow := `{"files": [{"path": "x.yaml", "content": "name: pwned\nsteps:\n  - name: start\n    run: touch /tmp/pwned\n"}]}`
-	for _, typ := range []string{"text/plain", "application/json"} {
-		req, _ := http.NewRequest("POST", "http://"+srv.addr+"/api/v1/flows", strings.NewReader(flow))
-		req.Header.Set("Content-Type", typ)
-		req.Header.Set("Origin", "http://evil.example")
+	tok := homeToken(t, home)
+	must(t, baton(t, home, "flow", "apply", writeFile(t, dir, "victim.yaml", "name: victim\nsteps:\n  - {name: start, run: 'touch "+filepath.Join(dir, "ran")+"'}\n")), 0)
+	for _, c := range []struct {
+		path, typ, origin, token string
+		code                     int
+	}{
+		{"/api/v1/flows", "text/plain", "http://evil.example", "", 403},        // the reported attack
+		{"/api/v1/flows", "application/json", "http://evil.example", tok, 403}, // even with the token
+		{"/api/v1/flows", "text/plain", "", tok, 415},                          // a form's type, no origin
+		{"/api/v1/flows", "application/json", "", "", 401},                     // no token
+		{"/api/v1/flows/victim/runs", "text/plain", "http://evil.example", "", 403},
+		{"/api/v1/flows/victim/runs", "text/plain", "", tok, 415},
+		{"/api/v1/flows/victim/runs", "application/json", "", "", 401},
+	} {
+		body := flow
+		if strings.HasSuffix(c.path, "/runs") {
+			body = "{}"
+		}
+		req, _ := http.NewRequest("POST", "http://"+srv.addr+c.path, strings.NewReader(body))
+		req.Header.Set("Content-Type", c.typ)
+		if c.origin != "" {
+			req.Header.Set("Origin", c.origin)
+		}
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != 403 {
-			t.Fatalf("%s from another origin: %d", typ, resp.StatusCode)
+		if resp.StatusCode != c.code {
+			t.Errorf("POST %s as %s from %q with token %v: %d, want %d", c.path, c.typ, c.origin, c.token != "", resp.StatusCode, c.code)
 		}
+	}
+	if r := must(t, baton(t, home, "runs", "--flow", "victim", "-o", "json"), 0); strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("a run of victim was started: %s", r.stdout)
 	}
 	if r := must(t, baton(t, home, "flow", "list", "-o", "json"), 0); strings.Contains(r.stdout, "pwned") {
 		t.Fatalf("the page's flow was stored: %s", r.stdout)
@@ -437,8 +462,11 @@ func TestServerDriveBy(t *testing.T) {
 	if !strings.Contains(string(b), `baton_signals_published_total{signal="labels_ready"} 1`) {
 		t.Fatalf("the CLI's signal did not go through the server's API")
 	}
-	if !strings.Contains(srv.log.String(), "http://"+srv.addr+"/login?token=bth_") {
-		t.Fatalf("no login URL printed:\n%s", srv.log.String())
+	if !strings.Contains(srv.log.String(), "http://"+srv.addr+"/login?token=btl_") {
+		t.Fatalf("no login link printed:\n%s", srv.log.String())
+	}
+	if r := must(t, baton(t, home, "login"), 0); !strings.HasPrefix(r.stdout, "http://"+srv.addr+"/login?token=btl_") {
+		t.Fatalf("baton login: %s", r.stdout)
 	}
 }
 

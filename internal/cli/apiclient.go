@@ -9,8 +9,11 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/home"
@@ -22,6 +25,7 @@ import (
 type apiClient struct {
 	addr  string
 	token string
+	from  string // where the token came from, for messages
 	http  *http.Client
 }
 
@@ -36,14 +40,15 @@ func serverClient(h home.Home) (*apiClient, bool, error) {
 	if !ok {
 		return nil, false, nil
 	}
-	tok := os.Getenv("BATON_TOKEN")
+	tok, from := os.Getenv("BATON_TOKEN"), "$BATON_TOKEN"
 	if tok == "" {
 		var err error
 		if tok, err = h.APIToken(); err != nil {
 			return nil, true, fmt.Errorf("call the server at %s: %w", srv.Addr, err)
 		}
+		from = filepath.Join(h.Dir, "api.token")
 	}
-	return &apiClient{addr: srv.Addr, token: tok, http: &http.Client{Timeout: 30 * time.Second}}, true, nil
+	return &apiClient{addr: srv.Addr, token: tok, from: from, http: &http.Client{Timeout: 30 * time.Second}}, true, nil
 }
 
 // do sends body as JSON and decodes the answer into out. An error answer
@@ -81,6 +86,9 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			msg = fmt.Sprintf("%s (the server at %s refused the token from %s)", msg, c.addr, c.from)
+		}
 		return fault.Wrap(fault.OfStatus(resp.StatusCode), errors.New(msg))
 	}
 	if out == nil {
@@ -90,4 +98,33 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		return fmt.Errorf("the server's answer to %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+func (a *app) loginCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "login",
+		Short: "Print a one-time link that signs a browser in to the home's running server",
+		Long: `Print a one-time link that signs a browser in to the running server of this
+home as its owner (admin). The link works once, within 24 hours; the browser
+then holds a session cookie for 12 hours (or until the server restarts).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			var out struct {
+				URL string `json:"url"`
+			}
+			if err := a.callServer(cmd.Context(), e, "POST", "/api/v1/login-links", nil, &out); err != nil {
+				return err
+			}
+			if a.json() {
+				return a.printJSON(out)
+			}
+			fmt.Fprintln(a.out, out.URL)
+			return nil
+		},
+	}
 }

@@ -124,7 +124,7 @@ func (a *app) root() *cobra.Command {
 	pf.StringVar(&a.db, "db", "", "store DSN: sqlite://PATH (default $BATON_DB, else HOME/baton.db)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(a.runCmd(), a.resumeCmd(), a.showCmd(), a.runsCmd(), a.artifactCmd(), a.logsCmd(),
-		a.flowCmd(), a.versionCmd(), a.serverCmd(), a.signalCmd(), a.lineageCmd(), a.tokenCmd(), a.cancelCmd(),
+		a.flowCmd(), a.versionCmd(), a.serverCmd(), a.signalCmd(), a.lineageCmd(), a.tokenCmd(), a.loginCmd(), a.cancelCmd(),
 		a.backfillCmd(), a.workerCmd(), a.benchCmd(), a.benchWorkerCmd(), a.driftCmd(), a.featureCmd(), a.modelCmd(), a.endpointCmd(), a.rolloutCmd(), a.predictCmd(), a.canaryCmd(), a.expCmd(), a.docsCmd())
 	for _, c := range root.Commands() {
 		wrapArgs(c)

@@ -64,7 +64,10 @@ finish (up to --drain), and unfinished runs are handed back to the next server.`
 				return err
 			}
 			if u := srv.LoginURL(); u != "" {
-				fmt.Fprintf(a.err, "baton server: sign a browser in at %s\n(the CLI on this home needs nothing: it reads %s)\n", u, filepath.Join(e.home.Dir, "api.token"))
+				fmt.Fprintf(a.err, "baton server: sign a browser in at %s\n(a one-time link: `baton login` makes another; the CLI on this home needs nothing, it reads %s)\n",
+					u, filepath.Join(e.home.Dir, "api.token"))
+			} else {
+				fmt.Fprintf(a.err, "baton server: accepts stored tokens only (--require-auth): the CLI sends $BATON_TOKEN; a browser signs in at http://%s/login?token=YOUR_TOKEN\n", srv.Addr())
 			}
 			defer e.home.WithdrawServer()
 			return srv.Run(ctx)

@@ -181,14 +181,16 @@ func (h Home) RunningServer() (Server, bool) {
 	if json.Unmarshal(b, &s) != nil || s.PID <= 0 || s.Addr == "" {
 		return Server{}, false
 	}
-	if err := syscall.Kill(s.PID, 0); err != nil && errors.Is(err, syscall.ESRCH) {
+	// A process we may not signal is not our server: the PID was reused
+	// by another user's process, which must not be sent our token.
+	if err := syscall.Kill(s.PID, 0); err != nil {
 		return Server{}, false
 	}
 	return s, true
 }
 
 // ErrNoAPIToken is returned by APIToken when no server has made one yet.
-var ErrNoAPIToken = errors.New("this home has no API token yet: `baton server` makes one when it starts")
+var ErrNoAPIToken = errors.New("this home has no API token: (re)start `baton server` to make one")
 
 func (h Home) apiTokenFile() string { return filepath.Join(h.Dir, "api.token") }
 

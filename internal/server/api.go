@@ -86,6 +86,7 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/experiments/{name}/exposures", store.RoleOperator, s.ingestExposures, maxEventsBody},
 		{"POST", "/api/v1/experiments/{name}/metrics", store.RoleOperator, s.ingestExpMetrics, maxEventsBody},
 		{"GET", "/api/v1/experiments/{name}/report", store.RoleViewer, s.experimentReport, 0},
+		{"POST", "/api/v1/login-links", store.RoleAdmin, s.createLoginLink, 0},
 		{"GET", "/api/v1/tokens", store.RoleAdmin, s.listTokens, 0},
 		{"POST", "/api/v1/tokens", store.RoleAdmin, s.createToken, 0},
 		{"DELETE", "/api/v1/tokens/{id}", store.RoleAdmin, s.deleteToken, 0},

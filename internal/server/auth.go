@@ -2,14 +2,19 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"html/template"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/store"
@@ -30,11 +35,89 @@ import (
 //     server never answers.
 //   - Every API route needs a token, on loopback too: a stored token (by
 //     role), or the home's own secret (admin), which the CLI reads from the
-//     home and the UI gets from the login URL `baton server` prints, as a
-//     SameSite=Strict, HttpOnly cookie.
+//     home. A browser signs in with a one-time login link (printed by
+//     `baton server`, or made by `baton login`) and then carries a session
+//     cookie: a random value held in this process's memory, expiring, never
+//     the token itself, and accepted only from the server's own pages.
 
-// tokenCookie holds a browser's secret after /login.
-const tokenCookie = "baton_token"
+// sessionTTL is how long a browser stays signed in.
+const sessionTTL = 12 * time.Hour
+
+// loginTTL is how long an unused login link stays valid.
+const loginTTL = 24 * time.Hour
+
+// sessions are the signed-in browsers and the login links not used yet.
+// Both live in memory only: a restart signs everyone out.
+type sessions struct {
+	mu     sync.Mutex
+	active map[string]session   // cookie value -> who, until when
+	links  map[string]time.Time // one-time login secret -> expiry
+}
+
+type session struct {
+	id      Identity
+	expires time.Time
+}
+
+func randomSecret(prefix string) string {
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // crypto/rand never fails on Linux and macOS
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// link makes a one-time login secret.
+func (ss *sessions) link(now time.Time) string {
+	secret := randomSecret("btl_")
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for k, exp := range ss.links {
+		if now.After(exp) {
+			delete(ss.links, k)
+		}
+	}
+	ss.links[secret] = now.Add(loginTTL)
+	return secret
+}
+
+// redeem uses up a login secret.
+func (ss *sessions) redeem(secret string, now time.Time) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	exp, ok := ss.links[secret]
+	delete(ss.links, secret)
+	return ok && now.Before(exp)
+}
+
+func (ss *sessions) start(id Identity, now time.Time) string {
+	v := randomSecret("bts_")
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for k, s := range ss.active {
+		if now.After(s.expires) {
+			delete(ss.active, k)
+		}
+	}
+	ss.active[v] = session{id: id, expires: now.Add(sessionTTL)}
+	return v
+}
+
+func (ss *sessions) lookup(v string, now time.Time) (Identity, bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s, ok := ss.active[v]
+	if !ok || now.After(s.expires) {
+		return Identity{}, false
+	}
+	return s.id, true
+}
+
+// cookieName carries the port: browsers share cookies between the ports
+// of one host, and two servers on one machine must not overwrite each
+// other's sessions.
+func (s *Server) cookieName() string {
+	_, port, _ := net.SplitHostPort(s.Addr())
+	return "baton_session_" + port
+}
 
 // Identity is who a request acts as: the token's name and role. Audit
 // records (who registered, who moved a model) take the name from here,
@@ -55,17 +138,31 @@ func identity(r *http.Request) Identity {
 // HomeActor names the holder of the home's own token in audit records.
 const HomeActor = "local"
 
-// authenticate finds who the request's secret belongs to.
+// authenticate finds who the request's secret belongs to: a bearer token,
+// else a session cookie sent by one of the server's own pages.
 func (s *Server) authenticate(r *http.Request) (Identity, error) {
-	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		if c, err := r.Cookie(tokenCookie); err == nil {
-			secret = c.Value
+	secret := ""
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, value, _ := strings.Cut(h, " ")
+		if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(value) == "" {
+			return Identity{}, fault.Errorf(fault.Unauthenticated, "Authorization: use the Bearer scheme (Authorization: Bearer TOKEN)")
 		}
+		secret = strings.TrimSpace(value)
+	} else if c, err := r.Cookie(s.cookieName()); err == nil && c.Value != "" {
+		// A cookie travels with requests from any page of this host,
+		// other ports included: only the server's own pages may use it.
+		if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+			return Identity{}, fault.Errorf(fault.Forbidden, "the session cookie is accepted only from this server's own pages (Sec-Fetch-Site: %s)", site)
+		}
+		id, ok := s.sessions.lookup(c.Value, time.Now())
+		if !ok {
+			return Identity{}, fault.Errorf(fault.Unauthenticated, "the session has expired or the server restarted: sign in again (`baton login` prints a link)")
+		}
+		return id, nil
 	}
 	if secret == "" {
 		return Identity{}, fault.Errorf(fault.Unauthenticated, "this endpoint needs a token: the baton CLI on this home sends one by itself; "+
-			"in a browser, open the login URL `baton server` printed; else send Authorization: Bearer TOKEN "+
+			"in a browser, open a login link (`baton server` prints one, `baton login` makes another); else send Authorization: Bearer TOKEN "+
 			"(make one with `baton token create --role viewer|operator|admin`)")
 	}
 	if s.homeToken != "" && !s.opt.RequireAuth && subtle.ConstantTimeCompare([]byte(secret), []byte(s.homeToken)) == 1 {
@@ -99,6 +196,9 @@ func (s *Server) authorize(r *http.Request, role string) (*http.Request, error) 
 // sent with a type a cross-origin form could send.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Nothing here is to be framed or sniffed into another type.
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Content-Security-Policy", "frame-ancestors 'none'")
 		reason, err := s.refusal(r)
 		if err != nil {
 			s.m.refused.WithLabelValues(reason).Inc()
@@ -125,6 +225,12 @@ func (s *Server) refusal(r *http.Request) (string, error) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return "", nil
+	case http.MethodDelete:
+		// A browser preflights every cross-origin DELETE, and this
+		// server never grants a preflight.
+		if r.ContentLength == 0 {
+			return "", nil
+		}
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || !jsonType(mt) {
@@ -145,11 +251,17 @@ func jsonType(mt string) bool {
 	return false
 }
 
+// hostOnly returns the host of a Host header, or "" when its port is not
+// a port number.
 func hostOnly(hostport string) string {
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		return h
+	h, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return strings.Trim(hostport, "[]")
 	}
-	return strings.Trim(hostport, "[]")
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return ""
+	}
+	return h
 }
 
 // hostAllowed accepts a Host header that names this server by an address
@@ -174,8 +286,9 @@ func (s *Server) hostAllowed(hostport string) bool {
 // the request was sent to) and origins the operator allowed.
 func (s *Server) originAllowed(origin string, r *http.Request) bool {
 	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return false // "null" (a sandboxed or file page) included
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") ||
+		u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || hostOnly(u.Host) == "" {
+		return false // "null" (a sandboxed or file page) included; an origin is scheme://host[:port] and nothing else
 	}
 	if strings.EqualFold(u.Host, r.Host) {
 		return true
@@ -192,36 +305,61 @@ func (s *Server) originAllowed(origin string, r *http.Request) bool {
 // programs in the same process such as benchmarks.
 func (s *Server) HomeToken() string { return s.homeToken }
 
-// LoginURL is the address that signs a browser in with the home's token.
+// LoginURL makes a one-time link that signs a browser in as the home's
+// owner; "" when the home's token is not accepted (RequireAuth).
 func (s *Server) LoginURL() string {
-	if s.homeToken == "" {
+	if s.homeToken == "" || s.opt.RequireAuth {
 		return ""
 	}
+	return s.loginURL(s.sessions.link(time.Now()))
+}
+
+func (s *Server) loginURL(secret string) string {
 	host := s.Addr()
 	if h, port, err := net.SplitHostPort(host); err == nil {
 		if ip := net.ParseIP(h); ip != nil && ip.IsUnspecified() {
 			host = net.JoinHostPort("127.0.0.1", port)
 		}
 	}
-	return "http://" + host + "/login?token=" + url.QueryEscape(s.homeToken)
+	return "http://" + host + "/login?token=" + url.QueryEscape(secret)
 }
 
-// login turns ?token=SECRET into a cookie for this server's pages, then
+// login turns ?token=SECRET (a one-time login secret, or any token this
+// server accepts) into a session cookie for this server's pages, then
 // leaves the secret out of the address bar.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	secret := r.URL.Query().Get("token")
 	if secret == "" {
-		return fault.Invalidf("token", "open the login URL `baton server` printed (it carries ?token=...)")
+		return fault.Invalidf("token", "open a login link (`baton server` prints one, `baton login` makes another)")
 	}
-	req := r.Clone(r.Context())
-	req.Header.Set("Authorization", "Bearer "+secret)
-	if _, err := s.authenticate(req); err != nil {
-		return err
+	now := time.Now()
+	var id Identity
+	if strings.HasPrefix(secret, "btl_") {
+		if !s.sessions.redeem(secret, now) {
+			return fault.Errorf(fault.Unauthenticated, "this login link was used already or has expired: `baton login` makes a new one")
+		}
+		id = Identity{Name: HomeActor, Role: store.RoleAdmin}
+	} else {
+		req := r.Clone(r.Context())
+		req.Header.Set("Authorization", "Bearer "+secret)
+		var err error
+		if id, err = s.authenticate(req); err != nil {
+			return err
+		}
 	}
-	http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: secret, Path: "/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: s.sessions.start(id, now), Path: "/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(sessionTTL.Seconds())})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil
+}
+
+// createLoginLink answers POST /api/v1/login-links (admin): a new one-time
+// login link, for `baton login`.
+func (s *Server) createLoginLink(w http.ResponseWriter, r *http.Request) error {
+	if s.opt.RequireAuth {
+		return fault.Errorf(fault.Conflict, "this server accepts only stored tokens (--require-auth): sign in with /login?token=YOUR_TOKEN")
+	}
+	return writeJSON(w, http.StatusCreated, map[string]any{"url": s.loginURL(s.sessions.link(time.Now())), "expires_in": loginTTL.String()})
 }
 
 var indexPage = template.Must(template.New("index").Parse(`<!doctype html>

@@ -76,10 +76,20 @@ func TestDriveByRefused(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d mentioning %q", c.name, r.code, r.body, c.code, c.want)
 		}
 	}
-	// Starting a run is refused the same way.
-	r := h.raw(t, "POST", "/api/v1/flows/pwned/runs", `{}`, map[string]string{"Content-Type": "text/plain", "Origin": evil})
-	if r.code == 201 {
-		t.Fatalf("a run was started from another origin: %s", r.body)
+	// Starting a run of a flow that exists is refused the same way.
+	h.apply(t, "name: victim\nsteps:\n  - {name: start, run: 'true'}\n")
+	for _, hd := range []map[string]string{
+		{"Content-Type": "text/plain", "Origin": evil},
+		{"Content-Type": "text/plain"},
+		{"Content-Type": "application/json", "Origin": evil, "Authorization": tok},
+		{"Content-Type": "application/json"},
+	} {
+		if r := h.raw(t, "POST", "/api/v1/flows/victim/runs", `{}`, hd); r.code/100 != 4 {
+			t.Errorf("run started with %v: %d %s", hd, r.code, r.body)
+		}
+	}
+	if rs := h.runs(t, "victim"); len(rs) != 0 {
+		t.Fatalf("%d runs started from another origin", len(rs))
 	}
 	fs, err := h.st.Flows(context.Background())
 	if err != nil {
@@ -92,7 +102,7 @@ func TestDriveByRefused(t *testing.T) {
 	}
 	// The server's own origin with its token works: the defences do not
 	// stop the CLI or the UI.
-	r = h.raw(t, "POST", "/api/v1/flows", evilFlow, map[string]string{"Content-Type": "application/json; charset=utf-8",
+	r := h.raw(t, "POST", "/api/v1/flows", evilFlow, map[string]string{"Content-Type": "application/json; charset=utf-8",
 		"Origin": h.url, "Sec-Fetch-Site": "same-origin", "Authorization": tok})
 	if r.code != 200 {
 		t.Fatalf("same origin with the token: %d %s", r.code, r.body)
@@ -134,34 +144,55 @@ func TestEveryRouteNeedsAToken(t *testing.T) {
 	}
 }
 
-// TestLoginCookie: the login URL signs a browser in with a cookie no
-// other site's requests carry, and takes the secret out of the address.
+// TestLoginCookie: a one-time login link signs a browser in with a
+// session cookie that is not the home's token, that other sites' (and
+// other ports') pages cannot use, and that leaves the secret out of the
+// address bar.
 func TestLoginCookie(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Options{})
 	u := h.s.LoginURL()
-	if !strings.HasPrefix(u, h.url+"/login?token=bth_") {
+	if !strings.HasPrefix(u, h.url+"/login?token=btl_") {
 		t.Fatalf("login URL %q", u)
 	}
 	noRedirect := &http.Client{Transport: h.client.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noRedirect.Get(u)
-	if err != nil {
-		t.Fatal(err)
+	get := func(url string, headers map[string]string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
 	}
-	resp.Body.Close()
+	// A link opened from another site (login CSRF) is refused and stays
+	// unused.
+	if resp := get(u, map[string]string{"Sec-Fetch-Site": "cross-site"}); resp.StatusCode != 403 || len(resp.Cookies()) != 0 {
+		t.Fatalf("cross-site login: %d %v", resp.StatusCode, resp.Cookies())
+	}
+	resp := get(u, nil)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
 		t.Fatalf("login: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	var cookie *http.Cookie
 	for _, c := range resp.Cookies() {
-		if c.Name == tokenCookie {
+		if c.Name == h.s.cookieName() {
 			cookie = c
 		}
 	}
-	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || cookie.Value != h.s.homeToken {
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || cookie.Path != "/" ||
+		!strings.HasPrefix(cookie.Value, "bts_") || strings.Contains(cookie.Value, h.s.homeToken) || !strings.HasSuffix(cookie.Name, h.url[strings.LastIndex(h.url, ":")+1:]) {
 		t.Fatalf("cookie %+v", cookie)
 	}
-	withCookie := map[string]string{"Cookie": cookie.String(), "Content-Type": "application/json"}
+	// The link works once.
+	if resp := get(u, nil); resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
+		t.Fatalf("a used link: %d %v", resp.StatusCode, resp.Cookies())
+	}
+	withCookie := map[string]string{"Cookie": cookie.Name + "=" + cookie.Value, "Content-Type": "application/json"}
 	if r := h.raw(t, "GET", "/api/v1/runs", "", withCookie); r.code != 200 {
 		t.Fatalf("GET with the cookie: %d %s", r.code, r.body)
 	}
@@ -169,25 +200,60 @@ func TestLoginCookie(t *testing.T) {
 		t.Fatalf("index: %d %s", r.code, r.body)
 	}
 	withCookie["Origin"] = h.url
+	withCookie["Sec-Fetch-Site"] = "same-origin"
 	if r := h.raw(t, "POST", "/api/v1/signals", `{"name": "labels_ready", "params": {"date": "d"}}`, withCookie); r.code != 201 {
 		t.Fatalf("POST from the server's own page: %d %s", r.code, r.body)
 	}
-	withCookie["Origin"] = "http://evil.example"
+	// A page on another port of this host is same-site, not same-origin:
+	// it gets the cookie from the browser but may not use it.
+	withCookie["Origin"] = "http://127.0.0.1:1"
 	if r := h.raw(t, "POST", "/api/v1/signals", `{"name": "labels_ready", "params": {"date": "d"}}`, withCookie); r.code != 403 {
 		t.Fatalf("POST with the cookie from another origin: %d %s", r.code, r.body)
 	}
-	resp, err = noRedirect.Get(h.url + "/login?token=bth_wrong")
-	if err != nil {
-		t.Fatal(err)
+	delete(withCookie, "Origin")
+	withCookie["Sec-Fetch-Site"] = "same-site"
+	if r := h.raw(t, "GET", "/api/v1/runs", "", withCookie); r.code != 403 {
+		t.Fatalf("GET with the cookie from another port's page: %d %s", r.code, r.body)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
+	if resp := get(h.url+"/login?token=bth_wrong", nil); resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
 		t.Fatalf("a wrong login: %d, cookies %v", resp.StatusCode, resp.Cookies())
 	}
-	// With --require-auth the home's token does not sign in.
+	// `baton login` asks for a fresh link.
+	var link struct {
+		URL string `json:"url"`
+	}
+	r := h.do(t, "POST", "/api/v1/login-links", nil, "")
+	r.json(t, &link)
+	if r.code != 201 || link.URL == u {
+		t.Fatalf("login link: %d %s", r.code, r.body)
+	}
+	if resp := get(link.URL, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the new link: %d", resp.StatusCode)
+	}
+	// With --require-auth the home's token signs nothing in.
 	h2 := newHarness(t, Options{RequireAuth: true})
 	if r := h2.raw(t, "GET", "/api/v1/runs", "", map[string]string{"Authorization": "Bearer " + h2.s.homeToken}); r.code != 401 {
 		t.Fatalf("home token under RequireAuth: %d", r.code)
+	}
+	if h2.s.LoginURL() != "" {
+		t.Fatal("a login link under RequireAuth")
+	}
+}
+
+// TestAuthorizationScheme: only the Bearer scheme, in any case.
+func TestAuthorizationScheme(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{})
+	for header, code := range map[string]int{
+		"Bearer " + h.s.homeToken: 200,
+		"bearer " + h.s.homeToken: 200,
+		h.s.homeToken:             401,
+		"Basic " + h.s.homeToken:  401,
+		"Bearer ":                 401,
+	} {
+		if r := h.raw(t, "GET", "/api/v1/runs", "", map[string]string{"Authorization": header}); r.code != code {
+			t.Errorf("Authorization %.20q: %d, want %d", header, r.code, code)
+		}
 	}
 }
 
@@ -277,6 +343,11 @@ func TestBodiesBounded(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Options{})
 	fill := strings.NewReplacer("{name}", "x", "{id}", "1", "{source}", "s", "{endpoint}", "e", "{version}", "1")
+	// Handlers that look their experiment up before reading find it.
+	exp := []experiment.Spec{{Name: "x", Metrics: []string{"m"}, Variants: []experiment.Variant{{Name: "a", Weight: 0.5}, {Name: "b", Weight: 0.5}}}}
+	if r := h.do(t, "POST", "/api/v1/experiments", exp, ""); r.code != 200 {
+		t.Fatalf("apply: %d %s", r.code, r.body)
+	}
 	for _, rt := range h.s.routes() {
 		if rt.method == "GET" || rt.method == "DELETE" {
 			continue
@@ -288,6 +359,24 @@ func TestBodiesBounded(t *testing.T) {
 		body := `{"x": "` + strings.Repeat("a", int(limit)) + `"}`
 		if r := h.do(t, rt.method, fill.Replace(rt.path), body, ""); r.code != 413 {
 			t.Errorf("%s %s with %d bytes: %d %s", rt.method, rt.path, len(body), r.code, truncate(r.body))
+		}
+		// Chunked: no length to refuse up front, so the read is cut.
+		if rt.path == "/api/v1/endpoints/{name}/rollouts" || rt.path == "/api/v1/runs/{id}/cancel" ||
+			rt.path == "/api/v1/flows/{name}/unblock" || rt.path == "/api/v1/login-links" {
+			continue // these read no body
+		}
+		req, _ := http.NewRequest(rt.method, h.url+fill.Replace(rt.path), io.MultiReader(strings.NewReader(body)))
+		req.ContentLength = -1
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+h.s.homeToken)
+		resp, err := h.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 413 {
+			t.Errorf("%s %s chunked with %d bytes: %d %s", rt.method, rt.path, len(body), resp.StatusCode, truncate(b))
 		}
 	}
 	h.apply(t, "name: f\nparams:\n  n: {type: int, default: 1}\nsteps:\n  - {name: start, run: 'true'}\n")
@@ -323,6 +412,23 @@ func truncate(b []byte) string {
 	return string(b)
 }
 
+// TestHTTPDefaults: a server given no timeouts still has them.
+func TestHTTPDefaults(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{})
+	if hs := h.s.http; hs.ReadTimeout != time.Minute || hs.WriteTimeout != 2*time.Minute || hs.IdleTimeout == 0 || hs.ReadHeaderTimeout == 0 {
+		t.Fatalf("timeouts: read %s write %s idle %s header %s", hs.ReadTimeout, hs.WriteTimeout, hs.IdleTimeout, hs.ReadHeaderTimeout)
+	}
+	resp, err := h.client.Get(h.url + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("X-Content-Type-Options") != "nosniff" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+		t.Fatalf("headers %v", resp.Header)
+	}
+}
+
 // TestSlowClientCut: a client that sends headers and then stalls is cut
 // off at the read timeout instead of holding a connection for ever.
 func TestSlowClientCut(t *testing.T) {
@@ -337,6 +443,11 @@ func TestSlowClientCut(t *testing.T) {
 		strings.TrimPrefix(h.url, "http://"), h.s.homeToken)
 	start := time.Now()
 	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	defer func() {
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("cut after %s, want about the 300 ms read timeout", d)
+		}
+	}()
 	// The server answers the timeout (or just closes): read to the end.
 	_, err = io.Copy(io.Discard, conn)
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {

@@ -117,6 +117,7 @@ type Server struct {
 	upSince time.Time
 	// homeToken is the home's own API secret (admin), see home.APIToken.
 	homeToken string
+	sessions  sessions
 	ln        net.Listener
 	http      *http.Server
 	loopback  bool
@@ -176,6 +177,7 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 		wakeSignals: make(chan struct{}, 1), wakeFinish: make(chan struct{}, 1),
 		wakeSched: make(chan struct{}, 1), wakeReload: make(chan struct{}, 1), wakeAdopt: make(chan struct{}, 1),
 		starting: map[int64]string{},
+		sessions: sessions{active: map[string]session{}, links: map[string]time.Time{}},
 	}
 	s.m = newMetrics(s)
 	return s, nil
