@@ -592,3 +592,48 @@ func TestSDKStepNeedsFuncs(t *testing.T) {
 		t.Fatalf("Execute without funcs: %v", err)
 	}
 }
+
+// A join's inputs from a local store are the stored blobs themselves, hard
+// linked (no new file per input), read-only, with the documented layout.
+func TestInputsAreReadOnlyLinksToBlobs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, engine.Options{})
+	f := &flow.Flow{Name: "links", Steps: []flow.Step{
+		{Name: "work", Foreach: &flow.Foreach{Items: []json.RawMessage{str("a"), str("b"), str("c")}},
+			Run: `printf '%s' "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/out.txt"`},
+		{Name: "join", Needs: []string{"work"}, Run: `for i in 0 1 2; do
+  f="$BATON_INPUT_DIR/work/$i/out.txt"
+  printf '%s %s\n' "$(cat "$f")" "$(ls -ln "$f" | awk '{print $2, $1}')"
+done > "$BATON_OUTPUT_DIR/seen.txt"`},
+	}}
+	r := e.run(t, f, nil, engine.ExecOptions{})
+	if r.Status != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.Status, r.Error)
+	}
+	// Content, then link count (2: the blob and the input), then mode.
+	want := "a 2 -r--r--r--\nb 2 -r--r--r--\nc 2 -r--r--r--\n"
+	if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "join"}, "seen.txt"); got != want {
+		t.Errorf("the join saw\n%s, want\n%s", got, want)
+	}
+}
+
+// What a failed attempt leaves in its output folder is not collected as the
+// next attempt's output (the folder is emptied when a task starts).
+func TestFailedAttemptLeavesNoOutputs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, engine.Options{Workers: 1})
+	f := &flow.Flow{Name: "leftovers", Steps: []flow.Step{{Name: "a", Retry: flow.Retry{Attempts: 2},
+		Run: `if [ "$BATON_ATTEMPT" = 1 ]; then echo junk > "$BATON_OUTPUT_DIR/junk.txt"; mkdir "$BATON_OUTPUT_DIR/d"; exit 1; fi
+echo ok > "$BATON_OUTPUT_DIR/ok.txt"`}}}
+	r := e.run(t, f, nil, engine.ExecOptions{})
+	if r.Status != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.Status, r.Error)
+	}
+	arts, err := e.st.Artifacts(context.Background(), store.ArtifactFilter{RunID: r.ID, Step: "a", Index: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(arts) != 1 || arts[0].Name != "ok.txt" {
+		t.Errorf("artifacts %+v, want only ok.txt", arts)
+	}
+}

@@ -133,9 +133,11 @@ func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.Ta
 	if err := sl.reset(); err != nil {
 		return failed("empty the output folder: %v", err)
 	}
+	// Whatever a task leaves behind (a failure's files; a success's have
+	// been moved into the blob store) is removed by the reset above when
+	// the slot runs its next task: emptying it here as well cost an open,
+	// a read and a close of the folder per task and caught nothing more.
 	outDir := sl.out
-	// Whatever the task leaves behind goes before the slot's next task.
-	defer sl.reset()
 	in, err := r.inputDir(ctx, s)
 	if err != nil {
 		return failed("prepare inputs: %v", err)
@@ -271,7 +273,10 @@ func (r *runner) collect(ctx context.Context, k store.TaskKey, outDir string) ([
 
 // inputDir materializes, once per step, the artifacts of the steps it needs
 // as <step>/<name>, or <step>/<index>/<name> for a foreach step. Files are
-// read-only: the folder is shared by every task of the step.
+// read-only: the folder is shared by every task of the step. They are hard
+// links to the stored blobs where the store is a local folder (a copy
+// allocated a new file per artifact, the costliest part of a join over a
+// large foreach on a disk), and each folder is made once.
 func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
 	s.inputs.once.Do(func() {
 		dir := filepath.Join(r.tmp, "in", s.def.Name)
@@ -279,6 +284,7 @@ func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
 		if s.inputs.err = os.MkdirAll(dir, 0o755); s.inputs.err != nil {
 			return
 		}
+		made := map[string]bool{dir: true}
 		for _, up := range s.needs {
 			arts, err := r.e.st.Artifacts(ctx, store.ArtifactFilter{RunID: r.run.ID, Step: up.def.Name, Index: -1})
 			if err != nil {
@@ -290,7 +296,15 @@ func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
 				if up.foreach {
 					rel = filepath.Join(up.def.Name, strconv.Itoa(a.Index), filepath.FromSlash(a.Name))
 				}
-				if err := r.e.blobs.WriteFile(ctx, a.Digest, filepath.Join(dir, rel), 0o444); err != nil {
+				dst := filepath.Join(dir, rel)
+				if parent := filepath.Dir(dst); !made[parent] {
+					if err := os.MkdirAll(parent, 0o755); err != nil {
+						s.inputs.err = err
+						return
+					}
+					made[parent] = true
+				}
+				if err := r.e.blobs.LinkFile(ctx, a.Digest, dst); err != nil {
 					s.inputs.err = err
 					return
 				}
