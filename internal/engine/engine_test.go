@@ -594,7 +594,9 @@ func TestSDKStepNeedsFuncs(t *testing.T) {
 }
 
 // A join's inputs from a local store are the stored blobs themselves, hard
-// linked (no new file per input), read-only, with the documented layout.
+// linked (no new file per input), read-only, with the documented layout,
+// and they are removed with the run's scratch folder even when a task
+// added files next to them.
 func TestInputsAreReadOnlyLinksToBlobs(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, engine.Options{})
@@ -604,7 +606,8 @@ func TestInputsAreReadOnlyLinksToBlobs(t *testing.T) {
 		{Name: "join", Needs: []string{"work"}, Run: `for i in 0 1 2; do
   f="$BATON_INPUT_DIR/work/$i/out.txt"
   printf '%s %s\n' "$(cat "$f")" "$(ls -ln "$f" | awk '{print $2, $1}')"
-done > "$BATON_OUTPUT_DIR/seen.txt"`},
+done > "$BATON_OUTPUT_DIR/seen.txt"
+touch "$BATON_INPUT_DIR/work/0/extra"; mkdir -p "$BATON_INPUT_DIR/new/sub"`},
 	}}
 	r := e.run(t, f, nil, engine.ExecOptions{})
 	if r.Status != store.RunSucceeded {
@@ -614,6 +617,11 @@ done > "$BATON_OUTPUT_DIR/seen.txt"`},
 	want := "a 2 -r--r--r--\nb 2 -r--r--r--\nc 2 -r--r--r--\n"
 	if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "join"}, "seen.txt"); got != want {
 		t.Errorf("the join saw\n%s, want\n%s", got, want)
+	}
+	// What the engine made is gone, and so is what the task added.
+	left, _ := filepath.Glob(filepath.Join(e.dir, "tmp", "slots", "*", "run-"+strconv.FormatInt(r.ID, 10)))
+	if len(left) != 0 {
+		t.Errorf("run scratch folder left behind: %v", left)
 	}
 }
 
