@@ -645,3 +645,46 @@ echo ok > "$BATON_OUTPUT_DIR/ok.txt"`}}}
 		t.Errorf("artifacts %+v, want only ok.txt", arts)
 	}
 }
+
+// A shell join's inputs are exactly the upstream's artifacts whether they
+// were linked while the upstream tasks ran (fed) or when the join started
+// (tasks reused by a resumed run, which never ran here).
+func TestShellJoinInputsAfterResume(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, engine.Options{Workers: 1})
+	flag := filepath.Join(t.TempDir(), "broken")
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := &flow.Flow{Name: "shell-resume", Steps: []flow.Step{
+		{Name: "each", Foreach: &flow.Foreach{Items: []json.RawMessage{str("a"), str("b"), str("c"), str("d"), str("e")}},
+			Env: map[string]string{"FLAG": flag},
+			Run: `if [ "$BATON_FOREACH_INDEX" = 3 ] && [ -e "$FLAG" ]; then exit 1; fi
+printf '%s' "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/v"`},
+		{Name: "join", Needs: []string{"each"}, Run: `cd "$BATON_INPUT_DIR/each" && for d in *; do printf '%s=%s ' "$d" "$(cat "$d/v")"; done > "$BATON_OUTPUT_DIR/all"`},
+	}}
+	first := e.run(t, f, nil, engine.ExecOptions{})
+	if first.Status != store.RunFailed {
+		t.Fatalf("first run: %s", first.Status)
+	}
+	os.Remove(flag)
+	second, err := e.eng.Resume(context.Background(), first.ID, "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second, err = e.eng.Execute(context.Background(), second.ID, engine.ExecOptions{}); err != nil || second.Status != store.RunSucceeded {
+		t.Fatalf("resumed run: %s %v (%s)", second.Status, err, second.Error)
+	}
+	if got, want := e.artifact(t, store.TaskKey{RunID: second.ID, Step: "join"}, "all"), "0=a 1=b 2=c 3=d 4=e "; got != want {
+		t.Errorf("join saw %q, want %q", got, want)
+	}
+	reused := 0
+	for _, tk := range e.tasks(t, second.ID, "each") {
+		if tk.Reused() {
+			reused++
+		}
+	}
+	if reused != 3 {
+		t.Errorf("%d tasks reused, want 3 (those that succeeded before the failure)", reused)
+	}
+}
