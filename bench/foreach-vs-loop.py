@@ -10,20 +10,27 @@ hits both sides alike:
           writing one file (`printf '%s' "$ITEM" > "$OUT/$I.txt"`), into a
           fresh folder each round
 
-Each round runs both sides, in alternating order (baton first in odd rounds,
-the loop first in even ones), and the script prints every round, the median
-of each side and the ratio of the medians. Everything happens under --dir
+Each round runs every side, in an order that rotates from round to round,
+and the script prints every round (wall time, and CPU time: baton with the
+shells it ran; the loop's shells and the loop itself), the median of each
+side and its ratio to the loop's median. Everything happens under --dir
 (default: a new folder in the current directory, i.e. on the disk the
 checkout is on, not a tmpfs); the file system type is printed.
 
   go build -o /tmp/baton ./cmd/baton
   python3 bench/foreach-vs-loop.py --baton /tmp/baton --rounds 5
 
+--baton may be given more than once, as LABEL=PATH, to measure builds
+against each other (before and after a change) in the same rounds:
+
+  python3 bench/foreach-vs-loop.py --baton old=/tmp/baton-old --baton new=/tmp/baton
+
 Exit status 0 whatever the ratio: this measures, it does not judge.
 """
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -43,19 +50,27 @@ def fstype(path):
         return "unknown"
 
 
+def cpu(who):
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
 def run_baton(baton, home, n):
+    c0 = cpu(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run([baton, "--home", home, "run", FLOW, "--param", f"n={n}"],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     took = time.perf_counter() - t0
     if p.returncode != 0:
         sys.exit(f"baton run failed (exit {p.returncode}):\n{p.stdout}")
-    return took
+    # baton and every shell it waited for.
+    return took, cpu(resource.RUSAGE_CHILDREN) - c0
 
 
 def run_loop(out, n):
     os.makedirs(out)
     env = dict(os.environ)
+    c0 = cpu(resource.RUSAGE_CHILDREN) + cpu(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     for i in range(n):
         env["ITEM"] = f"item-{i}"
@@ -63,15 +78,18 @@ def run_loop(out, n):
         env["I"] = str(i)
         subprocess.run(["/bin/sh", "-c", 'printf \'%s\' "$ITEM" > "$OUT/$I.txt"'], env=env, check=True)
     took = time.perf_counter() - t0
+    used = cpu(resource.RUSAGE_CHILDREN) + cpu(resource.RUSAGE_SELF) - c0
     got = len(os.listdir(out))
     if got != n:
         sys.exit(f"loop: {got} of {n} files written")
-    return took
+    # The shells and the loop itself.
+    return took, used
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--baton", default="baton", help="the baton binary (build it first: go build -o /tmp/baton ./cmd/baton)")
+    ap.add_argument("--baton", action="append", default=[],
+                    help="the baton binary, or LABEL=PATH; repeatable (default: baton on the PATH)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("-n", type=int, default=2000, help="tasks (and loop commands) per round")
     ap.add_argument("--dir", default=None, help="where homes and loop folders go (default: a new folder here)")
@@ -82,24 +100,37 @@ def main():
     os.makedirs(base, exist_ok=True)
     print(f"dir {base} ({fstype(base)}), n={a.n}, rounds={a.rounds}, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}")
-    res = {"baton": [], "loop": []}
+    batons = {}
+    for b in a.baton or ["baton"]:
+        label, sep, path = b.partition("=")
+        if not sep:
+            label, path = ("baton" if len(a.baton) <= 1 else b), b
+        batons[label] = os.path.abspath(path) if os.sep in path else path
+    sides = list(batons) + ["loop"]
+    res = {s: [] for s in sides}
+    cpus = {s: [] for s in sides}
+    width = max(len(s) for s in sides)
     try:
         for r in range(a.rounds):
-            order = ["baton", "loop"] if r % 2 == 0 else ["loop", "baton"]
-            for side in order:
-                if side == "baton":
-                    took = run_baton(a.baton, os.path.join(base, f"home-{r}"), a.n)
+            for i in range(len(sides)):
+                side = sides[(i + r) % len(sides)]
+                if side == "loop":
+                    took, used = run_loop(os.path.join(base, f"loop-{r}"), a.n)
                 else:
-                    took = run_loop(os.path.join(base, f"loop-{r}"), a.n)
+                    took, used = run_baton(batons[side], os.path.join(base, f"home-{side}-{r}"), a.n)
                 res[side].append(took)
-                print(f"round {r + 1} {side:5s} {took:6.2f} s  {a.n / took:7.0f} tasks/s", flush=True)
+                cpus[side].append(used)
+                print(f"round {r + 1} {side:{width}s} {took:6.2f} s  {a.n / took:7.0f} tasks/s  cpu {used:5.2f} s  "
+                      f"load {os.getloadavg()[0]:4.1f}", flush=True)
     finally:
         if not a.keep:
             shutil.rmtree(base, ignore_errors=True)
-    mb, ml = statistics.median(res["baton"]), statistics.median(res["loop"])
-    print(f"median baton {mb:.2f} s = {a.n / mb:.0f} tasks/s (range {a.n / max(res['baton']):.0f}-{a.n / min(res['baton']):.0f})")
-    print(f"median loop  {ml:.2f} s = {a.n / ml:.0f} tasks/s (range {a.n / max(res['loop']):.0f}-{a.n / min(res['loop']):.0f})")
-    print(f"baton / loop: {ml / mb:.2f}x the loop's rate")
+    ml = statistics.median(res["loop"])
+    for side in sides:
+        m = statistics.median(res[side])
+        print(f"median {side:{width}s} {m:6.2f} s = {a.n / m:5.0f} tasks/s "
+              f"(range {a.n / max(res[side]):.0f}-{a.n / min(res[side]):.0f}), {ml / m:.2f}x the loop's rate; "
+              f"cpu {statistics.median(cpus[side]):.2f} s")
 
 
 if __name__ == "__main__":
