@@ -82,13 +82,6 @@ type inputDir struct {
 	once sync.Once
 	path string
 	err  error
-	// mu guards what follows: feed (task goroutines of the steps above)
-	// and the step's first task fill the folder.
-	mu sync.Mutex
-	// started: the step's first task has listed its inputs; feed stops.
-	started bool
-	// made are the folders known to exist, linked the files in place.
-	made, linked map[string]bool
 	// files and dirs are what was made, in order, for remove.
 	files, dirs []string
 }

@@ -122,8 +122,6 @@ func (r *runner) runTask(sl *slot, s *stepRun, idx, attempt int) {
 	if err := wait(); err != nil {
 		r.cancel(err)
 		ev.status, ev.err, ev.retry = store.TaskFailed, err.Error(), -1
-	} else if out.status == store.TaskSucceeded {
-		r.feed(s, out.arts)
 	}
 	r.events <- ev
 	if sl != nil {
@@ -280,83 +278,39 @@ func (r *runner) collect(ctx context.Context, k store.TaskKey, outDir string) ([
 // allocated a new file per artifact, the costliest part of a join over a
 // large foreach on a disk). Each folder is made once, by a plain mkdir
 // (its parent is known to exist), and what was made is remembered so that
-// removing it costs an unlink per file and an rmdir per folder. What feed
-// linked already while the upstream tasks ran is not made again.
+// removing it costs an unlink per file and an rmdir per folder.
 func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
 	s.inputs.once.Do(func() {
 		in := &s.inputs
-		in.mu.Lock()
-		defer in.mu.Unlock()
-		in.started = true
-		in.path = filepath.Join(r.tmp, "in", s.def.Name)
+		dir := filepath.Join(r.tmp, "in", s.def.Name)
+		in.path = dir
+		if in.err = os.MkdirAll(dir, 0o755); in.err != nil {
+			return
+		}
+		made := map[string]bool{dir: true}
 		for _, up := range s.needs {
 			arts, err := r.e.st.Artifacts(ctx, store.ArtifactFilter{RunID: r.run.ID, Step: up.def.Name, Index: -1})
 			if err != nil {
 				in.err = err
 				return
 			}
-			if in.err = r.linkInputs(ctx, in, filepath.Join(r.tmp, "in", s.def.Name), up, arts); in.err != nil {
-				return
+			for _, a := range arts {
+				rel := filepath.Join(up.def.Name, filepath.FromSlash(a.Name))
+				if up.foreach {
+					rel = filepath.Join(up.def.Name, strconv.Itoa(a.Index), filepath.FromSlash(a.Name))
+				}
+				dst := filepath.Join(dir, rel)
+				if in.err = in.mkdirs(made, filepath.Dir(dst)); in.err != nil {
+					return
+				}
+				if in.err = r.e.blobs.LinkFile(ctx, a.Digest, dst); in.err != nil {
+					return
+				}
+				in.files = append(in.files, dst)
 			}
 		}
 	})
 	return s.inputs.path, s.inputs.err
-}
-
-// feed links the artifacts a task of s has just recorded into the input
-// folders of the shell steps below s that have not started. Without it a
-// join over a large foreach started by making a folder and a link per
-// upstream task, one after another, while nothing else ran; fed, that work
-// overlaps the upstream tasks still running. Only recorded (durable)
-// artifacts are fed, and a step's inputs are exactly what the store lists
-// when it starts: inputDir makes whatever feed did not (reused tasks of a
-// resumed run, a feed that failed).
-func (r *runner) feed(s *stepRun, arts []store.Artifact) {
-	if len(arts) == 0 {
-		return
-	}
-	for _, d := range s.dependents {
-		if d.def.Run == "" {
-			continue // Go and training-set steps read inputs from the store
-		}
-		in := &d.inputs
-		in.mu.Lock()
-		if !in.started {
-			_ = r.linkInputs(r.ctx, in, filepath.Join(r.tmp, "in", d.def.Name), s, arts)
-		}
-		in.mu.Unlock()
-	}
-}
-
-// linkInputs links arts of step up into the input folder dir that in
-// describes, skipping those linked before; the caller holds in.mu.
-func (r *runner) linkInputs(ctx context.Context, in *inputDir, dir string, up *stepRun, arts []store.Artifact) error {
-	if in.made == nil {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		in.made = map[string]bool{dir: true}
-		in.linked = map[string]bool{}
-	}
-	for _, a := range arts {
-		rel := filepath.Join(up.def.Name, filepath.FromSlash(a.Name))
-		if up.foreach {
-			rel = filepath.Join(up.def.Name, strconv.Itoa(a.Index), filepath.FromSlash(a.Name))
-		}
-		dst := filepath.Join(dir, rel)
-		if in.linked[dst] {
-			continue
-		}
-		if err := in.mkdirs(in.made, filepath.Dir(dst)); err != nil {
-			return err
-		}
-		if err := r.e.blobs.LinkFile(ctx, a.Digest, dst); err != nil {
-			return err
-		}
-		in.linked[dst] = true
-		in.files = append(in.files, dst)
-	}
-	return nil
 }
 
 // mkdirs makes folder p and those above it that are not in made.
@@ -388,7 +342,7 @@ func (in *inputDir) remove() {
 		// on a folder.
 		syscall.Rmdir(in.dirs[i])
 	}
-	in.files, in.dirs, in.made, in.linked = nil, nil, nil, nil
+	in.files, in.dirs = nil, nil
 }
 
 // ---- in-process Go steps
