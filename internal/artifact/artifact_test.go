@@ -121,7 +121,7 @@ func TestCorruptionDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if _, err := io.ReadAll(r); err == nil || !strings.Contains(err.Error(), "corrupt") {
+	if _, err := io.ReadAll(r); !errors.Is(err, artifact.ErrCorrupt) {
 		t.Fatalf("reading a tampered blob: %v, want a corruption error", err)
 	}
 }
