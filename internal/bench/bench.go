@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,6 +50,15 @@ type Config struct {
 	// Procs is how many processes work the queue (PostgreSQL): this one
 	// and Procs-1 children.
 	Procs int
+	// Workers is how many tasks the engine runs at once in the shell
+	// benchmark's parallel sides (and goroutines its parallel loop
+	// runs); 0 means the number of CPUs.
+	Workers int
+	// Rounds is how many times the shell benchmark runs each side.
+	Rounds int
+	// Dir is where scratch homes go; "" means the system's temporary
+	// folder (often a tmpfs: pass a folder on a disk to measure one).
+	Dir string
 	// Only lists the benchmarks to run (tasks, shell, triggers, fanout);
 	// empty means all.
 	Only []string
@@ -91,8 +102,8 @@ type scratch struct {
 	base   string
 }
 
-func newScratch(ctx context.Context, db string) (*scratch, error) {
-	dir, err := os.MkdirTemp("", "baton-bench-")
+func newScratch(ctx context.Context, db, parent string) (*scratch, error) {
+	dir, err := os.MkdirTemp(parent, "baton-bench-")
 	if err != nil {
 		return nil, err
 	}
@@ -153,8 +164,18 @@ func (sc *scratch) storeName() string {
 	return "sqlite"
 }
 
-func (sc *scratch) engine() (*engine.Engine, error) {
-	opt := engine.Options{TempDir: sc.h.TempDir(), Env: sc.h.Env()}
+// scratchParent names the folder scratch homes go in.
+func scratchParent(dir string) string {
+	if dir == "" {
+		return os.TempDir()
+	}
+	return dir
+}
+
+// engine opens an engine on the scratch home with workers slots (0: the
+// number of CPUs).
+func (sc *scratch) engine(workers int) (*engine.Engine, error) {
+	opt := engine.Options{TempDir: sc.h.TempDir(), Env: sc.h.Env(), Workers: workers}
 	if sc.h.Postgres() {
 		opt.Dispatch = engine.Queue
 		opt.QueuePoll = 200 * time.Millisecond
@@ -197,10 +218,11 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	return out, nil
 }
 
-// runFlow registers fl and runs it to its end with the Go funcs, working
-// the queue here (and in procs-1 child processes on PostgreSQL).
-func runFlow(ctx context.Context, sc *scratch, cfg Config, fl *flow.Flow, funcs map[string]engine.GoFunc) (store.Run, error) {
-	eng, err := sc.engine()
+// runFlow registers fl and runs it to its end with the Go funcs and
+// workers slots (0: the number of CPUs), working the queue here (and in
+// procs-1 child processes on PostgreSQL).
+func runFlow(ctx context.Context, sc *scratch, cfg Config, fl *flow.Flow, funcs map[string]engine.GoFunc, workers int) (store.Run, error) {
+	eng, err := sc.engine(workers)
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -247,13 +269,13 @@ func startWorker(exe string, h home.Home) (*exec.Cmd, error) {
 }
 
 func tasks(ctx context.Context, cfg Config) (Result, error) {
-	sc, err := newScratch(ctx, cfg.DB)
+	sc, err := newScratch(ctx, cfg.DB, cfg.Dir)
 	if err != nil {
 		return Result{}, err
 	}
 	defer sc.close()
 	fl, funcs := Noop(cfg.Tasks)
-	run, err := runFlow(ctx, sc, cfg, fl, funcs)
+	run, err := runFlow(ctx, sc, cfg, fl, funcs, 0)
 	if err != nil {
 		return Result{}, err
 	}
@@ -274,44 +296,148 @@ func procs(sc *scratch, cfg Config) int {
 	return 1
 }
 
+// ShellCommand is what every task and loop command of the shell benchmark
+// runs: write one small file.
+const ShellCommand = `printf '%s' "$ITEM" > "$OUT"`
+
+// shellSide is one side of the shell comparison.
+type shellSide struct {
+	key     string // prefix of its values
+	workers int
+	baton   bool
+}
+
+// shell compares baton with loops that do the same work, like with like:
+// the same task count, the same command (each writes one file) and the same
+// parallelism: baton with W workers against W goroutines each exec'ing the
+// commands, and baton with 1 worker against a sequential loop. The sides
+// run interleaved, in a rotating order, cfg.Rounds times, so load from
+// elsewhere on the machine hits them alike; the values are medians.
 func shell(ctx context.Context, cfg Config) (Result, error) {
-	sc, err := newScratch(ctx, cfg.DB)
-	if err != nil {
-		return Result{}, err
+	w := cfg.Workers
+	if w <= 0 {
+		w = runtime.NumCPU()
 	}
-	defer sc.close()
-	items := make([]json.RawMessage, cfg.Shell)
+	sides := []shellSide{
+		{key: "baton_parallel", workers: w, baton: true},
+		{key: "loop_parallel", workers: w},
+		{key: "baton_1_worker", workers: 1, baton: true},
+		{key: "loop_sequential", workers: 1},
+	}
+	rounds := max(cfg.Rounds, 1)
+	took := make(map[string][]time.Duration)
+	storeName := ""
+	for r := range rounds {
+		for i := range sides {
+			sd := sides[(i+r)%len(sides)]
+			sc, err := newScratch(ctx, cfg.DB, cfg.Dir)
+			if err != nil {
+				return Result{}, err
+			}
+			storeName = sc.storeName()
+			var d time.Duration
+			if sd.baton {
+				d, err = shellBaton(ctx, sc, cfg.Shell, sd.workers)
+			} else {
+				d, err = shellLoop(ctx, filepath.Join(sc.h.Dir, "loop"), cfg.Shell, sd.workers)
+			}
+			sc.close()
+			if err != nil {
+				return Result{}, fmt.Errorf("%s: %w", sd.key, err)
+			}
+			took[sd.key] = append(took[sd.key], d)
+			if cfg.Log != nil {
+				fmt.Fprintf(cfg.Log, "  round %d %-16s %7.0f tasks/s\n", r+1, sd.key, float64(cfg.Shell)/d.Seconds())
+			}
+		}
+	}
+	v := map[string]float64{}
+	for _, sd := range sides {
+		v[sd.key+"_per_s"] = float64(cfg.Shell) / median(took[sd.key]).Seconds()
+	}
+	v["ratio_parallel"] = v["baton_parallel_per_s"] / v["loop_parallel_per_s"]
+	v["ratio_1_worker"] = v["baton_1_worker_per_s"] / v["loop_sequential_per_s"]
+	return Result{Name: "tiny shell tasks", Store: storeName, Procs: 1, N: cfg.Shell, Values: v,
+		Note: fmt.Sprintf("each task and loop command runs sh -c and writes one file; baton with %d workers vs %d goroutines running the commands, "+
+			"baton with 1 worker vs a sequential loop; medians of %d interleaved rounds, in %s", w, w, rounds, scratchParent(cfg.Dir))}, nil
+}
+
+// shellBaton runs n shell tasks through the engine with workers slots and
+// returns how long it took, from the engine's start to its close.
+func shellBaton(ctx context.Context, sc *scratch, n, workers int) (time.Duration, error) {
+	items := make([]json.RawMessage, n)
 	for i := range items {
 		items[i] = json.RawMessage(strconv.Itoa(i))
 	}
 	fl := &flow.Flow{Name: "bench-shell", Steps: []flow.Step{{Name: "work", Foreach: &flow.Foreach{Items: items},
-		Run: `printf '%s' "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/out.txt"`}}}
-	run, err := runFlow(ctx, sc, cfg, fl, nil)
+		Run: `ITEM=$BATON_FOREACH_ITEM OUT=$BATON_OUTPUT_DIR/out.txt; ` + ShellCommand}}}
+	t0 := time.Now()
+	run, err := runFlow(ctx, sc, Config{Procs: 1}, fl, nil, workers)
+	d := time.Since(t0)
 	if err != nil {
-		return Result{}, err
+		return 0, err
 	}
 	if run.Status != store.RunSucceeded {
-		return Result{}, fmt.Errorf("run %s: %s", run.Status, run.Error)
+		return 0, fmt.Errorf("run %s: %s", run.Status, run.Error)
 	}
-	took := run.FinishedAt.Sub(run.StartedAt)
-	// The yardstick: the same commands in a loop with nothing recorded.
-	dir := filepath.Join(sc.h.Dir, "naive")
-	os.MkdirAll(dir, 0o755)
-	n := min(cfg.Shell, 500)
-	t0 := time.Now()
-	for i := range n {
-		c := exec.Command("/bin/sh", "-c", `printf '%s' "$ITEM" > "$OUT/out.txt"`)
-		c.Env = append(os.Environ(), "ITEM="+strconv.Itoa(i), "OUT="+dir)
-		if err := c.Run(); err != nil {
-			return Result{}, err
-		}
+	arts, err := sc.st.Artifacts(ctx, store.ArtifactFilter{RunID: run.ID, Step: "work", Index: -1})
+	if err != nil {
+		return 0, err
 	}
-	naive := float64(n) / time.Since(t0).Seconds()
-	rate := float64(cfg.Shell) / took.Seconds()
-	return Result{Name: "tiny shell tasks", Store: sc.storeName(), Procs: procs(sc, cfg), N: cfg.Shell, Values: map[string]float64{
-		"tasks_per_s": rate, "naive_loop_per_s": naive, "ratio_to_naive": rate / naive,
-	}, Note: "naive: the same command in a sequential os/exec loop, recording nothing"}, nil
+	if len(arts) != n {
+		return 0, fmt.Errorf("%d of %d tasks wrote their file", len(arts), n)
+	}
+	return d, nil
 }
+
+// shellLoop runs the same command n times with workers goroutines, each
+// command writing its own file under dir, keeping no state, and checks that
+// every file was written.
+func shellLoop(ctx context.Context, dir string, n, workers int) (time.Duration, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	next := make(chan int)
+	errs := make(chan error, workers)
+	t0 := time.Now()
+	for range workers {
+		go func() {
+			for i := range next {
+				c := exec.CommandContext(ctx, "/bin/sh", "-c", ShellCommand)
+				c.Env = append(os.Environ(), "ITEM="+strconv.Itoa(i), "OUT="+filepath.Join(dir, strconv.Itoa(i)+".txt"))
+				if err := c.Run(); err != nil {
+					errs <- err
+					for range next {
+					}
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	var err error
+	for range workers {
+		err = errors.Join(err, <-errs)
+	}
+	d := time.Since(t0)
+	if err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	if len(entries) != n {
+		return 0, fmt.Errorf("loop: %d of %d files written", len(entries), n)
+	}
+	return d, nil
+}
+
+func median(d []time.Duration) time.Duration { return pct(d, 0.5) }
 
 // serve starts an in-process server on the scratch home.
 func serve(ctx context.Context, sc *scratch) (*server.Server, func(), error) {
@@ -377,7 +503,7 @@ func publish(srv *server.Server, id string, n int) error {
 }
 
 func triggers(ctx context.Context, cfg Config) (Result, error) {
-	sc, err := newScratch(ctx, cfg.DB)
+	sc, err := newScratch(ctx, cfg.DB, cfg.Dir)
 	if err != nil {
 		return Result{}, err
 	}
@@ -437,7 +563,7 @@ func triggers(ctx context.Context, cfg Config) (Result, error) {
 }
 
 func fanout(ctx context.Context, cfg Config) (Result, error) {
-	sc, err := newScratch(ctx, cfg.DB)
+	sc, err := newScratch(ctx, cfg.DB, cfg.Dir)
 	if err != nil {
 		return Result{}, err
 	}

@@ -21,7 +21,11 @@ a scratch schema of that database, dropped afterwards):
 
   tasks     no-op Go tasks through the engine (tasks/s); on PostgreSQL through the
             queue, worked by --procs processes
-  shell     tiny shell tasks (tasks/s), beside a bare os/exec loop
+  shell     tiny shell tasks (tasks/s), each writing one file, like with like:
+            baton with --workers workers against as many goroutines running the
+            same commands with nothing recorded, and baton with 1 worker against a
+            sequential loop; the four sides run interleaved, --rounds times
+            (medians), in scratch homes under --dir
   triggers  signal published -> triggered run started (p50, p99)
   fanout    one signal, --fanout subscribing flows (until all started)
 
@@ -35,8 +39,11 @@ Prints a table, or JSON with -o json.`,
 				}
 			}
 			cfg.Only = args
-			if cfg.Tasks <= 0 || cfg.Shell <= 0 || cfg.Signals <= 0 || cfg.Fanout <= 0 || cfg.Procs <= 0 || cfg.Rate <= 0 {
-				return usageErr("--tasks, --shell, --signals, --fanout, --rate and --procs must be positive")
+			if cfg.Tasks <= 0 || cfg.Shell <= 0 || cfg.Signals <= 0 || cfg.Fanout <= 0 || cfg.Procs <= 0 || cfg.Rate <= 0 || cfg.Rounds <= 0 {
+				return usageErr("--tasks, --shell, --signals, --fanout, --rate, --procs and --rounds must be positive")
+			}
+			if cfg.Workers < 0 {
+				return usageErr("--workers must be positive (or 0 for the number of CPUs)")
 			}
 			h, err := home.Resolve(a.homeDir, a.db)
 			if err != nil {
@@ -66,6 +73,9 @@ Prints a table, or JSON with -o json.`,
 	f.IntVar(&cfg.Fanout, "fanout", 1000, "subscribing flows for the fan-out benchmark")
 	f.IntVar(&cfg.Rate, "rate", 10, "signals a second in the latency benchmark")
 	f.IntVar(&cfg.Procs, "procs", 2, "processes working the queue (PostgreSQL)")
+	f.IntVar(&cfg.Workers, "workers", 0, "parallel side of the shell benchmark: engine workers and loop goroutines (0: the number of CPUs)")
+	f.IntVar(&cfg.Rounds, "rounds", 3, "interleaved rounds of the shell benchmark (medians are reported)")
+	f.StringVar(&cfg.Dir, "dir", "", "folder for scratch homes (default: the system's temporary folder, which may be a tmpfs)")
 	return cmd
 }
 

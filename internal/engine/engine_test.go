@@ -593,3 +593,124 @@ func TestSDKStepNeedsFuncs(t *testing.T) {
 		t.Fatalf("Execute without funcs: %v", err)
 	}
 }
+
+// A join's inputs from a local store are the stored blobs themselves, hard
+// linked (no new file per input), read-only, with the documented layout,
+// and they are removed with the run's scratch folder even when a task
+// added files next to them.
+func TestInputsAreReadOnlyLinksToBlobs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, engine.Options{})
+	e.blobs.LinkInputs(true) // as root too (see TestRootInputsAreCopies)
+	f := &flow.Flow{Name: "links", Steps: []flow.Step{
+		{Name: "work", Foreach: &flow.Foreach{Items: []json.RawMessage{str("a"), str("b"), str("c")}},
+			Run: `printf '%s' "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/out.txt"`},
+		{Name: "join", Needs: []string{"work"}, Run: `for i in 0 1 2; do
+  f="$BATON_INPUT_DIR/work/$i/out.txt"
+  printf '%s %s\n' "$(cat "$f")" "$(ls -ln "$f" | awk '{print $2, $1}')"
+done > "$BATON_OUTPUT_DIR/seen.txt"
+touch "$BATON_INPUT_DIR/work/0/extra"; mkdir -p "$BATON_INPUT_DIR/new/sub"`},
+	}}
+	r := e.run(t, f, nil, engine.ExecOptions{})
+	if r.Status != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.Status, r.Error)
+	}
+	// Content, then link count (2: the blob and the input), then mode.
+	want := "a 2 -r--r--r--\nb 2 -r--r--r--\nc 2 -r--r--r--\n"
+	if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "join"}, "seen.txt"); got != want {
+		t.Errorf("the join saw\n%s, want\n%s", got, want)
+	}
+	// What the engine made is gone, and so is what the task added.
+	left, _ := filepath.Glob(filepath.Join(e.dir, "tmp", "slots", "*", "run-"+strconv.FormatInt(r.ID, 10)))
+	if len(left) != 0 {
+		t.Errorf("run scratch folder left behind: %v", left)
+	}
+}
+
+// What a failed attempt leaves in its output folder is not collected as the
+// next attempt's output (the folder is emptied when a task starts).
+func TestFailedAttemptLeavesNoOutputs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, engine.Options{Workers: 1})
+	f := &flow.Flow{Name: "leftovers", Steps: []flow.Step{{Name: "a", Retry: flow.Retry{Attempts: 2},
+		Run: `if [ "$BATON_ATTEMPT" = 1 ]; then echo junk > "$BATON_OUTPUT_DIR/junk.txt"; mkdir "$BATON_OUTPUT_DIR/d"; exit 1; fi
+echo ok > "$BATON_OUTPUT_DIR/ok.txt"`}}}
+	r := e.run(t, f, nil, engine.ExecOptions{})
+	if r.Status != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.Status, r.Error)
+	}
+	arts, err := e.st.Artifacts(context.Background(), store.ArtifactFilter{RunID: r.ID, Step: "a", Index: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(arts) != 1 || arts[0].Name != "ok.txt" {
+		t.Errorf("artifacts %+v, want only ok.txt", arts)
+	}
+}
+
+// A shell join's inputs are exactly the upstream's artifacts whether they
+// were linked while the upstream tasks ran (fed) or when the join started
+// (tasks reused by a resumed run, which never ran here).
+func TestShellJoinInputsAfterResume(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, engine.Options{Workers: 1})
+	flag := filepath.Join(t.TempDir(), "broken")
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := &flow.Flow{Name: "shell-resume", Steps: []flow.Step{
+		{Name: "each", Foreach: &flow.Foreach{Items: []json.RawMessage{str("a"), str("b"), str("c"), str("d"), str("e")}},
+			Env: map[string]string{"FLAG": flag},
+			Run: `if [ "$BATON_FOREACH_INDEX" = 3 ] && [ -e "$FLAG" ]; then exit 1; fi
+printf '%s' "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/v"`},
+		{Name: "join", Needs: []string{"each"}, Run: `cd "$BATON_INPUT_DIR/each" && for d in *; do printf '%s=%s ' "$d" "$(cat "$d/v")"; done > "$BATON_OUTPUT_DIR/all"`},
+	}}
+	first := e.run(t, f, nil, engine.ExecOptions{})
+	if first.Status != store.RunFailed {
+		t.Fatalf("first run: %s", first.Status)
+	}
+	os.Remove(flag)
+	second, err := e.eng.Resume(context.Background(), first.ID, "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second, err = e.eng.Execute(context.Background(), second.ID, engine.ExecOptions{}); err != nil || second.Status != store.RunSucceeded {
+		t.Fatalf("resumed run: %s %v (%s)", second.Status, err, second.Error)
+	}
+	if got, want := e.artifact(t, store.TaskKey{RunID: second.ID, Step: "join"}, "all"), "0=a 1=b 2=c 3=d 4=e "; got != want {
+		t.Errorf("join saw %q, want %q", got, want)
+	}
+	reused := 0
+	for _, tk := range e.tasks(t, second.ID, "each") {
+		if tk.Reused() {
+			reused++
+		}
+	}
+	if reused != 3 {
+		t.Errorf("%d tasks reused, want 3 (those that succeeded before the failure)", reused)
+	}
+}
+
+// As root a read-only mode stops nobody, so inputs are copies: a step that
+// writes into its input changes its copy, never the stored artifact.
+func TestRootInputsAreCopies(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root ignores the inputs' read-only mode")
+	}
+	t.Parallel()
+	e := newEnv(t, engine.Options{})
+	f := &flow.Flow{Name: "scribble", Steps: []flow.Step{
+		{Name: "work", Run: `printf original > "$BATON_OUTPUT_DIR/out.txt"`},
+		{Name: "join", Needs: []string{"work"}, Run: `printf ' scribbled' >> "$BATON_INPUT_DIR/work/out.txt"; ls -ln "$BATON_INPUT_DIR/work/out.txt" | awk '{print $2}' > "$BATON_OUTPUT_DIR/links.txt"`},
+	}}
+	r := e.run(t, f, nil, engine.ExecOptions{})
+	if r.Status != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.Status, r.Error)
+	}
+	if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "work"}, "out.txt"); got != "original" {
+		t.Fatalf("the stored artifact now reads %q", got)
+	}
+	if got := strings.TrimSpace(e.artifact(t, store.TaskKey{RunID: r.ID, Step: "join"}, "links.txt")); got != "1" {
+		t.Fatalf("the input had %s links, want 1 (a copy)", got)
+	}
+}

@@ -83,6 +83,8 @@ type inputDir struct {
 	once sync.Once
 	path string
 	err  error
+	// files and dirs are what was made, in order, for remove.
+	files, dirs []string
 }
 
 type eventKind int
@@ -314,11 +316,20 @@ func (r *runner) over() bool {
 	return true
 }
 
+// removeTemp deletes the run's scratch folder: the step input folders by
+// what they are known to hold, then whatever else is there.
+func (r *runner) removeTemp() {
+	for _, s := range r.steps {
+		s.inputs.remove()
+	}
+	os.RemoveAll(r.tmp)
+}
+
 // handBack gives the run up without ending it: the engine is stopping.
 // What completed is recorded; the run's lease is released so a server
 // starting later can take it over.
 func (r *runner) handBack() error {
-	os.RemoveAll(r.tmp)
+	r.removeTemp()
 	return r.e.release(r.run.ID)
 }
 
@@ -595,7 +606,7 @@ func (r *runner) finish() error {
 		// The store or the lease failed under the run.
 		err = errors.Join(cause, err)
 	}
-	os.RemoveAll(r.tmp)
+	r.removeTemp()
 	return err
 }
 

@@ -133,9 +133,11 @@ func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.Ta
 	if err := sl.reset(); err != nil {
 		return failed("empty the output folder: %v", err)
 	}
+	// Whatever a task leaves behind (a failure's files; a success's have
+	// been moved into the blob store) is removed by the reset above when
+	// the slot runs its next task: emptying it here as well cost an open,
+	// a read and a close of the folder per task and caught nothing more.
 	outDir := sl.out
-	// Whatever the task leaves behind goes before the slot's next task.
-	defer sl.reset()
 	in, err := r.inputDir(ctx, s)
 	if err != nil {
 		return failed("prepare inputs: %v", err)
@@ -271,18 +273,25 @@ func (r *runner) collect(ctx context.Context, k store.TaskKey, outDir string) ([
 
 // inputDir materializes, once per step, the artifacts of the steps it needs
 // as <step>/<name>, or <step>/<index>/<name> for a foreach step. Files are
-// read-only: the folder is shared by every task of the step.
+// read-only: the folder is shared by every task of the step. They are hard
+// links to the stored blobs where the store is a local folder (a copy
+// allocated a new file per artifact, the costliest part of a join over a
+// large foreach on a disk). Each folder is made once, by a plain mkdir
+// (its parent is known to exist), and what was made is remembered so that
+// removing it costs an unlink per file and an rmdir per folder.
 func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
 	s.inputs.once.Do(func() {
+		in := &s.inputs
 		dir := filepath.Join(r.tmp, "in", s.def.Name)
-		s.inputs.path = dir
-		if s.inputs.err = os.MkdirAll(dir, 0o755); s.inputs.err != nil {
+		in.path = dir
+		if in.err = os.MkdirAll(dir, 0o755); in.err != nil {
 			return
 		}
+		made := map[string]bool{dir: true}
 		for _, up := range s.needs {
 			arts, err := r.e.st.Artifacts(ctx, store.ArtifactFilter{RunID: r.run.ID, Step: up.def.Name, Index: -1})
 			if err != nil {
-				s.inputs.err = err
+				in.err = err
 				return
 			}
 			for _, a := range arts {
@@ -290,14 +299,50 @@ func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
 				if up.foreach {
 					rel = filepath.Join(up.def.Name, strconv.Itoa(a.Index), filepath.FromSlash(a.Name))
 				}
-				if err := r.e.blobs.WriteFile(ctx, a.Digest, filepath.Join(dir, rel), 0o444); err != nil {
-					s.inputs.err = err
+				dst := filepath.Join(dir, rel)
+				if in.err = in.mkdirs(made, filepath.Dir(dst)); in.err != nil {
 					return
 				}
+				if in.err = r.e.blobs.LinkFile(ctx, a.Digest, dst); in.err != nil {
+					return
+				}
+				in.files = append(in.files, dst)
 			}
 		}
 	})
 	return s.inputs.path, s.inputs.err
+}
+
+// mkdirs makes folder p and those above it that are not in made.
+func (in *inputDir) mkdirs(made map[string]bool, p string) error {
+	if made[p] {
+		return nil
+	}
+	if err := in.mkdirs(made, filepath.Dir(p)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	made[p] = true
+	in.dirs = append(in.dirs, p)
+	return nil
+}
+
+// remove deletes what inputDir made, deepest first. Anything else a task
+// left in the folder stays for the caller's RemoveAll; removing the known
+// entries directly spares it an open, two reads and a failed unlink per
+// folder.
+func (in *inputDir) remove() {
+	for _, f := range in.files {
+		os.Remove(f)
+	}
+	for i := len(in.dirs) - 1; i >= 0; i-- {
+		// Rmdir, not os.Remove: that tries an unlink first, which fails
+		// on a folder.
+		syscall.Rmdir(in.dirs[i])
+	}
+	in.files, in.dirs = nil, nil
 }
 
 // ---- in-process Go steps
