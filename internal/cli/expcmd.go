@@ -105,15 +105,20 @@ func (a *app) expAssignCmd() *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			l, err := experiment.Find(cmd.Context(), e.st, args[0])
-			if err != nil {
+			if _, err := experiment.Find(cmd.Context(), e.st, args[0]); err != nil {
 				return notFound(err)
 			}
-			as, err := experiment.NewAssigner(l)
+			// Every experiment, so that a unit outside this one's range
+			// is told whose range it is in (if anyone's).
+			ls, err := experiment.Load(cmd.Context(), e.st)
 			if err != nil {
 				return err
 			}
-			return a.printJSON(as.Assign(args[1], m))
+			as, err := experiment.NewAssigners(ls)
+			if as[args[0]] == nil {
+				return err
+			}
+			return a.printJSON(as[args[0]].Assign(args[1], m))
 		},
 	}
 	cmd.Flags().StringArrayVar(&attrs, "attr", nil, "a unit attribute `KEY=VALUE` for targeting (repeatable)")
