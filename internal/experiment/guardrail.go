@@ -126,8 +126,7 @@ type Monitor struct {
 	log     *slog.Logger
 	client  *http.Client
 
-	mu   sync.Mutex
-	last map[string]time.Time
+	mu sync.Mutex
 }
 
 // NewMonitor makes a guardrail monitor.
@@ -138,7 +137,7 @@ func NewMonitor(st store.Store, now func() time.Time, publish func(ctx context.C
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Monitor{st: st, now: now, publish: publish, log: log, client: &http.Client{Timeout: 5 * time.Second}, last: map[string]time.Time{}}
+	return &Monitor{st: st, now: now, publish: publish, log: log, client: &http.Client{Timeout: 5 * time.Second}}
 }
 
 // Pause is a pause the monitor made.
@@ -147,6 +146,10 @@ type Pause struct {
 	Reason     string `json:"reason"`
 	Check      Check  `json:"check"`
 }
+
+// GuardrailClock names the store cursor that holds when an experiment's
+// guardrails were last evaluated (Unix microseconds).
+func GuardrailClock(experiment string) string { return "guardrail/" + experiment }
 
 // Tick evaluates the experiments whose interval has passed since their
 // last evaluation (a first sight only starts the clock) and pauses the
@@ -166,15 +169,27 @@ func (m *Monitor) Tick(ctx context.Context) ([]Pause, error) {
 		if l.Status != store.ExperimentRunning || len(s.Guardrails) == 0 {
 			continue
 		}
-		last, seen := m.last[s.Name]
-		if !seen {
-			m.last[s.Name] = now
+		// The clock is in the store, so that a restart or a new leader
+		// keeps it rather than starting every experiment's interval over.
+		key := GuardrailClock(s.Name)
+		last, err := m.st.Cursor(ctx, key)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("experiment %s: guardrail clock: %w", s.Name, err))
 			continue
 		}
-		if now.Sub(last) < s.Interval.D() {
+		if last == 0 {
+			if err := m.st.SetCursor(ctx, key, now.UnixMicro()); err != nil {
+				errs = append(errs, fmt.Errorf("experiment %s: guardrail clock: %w", s.Name, err))
+			}
 			continue
 		}
-		m.last[s.Name] = now
+		if now.Sub(time.UnixMicro(last)) < s.Interval.D() {
+			continue
+		}
+		if err := m.st.SetCursor(ctx, key, now.UnixMicro()); err != nil {
+			errs = append(errs, fmt.Errorf("experiment %s: guardrail clock: %w", s.Name, err))
+			continue
+		}
 		checks, err := Evaluate(ctx, m.st, l, time.Time{})
 		if err != nil {
 			errs = append(errs, err)
