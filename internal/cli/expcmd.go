@@ -363,5 +363,11 @@ func ingestFile[T any](ctx context.Context, flag, path string, read func(io.Read
 	}
 	got.Rejected += res.Rejected
 	got.Reasons = append(res.Reasons, got.Reasons...)
+	for k, n := range res.ByReason {
+		if got.ByReason == nil {
+			got.ByReason = map[string]int{}
+		}
+		got.ByReason[k] += n
+	}
 	return got, nil
 }

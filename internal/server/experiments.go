@@ -160,6 +160,14 @@ func (x *experiments) expose(e store.Exposure) error {
 	return nil
 }
 
+// countRejected counts an ingest's rejections (the caller gets them with
+// their reasons in the answer).
+func (x *experiments) countRejected(kind string, res experiment.IngestResult) {
+	for reason, n := range res.ByReason {
+		x.refused.WithLabelValues(kind, reason).Add(float64(n))
+	}
+}
+
 // loop writes exposures in batches and, on the leader, runs the guardrail
 // monitor.
 func (x *experiments) loop(ctx context.Context) {
@@ -325,6 +333,7 @@ func (s *Server) ingestExposures(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.exps.countRejected("exposure", res)
 	return writeJSON(w, http.StatusOK, res)
 }
 
@@ -342,6 +351,7 @@ func (s *Server) ingestExpMetrics(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	s.exps.countRejected("metric", res)
 	return writeJSON(w, http.StatusOK, res)
 }
 
