@@ -530,6 +530,9 @@ func TestRolloutStateSurvivesRestart(t *testing.T) {
 		"error": {Muted: true}, "fallback": {Muted: true}}}
 	f := rolloutFixture(t, logistic(0.7), &RolloutConfig{Stages: []float64{50, 100}, Interval: Duration(time.Minute), MinRequests: 20, MaxHolds: 3, Judge: judge})
 	c1 := NewController(f.svc)
+	if steps, _ := c1.Tick(ctx); len(steps) != 0 {
+		t.Fatalf("first tick acted: %+v", steps)
+	}
 	for i := range 2 {
 		f.traffic(t, 300, time.Minute)
 		steps, err := c1.Tick(ctx)
