@@ -187,8 +187,10 @@ func (m *Monitor) Tick(ctx context.Context) ([]Pause, error) {
 			continue
 		}
 		if err := m.st.SetCursor(ctx, key, now.UnixMicro()); err != nil {
+			// Evaluate anyway: a clock that did not move only brings the
+			// next evaluation sooner, while skipping could leave a harmful
+			// experiment running.
 			errs = append(errs, fmt.Errorf("experiment %s: guardrail clock: %w", s.Name, err))
-			continue
 		}
 		checks, err := Evaluate(ctx, m.st, l, time.Time{})
 		if err != nil {
