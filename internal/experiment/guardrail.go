@@ -126,7 +126,8 @@ type Monitor struct {
 	log     *slog.Logger
 	client  *http.Client
 
-	mu sync.Mutex
+	mu   sync.Mutex
+	last map[string]time.Time // this process's copy of the stored clocks
 }
 
 // NewMonitor makes a guardrail monitor.
@@ -137,7 +138,7 @@ func NewMonitor(st store.Store, now func() time.Time, publish func(ctx context.C
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Monitor{st: st, now: now, publish: publish, log: log, client: &http.Client{Timeout: 5 * time.Second}}
+	return &Monitor{st: st, now: now, publish: publish, log: log, client: &http.Client{Timeout: 5 * time.Second}, last: map[string]time.Time{}}
 }
 
 // Pause is a pause the monitor made.
@@ -169,33 +170,41 @@ func (m *Monitor) Tick(ctx context.Context) ([]Pause, error) {
 		if l.Status != store.ExperimentRunning || len(s.Guardrails) == 0 {
 			continue
 		}
-		// The clock is in the store, so that a restart or a new leader
-		// keeps it rather than starting every experiment's interval over.
+		// The clock is kept in the store, so that a restart or a new
+		// leader carries it on rather than starting every experiment's
+		// interval over; this process reads it once, at first sight.
 		key := GuardrailClock(s.Name)
-		last, err := m.st.Cursor(ctx, key)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("experiment %s: guardrail clock: %w", s.Name, err))
-			continue
-		}
-		if last == 0 {
-			if err := m.st.SetCursor(ctx, key, now.UnixMicro()); err != nil {
+		last, seen := m.last[s.Name]
+		if !seen {
+			at, err := m.st.Cursor(ctx, key)
+			if err != nil {
 				errs = append(errs, fmt.Errorf("experiment %s: guardrail clock: %w", s.Name, err))
+				continue
 			}
+			if at == 0 {
+				if err := m.st.SetCursor(ctx, key, now.UnixMicro()); err != nil {
+					errs = append(errs, fmt.Errorf("experiment %s: guardrail clock: %w", s.Name, err))
+					continue
+				}
+				m.last[s.Name] = now
+				continue
+			}
+			last = time.UnixMicro(at)
+			m.last[s.Name] = last
+		}
+		if now.Sub(last) < s.Interval.D() {
 			continue
 		}
-		if now.Sub(time.UnixMicro(last)) < s.Interval.D() {
-			continue
-		}
-		if err := m.st.SetCursor(ctx, key, now.UnixMicro()); err != nil {
-			// Evaluate anyway: a clock that did not move only brings the
-			// next evaluation sooner, while skipping could leave a harmful
-			// experiment running.
-			errs = append(errs, fmt.Errorf("experiment %s: guardrail clock: %w", s.Name, err))
-		}
+		m.last[s.Name] = now
 		checks, err := Evaluate(ctx, m.st, l, time.Time{})
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		// Saved after the evaluation, so a slow write never delays a
+		// pause; a failed save only brings a successor's evaluation sooner.
+		if err := m.st.SetCursor(ctx, key, now.UnixMicro()); err != nil {
+			errs = append(errs, fmt.Errorf("experiment %s: guardrail clock: %w", s.Name, err))
 		}
 		i := slices.IndexFunc(checks, func(c Check) bool { return c.Violated })
 		if i < 0 {
