@@ -199,7 +199,7 @@ func TestArchviewFromStore(t *testing.T) {
 	wantIn(t, "models.md", got["models.md"], "## churn", "Served by: churn, churn-raw",
 		"| 1 | production | run 7 of train v1 / fit | abc123 | plays_1h@1 | auc=0.74 |", "canary→production by ada: better auc | no |")
 	wantIn(t, "boundary.md", got["boundary.md"],
-		"| churn | churn | v1: production, kind not read | timeout 50ms, min_confidence 0.6 | static 0.1 |",
+		"| churn | churn | v1: production, kind not read | timeout 50ms, min_confidence 0.6 | static 0.1 | none (no version in state shadow) |",
 		"| churn-raw | churn |", "timeout 100ms (default), no confidence gate | model popular@production |", "guarded (running)",
 		"| train | build, fit | — | churn v1 |")
 	debt := got["debt.md"]
@@ -276,5 +276,28 @@ func TestWriteDir(t *testing.T) {
 	}
 	if err := WriteDir(filepath.Join(blocked, "x"), []File{{"a.md", "x"}}); err == nil {
 		t.Fatal("WriteDir under a file succeeded")
+	}
+}
+
+// TestShadowOf: the boundary view says which versions get shadow copies,
+// or why none do; before, it said "on" for every endpoint not switched
+// off, with or without a version in state shadow.
+func TestShadowOf(t *testing.T) {
+	t.Parallel()
+	off := false
+	live := []VersionDef{{ModelVersion: store.ModelVersion{Version: 1, State: store.ModelProduction}}, {ModelVersion: store.ModelVersion{Version: 3, State: store.ModelShadow}}}
+	for _, c := range []struct {
+		e    serve.Endpoint
+		live []VersionDef
+		want string
+	}{
+		{serve.Endpoint{}, live[:1], "none (no version in state shadow)"},
+		{serve.Endpoint{}, live, "copies to v3"},
+		{serve.Endpoint{Shadow: &off}, live, "off (v3 in state shadow get no copies)"},
+		{serve.Endpoint{Shadow: &off}, live[:1], "off"},
+	} {
+		if got := shadowOf(c.e, c.live); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.live, got, c.want)
+		}
 	}
 }

@@ -140,7 +140,7 @@ func boundaryView(s *Snapshot) string {
 	var rows [][]string
 	for _, e := range s.Endpoints {
 		rows = append(rows, []string{e.Name, e.Model, liveVersions(s.live(e.Model)), gate(e), fallback(e),
-			shadowOf(e), rolloutOf(e, s.Rollouts[e.Name]), s.experimentsOn(e.Name)})
+			shadowOf(e, s.live(e.Model)), rolloutOf(e, s.Rollouts[e.Name]), s.experimentsOn(e.Name)})
 	}
 	d.table([]string{"endpoint", "model", "non-deterministic side (version: state, kind)", "gate", "deterministic side (fallback)",
 		"shadow", "rollout", "experiments"}, rows)
@@ -264,11 +264,24 @@ func fallback(e serve.Endpoint) string {
 	return strings.Join(parts, ", then ")
 }
 
-func shadowOf(e serve.Endpoint) string {
-	if e.Shadow != nil && !*e.Shadow {
-		return "off"
+// shadowOf says what shadow traffic the endpoint really sends: to which
+// versions, or why none.
+func shadowOf(e serve.Endpoint, live []VersionDef) string {
+	var vs []string
+	for _, v := range live {
+		if v.State == store.ModelShadow {
+			vs = append(vs, fmt.Sprintf("v%d", v.Version))
+		}
 	}
-	return "on"
+	switch {
+	case e.Shadow != nil && !*e.Shadow && len(vs) > 0:
+		return "off (" + strings.Join(vs, ", ") + " in state shadow get no copies)"
+	case e.Shadow != nil && !*e.Shadow:
+		return "off"
+	case len(vs) == 0:
+		return "none (no version in state shadow)"
+	}
+	return "copies to " + strings.Join(vs, ", ")
 }
 
 func rolloutOf(e serve.Endpoint, rs []store.Rollout) string {

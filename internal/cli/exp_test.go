@@ -291,3 +291,49 @@ func TestExpAnalyzeBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestExpAssignWhy: `exp assign` of an experiment alone in its layer never
+// says other_experiment (it used to for every unit outside the range); a
+// unit in another experiment's range is told which.
+func TestExpAssignWhy(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "e.yaml")
+	spec := `experiments:
+  - name: alone
+    traffic: 0.3
+    variants: [{name: a, weight: 0.5}, {name: b, weight: 0.5}]
+  - name: first
+    layer: shared
+    traffic: 0.5
+    variants: [{name: a, weight: 0.5}, {name: b, weight: 0.5}]
+  - name: second
+    layer: shared
+    traffic: 0.5
+    variants: [{name: a, weight: 0.5}, {name: b, weight: 0.5}]
+`
+	if err := os.WriteFile(file, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(dir, "home")
+	if code, out, errs := runExp(t, "", false, "apply", file, "--home", home); code != 0 {
+		t.Fatalf("apply: %d %s %s", code, out, errs)
+	}
+	whys := map[string]int{}
+	for i := range 40 {
+		for _, name := range []string{"alone", "first"} {
+			code, out, errs := runExp(t, "", true, "assign", name, "u"+string(rune('a'+i%26))+string(rune('a'+i/26)), "--home", home)
+			var as struct {
+				In         bool
+				Why, Other string
+			}
+			if code != 0 || json.Unmarshal([]byte(out), &as) != nil {
+				t.Fatalf("assign: %d %s %s", code, out, errs)
+			}
+			whys[name+"/"+as.Why+"/"+as.Other]++
+		}
+	}
+	if whys["alone/other_experiment/"] > 0 || whys["alone/not_in_traffic/"] == 0 || whys["first/other_experiment/second"] == 0 {
+		t.Fatalf("reasons: %v", whys)
+	}
+}

@@ -105,15 +105,20 @@ func (a *app) expAssignCmd() *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			l, err := experiment.Find(cmd.Context(), e.st, args[0])
-			if err != nil {
+			if _, err := experiment.Find(cmd.Context(), e.st, args[0]); err != nil {
 				return notFound(err)
 			}
-			as, err := experiment.NewAssigner(l)
+			// Every experiment, so that a unit outside this one's range
+			// is told whose range it is in (if anyone's).
+			ls, err := experiment.Load(cmd.Context(), e.st)
 			if err != nil {
 				return err
 			}
-			return a.printJSON(as.Assign(args[1], m))
+			as, err := experiment.NewAssigners(ls)
+			if as[args[0]] == nil {
+				return err
+			}
+			return a.printJSON(as[args[0]].Assign(args[1], m))
 		},
 	}
 	cmd.Flags().StringArrayVar(&attrs, "attr", nil, "a unit attribute `KEY=VALUE` for targeting (repeatable)")
@@ -237,12 +242,21 @@ func (a *app) expReportCmd() *cobra.Command {
 }
 
 func (a *app) expPromoteCmd() *cobra.Command {
-	var variant, model, better, actor string
+	var variant, better, actor string
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "promote EXPERIMENT --variant NAME",
-		Short: "Promote a winning variant's model version to production, citing the experiment's evidence",
-		Args:  cobra.ExactArgs(1),
+		Short: "Roll out a winning variant's model version on the experiment's endpoint, citing the experiment's evidence",
+		Long: `Moves the winning variant's model version to canary, with a decision record
+made of the experiment's evidence (effect, interval, SRM, guardrails) and
+the spec's decision: block, and starts a rollout on the experiment's
+endpoint. The running server's canary judge then advances it stage by
+stage and makes it production only if it passes (baton rollout status).
+
+Refused (exit 2) when the variant has not won on the first metric, the
+experiment is paused, or its exposures fail the SRM check; --force
+promotes anyway and the transition records what was forced.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if variant == "" {
 				return usageErr("--variant is required")
@@ -263,40 +277,34 @@ func (a *app) expPromoteCmd() *cobra.Command {
 			if err != nil {
 				return notFound(err)
 			}
-			if model == "" && l.Spec.Endpoint != "" {
-				eps, err := e.st.Endpoints(ctx)
-				if err != nil {
-					return err
-				}
-				for _, ep := range eps {
-					if ep.Name == l.Spec.Endpoint {
-						var spec serve.Endpoint
-						if err := jsonUnmarshal(ep.Spec, &spec); err == nil {
-							model = spec.Model
-						}
-					}
-				}
-			}
-			v, _, err := experiment.Promote(ctx, e.st, l, variant, model, better, actor, force, time.Now())
+			p, err := experiment.Promote(ctx, e.st, l, experiment.PromoteOptions{Variant: variant, Better: better, Actor: actor, Force: force, Now: time.Now()})
 			var ie *registry.InputError
-			if errors.As(err, &ie) {
+			var br *serve.BadRequest
+			if errors.As(err, &ie) || errors.As(err, &br) {
 				return usageErr("%v", err)
 			}
 			if err != nil {
 				return modelErr(err)
 			}
-			if a.json() {
-				return a.printJSON(v)
+			if len(p.MissingDecision) > 0 {
+				fmt.Fprintf(a.err, "warning: the decision record's %s are empty: the experiment spec has no %s\n",
+					strings.Join(p.MissingDecision, ", "), strings.Join(p.MissingDecision, ", "))
 			}
-			fmt.Fprintf(a.out, "model %s version %d is now %s\n", v.Model, v.Version, v.State)
+			if a.json() {
+				return a.printJSON(p)
+			}
+			if len(p.Forced) > 0 {
+				fmt.Fprintf(a.out, "FORCED past: %s\n", strings.Join(p.Forced, "; "))
+			}
+			fmt.Fprintf(a.out, "model %s version %d is now %s; rollout %d started on endpoint %s (stages %v%%), judged by the running server: baton rollout status %s\n",
+				p.Version.Model, p.Version.Version, p.Version.State, p.Rollout.ID, p.Rollout.Endpoint, p.Rollout.Stages, p.Rollout.Endpoint)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&variant, "variant", "", "the winning variant")
-	cmd.Flags().StringVar(&model, "model", "", "the registry model (default: the experiment endpoint's)")
 	cmd.Flags().StringVar(&better, "better", "increase", "which way the experiment's first metric improves: increase or decrease")
 	cmd.Flags().StringVar(&actor, "actor", "", "who (default $BATON_ACTOR, else the user)")
-	cmd.Flags().BoolVar(&force, "force", false, "promote even without a significant win")
+	cmd.Flags().BoolVar(&force, "force", false, "promote even without a significant win, or when paused or failing the SRM check (recorded as forced)")
 	return cmd
 }
 
@@ -355,5 +363,11 @@ func ingestFile[T any](ctx context.Context, flag, path string, read func(io.Read
 	}
 	got.Rejected += res.Rejected
 	got.Reasons = append(res.Reasons, got.Reasons...)
+	for k, n := range res.ByReason {
+		if got.ByReason == nil {
+			got.ByReason = map[string]int{}
+		}
+		got.ByReason[k] += n
+	}
 	return got, nil
 }

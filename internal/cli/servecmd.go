@@ -138,7 +138,7 @@ func (a *app) rolloutCmd() *cobra.Command {
 
 func (a *app) predictCmd() *cobra.Command {
 	var req serve.Request
-	var features string
+	var features, attributes string
 	cmd := &cobra.Command{
 		Use:   "predict ENDPOINT --key KEY",
 		Short: "Ask the running server's endpoint for a prediction (and see which path served it)",
@@ -147,6 +147,11 @@ func (a *app) predictCmd() *cobra.Command {
 			if features != "" {
 				if err := json.Unmarshal([]byte(features), &req.Features); err != nil {
 					return usageErr("--features: a JSON object: %v", err)
+				}
+			}
+			if attributes != "" {
+				if err := json.Unmarshal([]byte(attributes), &req.Attributes); err != nil {
+					return usageErr("--attributes: a JSON object: %v", err)
 				}
 			}
 			e, err := a.open(cmd.Context(), false)
@@ -164,5 +169,6 @@ func (a *app) predictCmd() *cobra.Command {
 	cmd.Flags().StringVar(&req.Key, "key", "", "the entity key")
 	cmd.Flags().StringVar(&req.Unit, "unit", "", "the unit the canary share is decided on (default: the key)")
 	cmd.Flags().StringVar(&features, "features", "", "features as a JSON object, instead of the online store's")
+	cmd.Flags().StringVar(&attributes, "attributes", "", `the unit's attributes for experiments' targeting, a JSON object ({"market":"US"})`)
 	return cmd
 }

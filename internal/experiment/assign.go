@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/google/cel-go/cel"
@@ -76,6 +77,14 @@ type Assigner struct {
 	cum     []int // cumulative weights in buckets
 	target  *Targeting
 	control int
+	// others are the ranges of the layer's other experiments, to say
+	// whose a bucket outside this experiment's range is.
+	others []layerRange
+}
+
+type layerRange struct {
+	name string
+	r    [2]int
 }
 
 // NewAssigner prepares assignment for a loaded experiment.
@@ -103,6 +112,40 @@ func NewAssigner(l Loaded) (*Assigner, error) {
 	return a, nil
 }
 
+// NewAssigners prepares assignment for every loaded experiment, each
+// knowing the ranges of the other experiments of its layer, so that a unit
+// outside its range is told whose range it is in, if anyone's.
+func NewAssigners(ls []Loaded) (map[string]*Assigner, error) {
+	out := make(map[string]*Assigner, len(ls))
+	var errs []error
+	for _, l := range ls {
+		a, err := NewAssigner(l)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, o := range ls {
+			if o.Spec.Name != l.Spec.Name && o.Spec.WithDefaults().Layer == a.spec.Layer {
+				a.others = append(a.others, layerRange{o.Spec.Name, o.Spec.Range})
+			}
+		}
+		out[l.Spec.Name] = a
+	}
+	return out, errors.Join(errs...)
+}
+
+// Reasons a unit is not in an experiment (Assignment.Why).
+const (
+	WhyHoldout = "holdout"
+	// WhyOtherExperiment: the unit's bucket is another experiment's of
+	// the layer (Assignment.Other names it).
+	WhyOtherExperiment = "other_experiment"
+	// WhyUnallocated: the unit's bucket is outside this experiment's
+	// traffic and no other experiment of the layer has it.
+	WhyUnallocated = "not_in_traffic"
+	WhyNotTargeted = "not_targeted"
+)
+
 // Assignment is where a unit is.
 type Assignment struct {
 	Experiment string `json:"experiment"`
@@ -113,9 +156,16 @@ type Assignment struct {
 	In           bool   `json:"in"`
 	Variant      string `json:"variant"`
 	ModelVersion int    `json:"model_version,omitempty"`
-	// Why says why a unit is not in: holdout, other_experiment,
+	// Why says why a unit is not in: holdout, other_experiment (Other
+	// names it), not_in_traffic (the bucket is outside this experiment's
+	// traffic share and no other experiment of the layer has it),
 	// not_targeted, paused, stopped.
-	Why string `json:"why,omitempty"`
+	Why   string `json:"why,omitempty"`
+	Other string `json:"other,omitempty"`
+	// Bucket is the unit's bucket in the layer, [0, 10000), against the
+	// experiment's Range.
+	Bucket int    `json:"bucket"`
+	Range  [2]int `json:"range"`
 }
 
 // Assign places a unit. Without targeting it does not allocate: it is on
@@ -129,16 +179,22 @@ func (a *Assigner) Assign(unit string, attrs map[string]any) Assignment {
 		return out
 	}
 	b := int(hash(a.spec.Layer, 0, unit) % Buckets)
+	out.Bucket, out.Range = b, a.spec.Range
 	switch {
 	case b < int(a.spec.Holdout*Buckets+0.5):
-		out.Why = "holdout"
+		out.Why = WhyHoldout
 		return out
 	case b < a.spec.Range[0] || b >= a.spec.Range[1]:
-		out.Why = "other_experiment"
+		out.Why = WhyUnallocated
+		for _, o := range a.others {
+			if b >= o.r[0] && b < o.r[1] {
+				out.Why, out.Other = WhyOtherExperiment, o.name
+			}
+		}
 		return out
 	}
 	if a.target != nil && !a.target.Match(attrs) {
-		out.Why = "not_targeted"
+		out.Why = WhyNotTargeted
 		return out
 	}
 	// The variant hash includes the allocation version: a new allocation

@@ -38,13 +38,9 @@ func assigners(t testing.TB, st store.Store) map[string]*Assigner {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]*Assigner{}
-	for _, l := range ls {
-		a, err := NewAssigner(l)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[l.Spec.Name] = a
+	out, err := NewAssigners(ls)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -280,5 +276,47 @@ func TestExampleExperiments(t *testing.T) {
 	}
 	if _, err := Apply(context.Background(), openStore(t), specs); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAssignWhyOut: a unit outside an experiment's range is said to be in
+// another experiment only when one of the layer's experiments has its
+// bucket, and that one is named; otherwise it is outside the traffic.
+// Before, every such unit read other_experiment, also in a layer of one.
+func TestAssignWhyOut(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openStore(t)
+	alone := ab("alone", 0.5, 0.5)
+	alone.Holdout, alone.Traffic = 0.1, 0.3
+	a1, a2 := ab("a1", 0.5, 0.5), ab("a2", 0.5, 0.5)
+	a1.Layer, a2.Layer, a1.Traffic, a2.Traffic = "shared", "shared", 0.4, 0.4
+	if _, err := Apply(ctx, st, []Spec{alone, a1, a2}); err != nil {
+		t.Fatal(err)
+	}
+	as := assigners(t, st)
+	counts := map[string]int{}
+	for i := range 3000 {
+		u := fmt.Sprint("u", i)
+		x := as["alone"].Assign(u, nil)
+		if x.Why == WhyOtherExperiment {
+			t.Fatalf("alone in its layer, yet %s is said to be in another experiment: %+v", u, x)
+		}
+		counts["alone/"+x.Why]++
+		y := as["a1"].Assign(u, nil)
+		switch {
+		case y.Bucket >= 4000 && y.Bucket < 8000:
+			if y.Why != WhyOtherExperiment || y.Other != "a2" {
+				t.Fatalf("bucket %d is a2's: %+v", y.Bucket, y)
+			}
+		case y.Bucket >= 8000:
+			if y.Why != WhyUnallocated || y.Other != "" {
+				t.Fatalf("bucket %d is no one's: %+v", y.Bucket, y)
+			}
+		}
+		counts["a1/"+y.Why]++
+	}
+	if counts["alone/"+WhyUnallocated] == 0 || counts["alone/"+WhyHoldout] == 0 || counts["a1/"+WhyOtherExperiment] == 0 || counts["a1/"+WhyUnallocated] == 0 {
+		t.Fatalf("reasons: %v", counts)
 	}
 }

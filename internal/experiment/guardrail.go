@@ -127,7 +127,7 @@ type Monitor struct {
 	client  *http.Client
 
 	mu   sync.Mutex
-	last map[string]time.Time
+	last map[string]time.Time // this process's copy of the stored clocks
 }
 
 // NewMonitor makes a guardrail monitor.
@@ -148,6 +148,10 @@ type Pause struct {
 	Check      Check  `json:"check"`
 }
 
+// GuardrailClock names the store cursor that holds when an experiment's
+// guardrails were last evaluated (Unix microseconds).
+func GuardrailClock(experiment string) string { return "guardrail/" + experiment }
+
 // Tick evaluates the experiments whose interval has passed since their
 // last evaluation (a first sight only starts the clock) and pauses the
 // ones that violate a guardrail.
@@ -166,10 +170,27 @@ func (m *Monitor) Tick(ctx context.Context) ([]Pause, error) {
 		if l.Status != store.ExperimentRunning || len(s.Guardrails) == 0 {
 			continue
 		}
+		// The clock is kept in the store, so that a restart or a new
+		// leader carries it on rather than starting every experiment's
+		// interval over; this process reads it once, at first sight.
+		key := GuardrailClock(s.Name)
 		last, seen := m.last[s.Name]
 		if !seen {
-			m.last[s.Name] = now
-			continue
+			at, err := m.st.Cursor(ctx, key)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("experiment %s: guardrail clock: %w", s.Name, err))
+				continue
+			}
+			if at == 0 {
+				if err := m.st.SetCursor(ctx, key, now.UnixMicro()); err != nil {
+					errs = append(errs, fmt.Errorf("experiment %s: guardrail clock: %w", s.Name, err))
+					continue
+				}
+				m.last[s.Name] = now
+				continue
+			}
+			last = time.UnixMicro(at)
+			m.last[s.Name] = last
 		}
 		if now.Sub(last) < s.Interval.D() {
 			continue
@@ -179,6 +200,11 @@ func (m *Monitor) Tick(ctx context.Context) ([]Pause, error) {
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		// Saved after the evaluation, so a slow write never delays a
+		// pause; a failed save only brings a successor's evaluation sooner.
+		if err := m.st.SetCursor(ctx, key, now.UnixMicro()); err != nil {
+			errs = append(errs, fmt.Errorf("experiment %s: guardrail clock: %w", s.Name, err))
 		}
 		i := slices.IndexFunc(checks, func(c Check) bool { return c.Violated })
 		if i < 0 {

@@ -163,3 +163,35 @@ func TestGuardrailPausesWithinOneInterval(t *testing.T) {
 		})
 	}
 }
+
+// TestGuardrailClockSurvivesRestart: the guardrail clock is in the store,
+// so a monitor that replaces another (a restart, a new leader) evaluates
+// at the interval the first one started, not an interval after its own
+// first sight. Before, every new monitor started the clock over, so
+// restarts more often than the interval meant guardrails never ran.
+func TestGuardrailClockSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openStore(t)
+	s := ab("exp", 0.5, 0.5)
+	s.Guardrails = []Guardrail{{Metric: "latency", Direction: "increase"}}
+	s.Interval = Duration(5 * time.Minute)
+	if _, err := Apply(ctx, st, []Spec{s}); err != nil {
+		t.Fatal(err)
+	}
+	clk := &fakeClock{}
+	clk.ns.Store(time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC).UnixNano())
+	if p, err := NewMonitor(st, clk.now, nil, nil).Tick(ctx); err != nil || len(p) != 0 {
+		t.Fatalf("first sight: %v %v", p, err)
+	}
+	simulate(t, st, assigners(t, st)["exp"], rand.New(rand.NewPCG(3, 4)), 0, 20_000, "latency", 100, 5, 0.01, clk.now())
+	clk.advance(5 * time.Minute)
+	// A new monitor: its first tick is the interval's end, and it pauses.
+	p, err := NewMonitor(st, clk.now, nil, nil).Tick(ctx)
+	if err != nil || len(p) != 1 {
+		t.Fatalf("after the restart: %v %v", p, err)
+	}
+	if at, _ := st.Cursor(ctx, GuardrailClock("exp")); at != clk.now().UnixMicro() {
+		t.Fatalf("clock %d, want %d", at, clk.now().UnixMicro())
+	}
+}

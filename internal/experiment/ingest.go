@@ -22,12 +22,19 @@ type IngestResult struct {
 	New      int      `json:"new,omitempty"`
 	Rejected int      `json:"rejected"`
 	Reasons  []string `json:"reasons,omitempty"`
+	// ByReason counts the rejections by kind (no_unit, unknown_variant,
+	// unknown_metric, malformed), for metrics.
+	ByReason map[string]int `json:"by_reason,omitempty"`
 }
 
 const maxReasons = 20
 
-func (r *IngestResult) reject(format string, args ...any) {
+func (r *IngestResult) reject(kind, format string, args ...any) {
 	r.Rejected++
+	if r.ByReason == nil {
+		r.ByReason = map[string]int{}
+	}
+	r.ByReason[kind]++
 	if len(r.Reasons) < maxReasons {
 		r.Reasons = append(r.Reasons, fmt.Sprintf(format, args...))
 	}
@@ -43,10 +50,10 @@ func IngestExposures(ctx context.Context, st store.ExperimentStore, l Loaded, es
 	for i, e := range es {
 		switch {
 		case e.Unit == "":
-			res.reject("exposure %d: no unit", i+1)
+			res.reject("no_unit", "exposure %d: no unit", i+1)
 			continue
 		case !slices.ContainsFunc(s.Variants, func(v Variant) bool { return v.Name == e.Variant }):
-			res.reject("exposure %d: experiment %s has no variant %q", i+1, s.Name, e.Variant)
+			res.reject("unknown_variant", "exposure %d: experiment %s has no variant %q", i+1, s.Name, e.Variant)
 			continue
 		}
 		e.Experiment, e.Version = s.Name, l.Version
@@ -76,10 +83,10 @@ func IngestMetrics(ctx context.Context, st store.ExperimentStore, l Loaded, ms [
 	for i, m := range ms {
 		switch {
 		case m.Unit == "":
-			res.reject("event %d: no unit", i+1)
+			res.reject("no_unit", "event %d: no unit", i+1)
 			continue
 		case !slices.Contains(known, m.Metric):
-			res.reject("event %d: experiment %s has no metric %q (metrics: %s)", i+1, s.Name, m.Metric, strings.Join(known, ", "))
+			res.reject("unknown_metric", "event %d: experiment %s has no metric %q (metrics: %s)", i+1, s.Name, m.Metric, strings.Join(known, ", "))
 			continue
 		}
 		m.Experiment = s.Name
@@ -106,7 +113,7 @@ func ReadExposures(r io.Reader, res *IngestResult) ([]store.Exposure, error) {
 	for _, row := range rows {
 		at, err := optTime(row.get("at"))
 		if err != nil {
-			res.reject("line %d: %v", row.line, err)
+			res.reject("malformed", "line %d: %v", row.line, err)
 			continue
 		}
 		out = append(out, store.Exposure{Unit: row.get("unit"), Variant: row.get("variant"), At: at})
@@ -124,12 +131,12 @@ func ReadMetrics(r io.Reader, res *IngestResult) ([]store.MetricEvent, error) {
 	for _, row := range rows {
 		v, err := strconv.ParseFloat(row.get("value"), 64)
 		if err != nil {
-			res.reject("line %d: value %q is not a number", row.line, row.get("value"))
+			res.reject("malformed", "line %d: value %q is not a number", row.line, row.get("value"))
 			continue
 		}
 		at, err := optTime(row.get("at"))
 		if err != nil {
-			res.reject("line %d: %v", row.line, err)
+			res.reject("malformed", "line %d: %v", row.line, err)
 			continue
 		}
 		out = append(out, store.MetricEvent{Unit: row.get("unit"), Metric: row.get("metric"), Value: v, At: at})

@@ -14,11 +14,12 @@ import (
 	"github.com/baton-ml/baton/internal/store"
 )
 
-// TestPromoteWinner: a treatment that wins on the first metric is promoted
-// through the registry (registered → canary → production), the decision
-// record citing the experiment; a loser is refused unless forced.
-func TestPromoteWinner(t *testing.T) {
-	t.Parallel()
+// promoteFixture: model churn with version 1 in production and version 2
+// registered, an endpoint churn serving it, and an experiment "win" whose
+// treatment (version 2) adds lift to minutes. skip drops that share of
+// the treatment's exposures (a sample ratio mismatch).
+func promoteFixture(t *testing.T, decision *DecisionSpec, lift, skip float64) (store.Store, Loaded) {
+	t.Helper()
 	ctx := context.Background()
 	st := openStore(t)
 	for i := range 2 {
@@ -26,9 +27,19 @@ func TestPromoteWinner(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for _, to := range []string{store.ModelCanary, store.ModelProduction} {
+		if _, err := registry.New(st).Transition(ctx, "churn", 1, to, "t", "test", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := st.PutEndpoint(ctx, store.Endpoint{Name: "churn", Spec: json.RawMessage(`{"name":"churn","model":"churn","fallback":{"static":0}}`), Digest: "d"}); err != nil {
+		t.Fatal(err)
+	}
 	s := ab("win", 0.5, 0.5)
 	s.Variants[0].ModelVersion, s.Variants[1].ModelVersion = 1, 2
 	s.Metrics = []string{"minutes"}
+	s.Endpoint = "churn"
+	s.Decision = decision
 	if _, err := Apply(ctx, st, []Spec{s}); err != nil {
 		t.Fatal(err)
 	}
@@ -40,10 +51,13 @@ func TestPromoteWinner(t *testing.T) {
 	for i := range 2000 {
 		u := fmt.Sprintf("u%d", i)
 		as := a.Assign(u, nil)
+		if as.Variant == "v1" && rng.Float64() < skip {
+			continue
+		}
 		exps = append(exps, store.Exposure{Experiment: "win", Version: as.Version, Unit: u, Variant: as.Variant, At: now})
 		m := 60 + 5*rng.NormFloat64()
 		if as.Variant == "v1" {
-			m += 3
+			m += lift
 		}
 		evs = append(evs, store.MetricEvent{Experiment: "win", Unit: u, Metric: "minutes", Value: m, At: now})
 	}
@@ -53,24 +67,104 @@ func TestPromoteWinner(t *testing.T) {
 	if err := st.AddMetricEvents(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
-	l, _ := Find(ctx, st, "win")
-	// The control did not win; promoting it is refused.
-	var ie *registry.InputError
-	if _, _, err := Promote(ctx, st, l, "v0", "churn", "increase", "ann", false, now); !errors.As(err, &ie) || !strings.Contains(err.Error(), "has not won") {
-		t.Fatalf("loser: %v", err)
+	l, err := Find(ctx, st, "win")
+	if err != nil {
+		t.Fatal(err)
 	}
-	v, rep, err := Promote(ctx, st, l, "v1", "churn", "increase", "ann", false, now)
-	if err != nil || v.State != store.ModelProduction || v.Version != 2 {
-		t.Fatalf("winner: %+v %v", v, err)
+	return st, l
+}
+
+var fullDecision = &DecisionSpec{ExpectedLifetime: "two quarters", RetrainingTriggers: "drift of plays_1h above PSI 0.2",
+	FairnessTradeoffs: "none found across markets", RegulatoryRationale: "internal ranking; no personal decisions"}
+
+// TestPromoteStartsRollout: a treatment that won is moved to canary, not
+// production, and a rollout starts on the experiment's endpoint for the
+// canary judge to decide; the decision record's human fields come from
+// the spec's decision block and the rest from the evidence. Before,
+// promotion went registered → canary → production in one call, and the
+// lifetime and retraining fields were fixed strings.
+func TestPromoteStartsRollout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, l := promoteFixture(t, fullDecision, 3, 0)
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	p, err := Promote(ctx, st, l, PromoteOptions{Variant: "v1", Better: "increase", Actor: "ann", Now: now})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !rep.Metrics[0].Comparisons[0].Significant {
-		t.Fatalf("report: %+v", rep.Metrics[0])
+	if p.Version.State != store.ModelCanary || p.Version.Version != 2 || len(p.Forced) != 0 || len(p.MissingDecision) != 0 {
+		t.Fatalf("promotion: %+v", p)
+	}
+	rs, _ := st.Rollouts(ctx, "churn")
+	if len(rs) != 1 || rs[0].Status != store.RolloutRunning || rs[0].CanaryVersion != 2 || rs[0].BaselineVersion != 1 || !rs[0].StartedAt.Equal(now) {
+		t.Fatalf("rollouts: %+v", rs)
+	}
+	if v1, _ := st.ModelVersion(ctx, "churn", 1); v1.State != store.ModelProduction {
+		t.Fatalf("production moved before the judge: v1 %s", v1.State)
 	}
 	trs, _ := st.ModelTransitions(ctx, "churn", 2)
 	last := trs[len(trs)-1]
 	var d registry.Decision
-	if err := json.Unmarshal(last.Decision, &d); err != nil || !strings.Contains(last.Reason, "won experiment win on minutes") ||
-		!strings.Contains(d.Explainability, `"p_value"`) || !strings.Contains(d.DatasetCharacteristics, "units exposed") || trs[len(trs)-2].To != store.ModelCanary {
-		t.Fatalf("transition: %+v %+v", last, d)
+	if err := json.Unmarshal(last.Decision, &d); err != nil || last.To != store.ModelCanary || !strings.Contains(last.Reason, "won experiment win on minutes") {
+		t.Fatalf("transition: %+v %v", last, err)
+	}
+	if d.ExpectedLifetime != "two quarters" || d.RetrainingTriggers != fullDecision.RetrainingTriggers || d.FairnessTradeoffs != fullDecision.FairnessTradeoffs ||
+		!strings.Contains(d.Explainability, `"p_value"`) || !strings.Contains(d.Explainability, `"srm_p"`) || !strings.Contains(d.Explainability, `"guardrails"`) ||
+		!strings.Contains(d.DatasetCharacteristics, "units exposed") {
+		t.Fatalf("decision: %+v", d)
+	}
+	// A second promotion finds the rollout running and says so.
+	if _, err := Promote(ctx, st, l, PromoteOptions{Variant: "v1", Better: "increase", Actor: "ann", Now: now}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second promotion: %v", err)
+	}
+}
+
+// TestPromoteRefusals: a loser, a paused experiment and one that fails its
+// SRM check are refused, each with its own error kind; --force promotes
+// anyway, and the transition and the evidence say what was forced. A spec
+// without a decision block leaves those fields empty and names them.
+func TestPromoteRefusals(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Now()
+	opt := PromoteOptions{Variant: "v1", Better: "increase", Actor: "ann", Now: now}
+	var ie *registry.InputError
+
+	st, l := promoteFixture(t, fullDecision, 3, 0)
+	if _, err := Promote(ctx, st, l, PromoteOptions{Variant: "v0", Better: "increase", Actor: "ann", Now: now}); !errors.Is(err, ErrNotWon) || !errors.As(err, &ie) {
+		t.Fatalf("loser: %v", err)
+	}
+	if _, err := st.SetExperimentStatus(ctx, "win", []string{store.ExperimentRunning}, store.ExperimentPaused, "guardrail latency: v1 moved +3"); err != nil {
+		t.Fatal(err)
+	}
+	l, _ = Find(ctx, st, "win")
+	if _, err := Promote(ctx, st, l, opt); !errors.Is(err, ErrPaused) || errors.Is(err, ErrNotWon) || !strings.Contains(err.Error(), "guardrail latency") {
+		t.Fatalf("paused: %v", err)
+	}
+	if rs, _ := st.Rollouts(ctx, "churn"); len(rs) != 0 {
+		t.Fatalf("a refused promotion started a rollout: %+v", rs)
+	}
+	forced := opt
+	forced.Force = true
+	p, err := Promote(ctx, st, l, forced)
+	if err != nil || p.Rollout.ID == 0 || len(p.Forced) != 1 || !strings.HasPrefix(p.Forced[0], "paused") {
+		t.Fatalf("forced: %+v %v", p, err)
+	}
+	trs, _ := st.ModelTransitions(ctx, "churn", 2)
+	if last := trs[len(trs)-1]; !strings.Contains(last.Reason, "FORCED by ann past: paused") || !strings.Contains(string(last.Decision), `\"forced\":[\"paused`) {
+		t.Fatalf("forced transition: %+v", last)
+	}
+
+	// A third of the treatment's exposures lost: SRM.
+	st, l = promoteFixture(t, nil, 3, 0.33)
+	if _, err := Promote(ctx, st, l, opt); !errors.Is(err, ErrSRM) || errors.Is(err, ErrPaused) {
+		t.Fatalf("SRM: %v", err)
+	}
+	// No decision block: forced past SRM, the human fields stay empty and
+	// are named.
+	p, err = Promote(ctx, st, l, forced)
+	if err != nil || strings.Join(p.MissingDecision, ",") != "decision.expected_lifetime,decision.retraining_triggers,decision.fairness_tradeoffs,decision.regulatory_rationale" ||
+		p.Decision.ExpectedLifetime != "" || p.Decision.RetrainingTriggers != "" {
+		t.Fatalf("missing decision: %+v %v", p, err)
 	}
 }

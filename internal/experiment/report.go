@@ -3,6 +3,7 @@ package experiment
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/baton-ml/baton/internal/abtest"
 	"github.com/baton-ml/baton/internal/registry"
+	"github.com/baton-ml/baton/internal/serve"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -264,71 +266,187 @@ func svgTimeline(pts []Point) string {
 	return b.String()
 }
 
-// Promote makes the winning variant's model version production through
-// the registry, the transitions' decision record citing the experiment's
-// evidence on its first metric. Unless force, the variant must have won:
-// an anytime-valid interval clear of zero in the direction the caller
-// names as better.
-func Promote(ctx context.Context, st store.Store, l Loaded, variant, endpointModel, better, actor string, force bool, now time.Time) (store.ModelVersion, Report, error) {
+// Promotion refusals (each a registry.InputError that wraps one of these,
+// so callers tell them apart with errors.Is). --force overrides them, and
+// the transition and decision record say it was forced past which.
+var (
+	// ErrPaused: the experiment is paused (a guardrail, or a person).
+	ErrPaused = errors.New("experiment is paused")
+	// ErrSRM: the exposures' split does not match the weights, so the
+	// comparison is not trustworthy.
+	ErrSRM = errors.New("sample ratio mismatch")
+	// ErrNotWon: the variant has not won on the first metric.
+	ErrNotWon = errors.New("variant has not won")
+)
+
+// PromoteOptions are a promotion's inputs besides the experiment.
+type PromoteOptions struct {
+	Variant string
+	// Better is which way the first metric improves: increase or
+	// decrease.
+	Better string
+	Actor  string
+	// Force promotes past a missing win, a pause or a failed SRM check;
+	// the record says which.
+	Force bool
+	Now   time.Time
+}
+
+// Promotion is what Promote did.
+type Promotion struct {
+	// Version is the winner's model version, now in state canary.
+	Version store.ModelVersion `json:"version"`
+	// Rollout is the rollout started on the experiment's endpoint: the
+	// leading server's rollout controller judges it stage by stage and
+	// moves the version to production only if it passes.
+	Rollout store.Rollout `json:"rollout"`
+	// Forced lists the checks --force overrode.
+	Forced []string `json:"forced,omitempty"`
+	// MissingDecision names the spec fields (decision.*) that were left
+	// out, so their part of the decision record is empty.
+	MissingDecision []string           `json:"missing_decision,omitempty"`
+	Decision        *registry.Decision `json:"decision"`
+	Report          Report             `json:"-"`
+}
+
+// Promote rolls out the winning variant's model version on the
+// experiment's endpoint: it moves the version to canary (the decision
+// record citing the evidence) and starts a rollout that the canary judge
+// decides, stage by stage, as any other. Unless forced, it refuses an
+// experiment that is paused or fails its SRM check, and a variant that has
+// not won (an anytime-valid interval clear of zero in the better
+// direction on the first metric).
+func Promote(ctx context.Context, st store.Store, l Loaded, o PromoteOptions) (Promotion, error) {
 	s := l.Spec.WithDefaults()
+	var out Promotion
 	var v *Variant
 	for i := range s.Variants {
-		if s.Variants[i].Name == variant {
+		if s.Variants[i].Name == o.Variant {
 			v = &s.Variants[i]
 		}
 	}
 	switch {
 	case v == nil:
-		return store.ModelVersion{}, Report{}, &registry.InputError{Msg: fmt.Sprintf("experiment %s has no variant %q", s.Name, variant)}
+		return out, &registry.InputError{Msg: fmt.Sprintf("experiment %s has no variant %q", s.Name, o.Variant)}
 	case v.ModelVersion == 0:
-		return store.ModelVersion{}, Report{}, &registry.InputError{Msg: fmt.Sprintf("variant %s names no model_version to promote", variant)}
+		return out, &registry.InputError{Msg: fmt.Sprintf("variant %s names no model_version to promote", o.Variant)}
 	case len(s.Metrics) == 0:
-		return store.ModelVersion{}, Report{}, &registry.InputError{Msg: fmt.Sprintf("experiment %s has no metrics to judge the winner on", s.Name)}
-	case endpointModel == "":
-		return store.ModelVersion{}, Report{}, &registry.InputError{Msg: "the model to promote in is unknown: give the experiment an endpoint (or --model)"}
+		return out, &registry.InputError{Msg: fmt.Sprintf("experiment %s has no metrics to judge the winner on", s.Name)}
+	case s.Endpoint == "":
+		return out, &registry.InputError{Msg: fmt.Sprintf("experiment %s has no endpoint: a promotion is a rollout on the endpoint the variants served", s.Name)}
+	case o.Better != "increase" && o.Better != "decrease":
+		return out, &registry.InputError{Msg: fmt.Sprintf("better %q: increase or decrease", o.Better)}
 	}
-	rep, err := BuildReport(ctx, st, l, now)
+	ep, err := serve.LoadEndpoint(ctx, st, s.Endpoint)
 	if err != nil {
-		return store.ModelVersion{}, rep, err
+		return out, err
+	}
+	rep, err := BuildReport(ctx, st, l, o.Now)
+	out.Report = rep
+	if err != nil {
+		return out, err
 	}
 	primary := rep.Metrics[0]
 	// The decision uses the anytime-valid interval: the report was open to
 	// peeking all along, which a fixed-horizon test does not allow for.
 	var ev abtest.Comparison
 	for _, c := range primary.Comparisons {
-		if c.Variant == variant && c.Method == "sequential" {
+		if c.Variant == o.Variant && c.Method == "sequential" {
 			ev = c
 		}
 	}
-	won := ev.Significant && (better == "increase" && ev.LiftAbs > 0 || better == "decrease" && ev.LiftAbs < 0)
-	if !won && !force {
-		return store.ModelVersion{}, rep, &registry.InputError{Msg: fmt.Sprintf("variant %s has not won on %s: lift %.4g, interval [%.4g, %.4g], p %.4g (use --force to promote anyway)",
-			variant, primary.Name, ev.LiftAbs, ev.CILow, ev.CIHigh, ev.PValue)}
+	won := ev.Significant && (o.Better == "increase" && ev.LiftAbs > 0 || o.Better == "decrease" && ev.LiftAbs < 0)
+	var refusals []error
+	if l.Status == store.ExperimentPaused {
+		refusals = append(refusals, fmt.Errorf("%w: %s", ErrPaused, l.Reason))
+		out.Forced = append(out.Forced, "paused: "+l.Reason)
 	}
-	evidence, _ := json.Marshal(map[string]any{"metric": primary.Name, "lift_abs": ev.LiftAbs, "lift_rel": ev.LiftRel, "ci": []float64{ev.CILow, ev.CIHigh}, "p_value": ev.PValue})
-	ctl := primary.Variants[s.Control]
-	trt := primary.Variants[variant]
-	d := &registry.Decision{
-		AlternativesConsidered: fmt.Sprintf("experiment %s: variants %s against control %s", s.Name, variantNames(s), s.Control),
-		DatasetCharacteristics: fmt.Sprintf("allocation v%d: %d control and %d %s units exposed; SRM p %.4g", l.Version, ctl.N, trt.N, variant, rep.SRM.PValue),
-		ExpectedLifetime:       "until the next experiment on this endpoint",
-		RetrainingTriggers:     "guardrail violation or drift of its features",
-		Explainability:         "evidence: " + string(evidence),
-		RegulatoryRationale:    fmt.Sprintf("promoted by %s on the experiment's evidence (won=%t, forced=%t)", actor, won, force),
+	if !rep.SRM.OK {
+		refusals = append(refusals, fmt.Errorf("%w: chi2 %.4g, p %.4g", ErrSRM, rep.SRM.Chi2, rep.SRM.PValue))
+		out.Forced = append(out.Forced, fmt.Sprintf("sample ratio mismatch (p %.4g)", rep.SRM.PValue))
 	}
-	reg := registry.New(st)
-	cur, err := st.ModelVersion(ctx, endpointModel, v.ModelVersion)
+	if !won {
+		refusals = append(refusals, fmt.Errorf("%w on %s: lift %.4g, interval [%.4g, %.4g], p %.4g", ErrNotWon, primary.Name, ev.LiftAbs, ev.CILow, ev.CIHigh, ev.PValue))
+		out.Forced = append(out.Forced, "no significant win on "+primary.Name)
+	}
+	if len(refusals) > 0 && !o.Force {
+		return out, &registry.InputError{Msg: fmt.Sprintf("variant %s of experiment %s is not promoted: %v (use --force to promote anyway)", o.Variant, s.Name, errors.Join(refusals...)),
+			Err: errors.Join(refusals...)}
+	}
+	if !o.Force {
+		out.Forced = nil
+	}
+	checks, err := Evaluate(ctx, st, l, time.Time{})
 	if err != nil {
-		return cur, rep, err
+		return out, err
 	}
-	reason := fmt.Sprintf("won experiment %s on %s: lift %+.4g (%+.2f%%), p %.4g", s.Name, primary.Name, ev.LiftAbs, ev.LiftRel*100, ev.PValue)
-	if cur.State == store.ModelRegistered || cur.State == store.ModelShadow {
-		if cur, err = reg.Transition(ctx, endpointModel, v.ModelVersion, store.ModelCanary, actor, reason, d); err != nil {
-			return cur, rep, err
+	var guards []map[string]any
+	for _, c := range checks {
+		if c.Variant == o.Variant {
+			guards = append(guards, map[string]any{"metric": c.Metric, "control_mean": c.Control, "treatment_mean": c.Treatment,
+				"ci": []float64{finite(c.Low), finite(c.High)}, "tolerance": c.Tolerance, "violated": c.Violated})
 		}
 	}
-	cur, err = reg.Transition(ctx, endpointModel, v.ModelVersion, store.ModelProduction, actor, reason, d)
-	return cur, rep, err
+	evidence, _ := json.Marshal(map[string]any{"metric": primary.Name, "better": o.Better, "lift_abs": ev.LiftAbs, "lift_rel": ev.LiftRel,
+		"ci": []float64{ev.CILow, ev.CIHigh}, "p_value": ev.PValue, "method": "sequential", "won": won,
+		"srm_p": rep.SRM.PValue, "srm_ok": rep.SRM.OK, "guardrails": guards, "forced": out.Forced})
+	ctl := primary.Variants[s.Control]
+	trt := primary.Variants[o.Variant]
+	d := &registry.Decision{
+		AlternativesConsidered: fmt.Sprintf("experiment %s: variants %s against control %s", s.Name, variantNames(s), s.Control),
+		DatasetCharacteristics: fmt.Sprintf("allocation v%d: %d control and %d %s units exposed; SRM p %.4g", l.Version, ctl.N, trt.N, o.Variant, rep.SRM.PValue),
+		Explainability:         "evidence: " + string(evidence),
+	}
+	// The human fields come from the spec's decision block, never made up.
+	h := DecisionSpec{}
+	if s.Decision != nil {
+		h = *s.Decision
+	}
+	d.ExpectedLifetime, d.RetrainingTriggers, d.FairnessTradeoffs, d.RegulatoryRationale = h.ExpectedLifetime, h.RetrainingTriggers, h.FairnessTradeoffs, h.RegulatoryRationale
+	for _, f := range []struct{ name, v string }{{"expected_lifetime", h.ExpectedLifetime}, {"retraining_triggers", h.RetrainingTriggers},
+		{"fairness_tradeoffs", h.FairnessTradeoffs}, {"regulatory_rationale", h.RegulatoryRationale}} {
+		if strings.TrimSpace(f.v) == "" {
+			out.MissingDecision = append(out.MissingDecision, "decision."+f.name)
+		}
+	}
+	out.Decision = d
+	cur, err := st.ModelVersion(ctx, ep.Model, v.ModelVersion)
+	if err != nil {
+		return out, err
+	}
+	reason := fmt.Sprintf("won experiment %s on %s: lift %+.4g (%+.2f%%), p %.4g; rolled out on endpoint %s", s.Name, primary.Name, ev.LiftAbs, ev.LiftRel*100, ev.PValue, s.Endpoint)
+	if len(out.Forced) > 0 {
+		reason = fmt.Sprintf("FORCED by %s past: %s; experiment %s on %s: lift %+.4g, p %.4g; rolled out on endpoint %s",
+			o.Actor, strings.Join(out.Forced, "; "), s.Name, primary.Name, ev.LiftAbs, ev.PValue, s.Endpoint)
+	}
+	reg := registry.New(st)
+	switch cur.State {
+	case store.ModelRegistered, store.ModelShadow:
+		if cur, err = reg.Transition(ctx, ep.Model, v.ModelVersion, store.ModelCanary, o.Actor, reason, d); err != nil {
+			return out, err
+		}
+	case store.ModelCanary:
+	default:
+		return out, &registry.InputError{Msg: fmt.Sprintf("model %s version %d is %s: only a registered, shadow or canary version is rolled out", ep.Model, v.ModelVersion, cur.State)}
+	}
+	out.Version = cur
+	r, err := serve.BeginRollout(ctx, st, ep, o.Now)
+	if err != nil {
+		return out, fmt.Errorf("model %s version %d is canary, but its rollout did not start: %w", ep.Model, v.ModelVersion, err)
+	}
+	out.Rollout = r
+	return out, nil
+}
+
+// finite keeps an interval's infinite end JSON-encodable.
+func finite(x float64) float64 {
+	switch {
+	case math.IsInf(x, 1):
+		return math.MaxFloat64
+	case math.IsInf(x, -1):
+		return -math.MaxFloat64
+	}
+	return x
 }
 
 func variantNames(s Spec) string {

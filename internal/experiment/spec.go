@@ -55,6 +55,9 @@ type Spec struct {
 	Webhook string `json:"webhook,omitempty" yaml:"webhook"`
 	// Alpha of the guardrails' sequential intervals (default 0.05).
 	Alpha float64 `json:"alpha,omitempty" yaml:"alpha"`
+	// Decision holds what people say about a promotion of the winner:
+	// the decision record's fields that no evidence can fill.
+	Decision *DecisionSpec `json:"decision,omitempty" yaml:"decision"`
 
 	// Range is the experiment's buckets in its layer, [lo, hi), set at
 	// apply time.
@@ -68,6 +71,16 @@ type Variant struct {
 	// ModelVersion is the version of the endpoint's model this arm serves
 	// (0: what the endpoint serves anyway).
 	ModelVersion int `json:"model_version,omitempty" yaml:"model_version"`
+}
+
+// DecisionSpec is the human part of the AI decision record a promotion
+// writes (the rest comes from the evidence). A field left out stays empty
+// in the record, and the promotion says which.
+type DecisionSpec struct {
+	ExpectedLifetime    string `json:"expected_lifetime,omitempty" yaml:"expected_lifetime"`
+	RetrainingTriggers  string `json:"retraining_triggers,omitempty" yaml:"retraining_triggers"`
+	FairnessTradeoffs   string `json:"fairness_tradeoffs,omitempty" yaml:"fairness_tradeoffs"`
+	RegulatoryRationale string `json:"regulatory_rationale,omitempty" yaml:"regulatory_rationale"`
 }
 
 // Guardrail is a metric that must not degrade beyond MaxDegradation

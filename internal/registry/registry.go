@@ -111,12 +111,18 @@ type Lineage struct {
 }
 
 // InputError is a request the registry refuses (exit 2, HTTP 400).
-type InputError struct{ Msg string }
+type InputError struct {
+	Msg string
+	// Err, if any, is the kind of refusal (errors.Is sees it).
+	Err error
+}
 
 func (e *InputError) Error() string { return e.Msg }
 
 // Is sorts the error as invalid input.
 func (e *InputError) Is(target error) bool { return target == fault.Invalid }
+
+func (e *InputError) Unwrap() error { return e.Err }
 
 func inputErr(format string, args ...any) error {
 	return &InputError{Msg: fmt.Sprintf(format, args...)}

@@ -38,7 +38,38 @@ func (s *Service) StartRollout(ctx context.Context, endpoint string) (store.Roll
 	if !ok {
 		return store.Rollout{}, fmt.Errorf("endpoint %q: %w", endpoint, ErrUnknownEndpoint)
 	}
-	vs, err := s.d.Store.ModelVersions(ctx, spec.Model)
+	r, err := BeginRollout(ctx, s.d.Store, spec, s.d.Now())
+	if err != nil {
+		return r, err
+	}
+	return r, s.Refresh(ctx)
+}
+
+// LoadEndpoint reads a stored endpoint's spec, with its defaults.
+func LoadEndpoint(ctx context.Context, st store.ServeStore, name string) (Endpoint, error) {
+	eps, err := st.Endpoints(ctx)
+	if err != nil {
+		return Endpoint{}, err
+	}
+	for _, e := range eps {
+		if e.Name != name {
+			continue
+		}
+		var spec Endpoint
+		if err := json.Unmarshal(e.Spec, &spec); err != nil {
+			return Endpoint{}, fmt.Errorf("endpoint %s: %w", name, err)
+		}
+		return spec.withDefaults(), nil
+	}
+	return Endpoint{}, fmt.Errorf("endpoint %q: %w", name, ErrUnknownEndpoint)
+}
+
+// BeginRollout records a rollout of the endpoint's canary version against
+// its production version, starting at now; the leading server's
+// Controller judges and moves it (no server need be running to start
+// one). spec must have its defaults (Service.Endpoint, LoadEndpoint).
+func BeginRollout(ctx context.Context, st store.Store, spec Endpoint, now time.Time) (store.Rollout, error) {
+	vs, err := st.ModelVersions(ctx, spec.Model)
 	if err != nil {
 		return store.Rollout{}, err
 	}
@@ -59,28 +90,67 @@ func (s *Service) StartRollout(ctx context.Context, endpoint string) (store.Roll
 	case len(base) == 0:
 		return store.Rollout{}, &BadRequest{Msg: fmt.Sprintf("model %s has no production version to judge the canary against", spec.Model)}
 	}
-	r, err := s.d.Store.StartRollout(ctx, store.Rollout{Endpoint: endpoint, Model: spec.Model, CanaryVersion: can[0],
-		BaselineVersion: base[len(base)-1], Stages: spec.Rollout.Stages})
-	if err != nil {
-		return r, err
-	}
-	return r, s.Refresh(ctx)
+	return st.StartRollout(ctx, store.Rollout{Endpoint: spec.Name, Model: spec.Model, CanaryVersion: can[0],
+		BaselineVersion: base[len(base)-1], Stages: spec.Rollout.Stages, StartedAt: now})
 }
 
 // Controller evaluates running rollouts every interval: it judges the
 // canary's samples of the interval against the baseline's and advances,
 // holds or rolls back. Only one process (the leading server) should run it;
 // the store's compare-and-set keeps a second one from acting twice anyway.
+// It keeps no state of its own: when a rollout was last evaluated and its
+// streak of marginal results are read from the rollout's stored history,
+// so a restart or a new leader carries on where the last one stopped.
 type Controller struct {
-	s    *Service
-	mu   sync.Mutex
-	last map[int64]time.Time // when each rollout was last evaluated
-	hold map[int64]int       // marginal results in a row
+	s  *Service
+	mu sync.Mutex
 }
 
 // NewController makes the rollout controller of s.
 func NewController(s *Service) *Controller {
-	return &Controller{s: s, last: map[int64]time.Time{}, hold: map[int64]int{}}
+	return &Controller{s: s}
+}
+
+// ErrCorruptHistory is a rollout whose stored history cannot be read: the
+// rollout is not evaluated (its clock and hold streak are unknown) rather
+// than started over.
+var ErrCorruptHistory = errors.New("rollout history is corrupt")
+
+// history decodes a rollout's stored steps.
+func history(r store.Rollout) ([]Step, error) {
+	var hist []Step
+	if len(r.History) == 0 || string(r.History) == "null" {
+		return nil, nil
+	}
+	if err := json.Unmarshal(r.History, &hist); err != nil {
+		return nil, fmt.Errorf("rollout %d of endpoint %s: %v: %w", r.ID, r.Endpoint, err, ErrCorruptHistory)
+	}
+	return hist, nil
+}
+
+// windowStart is when a rollout's current window started: its last evaluation,
+// else its start.
+func windowStart(r store.Rollout, hist []Step) time.Time {
+	if len(hist) > 0 {
+		return hist[len(hist)-1].At
+	}
+	return r.StartedAt
+}
+
+// holds is the streak of marginal results since the last pass (windows
+// without data neither break nor extend it).
+func holds(hist []Step) int {
+	n := 0
+	for i := len(hist) - 1; i >= 0; i-- {
+		switch hist[i].Result {
+		case "marginal":
+			n++
+		case "nodata":
+		default:
+			return n
+		}
+	}
+	return n
 }
 
 // Tick evaluates every running rollout whose interval has passed. It
@@ -103,22 +173,20 @@ func (c *Controller) Tick(ctx context.Context) ([]Step, error) {
 		if !ok {
 			continue
 		}
-		from, seen := c.last[r.ID]
-		if !seen {
-			// A new rollout, or one this process has not watched yet
-			// (the leader changed): its first window starts now.
-			from = now
-			c.last[r.ID] = from
-		}
-		if now.Sub(from) < spec.Rollout.Interval.D() {
-			continue
-		}
-		st, err := c.evaluate(ctx, r, spec, from, now)
+		hist, err := history(r)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		c.last[r.ID] = now
+		from := windowStart(r, hist)
+		if now.Sub(from) < spec.Rollout.Interval.D() {
+			continue
+		}
+		st, err := c.evaluate(ctx, r, hist, spec, from, now)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		steps = append(steps, st)
 	}
 	if len(steps) > 0 {
@@ -127,7 +195,7 @@ func (c *Controller) Tick(ctx context.Context) ([]Step, error) {
 	return steps, errors.Join(errs...)
 }
 
-func (c *Controller) evaluate(ctx context.Context, r store.Rollout, spec Endpoint, from, to time.Time) (Step, error) {
+func (c *Controller) evaluate(ctx context.Context, r store.Rollout, hist []Step, spec Endpoint, from, to time.Time) (Step, error) {
 	cfg := spec.Rollout
 	canM := c.s.Collector.Metrics(r.Endpoint, r.CanaryVersion, from, to)
 	baseM := c.s.Collector.Metrics(r.Endpoint, r.BaselineVersion, from, to)
@@ -151,26 +219,23 @@ func (c *Controller) evaluate(ctx context.Context, r store.Rollout, spec Endpoin
 		}
 		switch res.Result {
 		case "pass":
-			c.hold[r.ID] = 0
 			if r.Stage == len(r.Stages)-1 {
 				st.Action, status = "promote", store.RolloutPassed
 			} else {
 				st.Action, next = "advance", r.Stage+1
 			}
 		case "marginal":
-			c.hold[r.ID]++
+			streak := holds(hist) + 1
 			st.Action = "hold"
-			if c.hold[r.ID] >= cfg.MaxHolds {
+			if streak >= cfg.MaxHolds {
 				st.Action, status = "rollback", store.RolloutRolledBack
-				st.Detail += fmt.Sprintf("marginal %d times in a row", c.hold[r.ID])
+				st.Detail += fmt.Sprintf("marginal %d times in a row", streak)
 			}
 		default:
 			st.Action, status = "rollback", store.RolloutRolledBack
 		}
 	}
-	var hist []Step
-	_ = json.Unmarshal(r.History, &hist)
-	hist = append(hist, st)
+	hist = append(hist[:len(hist):len(hist)], st)
 	hb, _ := json.Marshal(hist)
 	reg := registry.New(c.s.d.Store)
 	score := strconv.FormatFloat(st.Score, 'f', 2, 64)

@@ -513,3 +513,48 @@ func TestRefreshKeepsServingOnFailure(t *testing.T) {
 		t.Fatalf("after failed refreshes: %+v %v", r, err)
 	}
 }
+
+// TestRolloutStateSurvivesRestart: a controller that replaces another (a
+// restart, a new leader) carries on the rollout's clock and its streak of
+// marginal results from the stored history: its first tick after an
+// interval judges, and the third marginal in a row rolls back though this
+// controller saw only one. Before, a new controller started the clock
+// over and forgot the streak. A corrupt history is an error, not a reset.
+func TestRolloutStateSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// A marginal canary (one non-critical metric off, of two counted),
+	// as in TestRolloutHoldsThenRollsBack.
+	judge := &canary.Config{Metrics: map[string]canary.MetricConfig{
+		"confidence": {Direction: canary.Decrease}, "latency_ms": {Direction: canary.Increase, AllowedIncrease: ptr(1e9)},
+		"error": {Muted: true}, "fallback": {Muted: true}}}
+	f := rolloutFixture(t, logistic(0.7), &RolloutConfig{Stages: []float64{50, 100}, Interval: Duration(time.Minute), MinRequests: 20, MaxHolds: 3, Judge: judge})
+	c1 := NewController(f.svc)
+	if steps, _ := c1.Tick(ctx); len(steps) != 0 {
+		t.Fatalf("first tick acted: %+v", steps)
+	}
+	for i := range 2 {
+		f.traffic(t, 300, time.Minute)
+		steps, err := c1.Tick(ctx)
+		if err != nil || len(steps) != 1 || steps[0].Result != "marginal" || steps[0].Action != "hold" {
+			t.Fatalf("hold %d: %+v %v", i, steps, err)
+		}
+	}
+	c2 := NewController(f.svc)
+	f.traffic(t, 300, time.Minute)
+	steps, err := c2.Tick(ctx)
+	if err != nil || len(steps) != 1 || steps[0].Action != "rollback" || !strings.Contains(steps[0].Detail, "marginal 3 times in a row") {
+		t.Fatalf("after the restart: %+v %v", steps, err)
+	}
+
+	// A corrupt stored history stops the evaluation with an error.
+	g := rolloutFixture(t, logistic(2), &RolloutConfig{Stages: []float64{50, 100}, Interval: Duration(time.Minute), MinRequests: 20})
+	rs, _ := g.st.Rollouts(ctx, "m")
+	if _, err := g.st.UpdateRollout(ctx, rs[0].ID, 0, 0, store.RolloutRunning, json.RawMessage(`[{"at": 7}]`)); err != nil {
+		t.Fatal(err)
+	}
+	g.traffic(t, 300, time.Minute)
+	if steps, err := NewController(g.svc).Tick(ctx); !errors.Is(err, ErrCorruptHistory) || len(steps) != 0 {
+		t.Fatalf("corrupt history: %+v %v", steps, err)
+	}
+}

@@ -36,10 +36,13 @@ type Deps struct {
 	Reg      prometheus.Registerer
 	Now      func() time.Time
 	// Route, when set, lets an experiment pick the model version a unit
-	// is served (0: the endpoint's usual one); label names the experiment
-	// and variant, and expose logs the exposure, called only once the
-	// variant's version is the one that serves.
-	Route func(endpoint, unit string) (version int, label string, expose func(), ok bool)
+	// is served (0: the endpoint's usual one) from the unit and its
+	// attributes (targeting); label names the experiment and variant, and
+	// expose records the exposure, called only once the variant's version
+	// is the one that serves. An exposure that cannot be recorded is an
+	// error: the unit is then served as if it were not in the experiment,
+	// so that no unit is served an arm without being counted in it.
+	Route func(endpoint, unit string, attrs map[string]any) (version int, label string, expose func() error, ok bool)
 	// Publish publishes a signal (canary_passed, canary_failed) with an
 	// id that makes it once-only.
 	Publish func(ctx context.Context, name, id string, params map[string]any) error
@@ -65,6 +68,11 @@ type Request struct {
 	Unit string `json:"unit,omitempty"`
 	// Features, when given, are used instead of the online store's.
 	Features map[string]any `json:"features,omitempty"`
+	// Attributes describe the unit for experiments' targeting
+	// (attrs.market == "US"). Targeting sees the request's features (given
+	// or read from the online store) and these attributes; on a name
+	// clash the attribute wins, as the caller said it explicitly.
+	Attributes map[string]any `json:"attributes,omitempty"`
 }
 
 // Response is a served prediction and how it was served.
@@ -74,6 +82,11 @@ type Response struct {
 	Version    int     `json:"version"`
 	Prediction any     `json:"prediction"`
 	Confidence float64 `json:"confidence"`
+	// ModelConfidence is the confidence the endpoint's model answered
+	// with, set whenever it answered, also when the gate sent the request
+	// to the fallback (Confidence is then the fallback's): it is what the
+	// gate decided on.
+	ModelConfidence *float64 `json:"model_confidence,omitempty"`
 	// Path is model or fallback; Reason why: model, low_confidence,
 	// error, timeout or no_model. Detail is the error, if any.
 	Path   string `json:"path"`
@@ -340,18 +353,22 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 		v, resp.Canary = st.canary, true
 	}
 	if s.d.Route != nil && !resp.Canary {
-		if n, label, expose, ok := s.d.Route(name, unit); ok {
-			served := n == 0 || v != nil && v.v.Version == n
+		if n, label, expose, ok := s.d.Route(name, unit, targetingAttrs(in.Features, req.Attributes)); ok {
+			arm, served := v, n == 0 || v != nil && v.v.Version == n
 			if !served {
 				if ev := s.versionOf(ctx, spec.Model, n); ev != nil {
-					v, served = ev, true
+					arm, served = ev, true
 				}
 			}
-			// A unit whose arm's version cannot load is served the usual
-			// version and not counted in the arm.
+			// A unit whose arm's version cannot load, or whose exposure
+			// cannot be recorded, is served the usual version and not
+			// counted in the arm.
 			if served {
-				resp.Experiment = label
-				expose()
+				if err := expose(); err != nil {
+					s.d.Log.Warn("experiment exposure refused; the unit gets the endpoint's usual version", "endpoint", name, "experiment", label, "err", err)
+				} else {
+					v, resp.Experiment = arm, label
+				}
 			}
 		}
 	}
@@ -369,9 +386,16 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 		case err != nil:
 			reason, detail = ReasonError, err.Error()
 		case out.Confidence < spec.MinConfidence:
-			reason, detail = ReasonLowConfidence, fmt.Sprintf("confidence %.3f below %.3f", out.Confidence, spec.MinConfidence)
+			// Every digit: 0.5999 against a gate of 0.6 must not read
+			// "0.600 below 0.600".
+			reason, detail = ReasonLowConfidence, fmt.Sprintf("confidence %s below %s",
+				strconv.FormatFloat(out.Confidence, 'g', -1, 64), strconv.FormatFloat(spec.MinConfidence, 'g', -1, 64))
 		default:
 			reason = ReasonModel
+		}
+		if err == nil {
+			c := out.Confidence
+			resp.ModelConfidence = &c
 		}
 	}
 	resp.Reason, resp.Detail = reason, detail
@@ -393,6 +417,25 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 		s.shadow.submit(shadowJob{endpoint: name, v: sh, in: in, primary: resp, timeout: spec.Timeout.D()})
 	}
 	return resp, nil
+}
+
+// targetingAttrs is what experiments' targeting sees: the request's
+// features, overlaid by its attributes (an attribute wins a name clash).
+func targetingAttrs(features, attrs map[string]any) map[string]any {
+	if len(attrs) == 0 {
+		return features
+	}
+	if len(features) == 0 {
+		return attrs
+	}
+	m := make(map[string]any, len(features)+len(attrs))
+	for k, v := range features {
+		m[k] = v
+	}
+	for k, v := range attrs {
+		m[k] = v
+	}
+	return m
 }
 
 func b2f(b bool) float64 {

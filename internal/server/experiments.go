@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/baton-ml/baton/internal/experiment"
 	"github.com/baton-ml/baton/internal/fault"
@@ -18,7 +22,11 @@ import (
 
 // experiments is the server's view of running experiments: assigners
 // rebuilt every reload, and a writer that batches exposures so the
-// serving path never waits on the store.
+// serving path never waits on the store. An exposure the store cannot
+// take yet (a failed batch, or past the in-memory bound) goes to a durable
+// spill log in the home and is written at the next flush or start; one
+// that can be neither kept nor spilled is refused: counted in
+// baton_experiment_events_refused_total and answered with an error.
 type experiments struct {
 	s         *Server
 	assigners atomic.Pointer[map[string]*experiment.Assigner]
@@ -32,16 +40,58 @@ type experiments struct {
 	mu      sync.Mutex
 	pending []store.Exposure
 	kick    chan struct{}
+	// flushMu makes flushes one at a time, so a replay never races a
+	// spill of the same records.
+	flushMu sync.Mutex
+	spill   *experiment.Spill[store.Exposure]
+
+	refused *prometheus.CounterVec // by kind and reason
+	spilled prometheus.Counter
 }
 
-func (s *Server) openExperiments() {
+// maxPending bounds exposures waiting in memory to be written.
+const maxPending = 100_000
+
+// errExposureRefused is an exposure that could be neither kept nor
+// spilled.
+var errExposureRefused = errors.New("exposure refused")
+
+func (s *Server) openExperiments() error {
 	x := &experiments{s: s, kick: make(chan struct{}, 1)}
 	empty := map[string]*experiment.Assigner{}
 	emptyEP := map[string][]*experiment.Assigner{}
 	x.assigners.Store(&empty)
 	x.byEP.Store(&emptyEP)
 	x.monitor = experiment.NewMonitor(s.st, s.opt.Now, s.publish, s.log)
+	sp, err := experiment.OpenSpill[store.Exposure](filepath.Join(s.home.Dir, "spill", "exposures.log"))
+	if err != nil {
+		return fmt.Errorf("experiments: exposure spill log: %w", err)
+	}
+	x.spill = sp
+	x.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_experiment_events_refused_total",
+		Help: "Experiment exposures and metric events refused (answered with an error), by kind and reason."}, []string{"kind", "reason"})
+	x.spilled = prometheus.NewCounter(prometheus.CounterOpts{Name: "baton_experiment_exposures_spilled_total",
+		Help: "Exposures written to the local spill log because the store could not take them yet."})
+	x.refused = registerOr(s.m.reg, x.refused)
+	x.spilled = registerOr(s.m.reg, x.spilled)
 	s.exps = x
+	// Exposures spilled before a crash or stop are written now.
+	x.replay(context.Background())
+	return nil
+}
+
+// registerOr registers c, or returns the collector already registered
+// under its name (a server run twice in one process).
+func registerOr[C prometheus.Collector](reg *prometheus.Registry, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(C); ok {
+				return old
+			}
+		}
+	}
+	return c
 }
 
 func (x *experiments) refresh(ctx context.Context) error {
@@ -51,52 +101,71 @@ func (x *experiments) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m := map[string]*experiment.Assigner{}
+	m, err := experiment.NewAssigners(ls)
 	ep := map[string][]*experiment.Assigner{}
-	var errs []error
 	for _, l := range ls {
-		a, err := experiment.NewAssigner(l)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		m[l.Spec.Name] = a
-		if l.Spec.Endpoint != "" {
+		if a := m[l.Spec.Name]; a != nil && l.Spec.Endpoint != "" {
 			ep[l.Spec.Endpoint] = append(ep[l.Spec.Endpoint], a)
 		}
 	}
 	x.assigners.Store(&m)
 	x.byEP.Store(&ep)
-	return errors.Join(errs...)
+	return err
 }
 
 // route picks, for a serving request, the model version the unit's
-// variant serves, and logs the exposure.
-func (x *experiments) route(endpoint, unit string) (version int, label string, expose func(), ok bool) {
+// variant serves (targeting sees attrs), and logs the exposure.
+func (x *experiments) route(endpoint, unit string, attrs map[string]any) (version int, label string, expose func() error, ok bool) {
 	for _, a := range (*x.byEP.Load())[endpoint] {
-		as := a.Assign(unit, nil)
+		as := a.Assign(unit, attrs)
 		if !as.In {
 			continue
 		}
-		return as.ModelVersion, as.Experiment + "/" + as.Variant, func() {
-			x.expose(store.Exposure{Experiment: as.Experiment, Version: as.Version, Unit: unit, Variant: as.Variant, At: x.s.opt.Now()})
+		return as.ModelVersion, as.Experiment + "/" + as.Variant, func() error {
+			return x.expose(store.Exposure{Experiment: as.Experiment, Version: as.Version, Unit: unit, Variant: as.Variant, At: x.s.opt.Now()})
 		}, true
 	}
 	return 0, "", nil, false
 }
 
-// maxPending bounds exposures waiting to be written.
-const maxPending = 100_000
-
-func (x *experiments) expose(e store.Exposure) {
+// expose queues an exposure to be written. Past the in-memory bound, the
+// queue goes to the spill log first; if that fails too, the exposure is
+// refused (counted, and an error for the caller).
+func (x *experiments) expose(e store.Exposure) error {
 	x.mu.Lock()
-	if len(x.pending) < maxPending {
-		x.pending = append(x.pending, e)
+	if len(x.pending) >= maxPending {
+		full := x.pending
+		x.pending = nil
+		x.mu.Unlock()
+		if err := x.spill.Append(full); err != nil {
+			x.mu.Lock()
+			// What was queued was accepted, so it stays (past the
+			// bound, if requests came meanwhile); only this one is
+			// refused.
+			x.pending = append(full, x.pending...)
+			x.mu.Unlock()
+			x.refused.WithLabelValues("exposure", "spill_failed").Inc()
+			x.s.log.Error("exposure refused: the queue is full and the spill log failed", "experiment", e.Experiment, "err", err)
+			return fault.Wrap(fault.Unavailable, fmt.Errorf("%w: %d exposures wait to be written and the spill log failed: %v", errExposureRefused, len(full), err))
+		}
+		x.spilled.Add(float64(len(full)))
+		x.s.log.Warn("exposures spilled: the queue was full", "n", len(full))
+		x.mu.Lock()
 	}
+	x.pending = append(x.pending, e)
 	x.mu.Unlock()
 	select {
 	case x.kick <- struct{}{}:
 	default:
+	}
+	return nil
+}
+
+// countRejected counts an ingest's rejections (the caller gets them with
+// their reasons in the answer).
+func (x *experiments) countRejected(kind string, res experiment.IngestResult) {
+	for reason, n := range res.ByReason {
+		x.refused.WithLabelValues(kind, reason).Add(float64(n))
 	}
 }
 
@@ -130,9 +199,30 @@ func (x *experiments) loop(ctx context.Context) {
 	}
 }
 
-// flush writes pending exposures; a batch the store refuses goes back to
-// wait for the next flush (within the bound).
+// replay writes what the spill log holds; on failure it stays for the
+// next flush.
+func (x *experiments) replay(ctx context.Context) {
+	if x.spill.Len() == 0 {
+		return
+	}
+	n, err := x.spill.Replay(10_000, func(es []store.Exposure) error {
+		_, err := x.s.st.AddExposures(ctx, es)
+		return err
+	})
+	if err != nil {
+		x.s.log.Warn("replay spilled exposures: kept for the next flush", "written", n, "err", err)
+		return
+	}
+	x.s.log.Info("spilled exposures written", "n", n)
+}
+
+// flush writes the spill log's exposures, then the pending ones; a batch
+// the store refuses is spilled, or kept in memory (within the bound) if
+// the spill fails too; only past that is it dropped, counted and logged.
 func (x *experiments) flush(ctx context.Context) {
+	x.flushMu.Lock()
+	defer x.flushMu.Unlock()
+	x.replay(ctx)
 	x.mu.Lock()
 	batch := x.pending
 	x.pending = nil
@@ -140,14 +230,26 @@ func (x *experiments) flush(ctx context.Context) {
 	if len(batch) == 0 {
 		return
 	}
-	if _, err := x.s.st.AddExposures(ctx, batch); err != nil {
-		x.s.log.Error("write exposures: will retry", "n", len(batch), "err", err)
-		x.mu.Lock()
-		if len(x.pending)+len(batch) <= maxPending {
-			x.pending = append(batch, x.pending...)
-		}
-		x.mu.Unlock()
+	_, err := x.s.st.AddExposures(ctx, batch)
+	if err == nil {
+		return
 	}
+	serr := x.spill.Append(batch)
+	if serr == nil {
+		x.spilled.Add(float64(len(batch)))
+		x.s.log.Warn("write exposures: spilled to the local log, to be written at the next flush", "n", len(batch), "err", err)
+		return
+	}
+	x.mu.Lock()
+	keep := min(len(batch), max(0, maxPending-len(x.pending)))
+	x.pending = append(batch[:keep:keep], x.pending...)
+	x.mu.Unlock()
+	if lost := len(batch) - keep; lost > 0 {
+		x.refused.WithLabelValues("exposure", "store_and_spill_failed").Add(float64(lost))
+		x.s.log.Error("exposures LOST: the store and the spill log both failed and the queue is full", "n", lost, "err", errors.Join(err, serr))
+		return
+	}
+	x.s.log.Error("write exposures: the store and the spill log failed; kept in memory for the next flush", "n", len(batch), "err", errors.Join(err, serr))
 }
 
 func (s *Server) findExperiment(r *http.Request) (experiment.Loaded, error) {
@@ -247,7 +349,9 @@ func (s *Server) exposeUnit(w http.ResponseWriter, r *http.Request) error {
 	}
 	as := a.Assign(body.Unit, body.Attributes)
 	if as.In {
-		s.exps.expose(store.Exposure{Experiment: as.Experiment, Version: as.Version, Unit: body.Unit, Variant: as.Variant, At: s.opt.Now()})
+		if err := s.exps.expose(store.Exposure{Experiment: as.Experiment, Version: as.Version, Unit: body.Unit, Variant: as.Variant, At: s.opt.Now()}); err != nil {
+			return err
+		}
 	}
 	return writeJSON(w, http.StatusOK, as)
 }
@@ -265,6 +369,7 @@ func (s *Server) ingestExposures(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.exps.countRejected("exposure", res)
 	return writeJSON(w, http.StatusOK, res)
 }
 
@@ -281,6 +386,7 @@ func (s *Server) ingestExpMetrics(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	s.exps.countRejected("metric", res)
 	return writeJSON(w, http.StatusOK, res)
 }
 

@@ -82,6 +82,10 @@ func TestExperimentsEndToEnd(t *testing.T) {
 	if r.code != 200 || res.Rejected != 1 || res.Accepted != len(evs)-1 || !strings.Contains(res.Reasons[0], `no metric "nope"`) {
 		t.Fatalf("metrics: %d %s", r.code, r.body)
 	}
+	// The rejection is counted in /metrics, by kind and reason.
+	if m := h.do(t, "GET", "/metrics", nil, ""); !strings.Contains(string(m.body), `baton_experiment_events_refused_total{kind="metric",reason="unknown_metric"} 1`) {
+		t.Fatalf("refusal not counted:\n%s", m.body)
+	}
 	if r := h.do(t, "POST", "/api/v1/experiments/nope/exposures", []store.Exposure{{Unit: "u", Variant: "a"}}, ""); r.code != 404 {
 		t.Fatalf("unknown experiment: %d", r.code)
 	}

@@ -258,7 +258,9 @@ func (s *Server) Run(ctx context.Context) error {
 		s.kafka = k
 		defer k.Close()
 	}
-	s.openExperiments()
+	if err := s.openExperiments(); err != nil {
+		return err
+	}
 	if err := s.exps.refresh(ctx); err != nil {
 		s.log.Warn("experiments", "err", err)
 	}

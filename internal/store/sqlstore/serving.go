@@ -82,6 +82,11 @@ func (s *Store) StartRollout(ctx context.Context, r store.Rollout) (store.Rollou
 		r.History = json.RawMessage("[]")
 	}
 	now := micros(s.now())
+	if !r.StartedAt.IsZero() {
+		// The caller's clock: the controller times the first window from
+		// it.
+		now = micros(r.StartedAt)
+	}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM rollouts WHERE endpoint = $1 AND status = $2`, r.Endpoint, store.RolloutRunning).Scan(&n); err != nil {

@@ -1235,6 +1235,18 @@ func testEndpointsAndRollouts(t *testing.T, s store.Store) {
 	if all, _ := s.Rollouts(c, ""); len(all) != 2 {
 		t.Fatalf("all rollouts: %d", len(all))
 	}
+	// A start time the caller gives is kept: the rollout controller times
+	// its first window from it, on its own clock.
+	at := time.Date(2026, 11, 29, 1, 2, 3, 0, time.UTC)
+	if _, err := s.UpdateRollout(c, rs[0].ID, 0, 0, store.RolloutRolledBack, json.RawMessage(`[]`)); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.StartRollout(c, store.Rollout{Endpoint: "churn", Model: "churn", CanaryVersion: 4, BaselineVersion: 1, Stages: []float64{100}, StartedAt: at}); err != nil || !r.StartedAt.Equal(at) {
+		t.Fatalf("given start: %+v %v", r, err)
+	}
+	if rs, _ := s.Rollouts(c, "churn"); !rs[0].StartedAt.Equal(at) {
+		t.Fatalf("stored start: %v", rs[0].StartedAt)
+	}
 }
 
 func testExperiments(t *testing.T, s store.Store) {
