@@ -32,7 +32,7 @@ func (a *app) expApplyCmd() *cobra.Command {
 		Short: "Validate experiments and store them (new weights make a new allocation version)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			specs, err := experiment.ParseFile(args[0])
+			doc, err := experiment.ReadFile(args[0])
 			if err != nil {
 				return err
 			}
@@ -41,7 +41,7 @@ func (a *app) expApplyCmd() *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			out, err := experiment.Apply(cmd.Context(), e.st, specs)
+			out, err := doc.Apply(cmd.Context(), e.st)
 			if err != nil {
 				return err
 			}

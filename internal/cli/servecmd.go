@@ -74,7 +74,7 @@ func (a *app) endpointCmd() *cobra.Command {
 		Short: "Validate an endpoints file and store it (a running server picks it up within a second)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eps, err := serve.ParseFile(args[0])
+			doc, err := serve.ReadFile(args[0])
 			if err != nil {
 				return err
 			}
@@ -83,7 +83,7 @@ func (a *app) endpointCmd() *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			out, err := serve.Apply(cmd.Context(), e.st, eps)
+			out, err := doc.Apply(cmd.Context(), e.st)
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -170,13 +171,16 @@ func (s *Server) listExperiments(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) applyExperiments(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-	var specs []experiment.Spec
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&specs); err != nil {
-		return badRequest("a JSON array of experiments: %v", err)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return badRequest("read the body: %v", err)
 	}
-	out, err := experiment.Apply(r.Context(), s.st, specs)
+	// Problems name the JSON field: [0].variants[1].model_version.
+	doc, err := experiment.ParseJSON(body)
+	if err != nil {
+		return err
+	}
+	out, err := doc.Apply(r.Context(), s.st)
 	if err != nil {
 		return err
 	}

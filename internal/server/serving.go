@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -112,13 +113,16 @@ func (s *Server) listEndpoints(w http.ResponseWriter, _ *http.Request) error {
 // applyEndpoints takes a JSON array of endpoint specs.
 func (s *Server) applyEndpoints(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-	var eps []serve.Endpoint
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&eps); err != nil {
-		return badRequest("a JSON array of endpoints: %v", err)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return badRequest("read the body: %v", err)
 	}
-	out, err := serve.Apply(r.Context(), s.st, eps)
+	// Problems name the JSON field: [0].fallback.model.
+	doc, err := serve.ParseJSON(body)
+	if err != nil {
+		return err
+	}
+	out, err := doc.Apply(r.Context(), s.st)
 	if err != nil {
 		return err
 	}
