@@ -58,7 +58,7 @@ type Spec struct {
 
 	// Range is the experiment's buckets in its layer, [lo, hi), set at
 	// apply time.
-	Range [2]int `json:"range" yaml:"-"`
+	Range [2]int `json:"range,omitzero" yaml:"-"`
 }
 
 // Variant is one arm.

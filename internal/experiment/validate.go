@@ -51,10 +51,11 @@ func ReadFile(path string) (*Doc, error) {
 }
 
 // ParseJSON reads an API body: a JSON array of experiments. Problems name
-// the JSON field ("[0].variants[1].model_version").
+// the JSON field ("[0].variants[1].model_version") and where in the body
+// it is (body:LINE:COLUMN).
 func ParseJSON(body []byte) (*Doc, error) {
 	var specs []Spec
-	loc, err := flow.Decode("", body, &specs)
+	loc, err := flow.Decode("body", body, &specs)
 	d := &Doc{Specs: specs, loc: loc}
 	var failed flow.Errors
 	if err != nil {

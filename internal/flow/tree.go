@@ -73,11 +73,12 @@ func (l *Located) Place(es Errors) error {
 	return list.result(file)
 }
 
-// Within reports whether a problem about field would repeat one of failed
-// (a field that did not decode holds a zero value the rules would
-// complain about again).
+// Within reports whether a problem about field may only repeat one of
+// failed: a field that did not decode holds a zero value the rules would
+// complain about again, below it ("variants[0].weight") and above it (the
+// weights' sum at "variants").
 func Within(field string, failed []string) bool {
-	return slices.ContainsFunc(failed, func(q string) bool { return within(field, q) })
+	return slices.ContainsFunc(failed, func(q string) bool { return within(field, q) || field != "" && within(q, field) })
 }
 
 // Fields lists the fields named by es.

@@ -52,10 +52,11 @@ func ReadFile(path string) (*Doc, error) {
 }
 
 // ParseJSON reads an API body: a JSON array of endpoints. Problems name
-// the JSON field ("[0].fallback.model").
+// the JSON field ("[0].fallback.model") and where in the body it is
+// (body:LINE:COLUMN).
 func ParseJSON(body []byte) (*Doc, error) {
 	var eps []Endpoint
-	loc, err := flow.Decode("", body, &eps)
+	loc, err := flow.Decode("body", body, &eps)
 	d := &Doc{Endpoints: eps, loc: loc}
 	var failed flow.Errors
 	if err != nil {
