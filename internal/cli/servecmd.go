@@ -94,7 +94,7 @@ func (a *app) endpointCmd() *cobra.Command {
 	}
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "What serves each endpoint (from the running server)",
+		Short: "What serves each endpoint (from the store; live figures when a server answers)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			e, err := a.open(cmd.Context(), false)
@@ -102,9 +102,19 @@ func (a *app) endpointCmd() *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			var st []serve.Status
-			if err := a.callServer(cmd.Context(), e, "GET", "/api/v1/endpoints", nil, &st); err != nil {
+			// The store says what serves; a running server adds what only
+			// it knows (shadow statistics). No server is not an error.
+			st, err := serve.StoredStatuses(cmd.Context(), e.st)
+			if err != nil {
 				return err
+			}
+			if _, ok := e.home.RunningServer(); ok {
+				var live []serve.Status
+				if err := a.callServer(cmd.Context(), e, "GET", "/api/v1/endpoints", nil, &live); err != nil {
+					fmt.Fprintf(a.err, "the server did not answer (%v): what the store records\n", err)
+				} else {
+					st = live
+				}
 			}
 			if a.json() {
 				return a.printJSON(st)

@@ -165,8 +165,11 @@ func (d *Doc) references(ctx context.Context, st Stores) (flow.Errors, error) {
 		catalog = slices.Sorted(maps.Keys(cat.Features))
 	}
 	unknownModel := func(field, name string) {
-		add(field, "model %q is not in the registry (registered: %s)%s; register a version first (baton model register)",
-			name, flow.List(models), flow.DidYouMean(name, models))
+		hint := flow.DidYouMean(name, models)
+		if hint == "" {
+			hint = "; register a version first (baton model register)"
+		}
+		add(field, "model %q is not in the registry (registered: %s)%s", name, flow.List(models), hint)
 	}
 	for i, e := range d.Endpoints {
 		at := d.at(i)
