@@ -108,3 +108,27 @@ func TestReferencesCheckedAtApply(t *testing.T) {
 	_, err = ParseJSON([]byte(`[{"name": "x", "variants": [{"name": "a", "weight": "half"}, {"name": "b", "weight": 0.5}], "range": [0, 1]}]`))
 	wantProblems(t, err, `[0].variants[0].weight: want a number, not the string "half"`, `[0].range: unknown field "range"`)
 }
+
+// TestIngestBodiesInUserWords: a metric or exposure body that does not
+// decode is refused naming the JSON field, what was expected and what
+// came, never a Go type ("cannot unmarshal string into Go value of type
+// float64" before).
+func TestIngestBodiesInUserWords(t *testing.T) {
+	t.Parallel()
+	_, err := DecodeMetricsJSON([]byte(`[{"unit": "u1", "metric": "minutes", "value": 3},
+ {"unit": "u2", "metric": "minutes", "value": "abc", "at": "yesterday"},
+ {"unit": "u3", "metric": "minutes", "value": 1, "valeu": 2}]`))
+	wantProblems(t, err,
+		`body:2:47: [1].value: want a number, not the string "abc"`,
+		`body:2:60: [1].at: want a time such as "2026-11-28T10:00:00Z" (RFC 3339), not the string "yesterday"`,
+		`body:3:50: [2].valeu: unknown field "valeu"`)
+	if strings.Contains(err.Error(), "Go ") {
+		t.Fatalf("a Go type name: %v", err)
+	}
+	_, err = DecodeExposuresJSON([]byte(`{"unit": "u1"}`))
+	wantProblems(t, err, `body:1:1: want a list, not a mapping`)
+	es, err := DecodeExposuresJSON([]byte(`[{"unit": "u1", "variant": "a", "at": "2026-11-28T10:00:00Z"}]`))
+	if err != nil || len(es) != 1 || es[0].At.IsZero() {
+		t.Fatalf("good body: %+v %v", es, err)
+	}
+}

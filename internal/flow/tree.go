@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Every definitions file baton applies (endpoints, experiments) and every
@@ -115,7 +116,10 @@ func (d *treeDecoder) fail(p pos, field, format string, args ...any) {
 	*d.errs = append(*d.errs, &Error{Line: p.line, Column: p.col, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
-var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+var (
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+	timeType        = reflect.TypeFor[time.Time]()
+)
 
 // decode sets rv from v, reporting every problem under path.
 func (d *treeDecoder) decode(v *value, rv reflect.Value, path string) {
@@ -133,6 +137,18 @@ func (d *treeDecoder) decode(v *value, rv reflect.Value, path string) {
 			rv.Set(reflect.New(rv.Type().Elem()))
 		}
 		d.decode(v, rv.Elem(), path)
+		return
+	}
+	if rv.Type() == timeType {
+		if v.kind == nullKind {
+			return
+		}
+		t, err := time.Parse(time.RFC3339Nano, v.text)
+		if err != nil || v.kind != stringKind {
+			d.fail(v.pos, path, "want a time such as \"2026-11-28T10:00:00Z\" (RFC 3339), not %s", describe(v))
+			return
+		}
+		rv.Set(reflect.ValueOf(t))
 		return
 	}
 	if rv.CanAddr() && rv.Addr().Type().Implements(textUnmarshaler) {

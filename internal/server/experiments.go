@@ -225,9 +225,13 @@ func (s *Server) ingestExposures(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxEventsBody)
-	var es []store.Exposure
-	if err := json.NewDecoder(r.Body).Decode(&es); err != nil {
-		return badRequest(`a JSON array of exposures [{"unit", "variant", "at"}]: %v`, err)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return badRequest("read the body: %v", err)
+	}
+	es, err := experiment.DecodeExposuresJSON(body)
+	if err != nil {
+		return err
 	}
 	res, err := experiment.IngestExposures(r.Context(), s.st, l, es, s.opt.Now())
 	if err != nil {
@@ -242,9 +246,13 @@ func (s *Server) ingestExpMetrics(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxEventsBody)
-	var ms []store.MetricEvent
-	if err := json.NewDecoder(r.Body).Decode(&ms); err != nil {
-		return badRequest(`a JSON array of metric events [{"unit", "metric", "value", "at"}]: %v`, err)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return badRequest("read the body: %v", err)
+	}
+	ms, err := experiment.DecodeMetricsJSON(body)
+	if err != nil {
+		return err
 	}
 	res, err := experiment.IngestMetrics(r.Context(), s.st, l, ms, s.opt.Now())
 	if err != nil {
