@@ -261,7 +261,7 @@ func (d *Defs) Validate(known *Defs) flow.Errors {
 		case f.Window <= 0:
 			add(p+".window", "a feature needs a positive window such as 1h")
 		case f.Window.D() > maxWindow:
-			add(p+".window", "%s is longer than the longest window, 366d", f.Window.D())
+			add(p+".window", "%s is longer than the longest window, 366d", f.Window)
 		}
 		if f.FreshnessSLA < 0 {
 			add(p+".freshness_sla", "must not be negative")

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/baton-ml/baton/internal/dur"
 )
 
 // TestDaysInFlowFiles: a flow file reads the same duration forms as every
@@ -80,4 +82,34 @@ func TestDecodeReportsEverything(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "d.yaml:10:8: items[1].n: too small") || !strings.Contains(err.Error(), "d.yaml:9:5: items[1].missing: x") {
 		t.Fatalf("placed: %v", err)
 	}
+}
+
+// FuzzDecode: any document (YAML or JSON, as API bodies are) decodes or
+// is refused with Errors; nothing panics.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`[{"name": "a", "n": 1, "d": "1d", "at": "2026-11-28T10:00:00Z", "any": [1, {"k": null}], "m": {"x": {"f": 1.5}}}]`))
+	f.Add([]byte("- &a {name: x, p: {n: 2}}\n- *a\n- <<: *a\n  name: y\n"))
+	f.Add([]byte(`[{"name": 1, "n": "x", "m": [1], "p": 3}]`))
+	type inner struct {
+		F float64 `yaml:"f"`
+	}
+	type item struct {
+		Name string           `yaml:"name"`
+		N    int              `yaml:"n"`
+		D    dur.Duration     `yaml:"d"`
+		At   time.Time        `yaml:"at"`
+		Any  any              `yaml:"any"`
+		M    map[string]inner `yaml:"m"`
+		P    *item            `yaml:"p"`
+		B    *bool            `yaml:"b"`
+		L    []float64        `yaml:"l"`
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var out []item
+		_, err := Decode("body", b, &out)
+		var fe Errors
+		if err != nil && !errors.As(err, &fe) {
+			t.Fatalf("untyped error %T %v", err, err)
+		}
+	})
 }

@@ -139,7 +139,7 @@ func (e Endpoint) Problems(at string) flow.Errors {
 		add(".model", "%q: the registry model that serves", e.Model)
 	}
 	if e.Timeout < 0 || e.Timeout.D() > time.Minute {
-		add(".timeout", "%s: between 1ms and 1m", e.Timeout.D())
+		add(".timeout", "%s: between 1ms and 1m", e.Timeout)
 	}
 	if e.MinConfidence < 0 || e.MinConfidence > 1 {
 		add(".min_confidence", "%g: between 0 and 1", e.MinConfidence)

@@ -156,3 +156,22 @@ func TestDurationsReadable(t *testing.T) {
 		t.Fatalf("what the API writes does not read back: %v", err)
 	}
 }
+
+// FuzzParseJSON: any API body is answered with endpoints or problems,
+// never a panic.
+func FuzzParseJSON(f *testing.F) {
+	f.Add([]byte(`[{"name": "a", "model": "m", "timeout": "50ms", "fallback": {"static": [1, {"k": null}]},
+  "rollout": {"stages": [5, 100], "interval": "1d", "judge": {"metrics": {"error": {"direction": "increase", "critical": true}}}}}]`))
+	f.Add([]byte(`[{"name": 1, "shadow": "yes", "features": {"a": 1}}]`))
+	f.Add([]byte("endpoints:\n  - &a {name: x}\n  - *a\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		doc, err := ParseJSON(b)
+		if err == nil && doc == nil {
+			t.Fatal("no doc and no error")
+		}
+		var fe flow.Errors
+		if err != nil && !errors.As(err, &fe) {
+			t.Fatalf("untyped error %T %v", err, err)
+		}
+	})
+}
