@@ -8,10 +8,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/baton-ml/baton/internal/dur"
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/baton-ml/baton/internal/dur"
 )
 
 // Flow is a validated flow definition. It is plain data: it marshals to the

@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/baton-ml/baton/internal/dur"
 	"io/fs"
 	"math"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/baton-ml/baton/internal/dur"
 )
 
 // Check is an extra rule a caller applies, e.g. signal names against

@@ -2,10 +2,11 @@ package flow
 
 import (
 	"errors"
-	"github.com/baton-ml/baton/internal/dur"
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/baton-ml/baton/internal/dur"
 )
 
 // UnmarshalYAML reads a Go duration string ("50ms", "5m") for documents
