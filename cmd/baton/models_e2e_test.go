@@ -72,13 +72,14 @@ func applyChecksReferences(t *testing.T, home string) {
   - name: churn
     model: chrun
     features: [plays_1hh, minutes_24h]
-    timeout: 50ms
+    timeout: 5 minutes
     fallback: {static: 0.1}
 `)
 	r := must(t, baton(t, home, "endpoint", "apply", bad), 2)
 	for _, w := range []string{
 		bad + `:3:12: endpoints[0].model: model "chrun" is not in the registry (registered: churn); did you mean "churn"?`,
 		bad + `:4:16: endpoints[0].features[0]: feature "plays_1hh" is not in the feature catalog (features: avg_minutes_24h, last_market, minutes_24h, plays_1h, titles_7d); did you mean "plays_1h"?`,
+		bad + `:5:14: endpoints[0].timeout: not a duration such as 500ms, 90s, 5m, 1h or 7d (got "5 minutes")`,
 	} {
 		if !strings.Contains(r.stderr, w) {
 			t.Fatalf("bad endpoints: want %q in\n%s", w, r.stderr)

@@ -75,7 +75,9 @@ func (a *app) endpointCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			doc, err := serve.ReadFile(args[0])
-			if err != nil {
+			// A document with problems of its own is still checked against the
+			// store, so that every problem is reported at once.
+			if doc == nil {
 				return err
 			}
 			e, err := a.open(cmd.Context(), false)

@@ -235,12 +235,18 @@ func Apply(ctx context.Context, st Stores, specs []Spec) ([]Applied, error) {
 // gives each its buckets and stores them. A problem anywhere stores
 // nothing.
 func (d *Doc) Apply(ctx context.Context, st Stores) ([]Applied, error) {
-	if err := d.check(nil); err != nil {
-		return nil, err
-	}
-	errs, err := d.references(ctx, st)
+	// Every problem at once: the document's own and its references (a
+	// field that did not decode is not looked up).
+	errs := d.problems()
+	refs, err := d.references(ctx, st)
 	if err != nil {
 		return nil, err
+	}
+	fields := d.failed.Fields()
+	for _, e := range refs {
+		if !flow.Within(e.Field, fields) {
+			errs = append(errs, e)
+		}
 	}
 	if err := d.loc.Place(errs); err != nil {
 		return nil, err

@@ -24,9 +24,10 @@ type Stores interface {
 // Doc is a decoded set of experiments (a file or an API body) that passed
 // the checks that need no store, with where each field was written.
 type Doc struct {
-	Specs []Spec
-	loc   *flow.Located
-	root  string // "experiments" in a file, "" for an API body (a list)
+	Specs  []Spec
+	loc    *flow.Located
+	root   string      // "experiments" in a file, "" for an API body (a list)
+	failed flow.Errors // what did not decode
 }
 
 // ReadFile reads and checks an experiments file on its own; every problem
@@ -47,7 +48,8 @@ func ReadFile(path string) (*Doc, error) {
 	if err == nil && len(f.Experiments) == 0 {
 		return nil, flow.Errors{{File: path, Line: 1, Column: 1, Msg: "no experiments: the file lists them under experiments:"}}
 	}
-	return d, d.check(failed)
+	d.failed = failed
+	return d, d.check()
 }
 
 // ParseJSON reads an API body: a JSON array of experiments. Problems name
@@ -64,7 +66,8 @@ func ParseJSON(body []byte) (*Doc, error) {
 	if err == nil && len(specs) == 0 {
 		return nil, flow.Errors{{Msg: "no experiments: the body is a JSON array of experiments"}}
 	}
-	return d, d.check(failed)
+	d.failed = failed
+	return d, d.check()
 }
 
 // ParseFile reads and checks an experiments file on its own (Apply then
@@ -84,11 +87,11 @@ func (d *Doc) at(i int) string {
 	return d.root + "[" + strconv.Itoa(i) + "]"
 }
 
-// check adds each experiment's own rules to the decoding problems: a field
-// that failed to decode is not judged again.
-func (d *Doc) check(failed flow.Errors) error {
-	errs := slices.Clone(failed)
-	fields := failed.Fields()
+// problems adds each experiment's own rules to the decoding problems: a
+// field that failed to decode is not judged again.
+func (d *Doc) problems() flow.Errors {
+	errs := slices.Clone(d.failed)
+	fields := d.failed.Fields()
 	seen := map[string]bool{}
 	for i, s := range d.Specs {
 		at := d.at(i)
@@ -102,8 +105,11 @@ func (d *Doc) check(failed flow.Errors) error {
 		}
 		seen[s.Name] = true
 	}
-	return d.loc.Place(errs)
+	return errs
 }
+
+// check places the problems found without the store.
+func (d *Doc) check() error { return d.loc.Place(d.problems()) }
 
 // references finds what the experiments name and the store lacks: the
 // endpoint, and the versions of its model the variants serve.

@@ -27,7 +27,8 @@ type Stores interface {
 type Doc struct {
 	Endpoints []Endpoint
 	loc       *flow.Located
-	root      string // "endpoints" in a file, "" for an API body (a list)
+	root      string      // "endpoints" in a file, "" for an API body (a list)
+	failed    flow.Errors // what did not decode
 }
 
 // ReadFile reads and checks an endpoints file on its own; every problem is
@@ -48,7 +49,8 @@ func ReadFile(path string) (*Doc, error) {
 	if err == nil && len(f.Endpoints) == 0 {
 		return nil, flow.Errors{{File: path, Line: 1, Column: 1, Msg: "no endpoints: the file lists them under endpoints:"}}
 	}
-	return d, d.check(failed)
+	d.failed = failed
+	return d, d.check()
 }
 
 // ParseJSON reads an API body: a JSON array of endpoints. Problems name
@@ -65,7 +67,8 @@ func ParseJSON(body []byte) (*Doc, error) {
 	if err == nil && len(eps) == 0 {
 		return nil, flow.Errors{{Msg: "no endpoints: the body is a JSON array of endpoints"}}
 	}
-	return d, d.check(failed)
+	d.failed = failed
+	return d, d.check()
 }
 
 // ParseFile reads and checks an endpoints file on its own.
@@ -84,11 +87,11 @@ func (d *Doc) at(i int) string {
 	return d.root + "[" + strconv.Itoa(i) + "]"
 }
 
-// check adds the rules of each endpoint to the decoding problems: a field
-// that failed to decode is not judged again.
-func (d *Doc) check(failed flow.Errors) error {
-	errs := slices.Clone(failed)
-	fields := failed.Fields()
+// problems adds the rules of each endpoint to the decoding problems: a
+// field that failed to decode is not judged again.
+func (d *Doc) problems() flow.Errors {
+	errs := slices.Clone(d.failed)
+	fields := d.failed.Fields()
 	seen := map[string]bool{}
 	for i, e := range d.Endpoints {
 		at := d.at(i)
@@ -102,19 +105,28 @@ func (d *Doc) check(failed flow.Errors) error {
 		}
 		seen[e.Name] = true
 	}
-	return d.loc.Place(errs)
+	return errs
 }
+
+// check places the problems found without the store.
+func (d *Doc) check() error { return d.loc.Place(d.problems()) }
 
 // Apply checks every reference against the store (the models and versions
 // in the registry, the features in the catalog), then stores the
 // endpoints: a problem anywhere stores none.
 func (d *Doc) Apply(ctx context.Context, st Stores) ([]Applied, error) {
-	if err := d.check(nil); err != nil {
-		return nil, err
-	}
-	errs, err := d.references(ctx, st)
+	// Every problem at once: the document's own and its references (a
+	// field that did not decode is not looked up).
+	errs := d.problems()
+	refs, err := d.references(ctx, st)
 	if err != nil {
 		return nil, err
+	}
+	fields := d.failed.Fields()
+	for _, e := range refs {
+		if !flow.Within(e.Field, fields) {
+			errs = append(errs, e)
+		}
 	}
 	if err := d.loc.Place(errs); err != nil {
 		return nil, err

@@ -175,3 +175,30 @@ func FuzzParseJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestOwnAndReferenceProblemsTogether: a file with problems of its own is
+// still checked against the store, so one apply reports both kinds.
+func TestOwnAndReferenceProblemsTogether(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	p := writeTemp(t, "endpoints.yaml", `endpoints:
+  - name: churn
+    model: chrun
+    features: [xx]
+    timeout: soon
+    fallback: {static: 0}
+`)
+	doc, err := ReadFile(p)
+	if doc == nil {
+		t.Fatalf("no document: %v", err)
+	}
+	wantProblems(t, err, p+`:5:14: endpoints[0].timeout: not a duration`)
+	_, err = doc.Apply(context.Background(), f.st)
+	wantProblems(t, err,
+		p+`:3:12: endpoints[0].model: model "chrun" is not in the registry`,
+		p+`:4:16: endpoints[0].features[0]: feature "xx" is not in the feature catalog`,
+		p+`:5:14: endpoints[0].timeout: not a duration`)
+	if eps, _ := f.st.Endpoints(context.Background()); len(eps) != 0 {
+		t.Fatalf("stored %d endpoints", len(eps))
+	}
+}

@@ -177,7 +177,9 @@ func (s *Server) applyExperiments(w http.ResponseWriter, r *http.Request) error 
 	}
 	// Problems name the JSON field: [0].variants[1].model_version.
 	doc, err := experiment.ParseJSON(body)
-	if err != nil {
+	// A document with problems of its own is still checked against the
+	// store, so that every problem is reported at once.
+	if doc == nil {
 		return err
 	}
 	out, err := doc.Apply(r.Context(), s.st)

@@ -119,7 +119,9 @@ func (s *Server) applyEndpoints(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Problems name the JSON field: [0].fallback.model.
 	doc, err := serve.ParseJSON(body)
-	if err != nil {
+	// A document with problems of its own is still checked against the
+	// store, so that every problem is reported at once.
+	if doc == nil {
 		return err
 	}
 	out, err := doc.Apply(r.Context(), s.st)
