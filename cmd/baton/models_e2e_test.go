@@ -48,6 +48,7 @@ func TestModelsEndToEnd(t *testing.T) {
 	}
 	must(t, baton(t, home, "model", "transition", "churn", "1", "canary", "--reason", "judge it"), 0)
 	must(t, baton(t, home, "model", "register", "churn", "--artifact", "1/fit/nope.json"), 1)
+	applyChecksReferences(t, home)
 	// The judge on the shared vectors (beside the repository).
 	v := "../../../shared/testdata/stats/canary/"
 	if _, err := os.Stat(v); err != nil && os.Getenv("CI") != "true" {
@@ -57,5 +58,54 @@ func TestModelsEndToEnd(t *testing.T) {
 		"--config", v+"config.yaml", "-o", "json"), 0)
 	if !strings.Contains(r.stdout, `"result": "fail"`) {
 		t.Fatalf("judge: %s", r.stdout)
+	}
+}
+
+// applyChecksReferences: endpoint and experiment files are checked against
+// the registry, the feature catalog and the stored endpoints when applied
+// (exit 2, every problem with file:line:column: field, nothing stored),
+// and endpoint list reads the store with no server running.
+func applyChecksReferences(t *testing.T, home string) {
+	t.Helper()
+	dir := t.TempDir()
+	bad := writeFile(t, dir, "endpoints.yaml", `endpoints:
+  - name: churn
+    model: chrun
+    features: [plays_1hh, minutes_24h]
+    timeout: 5 minutes
+    fallback: {static: 0.1}
+`)
+	r := must(t, baton(t, home, "endpoint", "apply", bad), 2)
+	for _, w := range []string{
+		bad + `:3:12: endpoints[0].model: model "chrun" is not in the registry (registered: churn); did you mean "churn"?`,
+		bad + `:4:16: endpoints[0].features[0]: feature "plays_1hh" is not in the feature catalog (features: avg_minutes_24h, last_market, minutes_24h, plays_1h, titles_7d); did you mean "plays_1h"?`,
+		bad + `:5:14: endpoints[0].timeout: not a duration such as 500ms, 90s, 5m, 1h or 7d (got "5 minutes")`,
+	} {
+		if !strings.Contains(r.stderr, w) {
+			t.Fatalf("bad endpoints: want %q in\n%s", w, r.stderr)
+		}
+	}
+	r = must(t, baton(t, home, "endpoint", "list", "-o", "json"), 0)
+	if strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("a refused file stored endpoints: %s", r.stdout)
+	}
+	must(t, baton(t, home, "endpoint", "apply", "../../examples/models/endpoints.yaml"), 0)
+	r = must(t, baton(t, home, "endpoint", "list", "-o", "json"), 0)
+	var st []struct {
+		Endpoint, Model, Fallback string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st) != 1 || st[0].Model != "churn" || st[0].Fallback != "static 0.1" {
+		t.Fatalf("endpoint list without a server: %v %s", err, r.stdout)
+	}
+	exp := writeFile(t, dir, "experiments.yaml", `experiments:
+  - name: v2
+    endpoint: churn
+    variants:
+      - {name: control, weight: 0.5, model_version: 1}
+      - {name: treatment, weight: 0.5, model_version: 2}
+`)
+	r = must(t, baton(t, home, "exp", "apply", exp), 2)
+	if w := exp + `:6:55: experiments[0].variants[1].model_version: model churn (of endpoint churn) has no version 2 (versions: 1)`; !strings.Contains(r.stderr, w) {
+		t.Fatalf("bad experiment: want %q in\n%s", w, r.stderr)
 	}
 }

@@ -117,6 +117,8 @@ func fixture(t *testing.T) store.Store {
 	for _, mv := range []store.ModelVersion{
 		{Model: "churn", Artifact: "7/fit/model.json", RunID: 7, Flow: "train", FlowVersion: 1, Lineage: lin, Metrics: map[string]float64{"auc": 0.74}},
 		{Model: "churn", Artifact: "8/fit/model.json", RunID: 8},
+		// churn-raw falls back to it: an endpoint's models must be registered.
+		{Model: "popular", Artifact: "9/fit/model.json", RunID: 9},
 	} {
 		if _, err := st.CreateModelVersion(ctx, mv, "ci", "test"); err != nil {
 			t.Fatal(err)

@@ -32,8 +32,10 @@ func (a *app) expApplyCmd() *cobra.Command {
 		Short: "Validate experiments and store them (new weights make a new allocation version)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			specs, err := experiment.ParseFile(args[0])
-			if err != nil {
+			doc, err := experiment.ReadFile(args[0])
+			// A document with problems of its own is still checked against the
+			// store, so that every problem is reported at once.
+			if doc == nil {
 				return err
 			}
 			e, err := a.open(cmd.Context(), false)
@@ -41,7 +43,7 @@ func (a *app) expApplyCmd() *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			out, err := experiment.Apply(cmd.Context(), e.st, specs)
+			out, err := doc.Apply(cmd.Context(), e.st)
 			if err != nil {
 				return err
 			}

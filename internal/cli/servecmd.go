@@ -34,8 +34,10 @@ func (a *app) endpointCmd() *cobra.Command {
 		Short: "Validate an endpoints file and store it (a running server picks it up within a second)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eps, err := serve.ParseFile(args[0])
-			if err != nil {
+			doc, err := serve.ReadFile(args[0])
+			// A document with problems of its own is still checked against the
+			// store, so that every problem is reported at once.
+			if doc == nil {
 				return err
 			}
 			e, err := a.open(cmd.Context(), false)
@@ -43,7 +45,7 @@ func (a *app) endpointCmd() *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			out, err := serve.Apply(cmd.Context(), e.st, eps)
+			out, err := doc.Apply(cmd.Context(), e.st)
 			if err != nil {
 				return err
 			}
@@ -54,7 +56,7 @@ func (a *app) endpointCmd() *cobra.Command {
 	}
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "What serves each endpoint (from the running server)",
+		Short: "What serves each endpoint (from the store; live figures when a server answers)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			e, err := a.open(cmd.Context(), false)
@@ -62,9 +64,19 @@ func (a *app) endpointCmd() *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			var st []serve.Status
-			if err := a.callServer(cmd.Context(), e, "GET", "/api/v1/endpoints", nil, &st); err != nil {
+			// The store says what serves; a running server adds what only
+			// it knows (shadow statistics). No server is not an error.
+			st, err := serve.StoredStatuses(cmd.Context(), e.st)
+			if err != nil {
 				return err
+			}
+			if _, ok := e.home.RunningServer(); ok {
+				var live []serve.Status
+				if err := a.callServer(cmd.Context(), e, "GET", "/api/v1/endpoints", nil, &live); err != nil {
+					fmt.Fprintf(a.err, "the server did not answer (%v): what the store records\n", err)
+				} else {
+					st = live
+				}
 			}
 			if a.json() {
 				return a.printJSON(st)

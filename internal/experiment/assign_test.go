@@ -274,7 +274,29 @@ func TestExampleExperiments(t *testing.T) {
 	if err != nil || len(specs) != 1 || specs[0].Interval.D().Minutes() != 5 {
 		t.Fatalf("example: %+v %v", specs, err)
 	}
-	if _, err := Apply(context.Background(), openStore(t), specs); err != nil {
+	ctx := context.Background()
+	st := openStore(t)
+	// The example names endpoint churn and versions 1 and 2 of its model.
+	if _, err := Apply(ctx, st, specs); err == nil || !strings.Contains(err.Error(), `endpoint "churn" is not applied`) {
+		t.Fatalf("dangling endpoint: %v", err)
+	}
+	putEndpoint(t, st, "churn", "churn", 2)
+	if _, err := Apply(ctx, st, specs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// putEndpoint stores an endpoint serving model, with versions 1..n.
+func putEndpoint(t testing.TB, st store.Store, name, model string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range n {
+		if _, err := st.CreateModelVersion(ctx, store.ModelVersion{Model: model, Artifact: "1/fit/model.json", Digest: fmt.Sprint(i), RunID: 1}, "t", "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := fmt.Sprintf(`{"name":%q,"model":%q,"fallback":{"static":0}}`, name, model)
+	if _, _, err := st.PutEndpoint(ctx, store.Endpoint{Name: name, Spec: []byte(spec), Digest: name}); err != nil {
 		t.Fatal(err)
 	}
 }

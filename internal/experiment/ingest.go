@@ -1,8 +1,10 @@
 package experiment
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -212,4 +215,34 @@ func Find(ctx context.Context, st store.ExperimentStore, name string) (Loaded, e
 		}
 	}
 	return Loaded{}, fmt.Errorf("experiment %s: %w", name, store.ErrNotFound)
+}
+
+// DecodeExposuresJSON reads an API body of exposures, a JSON array of
+// {"unit", "variant", "at"}. A body that does not decode is refused with
+// every problem, each naming its JSON field ("[3].at") in user words,
+// never Go's type names.
+func DecodeExposuresJSON(body []byte) ([]store.Exposure, error) {
+	return decodeJSON[store.Exposure](body, "exposures")
+}
+
+// DecodeMetricsJSON reads an API body of metric events, a JSON array of
+// {"unit", "metric", "value", "at"}, as DecodeExposuresJSON does.
+func DecodeMetricsJSON(body []byte) ([]store.MetricEvent, error) {
+	return decodeJSON[store.MetricEvent](body, "metric events")
+}
+
+func decodeJSON[T any](body []byte, what string) ([]T, error) {
+	// encoding/json first: large batches decode fast; only a body it
+	// refuses goes through the position-carrying tree for the words.
+	var out []T
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&out)
+	if err == nil && !dec.More() {
+		return out, nil
+	}
+	if _, terr := flow.Decode("body", body, &out); terr != nil {
+		return nil, terr
+	}
+	return nil, flow.Errors{{File: "body", Msg: fmt.Sprintf("a JSON array of %s, and nothing after it", what)}}
 }

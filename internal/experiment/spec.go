@@ -13,11 +13,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/baton-ml/baton/internal/dur"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -61,7 +61,7 @@ type Spec struct {
 
 	// Range is the experiment's buckets in its layer, [lo, hi), set at
 	// apply time.
-	Range [2]int `json:"range" yaml:"-"`
+	Range [2]int `json:"range,omitzero" yaml:"-"`
 }
 
 // Variant is one arm.
@@ -91,8 +91,9 @@ type Guardrail struct {
 	MaxDegradation float64 `json:"max_degradation,omitempty" yaml:"max_degradation"`
 }
 
-// Duration is a Go duration string in YAML and JSON ("50ms", "5m").
-type Duration = flow.Duration
+// Duration is written "50ms", "5m" or "7d" in files and API bodies, and
+// returned in the same form.
+type Duration = dur.Duration
 
 // Defaults.
 const (
@@ -142,33 +143,6 @@ func (s Spec) allocation() string {
 // File is an experiments file.
 type File struct {
 	Experiments []Spec `yaml:"experiments"`
-}
-
-// ParseFile reads and checks an experiments file on its own (Apply then
-// checks it against what is stored).
-func ParseFile(path string) ([]Spec, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, flow.Errors{{File: path, Msg: "cannot read the experiments file: " + err.Error()}}
-	}
-	var f File
-	if err := flow.DecodeStrict(path, data, &f); err != nil {
-		return nil, err
-	}
-	if len(f.Experiments) == 0 {
-		return nil, flow.Errors{{File: path, Msg: "no experiments: the file lists them under experiments:"}}
-	}
-	var errs flow.Errors
-	for i, s := range f.Experiments {
-		for _, e := range s.Problems(fmt.Sprintf("experiments[%d]", i)) {
-			e.File = path
-			errs = append(errs, e)
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	return f.Experiments, nil
 }
 
 // Problems checks one experiment; each problem names its field under at.
@@ -265,7 +239,31 @@ type Applied struct {
 // gives each its buckets in its layer (an experiment keeps its range; a
 // new one takes the lowest free range of its size), and stores them. A
 // problem anywhere stores nothing.
-func Apply(ctx context.Context, st store.ExperimentStore, specs []Spec) ([]Applied, error) {
+func Apply(ctx context.Context, st Stores, specs []Spec) ([]Applied, error) {
+	return (&Doc{Specs: specs, root: "experiments"}).Apply(ctx, st)
+}
+
+// Apply checks the experiments on their own, against the endpoints and
+// models they name, and against each other and what is stored; then it
+// gives each its buckets and stores them. A problem anywhere stores
+// nothing.
+func (d *Doc) Apply(ctx context.Context, st Stores) ([]Applied, error) {
+	// Every problem at once: the document's own and its references (a
+	// field that did not decode is not looked up).
+	errs := d.problems()
+	refs, err := d.references(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	fields := d.failed.Fields()
+	for _, e := range refs {
+		if !flow.Within(e.Field, fields) {
+			errs = append(errs, e)
+		}
+	}
+	if err := d.loc.Place(errs); err != nil {
+		return nil, err
+	}
 	stored, err := Load(ctx, st)
 	if err != nil {
 		return nil, err
@@ -274,13 +272,9 @@ func Apply(ctx context.Context, st store.ExperimentStore, specs []Spec) ([]Appli
 	for _, s := range stored {
 		byName[s.Spec.Name] = s.Spec
 	}
-	var errs flow.Errors
+	specs := slices.Clone(d.Specs)
 	for i := range specs {
-		errs = append(errs, specs[i].Problems(fmt.Sprintf("experiments[%d]", i))...)
 		specs[i] = specs[i].WithDefaults()
-	}
-	if len(errs) > 0 {
-		return nil, errs
 	}
 	// The layers as they will be: stored experiments not in this apply,
 	// then these.
@@ -302,7 +296,7 @@ func Apply(ctx context.Context, st store.ExperimentStore, specs []Spec) ([]Appli
 	}
 	for i := range specs {
 		s := &specs[i]
-		at := fmt.Sprintf("experiments[%d]", i)
+		at := d.at(i)
 		if h, ok := holdouts[s.Layer]; ok && h != s.Holdout {
 			errs = append(errs, &flow.Error{Field: at + ".holdout", Msg: fmt.Sprintf("layer %s has holdout %g; every experiment of a layer has the same", s.Layer, h)})
 			continue
@@ -353,8 +347,8 @@ func Apply(ctx context.Context, st store.ExperimentStore, specs []Spec) ([]Appli
 		s.Range = want
 		layers[s.Layer] = append(layers[s.Layer], taken{s.Name, want})
 	}
-	if len(errs) > 0 {
-		return nil, errs
+	if err := d.loc.Place(errs); err != nil {
+		return nil, err
 	}
 	out := make([]Applied, 0, len(specs))
 	for _, s := range specs {

@@ -13,19 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"os"
 	"regexp"
 	"slices"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
-	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
-
+	"github.com/baton-ml/baton/internal/dur"
 	"github.com/baton-ml/baton/internal/flow"
 )
 
@@ -118,62 +112,12 @@ type Defs struct {
 	Features []Feature `json:"features,omitempty" yaml:"features"`
 }
 
-// Duration is a time.Duration written as "90s", "1h" or "7d".
-type Duration time.Duration
+// Duration is a time.Duration written as "90s", "1h" or "7d", the one
+// duration type of every baton file and API body.
+type Duration = dur.Duration
 
-// D returns d as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-// MarshalJSON writes the duration in Go's notation.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// UnmarshalJSON reads a duration string.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	v, err := ParseDuration(s)
-	*d = Duration(v)
-	return err
-}
-
-// badDuration marks a duration that did not parse, so that Validate reports
-// it with its field path (and so its line): the YAML decoder's own errors
-// from UnmarshalYAML carry no position.
-const badDuration = Duration(math.MinInt64)
-
-// UnmarshalYAML reads a duration string.
-func (d *Duration) UnmarshalYAML(b []byte) error {
-	var s string
-	if err := yaml.Unmarshal(b, &s); err != nil {
-		*d = badDuration
-		return nil
-	}
-	v, err := ParseDuration(s)
-	if err != nil {
-		*d = badDuration
-		return nil
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// ParseDuration reads Go durations plus whole days ("7d").
-func ParseDuration(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.Atoi(n)
-		if err != nil || days < 0 {
-			return 0, fmt.Errorf("%q is not a duration such as 90s, 5m, 1h or 7d", s)
-		}
-		return time.Duration(days) * 24 * time.Hour, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration such as 90s, 5m, 1h or 7d", s)
-	}
-	return d, nil
-}
+// ParseDuration reads Go durations plus days ("7d", "1d12h").
+func ParseDuration(s string) (time.Duration, error) { return dur.Parse(s) }
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
@@ -204,95 +148,29 @@ func Parse(file string, data []byte) (*Defs, error) { return ParseWith(file, dat
 // ParseWith is Parse for a file whose definitions may refer to known ones
 // (registered entities and sources).
 func ParseWith(file string, data []byte, known *Defs) (*Defs, error) {
+	// The position-carrying tree reports every problem at once, each with
+	// its line and field (unknown keys, values of the wrong kind, bad
+	// durations), as flow files do.
 	var d Defs
-	if err := yaml.UnmarshalWithOptions(data, &d, yaml.DisallowUnknownField()); err != nil {
-		e := &flow.Error{File: file, Msg: err.Error()}
-		var ye yaml.Error
-		if errors.As(err, &ye) {
-			e.Msg = ye.GetMessage()
-			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-				e.Line, e.Column = tk.Position.Line, tk.Position.Column
-			}
-			// The decoder places an unknown key at its mapping; point at
-			// the key itself.
-			if k, ok := strings.CutPrefix(e.Msg, "unknown field "); ok {
-				if line, col := findKey(data, strings.Trim(k, `"`), e.Line); line > 0 {
-					e.Line, e.Column = line, col
-				}
-			}
-		}
-		return nil, flow.Errors{e}
+	loc, err := flow.Decode(file, data, &d)
+	var failed flow.Errors
+	if err != nil && !errors.As(err, &failed) {
+		return nil, err
 	}
-	if len(d.Entities)+len(d.Sources)+len(d.Features) == 0 {
-		return nil, flow.Errors{{File: file, Msg: "no entities, sources or features: a feature file declares at least one"}}
+	if err == nil && len(d.Entities)+len(d.Sources)+len(d.Features) == 0 {
+		return nil, flow.Errors{{File: file, Line: 1, Column: 1, Msg: "no entities, sources or features: a feature file declares at least one"}}
 	}
-	errs := d.Validate(known)
-	if len(errs) == 0 {
-		return &d, nil
-	}
-	// Positions come from the syntax tree: the decoded structs have none.
-	if f, err := parser.ParseBytes(data, 0); err == nil {
-		for _, e := range errs {
-			e.File = file
-			if line, col := position(f, e.Field); line > 0 {
-				e.Line, e.Column = line, col
-			}
+	errs := slices.Clone(failed)
+	fields := failed.Fields()
+	for _, e := range d.Validate(known) {
+		if !flow.Within(e.Field, fields) {
+			errs = append(errs, e)
 		}
 	}
-	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
-	return nil, errs
-}
-
-// findKey finds the first mapping key named key at or after line.
-func findKey(data []byte, key string, line int) (int, int) {
-	f, err := parser.ParseBytes(data, 0)
-	if err != nil {
-		return 0, 0
+	if err := loc.Place(errs); err != nil {
+		return nil, err
 	}
-	bl, bc := 0, 0
-	for _, doc := range f.Docs {
-		ast.Walk(visitor(func(n ast.Node) {
-			mv, ok := n.(*ast.MappingValueNode)
-			if !ok || mv.Key == nil {
-				return
-			}
-			tk := mv.Key.GetToken()
-			if tk == nil || tk.Value != key || tk.Position.Line < line {
-				return
-			}
-			if bl == 0 || tk.Position.Line < bl {
-				bl, bc = tk.Position.Line, tk.Position.Column
-			}
-		}), doc)
-	}
-	return bl, bc
-}
-
-type visitor func(ast.Node)
-
-func (v visitor) Visit(n ast.Node) ast.Visitor {
-	v(n)
-	return v
-}
-
-// position finds the line of a field path such as "features[1].window",
-// falling back to its nearest parent that exists.
-func position(f *ast.File, field string) (int, int) {
-	for p := field; p != ""; {
-		path, err := yaml.PathString("$." + p)
-		if err == nil {
-			if n, err := path.FilterFile(f); err == nil && n != nil {
-				tk := n.GetToken()
-				return tk.Position.Line, tk.Position.Column
-			}
-		}
-		i := strings.LastIndexAny(p, ".[")
-		if i < 0 {
-			break
-		}
-		p = p[:i]
-	}
-	return 0, 0
+	return &d, nil
 }
 
 // Validate checks the definitions; known holds definitions already
@@ -346,9 +224,7 @@ func (d *Defs) Validate(known *Defs) flow.Errors {
 				add(p+".fields."+name, "type %q: use string, float, int or bool", s.Fields[name])
 			}
 		}
-		if s.Lateness == badDuration {
-			add(p+".lateness", "not a duration such as 90s, 5m, 1h or 7d")
-		} else if s.Lateness < 0 {
+		if s.Lateness < 0 {
 			add(p+".lateness", "must not be negative")
 		}
 		sources[s.Name] = s
@@ -382,16 +258,12 @@ func (d *Defs) Validate(known *Defs) flow.Errors {
 			add(p+".field", "%s of %s: the field is a string; %s needs float or int", f.Aggregate, f.Field, f.Aggregate)
 		}
 		switch {
-		case f.Window == badDuration:
-			add(p+".window", "not a duration such as 90s, 5m, 1h or 7d")
 		case f.Window <= 0:
 			add(p+".window", "a feature needs a positive window such as 1h")
 		case f.Window.D() > maxWindow:
-			add(p+".window", "%s is longer than the longest window, 366d", f.Window.D())
+			add(p+".window", "%s is longer than the longest window, 366d", f.Window)
 		}
-		if f.FreshnessSLA == badDuration {
-			add(p+".freshness_sla", "not a duration such as 90s, 5m, 1h or 7d")
-		} else if f.FreshnessSLA < 0 {
+		if f.FreshnessSLA < 0 {
 			add(p+".freshness_sla", "must not be negative")
 		}
 		for j, c := range f.Quality {

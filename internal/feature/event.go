@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,11 +46,13 @@ type Event struct {
 
 // Rejection is an event refused at ingest, with the reason.
 type Rejection struct {
-	Source string    `json:"source"`
-	Line   int       `json:"line"`
-	Reason string    `json:"reason"`
-	Raw    string    `json:"raw"`
-	At     time.Time `json:"at"`
+	Source string `json:"source"`
+	Line   int    `json:"line"`
+	Reason string `json:"reason"`
+	Raw    string `json:"raw"`
+	// At is when baton refused the event, in the dead-letter log; it is
+	// left out where it is not known (an ingest's answer).
+	At time.Time `json:"at,omitzero"`
 }
 
 // maxLine bounds one input line (JSON) or record (CSV).
@@ -73,14 +76,33 @@ func NewDecoder(src *Source, key string) *Decoder {
 
 // DecodeJSON decodes one JSON object.
 func (d *Decoder) DecodeJSON(line []byte) (Event, error) {
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 || line[0] != '{' {
+		var x any
+		if err := json.Unmarshal(line, &x); err != nil {
+			return Event{}, jsonSyntax(err)
+		}
+		return Event{}, fmt.Errorf("an event is a JSON object such as {%q: ..., %q: ...}, not %s", d.key, d.src.Timestamp, jsonKind(line))
+	}
 	var m map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.UseNumber()
 	if err := dec.Decode(&m); err != nil {
-		return Event{}, fmt.Errorf("not a JSON object: %v", err)
+		return Event{}, jsonSyntax(err)
 	}
-	if m == nil {
-		return Event{}, errors.New("not a JSON object")
+	if dec.InputOffset() < int64(len(line)) {
+		return Event{}, fmt.Errorf("more after the event's object (byte %d): one event per line", dec.InputOffset()+1)
+	}
+	// A field the source does not declare would be dropped: refuse the
+	// event instead, naming it, so a misspelled field is seen at once.
+	var unknown []string
+	for name := range m {
+		if _, ok := d.index[name]; !ok && name != d.key && name != d.src.Timestamp {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return Event{}, &UnknownFieldError{Source: d.src.Name, Fields: unknown, Known: d.declared()}
 	}
 	ev := Event{Vals: make([]Value, len(d.index))}
 	raw, ok := m[d.key]
@@ -115,6 +137,62 @@ func (d *Decoder) DecodeJSON(line []byte) (Event, error) {
 		ev.Vals[i] = v
 	}
 	return ev, nil
+}
+
+// UnknownFieldError refuses an event (or a CSV header) with fields its
+// source does not declare.
+type UnknownFieldError struct {
+	Source string
+	Fields []string // the undeclared ones
+	Known  []string // what the source declares, key and timestamp first
+}
+
+func (e *UnknownFieldError) Error() string {
+	q := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		q[i] = strconv.Quote(f)
+	}
+	what := "unknown field " + q[0]
+	if len(q) > 1 {
+		what = "unknown fields " + strings.Join(q, ", ")
+	}
+	return fmt.Sprintf("%s: source %s has %s (declare a field under the source's fields: to keep it)", what, e.Source, strings.Join(e.Known, ", "))
+}
+
+// declared lists the fields an event of the source may have.
+func (d *Decoder) declared() []string {
+	return append([]string{d.key, d.src.Timestamp}, d.src.FieldOrder()...)
+}
+
+// jsonSyntax says where a line stopped being JSON, without the decoder's
+// words for Go types.
+func jsonSyntax(err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("not valid JSON at byte %d: %v", se.Offset, se)
+	}
+	return errors.New("not valid JSON: the line ends before the value does")
+}
+
+// jsonKind names what a JSON value is, for messages.
+func jsonKind(b []byte) string {
+	if len(b) == 0 {
+		return "an empty line"
+	}
+	switch b[0] {
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	if b[0] == '-' || b[0] >= '0' && b[0] <= '9' {
+		return "a number"
+	}
+	return "JSON: " + abbrev(string(b))
 }
 
 func jsonScalar(raw json.RawMessage) (string, error) {
@@ -281,6 +359,16 @@ func (d *Decoder) readCSV(br *bufio.Reader, ok func(Event) error, bad func(Rejec
 	cols := map[string]int{}
 	for i, h := range header {
 		cols[strings.TrimSpace(h)] = i
+	}
+	var unknown []string
+	for _, h := range header {
+		h = strings.TrimSpace(h)
+		if _, ok := d.index[h]; !ok && h != d.key && h != d.src.Timestamp {
+			unknown = append(unknown, h)
+		}
+	}
+	if len(unknown) > 0 {
+		return &UnknownFieldError{Source: d.src.Name, Fields: unknown, Known: d.declared()}
 	}
 	keyCol, hasKey := cols[d.key]
 	tsCol, hasTS := cols[d.src.Timestamp]

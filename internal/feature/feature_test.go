@@ -73,7 +73,7 @@ func TestParseValid(t *testing.T) {
 func TestParseErrorsNameLineAndField(t *testing.T) {
 	t.Parallel()
 	cases := []struct{ name, yaml, want string }{
-		{"unknown key", strings.Replace(defsYAML, "    window: 1h\n", "    window: 1h\n    windwo: 2h\n", 1), `f.yaml:14:5: unknown field "windwo"`},
+		{"unknown key", strings.Replace(defsYAML, "    window: 1h\n", "    window: 1h\n    windwo: 2h\n", 1), `f.yaml:14:5: features[0].windwo: unknown field "windwo"`},
 		{"bad aggregate", strings.Replace(defsYAML, "aggregate: count", "aggregate: median", 1), `f.yaml:12:16: features[0].aggregate: "median": use one of`},
 		{"unknown source", strings.Replace(defsYAML, "    source: plays\n    aggregate: count", "    source: views\n    aggregate: count", 1), `features[0].source: unknown source "views"`},
 		{"bad window", strings.Replace(defsYAML, "window: 1h", "window: soon", 1), `f.yaml:13:13: features[0].window: not a duration`},
@@ -394,7 +394,7 @@ not json
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"line":2`, `missing key field \"user_id\"`, `"line":3`, `neither RFC 3339 nor unix seconds`, `"line":4`, `field \"x\": want a number`, `"line":5`, `not a JSON object`} {
+	for _, want := range []string{`"line":2`, `missing key field \"user_id\"`, `"line":3`, `neither RFC 3339 nor unix seconds`, `"line":4`, `field \"x\": want a number`, `"line":5`, `not valid JSON at byte 2`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("dead letters lack %s:\n%s", want, b)
 		}

@@ -2,6 +2,7 @@ package feature
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/baton-ml/baton/internal/dur"
 	"github.com/baton-ml/baton/internal/flow"
 )
 
@@ -480,6 +482,40 @@ type Stale struct {
 	Age      time.Duration `json:"age"`
 	Breached bool          `json:"breached"`
 	Signal   bool          `json:"signal"`
+}
+
+// staleJSON is how the API writes a Stale: durations as "1s" or "7d", and
+// no age when the source has had no event.
+type staleJSON struct {
+	Feature  string        `json:"feature"`
+	Source   string        `json:"source"`
+	SLA      dur.Duration  `json:"sla"`
+	Age      *dur.Duration `json:"age,omitempty"`
+	Breached bool          `json:"breached"`
+	Signal   bool          `json:"signal"`
+}
+
+// MarshalJSON writes durations readably ("sla": "1s", not nanoseconds).
+func (s Stale) MarshalJSON() ([]byte, error) {
+	j := staleJSON{Feature: s.Feature, Source: s.Source, SLA: dur.Duration(s.SLA), Breached: s.Breached, Signal: s.Signal}
+	if s.Age >= 0 {
+		a := dur.Duration(s.Age)
+		j.Age = &a
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *Stale) UnmarshalJSON(b []byte) error {
+	var j staleJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*s = Stale{Feature: j.Feature, Source: j.Source, SLA: j.SLA.D(), Age: -1, Breached: j.Breached, Signal: j.Signal}
+	if j.Age != nil {
+		s.Age = j.Age.D()
+	}
+	return nil
 }
 
 // logGrew says whether a log holds anything beyond p (a stat, no reading).

@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/baton-ml/baton/internal/dur"
 )
 
 // Flow is a validated flow definition. It is plain data: it marshals to the
@@ -233,7 +235,10 @@ type SignalParam struct {
 	Required bool      `json:"required,omitempty"`
 }
 
-// Duration is a time.Duration that marshals as a Go duration string.
+// Duration is a time.Duration that marshals as a Go duration string
+// ("1m0s"). It reads every form dur.Parse reads ("7d" too); it keeps Go's
+// form when written because a flow version is identified by the digest of
+// its JSON, and a new form would make every stored flow "changed".
 type Duration time.Duration
 
 // MarshalJSON writes the duration as a string such as "1m30s".
@@ -247,7 +252,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("duration must be a string such as \"30s\": %w", err)
 	}
-	v, err := time.ParseDuration(s)
+	v, err := dur.Parse(s)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/baton-ml/baton/internal/dur"
 )
 
 // Check is an extra rule a caller applies, e.g. signal names against
@@ -292,9 +293,9 @@ func (d *decoder) boolean(v *value, path string) (bool, bool) {
 func (d *decoder) duration(v *value, path string) (Duration, bool) {
 	switch v.kind {
 	case stringKind:
-		t, err := time.ParseDuration(v.text)
+		t, err := dur.Parse(v.text)
 		if err != nil {
-			d.fail(v.pos, path, "%q is not a duration: write a number with a unit, such as \"30s\", \"5m\" or \"1h30m\"", v.text)
+			d.fail(v.pos, path, "%q is not a duration: write a number with a unit, such as \"30s\", \"5m\", \"1h30m\" or \"7d\"", v.text)
 			return 0, false
 		}
 		return Duration(t), true

@@ -2,10 +2,11 @@ package flow
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/baton-ml/baton/internal/dur"
 )
 
 // UnmarshalYAML reads a Go duration string ("50ms", "5m") for documents
@@ -15,9 +16,9 @@ func (d *Duration) UnmarshalYAML(b []byte) error {
 	if err := yaml.Unmarshal(b, &s); err != nil {
 		return err
 	}
-	v, err := time.ParseDuration(s)
+	v, err := dur.Parse(s)
 	if err != nil {
-		return fmt.Errorf("%q is not a duration such as 50ms, 5m or 1h", s)
+		return err
 	}
 	*d = Duration(v)
 	return nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/baton-ml/baton/internal/feature"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -84,8 +85,21 @@ func newFixture(t *testing.T) *fixture {
 	f.clk.ns.Store(time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC).UnixNano())
 	f.svc = New(Deps{Store: st, Blobs: blobs, Features: staticFeatures{}, Now: f.clk.now, Publish: f.pub.publish})
 	t.Cleanup(func() { f.svc.Close(); blobs.Close(); st.Close() })
+	// The endpoints read feature x: it must be in the catalog to apply.
+	defs, err := feature.Parse("features.yaml", []byte(fixtureFeatures))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := feature.Apply(ctx, st, "features.yaml", defs); err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
+
+const fixtureFeatures = `entities: [{name: member, key: member_id}]
+sources: [{name: plays, entity: member, timestamp: ts, fields: {minutes: float}}]
+features: [{name: x, source: plays, aggregate: count, window: 1h}]
+`
 
 // version registers a model version whose artifact is spec, moved to state.
 func (f *fixture) version(t *testing.T, model string, spec any, state ...string) int {
@@ -184,7 +198,9 @@ func TestEveryPath(t *testing.T) {
 			t.Errorf("%s: fallback not recorded: %+v", c.mode, r)
 		}
 	}
-	// No production version: the static fallback of a fresh endpoint.
+	// No production version (one registered, not promoted): the static
+	// fallback of a fresh endpoint.
+	f.version(t, "nothing", logistic(0))
 	f.endpoint(t, Endpoint{Name: "empty", Model: "nothing", Fallback: Fallback{Static: 0.0}})
 	r, err := f.svc.Predict(ctx, "empty", Request{Key: "m1"})
 	if err != nil || r.Path != PathFallback || r.Reason != ReasonNoModel || r.Prediction != 0.0 {

@@ -8,17 +8,15 @@
 package serve
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/baton-ml/baton/internal/canary"
+	"github.com/baton-ml/baton/internal/dur"
 	"github.com/baton-ml/baton/internal/flow"
-	"github.com/baton-ml/baton/internal/store"
 )
 
 // Endpoint is one serving endpoint.
@@ -66,8 +64,9 @@ type RolloutConfig struct {
 	Judge *canary.Config `json:"judge,omitempty" yaml:"judge"`
 }
 
-// Duration is a Go duration string in YAML and JSON ("50ms", "5m").
-type Duration = flow.Duration
+// Duration is written "50ms", "5m" or "7d" in files and API bodies, and
+// returned in the same form.
+type Duration = dur.Duration
 
 // Defaults.
 var DefaultStages = []float64{1, 5, 25, 50, 100}
@@ -127,38 +126,6 @@ type File struct {
 	Endpoints []Endpoint `yaml:"endpoints"`
 }
 
-// ParseFile reads and validates an endpoints file; errors name the file,
-// line and field (flow.Errors, exit 2).
-func ParseFile(path string) ([]Endpoint, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, flow.Errors{{File: path, Msg: "cannot read the endpoints file: " + err.Error()}}
-	}
-	var f File
-	if err := flow.DecodeStrict(path, data, &f); err != nil {
-		return nil, err
-	}
-	if len(f.Endpoints) == 0 {
-		return nil, flow.Errors{{File: path, Msg: "no endpoints: the file lists them under endpoints:"}}
-	}
-	var errs flow.Errors
-	seen := map[string]bool{}
-	for i, e := range f.Endpoints {
-		for _, pe := range e.Problems(fmt.Sprintf("endpoints[%d]", i)) {
-			pe.File = path
-			errs = append(errs, pe)
-		}
-		if seen[e.Name] {
-			errs = append(errs, &flow.Error{File: path, Field: fmt.Sprintf("endpoints[%d].name", i), Msg: fmt.Sprintf("endpoint %q is declared twice", e.Name)})
-		}
-		seen[e.Name] = true
-	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	return f.Endpoints, nil
-}
-
 // Problems checks an endpoint; each problem names its field under at.
 func (e Endpoint) Problems(at string) flow.Errors {
 	var errs flow.Errors
@@ -172,7 +139,7 @@ func (e Endpoint) Problems(at string) flow.Errors {
 		add(".model", "%q: the registry model that serves", e.Model)
 	}
 	if e.Timeout < 0 || e.Timeout.D() > time.Minute {
-		add(".timeout", "%s: between 1ms and 1m", e.Timeout.D())
+		add(".timeout", "%s: between 1ms and 1m", e.Timeout)
 	}
 	if e.MinConfidence < 0 || e.MinConfidence > 1 {
 		add(".min_confidence", "%g: between 0 and 1", e.MinConfidence)
@@ -215,30 +182,4 @@ func (e Endpoint) Digest() (string, []byte) {
 type Applied struct {
 	Name    string `json:"name"`
 	Changed bool   `json:"changed"`
-}
-
-// Apply validates every endpoint, then stores them: a bad one stores none.
-func Apply(ctx context.Context, st store.ServeStore, eps []Endpoint) ([]Applied, error) {
-	var errs flow.Errors
-	seen := map[string]bool{}
-	for i, e := range eps {
-		errs = append(errs, e.Problems(fmt.Sprintf("endpoints[%d]", i))...)
-		if seen[e.Name] {
-			errs = append(errs, &flow.Error{Field: fmt.Sprintf("endpoints[%d].name", i), Msg: fmt.Sprintf("endpoint %q is declared twice", e.Name)})
-		}
-		seen[e.Name] = true
-	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	out := make([]Applied, 0, len(eps))
-	for _, e := range eps {
-		dg, b := e.Digest()
-		_, changed, err := st.PutEndpoint(ctx, store.Endpoint{Name: e.Name, Spec: b, Digest: dg})
-		if err != nil {
-			return out, err
-		}
-		out = append(out, Applied{Name: e.Name, Changed: changed})
-	}
-	return out, nil
 }

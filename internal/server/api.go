@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -193,6 +194,20 @@ func decodeJSON(r *http.Request, v any, shape string) error {
 		return fault.Invalidf("", "the body is %s, with nothing after it", shape)
 	}
 	return nil
+}
+
+// readBody reads a whole body within the route's limit, for the documents
+// whose own package decodes them with positions (endpoint and experiment
+// specs, batches of events): one reader, the same limits and errors.
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, jsonErr(err, "a JSON document")
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, &fault.Error{Kind: fault.Invalid, Err: fmt.Errorf("%w: send a JSON document", errEmptyBody)}
+	}
+	return b, nil
 }
 
 // decodeOptional is decodeJSON for a body that may be empty.

@@ -272,11 +272,18 @@ func (s *Server) listExperiments(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) applyExperiments(w http.ResponseWriter, r *http.Request) error {
-	var specs []experiment.Spec
-	if err := decodeJSON(r, &specs, "a JSON array of experiments"); err != nil {
+	body, err := readBody(r)
+	if err != nil {
 		return err
 	}
-	out, err := experiment.Apply(r.Context(), s.st, specs)
+	// Problems name the JSON field: [0].variants[1].model_version.
+	doc, err := experiment.ParseJSON(body)
+	// A document with problems of its own is still checked against the
+	// store, so that every problem is reported at once.
+	if doc == nil {
+		return err
+	}
+	out, err := doc.Apply(r.Context(), s.st)
 	if err != nil {
 		return err
 	}
@@ -361,8 +368,12 @@ func (s *Server) ingestExposures(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var es []store.Exposure
-	if err := decodeJSON(r, &es, `a JSON array of exposures [{"unit", "variant", "at"}]`); err != nil {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	es, err := experiment.DecodeExposuresJSON(body)
+	if err != nil {
 		return err
 	}
 	res, err := experiment.IngestExposures(r.Context(), s.st, l, es, s.opt.Now())
@@ -378,8 +389,12 @@ func (s *Server) ingestExpMetrics(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	var ms []store.MetricEvent
-	if err := decodeJSON(r, &ms, `a JSON array of metric events [{"unit", "metric", "value", "at"}]`); err != nil {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	ms, err := experiment.DecodeMetricsJSON(body)
+	if err != nil {
 		return err
 	}
 	res, err := experiment.IngestMetrics(r.Context(), s.st, l, ms, s.opt.Now())

@@ -131,11 +131,11 @@ func mustJSON(v any) json.RawMessage {
 // event objects, or JSON lines. Bad events are rejected with reasons (and
 // dead-lettered); the rest are accepted.
 func (s *Server) ingestEvents(w http.ResponseWriter, r *http.Request) error {
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(r.Body); err != nil {
-		return err // over the route's limit: 413
+	raw, err := readBody(r)
+	if err != nil {
+		return err
 	}
-	body := bytes.TrimSpace(buf.Bytes())
+	body := bytes.TrimSpace(raw)
 	if len(body) > 0 && body[0] == '[' {
 		// One decoder reads every JSON body; JSON lines go to the feature
 		// decoder as they come.

@@ -97,11 +97,18 @@ func (s *Server) listEndpoints(w http.ResponseWriter, _ *http.Request) error {
 
 // applyEndpoints takes a JSON array of endpoint specs.
 func (s *Server) applyEndpoints(w http.ResponseWriter, r *http.Request) error {
-	var eps []serve.Endpoint
-	if err := decodeJSON(r, &eps, "a JSON array of endpoints"); err != nil {
+	body, err := readBody(r)
+	if err != nil {
 		return err
 	}
-	out, err := serve.Apply(r.Context(), s.st, eps)
+	// Problems name the JSON field: [0].fallback.model.
+	doc, err := serve.ParseJSON(body)
+	// A document with problems of its own is still checked against the
+	// store, so that every problem is reported at once.
+	if doc == nil {
+		return err
+	}
+	out, err := doc.Apply(r.Context(), s.st)
 	if err != nil {
 		return err
 	}
