@@ -78,7 +78,7 @@ func TestShowHugeRunIsBounded(t *testing.T) {
 		!regexp.MustCompile(`\n1/fan/10 +failed +1 `).MatchString(out) {
 		t.Fatalf("no summary line or failed task for step fan:\n%s", out)
 	}
-	for _, want := range []string{ "item 10 is bad", "skipped",
+	for _, want := range []string{"item 10 is bad", "skipped",
 		"step fan: more tasks than listed; next: baton show 1 --step fan --offset 20"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("show output lacks %q:\n%s", want, out)
