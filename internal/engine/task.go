@@ -136,6 +136,9 @@ func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.Ta
 	outDir := sl.out
 	// Whatever the task leaves behind goes before the slot's next task.
 	defer sl.reset()
+	if err := r.params(); err != nil {
+		return failed("write params: %v", err)
+	}
 	in, err := r.inputDir(ctx, s)
 	if err != nil {
 		return failed("prepare inputs: %v", err)
