@@ -23,6 +23,10 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv("BATON_E2E_NO_BUILD") == "1" {
+		// A test re-running this binary for a test that needs no baton.
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "baton-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -452,15 +456,63 @@ func TestCtrlCCancels(t *testing.T) {
 	}
 }
 
+// TestSmokeContract runs the shared spec's smoke script against the binary.
+// Without the spec beside the repository (or python3, which the script
+// uses) it is skipped, except under CI=true, where a missing piece fails
+// the test: CI must check the contract, not quietly pass.
 func TestSmokeContract(t *testing.T) {
 	t.Parallel()
 	smoke := "../../../shared/spec/smoke/smoke.sh"
-	if _, err := os.Stat(smoke); err != nil {
-		t.Skip("the shared spec is not beside the repository:", smoke)
+	if p := os.Getenv("BATON_SMOKE_SCRIPT"); p != "" {
+		smoke = p
+	}
+	if err := smokeReady(smoke); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("the smoke contract cannot run under CI=true: %v", err)
+		}
+		t.Skipf("%v (under CI=true this fails)", err)
 	}
 	out, err := exec.Command(smoke, bin).CombinedOutput()
 	if err != nil {
 		t.Fatalf("smoke: %v\n%s", err, out)
+	}
+}
+
+// smokeReady says what is missing for the smoke script at path to run.
+func smokeReady(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("the shared spec is not beside the repository (%s): %w", path, err)
+	}
+	for _, tool := range []string{"bash", "python3"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("the smoke script needs %s: %w", tool, err)
+		}
+	}
+	return nil
+}
+
+func TestSmokeReady(t *testing.T) {
+	t.Parallel()
+	if err := smokeReady(filepath.Join(t.TempDir(), "smoke.sh")); err == nil || !strings.Contains(err.Error(), "not beside the repository") {
+		t.Fatalf("a missing script: %v", err)
+	}
+	// The guard itself: CI=true turns a missing piece into a failure.
+	for _, env := range [][]string{
+		{"BATON_SMOKE_SCRIPT=" + filepath.Join(t.TempDir(), "smoke.sh")},
+		{"PATH=/nonexistent"},
+	} {
+		run := func(ci string) (string, error) {
+			cmd := exec.Command(os.Args[0], "-test.run", "^TestSmokeContract$", "-test.v")
+			cmd.Env = append(append(os.Environ(), "BATON_E2E_NO_BUILD=1", "CI="+ci), env...)
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+		if out, err := run("true"); err == nil || !strings.Contains(out, "the smoke contract cannot run under CI=true") {
+			t.Fatalf("%v under CI=true: %v\n%s", env, err, out)
+		}
+		if out, err := run(""); err != nil || !strings.Contains(out, "--- SKIP: TestSmokeContract") {
+			t.Fatalf("%v without CI: %v\n%s", env, err, out)
+		}
 	}
 }
 

@@ -584,31 +584,50 @@ func fanout(ctx context.Context, cfg Config) (Result, error) {
 	if err := publish(srv, "fan", 1); err != nil {
 		return Result{}, err
 	}
-	var started, finished time.Duration
-	for {
-		fires, err := sc.st.Fires(ctx, store.FireFilter{SignalID: "fan"})
-		if err != nil {
-			return Result{}, err
-		}
-		if len(fires) == cfg.Fanout {
-			pending, _ := sc.st.Runs(ctx, store.RunFilter{Status: store.RunPending, Limit: cfg.Fanout + 1})
-			running, _ := sc.st.Runs(ctx, store.RunFilter{Status: store.RunRunning, Limit: cfg.Fanout + 1})
-			if len(pending) == 0 && started == 0 {
-				started = time.Since(t0)
-			}
-			if len(pending) == 0 && len(running) == 0 {
-				finished = time.Since(t0)
-				break
-			}
-		}
-		if time.Since(t0) > 10*time.Minute {
-			return Result{}, fmt.Errorf("fan-out did not finish in 10 minutes")
-		}
-		time.Sleep(5 * time.Millisecond)
+	started, finished, err := awaitFanout(ctx, sc.st, "fan", cfg.Fanout, t0, 10*time.Minute)
+	if err != nil {
+		return Result{}, err
 	}
 	return Result{Name: "one signal, many flows", Store: sc.storeName(), Procs: 1, N: cfg.Fanout, Values: map[string]float64{
 		"all_started_s": started.Seconds(), "all_finished_s": finished.Seconds(),
 	}}, nil
+}
+
+// awaitFanout waits until signal id has fired n runs and every run has
+// started, then ended, and says when each happened (since t0). A failed
+// query fails the measurement: read as "nothing pending" it would end the
+// wait early with a figure that measures nothing.
+func awaitFanout(ctx context.Context, st store.Store, id string, n int, t0 time.Time, limit time.Duration) (started, finished time.Duration, err error) {
+	for {
+		fires, err := st.Fires(ctx, store.FireFilter{SignalID: id})
+		if err != nil {
+			return 0, 0, fmt.Errorf("fan-out: firings of signal %s: %w", id, err)
+		}
+		if len(fires) == n {
+			pending, err := st.Runs(ctx, store.RunFilter{Status: store.RunPending, Limit: n + 1})
+			if err != nil {
+				return 0, 0, fmt.Errorf("fan-out: pending runs: %w", err)
+			}
+			running, err := st.Runs(ctx, store.RunFilter{Status: store.RunRunning, Limit: n + 1})
+			if err != nil {
+				return 0, 0, fmt.Errorf("fan-out: running runs: %w", err)
+			}
+			if len(pending) == 0 && started == 0 {
+				started = time.Since(t0)
+			}
+			if len(pending) == 0 && len(running) == 0 {
+				return started, time.Since(t0), nil
+			}
+		}
+		if time.Since(t0) > limit {
+			return 0, 0, fmt.Errorf("fan-out did not finish in %s: %d of %d fired", limit, len(fires), n)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 func pct(d []time.Duration, p float64) time.Duration {

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,7 +35,7 @@ func (f *execFlags) add(cmd *cobra.Command) {
 }
 
 func (a *app) runCmd() *cobra.Command {
-	var params, tags []string
+	var params, paramFiles, tags []string
 	var ef execFlags
 	cmd := &cobra.Command{
 		Use:   "run FILE|FLOW",
@@ -45,6 +47,10 @@ as cancelled); a second Ctrl-C quits at once.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			given, err := parseKV(params, "--param")
+			if err != nil {
+				return err
+			}
+			files, err := parseKV(paramFiles, "--param-file")
 			if err != nil {
 				return err
 			}
@@ -63,10 +69,14 @@ as cancelled); a second Ctrl-C quits at once.`,
 			if err != nil {
 				return err
 			}
+			if err := readParamFiles(fl, given, files); err != nil {
+				return err
+			}
 			resolved, err := fl.ResolveParams(given)
 			if err != nil {
 				return err // flow.Errors: exit 2, names the param
 			}
+			a.noteFileParams(resolved)
 			if parsed != nil {
 				applied, err := catalog.Store(ctx, e.st, []catalog.Parsed{*parsed})
 				if err != nil {
@@ -92,9 +102,52 @@ as cancelled); a second Ctrl-C quits at once.`,
 		},
 	}
 	cmd.Flags().StringArrayVarP(&params, "param", "p", nil, "run parameter `NAME=VALUE` (repeatable)")
+	cmd.Flags().StringArrayVar(&paramFiles, "param-file", nil,
+		"run parameter `NAME=PATH` whose value is the file's content, for values too large for a command line (repeatable)")
 	cmd.Flags().StringArrayVar(&tags, "tag", nil, "tag the run (repeatable)")
 	ef.add(cmd)
 	return cmd
+}
+
+// readParamFiles adds the values of --param-file NAME=PATH to given. A
+// file's content is the value as --param would take it; for a param that
+// is not a string, the whitespace around it (a final newline) is dropped.
+func readParamFiles(fl *flow.Flow, given, files map[string]string) error {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		path := files[name]
+		if _, dup := given[name]; dup {
+			return usageErr("param %s is given with both --param and --param-file: give one", name)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			return usageErr("--param-file %s=%s: %v", name, path, err)
+		}
+		if fi.Size() > flow.MaxParam {
+			return usageErr("--param-file %s=%s: the file is %s, over the %s limit of a param: put the data in a file the flow reads, or in an artifact",
+				name, path, flow.Size(fi.Size()), flow.Size(flow.MaxParam))
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return usageErr("--param-file %s=%s: %v", name, path, err)
+		}
+		v := string(b)
+		if p := fl.Param(name); p != nil && p.Type != flow.String && p.Type != "" {
+			v = strings.TrimSpace(v)
+		}
+		given[name] = v
+	}
+	return nil
+}
+
+// noteFileParams says which params reach shell tasks as a file rather than
+// in the environment, so a task reading $BATON_PARAM_X is not surprised.
+func (a *app) noteFileParams(params map[string]json.RawMessage) {
+	for _, name := range slices.Sorted(maps.Keys(params)) {
+		if v := params[name]; !flow.InEnv(v) {
+			fmt.Fprintf(a.err, "param %s is %s, over the %s an environment variable takes: shell tasks read it from the file named by $BATON_PARAM_FILE_%s (BATON_PARAM_%s is not set)\n",
+				name, flow.Size(int64(len(flow.ParamEnv(v)))), flow.Size(flow.MaxEnvParam), strings.ToUpper(name), strings.ToUpper(name))
+		}
+	}
 }
 
 func (a *app) resumeCmd() *cobra.Command {

@@ -344,7 +344,7 @@ func (a *app) lineageCmd() *cobra.Command {
 			}
 			fmt.Fprintf(a.out, "run %d (%s, %s, %s)\n", l.Run.ID, l.Run.Flow, l.Run.Status, l.Run.Trigger)
 			for _, k := range l.Upstream {
-				fmt.Fprintf(a.out, "  up %d: run %d (%s) -[%s]-> run %d\n", k.Depth, k.From.ID, k.From.Flow, k.Via, k.To.ID)
+				fmt.Fprintf(a.out, "  up %d: %s\n", k.Depth, k.Up())
 			}
 			for _, k := range l.Downstream {
 				fmt.Fprintf(a.out, "  down %d: run %d -[%s]-> run %d (%s, %s)\n", k.Depth, k.From.ID, k.Via, k.To.ID, k.To.Flow, k.To.Status)

@@ -19,14 +19,35 @@ func loadRunView(ctx context.Context, st store.Store, id int64) (view.Run, error
 	return v, notFound(err)
 }
 
+// showOpts are the task-selecting flags of `baton show`.
+type showOpts struct {
+	all           bool
+	step, status  string
+	limit, offset int
+}
+
+// textLimit is how many tasks per step the text view lists by default:
+// enough to see what went wrong, few enough to read.
+const textLimit = 20
+
 func (a *app) showCmd() *cobra.Command {
-	var all bool
+	var so showOpts
 	cmd := &cobra.Command{
 		Use:   "show RUN_ID",
-		Short: "Show a run: its status, params, steps and tasks",
-		Args:  cobra.ExactArgs(1),
+		Short: "Show a run: its status, params, steps (tasks counted by status) and a page of tasks",
+		Long: `Show a run: its status, params, and each step with its tasks counted by status
+and their durations. The text view lists the tasks that did not succeed
+(failed first) and the task of each one-task step, at most 20 per step;
+-o json lists up to 1000 tasks per step in index order. Either way the
+counts cover every task, and tasks_truncated (or a closing hint) says when
+more can be paged with --offset.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseRunID(args[0])
+			if err != nil {
+				return err
+			}
+			o, err := so.options(a.json(), cmd.Flags().Changed("limit"))
 			if err != nil {
 				return err
 			}
@@ -35,19 +56,52 @@ func (a *app) showCmd() *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			if a.json() {
-				return a.showRun(cmd.Context(), e, id)
-			}
-			v, err := loadRunView(cmd.Context(), e.st, id)
+			v, err := view.LoadRunWith(cmd.Context(), e.st, id, o)
 			if err != nil {
-				return err
+				return notFound(err)
 			}
-			a.printRunView(v, all)
+			if a.json() {
+				return a.printJSON(v)
+			}
+			a.printRunView(v, so, o)
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&all, "tasks", false, "list every task (default: only tasks that did not succeed, and steps with one task)")
+	f := cmd.Flags()
+	f.BoolVar(&so.all, "tasks", false, "list tasks of every status (default: those that did not succeed, and one-task steps)")
+	f.StringVar(&so.step, "step", "", "list only this step's tasks")
+	f.StringVar(&so.status, "status", "", "list only tasks with this status (pending, running, succeeded, failed, cancelled, skipped)")
+	f.IntVar(&so.limit, "limit", textLimit, "at most this many tasks per step (default 20; 1000 with --tasks or -o json)")
+	f.IntVar(&so.offset, "offset", 0, "skip this many of the selected tasks of each step (the next page)")
 	return cmd
+}
+
+func (so showOpts) options(json, limitSet bool) (view.Options, error) {
+	o := view.Options{Step: so.step, Offset: so.offset, Limit: so.limit}
+	switch st := store.TaskStatus(so.status); st {
+	case "":
+	case store.TaskPending, store.TaskRunning, store.TaskSucceeded, store.TaskFailed, store.TaskCancelled, store.TaskSkipped:
+		o.Status = st
+	default:
+		return o, usageErr("--status %q: use pending, running, succeeded, failed, cancelled or skipped", so.status)
+	}
+	if so.limit < 0 {
+		return o, usageErr("--limit %d: must be 0 or more", so.limit)
+	}
+	if so.offset < 0 {
+		return o, usageErr("--offset %d: must be 0 or more", so.offset)
+	}
+	if !limitSet && (json || so.all) {
+		o.Limit = view.DefaultLimit
+	}
+	if o.Limit == 0 {
+		o.Limit = -1 // counts only
+	}
+	if !json && !so.all && o.Status == "" {
+		o.Unsucceeded = true
+		o.Single = so.offset == 0 && so.step == ""
+	}
+	return o, nil
 }
 
 func (a *app) showRun(ctx context.Context, e *env, id int64) error {
@@ -58,7 +112,21 @@ func (a *app) showRun(ctx context.Context, e *env, id int64) error {
 	return a.printJSON(v)
 }
 
-func (a *app) printRunView(v view.Run, all bool) {
+func roundSeconds(s float64) string {
+	if s == 0 {
+		return ""
+	}
+	d := time.Duration(s * float64(time.Second))
+	switch {
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+func (a *app) printRunView(v view.Run, so showOpts, o view.Options) {
 	w := a.out
 	fmt.Fprintf(w, "run %d  flow %s v%d  %s\n", v.ID, v.Flow, v.FlowVersion, v.Status)
 	fmt.Fprintf(w, "  trigger: %s", v.Trigger)
@@ -87,34 +155,27 @@ func (a *app) printRunView(v view.Run, all bool) {
 		fmt.Fprintf(w, "  error: %s\n", v.Error)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nSTEP\tSTATUS\tTASKS\tSUCCEEDED\tREUSED\tFAILED\tTOOK")
+	fmt.Fprintln(tw, "\nSTEP\tSTATUS\tTASKS\tSUCCEEDED\tREUSED\tFAILED\tOTHER\tTOOK\tTASK MEAN\tTASK MAX")
 	for _, s := range v.Steps {
-		var ok, reused, bad int
-		for _, t := range s.Tasks {
-			switch {
-			case t.Reused:
-				reused++
-				ok++
-			case t.Status == store.TaskSucceeded:
-				ok++
-			case t.Status == store.TaskFailed:
-				bad++
+		var other []string
+		for _, st := range []store.TaskStatus{store.TaskRunning, store.TaskPending, store.TaskCancelled, store.TaskSkipped} {
+			if n := s.Counts[st]; n > 0 {
+				other = append(other, fmt.Sprintf("%d %s", n, st))
 			}
 		}
 		took := ""
 		if !s.StartedAt.IsZero() && !s.FinishedAt.IsZero() && s.Status != store.TaskPending {
 			took = s.FinishedAt.Sub(s.StartedAt).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", s.Name, s.Status, len(s.Tasks), ok, reused, bad, took)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", s.Name, s.Status, s.TasksTotal, s.Counts[store.TaskSucceeded],
+			s.Reused, s.Counts[store.TaskFailed], strings.Join(other, ", "), took, roundSeconds(s.TaskMeanSeconds), roundSeconds(s.TaskMaxSeconds))
 	}
 	tw.Flush()
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	header := false
+	var more []string
 	for _, s := range v.Steps {
 		for _, t := range s.Tasks {
-			if !all && len(s.Tasks) > 1 && t.Status == store.TaskSucceeded {
-				continue
-			}
 			if !header {
 				fmt.Fprintln(tw, "\nTASK\tSTATUS\tATTEMPTS\tEXIT\tNOTE")
 				header = true
@@ -129,8 +190,35 @@ func (a *app) printRunView(v view.Run, all bool) {
 			}
 			fmt.Fprintf(tw, "%d/%s/%d\t%s\t%d\t%s\t%s\n", v.ID, s.Name, t.Index, t.Status, t.Attempts, exit, note)
 		}
+		if s.TasksTruncated {
+			more = append(more, s.Name)
+		}
 	}
 	tw.Flush()
+	for _, name := range more {
+		var s view.Step
+		for _, x := range v.Steps {
+			if x.Name == name {
+				s = x
+			}
+		}
+		next := []string{"baton show", fmt.Sprint(v.ID), "--step", name}
+		if so.all {
+			next = append(next, "--tasks")
+		}
+		if so.status != "" {
+			next = append(next, "--status", so.status)
+		}
+		if o.Limit > 0 {
+			next = append(next, "--offset", fmt.Sprint(s.TasksOffset+len(s.Tasks)))
+			if o.Limit != textLimit {
+				next = append(next, "--limit", fmt.Sprint(o.Limit))
+			}
+		} else {
+			next = append(next, "--limit", fmt.Sprint(textLimit))
+		}
+		fmt.Fprintf(w, "step %s: more tasks than listed; next: %s\n", name, strings.Join(next, " "))
+	}
 }
 
 // runSummary is one line of `baton runs -o json`.

@@ -292,6 +292,14 @@ type Observer interface {
 	RunFinished(r store.Run)
 }
 
+// Counter is an Observer that also takes a step's task counts. A run
+// dispatched through the queue reports them (read from the store at each
+// look) instead of TaskFinished, since its tasks end in workers that may be
+// other processes.
+type Counter interface {
+	StepCounts(step string, done, total int)
+}
+
 // Load returns the flow version a run executes.
 func Load(ctx context.Context, st store.Store, r store.Run) (*flow.Flow, store.FlowVersion, error) {
 	v, err := st.FlowVersion(ctx, r.Flow, r.FlowVersion)

@@ -187,6 +187,12 @@ func (r *runner) advance() error {
 			if err != nil {
 				return err
 			}
+			if c, ok := r.obs.(Counter); ok {
+				// The tasks end in workers, maybe in other processes:
+				// what the store counts is the progress.
+				c.StepCounts(s.def.Name, p.Counts[store.TaskSucceeded]+p.Counts[store.TaskFailed]+
+					p.Counts[store.TaskCancelled]+p.Counts[store.TaskSkipped], s.n)
+			}
 			if f := p.Failed; f != nil {
 				s.failed = p.Counts[store.TaskFailed]
 				r.fail(fmt.Sprintf("step %s task %d failed after %d attempt(s): %s", s.def.Name, f.Index, f.Attempts, f.Error))

@@ -46,6 +46,9 @@ type runner struct {
 	rerun   map[string]bool
 	baseEnv []string
 	tmp     string
+	// params writes the files of params too large for the environment,
+	// once, before the first shell task.
+	params func() error
 	// contracts check the signals the run's steps publish.
 	contracts signal.Contracts
 	// draining: the engine is handing runs back; launch nothing new.
@@ -199,6 +202,12 @@ func (r *runner) environment() []string {
 	env = append(env, r.e.opt.Env...)
 	env = append(env, "BATON_RUN_ID="+strconv.FormatInt(r.run.ID, 10), "BATON_FLOW="+r.fl.Name)
 	for name, v := range r.run.Params {
+		if !flow.InEnv(v) {
+			// Too large for the environment (exec would fail with
+			// "argument list too long"): the task reads a file.
+			env = append(env, "BATON_PARAM_FILE_"+strings.ToUpper(name)+"="+r.paramFile(name))
+			continue
+		}
 		env = append(env, "BATON_PARAM_"+strings.ToUpper(name)+"="+flow.ParamEnv(v))
 	}
 	return env

@@ -138,6 +138,9 @@ func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.Ta
 	// the slot runs its next task: emptying it here as well cost an open,
 	// a read and a close of the folder per task and caught nothing more.
 	outDir := sl.out
+	if err := r.params(); err != nil {
+		return failed("write params: %v", err)
+	}
 	in, err := r.inputDir(ctx, s)
 	if err != nil {
 		return failed("prepare inputs: %v", err)

@@ -518,6 +518,7 @@ func (e *Engine) newRunner(run store.Run, fl *flow.Flow, dir string, funcs map[s
 		}
 	}
 	r.baseEnv = r.environment()
+	r.params = sync.OnceValue(r.writeParams)
 	for _, s := range fl.TopoOrder() {
 		sr := &stepRun{def: s, status: store.TaskPending, needsLeft: len(s.Needs), foreach: s.Foreach != nil}
 		r.steps = append(r.steps, sr)

@@ -64,11 +64,63 @@ func (f *Flow) ResolveParams(given map[string]string) (map[string]json.RawMessag
 	return out, nil
 }
 
+// MaxParam is the largest value a param takes, in bytes of its canonical
+// JSON: params are stored with the run, shown by `baton show` and copied to
+// every task. Larger data belongs in a file the flow reads or an artifact.
+const MaxParam = 4 << 20
+
+// MaxEnvParam is the largest param value, as a task sees it (ParamEnv),
+// passed in the environment as BATON_PARAM_<NAME>. A larger one reaches
+// shell tasks as a file instead, named by BATON_PARAM_FILE_<NAME>: Linux
+// refuses to start a process with any one environment string over 128 KiB
+// (MAX_ARG_STRLEN), or with all of them over ARG_MAX, and says only
+// "argument list too long".
+const MaxEnvParam = 32 << 10
+
+// InEnv reports whether a param's value reaches shell tasks in the
+// environment (BATON_PARAM_<NAME>) rather than as a file
+// (BATON_PARAM_FILE_<NAME>): whether it is at most MaxEnvParam bytes.
+func InEnv(v json.RawMessage) bool {
+	return len(ParamEnv(v)) <= MaxEnvParam
+}
+
+// checkSize refuses a value over MaxParam.
+func checkSize(v json.RawMessage, err error) (json.RawMessage, error) {
+	if err == nil && len(v) > MaxParam {
+		return nil, tooLarge(len(v))
+	}
+	return v, err
+}
+
+func tooLarge(n int) error {
+	return fmt.Errorf("the value is %s (%d bytes), over the %s (%d bytes) limit of a param: put the data in a file the flow reads, or in an artifact",
+		Size(int64(n)), n, Size(MaxParam), MaxParam)
+}
+
+// Size writes a byte count for a message: 189 KiB, 4 MiB.
+func Size(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return strings.TrimSuffix(strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64), ".0") + " MiB"
+	case n >= 1<<10:
+		return strconv.FormatInt((n+1<<9)>>10, 10) + " KiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
+
 // ParseValue converts the text of a value (a --param k=v value) into
 // canonical JSON of type t: int and float as JSON numbers, bool as true or
 // false, json as the (canonicalized) JSON text itself and string (or an
 // empty type) as a JSON string. The error says why s does not fit.
 func ParseValue(t ParamType, s string) (json.RawMessage, error) {
+	if len(s) > MaxParam {
+		// Not worth parsing: no form of it fits.
+		return nil, tooLarge(len(s))
+	}
+	return checkSize(parseValue(t, s))
+}
+
+func parseValue(t ParamType, s string) (json.RawMessage, error) {
 	switch t {
 	case String, "":
 		return canonicalJSON(s)
@@ -113,6 +165,10 @@ func ParseValue(t ParamType, s string) (json.RawMessage, error) {
 // The error says what was wanted and what came, as in
 // `want an int, got "abc"`.
 func CheckValue(t ParamType, v json.RawMessage) (json.RawMessage, error) {
+	return checkSize(checkValue(t, v))
+}
+
+func checkValue(t ParamType, v json.RawMessage) (json.RawMessage, error) {
 	if len(bytes.TrimSpace(v)) == 0 {
 		return nil, errors.New("no value: want a JSON value")
 	}
@@ -240,6 +296,9 @@ func valueProblem(t ParamType, raw json.RawMessage) string {
 	raw = bytes.TrimSpace(raw)
 	if !json.Valid(raw) {
 		return "is not valid JSON"
+	}
+	if len(raw) > MaxParam {
+		return fmt.Sprintf("the default is %s, over the %s limit of a param", Size(int64(len(raw))), Size(MaxParam))
 	}
 	ok := true
 	want := ""

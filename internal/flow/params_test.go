@@ -76,6 +76,8 @@ func TestResolveParamsErrors(t *testing.T) {
 		{"bool", map[string]string{"req": "1", "b": "yes"}, "params.b", `"yes" is not a bool`},
 		{"json", map[string]string{"req": "1", "j": "{a: 1}"}, "params.j", "is not valid JSON"},
 		{"json trailing", map[string]string{"req": "1", "j": "1 2"}, "params.j", "is not valid JSON"},
+		{"too large", map[string]string{"req": "1", "s": strings.Repeat("x", MaxParam+1)}, "params.s", "the value is 4 MiB (4194305 bytes), over the 4 MiB (4194304 bytes) limit of a param"},
+		{"too large json", map[string]string{"req": "1", "j": `["` + strings.Repeat("x", MaxParam) + `"]`}, "params.j", "limit of a param"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := f.ResolveParams(tc.given)
@@ -110,6 +112,30 @@ func TestResolveParamsValuesPassValidate(t *testing.T) {
 	for _, p := range f.Params {
 		if m := valueProblem(p.Type, got[p.Name]); m != "" {
 			t.Errorf("%s = %s: %s", p.Name, got[p.Name], m)
+		}
+	}
+}
+
+// A value too large for the environment is still a param: it reaches
+// shell tasks as a file. Only values over MaxParam are refused.
+func TestParamSizes(t *testing.T) {
+	f := paramsFlow(t)
+	big := `{"rows":"` + strings.Repeat("x", 189<<10) + `"}`
+	got, err := f.ResolveParams(map[string]string{"req": "1", "j": big})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if InEnv(got["j"]) || !InEnv(got["s"]) || !InEnv(json.RawMessage(`"`+strings.Repeat("y", MaxEnvParam)+`"`)) ||
+		InEnv(json.RawMessage(`"`+strings.Repeat("y", MaxEnvParam+1)+`"`)) {
+		t.Fatal("InEnv draws the line at the wrong place")
+	}
+	if _, err := CheckValue(String, json.RawMessage(`"`+strings.Repeat("y", MaxParam)+`"`)); err == nil ||
+		!strings.Contains(err.Error(), "(4194304 bytes) limit") {
+		t.Fatalf("CheckValue of a huge string: %v", err)
+	}
+	for n, want := range map[int64]string{5: "5 bytes", 189 << 10: "189 KiB", 4 << 20: "4 MiB", 5<<20 + 1<<19: "5.5 MiB"} {
+		if got := Size(n); got != want {
+			t.Errorf("Size(%d) = %q, want %q", n, got, want)
 		}
 	}
 }

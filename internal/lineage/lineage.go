@@ -9,6 +9,7 @@ package lineage
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -342,16 +343,41 @@ type RunRef struct {
 }
 
 // Link is one step of a chain: run From led to run To, through a signal
-// (Signal set) or on_finish.
+// (Signal set) or on_finish. A run started by a signal published outside
+// any run (the CLI, the API) has a link with no From: the signal is where
+// its lineage begins.
 type Link struct {
-	From   RunRef `json:"from"`
+	From   RunRef `json:"from,omitzero"`
 	To     RunRef `json:"to"`
 	Via    string `json:"via"`
 	Signal string `json:"signal_id,omitempty"`
-	Depth  int    `json:"depth"`
+	// SignalName and Source say which signal it was and who published it.
+	SignalName string              `json:"signal,omitempty"`
+	Source     *store.SignalSource `json:"source,omitempty"`
+	Depth      int                 `json:"depth"`
 }
 
 const maxDepth = 50
+
+// Up describes an upstream link for a reader: what started run To.
+func (l Link) Up() string {
+	via := l.Via
+	if l.Signal != "" {
+		via += " " + l.Signal
+	}
+	if l.From.ID == 0 {
+		kind := "unknown publisher"
+		if l.Source != nil {
+			kind = "published by " + l.Source.Kind
+		}
+		return fmt.Sprintf("signal %s %s (%s) -> run %d", l.SignalName, l.Signal, kind, l.To.ID)
+	}
+	at := l.From.Flow
+	if l.Source != nil && l.Source.Step != "" {
+		at += ", step " + l.Source.Step
+	}
+	return fmt.Sprintf("run %d (%s) -[%s]-> run %d", l.From.ID, at, via, l.To.ID)
+}
 
 // OfRun follows run id's triggers up (what started it, and what started
 // that) and down (what it started, recursively).
@@ -373,32 +399,51 @@ func OfRun(ctx context.Context, st store.Store, id int64) (Run, error) {
 		refs[id] = ref(r)
 		return refs[id], nil
 	}
-	via := func(f store.Fire) string {
+	// link describes firing f from run from (zero: none) to run to.
+	link := func(f store.Fire, from, to RunRef, depth int) (Link, error) {
+		l := Link{From: from, To: to, Via: f.Kind, Signal: f.SignalID, Depth: depth}
 		if f.SignalID == "" {
-			return f.Kind
+			return l, nil
 		}
-		if sg, err := st.Signal(ctx, f.SignalID); err == nil {
-			return f.Kind + ":" + sg.Name
+		sg, err := st.Signal(ctx, f.SignalID)
+		if errors.Is(err, store.ErrNotFound) {
+			return l, nil // the firing outlived its signal's record
 		}
-		return f.Kind
+		if err != nil {
+			return l, err
+		}
+		l.Via, l.SignalName, l.Source = f.Kind+":"+sg.Name, sg.Name, &sg.Source
+		return l, nil
 	}
-	// Up: the firing that started each run names its source run.
+	// Up: the firing that started each run names its signal and its
+	// source run; a signal from outside any run ends the chain.
 	cur, seen := id, map[int64]bool{id: true}
 	for depth := 1; depth <= maxDepth; depth++ {
 		fires, err := st.Fires(ctx, store.FireFilter{RunID: cur})
 		if err != nil {
 			return out, err
 		}
-		if len(fires) == 0 || fires[0].SourceRun == 0 || seen[fires[0].SourceRun] {
+		if len(fires) == 0 || seen[fires[0].SourceRun] {
 			break
 		}
 		f := fires[0]
-		from, err := get(f.SourceRun)
+		var from RunRef
+		if f.SourceRun != 0 {
+			if from, err = get(f.SourceRun); err != nil {
+				return out, err
+			}
+		} else if f.SignalID == "" {
+			break // nothing upstream to name
+		}
+		to, _ := get(cur)
+		l, err := link(f, from, to, depth)
 		if err != nil {
 			return out, err
 		}
-		to, _ := get(cur)
-		out.Upstream = append(out.Upstream, Link{From: from, To: to, Via: via(f), Signal: f.SignalID, Depth: depth})
+		out.Upstream = append(out.Upstream, l)
+		if f.SourceRun == 0 {
+			break
+		}
 		seen[f.SourceRun] = true
 		cur = f.SourceRun
 	}
@@ -421,7 +466,11 @@ func OfRun(ctx context.Context, st store.Store, id int64) (Run, error) {
 				if err != nil {
 					return out, err
 				}
-				out.Downstream = append(out.Downstream, Link{From: from, To: to, Via: via(f), Signal: f.SignalID, Depth: depth})
+				l, err := link(f, from, to, depth)
+				if err != nil {
+					return out, err
+				}
+				out.Downstream = append(out.Downstream, l)
 				next = append(next, f.RunID)
 			}
 		}

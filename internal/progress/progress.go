@@ -71,6 +71,14 @@ func (l *Lines) TaskFinished(k store.TaskKey, attempt int, st store.TaskStatus, 
 	}
 }
 
+// StepCounts takes a step's progress as the store counts it (a run whose
+// tasks go through the queue reports no TaskFinished).
+func (l *Lines) StepCounts(step string, done, total int) {
+	if sp := l.steps[step]; sp != nil {
+		sp.done, sp.n = done, total
+	}
+}
+
 func (l *Lines) StepFinished(step string, st store.TaskStatus) {
 	sp := l.steps[step]
 	if sp == nil {
@@ -102,7 +110,9 @@ type Bars struct {
 
 // NewBars draws bars on w, which should be a terminal.
 func NewBars(w io.Writer) *Bars {
-	b := &Bars{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(100*time.Millisecond)),
+	// The caller chose bars for a terminal: draw whatever w is (mpb would
+	// stay blank on anything else, which left the bars untestable).
+	b := &Bars{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(100*time.Millisecond), mpb.WithAutoRefresh()),
 		bars: map[string]*mpb.Bar{}}
 	// Messages print above the bars.
 	b.log = NewLines(b.p)
@@ -135,6 +145,14 @@ func (b *Bars) TaskFinished(k store.TaskKey, attempt int, st store.TaskStatus, m
 	}
 }
 
+// StepCounts moves a step's bar to the count the store holds.
+func (b *Bars) StepCounts(step string, done, total int) {
+	b.log.StepCounts(step, done, total)
+	if bar := b.bars[step]; bar != nil {
+		bar.SetCurrent(int64(done))
+	}
+}
+
 func (b *Bars) StepFinished(step string, st store.TaskStatus) {
 	if bar := b.bars[step]; bar != nil {
 		if st == store.TaskSucceeded {
@@ -159,3 +177,5 @@ func (b *Bars) Close() {
 
 var _ engine.Observer = (*Lines)(nil)
 var _ engine.Observer = (*Bars)(nil)
+var _ engine.Counter = (*Lines)(nil)
+var _ engine.Counter = (*Bars)(nil)

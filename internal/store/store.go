@@ -232,6 +232,37 @@ type ArtifactFilter struct {
 	Index int
 }
 
+// StepCount is the tasks of one step of a run that share a status, counted
+// in the store (TaskCounts) so that a step of a million tasks costs a row,
+// not a million.
+type StepCount struct {
+	Step   string     `json:"step"`
+	Status TaskStatus `json:"status"`
+	Tasks  int        `json:"tasks"`
+	// Reused counts those whose result came from an earlier run.
+	Reused   int `json:"reused"`
+	Attempts int `json:"attempts"`
+	// FirstStarted and LastFinished bound the tasks' times; MaxTook and
+	// SumTook are over the tasks that have both times.
+	FirstStarted time.Time     `json:"first_started,omitzero"`
+	LastFinished time.Time     `json:"last_finished,omitzero"`
+	MaxTook      time.Duration `json:"-"`
+	SumTook      time.Duration `json:"-"`
+	Timed        int           `json:"-"`
+}
+
+// TaskQuery selects a page of the tasks of a step (TaskPage).
+type TaskQuery struct {
+	RunID int64
+	Step  string
+	// Status keeps only tasks with this status; Unsucceeded keeps those
+	// that did not succeed, failed ones first.
+	Status      TaskStatus
+	Unsucceeded bool
+	// Offset skips that many; Limit caps the page (0: no cap).
+	Offset, Limit int
+}
+
 // Batch is a set of state changes applied in one transaction: all of them or
 // none. The engine groups the changes of many tasks into one batch (group
 // commit); each change is still atomic on its own.
@@ -380,6 +411,12 @@ type Store interface {
 	Steps(ctx context.Context, runID int64) ([]Step, error)
 	// Tasks returns the tasks of a step ordered by index.
 	Tasks(ctx context.Context, runID int64, step string) ([]Task, error)
+	// TaskCounts counts the tasks of every step of a run by status, in
+	// the database: memory stays bounded whatever the fan-out.
+	TaskCounts(ctx context.Context, runID int64) ([]StepCount, error)
+	// TaskPage returns a page of a step's tasks ordered by index (failed
+	// first with Unsucceeded).
+	TaskPage(ctx context.Context, q TaskQuery) ([]Task, error)
 	Task(ctx context.Context, k TaskKey) (Task, error)
 	Attempts(ctx context.Context, k TaskKey) ([]Attempt, error)
 	Artifacts(ctx context.Context, f ArtifactFilter) ([]Artifact, error)

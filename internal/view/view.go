@@ -5,6 +5,7 @@ package view
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/baton-ml/baton/internal/artifact"
@@ -19,10 +20,24 @@ type Run struct {
 	Steps []Step `json:"steps"`
 }
 
-// Step is a step of a run with its tasks.
+// Step is a step of a run: its tasks counted by status (in the store, so a
+// step of a million tasks costs a few rows) and one page of its tasks.
 type Step struct {
 	store.Step
-	Tasks []Task `json:"tasks"`
+	// Counts holds the number of tasks in each status, and Reused those
+	// whose result came from an earlier run.
+	Counts map[store.TaskStatus]int `json:"counts"`
+	Reused int                      `json:"reused"`
+	// TaskMeanSeconds and TaskMaxSeconds are over the tasks that ran.
+	TaskMeanSeconds float64 `json:"task_mean_seconds,omitempty"`
+	TaskMaxSeconds  float64 `json:"task_max_seconds,omitempty"`
+	// TasksTotal is how many tasks the step has; Tasks holds those
+	// selected, from TasksOffset on, and TasksTruncated says that more
+	// were selected than the page holds (ask again with a higher offset).
+	TasksTotal     int    `json:"tasks_total"`
+	TasksOffset    int    `json:"tasks_offset,omitempty"`
+	TasksTruncated bool   `json:"tasks_truncated"`
+	Tasks          []Task `json:"tasks"`
 }
 
 // Task is one task as shown.
@@ -38,9 +53,38 @@ type Task struct {
 	Error      string           `json:"error,omitempty"`
 }
 
+// DefaultLimit is how many tasks of a step LoadRun lists when not told:
+// every task of an ordinary run, a bounded page of a huge one.
+const DefaultLimit = 1000
+
+// Options choose which tasks LoadRunWith lists; the counts cover every
+// task whatever they say.
+type Options struct {
+	// Step, if set, lists only that step's tasks (the others are counted).
+	Step string
+	// Status keeps tasks with that status; Unsucceeded those that did not
+	// succeed, failed ones first.
+	Status      store.TaskStatus
+	Unsucceeded bool
+	// Offset skips that many selected tasks of each step; Limit caps how
+	// many are listed per step (0: DefaultLimit; negative: none).
+	Offset, Limit int
+	// Single lists the task of every one-task step even when it is not
+	// selected (the text view shows them).
+	Single bool
+}
+
 // LoadRun reads run id with every step (in the flow's order, including
-// those that never started) and task.
+// those that never started), each with its counts and up to DefaultLimit
+// tasks.
 func LoadRun(ctx context.Context, st store.Store, id int64) (Run, error) {
+	return LoadRunWith(ctx, st, id, Options{})
+}
+
+// LoadRunWith reads run id with every step, its counts and the tasks o
+// selects. Memory is bounded by the steps and the page, never by the
+// number of tasks.
+func LoadRunWith(ctx context.Context, st store.Store, id int64, o Options) (Run, error) {
 	r, err := st.Run(ctx, id)
 	if err != nil {
 		return Run{}, err
@@ -58,16 +102,62 @@ func LoadRun(ctx context.Context, st store.Store, id int64) (Run, error) {
 	if err != nil {
 		return v, err
 	}
+	counts, err := st.TaskCounts(ctx, id)
+	if err != nil {
+		return v, err
+	}
+	if o.Step != "" && fl.Step(o.Step) == nil {
+		return v, fmt.Errorf("step %q: run %d of flow %s has no such step: %w", o.Step, id, r.Flow, store.ErrNotFound)
+	}
+	limit := o.Limit
+	if limit == 0 {
+		limit = DefaultLimit
+	}
 	for _, fs := range fl.TopoOrder() {
 		s, ok := byName[fs.Name]
 		if !ok {
 			s = store.Step{RunID: id, Name: fs.Name, Status: store.TaskPending, Foreach: fs.Foreach != nil}
 		}
-		sv := Step{Step: s, Tasks: []Task{}}
-		tasks, err := st.Tasks(ctx, id, s.Name)
+		sv := Step{Step: s, Counts: map[store.TaskStatus]int{}, Tasks: []Task{}, TasksOffset: max(o.Offset, 0)}
+		var took, most time.Duration
+		var timed int
+		for _, c := range counts {
+			if c.Step != s.Name {
+				continue
+			}
+			sv.Counts[c.Status] += c.Tasks
+			sv.TasksTotal += c.Tasks
+			sv.Reused += c.Reused
+			took += c.SumTook
+			timed += c.Timed
+			most = max(most, c.MaxTook)
+		}
+		if timed > 0 {
+			sv.TaskMeanSeconds = (took / time.Duration(timed)).Seconds()
+			sv.TaskMaxSeconds = most.Seconds()
+		}
+		selected := sv.TasksTotal
+		switch {
+		case o.Status != "":
+			selected = sv.Counts[o.Status]
+		case o.Unsucceeded:
+			selected -= sv.Counts[store.TaskSucceeded]
+		}
+		q := store.TaskQuery{RunID: id, Step: s.Name, Status: o.Status, Unsucceeded: o.Unsucceeded, Offset: sv.TasksOffset, Limit: limit}
+		if o.Single && sv.TasksTotal == 1 && o.Status == "" {
+			q.Unsucceeded, q.Offset, selected = false, 0, 1
+		}
+		skip := (o.Step != "" && o.Step != s.Name) || limit < 0
+		if skip || selected <= q.Offset {
+			sv.TasksTruncated = skip && selected > 0
+			v.Steps = append(v.Steps, sv)
+			continue
+		}
+		tasks, err := st.TaskPage(ctx, q)
 		if err != nil {
 			return v, err
 		}
+		sv.TasksTruncated = q.Offset+len(tasks) < selected
 		for _, t := range tasks {
 			tv := Task{Index: t.Index, Status: t.Status, Attempts: t.Attempts, Reused: t.Reused(),
 				StartedAt: t.StartedAt, FinishedAt: t.FinishedAt, ExitCode: t.ExitCode, Error: t.Error}

@@ -725,6 +725,73 @@ func (s *Store) Tasks(ctx context.Context, runID int64, step string) ([]store.Ta
 	return out, rows.Err()
 }
 
+// TaskCounts implements store.Store.
+func (s *Store) TaskCounts(ctx context.Context, runID int64) ([]store.StepCount, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT step, status, COUNT(*),
+		CAST(SUM(CASE WHEN reused_run <> 0 THEN 1 ELSE 0 END) AS BIGINT), CAST(SUM(attempts) AS BIGINT),
+		MIN(CASE WHEN started_at > 0 THEN started_at END), MAX(finished_at),
+		MAX(CASE WHEN started_at > 0 AND finished_at >= started_at THEN finished_at - started_at END),
+		CAST(SUM(CASE WHEN started_at > 0 AND finished_at >= started_at THEN finished_at - started_at ELSE 0 END) AS BIGINT),
+		CAST(SUM(CASE WHEN started_at > 0 AND finished_at >= started_at THEN 1 ELSE 0 END) AS BIGINT)
+		FROM tasks WHERE run_id = $1 GROUP BY step, status ORDER BY step, status`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("count tasks of run %d: %w", runID, err)
+	}
+	defer rows.Close()
+	var out []store.StepCount
+	for rows.Next() {
+		var c store.StepCount
+		var first, maxTook sql.NullInt64
+		var last, sumTook int64
+		if err := rows.Scan(&c.Step, &c.Status, &c.Tasks, &c.Reused, &c.Attempts, &first, &last, &maxTook, &sumTook,
+			&c.Timed); err != nil {
+			return nil, fmt.Errorf("count tasks of run %d: %w", runID, err)
+		}
+		c.FirstStarted, c.LastFinished = fromMicros(first.Int64), fromMicros(last)
+		c.MaxTook, c.SumTook = time.Duration(maxTook.Int64)*time.Microsecond, time.Duration(sumTook)*time.Microsecond
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// TaskPage implements store.Store.
+func (s *Store) TaskPage(ctx context.Context, q store.TaskQuery) ([]store.Task, error) {
+	where, order := ``, `idx`
+	args := []any{q.RunID, q.Step}
+	switch {
+	case q.Status != "":
+		args = append(args, q.Status)
+		where = fmt.Sprintf(` AND status = $%d`, len(args))
+	case q.Unsucceeded:
+		// The tasks_unfinished index holds exactly these rows.
+		where = ` AND status <> 'succeeded'`
+		order = `CASE WHEN status = 'failed' THEN 0 ELSE 1 END, idx`
+	}
+	// SQLite needs a LIMIT to take an OFFSET, and PostgreSQL refuses a
+	// negative one: no cap is a cap no step reaches.
+	limit := int64(1) << 62
+	if q.Limit > 0 {
+		limit = int64(q.Limit)
+	}
+	args = append(args, limit, max(q.Offset, 0))
+	page := fmt.Sprintf(` LIMIT $%d OFFSET $%d`, len(args)-1, len(args))
+	rows, err := s.r.QueryContext(ctx, `SELECT `+taskCols+` FROM tasks WHERE run_id = $1 AND step = $2`+where+
+		` ORDER BY `+order+page, args...)
+	if err != nil {
+		return nil, fmt.Errorf("tasks of %d/%s: %w", q.RunID, q.Step, err)
+	}
+	defer rows.Close()
+	out := []store.Task{}
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, fmt.Errorf("tasks of %d/%s: %w", q.RunID, q.Step, err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
 // Task implements store.Store.
 func (s *Store) Task(ctx context.Context, k store.TaskKey) (store.Task, error) {
 	t, err := scanTask(s.r.QueryRowContext(ctx, `SELECT `+taskCols+` FROM tasks

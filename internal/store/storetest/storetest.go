@@ -33,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 		"ConcurrentApply":       testConcurrentApply,
 		"NotFound":              testNotFound,
 		"LargeFanOut":           testLargeFanOut,
+		"TaskCountsAndPages":    testTaskCounts,
 		"FinishReleasesLease":   testFinish,
 		"EndPending":            testEndPending,
 		"SignalsAndContracts":   testSignals,
@@ -484,6 +485,73 @@ func testLargeFanOut(t *testing.T, s store.Store) {
 	tasks, err := s.Tasks(c, r.ID, "big")
 	if err != nil || len(tasks) != n || tasks[n-1].Index != n-1 {
 		t.Fatalf("large fan-out: %d tasks, %v", len(tasks), err)
+	}
+}
+
+// TaskCounts aggregates in the store and TaskPage pages, so showing a run
+// of any size reads a bounded number of rows.
+func testTaskCounts(t *testing.T, s store.Store) {
+	c := ctx(t)
+	r := newRun(t, s, "me")
+	t0 := time.Now().Truncate(time.Microsecond)
+	if err := s.Apply(c, "me", &store.Batch{
+		Steps: []store.StepChange{{RunID: r.ID, Name: "big", Status: store.TaskRunning, Foreach: true, NumTasks: 10, At: t0},
+			{RunID: r.ID, Name: "one", Status: store.TaskRunning, NumTasks: 1, At: t0}},
+		NewTasks: []store.NewTasks{{RunID: r.ID, Step: "big", Count: 10, ReadyAt: t0}, {RunID: r.ID, Step: "one", Count: 1, ReadyAt: t0}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var b store.Batch
+	for i := range 10 {
+		st := store.TaskSucceeded
+		switch i {
+		case 3, 7:
+			st = store.TaskFailed
+		case 8, 9:
+			continue // still pending
+		}
+		b.Tasks = append(b.Tasks, store.TaskChange{TaskKey: store.TaskKey{RunID: r.ID, Step: "big", Index: i}, Status: st,
+			Attempts: 1 + i%2, StartedAt: t0, FinishedAt: t0.Add(time.Duration(i+1) * time.Millisecond)})
+	}
+	if err := s.Apply(c, "me", &b); err != nil {
+		t.Fatal(err)
+	}
+	counts, err := s.TaskCounts(c, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]store.StepCount{}
+	for _, sc := range counts {
+		got[sc.Step+"/"+string(sc.Status)] = sc
+	}
+	ok, bad, pend := got["big/succeeded"], got["big/failed"], got["big/pending"]
+	// Succeeded: 0,1,2,4,5,6 (attempts 1,2,1,1,2,1; took 1,2,3,5,6,7 ms).
+	if len(counts) != 4 || ok.Tasks != 6 || ok.Attempts != 8 || ok.MaxTook != 7*time.Millisecond || ok.SumTook != 24*time.Millisecond ||
+		ok.Timed != 6 || !ok.FirstStarted.Equal(t0) || !ok.LastFinished.Equal(t0.Add(7*time.Millisecond)) ||
+		bad.Tasks != 2 || pend.Tasks != 2 || pend.Timed != 0 || !pend.FirstStarted.IsZero() || got["one/pending"].Tasks != 1 {
+		t.Fatalf("counts: %+v", counts)
+	}
+	idx := func(ts []store.Task) (out []int) {
+		for _, x := range ts {
+			out = append(out, x.Index)
+		}
+		return out
+	}
+	page, err := s.TaskPage(c, store.TaskQuery{RunID: r.ID, Step: "big", Offset: 2, Limit: 3})
+	if err != nil || fmt.Sprint(idx(page)) != "[2 3 4]" {
+		t.Fatalf("page: %v %v", idx(page), err)
+	}
+	if page, _ := s.TaskPage(c, store.TaskQuery{RunID: r.ID, Step: "big", Offset: 8}); fmt.Sprint(idx(page)) != "[8 9]" {
+		t.Fatalf("page without limit: %v", idx(page))
+	}
+	if page, _ := s.TaskPage(c, store.TaskQuery{RunID: r.ID, Step: "big", Unsucceeded: true}); fmt.Sprint(idx(page)) != "[3 7 8 9]" {
+		t.Fatalf("unsucceeded, failed first: %v", idx(page))
+	}
+	if page, _ := s.TaskPage(c, store.TaskQuery{RunID: r.ID, Step: "big", Status: store.TaskFailed, Offset: 1, Limit: 5}); fmt.Sprint(idx(page)) != "[7]" {
+		t.Fatalf("failed, from the second: %v", idx(page))
+	}
+	if page, err := s.TaskPage(c, store.TaskQuery{RunID: r.ID, Step: "none"}); err != nil || page == nil || len(page) != 0 {
+		t.Fatalf("no such step: %v %v", page, err)
 	}
 }
 
