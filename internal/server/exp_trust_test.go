@@ -40,6 +40,11 @@ func TestTargetedExperimentServes(t *testing.T) {
 	h := newHarness(t, Options{})
 	modelVersion(t, h, "churn", `{"kind":"linear","bias":1,"weights":{"x":0}}`, store.ModelCanary, store.ModelProduction)
 	modelVersion(t, h, "churn", `{"kind":"linear","bias":2,"weights":{"x":0}}`)
+	defs, err := os.ReadFile("../../examples/features/features.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyFeatures(t, h, string(defs)) // the endpoint's features must exist when it is applied
 	eps, err := serve.ParseFile("../../examples/models/endpoints.yaml")
 	if err != nil {
 		t.Fatal(err)
