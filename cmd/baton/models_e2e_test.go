@@ -94,7 +94,7 @@ func applyChecksReferences(t *testing.T, home string) {
 	var st []struct {
 		Endpoint, Model, Fallback string
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st) != 1 || st[0].Model != "churn" || st[0].Fallback != "static 0.1" {
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st) != 1 || st[0].Model != "churn" || st[0].Fallback != "static 0.4" {
 		t.Fatalf("endpoint list without a server: %v %s", err, r.stdout)
 	}
 	exp := writeFile(t, dir, "experiments.yaml", `experiments:

@@ -43,8 +43,8 @@ type Store struct {
 	// linkInputs says LinkFile may hard-link blobs: not when running as
 	// root, whom file modes do not stop from writing to the stored blob.
 	linkInputs bool
-	bucket *blob.Bucket
-	url    string
+	bucket     *blob.Bucket
+	url        string
 	// dir is the bucket's folder when it is local. Moves into it bypass
 	// the bucket: fileblob writes every blob to a new temporary file and
 	// renames it, and creating a file costs ~300µs on this project's
