@@ -9,6 +9,6 @@ run = json.load(sys.stdin)
 tasks = [t for s in run["steps"] if s["name"] == step for t in s.get("tasks") or []]
 ok = sum(1 for t in tasks if t["status"] == "succeeded")
 if run["status"] != "succeeded" or ok != n:
-    sys.exit("baton run %s: %s, %d of %d %s tasks succeeded"
-             % (run["id"], run["status"], ok, n, step))
-print("baton run %s: %d of %d %s tasks succeeded" % (run["id"], ok, n, step))
+    sys.exit("baton: run %s, %d of %d %s tasks succeeded"
+             % (run["status"], ok, n, step))
+print("baton: %d of %d %s tasks succeeded" % (ok, n, step))
