@@ -51,19 +51,11 @@ setup_dir
 build_baton
 if [ -z "$dagu" ]; then
 	[ -f "$src/cmd/main.go" ] || die "$src is not a Dagu checkout (no cmd/main.go)"
-	# The web UI's assets are built by pnpm into this folder, and go:embed
-	# refuses an empty folder; `dagu start` does not use the UI, so a
-	# placeholder is enough to build the command line.
-	assets="$src/internal/service/frontend/assets"
-	if [ -d "$assets" ] && [ -z "$(ls -A "$assets")" ]; then
-		echo "no built UI in $assets: adding placeholder.txt so go:embed builds"
-		echo "placeholder for go:embed; the UI is not built" >"$assets/placeholder.txt"
-	fi
 	echo "building dagu from $src"
 	(cd "$src" && go build -o "$dir/bin/dagu" ./cmd) || die "go build of dagu failed"
 	dagu="$dir/bin/dagu"
 fi
-echo "dagu: $("$dagu" version 2>&1 | head -n 1)"
+echo "dagu: $("$dagu" version 2>&1 | head -n 1) $(git -C "$src" describe --tags --always 2>/dev/null || true) from $src"
 echo "workload: start, $n-item foreach of shell tasks (Dagu: $mode), check ($((n + 2)) tasks), $workers at once; $runs runs each"
 echo
 
@@ -72,7 +64,7 @@ echo
 # the files.
 items_awk='awk -v n='"$n"' '\''BEGIN { printf "["; for (i = 0; i < n; i++) printf "%s\"item-%d\"", (i ? "," : ""), i; print "]" }'\'
 dag() { # dag OUT: the DAG file for one run writing under OUT, on stdout
-	local out=$1
+	local out=$1 i
 	echo "type: graph"
 	echo "max_active_steps: $workers"
 	echo "steps:"
@@ -107,10 +99,10 @@ dag() { # dag OUT: the DAG file for one run writing under OUT, on stdout
 	if [ "$mode" = parallel ]; then
 		echo "---"
 		echo "name: work-item"
-		echo "params:"
-		echo "  - ITEM: \"\""
 		echo "steps:"
-		echo "  - command: printf '%s' \"\${ITEM}\" > $out/work/\${ITEM}.txt"
+		# Dagu hands each item to the child DAG as its first positional
+		# parameter.
+		echo "  - command: printf '%s' \"\$1\" > $out/work/\$1.txt"
 	fi
 }
 
@@ -129,7 +121,7 @@ for i in $(seq 1 "$runs"); do
 	dag "$d/out" >"$d/compare.yaml"
 	timed dagu "$d/log" env DAGU_HOME="$d/home" "$dagu" start "$d/compare.yaml"
 	echo "dagu  run $i: ${last} s"
-	got=$(find "$d/out/work" -type f | wc -l)
+	got=$(find "$d/out/work" -type f -name 'item-*.txt' | wc -l)
 	[ "$got" -eq "$n" ] || die "dagu run $i wrote $got of $n outputs (log: $d/log)"
 	echo "dagu run $i: $got of $n work tasks wrote their output"
 done
