@@ -55,7 +55,7 @@ if [ -z "$dagu" ]; then
 	(cd "$src" && go build -o "$dir/bin/dagu" ./cmd) || die "go build of dagu failed"
 	dagu="$dir/bin/dagu"
 fi
-echo "dagu: $("$dagu" version 2>&1 | head -n 1) $(git -C "$src" describe --tags --always 2>/dev/null || true) from $src"
+echo "dagu: $("$dagu" version 2>&1 | head -n 1)${src:+, $(git -C "$src" describe --tags --always 2>/dev/null || echo 'no git history') from $src}"
 echo "workload: start, $n-item foreach of shell tasks (Dagu: $mode), check ($((n + 2)) tasks), $workers at once; $runs runs each"
 echo
 
