@@ -40,11 +40,8 @@ var ErrCorrupt = errors.New("blob is corrupt")
 
 // Store keeps blobs by digest.
 type Store struct {
-	// linkInputs says LinkFile may hard-link blobs: not when running as
-	// root, whom file modes do not stop from writing to the stored blob.
-	linkInputs bool
-	bucket     *blob.Bucket
-	url        string
+	bucket *blob.Bucket
+	url    string
 	// dir is the bucket's folder when it is local. Moves into it bypass
 	// the bucket: fileblob writes every blob to a new temporary file and
 	// renames it, and creating a file costs ~300µs on this project's
@@ -86,7 +83,7 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open artifact store %q: %w", rawURL, err)
 	}
-	return &Store{bucket: b, url: rawURL, dir: dir, linkInputs: os.Geteuid() != 0}, nil
+	return &Store{bucket: b, url: rawURL, dir: dir}, nil
 }
 
 // Close releases the bucket.
@@ -297,67 +294,6 @@ func (s *Store) WriteFile(ctx context.Context, d, path string, perm os.FileMode)
 		return fmt.Errorf("materialize %s: %w", path, err)
 	}
 	return f.Close()
-}
-
-// LinkFile makes the blob with digest d appear read-only at path, a new
-// name in an existing folder. In a local store the name is a hard link to
-// the stored blob, after its content is checked against d: on the disks
-// baton is measured on, allocating a file's inode (what a copy costs) takes
-// 0.15-2 ms and a link ~30 µs. The stored blob is read-only (0444) and so
-// is the link, being the same file: like the copy it replaces, it must not
-// be written to (a task that forces it writable and writes corrupts the
-// blob, which every later read detects). Elsewhere, or when linking fails
-// (another file system, a file system without links), it is a copy, as
-// WriteFile makes.
-//
-// A process running as root is not held back by a read-only mode: a step
-// that opened its input for writing would change the stored blob, so for
-// root every input is a copy.
-func (s *Store) LinkFile(ctx context.Context, d, path string) error {
-	if s.dir != "" && ValidDigest(d) && s.linkInputs {
-		if err := s.link(d, path); err == nil {
-			return nil
-		} else if errors.Is(err, ErrCorrupt) {
-			return err
-		}
-	}
-	return s.WriteFile(ctx, d, path, 0o444)
-}
-
-// LinkInputs says whether LinkFile may hard-link (the default is yes
-// unless the process runs as root). Tests turn it on to exercise links
-// as root.
-func (s *Store) LinkInputs(on bool) { s.linkInputs = on }
-
-func (s *Store) link(d, path string) error {
-	src := filepath.Join(s.dir, filepath.FromSlash(key(d)))
-	f, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		return fmt.Errorf("blob %s is not a regular file", d)
-	}
-	h := sha256.New()
-	buf := copyBufs.Get().(*[]byte)
-	_, err = io.CopyBuffer(h, struct{ io.Reader }{f}, *buf)
-	copyBufs.Put(buf)
-	if err != nil {
-		return err
-	}
-	if hex.EncodeToString(h.Sum(nil)) != d {
-		return fmt.Errorf("blob %s: %w", d, ErrCorrupt)
-	}
-	if fi.Mode().Perm()&0o222 != 0 {
-		// Blobs written through the bucket keep its mode; a linked one
-		// must be read-only, as the copy it replaces was.
-		if err := f.Chmod(0o444); err != nil {
-			return err
-		}
-	}
-	return os.Link(src, path)
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}

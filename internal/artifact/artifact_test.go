@@ -28,7 +28,6 @@ func stores(t *testing.T) map[string]*artifact.Store {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.LinkInputs(true) // links even as root: what the tests check
 		t.Cleanup(func() { s.Close() })
 		out[name] = s
 	}
@@ -164,78 +163,5 @@ func TestParsePath(t *testing.T) {
 		if _, err := artifact.ParsePath(bad); err == nil {
 			t.Errorf("ParsePath(%q) accepted", bad)
 		}
-	}
-}
-
-// LinkFile gives the blob's content at a new path, read-only: in a local
-// store the stored file itself (a hard link, no copy), elsewhere a copy.
-func TestLinkFile(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	for name, s := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			data := []byte("linked " + name)
-			d, _, err := s.PutBytes(ctx, data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			dst := filepath.Join(t.TempDir(), "in.txt")
-			if err := s.LinkFile(ctx, d, dst); err != nil {
-				t.Fatal(err)
-			}
-			if b, err := os.ReadFile(dst); err != nil || !bytes.Equal(b, data) {
-				t.Fatalf("read back %q, %v", b, err)
-			}
-			fi, err := os.Stat(dst)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fi.Mode().Perm() != 0o444 {
-				t.Errorf("mode %v, want read-only", fi.Mode().Perm())
-			}
-			if name == "mem" {
-				return
-			}
-			blob, err := os.Stat(filepath.Join(strings.TrimPrefix(s.URL(), "file://"), "sha256", d[:2], d))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !os.SameFile(fi, blob) {
-				t.Errorf("the input is a copy, not the stored blob")
-			}
-			if blob.Mode().Perm() != 0o444 {
-				t.Errorf("blob mode %v, want read-only", blob.Mode().Perm())
-			}
-		})
-	}
-}
-
-// A stored blob whose content no longer matches its digest is not handed
-// out by LinkFile: the link checks, as a copy's read does.
-func TestLinkFileRefusesCorruptBlob(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := artifact.Open(ctx, "file://"+dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	s.LinkInputs(true)
-	d, _, err := s.PutBytes(ctx, []byte("original"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, "sha256", d[:2], d)
-	os.Chmod(p, 0o644)
-	if err := os.WriteFile(p, []byte("tampered"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dst := filepath.Join(t.TempDir(), "in.txt")
-	if err := s.LinkFile(ctx, d, dst); !errors.Is(err, artifact.ErrCorrupt) {
-		t.Fatalf("LinkFile of a tampered blob: %v, want ErrCorrupt", err)
-	}
-	if _, err := os.Lstat(dst); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("a tampered blob was handed out at %s (%v)", dst, err)
 	}
 }

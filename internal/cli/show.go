@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/store"
 	"github.com/baton-ml/baton/internal/view"
 )
@@ -144,6 +145,11 @@ func (a *app) printRunView(v view.Run, so showOpts, o view.Options) {
 	if len(v.Params) > 0 {
 		var ps []string
 		for k, p := range v.Params {
+			// A summary stays short whatever the params hold: a long
+			// value is cut, with its size and where to read it whole.
+			if len(p) > maxShownParam {
+				p = append(p[:maxShownParam:maxShownParam], fmt.Sprintf("… (%s; baton show -o json has it whole)", flow.Size(int64(len(p))))...)
+			}
 			ps = append(ps, k+"="+string(p))
 		}
 		fmt.Fprintf(w, "  params: %s\n", strings.Join(slices.Sorted(slices.Values(ps)), " "))
@@ -282,3 +288,6 @@ func (a *app) runsCmd() *cobra.Command {
 	cmd.Flags().IntVar(&f.Limit, "limit", 50, "at most this many runs")
 	return cmd
 }
+
+// maxShownParam is how much of a param's value the text summary shows.
+const maxShownParam = 200

@@ -234,3 +234,38 @@ func TestShowFlags(t *testing.T) {
 		}
 	}
 }
+
+// A large param is cut in the text summary, with its size; -o json keeps
+// it whole.
+func TestShowCutsLongParams(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	h, err := home.Resolve(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := h.OpenStore(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flow.Flow{Name: "p", Params: []flow.Param{{Name: "names", Type: flow.JSON}}, Steps: []flow.Step{{Name: "a", Run: "true"}}}
+	spec, _ := json.Marshal(fl)
+	v, _, err := st.PutFlowVersion(ctx, store.FlowVersion{Flow: "p", Digest: "d", Spec: spec, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, _ := json.Marshal(strings.Repeat("x", 200_000))
+	if _, err := st.CreateRun(ctx, store.NewRun{Flow: "p", FlowVersion: v.Version, Trigger: store.TriggerManual,
+		Params: map[string]json.RawMessage{"names": big}}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	code, out, _ := runShow(t, dir, "1")
+	if code != 0 || len(out) > 2000 || !strings.Contains(out, "(195 KiB; baton show -o json has it whole)") {
+		t.Fatalf("show: exit %d, %d bytes:\n%.3000s", code, len(out), out)
+	}
+	code, out, _ = runShow(t, dir, "1", "-o", "json")
+	if code != 0 || !strings.Contains(out, string(big)) {
+		t.Fatalf("show -o json lost the param (exit %d, %d bytes)", code, len(out))
+	}
+}

@@ -594,15 +594,13 @@ func TestSDKStepNeedsFuncs(t *testing.T) {
 	}
 }
 
-// A join's inputs from a local store are the stored blobs themselves, hard
-// linked (no new file per input), read-only, with the documented layout,
-// and they are removed with the run's scratch folder even when a task
-// added files next to them.
-func TestInputsAreReadOnlyLinksToBlobs(t *testing.T) {
+// A join's inputs are read-only copies with the documented layout, and
+// they are removed with the run's scratch folder even when a task added
+// files next to them.
+func TestInputsAreReadOnlyCopies(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, engine.Options{})
-	e.blobs.LinkInputs(true) // as root too (see TestRootInputsAreCopies)
-	f := &flow.Flow{Name: "links", Steps: []flow.Step{
+	f := &flow.Flow{Name: "inputs", Steps: []flow.Step{
 		{Name: "work", Foreach: &flow.Foreach{Items: []json.RawMessage{str("a"), str("b"), str("c")}},
 			Run: `printf '%s' "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/out.txt"`},
 		{Name: "join", Needs: []string{"work"}, Run: `for i in 0 1 2; do
@@ -615,8 +613,8 @@ touch "$BATON_INPUT_DIR/work/0/extra"; mkdir -p "$BATON_INPUT_DIR/new/sub"`},
 	if r.Status != store.RunSucceeded {
 		t.Fatalf("run %s: %s", r.Status, r.Error)
 	}
-	// Content, then link count (2: the blob and the input), then mode.
-	want := "a 2 -r--r--r--\nb 2 -r--r--r--\nc 2 -r--r--r--\n"
+	// Content, then link count (1: a file of its own), then mode.
+	want := "a 1 -r--r--r--\nb 1 -r--r--r--\nc 1 -r--r--r--\n"
 	if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "join"}, "seen.txt"); got != want {
 		t.Errorf("the join saw\n%s, want\n%s", got, want)
 	}
@@ -691,26 +689,25 @@ printf '%s' "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/v"`},
 	}
 }
 
-// As root a read-only mode stops nobody, so inputs are copies: a step that
-// writes into its input changes its copy, never the stored artifact.
-func TestRootInputsAreCopies(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: only root ignores the inputs' read-only mode")
-	}
+// A step that forces its input writable and writes into it changes its
+// copy, never the stored artifact (which other runs share by content):
+// for root, whom the read-only mode does not stop, and for anyone who
+// owns the file and can chmod it.
+func TestInputsCannotChangeArtifacts(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, engine.Options{})
 	f := &flow.Flow{Name: "scribble", Steps: []flow.Step{
 		{Name: "work", Run: `printf original > "$BATON_OUTPUT_DIR/out.txt"`},
-		{Name: "join", Needs: []string{"work"}, Run: `printf ' scribbled' >> "$BATON_INPUT_DIR/work/out.txt"; ls -ln "$BATON_INPUT_DIR/work/out.txt" | awk '{print $2}' > "$BATON_OUTPUT_DIR/links.txt"`},
+		{Name: "join", Needs: []string{"work"}, Run: `f="$BATON_INPUT_DIR/work/out.txt"; chmod u+w "$f"; printf ' scribbled' >> "$f"; cat "$f" > "$BATON_OUTPUT_DIR/seen.txt"`},
 	}}
 	r := e.run(t, f, nil, engine.ExecOptions{})
 	if r.Status != store.RunSucceeded {
 		t.Fatalf("run %s: %s", r.Status, r.Error)
 	}
+	if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "join"}, "seen.txt"); got != "original scribbled" {
+		t.Fatalf("the step's own copy reads %q", got)
+	}
 	if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "work"}, "out.txt"); got != "original" {
 		t.Fatalf("the stored artifact now reads %q", got)
-	}
-	if got := strings.TrimSpace(e.artifact(t, store.TaskKey{RunID: r.ID, Step: "join"}, "links.txt")); got != "1" {
-		t.Fatalf("the input had %s links, want 1 (a copy)", got)
 	}
 }

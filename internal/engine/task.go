@@ -306,7 +306,7 @@ func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
 				if in.err = in.mkdirs(made, filepath.Dir(dst)); in.err != nil {
 					return
 				}
-				if in.err = r.e.blobs.LinkFile(ctx, a.Digest, dst); in.err != nil {
+				if in.err = r.e.blobs.WriteFile(ctx, a.Digest, dst, 0o444); in.err != nil {
 					return
 				}
 				in.files = append(in.files, dst)

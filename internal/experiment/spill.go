@@ -177,6 +177,13 @@ func (s *Spill[T]) scan(fn func(T) error) (int, int64, error) {
 		sum := binary.LittleEndian.Uint32(b[off+4:])
 		end := off + frame + size
 		if size < 0 || end > len(b) {
+			// A torn append leaves a short record at the very end; a
+			// length damaged in the middle also points past the end, but
+			// whole records follow it.
+			if at := wholeFrameAfter(b, off); at >= 0 {
+				return n, int64(off), fmt.Errorf("%s at byte %d: a record's length points past the end, but a whole record follows at byte %d: %w",
+					s.path, off, at, ErrSpillCorrupt)
+			}
 			break // torn payload at the end
 		}
 		p := b[off+frame : end]
@@ -199,6 +206,22 @@ func (s *Spill[T]) scan(fn func(T) error) (int, int64, error) {
 		off = end
 	}
 	return n, int64(off), nil
+}
+
+// wholeFrameAfter returns the offset of a whole record (length in bounds,
+// checksum matching) that starts after off, or -1.
+func wholeFrameAfter(b []byte, off int) int {
+	for at := off + 1; at+frame <= len(b); at++ {
+		size := int(binary.LittleEndian.Uint32(b[at:]))
+		end := at + frame + size
+		if size <= 0 || end > len(b) {
+			continue
+		}
+		if crc32.Checksum(b[at+frame:end], castagnoli) == binary.LittleEndian.Uint32(b[at+4:]) {
+			return at
+		}
+	}
+	return -1
 }
 
 // syncDir makes a new file's directory entry durable.
