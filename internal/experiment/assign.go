@@ -5,7 +5,9 @@ import (
 	"fmt"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/interpreter"
 )
 
 // Targeting is a compiled targeting condition over a unit's attributes.
@@ -23,7 +25,16 @@ func compileTargeting(expr string) (*Targeting, error) {
 	if ast.OutputType() != cel.BoolType && ast.OutputType() != cel.DynType {
 		return nil, fmt.Errorf("CEL %q yields %s; targeting must yield a bool", expr, ast.OutputType())
 	}
-	prg, err := env.Program(ast, cel.CostLimit(100000))
+	// A condition whose cost does not grow with the attributes (the usual
+	// `attrs.market in [...]`) runs without the per-evaluation cost
+	// tracker, which cost ten times the evaluation itself; one that loops
+	// over request data keeps the limit, so a request cannot make it
+	// expensive.
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	if est, err := env.EstimateCost(ast, unknownSizes{}); err != nil || est.Max > maxTargetingCost {
+		opts = append(opts, cel.CostLimit(maxTargetingCost))
+	}
+	prg, err := env.Program(ast, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -36,7 +47,7 @@ func (t *Targeting) Match(attrs map[string]any) bool {
 	if attrs == nil {
 		attrs = map[string]any{}
 	}
-	v, _, err := t.prg.Eval(map[string]any{"attrs": attrs})
+	v, _, err := t.prg.Eval(attrsActivation{attrs})
 	if err != nil {
 		return false
 	}
@@ -217,3 +228,28 @@ func (a *Assigner) Status() string { return a.status }
 
 // Version is the allocation version.
 func (a *Assigner) Version() int { return a.version }
+
+// maxTargetingCost bounds a targeting condition's CEL cost per evaluation.
+const maxTargetingCost = 100_000
+
+// unknownSizes estimates nothing: a condition over request data of any
+// size then estimates unbounded, and only one over constants is bounded.
+type unknownSizes struct{}
+
+func (unknownSizes) EstimateSize(checker.AstNode) *checker.SizeEstimate { return nil }
+
+func (unknownSizes) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
+}
+
+// attrsActivation hands CEL the one variable without a map per call.
+type attrsActivation struct{ attrs map[string]any }
+
+func (a attrsActivation) ResolveName(name string) (any, bool) {
+	if name == "attrs" {
+		return a.attrs, true
+	}
+	return nil, false
+}
+
+func (a attrsActivation) Parent() interpreter.Activation { return nil }

@@ -369,3 +369,31 @@ func TestAssignWhyOut(t *testing.T) {
 		t.Fatalf("reasons: %v", counts)
 	}
 }
+
+// A condition that loops over request data keeps the cost limit even
+// though constant conditions run without the tracker: a request cannot
+// make targeting expensive. Over 2,000 items the nested loop costs
+// millions and is cut off (no match); over 2 it matches.
+func TestTargetingCostLimitOnRequestData(t *testing.T) {
+	tg, err := compileTargeting(`attrs.l.all(a, attrs.l.all(b, true))`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tg.Match(map[string]any{"l": []any{1, 2}}) {
+		t.Fatal("a small list does not match")
+	}
+	big := make([]any, 2000)
+	for i := range big {
+		big[i] = i
+	}
+	if tg.Match(map[string]any{"l": big}) {
+		t.Fatal("a request's 2,000 items ran a nested loop past the cost limit")
+	}
+	c, err := compileTargeting(`attrs.market in ["US", "CA"]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Match(map[string]any{"market": "CA"}) || c.Match(map[string]any{"market": "DE"}) || c.Match(nil) {
+		t.Fatal("a constant condition decides wrongly")
+	}
+}
