@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -185,7 +186,14 @@ func writeErr(w http.ResponseWriter, code int, err error) {
 // is already bounded by the route's limit. Every handler decodes through
 // here.
 func decodeJSON(r *http.Request, v any, shape string) error {
-	d := json.NewDecoder(r.Body)
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return jsonErr(err, shape)
+	}
+	if err := validUTF8(b); err != nil {
+		return err
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
 		return jsonErr(err, shape)
@@ -207,7 +215,24 @@ func readBody(r *http.Request) ([]byte, error) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil, &fault.Error{Kind: fault.Invalid, Err: fmt.Errorf("%w: send a JSON document", errEmptyBody)}
 	}
-	return b, nil
+	return b, validUTF8(b)
+}
+
+// validUTF8 refuses a body that is not UTF-8: encoding/json would replace
+// the bad bytes, so two different keys could become one.
+func validUTF8(b []byte) error {
+	if utf8.Valid(b) {
+		return nil
+	}
+	at := 0
+	for at < len(b) {
+		r, size := utf8.DecodeRune(b[at:])
+		if r == utf8.RuneError && size <= 1 {
+			break
+		}
+		at += size
+	}
+	return fault.Invalidf("", "the body is not valid UTF-8 (byte %d): send JSON in UTF-8", at)
 }
 
 // decodeOptional is decodeJSON for a body that may be empty.
@@ -459,7 +484,28 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v, err := view.LoadRun(r.Context(), s.st, id)
+	// Each step's tasks come in pages (?step=&status=&offset=&limit=), as
+	// `baton show` pages them: a run of a million tasks answers with its
+	// counts and one page, never everything.
+	q := r.URL.Query()
+	o := view.Options{Step: q.Get("step")}
+	if o.Offset, err = queryInt(r, "offset", 0); err != nil {
+		return err
+	}
+	if o.Limit, err = queryInt(r, "limit", view.DefaultLimit); err != nil {
+		return err
+	}
+	if o.Limit == 0 {
+		o.Limit = -1 // counts only
+	}
+	switch st := store.TaskStatus(q.Get("status")); st {
+	case "":
+	case store.TaskPending, store.TaskRunning, store.TaskSucceeded, store.TaskFailed, store.TaskSkipped, store.TaskCancelled:
+		o.Status = st
+	default:
+		return fault.Invalidf("status", "%q: use pending, running, succeeded, failed, skipped or cancelled", st)
+	}
+	v, err := view.LoadRunWith(r.Context(), s.st, id, o)
 	if err != nil {
 		return err
 	}

@@ -454,3 +454,66 @@ func TestSlowClientCut(t *testing.T) {
 		t.Fatalf("the stalled request was still open after %s", time.Since(start))
 	}
 }
+
+// TestInvalidUTF8Refused: a body that is not UTF-8 is refused, not
+// silently rewritten (two different keys would become one).
+func TestInvalidUTF8Refused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{})
+	applyFeatures(t, h, "entities:\n  - {name: member, key: member_id}\nsources:\n  - {name: plays, entity: member, timestamp: ts, fields: {minutes: float}}\nfeatures:\n  - {name: n, source: plays, aggregate: count, window: 1h}\n")
+	for path, body := range map[string]string{
+		"/api/v1/signals":               "{\"name\": \"labels_ready\", \"params\": {\"date\": \"d\xff\"}}",
+		"/api/v1/features/events/plays": "{\"member_id\": \"m\xfe1\", \"ts\": 1700000000, \"minutes\": 1}\n",
+	} {
+		if r := h.do(t, "POST", path, body, ""); r.code != 400 || !strings.Contains(string(r.body), "UTF-8") {
+			t.Errorf("%s with invalid UTF-8: %d %s", path, r.code, r.body)
+		}
+	}
+	if sigs, _ := h.st.Signals(context.Background(), store.SignalFilter{Name: "labels_ready"}); len(sigs) != 0 {
+		t.Fatalf("a signal with invalid UTF-8 was stored")
+	}
+}
+
+// TestRunPages: GET /api/v1/runs/{id} pages each step's tasks and filters
+// them, with the counts of every task.
+func TestRunPages(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{})
+	h.apply(t, "name: fan\nsteps:\n  - name: start\n    foreach: [0, 1, 2, 3, 4]\n    run: 'test \"$BATON_FOREACH_ITEM\" != 3'\n")
+	r := h.do(t, "POST", "/api/v1/flows/fan/runs", map[string]any{}, "")
+	var run store.Run
+	r.json(t, &run)
+	h.waitRuns(t, "fan", 1)
+	type page struct {
+		Steps []struct {
+			Name       string `json:"name"`
+			TasksTotal int    `json:"tasks_total"`
+			Tasks      []struct {
+				Index  int    `json:"index"`
+				Status string `json:"status"`
+			} `json:"tasks"`
+		} `json:"steps"`
+	}
+	get := func(q string) page {
+		t.Helper()
+		r := h.do(t, "GET", fmt.Sprintf("/api/v1/runs/%d%s", run.ID, q), nil, "")
+		var p page
+		r.json(t, &p)
+		if r.code != 200 || len(p.Steps) != 1 {
+			t.Fatalf("GET run%s: %d %s", q, r.code, r.body)
+		}
+		return p
+	}
+	if p := get(""); len(p.Steps[0].Tasks) != 5 {
+		t.Fatalf("all tasks: %+v", p)
+	}
+	if p := get("?limit=2&offset=1"); len(p.Steps[0].Tasks) != 2 || p.Steps[0].Tasks[0].Index != 1 {
+		t.Fatalf("page: %+v", p)
+	}
+	if p := get("?status=failed"); len(p.Steps[0].Tasks) != 1 || p.Steps[0].Tasks[0].Index != 3 {
+		t.Fatalf("failed tasks: %+v", p)
+	}
+	if r := h.do(t, "GET", fmt.Sprintf("/api/v1/runs/%d?status=broken", run.ID), nil, ""); r.code != 400 {
+		t.Fatalf("bad status: %d %s", r.code, r.body)
+	}
+}
