@@ -711,3 +711,36 @@ func TestInputsCannotChangeArtifacts(t *testing.T) {
 		t.Fatalf("the stored artifact now reads %q", got)
 	}
 }
+
+// A join over a wide foreach gets every input, nested names included,
+// when its folders are filled from several goroutines; and its scratch
+// folder is removed after.
+func TestWideJoinInputs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, engine.Options{})
+	items := make([]json.RawMessage, 300)
+	for i := range items {
+		items[i] = str(fmt.Sprint("i", i))
+	}
+	f := &flow.Flow{Name: "wide", Steps: []flow.Step{
+		{Name: "work", Foreach: &flow.Foreach{Items: items},
+			Run: `mkdir -p "$BATON_OUTPUT_DIR/sub"; printf '%s' "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/a.txt"; printf '%s' "$BATON_FOREACH_INDEX" > "$BATON_OUTPUT_DIR/sub/b.txt"`},
+		{Name: "join", Needs: []string{"work"}, Run: `n=0; i=0
+while [ $i -lt 300 ]; do
+  [ "$(cat "$BATON_INPUT_DIR/work/$i/a.txt")" = "i$i" ] && [ "$(cat "$BATON_INPUT_DIR/work/$i/sub/b.txt")" = "$i" ] && n=$((n+1))
+  i=$((i+1))
+done
+echo $n > "$BATON_OUTPUT_DIR/n.txt"`},
+	}}
+	r := e.run(t, f, nil, engine.ExecOptions{})
+	if r.Status != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.Status, r.Error)
+	}
+	if got := strings.TrimSpace(e.artifact(t, store.TaskKey{RunID: r.ID, Step: "join"}, "n.txt")); got != "300" {
+		t.Fatalf("the join found %s of 300 inputs whole", got)
+	}
+	left, _ := filepath.Glob(filepath.Join(e.dir, "tmp", "slots", "*", "run-"+strconv.FormatInt(r.ID, 10)))
+	if len(left) != 0 {
+		t.Errorf("run scratch folder left behind: %v", left)
+	}
+}
