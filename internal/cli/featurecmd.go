@@ -311,7 +311,7 @@ step's publish: list.`,
 				if contracts, err = signal.Load(ctx, e.st); err != nil {
 					return err
 				}
-				if _, err := contracts.Check(publish, nil); err != nil && strings.Contains(err.Error(), "no contract") {
+				if _, err := contracts.Check(publish, nil); errors.Is(err, signal.ErrNoContract) {
 					return usageErr("--publish %s: %v", publish, err)
 				}
 			}

@@ -145,6 +145,9 @@ type File struct {
 	Experiments []Spec `yaml:"experiments"`
 }
 
+// EntryName names the experiment in a list of them (flow.Entry).
+func (s Spec) EntryName() string { return s.Name }
+
 // Problems checks one experiment; each problem names its field under at.
 func (s Spec) Problems(at string) flow.Errors {
 	var errs flow.Errors
@@ -240,7 +243,7 @@ type Applied struct {
 // new one takes the lowest free range of its size), and stores them. A
 // problem anywhere stores nothing.
 func Apply(ctx context.Context, st Stores, specs []Spec) ([]Applied, error) {
-	return (&Doc{Specs: specs, root: "experiments"}).Apply(ctx, st)
+	return (&Doc{flow.NewApplied(specs, "experiment", "experiments")}).Apply(ctx, st)
 }
 
 // Apply checks the experiments on their own, against the endpoints and
@@ -250,18 +253,11 @@ func Apply(ctx context.Context, st Stores, specs []Spec) ([]Applied, error) {
 func (d *Doc) Apply(ctx context.Context, st Stores) ([]Applied, error) {
 	// Every problem at once: the document's own and its references (a
 	// field that did not decode is not looked up).
-	errs := d.problems()
 	refs, err := d.references(ctx, st)
 	if err != nil {
 		return nil, err
 	}
-	fields := d.failed.Fields()
-	for _, e := range refs {
-		if !flow.Within(e.Field, fields) {
-			errs = append(errs, e)
-		}
-	}
-	if err := d.loc.Place(errs); err != nil {
+	if err := d.Report(refs); err != nil {
 		return nil, err
 	}
 	stored, err := Load(ctx, st)
@@ -272,7 +268,7 @@ func (d *Doc) Apply(ctx context.Context, st Stores) ([]Applied, error) {
 	for _, s := range stored {
 		byName[s.Spec.Name] = s.Spec
 	}
-	specs := slices.Clone(d.Specs)
+	specs := slices.Clone(d.Items)
 	for i := range specs {
 		specs[i] = specs[i].WithDefaults()
 	}
@@ -282,6 +278,7 @@ func (d *Doc) Apply(ctx context.Context, st Stores) ([]Applied, error) {
 		name string
 		r    [2]int
 	}
+	var errs flow.Errors
 	layers := map[string][]taken{}
 	holdouts := map[string]float64{}
 	applying := map[string]bool{}
@@ -296,7 +293,7 @@ func (d *Doc) Apply(ctx context.Context, st Stores) ([]Applied, error) {
 	}
 	for i := range specs {
 		s := &specs[i]
-		at := d.at(i)
+		at := d.At(i)
 		if h, ok := holdouts[s.Layer]; ok && h != s.Holdout {
 			errs = append(errs, &flow.Error{Field: at + ".holdout", Msg: fmt.Sprintf("layer %s has holdout %g; every experiment of a layer has the same", s.Layer, h)})
 			continue
@@ -347,7 +344,7 @@ func (d *Doc) Apply(ctx context.Context, st Stores) ([]Applied, error) {
 		s.Range = want
 		layers[s.Layer] = append(layers[s.Layer], taken{s.Name, want})
 	}
-	if err := d.loc.Place(errs); err != nil {
+	if err := d.Place(errs); err != nil {
 		return nil, err
 	}
 	out := make([]Applied, 0, len(specs))

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 
@@ -21,95 +20,40 @@ type Stores interface {
 	store.ModelStore
 }
 
-// Doc is a decoded set of experiments (a file or an API body) that passed
-// the checks that need no store, with where each field was written.
-type Doc struct {
-	Specs  []Spec
-	loc    *flow.Located
-	root   string      // "experiments" in a file, "" for an API body (a list)
-	failed flow.Errors // what did not decode
-}
+// Doc is a decoded set of experiments (a file or an API body) with where
+// each field was written; Apply adds the checks against the store.
+type Doc struct{ *flow.Applied[Spec] }
 
 // ReadFile reads and checks an experiments file on its own; every problem
 // is reported at once, each as file:line:column: field: message
-// (flow.Errors, exit 2).
+// (flow.Errors, exit 2). The document comes back with its problems, for
+// Apply to add those against the store.
 func ReadFile(path string) (*Doc, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, flow.Errors{{File: path, Msg: "cannot read the experiments file: " + err.Error()}}
+	a, err := flow.ReadApplied(path, "experiment", "experiments", func(f *File) []Spec { return f.Experiments })
+	if a == nil {
+		return nil, err
 	}
-	var f File
-	loc, err := flow.Decode(path, data, &f)
-	d := &Doc{Specs: f.Experiments, loc: loc, root: "experiments"}
-	var failed flow.Errors
-	if err != nil {
-		errors.As(err, &failed)
-	}
-	if err == nil && len(f.Experiments) == 0 {
-		return nil, flow.Errors{{File: path, Line: 1, Column: 1, Msg: "no experiments: the file lists them under experiments:"}}
-	}
-	d.failed = failed
-	return d, d.check()
+	return &Doc{a}, err
 }
 
-// ParseJSON reads an API body: a JSON array of experiments. Problems name
-// the JSON field ("[0].variants[1].model_version") and where in the body
-// it is (body:LINE:COLUMN).
+// ParseJSON reads an API body: a JSON array of experiments. Problems name the
+// JSON field and where in the body it is (body:LINE:COLUMN).
 func ParseJSON(body []byte) (*Doc, error) {
-	var specs []Spec
-	loc, err := flow.Decode("body", body, &specs)
-	d := &Doc{Specs: specs, loc: loc}
-	var failed flow.Errors
-	if err != nil {
-		errors.As(err, &failed)
+	a, err := flow.ParseApplied[Spec](body, "experiment", "experiments")
+	if a == nil {
+		return nil, err
 	}
-	if err == nil && len(specs) == 0 {
-		return nil, flow.Errors{{Msg: "no experiments: the body is a JSON array of experiments"}}
-	}
-	d.failed = failed
-	return d, d.check()
+	return &Doc{a}, err
 }
 
-// ParseFile reads and checks an experiments file on its own (Apply then
-// checks it against what is stored).
+// ParseFile reads and checks an experiments file on its own.
 func ParseFile(path string) ([]Spec, error) {
 	d, err := ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return d.Specs, nil
+	return d.Items, nil
 }
-
-func (d *Doc) at(i int) string {
-	if d.root == "" {
-		return "[" + strconv.Itoa(i) + "]"
-	}
-	return d.root + "[" + strconv.Itoa(i) + "]"
-}
-
-// problems adds each experiment's own rules to the decoding problems: a
-// field that failed to decode is not judged again.
-func (d *Doc) problems() flow.Errors {
-	errs := slices.Clone(d.failed)
-	fields := d.failed.Fields()
-	seen := map[string]bool{}
-	for i, s := range d.Specs {
-		at := d.at(i)
-		for _, pe := range s.Problems(at) {
-			if !flow.Within(pe.Field, fields) {
-				errs = append(errs, pe)
-			}
-		}
-		if s.Name != "" && seen[s.Name] {
-			errs = append(errs, &flow.Error{Field: at + ".name", Msg: fmt.Sprintf("experiment %q is declared twice", s.Name)})
-		}
-		seen[s.Name] = true
-	}
-	return errs
-}
-
-// check places the problems found without the store.
-func (d *Doc) check() error { return d.loc.Place(d.problems()) }
 
 // references finds what the experiments name and the store lacks: the
 // endpoint, and the versions of its model the variants serve.
@@ -135,8 +79,8 @@ func (d *Doc) references(ctx context.Context, st Stores) (flow.Errors, error) {
 		names = append(names, e.Name)
 	}
 	versions := map[string][]int{}
-	for i, s := range d.Specs {
-		at := d.at(i)
+	for i, s := range d.Items {
+		at := d.At(i)
 		if s.Endpoint == "" {
 			// Without an endpoint the model is named at promotion
 			// (exp promote --model), so its versions cannot be checked here.

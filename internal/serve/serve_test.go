@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/baton-ml/baton/internal/feature"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/baton-ml/baton/internal/feature"
 
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/canary"

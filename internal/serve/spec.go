@@ -126,6 +126,9 @@ type File struct {
 	Endpoints []Endpoint `yaml:"endpoints"`
 }
 
+// EntryName names the endpoint in a list of them (flow.Entry).
+func (e Endpoint) EntryName() string { return e.Name }
+
 // Problems checks an endpoint; each problem names its field under at.
 func (e Endpoint) Problems(at string) flow.Errors {
 	var errs flow.Errors

@@ -2,10 +2,8 @@ package serve
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strconv"
 
@@ -22,53 +20,30 @@ type Stores interface {
 	store.FeatureStore
 }
 
-// Doc is a decoded set of endpoints (a file or an API body) that passed
-// the checks that need no store, with where each field was written.
-type Doc struct {
-	Endpoints []Endpoint
-	loc       *flow.Located
-	root      string      // "endpoints" in a file, "" for an API body (a list)
-	failed    flow.Errors // what did not decode
-}
+// Doc is a decoded set of endpoints (a file or an API body) with where
+// each field was written; Apply adds the checks against the store.
+type Doc struct{ *flow.Applied[Endpoint] }
 
-// ReadFile reads and checks an endpoints file on its own; every problem is
-// reported at once, each as file:line:column: field: message (flow.Errors,
-// exit 2).
+// ReadFile reads and checks an endpoints file on its own; every problem
+// is reported at once, each as file:line:column: field: message
+// (flow.Errors, exit 2). The document comes back with its problems, for
+// Apply to add those against the store.
 func ReadFile(path string) (*Doc, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, flow.Errors{{File: path, Msg: "cannot read the endpoints file: " + err.Error()}}
+	a, err := flow.ReadApplied(path, "endpoint", "endpoints", func(f *File) []Endpoint { return f.Endpoints })
+	if a == nil {
+		return nil, err
 	}
-	var f File
-	loc, err := flow.Decode(path, data, &f)
-	d := &Doc{Endpoints: f.Endpoints, loc: loc, root: "endpoints"}
-	var failed flow.Errors
-	if err != nil {
-		errors.As(err, &failed)
-	}
-	if err == nil && len(f.Endpoints) == 0 {
-		return nil, flow.Errors{{File: path, Line: 1, Column: 1, Msg: "no endpoints: the file lists them under endpoints:"}}
-	}
-	d.failed = failed
-	return d, d.check()
+	return &Doc{a}, err
 }
 
-// ParseJSON reads an API body: a JSON array of endpoints. Problems name
-// the JSON field ("[0].fallback.model") and where in the body it is
-// (body:LINE:COLUMN).
+// ParseJSON reads an API body: a JSON array of endpoints. Problems name the
+// JSON field and where in the body it is (body:LINE:COLUMN).
 func ParseJSON(body []byte) (*Doc, error) {
-	var eps []Endpoint
-	loc, err := flow.Decode("body", body, &eps)
-	d := &Doc{Endpoints: eps, loc: loc}
-	var failed flow.Errors
-	if err != nil {
-		errors.As(err, &failed)
+	a, err := flow.ParseApplied[Endpoint](body, "endpoint", "endpoints")
+	if a == nil {
+		return nil, err
 	}
-	if err == nil && len(eps) == 0 {
-		return nil, flow.Errors{{Msg: "no endpoints: the body is a JSON array of endpoints"}}
-	}
-	d.failed = failed
-	return d, d.check()
+	return &Doc{a}, err
 }
 
 // ParseFile reads and checks an endpoints file on its own.
@@ -77,39 +52,8 @@ func ParseFile(path string) ([]Endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.Endpoints, nil
+	return d.Items, nil
 }
-
-func (d *Doc) at(i int) string {
-	if d.root == "" {
-		return "[" + strconv.Itoa(i) + "]"
-	}
-	return d.root + "[" + strconv.Itoa(i) + "]"
-}
-
-// problems adds the rules of each endpoint to the decoding problems: a
-// field that failed to decode is not judged again.
-func (d *Doc) problems() flow.Errors {
-	errs := slices.Clone(d.failed)
-	fields := d.failed.Fields()
-	seen := map[string]bool{}
-	for i, e := range d.Endpoints {
-		at := d.at(i)
-		for _, pe := range e.Problems(at) {
-			if !flow.Within(pe.Field, fields) {
-				errs = append(errs, pe)
-			}
-		}
-		if e.Name != "" && seen[e.Name] {
-			errs = append(errs, &flow.Error{Field: at + ".name", Msg: fmt.Sprintf("endpoint %q is declared twice", e.Name)})
-		}
-		seen[e.Name] = true
-	}
-	return errs
-}
-
-// check places the problems found without the store.
-func (d *Doc) check() error { return d.loc.Place(d.problems()) }
 
 // Apply checks every reference against the store (the models and versions
 // in the registry, the features in the catalog), then stores the
@@ -117,22 +61,15 @@ func (d *Doc) check() error { return d.loc.Place(d.problems()) }
 func (d *Doc) Apply(ctx context.Context, st Stores) ([]Applied, error) {
 	// Every problem at once: the document's own and its references (a
 	// field that did not decode is not looked up).
-	errs := d.problems()
 	refs, err := d.references(ctx, st)
 	if err != nil {
 		return nil, err
 	}
-	fields := d.failed.Fields()
-	for _, e := range refs {
-		if !flow.Within(e.Field, fields) {
-			errs = append(errs, e)
-		}
-	}
-	if err := d.loc.Place(errs); err != nil {
+	if err := d.Report(refs); err != nil {
 		return nil, err
 	}
-	out := make([]Applied, 0, len(d.Endpoints))
-	for _, e := range d.Endpoints {
+	out := make([]Applied, 0, len(d.Items))
+	for _, e := range d.Items {
 		dg, b := e.Digest()
 		_, changed, err := st.PutEndpoint(ctx, store.Endpoint{Name: e.Name, Spec: b, Digest: dg})
 		if err != nil {
@@ -146,7 +83,7 @@ func (d *Doc) Apply(ctx context.Context, st Stores) ([]Applied, error) {
 // Apply checks endpoints built in Go (paths "endpoints[i]") and stores
 // them.
 func Apply(ctx context.Context, st Stores, eps []Endpoint) ([]Applied, error) {
-	return (&Doc{Endpoints: eps, root: "endpoints"}).Apply(ctx, st)
+	return (&Doc{flow.NewApplied(eps, "endpoint", "endpoints")}).Apply(ctx, st)
 }
 
 // modelStates are the states a fallback may name: which version holds one
@@ -169,7 +106,7 @@ func (d *Doc) references(ctx context.Context, st Stores) (flow.Errors, error) {
 		models = append(models, m.Name)
 	}
 	var catalog []string
-	if slices.ContainsFunc(d.Endpoints, func(e Endpoint) bool { return len(e.Features) > 0 }) {
+	if slices.ContainsFunc(d.Items, func(e Endpoint) bool { return len(e.Features) > 0 }) {
 		cat, err := feature.Load(ctx, st)
 		if err != nil {
 			return nil, err
@@ -183,8 +120,8 @@ func (d *Doc) references(ctx context.Context, st Stores) (flow.Errors, error) {
 		}
 		add(field, "model %q is not in the registry (registered: %s)%s", name, flow.List(models), hint)
 	}
-	for i, e := range d.Endpoints {
-		at := d.at(i)
+	for i, e := range d.Items {
+		at := d.At(i)
 		if e.Model != "" && !slices.Contains(models, e.Model) {
 			unknownModel(at+".model", e.Model)
 		}

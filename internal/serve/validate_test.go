@@ -152,7 +152,7 @@ func TestDurationsReadable(t *testing.T) {
 		}
 	}
 	doc, err := ParseJSON([]byte("[" + string(b) + "]"))
-	if err != nil || doc.Endpoints[0].Rollout.Interval.D() != dur.Day {
+	if err != nil || doc.Items[0].Rollout.Interval.D() != dur.Day {
 		t.Fatalf("what the API writes does not read back: %v", err)
 	}
 }

@@ -63,12 +63,19 @@ func (c Contracts) Names() []string {
 	return names
 }
 
-// Error is a signal refused by its contract. Field names the param.
+// ErrNoContract is wrapped by the *Error of a signal no contract declares.
+var ErrNoContract = errors.New("no contract declares the signal")
+
+// Error is a signal refused by its contract. Field names the param; Err,
+// when set, says which kind of refusal it is (ErrNoContract).
 type Error struct {
 	Signal string
 	Field  string
 	Msg    string
+	Err    error
 }
+
+func (e *Error) Unwrap() error { return e.Err }
 
 // Is sorts a contract violation as invalid input.
 func (e *Error) Is(target error) bool { return target == fault.Invalid }
@@ -87,7 +94,8 @@ func (c Contracts) contract(name string) (flow.Signal, error) {
 		if len(c) > 0 {
 			known = "declared: " + strings.Join(c.Names(), ", ")
 		}
-		return sg, &Error{Signal: name, Msg: fmt.Sprintf("no contract declares it (%s); declare it in a signals file and apply it with `baton flow apply`", known)}
+		return sg, &Error{Signal: name, Err: ErrNoContract,
+			Msg: fmt.Sprintf("no contract declares it (%s); declare it in a signals file and apply it with `baton flow apply`", known)}
 	}
 	return sg, nil
 }
