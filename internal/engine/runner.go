@@ -53,8 +53,6 @@ type runner struct {
 	contracts signal.Contracts
 	// draining: the engine is handing runs back; launch nothing new.
 	draining bool
-	// prefillSem bounds the prefills of input folders under way.
-	prefillSem chan struct{}
 }
 
 type stepRun struct {
@@ -88,15 +86,8 @@ type inputDir struct {
 	once sync.Once
 	path string
 	err  error
-	// pending counts prefills under way; inputDir and remove wait for them.
-	pending sync.WaitGroup
-
-	mu sync.Mutex
-	// files and dirs are what was made, in order, for remove; made holds
-	// the folders known to exist, have the files placed.
+	// files and dirs are what was made, in order, for remove.
 	files, dirs []string
-	made, have  map[string]bool
-	prefillErr  error
 }
 
 type eventKind int

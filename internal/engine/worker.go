@@ -510,7 +510,6 @@ func (e *Engine) newRunner(run store.Run, fl *flow.Flow, dir string, funcs map[s
 		e: e, run: run, fl: fl, dir: dir, funcs: funcs, obs: obs,
 		quit: make(chan struct{}), byName: map[string]*stepRun{}, events: make(chan event, 1024),
 		origin: run.OriginRunID, tmp: e.runTemp(run.ID), contracts: contracts,
-		prefillSem: make(chan struct{}, inputWorkers),
 	}
 	if run.ResumeFrom != "" {
 		r.rerun = map[string]bool{run.ResumeFrom: true}
