@@ -55,10 +55,10 @@ def cpu(who):
     return r.ru_utime + r.ru_stime
 
 
-def run_baton(baton, home, n):
+def run_baton(baton, home, n, flow):
     c0 = cpu(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    p = subprocess.run([baton, "--home", home, "run", FLOW, "--param", f"n={n}"],
+    p = subprocess.run([baton, "--home", home, "run", flow, "--param", f"n={n}"],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     took = time.perf_counter() - t0
     if p.returncode != 0:
@@ -94,11 +94,13 @@ def main():
     ap.add_argument("-n", type=int, default=2000, help="tasks (and loop commands) per round")
     ap.add_argument("--dir", default=None, help="where homes and loop folders go (default: a new folder here)")
     ap.add_argument("--keep", action="store_true", help="keep the folder")
+    ap.add_argument("--flow", default=FLOW,
+                    help="the flow baton runs; it must take param n (default: examples/bench/foreach.yaml)")
     a = ap.parse_args()
 
     base = a.dir or tempfile.mkdtemp(prefix="baton-foreach-vs-loop-", dir=os.getcwd())
     os.makedirs(base, exist_ok=True)
-    print(f"dir {base} ({fstype(base)}), n={a.n}, rounds={a.rounds}, {os.cpu_count()} CPUs, "
+    print(f"flow {os.path.relpath(a.flow)}, dir {base} ({fstype(base)}), n={a.n}, rounds={a.rounds}, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}")
     batons = {}
     for b in a.baton or ["baton"]:
@@ -117,7 +119,7 @@ def main():
                 if side == "loop":
                     took, used = run_loop(os.path.join(base, f"loop-{r}"), a.n)
                 else:
-                    took, used = run_baton(batons[side], os.path.join(base, f"home-{side}-{r}"), a.n)
+                    took, used = run_baton(batons[side], os.path.join(base, f"home-{side}-{r}"), a.n, a.flow)
                 res[side].append(took)
                 cpus[side].append(used)
                 print(f"round {r + 1} {side:{width}s} {took:6.2f} s  {a.n / took:7.0f} tasks/s  cpu {used:5.2f} s  "
