@@ -312,11 +312,6 @@ promotes anyway and the transition records what was forced.`,
 
 func (a *app) expStatusCmd(verb, to string) *cobra.Command {
 	var reason string
-	from := map[string][]string{
-		store.ExperimentPaused:  {store.ExperimentRunning},
-		store.ExperimentRunning: {store.ExperimentPaused},
-		store.ExperimentStopped: {store.ExperimentRunning, store.ExperimentPaused},
-	}[to]
 	cmd := &cobra.Command{
 		Use:   verb + " EXPERIMENT --reason WHY",
 		Short: map[string]string{"pause": "Pause: every unit gets control", "resume": "Resume a paused experiment", "stop": "Stop for good"}[verb],
@@ -330,7 +325,7 @@ func (a *app) expStatusCmd(verb, to string) *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			x, err := e.st.SetExperimentStatus(cmd.Context(), args[0], from, to, reason)
+			x, err := experiment.SetStatus(cmd.Context(), e.st, args[0], to, reason)
 			if err != nil {
 				return modelErr(err)
 			}

@@ -326,14 +326,11 @@ step's publish: list.`,
 			if err != nil {
 				return err
 			}
-			params := map[string]json.RawMessage{
-				"feature_version": mustJSON(built.FeatureVersion),
-				"row_count":       mustJSON(built.Report.Rows),
-				"quality":         mustJSON(map[string]any{"status": built.Report.Status, "metrics": built.Report.Metrics}),
-			}
+			var dateJSON json.RawMessage
 			if date != "" {
-				params["date"] = mustJSON(date)
+				dateJSON = mustJSON(date)
 			}
+			params := built.ReadyParams(dateJSON)
 			if signalFile != "" {
 				b, _ := json.Marshal(params)
 				if err := os.WriteFile(signalFile, b, 0o644); err != nil {

@@ -109,19 +109,14 @@ runs published. --publish publishes model_trained (once per version);
 				return err
 			}
 			defer e.Close()
-			r := registry.New(e.st)
-			v, err := r.Register(ctx, req)
-			if err != nil {
+			reg, err := registry.New(e.st).RegisterAndPublish(ctx, req, publish)
+			if err != nil && !errors.Is(err, registry.ErrPublish) {
 				return modelErr(err)
 			}
-			var sg *store.Signal
-			if publish {
-				s, err := r.PublishTrained(ctx, v)
-				if err != nil {
-					return fmt.Errorf("version %d is registered, but publishing model_trained failed: %w", v.Version, err)
-				}
-				sg = &s
+			if err != nil {
+				return err
 			}
+			v, sg := reg.Version, reg.Signal
 			if signalFile != "" {
 				b, _ := json.Marshal(registry.TrainedParams(v))
 				if err := os.WriteFile(signalFile, b, 0o644); err != nil {
@@ -129,7 +124,7 @@ runs published. --publish publishes model_trained (once per version);
 				}
 			}
 			if a.json() {
-				return a.printJSON(map[string]any{"version": v, "signal": sg})
+				return a.printJSON(reg)
 			}
 			fmt.Fprintf(a.out, "model %s version %d registered from %s\n", v.Model, v.Version, v.Artifact)
 			if sg != nil {

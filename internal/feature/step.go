@@ -75,14 +75,7 @@ func StepFunc(st store.Store, featureDir string) engine.TrainingSetFunc {
 		if !slices.Contains(s.Publish, "features_ready") {
 			return nil
 		}
-		params := map[string]any{
-			"feature_version": built.FeatureVersion,
-			"row_count":       built.Report.Rows,
-			"quality":         map[string]any{"status": built.Report.Status, "metrics": built.Report.Metrics},
-		}
-		if d, ok := t.Params["date"]; ok {
-			params["date"] = d
-		}
+		params := built.ReadyParams(t.Params["date"])
 		pb, _ := json.Marshal(params)
 		return t.Output(ctx, "features_ready.json", pb)
 	}

@@ -18,6 +18,18 @@ import (
 // undeclared name, a value that does not fit its param's type, or a missing
 // required param is an error naming the param.
 func (f *Flow) ResolveParams(given map[string]string) (map[string]json.RawMessage, error) {
+	return resolveParams(f, given, func(p *Param, v string) (json.RawMessage, error) { return ParseValue(p.Type, v) })
+}
+
+// CheckParams is ResolveParams for values given as JSON (an API body):
+// each must be JSON of its param's type.
+func (f *Flow) CheckParams(given map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	return resolveParams(f, given, func(p *Param, v json.RawMessage) (json.RawMessage, error) { return CheckValue(p.Type, v) })
+}
+
+// resolveParams is the one rule for a run's params, whatever form they
+// arrive in.
+func resolveParams[V any](f *Flow, given map[string]V, value func(*Param, V) (json.RawMessage, error)) (map[string]json.RawMessage, error) {
 	var l errorList
 	declared := make([]string, 0, len(f.Params))
 	for _, p := range f.Params {
@@ -41,7 +53,7 @@ func (f *Flow) ResolveParams(given map[string]string) (map[string]json.RawMessag
 			}
 			continue
 		}
-		v, err := ParseValue(p.Type, given[k])
+		v, err := value(p, given[k])
 		if err != nil {
 			l.add(at, "%v", err)
 			continue
@@ -53,7 +65,7 @@ func (f *Flow) ResolveParams(given map[string]string) (map[string]json.RawMessag
 			continue
 		}
 		if p.Required() {
-			l.add(keyPath("params", p.Name), "param %q is required: pass --param %s=VALUE (%s)", p.Name, p.Name, p.Type)
+			l.add(keyPath("params", p.Name), "param %q is required (%s)", p.Name, p.Type)
 			continue
 		}
 		out[p.Name] = p.Default

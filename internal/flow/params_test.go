@@ -68,7 +68,7 @@ func TestResolveParamsErrors(t *testing.T) {
 	}{
 		{"undeclared", map[string]string{"req": "1", "nosuch": "1"}, "params.nosuch", `flow "p" has no param "nosuch" (declared: s, i, f, b, j, req)`},
 		{"typo", map[string]string{"req": "1", "rek": "1"}, "params.rek", `did you mean "req"?`},
-		{"missing required", map[string]string{}, "params.req", `param "req" is required: pass --param req=VALUE (int)`},
+		{"missing required", map[string]string{}, "params.req", `param "req" is required (int)`},
 		{"int", map[string]string{"req": "1.5"}, "params.req", `"1.5" is not an int`},
 		{"int overflow", map[string]string{"req": "99999999999999999999"}, "params.req", "is not an int"},
 		{"float", map[string]string{"req": "1", "f": "x"}, "params.f", `"x" is not a float`},

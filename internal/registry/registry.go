@@ -269,6 +269,38 @@ func TrainedParams(v store.ModelVersion) map[string]json.RawMessage {
 	return p
 }
 
+// Registered is a version just registered and, when asked for, the
+// model_trained signal published for it.
+type Registered struct {
+	Version store.ModelVersion `json:"version"`
+	Signal  *store.Signal      `json:"signal"`
+}
+
+// ErrPublish marks a version that was registered but whose model_trained
+// signal could not be published: the registration stands, and publishing
+// again is safe (the signal id names the version).
+var ErrPublish = errors.New("the version is registered, but publishing model_trained failed")
+
+// RegisterAndPublish registers req's version and, when publish is set,
+// publishes model_trained for it. It is the one use case behind `baton
+// model register [--publish]` and POST /api/v1/models/{name}/versions.
+func (r *Registry) RegisterAndPublish(ctx context.Context, req Register, publish bool) (Registered, error) {
+	v, err := r.Register(ctx, req)
+	if err != nil {
+		return Registered{}, err
+	}
+	out := Registered{Version: v}
+	if !publish {
+		return out, nil
+	}
+	sg, err := r.PublishTrained(ctx, v)
+	if err != nil {
+		return out, fmt.Errorf("%w (version %d; publishing it again is safe): %w", ErrPublish, v.Version, err)
+	}
+	out.Signal = &sg
+	return out, nil
+}
+
 // PublishTrained publishes model_trained for a version (once: the signal id
 // names the version), under the signal's contract.
 func (r *Registry) PublishTrained(ctx context.Context, v store.ModelVersion) (store.Signal, error) {

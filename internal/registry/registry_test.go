@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/baton-ml/baton/internal/catalog"
 	"github.com/baton-ml/baton/internal/home"
 	"github.com/baton-ml/baton/internal/registry"
 	"github.com/baton-ml/baton/internal/store"
@@ -177,5 +178,45 @@ func TestProductionReplacesAndDecisionRecord(t *testing.T) {
 	}
 	if got, _ := r.Resolve(ctx, "m", "champion"); got.Version != 2 {
 		t.Fatalf("alias: %+v", got)
+	}
+}
+
+func TestRegisterAndPublish(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := seed(t)
+	if _, err := catalog.Apply(ctx, st, []catalog.Document{{Path: "signals.yaml", Data: []byte(`signals:
+  - name: model_trained
+    params:
+      model: {type: string, required: true}
+      version: {type: string, required: true}
+      run_id: {type: int}
+      metrics: {type: json}
+`)}}); err != nil {
+		t.Fatal(err)
+	}
+	r := registry.New(st)
+	quiet, err := r.RegisterAndPublish(ctx, registry.Register{Model: "churn", Artifact: "1/fit/model.json", Actor: "ann"}, false)
+	if err != nil || quiet.Signal != nil || quiet.Version.Version != 1 {
+		t.Fatalf("without publish: %+v, %v", quiet, err)
+	}
+	got, err := r.RegisterAndPublish(ctx, registry.Register{Model: "churn", Artifact: "1/fit/model.json", Actor: "ann",
+		Metrics: map[string]float64{"auc": 0.8}}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version.Version != 2 || got.Signal == nil || got.Signal.Name != "model_trained" || got.Signal.ID != "model_trained/churn/2" {
+		t.Fatalf("with publish: %+v", got)
+	}
+	sigs, err := st.Signals(ctx, store.SignalFilter{Name: "model_trained", Limit: 10})
+	if err != nil || len(sigs) != 1 || string(sigs[0].Params["version"]) != `"2"` {
+		t.Fatalf("stored signals: %+v, %v", sigs, err)
+	}
+	// Publishing the same version again is the same signal, not a second one.
+	if _, err := r.PublishTrained(ctx, got.Version); err != nil {
+		t.Fatal(err)
+	}
+	if sigs, _ := st.Signals(ctx, store.SignalFilter{Name: "model_trained", Limit: 10}); len(sigs) != 1 {
+		t.Fatalf("republished: %d signals", len(sigs))
 	}
 }

@@ -88,6 +88,8 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/experiments/{name}/exposures", store.RoleOperator, s.ingestExposures, maxEventsBody},
 		{"POST", "/api/v1/experiments/{name}/metrics", store.RoleOperator, s.ingestExpMetrics, maxEventsBody},
 		{"GET", "/api/v1/experiments/{name}/report", store.RoleViewer, s.experimentReport, 0},
+		{"POST", "/api/v1/experiments/{name}/status", store.RoleOperator, s.setExperimentStatus, 0},
+		{"POST", "/api/v1/experiments/{name}/promote", store.RoleOperator, s.promoteExperiment, 0},
 		{"POST", "/api/v1/login-links", store.RoleAdmin, s.createLoginLink, 0},
 		{"GET", "/api/v1/tokens", store.RoleAdmin, s.listTokens, 0},
 		{"POST", "/api/v1/tokens", store.RoleAdmin, s.createToken, 0},
@@ -168,6 +170,9 @@ func writeErr(w http.ResponseWriter, code int, err error) {
 			problems = append(problems, map[string]any{"file": e.File, "line": e.Line, "column": e.Column, "field": e.Field, "message": e.Msg})
 		}
 		body["problems"] = problems
+		if len(fe) == 1 && fe[0].Field != "" {
+			body["field"] = fe[0].Field
+		}
 	}
 	var se *signal.Error
 	var ke *fault.Error
@@ -408,7 +413,7 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) error {
 	if err := json.Unmarshal(v.Spec, &fl); err != nil {
 		return err
 	}
-	params, err := typedParams(&fl, body.Params)
+	params, err := fl.CheckParams(body.Params)
 	if err != nil {
 		return err
 	}
@@ -419,33 +424,6 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) error {
 	}
 	wake(s.wakeSched)
 	return writeJSON(w, http.StatusCreated, run)
-}
-
-// typedParams checks JSON param values against the flow's declared types,
-// fills defaults and names any problem.
-func typedParams(fl *flow.Flow, given map[string]json.RawMessage) (map[string]json.RawMessage, error) {
-	out := map[string]json.RawMessage{}
-	for name, v := range given {
-		p := fl.Param(name)
-		if p == nil {
-			return nil, fault.Invalidf("params."+name, "flow %s has no such param", fl.Name)
-		}
-		cv, err := flow.CheckValue(p.Type, v)
-		if err != nil {
-			return nil, fault.Invalidf("params."+name, "%v", err)
-		}
-		out[name] = cv
-	}
-	for _, p := range fl.Params {
-		if _, ok := out[p.Name]; ok {
-			continue
-		}
-		if p.Required() {
-			return nil, fault.Invalidf("params."+p.Name, "required (%s)", p.Type)
-		}
-		out[p.Name] = p.Default
-	}
-	return out, nil
 }
 
 func (s *Server) unblock(w http.ResponseWriter, r *http.Request) error {

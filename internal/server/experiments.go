@@ -253,11 +253,59 @@ func (x *experiments) flush(ctx context.Context) {
 }
 
 func (s *Server) findExperiment(r *http.Request) (experiment.Loaded, error) {
-	l, err := experiment.Find(r.Context(), s.st, r.PathValue("name"))
-	if errors.Is(err, store.ErrNotFound) {
-		return l, err
+	return experiment.Find(r.Context(), s.st, r.PathValue("name"))
+}
+
+// setExperimentStatus answers POST /api/v1/experiments/{name}/status
+// {"status": "paused"|"running"|"stopped", "reason"}.
+func (s *Server) setExperimentStatus(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Status string `json:"status"`
+		Reason string `json:"reason"`
 	}
-	return l, err
+	if err := decodeJSON(r, &body, `{"status": "paused"|"running"|"stopped", "reason"}`); err != nil {
+		return err
+	}
+	x, err := experiment.SetStatus(r.Context(), s.st, r.PathValue("name"), body.Status, body.Reason)
+	if err != nil {
+		return err
+	}
+	_ = s.exps.refresh(r.Context())
+	return writeJSON(w, http.StatusOK, x)
+}
+
+// promoteExperiment answers POST /api/v1/experiments/{name}/promote
+// {"variant", "better", "force"}: the winner's version goes to canary with a
+// decision record and a rollout starts, judged by the canary judge. The
+// actor is the token's holder.
+func (s *Server) promoteExperiment(w http.ResponseWriter, r *http.Request) error {
+	body := struct {
+		Variant string `json:"variant"`
+		Better  string `json:"better"`
+		Force   bool   `json:"force"`
+	}{Better: "increase"}
+	if err := decodeJSON(r, &body, `{"variant", "better": "increase"|"decrease", "force"}`); err != nil {
+		return err
+	}
+	if body.Variant == "" {
+		return fault.Invalidf("variant", "required: the winning variant")
+	}
+	if body.Better != "increase" && body.Better != "decrease" {
+		return fault.Invalidf("better", "%q: increase or decrease (which way the first metric improves)", body.Better)
+	}
+	l, err := s.findExperiment(r)
+	if err != nil {
+		return err
+	}
+	p, err := experiment.Promote(r.Context(), s.st, l, experiment.PromoteOptions{Variant: body.Variant, Better: body.Better,
+		Actor: identity(r).Name, Force: body.Force, Now: time.Now()})
+	if err != nil {
+		return err
+	}
+	if err := s.serving.Refresh(r.Context()); err != nil {
+		s.log.Warn("serving", "err", err)
+	}
+	return writeJSON(w, http.StatusCreated, p)
 }
 
 func (s *Server) listExperiments(w http.ResponseWriter, r *http.Request) error {

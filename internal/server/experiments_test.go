@@ -11,6 +11,7 @@ import (
 	"github.com/baton-ml/baton/internal/experiment"
 	"github.com/baton-ml/baton/internal/serve"
 	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/token"
 )
 
 // TestExperimentsEndToEnd: an experiment on a serving endpoint picks each
@@ -102,5 +103,44 @@ func TestExperimentsEndToEnd(t *testing.T) {
 	r = h.do(t, "GET", "/api/v1/experiments/bias2/report", nil, "")
 	if r.code != 200 || !strings.Contains(string(r.body), `"status": "paused"`) {
 		t.Fatalf("report: %d %s", r.code, r.body)
+	}
+
+	// Promotion over the API is the CLI's: a paused experiment whose
+	// treatment lost is refused, and nothing moves.
+	r = h.do(t, "POST", "/api/v1/experiments/bias2/promote", map[string]any{"variant": "treatment", "better": "decrease"}, "")
+	if r.code != 400 || !strings.Contains(string(r.body), "paused") {
+		t.Fatalf("promote a paused experiment: %d %s", r.code, r.body)
+	}
+	if v, _ := h.st.ModelVersion(context.Background(), "m", 2); v.State != store.ModelRegistered {
+		t.Fatalf("refused promotion moved version 2 to %s", v.State)
+	}
+	if r := h.do(t, "POST", "/api/v1/experiments/bias2/promote", map[string]any{"variant": "treatment", "better": "up"}, ""); r.code != 400 ||
+		!strings.Contains(string(r.body), "better") {
+		t.Fatalf("promote with better=up: %d %s", r.code, r.body)
+	}
+	// Status: a viewer may not change it; a reason is required; a stopped
+	// experiment stays stopped.
+	viewer, vt, _ := token.New("v", store.RoleViewer)
+	if err := h.st.CreateToken(context.Background(), vt); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.do(t, "POST", "/api/v1/experiments/bias2/status", map[string]any{"status": "running", "reason": "x"}, viewer); r.code != 403 {
+		t.Fatalf("a viewer's status change: %d %s", r.code, r.body)
+	}
+	if r := h.do(t, "POST", "/api/v1/experiments/bias2/status", map[string]any{"status": "running"}, ""); r.code != 400 ||
+		!strings.Contains(string(r.body), "reason") {
+		t.Fatalf("no reason: %d %s", r.code, r.body)
+	}
+	r = h.do(t, "POST", "/api/v1/experiments/bias2/status", map[string]any{"status": "running", "reason": "latency fixed"}, "")
+	var x store.Experiment
+	r.json(t, &x)
+	if r.code != 200 || x.Status != store.ExperimentRunning {
+		t.Fatalf("resume: %d %s", r.code, r.body)
+	}
+	if r := h.do(t, "POST", "/api/v1/experiments/bias2/status", map[string]any{"status": "stopped", "reason": "done"}, ""); r.code != 200 {
+		t.Fatalf("stop: %d %s", r.code, r.body)
+	}
+	if r := h.do(t, "POST", "/api/v1/experiments/bias2/status", map[string]any{"status": "running", "reason": "again"}, ""); r.code != 409 {
+		t.Fatalf("resume a stopped experiment: %d %s", r.code, r.body)
 	}
 }

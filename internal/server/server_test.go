@@ -481,7 +481,7 @@ func TestBadRequests(t *testing.T) {
 		{"GET", "/api/v1/runs?status=weird", nil, 400, "status"},
 		{"GET", "/api/v1/artifacts/1/a/..%2F..%2Fetc", nil, 400, ".."},
 		{"POST", "/api/v1/flows/sub/runs", map[string]any{"params": map[string]any{"row_count": "x"}}, 400, "row_count"},
-		{"POST", "/api/v1/flows/sub/runs", map[string]any{"params": map[string]any{"nope": 1}}, 400, "no such param"},
+		{"POST", "/api/v1/flows/sub/runs", map[string]any{"params": map[string]any{"nope": 1}}, 400, "has no param"},
 		{"POST", "/api/v1/flows/nope/runs", map[string]any{}, 404, "nope"},
 		{"POST", "/api/v1/flows", map[string]any{"files": []map[string]any{{"path": "x.yaml", "content": "name: x\nsteps:\n  - name: a\n    needs: [zz]\n    run: 'true'\n"}}}, 400, "zz"},
 		{"GET", "/api/v1/nothing", nil, 404, "no endpoint"},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -186,18 +185,16 @@ func (s *Server) registerModel(w http.ResponseWriter, r *http.Request) error {
 	if body.Artifact == "" {
 		return fault.Invalidf("artifact", "required (RUN/STEP/NAME)")
 	}
-	reg := registry.New(s.st)
-	v, err := reg.Register(r.Context(), registry.Register{Model: r.PathValue("name"), Artifact: body.Artifact, TrainingSet: body.TrainingSet,
-		Metrics: body.Metrics, Tags: body.Tags, Description: body.Description, Actor: identity(r).Name, Reason: body.Reason})
+	reg, err := registry.New(s.st).RegisterAndPublish(r.Context(), registry.Register{Model: r.PathValue("name"), Artifact: body.Artifact,
+		TrainingSet: body.TrainingSet, Metrics: body.Metrics, Tags: body.Tags, Description: body.Description,
+		Actor: identity(r).Name, Reason: body.Reason}, body.Publish)
 	if err != nil {
 		return err
 	}
-	if body.Publish {
-		if _, err := reg.PublishTrained(r.Context(), v); err != nil {
-			return fmt.Errorf("version %d is registered, but publishing model_trained failed: %w", v.Version, err)
-		}
+	if reg.Signal != nil {
 		wake(s.wakeSignals)
 	}
+	v := reg.Version
 	return writeJSON(w, http.StatusCreated, v)
 }
 

@@ -1,0 +1,35 @@
+package experiment
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/baton-ml/baton/internal/fault"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// statusFrom lists, for each status an operator may set, the statuses it
+// may be set from: a stopped experiment stays stopped.
+var statusFrom = map[string][]string{
+	store.ExperimentPaused:  {store.ExperimentRunning},
+	store.ExperimentRunning: {store.ExperimentPaused},
+	store.ExperimentStopped: {store.ExperimentRunning, store.ExperimentPaused},
+}
+
+// SetStatus pauses (every unit gets control), resumes or stops an
+// experiment, with the reason recorded. It is the one use case behind `baton
+// exp pause|resume|stop` and POST /api/v1/experiments/{name}/status.
+func SetStatus(ctx context.Context, st store.ExperimentStore, name, to, reason string) (store.Experiment, error) {
+	from, ok := statusFrom[to]
+	if !ok {
+		return store.Experiment{}, fault.Invalidf("status", "%q: paused, running or stopped", to)
+	}
+	if reason == "" {
+		return store.Experiment{}, fault.Invalidf("reason", "required: say why the experiment is %s", to)
+	}
+	x, err := st.SetExperimentStatus(ctx, name, from, to, reason)
+	if err != nil {
+		return x, fmt.Errorf("experiment %s: %w", name, err)
+	}
+	return x, nil
+}
