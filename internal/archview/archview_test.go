@@ -125,7 +125,7 @@ func fixture(t *testing.T) store.Store {
 		}
 	}
 	// v1 reaches production without a decision record: a debt finding.
-	for _, to := range []string{store.ModelCanary, store.ModelProduction} {
+	for _, to := range []store.ModelState{store.ModelCanary, store.ModelProduction} {
 		v, err := st.ModelVersion(ctx, "churn", 1)
 		if err != nil {
 			t.Fatal(err)

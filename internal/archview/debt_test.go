@@ -29,7 +29,7 @@ func features(fs ...feature.Feature) *feature.Catalog {
 	return c
 }
 
-func version(state string, flowName string, decision bool) VersionDef {
+func version(state store.ModelState, flowName string, decision bool) VersionDef {
 	v := VersionDef{ModelVersion: store.ModelVersion{Model: "m", Version: 1, State: state, Flow: flowName}}
 	t := store.ModelTransition{To: state, Actor: "a", Reason: "r"}
 	if decision {

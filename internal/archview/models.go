@@ -28,7 +28,7 @@ func modelsView(s *Snapshot) string {
 		d.blank()
 		var rows [][]string
 		for _, v := range m.Versions {
-			rows = append(rows, []string{fmt.Sprint(v.Version), v.State, trainedBy(v), v.Lineage.TrainingSetDigest,
+			rows = append(rows, []string{fmt.Sprint(v.Version), string(v.State), trainedBy(v), v.Lineage.TrainingSetDigest,
 				strings.Join(v.Lineage.FeatureVersions, ", "), metrics(v.Metrics), strings.Join(sortedCopy(v.Aliases), ", "),
 				transitions(v.Transitions), yesNo(v.HasDecision())})
 		}

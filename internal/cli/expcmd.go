@@ -310,7 +310,7 @@ promotes anyway and the transition records what was forced.`,
 	return cmd
 }
 
-func (a *app) expStatusCmd(verb, to string) *cobra.Command {
+func (a *app) expStatusCmd(verb string, to store.ExperimentStatus) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use:   verb + " EXPERIMENT --reason WHY",

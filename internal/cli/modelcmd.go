@@ -274,7 +274,7 @@ retraining_triggers, explainability, regulatory_rationale).`,
 				return err
 			}
 			defer e.Close()
-			v, err := registry.New(e.st).Transition(ctx, args[0], ver, args[2], actor, reason, d)
+			v, err := registry.New(e.st).Transition(ctx, args[0], ver, store.ModelState(args[2]), actor, reason, d)
 			if err != nil {
 				return modelErr(err)
 			}
@@ -335,7 +335,7 @@ func (a *app) modelAliasCmd() *cobra.Command {
 
 func validAlias(s string) bool {
 	for _, st := range registry.States {
-		if s == st {
+		if store.ModelState(s) == st {
 			return false
 		}
 	}

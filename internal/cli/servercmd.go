@@ -372,7 +372,7 @@ func (a *app) tokenCmd() *cobra.Command {
 		Short: "Create a token; its secret is printed once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			secret, t, err := token.New(name, role)
+			secret, t, err := token.New(name, store.Role(role))
 			if err != nil {
 				return usageErr("%v", err)
 			}
@@ -392,7 +392,7 @@ func (a *app) tokenCmd() *cobra.Command {
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "who or what uses the token (required)")
-	create.Flags().StringVar(&role, "role", store.RoleViewer, "viewer, operator or admin")
+	create.Flags().StringVar(&role, "role", string(store.RoleViewer), "viewer, operator or admin")
 	list := &cobra.Command{
 		Use:  "list",
 		Args: cobra.NoArgs,

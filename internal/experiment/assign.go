@@ -8,6 +8,8 @@ import (
 	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/interpreter"
+
+	"github.com/baton-ml/baton/internal/store"
 )
 
 // Targeting is a compiled targeting condition over a unit's attributes.
@@ -84,7 +86,7 @@ func hash(a string, v int, b string) uint64 {
 type Assigner struct {
 	spec    Spec
 	version int
-	status  string
+	status  store.ExperimentStatus
 	cum     []int // cumulative weights in buckets
 	target  *Targeting
 	control int
@@ -185,8 +187,8 @@ func (a *Assigner) Assign(unit string, attrs map[string]any) Assignment {
 	out := Assignment{Experiment: a.spec.Name, Version: a.version}
 	ctl := a.spec.Variants[a.control]
 	out.Variant, out.ModelVersion = ctl.Name, ctl.ModelVersion
-	if a.status != "running" {
-		out.Why = a.status
+	if a.status != store.ExperimentRunning {
+		out.Why = string(a.status)
 		return out
 	}
 	b := int(hash(a.spec.Layer, 0, unit) % Buckets)
@@ -224,7 +226,7 @@ func (a *Assigner) Assign(unit string, attrs map[string]any) Assignment {
 func (a *Assigner) Spec() Spec { return a.spec }
 
 // Status is the experiment's status when the assigner was made.
-func (a *Assigner) Status() string { return a.status }
+func (a *Assigner) Status() store.ExperimentStatus { return a.status }
 
 // Version is the allocation version.
 func (a *Assigner) Version() int { return a.version }

@@ -221,12 +221,12 @@ func TestTargetingAndPause(t *testing.T) {
 	if !seen7 {
 		t.Fatal("no unit got the treatment's model version")
 	}
-	if _, err := st.SetExperimentStatus(ctx, "t", []string{store.ExperimentRunning}, store.ExperimentPaused, "test"); err != nil {
+	if _, err := st.SetExperimentStatus(ctx, "t", []store.ExperimentStatus{store.ExperimentRunning}, store.ExperimentPaused, "test"); err != nil {
 		t.Fatal(err)
 	}
 	p := assigners(t, st)["t"]
 	for i := range 100 {
-		if as := p.Assign(fmt.Sprint(i), map[string]any{"market": "US"}); as.In || as.Variant != "v0" || as.Why != store.ExperimentPaused {
+		if as := p.Assign(fmt.Sprint(i), map[string]any{"market": "US"}); as.In || as.Variant != "v0" || as.Why != string(store.ExperimentPaused) {
 			t.Fatalf("paused: %+v", as)
 		}
 	}

@@ -213,7 +213,7 @@ func (m *Monitor) Tick(ctx context.Context) ([]Pause, error) {
 		c := checks[i]
 		reason := fmt.Sprintf("guardrail %s: %s moved %+.4g (interval [%.4g, %.4g]) against control mean %.4g, beyond the tolerated %.2f%% (%.4g), over %d units",
 			c.Metric, c.Variant, c.Treatment-c.Control, c.Low, c.High, c.Control, guardrailOf(s, c.Metric).MaxDegradation*100, c.Tolerance, c.N)
-		if _, err := m.st.SetExperimentStatus(ctx, s.Name, []string{store.ExperimentRunning}, store.ExperimentPaused, reason); err != nil {
+		if _, err := m.st.SetExperimentStatus(ctx, s.Name, []store.ExperimentStatus{store.ExperimentRunning}, store.ExperimentPaused, reason); err != nil {
 			if !errors.Is(err, store.ErrConflict) {
 				errs = append(errs, err)
 			}

@@ -27,7 +27,7 @@ func promoteFixture(t *testing.T, decision *DecisionSpec, lift, skip float64) (s
 			t.Fatal(err)
 		}
 	}
-	for _, to := range []string{store.ModelCanary, store.ModelProduction} {
+	for _, to := range []store.ModelState{store.ModelCanary, store.ModelProduction} {
 		if _, err := registry.New(st).Transition(ctx, "churn", 1, to, "t", "test", nil); err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +134,7 @@ func TestPromoteRefusals(t *testing.T) {
 	if _, err := Promote(ctx, st, l, PromoteOptions{Variant: "v0", Better: "increase", Actor: "ann", Now: now}); !errors.Is(err, ErrNotWon) || !errors.As(err, &ie) {
 		t.Fatalf("loser: %v", err)
 	}
-	if _, err := st.SetExperimentStatus(ctx, "win", []string{store.ExperimentRunning}, store.ExperimentPaused, "guardrail latency: v1 moved +3"); err != nil {
+	if _, err := st.SetExperimentStatus(ctx, "win", []store.ExperimentStatus{store.ExperimentRunning}, store.ExperimentPaused, "guardrail latency: v1 moved +3"); err != nil {
 		t.Fatal(err)
 	}
 	l, _ = Find(ctx, st, "win")

@@ -23,14 +23,14 @@ import (
 // events: per metric and variant, Welch and the sequential interval, and
 // the sequential interval over time.
 type Report struct {
-	Experiment string           `json:"experiment"`
-	Version    int              `json:"version"`
-	Status     string           `json:"status"`
-	Reason     string           `json:"reason,omitempty"`
-	Control    string           `json:"control"`
-	SRM        abtest.SRMResult `json:"srm"`
-	Metrics    []MetricReport   `json:"metrics"`
-	At         time.Time        `json:"at"`
+	Experiment string                 `json:"experiment"`
+	Version    int                    `json:"version"`
+	Status     store.ExperimentStatus `json:"status"`
+	Reason     string                 `json:"reason,omitempty"`
+	Control    string                 `json:"control"`
+	SRM        abtest.SRMResult       `json:"srm"`
+	Metrics    []MetricReport         `json:"metrics"`
+	At         time.Time              `json:"at"`
 }
 
 // MetricReport is one metric's results.

@@ -364,7 +364,7 @@ func (d *Doc) Apply(ctx context.Context, st Stores) ([]Applied, error) {
 type Loaded struct {
 	Spec    Spec
 	Version int
-	Status  string
+	Status  store.ExperimentStatus
 	Reason  string
 }
 

@@ -10,7 +10,7 @@ import (
 
 // statusFrom lists, for each status an operator may set, the statuses it
 // may be set from: a stopped experiment stays stopped.
-var statusFrom = map[string][]string{
+var statusFrom = map[store.ExperimentStatus][]store.ExperimentStatus{
 	store.ExperimentPaused:  {store.ExperimentRunning},
 	store.ExperimentRunning: {store.ExperimentPaused},
 	store.ExperimentStopped: {store.ExperimentRunning, store.ExperimentPaused},
@@ -19,7 +19,7 @@ var statusFrom = map[string][]string{
 // SetStatus pauses (every unit gets control), resumes or stops an
 // experiment, with the reason recorded. It is the one use case behind `baton
 // exp pause|resume|stop` and POST /api/v1/experiments/{name}/status.
-func SetStatus(ctx context.Context, st store.ExperimentStore, name, to, reason string) (store.Experiment, error) {
+func SetStatus(ctx context.Context, st store.ExperimentStore, name string, to store.ExperimentStatus, reason string) (store.Experiment, error) {
 	from, ok := statusFrom[to]
 	if !ok {
 		return store.Experiment{}, fault.Invalidf("status", "%q: paused, running or stopped", to)

@@ -335,4 +335,10 @@ func sortedKeys(m map[string]int) []string {
 func DidYouMean(s string, candidates []string) string { return didYouMean(s, candidates) }
 
 // List names things in a message, shortening long lists ("none" for none).
-func List(names []string) string { return list(names) }
+func List[S ~string](names []S) string {
+	ss := make([]string, len(names))
+	for i, n := range names {
+		ss[i] = string(n)
+	}
+	return list(ss)
+}

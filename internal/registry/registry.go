@@ -22,13 +22,13 @@ import (
 )
 
 // States in lifecycle order.
-var States = []string{store.ModelRegistered, store.ModelShadow, store.ModelCanary, store.ModelProduction, store.ModelArchived}
+var States = []store.ModelState{store.ModelRegistered, store.ModelShadow, store.ModelCanary, store.ModelProduction, store.ModelArchived}
 
 // legal lists where each state may go. A version reaches production only
 // through canary (judged against the running baseline); production only
 // retires; an archived version must be registered again before it can
 // climb back.
-var legal = map[string][]string{
+var legal = map[store.ModelState][]store.ModelState{
 	store.ModelRegistered: {store.ModelShadow, store.ModelCanary, store.ModelArchived},
 	store.ModelShadow:     {store.ModelCanary, store.ModelRegistered, store.ModelArchived},
 	store.ModelCanary:     {store.ModelProduction, store.ModelShadow, store.ModelRegistered, store.ModelArchived},
@@ -37,7 +37,7 @@ var legal = map[string][]string{
 }
 
 // Legal returns the states a version in state from may move to.
-func Legal(from string) []string { return slices.Clone(legal[from]) }
+func Legal(from store.ModelState) []store.ModelState { return slices.Clone(legal[from]) }
 
 // ErrIllegal is returned (wrapped) for a transition the lifecycle forbids.
 var ErrIllegal = fault.New(fault.Invalid, "illegal transition")
@@ -207,9 +207,9 @@ func (r *Registry) resolve(ctx context.Context, p, field string) (store.Artifact
 // Transition moves a version to state to, if the lifecycle allows it from
 // where the version is. A version entering production archives the one
 // it replaces, in the same transaction.
-func (r *Registry) Transition(ctx context.Context, model string, version int, to, actor, reason string, d *Decision) (store.ModelVersion, error) {
+func (r *Registry) Transition(ctx context.Context, model string, version int, to store.ModelState, actor, reason string, d *Decision) (store.ModelVersion, error) {
 	if !slices.Contains(States, to) {
-		return store.ModelVersion{}, inputErr("state %q: use one of %s", to, strings.Join(States, ", "))
+		return store.ModelVersion{}, inputErr("state %q: use one of %s", to, joinStates(States))
 	}
 	if strings.TrimSpace(reason) == "" {
 		return store.ModelVersion{}, inputErr("reason: a transition needs one: say why")
@@ -223,7 +223,7 @@ func (r *Registry) Transition(ctx context.Context, model string, version int, to
 	}
 	if !slices.Contains(legal[cur.State], to) {
 		return cur, fmt.Errorf("model %s version %d is %s and cannot go to %s (from %s: %s): %w",
-			model, version, cur.State, to, cur.State, strings.Join(legal[cur.State], ", "), ErrIllegal)
+			model, version, cur.State, to, cur.State, joinStates(legal[cur.State]), ErrIllegal)
 	}
 	var raw json.RawMessage
 	if d != nil {
@@ -231,6 +231,14 @@ func (r *Registry) Transition(ctx context.Context, model string, version int, to
 	}
 	return r.st.TransitionModel(ctx, store.ModelTransition{Model: model, Version: version, From: cur.State, To: to,
 		Actor: actor, Reason: reason, Decision: raw}, to == store.ModelProduction)
+}
+
+func joinStates(ss []store.ModelState) string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	return strings.Join(out, ", ")
 }
 
 // Resolve finds a version by reference: a number, a state that one version
@@ -245,7 +253,7 @@ func (r *Registry) Resolve(ctx context.Context, model, ref string) (store.ModelV
 	}
 	var found []store.ModelVersion
 	for _, v := range vs {
-		if v.State == ref || slices.Contains(v.Aliases, ref) {
+		if string(v.State) == ref || slices.Contains(v.Aliases, ref) {
 			found = append(found, v)
 		}
 	}

@@ -86,12 +86,12 @@ func TestEveryTransition(t *testing.T) {
 	st := seed(t)
 	r := registry.New(st)
 	// reach puts a fresh version in state s through legal moves.
-	reach := func(s string) store.ModelVersion {
+	reach := func(s store.ModelState) store.ModelVersion {
 		v, err := r.Register(ctx, registry.Register{Model: "m", Artifact: "1/fit/model.json", Actor: "t"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		path := map[string][]string{
+		path := map[store.ModelState][]store.ModelState{
 			store.ModelRegistered: nil,
 			store.ModelShadow:     {store.ModelShadow},
 			store.ModelCanary:     {store.ModelCanary},
@@ -108,7 +108,7 @@ func TestEveryTransition(t *testing.T) {
 	for _, from := range registry.States {
 		for _, to := range registry.States {
 			v := reach(from)
-			_, err := r.Transition(ctx, "m", v.Version, to, "ann", "test "+from+"→"+to, nil)
+			_, err := r.Transition(ctx, "m", v.Version, to, "ann", "test "+string(from)+"→"+string(to), nil)
 			if slices.Contains(registry.Legal(from), to) {
 				if err != nil {
 					t.Errorf("%s → %s refused: %v", from, to, err)
@@ -116,10 +116,10 @@ func TestEveryTransition(t *testing.T) {
 				}
 				trs, _ := st.ModelTransitions(ctx, "m", v.Version)
 				last := trs[len(trs)-1]
-				if last.From != from || last.To != to || last.Actor != "ann" || last.Reason != "test "+from+"→"+to || last.At.IsZero() {
+				if last.From != from || last.To != to || last.Actor != "ann" || last.Reason != "test "+string(from)+"→"+string(to) || last.At.IsZero() {
 					t.Errorf("%s → %s recorded as %+v", from, to, last)
 				}
-			} else if !errors.Is(err, registry.ErrIllegal) || !strings.Contains(err.Error(), "cannot go to "+to) {
+			} else if !errors.Is(err, registry.ErrIllegal) || !strings.Contains(err.Error(), "cannot go to "+string(to)) {
 				t.Errorf("%s → %s: %v", from, to, err)
 			}
 		}
@@ -147,7 +147,7 @@ func TestProductionReplacesAndDecisionRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ver := range []int{1, 2} {
-		for _, to := range []string{store.ModelCanary, store.ModelProduction} {
+		for _, to := range []store.ModelState{store.ModelCanary, store.ModelProduction} {
 			if _, err := r.Transition(ctx, "m", ver, to, "ann", "promote", d); err != nil {
 				t.Fatal(err)
 			}

@@ -308,7 +308,7 @@ func chunks(m map[string][]float64) map[string][]float64 {
 
 // alreadyThere says whether a version is already in state (an earlier
 // evaluation moved it, then died before marking the rollout).
-func alreadyThere(ctx context.Context, st store.ModelStore, model string, version int, state string) bool {
+func alreadyThere(ctx context.Context, st store.ModelStore, model string, version int, state store.ModelState) bool {
 	v, err := st.ModelVersion(ctx, model, version)
 	return err == nil && v.State == state
 }

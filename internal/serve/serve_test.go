@@ -103,7 +103,7 @@ features: [{name: x, source: plays, aggregate: count, window: 1h}]
 `
 
 // version registers a model version whose artifact is spec, moved to state.
-func (f *fixture) version(t *testing.T, model string, spec any, state ...string) int {
+func (f *fixture) version(t *testing.T, model string, spec any, state ...store.ModelState) int {
 	t.Helper()
 	ctx := context.Background()
 	b, _ := json.Marshal(spec)

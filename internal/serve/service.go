@@ -232,7 +232,7 @@ func (s *Service) Refresh(ctx context.Context) error {
 		if fb := spec.Fallback; fb.Model != "" {
 			ref := fb.Version
 			if ref == "" {
-				ref = store.ModelProduction
+				ref = string(store.ModelProduction)
 			}
 			v, err := reg.Resolve(ctx, fb.Model, ref)
 			if err != nil {

@@ -60,7 +60,7 @@ func StoredStatuses(ctx context.Context, st StatusStore) ([]Status, error) {
 		}
 		x.Fallback = staticFallback(spec.Fallback.Static)
 		if fb := spec.Fallback; fb.Model != "" {
-			ref := cmpOr(fb.Version, store.ModelProduction)
+			ref := cmpOr(fb.Version, string(store.ModelProduction))
 			fvs, err := st.ModelVersions(ctx, fb.Model)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return nil, fmt.Errorf("endpoint %s fallback: %w", e.Name, err)
@@ -69,7 +69,7 @@ func StoredStatuses(ctx context.Context, st StatusStore) ([]Status, error) {
 			// that state or with that alias.
 			found := 0
 			for _, v := range fvs {
-				if strconv.Itoa(v.Version) == ref || v.State == ref || slices.Contains(v.Aliases, ref) {
+				if strconv.Itoa(v.Version) == ref || string(v.State) == ref || slices.Contains(v.Aliases, ref) {
 					found = v.Version
 				}
 			}

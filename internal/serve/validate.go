@@ -89,7 +89,7 @@ func Apply(ctx context.Context, st Stores, eps []Endpoint) ([]Applied, error) {
 // modelStates are the states a fallback may name: which version holds one
 // changes over time, so no version need hold it when the endpoint is
 // applied.
-var modelStates = []string{store.ModelProduction, store.ModelCanary, store.ModelShadow}
+var modelStates = []store.ModelState{store.ModelProduction, store.ModelCanary, store.ModelShadow}
 
 // references finds what the endpoints name and the store lacks.
 func (d *Doc) references(ctx context.Context, st Stores) (flow.Errors, error) {
@@ -139,7 +139,7 @@ func (d *Doc) references(ctx context.Context, st Stores) (flow.Errors, error) {
 			}
 		case !slices.Contains(models, fb.Model):
 			unknownModel(at+".fallback.model", fb.Model)
-		case fb.Version != "" && !slices.Contains(modelStates, fb.Version):
+		case fb.Version != "" && !slices.Contains(modelStates, store.ModelState(fb.Version)):
 			if msg, err := versionProblem(ctx, st, fb.Model, fb.Version); err != nil {
 				return nil, err
 			} else if msg != "" {

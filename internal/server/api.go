@@ -37,7 +37,7 @@ const (
 // file is tested against.
 type route struct {
 	method, path string
-	role         string // "" for no token at all
+	role         store.Role // "" for no token at all
 	h            func(w http.ResponseWriter, r *http.Request) error
 	limit        int64 // body limit; 0 means maxBody
 }

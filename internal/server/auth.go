@@ -124,7 +124,7 @@ func (s *Server) cookieName() string {
 // never from the request body.
 type Identity struct {
 	Name string
-	Role string
+	Role store.Role
 }
 
 type identityKey struct{}
@@ -180,7 +180,7 @@ func (s *Server) authenticate(r *http.Request) (Identity, error) {
 
 // authorize checks the request's token for role and returns the request
 // carrying its identity.
-func (s *Server) authorize(r *http.Request, role string) (*http.Request, error) {
+func (s *Server) authorize(r *http.Request, role store.Role) (*http.Request, error) {
 	id, err := s.authenticate(r)
 	if err != nil {
 		return r, err
@@ -393,8 +393,8 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	var body struct {
-		Name string `json:"name"`
-		Role string `json:"role"`
+		Name string     `json:"name"`
+		Role store.Role `json:"role"`
 	}
 	if err := decodeJSON(r, &body, `{"name", "role"}`); err != nil {
 		return err

@@ -260,8 +260,8 @@ func (s *Server) findExperiment(r *http.Request) (experiment.Loaded, error) {
 // {"status": "paused"|"running"|"stopped", "reason"}.
 func (s *Server) setExperimentStatus(w http.ResponseWriter, r *http.Request) error {
 	var body struct {
-		Status string `json:"status"`
-		Reason string `json:"reason"`
+		Status store.ExperimentStatus `json:"status"`
+		Reason string                 `json:"reason"`
 	}
 	if err := decodeJSON(r, &body, `{"status": "paused"|"running"|"stopped", "reason"}`); err != nil {
 		return err

@@ -98,7 +98,7 @@ func TestExperimentsEndToEnd(t *testing.T) {
 		var as experiment.Assignment
 		r := h.do(t, "GET", "/api/v1/experiments/bias2/assign?unit=u1", nil, "")
 		r.json(t, &as)
-		return !as.In && as.Why == store.ExperimentPaused && as.Variant == "control"
+		return !as.In && as.Why == string(store.ExperimentPaused) && as.Variant == "control"
 	}, "paused experiment still assigns")
 	r = h.do(t, "GET", "/api/v1/experiments/bias2/report", nil, "")
 	if r.code != 200 || !strings.Contains(string(r.body), `"status": "paused"`) {

@@ -419,8 +419,8 @@ func (h *harness) applyQuiet(t *testing.T, docs ...string) {
 func TestAuth(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Options{RequireAuth: true})
-	mk := func(role string) string {
-		secret, tk, err := token.New(role+"-user", role)
+	mk := func(role store.Role) string {
+		secret, tk, err := token.New(string(role)+"-user", role)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -200,9 +200,9 @@ func (s *Server) registerModel(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) transitionModel(w http.ResponseWriter, r *http.Request) error {
 	var body struct {
-		To       string          `json:"to"`
-		Reason   string          `json:"reason"`
-		Decision json.RawMessage `json:"decision"`
+		To       store.ModelState `json:"to"`
+		Reason   string           `json:"reason"`
+		Decision json.RawMessage  `json:"decision"`
 	}
 	if err := decodeJSON(r, &body, `a transition {"to", "reason", "decision"}`); err != nil {
 		return err

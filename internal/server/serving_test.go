@@ -24,7 +24,7 @@ import (
 
 // modelVersion stores spec as a blob and registers it as a version of
 // model, moved through states.
-func modelVersion(t testing.TB, h *harness, model string, spec string, states ...string) int {
+func modelVersion(t testing.TB, h *harness, model string, spec string, states ...store.ModelState) int {
 	t.Helper()
 	ctx := context.Background()
 	d, n, err := h.blobs.PutBytes(ctx, []byte(spec))

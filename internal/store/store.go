@@ -665,18 +665,21 @@ type QueueStore interface {
 	Listen(ctx context.Context) (<-chan string, error)
 }
 
+// Role is what an API token allows.
+type Role string
+
 // Token roles, each allowing what the one before allows.
 const (
-	RoleViewer   = "viewer"
-	RoleOperator = "operator"
-	RoleAdmin    = "admin"
+	RoleViewer   Role = "viewer"
+	RoleOperator Role = "operator"
+	RoleAdmin    Role = "admin"
 )
 
 // Token is an API token; only the SHA-256 of its secret is stored.
 type Token struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
-	Role      string    `json:"role"`
+	Role      Role      `json:"role"`
 	Hash      string    `json:"-"`
 	CreatedAt time.Time `json:"created_at"`
 	LastUsed  time.Time `json:"last_used,omitzero"`
@@ -752,20 +755,23 @@ type FeatureStore interface {
 	LastComputation(ctx context.Context, feature string) (FeatureComputation, error)
 }
 
+// ModelState is where a model version is in its lifecycle.
+type ModelState string
+
 // Model lifecycle states.
 const (
-	ModelRegistered = "registered"
-	ModelShadow     = "shadow"
-	ModelCanary     = "canary"
-	ModelProduction = "production"
-	ModelArchived   = "archived"
+	ModelRegistered ModelState = "registered"
+	ModelShadow     ModelState = "shadow"
+	ModelCanary     ModelState = "canary"
+	ModelProduction ModelState = "production"
+	ModelArchived   ModelState = "archived"
 )
 
 // ModelVersion is one registered version of a model, with its lineage.
 type ModelVersion struct {
-	Model   string `json:"model"`
-	Version int    `json:"version"`
-	State   string `json:"state"`
+	Model   string     `json:"model"`
+	Version int        `json:"version"`
+	State   ModelState `json:"state"`
 	// Artifact is the run artifact the version was registered from
 	// (RUN/STEP[/INDEX]/NAME); Digest and Size identify its content.
 	Artifact    string             `json:"artifact"`
@@ -788,8 +794,8 @@ type ModelTransition struct {
 	ID       int64           `json:"id"`
 	Model    string          `json:"model"`
 	Version  int             `json:"version"`
-	From     string          `json:"from"`
-	To       string          `json:"to"`
+	From     ModelState      `json:"from"`
+	To       ModelState      `json:"to"`
 	Actor    string          `json:"actor"`
 	Reason   string          `json:"reason"`
 	Decision json.RawMessage `json:"decision,omitempty"`
@@ -835,12 +841,15 @@ type Endpoint struct {
 	UpdatedAt time.Time       `json:"updated_at"`
 }
 
-// Rollout statuses: running until it passes every stage (passed) or is
-// rolled back.
+// RolloutStatus is where a rollout is: running until it passes every stage
+// (passed) or is rolled back.
+type RolloutStatus string
+
+// The rollout statuses.
 const (
-	RolloutRunning    = "running"
-	RolloutPassed     = "passed"
-	RolloutRolledBack = "rolled_back"
+	RolloutRunning    RolloutStatus = "running"
+	RolloutPassed     RolloutStatus = "passed"
+	RolloutRolledBack RolloutStatus = "rolled_back"
 )
 
 // Rollout is a progressive rollout of a canary version of an endpoint's
@@ -853,7 +862,7 @@ type Rollout struct {
 	BaselineVersion int             `json:"baseline_version"`
 	Stages          []float64       `json:"stages"`
 	Stage           int             `json:"stage"`
-	Status          string          `json:"status"`
+	Status          RolloutStatus   `json:"status"`
 	History         json.RawMessage `json:"history"`
 	StartedAt       time.Time       `json:"started_at"`
 	UpdatedAt       time.Time       `json:"updated_at"`
@@ -872,27 +881,30 @@ type ServeStore interface {
 	// UpdateRollout sets stage, status and history if the rollout is still
 	// running at stage fromStage (ErrConflict otherwise): two evaluators
 	// never both advance it.
-	UpdateRollout(ctx context.Context, id int64, fromStage, stage int, status string, history json.RawMessage) (Rollout, error)
+	UpdateRollout(ctx context.Context, id int64, fromStage, stage int, status RolloutStatus, history json.RawMessage) (Rollout, error)
 }
+
+// ExperimentStatus is whether an experiment assigns units.
+type ExperimentStatus string
 
 // Experiment statuses.
 const (
-	ExperimentRunning = "running"
-	ExperimentPaused  = "paused"
-	ExperimentStopped = "stopped"
+	ExperimentRunning ExperimentStatus = "running"
+	ExperimentPaused  ExperimentStatus = "paused"
+	ExperimentStopped ExperimentStatus = "stopped"
 )
 
 // Experiment is an A/B test as stored: its spec, the allocation version
 // (bumped when its allocation changes), status and the reason of a pause.
 type Experiment struct {
-	Name      string          `json:"name"`
-	Spec      json.RawMessage `json:"spec"`
-	Digest    string          `json:"digest"`
-	Alloc     string          `json:"alloc"`
-	Version   int             `json:"version"`
-	Status    string          `json:"status"`
-	Reason    string          `json:"reason,omitempty"`
-	UpdatedAt time.Time       `json:"updated_at"`
+	Name      string           `json:"name"`
+	Spec      json.RawMessage  `json:"spec"`
+	Digest    string           `json:"digest"`
+	Alloc     string           `json:"alloc"`
+	Version   int              `json:"version"`
+	Status    ExperimentStatus `json:"status"`
+	Reason    string           `json:"reason,omitempty"`
+	UpdatedAt time.Time        `json:"updated_at"`
 }
 
 // Exposure is a unit's first exposure to an experiment's variant.
@@ -921,7 +933,7 @@ type ExperimentStore interface {
 	Experiments(ctx context.Context) ([]Experiment, error)
 	// SetExperimentStatus moves an experiment to status if it is in one
 	// of from (ErrConflict otherwise).
-	SetExperimentStatus(ctx context.Context, name string, from []string, status, reason string) (Experiment, error)
+	SetExperimentStatus(ctx context.Context, name string, from []ExperimentStatus, status ExperimentStatus, reason string) (Experiment, error)
 	// AddExposures records first exposures; repeats are ignored. It
 	// returns how many were new.
 	AddExposures(ctx context.Context, es []Exposure) (int, error)

@@ -14,13 +14,13 @@ import (
 )
 
 // Roles in increasing power: each allows what the ones before allow.
-var Roles = []string{store.RoleViewer, store.RoleOperator, store.RoleAdmin}
+var Roles = []store.Role{store.RoleViewer, store.RoleOperator, store.RoleAdmin}
 
 // prefix marks baton secrets so they are easy to find in leaked logs.
 const prefix = "bt_"
 
 // New makes a token with a fresh secret.
-func New(name, role string) (secret string, t store.Token, err error) {
+func New(name string, role store.Role) (secret string, t store.Token, err error) {
 	if !slices.Contains(Roles, role) {
 		return "", t, fmt.Errorf("role %q: use viewer, operator or admin", role)
 	}
@@ -46,6 +46,6 @@ func Hash(secret string) string {
 }
 
 // Allows reports whether role may do what needs requires.
-func Allows(role, needs string) bool {
+func Allows(role, needs store.Role) bool {
 	return slices.Index(Roles, role) >= slices.Index(Roles, needs) && slices.Contains(Roles, role)
 }

@@ -83,7 +83,7 @@ func (s *Store) Experiments(ctx context.Context) ([]store.Experiment, error) {
 }
 
 // SetExperimentStatus implements store.ExperimentStore.
-func (s *Store) SetExperimentStatus(ctx context.Context, name string, from []string, status, reason string) (store.Experiment, error) {
+func (s *Store) SetExperimentStatus(ctx context.Context, name string, from []store.ExperimentStatus, status store.ExperimentStatus, reason string) (store.Experiment, error) {
 	var out store.Experiment
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		// Under the experiment's lock: a guardrail's pause and a person's

@@ -176,7 +176,7 @@ func (s *Store) TransitionModel(ctx context.Context, t store.ModelTransition, re
 			return err
 		}
 		now := micros(s.now())
-		move := func(version int, from, to, reason string, decision json.RawMessage) error {
+		move := func(version int, from, to store.ModelState, reason string, decision json.RawMessage) error {
 			res, err := tx.ExecContext(ctx, `UPDATE model_versions SET state = $1, updated_at = $2 WHERE model = $3 AND version = $4 AND state = $5`,
 				to, now, t.Model, version, from)
 			if err != nil {

@@ -125,7 +125,7 @@ func (s *Store) Rollouts(ctx context.Context, endpoint string) ([]store.Rollout,
 }
 
 // UpdateRollout implements store.ServeStore.
-func (s *Store) UpdateRollout(ctx context.Context, id int64, fromStage, stage int, status string, history json.RawMessage) (store.Rollout, error) {
+func (s *Store) UpdateRollout(ctx context.Context, id int64, fromStage, stage int, status store.RolloutStatus, history json.RawMessage) (store.Rollout, error) {
 	var out store.Rollout
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE rollouts SET stage = $1, status = $2, history = $3, updated_at = $4

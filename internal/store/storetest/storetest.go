@@ -1334,10 +1334,10 @@ func testExperiments(t *testing.T, s store.Store) {
 	if _, changed, _ := s.PutExperiment(c, store.Experiment{Name: "x", Spec: json.RawMessage(`{"w":2}`), Digest: "d3", Alloc: "a2"}); changed {
 		t.Fatal("same digest changed")
 	}
-	if e, err = s.SetExperimentStatus(c, "x", []string{store.ExperimentRunning}, store.ExperimentPaused, "guardrail"); err != nil || e.Reason != "guardrail" {
+	if e, err = s.SetExperimentStatus(c, "x", []store.ExperimentStatus{store.ExperimentRunning}, store.ExperimentPaused, "guardrail"); err != nil || e.Reason != "guardrail" {
 		t.Fatalf("pause: %+v %v", e, err)
 	}
-	if _, err := s.SetExperimentStatus(c, "x", []string{store.ExperimentRunning}, store.ExperimentPaused, "again"); !errors.Is(err, store.ErrConflict) {
+	if _, err := s.SetExperimentStatus(c, "x", []store.ExperimentStatus{store.ExperimentRunning}, store.ExperimentPaused, "again"); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("pause twice: %v", err)
 	}
 	now := time.Now()
