@@ -40,7 +40,7 @@ func ParsePath(s string) (Path, error) {
 
 // Resolve looks the path up: whether the step fans out decides if the
 // segment after it is a task index.
-func Resolve(ctx context.Context, st store.Store, p Path) (store.Artifact, error) {
+func Resolve(ctx context.Context, st store.RunReader, p Path) (store.Artifact, error) {
 	steps, err := st.Steps(ctx, p.RunID)
 	if err != nil {
 		return store.Artifact{}, err

@@ -120,7 +120,7 @@ func Evaluate(ctx context.Context, st store.ExperimentStore, l Loaded, until tim
 // harmful experiment by itself: all units get control, experiment_paused
 // is published and the webhook called.
 type Monitor struct {
-	st      store.Store
+	st      MonitorStore
 	now     func() time.Time
 	publish func(ctx context.Context, name, id string, params map[string]any) error
 	log     *slog.Logger
@@ -130,8 +130,16 @@ type Monitor struct {
 	last map[string]time.Time // this process's copy of the stored clocks
 }
 
+// MonitorStore is what the guardrail monitor needs: the experiments'
+// data, and a cursor per experiment for the time it has checked up to.
+type MonitorStore interface {
+	store.ExperimentStore
+	Cursor(ctx context.Context, name string) (int64, error)
+	SetCursor(ctx context.Context, name string, v int64) error
+}
+
 // NewMonitor makes a guardrail monitor.
-func NewMonitor(st store.Store, now func() time.Time, publish func(ctx context.Context, name, id string, params map[string]any) error, log *slog.Logger) *Monitor {
+func NewMonitor(st MonitorStore, now func() time.Time, publish func(ctx context.Context, name, id string, params map[string]any) error, log *slog.Logger) *Monitor {
 	if now == nil {
 		now = time.Now
 	}

@@ -309,6 +309,15 @@ type Promotion struct {
 	Report          Report             `json:"-"`
 }
 
+// PromoteStore is what promotion needs: the experiment's evidence, the
+// registry (which records the transition and its decision) and serving
+// (which starts the rollout).
+type PromoteStore interface {
+	store.ExperimentStore
+	registry.Store
+	store.ServeStore
+}
+
 // Promote rolls out the winning variant's model version on the
 // experiment's endpoint: it moves the version to canary (the decision
 // record citing the evidence) and starts a rollout that the canary judge
@@ -316,7 +325,7 @@ type Promotion struct {
 // experiment that is paused or fails its SRM check, and a variant that has
 // not won (an anytime-valid interval clear of zero in the better
 // direction on the first metric).
-func Promote(ctx context.Context, st store.Store, l Loaded, o PromoteOptions) (Promotion, error) {
+func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (Promotion, error) {
 	s := l.Spec.WithDefaults()
 	var out Promotion
 	var v *Variant

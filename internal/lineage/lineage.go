@@ -30,7 +30,16 @@ type graph struct {
 	flows map[string]*flow.Flow
 }
 
-func load(ctx context.Context, st store.Store) (*graph, error) {
+// Store is what lineage reads: flows, runs, signals and the firings that
+// link a signal to the runs it started.
+type Store interface {
+	store.FlowReader
+	store.RunReader
+	store.SignalStore
+	Fires(ctx context.Context, f store.FireFilter) ([]store.Fire, error)
+}
+
+func load(ctx context.Context, st Store) (*graph, error) {
 	fs, err := st.Flows(ctx)
 	if err != nil {
 		return nil, err
@@ -97,7 +106,7 @@ type RecentSent struct {
 // OfSignal lists who publishes and who subscribes to signal name, declared
 // or observed in its recent signals, and those signals with the runs each
 // triggered.
-func OfSignal(ctx context.Context, st store.Store, name string, limit int) (Signal, error) {
+func OfSignal(ctx context.Context, st Store, name string, limit int) (Signal, error) {
 	g, err := load(ctx, st)
 	if err != nil {
 		return Signal{}, err
@@ -181,7 +190,7 @@ func (g *graph) edges() map[string][]edge {
 
 // observedEdges adds what history shows: runs of a flow whose signals or
 // ends started runs of another, over each flow's recent runs.
-func observedEdges(ctx context.Context, st store.Store, flows []string) (map[string][]edge, error) {
+func observedEdges(ctx context.Context, st Store, flows []string) (map[string][]edge, error) {
 	out := map[string][]edge{}
 	for _, name := range flows {
 		runs, err := st.Runs(ctx, store.RunFilter{Flow: name, Limit: 50})
@@ -238,7 +247,7 @@ type Graph struct {
 }
 
 // Load reads the applied flows and the recent runs' triggers.
-func Load(ctx context.Context, st store.Store) (*Graph, error) {
+func Load(ctx context.Context, st Store) (*Graph, error) {
 	g, err := load(ctx, st)
 	if err != nil {
 		return nil, err
@@ -257,7 +266,7 @@ func Load(ctx context.Context, st store.Store) (*Graph, error) {
 
 // OfFlow lists every flow reachable from name in direction through signals
 // and on_finish triggers: downstream is the blast radius of its failure.
-func OfFlow(ctx context.Context, st store.Store, name, direction string) (Flow, error) {
+func OfFlow(ctx context.Context, st Store, name, direction string) (Flow, error) {
 	g, err := Load(ctx, st)
 	if err != nil {
 		return Flow{}, err
@@ -381,7 +390,7 @@ func (l Link) Up() string {
 
 // OfRun follows run id's triggers up (what started it, and what started
 // that) and down (what it started, recursively).
-func OfRun(ctx context.Context, st store.Store, id int64) (Run, error) {
+func OfRun(ctx context.Context, st Store, id int64) (Run, error) {
 	r, err := st.Run(ctx, id)
 	if err != nil {
 		return Run{}, err

@@ -58,7 +58,7 @@ func runUUID(id int64) string {
 // COMPLETE, FAIL or ABORT once it ended. Inputs are the signals that
 // triggered it; outputs the signals it published; a run started by another
 // run carries the parent facet.
-func OpenLineage(ctx context.Context, st store.Store, id int64) ([]Event, error) {
+func OpenLineage(ctx context.Context, st Store, id int64) ([]Event, error) {
 	r, err := st.Run(ctx, id)
 	if err != nil {
 		return nil, err

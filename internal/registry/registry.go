@@ -75,11 +75,20 @@ func ParseDecision(b []byte) (*Decision, error) {
 
 // Registry is the model registry over a store.
 type Registry struct {
-	st store.Store
+	st Store
+}
+
+// Store is what the registry needs of the store: versions and their
+// transitions, the runs they came from, and the signals those runs
+// published (features_ready) or that it publishes (model_trained).
+type Store interface {
+	store.ModelStore
+	store.RunReader
+	store.SignalStore
 }
 
 // New returns the registry of st.
-func New(st store.Store) *Registry { return &Registry{st: st} }
+func New(st Store) *Registry { return &Registry{st: st} }
 
 // Register asks for a new version.
 type Register struct {

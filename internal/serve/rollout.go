@@ -64,11 +64,18 @@ func LoadEndpoint(ctx context.Context, st store.ServeStore, name string) (Endpoi
 	return Endpoint{}, fmt.Errorf("endpoint %q: %w", name, ErrUnknownEndpoint)
 }
 
+// RolloutStore is what starting a rollout needs: the endpoint's model
+// versions and the rollouts.
+type RolloutStore interface {
+	store.ModelStore
+	store.ServeStore
+}
+
 // BeginRollout records a rollout of the endpoint's canary version against
 // its production version, starting at now; the leading server's
 // Controller judges and moves it (no server need be running to start
 // one). spec must have its defaults (Service.Endpoint, LoadEndpoint).
-func BeginRollout(ctx context.Context, st store.Store, spec Endpoint, now time.Time) (store.Rollout, error) {
+func BeginRollout(ctx context.Context, st RolloutStore, spec Endpoint, now time.Time) (store.Rollout, error) {
 	vs, err := st.ModelVersions(ctx, spec.Model)
 	if err != nil {
 		return store.Rollout{}, err

@@ -369,20 +369,48 @@ type TaskChange struct {
 	Error      string
 }
 
-// Store is baton's durable state. Implementations are safe for concurrent
-// use by many goroutines and, through the database, by many processes.
-type Store interface {
-	// PutFlowVersion registers v unless a version with the same digest
-	// exists; it returns the stored version and whether it was new.
-	PutFlowVersion(ctx context.Context, v FlowVersion) (FlowVersion, bool, error)
+// FlowReader reads registered flow versions.
+type FlowReader interface {
 	// FlowVersion returns a version of a flow; version 0 means the newest.
 	FlowVersion(ctx context.Context, flow string, version int) (FlowVersion, error)
 	FlowVersions(ctx context.Context, flow string) ([]FlowVersion, error)
 	Flows(ctx context.Context) ([]FlowSummary, error)
+}
 
-	CreateRun(ctx context.Context, r NewRun) (Run, error)
+// RunReader reads runs, their steps, tasks, attempts and artifacts: what
+// every consumer that reports on runs (lineage, the registry, the views)
+// needs, and nothing that changes a run.
+type RunReader interface {
 	Run(ctx context.Context, id int64) (Run, error)
 	Runs(ctx context.Context, f RunFilter) ([]Run, error)
+	Steps(ctx context.Context, runID int64) ([]Step, error)
+	// Tasks returns the tasks of a step ordered by index.
+	Tasks(ctx context.Context, runID int64, step string) ([]Task, error)
+	// TaskCounts counts the tasks of every step of a run by status, in
+	// the database: memory stays bounded whatever the fan-out.
+	TaskCounts(ctx context.Context, runID int64) ([]StepCount, error)
+	// TaskPage returns a page of a step's tasks ordered by index (failed
+	// first with Unsucceeded).
+	TaskPage(ctx context.Context, q TaskQuery) ([]Task, error)
+	Task(ctx context.Context, k TaskKey) (Task, error)
+	Attempts(ctx context.Context, k TaskKey) ([]Attempt, error)
+	Artifacts(ctx context.Context, f ArtifactFilter) ([]Artifact, error)
+	Artifact(ctx context.Context, k TaskKey, name string) (Artifact, error)
+}
+
+// Store is baton's durable state. Implementations are safe for concurrent
+// use by many goroutines and, through the database, by many processes.
+// One interface, two drivers (sqlite and postgres), one conformance suite
+// (storetest). Consumers take the narrow
+// interfaces they use (FlowReader, RunReader, SignalStore, ModelStore, ...).
+type Store interface {
+	// PutFlowVersion registers v unless a version with the same digest
+	// exists; it returns the stored version and whether it was new.
+	PutFlowVersion(ctx context.Context, v FlowVersion) (FlowVersion, bool, error)
+	FlowReader
+	RunReader
+
+	CreateRun(ctx context.Context, r NewRun) (Run, error)
 	// AcquireRun makes owner the holder of the run's lease for ttl and
 	// marks a pending run running. It fails with ErrConflict if another
 	// owner holds an unexpired lease or the run has ended.
@@ -407,20 +435,6 @@ type Store interface {
 	// marking its unfinished tasks failed. ErrConflict if the run is held
 	// by a live lease and force is false.
 	AbandonRun(ctx context.Context, id int64, reason string, force bool) error
-
-	Steps(ctx context.Context, runID int64) ([]Step, error)
-	// Tasks returns the tasks of a step ordered by index.
-	Tasks(ctx context.Context, runID int64, step string) ([]Task, error)
-	// TaskCounts counts the tasks of every step of a run by status, in
-	// the database: memory stays bounded whatever the fan-out.
-	TaskCounts(ctx context.Context, runID int64) ([]StepCount, error)
-	// TaskPage returns a page of a step's tasks ordered by index (failed
-	// first with Unsucceeded).
-	TaskPage(ctx context.Context, q TaskQuery) ([]Task, error)
-	Task(ctx context.Context, k TaskKey) (Task, error)
-	Attempts(ctx context.Context, k TaskKey) ([]Attempt, error)
-	Artifacts(ctx context.Context, f ArtifactFilter) ([]Artifact, error)
-	Artifact(ctx context.Context, k TaskKey, name string) (Artifact, error)
 
 	// Apply writes b in one transaction. Every run it changes must be held
 	// by owner (ErrLeaseLost otherwise): a process that lost its lease can
