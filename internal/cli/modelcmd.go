@@ -371,7 +371,7 @@ func (a *app) modelUpdateCmd() *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			v, err := e.st.UpdateModelVersion(cmd.Context(), args[0], ver, m, tg)
+			v, err := registry.New(e.st).Update(cmd.Context(), args[0], ver, m, tg)
 			if err != nil {
 				return modelErr(err)
 			}

@@ -136,7 +136,11 @@ func (a *app) rolloutCmd() *cobra.Command {
 			for _, r := range rs {
 				fmt.Fprintf(a.out, "rollout %d: %s version %d against %d, %s at stage %d of %v%%\n", r.ID, r.Model, r.CanaryVersion, r.BaselineVersion, r.Status, r.Stage, r.Stages)
 				var hist []serve.Step
-				_ = json.Unmarshal(r.History, &hist)
+				if len(r.History) > 0 {
+					if err := json.Unmarshal(r.History, &hist); err != nil {
+						return fmt.Errorf("rollout %d: its stored history is corrupt: %w", r.ID, err)
+					}
+				}
 				for _, h := range hist {
 					fmt.Fprintf(a.out, "  %s  %g%%  %s score %.2f (%d canary, %d baseline): %s %s\n", h.At.Format(time.TimeOnly), h.Share, h.Result, h.Score, h.Canary, h.Baseline, h.Action, h.Detail)
 				}

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/store"
@@ -55,6 +57,11 @@ func IngestExposures(ctx context.Context, st store.ExperimentStore, l Loaded, es
 		case e.Unit == "":
 			res.reject("no_unit", "exposure %d: no unit", i+1)
 			continue
+		case !utf8.ValidString(e.Unit) || !utf8.ValidString(e.Variant):
+			// Stored as is, a unit would not be the same unit when read
+			// back as text.
+			res.reject("malformed", "exposure %d: unit and variant must be UTF-8", i+1)
+			continue
 		case !slices.ContainsFunc(s.Variants, func(v Variant) bool { return v.Name == e.Variant }):
 			res.reject("unknown_variant", "exposure %d: experiment %s has no variant %q", i+1, s.Name, e.Variant)
 			continue
@@ -80,13 +87,23 @@ func IngestMetrics(ctx context.Context, st store.ExperimentStore, l Loaded, ms [
 	s := l.Spec.WithDefaults()
 	known := slices.Clone(s.Metrics)
 	for _, g := range s.Guardrails {
-		known = append(known, g.Metric)
+		if !slices.Contains(known, g.Metric) {
+			known = append(known, g.Metric)
+		}
 	}
 	ok := make([]store.MetricEvent, 0, len(ms))
 	for i, m := range ms {
 		switch {
 		case m.Unit == "":
 			res.reject("no_unit", "event %d: no unit", i+1)
+			continue
+		case !utf8.ValidString(m.Unit) || !utf8.ValidString(m.Metric):
+			res.reject("malformed", "event %d: unit and metric must be UTF-8", i+1)
+			continue
+		case math.IsNaN(m.Value) || math.IsInf(m.Value, 0):
+			// One NaN would make every mean, interval and guardrail of
+			// the metric NaN, and a NaN guardrail never trips.
+			res.reject("not_finite", "event %d: value %v is not a finite number", i+1, m.Value)
 			continue
 		case !slices.Contains(known, m.Metric):
 			res.reject("unknown_metric", "event %d: experiment %s has no metric %q (metrics: %s)", i+1, s.Name, m.Metric, strings.Join(known, ", "))

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/registry"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -166,5 +167,68 @@ func TestPromoteRefusals(t *testing.T) {
 	if err != nil || strings.Join(p.MissingDecision, ",") != "decision.expected_lifetime,decision.retraining_triggers,decision.fairness_tradeoffs,decision.regulatory_rationale" ||
 		p.Decision.ExpectedLifetime != "" || p.Decision.RetrainingTriggers != "" {
 		t.Fatalf("missing decision: %+v %v", p, err)
+	}
+}
+
+// TestPromoteMovesNothingItCannotRollOut: what the rollout needs is checked
+// before the winner moves, so a refused promotion leaves no canary behind;
+// and while the rollout runs, nobody moves its versions by hand.
+func TestPromoteMovesNothingItCannotRollOut(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Now()
+	opt := PromoteOptions{Variant: "v1", Better: "increase", Actor: "ann", Now: now}
+	reg := func(st store.Store) *registry.Registry { return registry.New(st) }
+
+	// No production version to judge against.
+	st, l := promoteFixture(t, fullDecision, 3, 0)
+	if _, err := reg(st).Transition(ctx, "churn", 1, store.ModelArchived, "t", "retired", nil); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := st.ModelTransitions(ctx, "churn", 2)
+	var ie *registry.InputError
+	if _, err := Promote(ctx, st, l, opt); !errors.As(err, &ie) || !strings.Contains(err.Error(), "no production version") {
+		t.Fatalf("no baseline: %v", err)
+	}
+	if v, _ := st.ModelVersion(ctx, "churn", 2); v.State != store.ModelRegistered {
+		t.Fatalf("refused promotion moved the winner to %s", v.State)
+	}
+	if after, _ := st.ModelTransitions(ctx, "churn", 2); len(after) != len(before) {
+		t.Fatalf("refused promotion recorded a transition: %+v", after[len(before):])
+	}
+
+	// A canary someone else made is not taken over.
+	st, l = promoteFixture(t, fullDecision, 3, 0)
+	if _, err := reg(st).Transition(ctx, "churn", 2, store.ModelCanary, "bob", "trying it", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Promote(ctx, st, l, opt); !errors.As(err, &ie) || !strings.Contains(err.Error(), "already canary") {
+		t.Fatalf("someone else's canary: %v", err)
+	}
+	if rs, _ := st.Rollouts(ctx, "churn"); len(rs) != 0 {
+		t.Fatalf("rollout started: %+v", rs)
+	}
+
+	// A promotion cut short after the move (the process died) is finished
+	// by promoting again.
+	st, l = promoteFixture(t, fullDecision, 3, 0)
+	if _, err := reg(st).Transition(ctx, "churn", 2, store.ModelCanary, "ann", "won experiment win on minutes: lift +3", nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Promote(ctx, st, l, opt)
+	if err != nil || p.Rollout.ID == 0 {
+		t.Fatalf("finishing a cut-short promotion: %+v %v", p, err)
+	}
+	// The rollout's versions move only with it.
+	for _, tc := range []struct {
+		version int
+		to      store.ModelState
+	}{{2, store.ModelProduction}, {2, store.ModelRegistered}, {1, store.ModelArchived}} {
+		if _, err := reg(st).Transition(ctx, "churn", tc.version, tc.to, "bob", "by hand", nil); !errors.Is(err, registry.ErrInRollout) || !errors.Is(err, store.ErrConflict) || fault.Of(err) != fault.Conflict {
+			t.Fatalf("version %d to %s during the rollout: %v", tc.version, tc.to, err)
+		}
+	}
+	if _, err := reg(st).RolloutTransition(ctx, p.Rollout.ID, "churn", 2, store.ModelProduction, "rollout", "passed"); err != nil {
+		t.Fatalf("the rollout's own move: %v", err)
 	}
 }

@@ -396,9 +396,12 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 				"ci": []float64{finite(c.Low), finite(c.High)}, "tolerance": c.Tolerance, "violated": c.Violated})
 		}
 	}
-	evidence, _ := json.Marshal(map[string]any{"metric": primary.Name, "better": o.Better, "lift_abs": ev.LiftAbs, "lift_rel": ev.LiftRel,
-		"ci": []float64{ev.CILow, ev.CIHigh}, "p_value": ev.PValue, "method": "sequential", "won": won,
+	evidence, err := json.Marshal(map[string]any{"metric": primary.Name, "better": o.Better, "lift_abs": finite(ev.LiftAbs), "lift_rel": finite(ev.LiftRel),
+		"ci": []float64{finite(ev.CILow), finite(ev.CIHigh)}, "p_value": finite(ev.PValue), "method": "sequential", "won": won,
 		"srm_p": rep.SRM.PValue, "srm_ok": rep.SRM.OK, "guardrails": guards, "forced": out.Forced})
+	if err != nil {
+		return out, fmt.Errorf("experiment %s evidence: %w", s.Name, err)
+	}
 	ctl := primary.Variants[s.Control]
 	trt := primary.Variants[o.Variant]
 	d := &registry.Decision{
@@ -429,6 +432,9 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 			o.Actor, strings.Join(out.Forced, "; "), s.Name, primary.Name, ev.LiftAbs, ev.PValue, s.Endpoint)
 	}
 	reg := registry.New(st)
+	if err := promotable(ctx, st, reg, s.Name, ep.Model, cur); err != nil {
+		return out, err
+	}
 	switch cur.State {
 	case store.ModelRegistered, store.ModelShadow:
 		if cur, err = reg.Transition(ctx, ep.Model, v.ModelVersion, store.ModelCanary, o.Actor, reason, d); err != nil {
@@ -445,6 +451,46 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 	}
 	out.Rollout = r
 	return out, nil
+}
+
+// promotable checks, before anything moves, what the rollout after the
+// move needs: no running rollout of the model in the way, a production
+// version to judge the canary against, and no other canary. A version
+// already canary goes on only if a promotion of this experiment moved it
+// (one cut short before its rollout started); a refused promotion leaves
+// nothing behind.
+func promotable(ctx context.Context, st PromoteStore, reg *registry.Registry, exp, model string, cur store.ModelVersion) error {
+	if err := reg.CheckRollouts(ctx, 0, model, cur.Version, store.ModelCanary); err != nil {
+		return err
+	}
+	vs, err := st.ModelVersions(ctx, model)
+	if err != nil {
+		return err
+	}
+	production := false
+	for _, v := range vs {
+		switch {
+		case v.Version == cur.Version:
+		case v.State == store.ModelProduction:
+			production = true
+		case v.State == store.ModelCanary:
+			return &registry.InputError{Msg: fmt.Sprintf("model %s version %d is already canary: roll out one version at a time", model, v.Version)}
+		}
+	}
+	if !production {
+		return &registry.InputError{Msg: fmt.Sprintf("model %s has no production version to judge version %d against: move one to production first", model, cur.Version)}
+	}
+	if cur.State != store.ModelCanary {
+		return nil
+	}
+	trs, err := st.ModelTransitions(ctx, model, cur.Version)
+	if err != nil {
+		return err
+	}
+	if n := len(trs); n > 0 && trs[n-1].To == store.ModelCanary && strings.Contains(trs[n-1].Reason, "experiment "+exp+" on ") {
+		return nil
+	}
+	return &registry.InputError{Msg: fmt.Sprintf("model %s version %d is already canary, moved by something other than a promotion of experiment %s: start its rollout with baton rollout start, or move it back to registered first", model, cur.Version, exp)}
 }
 
 // finite keeps an interval's infinite end JSON-encodable.

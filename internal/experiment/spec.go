@@ -349,7 +349,10 @@ func (d *Doc) Apply(ctx context.Context, st Stores) ([]Applied, error) {
 	}
 	out := make([]Applied, 0, len(specs))
 	for _, s := range specs {
-		b, _ := json.Marshal(s)
+		b, err := json.Marshal(s)
+		if err != nil {
+			return out, fmt.Errorf("experiment %s: %w", s.Name, err)
+		}
 		sum := sha256.Sum256(b)
 		e, changed, err := st.PutExperiment(ctx, store.Experiment{Name: s.Name, Spec: b, Digest: hex.EncodeToString(sum[:]), Alloc: s.allocation()})
 		if err != nil {

@@ -3,12 +3,15 @@ package experiment
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/store"
 )
 
 func wantProblems(t *testing.T, err error, want ...string) {
@@ -130,5 +133,49 @@ func TestIngestBodiesInUserWords(t *testing.T) {
 	es, err := DecodeExposuresJSON([]byte(`[{"unit": "u1", "variant": "a", "at": "2026-11-28T10:00:00Z"}]`))
 	if err != nil || len(es) != 1 || es[0].At.IsZero() {
 		t.Fatalf("good body: %+v %v", es, err)
+	}
+}
+
+// TestIngestRefusesNonFiniteAndBadText: a non-finite value would turn every
+// mean and interval of the metric into NaN (and a NaN guardrail never
+// trips); text that is not UTF-8 is not the same unit when read back. Both
+// are refused, counted by reason, and the good events are stored.
+func TestIngestRefusesNonFiniteAndBadText(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openStore(t)
+	if _, err := Apply(ctx, st, []Spec{{Name: "e", Metrics: []string{"minutes"},
+		Guardrails: []Guardrail{{Metric: "minutes", Direction: "decrease"}},
+		Variants:   []Variant{{Name: "a", Weight: 0.5}, {Name: "b", Weight: 0.5}}}}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := Find(ctx, st, "e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := IngestMetrics(ctx, st, l, []store.MetricEvent{
+		{Unit: "u1", Metric: "minutes", Value: 3},
+		{Unit: "u2", Metric: "minutes", Value: math.Inf(1)},
+		{Unit: "u3", Metric: "minutes", Value: math.NaN()},
+		{Unit: "u\xff", Metric: "minutes", Value: 1},
+		{Unit: "u4", Metric: "nope", Value: 1},
+	}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != 1 || res.ByReason["not_finite"] != 2 || res.ByReason["malformed"] != 1 || res.ByReason["unknown_metric"] != 1 {
+		t.Fatalf("result: %+v", res)
+	}
+	// A metric that is also a guardrail is listed once.
+	if msg := res.Reasons[len(res.Reasons)-1]; !strings.Contains(msg, "(metrics: minutes)") {
+		t.Fatalf("reason: %q", msg)
+	}
+	evs, err := st.MetricEvents(ctx, "e", "minutes")
+	if err != nil || len(evs) != 1 || evs[0].Unit != "u1" {
+		t.Fatalf("stored: %+v %v", evs, err)
+	}
+	res, err = IngestExposures(ctx, st, l, []store.Exposure{{Unit: "ok", Variant: "a"}, {Unit: "\xfe", Variant: "a"}}, time.Now())
+	if err != nil || res.Accepted != 1 || res.ByReason["malformed"] != 1 {
+		t.Fatalf("exposures: %+v %v", res, err)
 	}
 }

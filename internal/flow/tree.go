@@ -3,6 +3,7 @@ package flow
 import (
 	"encoding"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -210,6 +211,12 @@ func (d *treeDecoder) decode(v *value, rv reflect.Value, path string) {
 			}
 			rv.SetFloat(float64(v.i))
 		case floatKind:
+			// JSON holds no NaN or infinity, and no rule is written for
+			// them: a spec stored with one could not be read back.
+			if math.IsNaN(v.f) || math.IsInf(v.f, 0) {
+				d.fail(v.pos, path, "%s is not a finite number", v.text)
+				return
+			}
 			rv.SetFloat(v.f)
 		default:
 			d.fail(v.pos, path, "want a number, not %s", describe(v))

@@ -113,3 +113,25 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeRefusesNonFinite: NaN and infinities have no JSON form, so a
+// spec holding one could be stored but never read back.
+func TestDecodeRefusesNonFinite(t *testing.T) {
+	t.Parallel()
+	for _, text := range []string{".nan", ".NaN", ".inf", "-.Inf", "1e999"} {
+		var doc struct {
+			W   float64 `yaml:"w"`
+			Any any     `yaml:"any"`
+		}
+		_, err := Decode("d.yaml", []byte("w: "+text+"\nany: {x: "+text+"}\n"), &doc)
+		var fe Errors
+		if !errors.As(err, &fe) || len(fe) != 2 {
+			t.Fatalf("%s: got %v", text, err)
+		}
+		for i, field := range []string{"w", "any"} {
+			if !strings.HasPrefix(fe[i].Field, field) || !strings.Contains(fe[i].Msg, "finite number") || fe[i].Line == 0 {
+				t.Fatalf("%s: problem %d: %+v", text, i, fe[i])
+			}
+		}
+	}
+}

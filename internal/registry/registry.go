@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -85,6 +86,8 @@ type Store interface {
 	store.ModelStore
 	store.RunReader
 	store.SignalStore
+	// Rollouts: a running rollout's versions move only with it.
+	Rollouts(ctx context.Context, endpoint string) ([]store.Rollout, error)
 }
 
 // New returns the registry of st.
@@ -122,11 +125,16 @@ type Lineage struct {
 // InputError is a request the registry refuses (exit 2, HTTP 400).
 type InputError struct {
 	Msg string
+	// Field, if known, is the input field at fault ("metrics.auc").
+	Field string
 	// Err, if any, is the kind of refusal (errors.Is sees it).
 	Err error
 }
 
 func (e *InputError) Error() string { return e.Msg }
+
+// ErrField names the input field at fault, for an API answer's "field".
+func (e *InputError) ErrField() string { return e.Field }
 
 // Is sorts the error as invalid input.
 func (e *InputError) Is(target error) bool { return target == fault.Invalid }
@@ -137,12 +145,40 @@ func inputErr(format string, args ...any) error {
 	return &InputError{Msg: fmt.Sprintf(format, args...)}
 }
 
+// Update sets metrics and tags of a version (an empty tag value deletes
+// the tag). It is the one use case behind `baton model update`.
+func (r *Registry) Update(ctx context.Context, model string, version int, metrics map[string]float64, tags map[string]string) (store.ModelVersion, error) {
+	if err := finiteMetrics(metrics); err != nil {
+		return store.ModelVersion{}, err
+	}
+	return r.st.UpdateModelVersion(ctx, model, version, metrics, tags)
+}
+
+// finiteMetrics refuses NaN and infinities: a metric is compared, charted
+// and stored as JSON, which has no form for them.
+func finiteMetrics(m map[string]float64) error {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		if x := m[k]; math.IsNaN(x) || math.IsInf(x, 0) {
+			return &InputError{Msg: fmt.Sprintf("metrics.%s: %v is not a finite number", k, x), Field: "metrics." + k}
+		}
+	}
+	return nil
+}
+
 // Register records a new version from a run's artifact, with its lineage:
 // the run, its flow version and params, the training set and the feature
 // versions behind it.
 func (r *Registry) Register(ctx context.Context, req Register) (store.ModelVersion, error) {
 	if !flow.ValidName(req.Model) {
-		return store.ModelVersion{}, inputErr("model name %q: use lowercase letters, digits, _ and -, starting with a letter or digit", req.Model)
+		return store.ModelVersion{}, &InputError{Field: "name", Msg: fmt.Sprintf("model name %q: use lowercase letters, digits, _ and -, starting with a letter or digit", req.Model)}
+	}
+	if err := finiteMetrics(req.Metrics); err != nil {
+		return store.ModelVersion{}, err
 	}
 	if strings.TrimSpace(req.Reason) == "" {
 		req.Reason = "registered"
@@ -217,6 +253,57 @@ func (r *Registry) resolve(ctx context.Context, p, field string) (store.Artifact
 // where the version is. A version entering production archives the one
 // it replaces, in the same transaction.
 func (r *Registry) Transition(ctx context.Context, model string, version int, to store.ModelState, actor, reason string, d *Decision) (store.ModelVersion, error) {
+	return r.transition(ctx, 0, model, version, to, actor, reason, d)
+}
+
+// RolloutTransition is a running rollout's move of its own canary (to
+// production when it passes, back to registered when it is rolled back):
+// the one move of that model's versions a running rollout allows.
+func (r *Registry) RolloutTransition(ctx context.Context, rollout int64, model string, version int, to store.ModelState, actor, reason string) (store.ModelVersion, error) {
+	return r.transition(ctx, rollout, model, version, to, actor, reason, nil)
+}
+
+// ErrInRollout is returned (wrapped) for a move that would pull a running
+// rollout's versions from under it.
+var ErrInRollout error = inRollout{}
+
+type inRollout struct{}
+
+func (inRollout) Error() string { return "a rollout is running" }
+
+// Is sorts the refusal as the store's conflict (409, exit 1).
+func (inRollout) Is(target error) bool { return target == store.ErrConflict || target == fault.Conflict }
+
+// CheckRollouts refuses a move of model's version to state to that a
+// running rollout other than rollout forbids: moving its canary or its
+// baseline, or making another version canary or production (which would
+// archive the baseline the canary is judged against).
+func (r *Registry) CheckRollouts(ctx context.Context, rollout int64, model string, version int, to store.ModelState) error {
+	rs, err := r.st.Rollouts(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, ro := range rs {
+		if ro.Status != store.RolloutRunning || ro.Model != model || ro.ID == rollout {
+			continue
+		}
+		var what string
+		switch {
+		case version == ro.CanaryVersion:
+			what = fmt.Sprintf("version %d is the canary of rollout %d on endpoint %s, which moves it", version, ro.ID, ro.Endpoint)
+		case version == ro.BaselineVersion:
+			what = fmt.Sprintf("version %d is the baseline of rollout %d on endpoint %s, which judges its canary against it", version, ro.ID, ro.Endpoint)
+		case to == store.ModelProduction || to == store.ModelCanary:
+			what = fmt.Sprintf("rollout %d on endpoint %s is judging version %d against version %d", ro.ID, ro.Endpoint, ro.CanaryVersion, ro.BaselineVersion)
+		default:
+			continue
+		}
+		return fmt.Errorf("model %s: %s; wait for it to pass or roll back (baton rollout status %s): %w", model, what, ro.Endpoint, ErrInRollout)
+	}
+	return nil
+}
+
+func (r *Registry) transition(ctx context.Context, rollout int64, model string, version int, to store.ModelState, actor, reason string, d *Decision) (store.ModelVersion, error) {
 	if !slices.Contains(States, to) {
 		return store.ModelVersion{}, inputErr("state %q: use one of %s", to, joinStates(States))
 	}
@@ -233,6 +320,9 @@ func (r *Registry) Transition(ctx context.Context, model string, version int, to
 	if !slices.Contains(legal[cur.State], to) {
 		return cur, fmt.Errorf("model %s version %d is %s and cannot go to %s (from %s: %s): %w",
 			model, version, cur.State, to, cur.State, joinStates(legal[cur.State]), ErrIllegal)
+	}
+	if err := r.CheckRollouts(ctx, rollout, model, version, to); err != nil {
+		return cur, err
 	}
 	var raw json.RawMessage
 	if d != nil {

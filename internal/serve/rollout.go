@@ -243,7 +243,12 @@ func (c *Controller) evaluate(ctx context.Context, r store.Rollout, hist []Step,
 		}
 	}
 	hist = append(hist[:len(hist):len(hist)], st)
-	hb, _ := json.Marshal(hist)
+	hb, err := json.Marshal(hist)
+	if err != nil {
+		// A history that cannot be stored must not be stored as nothing:
+		// the next evaluation would start the clock over.
+		return st, fmt.Errorf("rollout %d history: %w", r.ID, err)
+	}
 	reg := registry.New(c.s.d.Store)
 	score := strconv.FormatFloat(st.Score, 'f', 2, 64)
 	params := map[string]any{"model": r.Model, "version": strconv.Itoa(r.CanaryVersion), "score": st.Score}
@@ -255,13 +260,13 @@ func (c *Controller) evaluate(ctx context.Context, r store.Rollout, hist []Step,
 	switch status {
 	case store.RolloutPassed:
 		reason := fmt.Sprintf("rollout %d passed every stage (%v%%), last score %s against version %d", r.ID, r.Stages, score, r.BaselineVersion)
-		if _, err := reg.Transition(ctx, r.Model, r.CanaryVersion, store.ModelProduction, rolloutActor, reason, nil); err != nil && !alreadyThere(ctx, c.s.d.Store, r.Model, r.CanaryVersion, store.ModelProduction) {
+		if _, err := reg.RolloutTransition(ctx, r.ID, r.Model, r.CanaryVersion, store.ModelProduction, rolloutActor, reason); err != nil && !alreadyThere(ctx, c.s.d.Store, r.Model, r.CanaryVersion, store.ModelProduction) {
 			return st, fmt.Errorf("promote %s version %d: %w", r.Model, r.CanaryVersion, err)
 		}
 		signal, sigID = "canary_passed", fmt.Sprintf("canary_passed/%s/%d/%d", r.Model, r.CanaryVersion, r.ID)
 	case store.RolloutRolledBack:
 		reason := fmt.Sprintf("rollout %d rolled back at %g%%: %s (score %s) %s", r.ID, st.Share, st.Result, score, st.Detail)
-		if _, err := reg.Transition(ctx, r.Model, r.CanaryVersion, store.ModelRegistered, rolloutActor, reason, nil); err != nil && !alreadyThere(ctx, c.s.d.Store, r.Model, r.CanaryVersion, store.ModelRegistered) {
+		if _, err := reg.RolloutTransition(ctx, r.ID, r.Model, r.CanaryVersion, store.ModelRegistered, rolloutActor, reason); err != nil && !alreadyThere(ctx, c.s.d.Store, r.Model, r.CanaryVersion, store.ModelRegistered) {
 			return st, fmt.Errorf("roll back %s version %d: %w", r.Model, r.CanaryVersion, err)
 		}
 		params["reason"] = reason

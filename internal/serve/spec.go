@@ -175,10 +175,13 @@ func (e Endpoint) Problems(at string) flow.Errors {
 }
 
 // Digest identifies an endpoint's spec.
-func (e Endpoint) Digest() (string, []byte) {
-	b, _ := json.Marshal(e)
+func (e Endpoint) Digest() (string, []byte, error) {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return "", nil, fmt.Errorf("endpoint %s: %w", e.Name, err)
+	}
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), b
+	return hex.EncodeToString(sum[:]), b, nil
 }
 
 // Applied is one endpoint after Apply.

@@ -70,7 +70,10 @@ func (d *Doc) Apply(ctx context.Context, st Stores) ([]Applied, error) {
 	}
 	out := make([]Applied, 0, len(d.Items))
 	for _, e := range d.Items {
-		dg, b := e.Digest()
+		dg, b, err := e.Digest()
+		if err != nil {
+			return out, err
+		}
 		_, changed, err := st.PutEndpoint(ctx, store.Endpoint{Name: e.Name, Spec: b, Digest: dg})
 		if err != nil {
 			return out, err

@@ -154,11 +154,16 @@ func (s *Server) wrap(rt route) http.Handler {
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) error {
+	// Encoded before the status is sent: a value that cannot be written
+	// (a NaN) is a 500 with the reason, not a 200 with half a body.
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("the answer cannot be written as JSON: %w", err)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	_, err = w.Write(append(b, '\n'))
+	return err
 }
 
 func writeErr(w http.ResponseWriter, code int, err error) {
@@ -176,11 +181,14 @@ func writeErr(w http.ResponseWriter, code int, err error) {
 	}
 	var se *signal.Error
 	var ke *fault.Error
+	var ef interface{ ErrField() string }
 	switch {
 	case errors.As(err, &se) && se.Field != "":
 		body["field"] = se.Field
 	case errors.As(err, &ke) && ke.Field != "":
 		body["field"] = ke.Field
+	case errors.As(err, &ef) && ef.ErrField() != "":
+		body["field"] = ef.ErrField()
 	}
 	_ = writeJSON(w, code, body)
 }

@@ -291,8 +291,14 @@ func (s *Store) UpdateModelVersion(ctx context.Context, model string, version in
 				v.Tags[k] = x
 			}
 		}
-		m, _ := json.Marshal(v.Metrics)
-		tg, _ := json.Marshal(v.Tags)
+		m, err := json.Marshal(v.Metrics)
+		if err != nil {
+			return fmt.Errorf("model %s version %d metrics: %w", model, version, err)
+		}
+		tg, err := json.Marshal(v.Tags)
+		if err != nil {
+			return err
+		}
 		now := micros(s.now())
 		if _, err := tx.ExecContext(ctx, `UPDATE model_versions SET metrics = $1, tags = $2, updated_at = $3 WHERE model = $4 AND version = $5`,
 			string(m), string(tg), now, model, version); err != nil {

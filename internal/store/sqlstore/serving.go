@@ -77,7 +77,10 @@ func scanRollout(row interface{ Scan(...any) error }) (store.Rollout, error) {
 
 // StartRollout implements store.ServeStore.
 func (s *Store) StartRollout(ctx context.Context, r store.Rollout) (store.Rollout, error) {
-	stages, _ := json.Marshal(r.Stages)
+	stages, err := json.Marshal(r.Stages)
+	if err != nil {
+		return r, fmt.Errorf("rollout stages: %w", err)
+	}
 	if r.History == nil {
 		r.History = json.RawMessage("[]")
 	}
@@ -87,7 +90,7 @@ func (s *Store) StartRollout(ctx context.Context, r store.Rollout) (store.Rollou
 		// it.
 		now = micros(r.StartedAt)
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM rollouts WHERE endpoint = $1 AND status = $2`, r.Endpoint, store.RolloutRunning).Scan(&n); err != nil {
 			return err
