@@ -1,7 +1,7 @@
-// Package server is `baton server`: the daemon that evaluates triggers
-// (signals, joins, on_finish, cron), schedules triggered runs under each
-// flow's concurrency strategy, executes them, and serves the JSON HTTP API,
-// /healthz and Prometheus /metrics.
+// Package server is `baton server`: the daemon that wires the orchestrator
+// (package orchestrate: triggers, cron, scheduling, leadership) to the
+// engine that executes runs, the features, serving and experiments, and
+// serves the JSON HTTP API, /healthz and Prometheus /metrics.
 package server
 
 import (
@@ -20,6 +20,8 @@ import (
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/home"
+	"github.com/baton-ml/baton/internal/orchestrate"
+	"github.com/baton-ml/baton/internal/orchestrate/onengine"
 	"github.com/baton-ml/baton/internal/serve"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -83,11 +85,7 @@ type Options struct {
 }
 
 // Elector is a campaign to lead among the servers of one store.
-type Elector interface {
-	// Campaign blocks until this process leads (or ctx ends) and returns
-	// a channel closed when it stops leading.
-	Campaign(ctx context.Context) (<-chan struct{}, error)
-}
+type Elector = orchestrate.Elector
 
 // Server is a running baton server.
 type Server struct {
@@ -98,23 +96,11 @@ type Server struct {
 	opt   Options
 	log   *slog.Logger
 	m     *metrics
+	orch  *orchestrate.Orchestrator
 
-	defs     atomic.Pointer[defs]
-	reloadMu sync.Mutex
+	// wakeReload makes the features' reload look now.
+	wakeReload chan struct{}
 
-	wakeSignals chan struct{}
-	wakeFinish  chan struct{}
-	wakeSched   chan struct{}
-	wakeReload  chan struct{}
-	wakeAdopt   chan struct{}
-
-	mu       sync.Mutex
-	starting map[int64]string    // runs handed to the engine (by flow), not yet returned
-	causes   map[int64]time.Time // when what triggered a run happened
-	wg       sync.WaitGroup
-
-	// upSince is when the cron loop started: ticks before it were missed.
-	upSince time.Time
 	// homeToken is the home's own API secret (admin), see home.APIToken.
 	homeToken string
 	sessions  sessions
@@ -122,7 +108,6 @@ type Server struct {
 	http      *http.Server
 	loopback  bool
 	stopping  atomic.Bool
-	leading   atomic.Bool
 
 	serving       *serve.Service
 	exps          *experiments
@@ -160,7 +145,7 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 		opt.Now = time.Now
 	}
 	if opt.Elector == nil {
-		opt.Elector = &fileElector{path: filepath.Join(h.Dir, "leader.lock")}
+		opt.Elector = orchestrate.FileElector(filepath.Join(h.Dir, "leader.lock"))
 	}
 	eng, err := engine.New(st, blobs, engine.Options{Workers: opt.Workers, TempDir: h.TempDir(), Env: h.Env(),
 		Dispatch: opt.Dispatch, DrainTasks: opt.Drain, LeaseTTL: opt.RunLease, TaskLeaseTTL: opt.TaskLease, Log: opt.Logger,
@@ -173,13 +158,13 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 		return nil, err
 	}
 	s := &Server{
-		st: st, blobs: blobs, home: h, eng: eng, opt: opt, log: opt.Logger, homeToken: tok,
-		wakeSignals: make(chan struct{}, 1), wakeFinish: make(chan struct{}, 1),
-		wakeSched: make(chan struct{}, 1), wakeReload: make(chan struct{}, 1), wakeAdopt: make(chan struct{}, 1),
-		starting: map[int64]string{},
-		sessions: sessions{active: map[string]session{}, links: map[string]time.Time{}},
+		st: st, blobs: blobs, home: h, eng: eng, opt: opt, log: opt.Logger, homeToken: tok, m: newMetrics(),
+		wakeReload: make(chan struct{}, 1),
+		sessions:   sessions{active: map[string]session{}, links: map[string]time.Time{}},
 	}
-	s.m = newMetrics(s)
+	s.orch = orchestrate.New(st, onengine.New(eng, opt.Logger), orchestrate.Options{Poll: opt.Poll, Reload: opt.Reload,
+		Drain: opt.Drain, Queue: opt.Dispatch == engine.Queue, Elector: opt.Elector, Logger: opt.Logger, Now: opt.Now,
+		Metrics: s.m})
 	return s, nil
 }
 
@@ -223,7 +208,7 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := s.reload(ctx); err != nil {
+	if err := s.orch.Reload(ctx); err != nil {
 		return fmt.Errorf("load flows: %w", err)
 	}
 	if err := s.openFeatures(ctx); err != nil {
@@ -268,6 +253,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	defer s.serving.Close()
+	if err := s.orch.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		// A client must send its request, and take the answer, in
 		// bounded time: a stalled one holds no goroutine for ever. An
@@ -279,23 +267,9 @@ func (s *Server) Run(ctx context.Context) error {
 	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	var lw sync.WaitGroup
 	lw.Go(func() { s.reloadLoop(loops) })
-	lw.Go(func() { s.listen(loops) })
-	lw.Go(func() { s.lead(loops) })
 	lw.Go(func() { s.freshnessLoop(loops) })
 	lw.Go(func() { s.servingLoop(loops) })
 	lw.Go(func() { s.exps.loop(loops) })
-	workDone := make(chan struct{})
-	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	if s.opt.Dispatch == engine.Queue {
-		go func() {
-			defer close(workDone)
-			if err := s.eng.Work(workCtx, engine.WorkOptions{Log: s.log}); err != nil {
-				s.log.Error("worker", "err", err)
-			}
-		}()
-	} else {
-		close(workDone)
-	}
 	s.log.Info("baton server ready", "addr", s.Addr(), "home", s.home.Dir, "auth", s.authMode(), "dispatch", s.dispatchName())
 
 	var err error
@@ -308,20 +282,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.stopping.Store(true)
 	stopLoops()
 	lw.Wait()
-	s.eng.Drain()
-	stopWork()
-	<-workDone
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(s.opt.Drain):
-		s.log.Warn("drain timed out: cancelling what still runs")
-		for _, id := range s.eng.Running() {
-			s.eng.Cancel(id)
-		}
-		<-done
-	}
+	s.orch.Stop()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if serr := s.http.Shutdown(shutCtx); errors.Is(serr, context.DeadlineExceeded) {
@@ -348,66 +309,15 @@ func (s *Server) dispatchName() string {
 	return "local"
 }
 
-// listen turns notes from other processes into wake-ups of the loops.
-func (s *Server) listen(ctx context.Context) {
-	notes, err := s.st.Listen(ctx)
-	if err != nil {
-		s.log.Warn("listen for notes: polling only", "err", err)
-		return
-	}
-	for n := range notes {
-		switch n {
-		case store.NoteSignals:
-			wake(s.wakeSignals)
-		case store.NoteRuns:
-			wake(s.wakeSched)
-			wake(s.wakeFinish)
-			wake(s.wakeAdopt)
-		}
-	}
-}
-
 // Leading reports whether this server leads (its trigger, cron and
 // scheduling loops run).
-func (s *Server) Leading() bool { return s.leading.Load() }
+func (s *Server) Leading() bool { return s.orch.Leading() }
 
-// lead campaigns to lead and, while it does, runs the loops that must run
-// once per store: triggers, cron, scheduling, reaping and take-overs.
-func (s *Server) lead(ctx context.Context) {
-	for ctx.Err() == nil {
-		lost, err := s.opt.Elector.Campaign(ctx)
-		if err != nil {
-			return
-		}
-		s.log.Info("leading: triggers, cron and scheduling run here")
-		s.leading.Store(true)
-		lctx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-lost:
-				s.log.Warn("lost the lead")
-			case <-lctx.Done():
-			}
-			cancel()
-		}()
-		s.upSince = s.opt.Now()
-		if s.opt.Dispatch == engine.Local {
-			if err := s.adopt(lctx); err != nil {
-				s.log.Error("take over unfinished runs", "err", err)
-			}
-		}
-		var lw sync.WaitGroup
-		loops := []func(context.Context){s.signalLoop, s.finishLoop, s.cronLoop, s.schedLoop}
-		if s.opt.Dispatch == engine.Queue {
-			loops = append(loops, s.reapLoop, s.adoptLoop)
-		}
-		for _, loop := range loops {
-			lw.Go(func() { loop(lctx) })
-		}
-		lw.Wait()
-		s.leading.Store(false)
-		cancel()
-	}
+// reloadNow makes the orchestrator and the features look for applied
+// definitions now.
+func (s *Server) reloadNow() {
+	s.orch.WakeReload()
+	wake(s.wakeReload)
 }
 
 func (s *Server) authMode() string {
@@ -417,7 +327,8 @@ func (s *Server) authMode() string {
 	return "stored tokens and the home's token"
 }
 
-// reloadLoop picks up flows and contracts applied while the server runs.
+// reloadLoop picks up feature definitions applied while the server runs
+// (the orchestrator picks up flows and contracts itself).
 func (s *Server) reloadLoop(ctx context.Context) {
 	t := time.NewTicker(s.opt.Reload)
 	defer t.Stop()
@@ -428,59 +339,6 @@ func (s *Server) reloadLoop(ctx context.Context) {
 		case <-t.C:
 		case <-s.wakeReload:
 		}
-		if err := s.reload(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("reload flows", "err", err)
-		}
 		s.reloadFeatures(ctx)
-	}
-}
-
-func (s *Server) reload(ctx context.Context) error {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	print, err := fingerprint(ctx, s.st)
-	if err != nil {
-		return err
-	}
-	if cur := s.defs.Load(); cur != nil && cur.fingerprint == print {
-		return nil
-	}
-	d, err := loadDefs(ctx, s.st, print)
-	if err != nil {
-		return err
-	}
-	for _, p := range d.problems {
-		s.log.Warn("trigger skipped", "problem", p)
-	}
-	s.defs.Store(d)
-	s.log.Info("flows loaded", "flows", len(d.flows), "contracts", len(d.contracts), "cron", len(d.crons))
-	wake(s.wakeSignals)
-	wake(s.wakeFinish)
-	wake(s.wakeSched)
-	return nil
-}
-
-// current returns definitions at least as new as what the store holds now.
-func (s *Server) current(ctx context.Context) (*defs, error) {
-	if err := s.reload(ctx); err != nil {
-		return nil, err
-	}
-	return s.defs.Load(), nil
-}
-
-// every runs fn whenever woken, and every poll interval.
-func (s *Server) every(ctx context.Context, ch chan struct{}, fn func(context.Context) error, what string) {
-	t := time.NewTicker(s.opt.Poll)
-	defer t.Stop()
-	for {
-		if err := fn(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error(what, "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-ch:
-		}
 	}
 }

@@ -58,7 +58,7 @@ func (s *Server) servingLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		err := s.serving.Refresh(ctx)
-		if s.leading.Load() {
+		if s.orch.Leading() {
 			if _, terr := s.rollouts.Tick(ctx); terr != nil {
 				err = errors.Join(err, terr)
 			}
@@ -196,7 +196,7 @@ func (s *Server) registerModel(w http.ResponseWriter, r *http.Request) error {
 		if _, err := reg.PublishTrained(r.Context(), v); err != nil {
 			return fmt.Errorf("version %d is registered, but publishing model_trained failed: %w", v.Version, err)
 		}
-		wake(s.wakeSignals)
+		s.orch.WakeSignals()
 	}
 	return writeJSON(w, http.StatusCreated, v)
 }
