@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/baton-ml/baton/internal/orchestrate"
 	"github.com/baton-ml/baton/internal/orchestrate/onengine"
 	"github.com/baton-ml/baton/internal/serve"
+	"github.com/baton-ml/baton/internal/startstop"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -208,98 +208,158 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := s.orch.Reload(ctx); err != nil {
-		return fmt.Errorf("load flows: %w", err)
-	}
-	if err := s.openFeatures(ctx); err != nil {
+	api := &apiService{s: s}
+	services := s.services(api)
+	if err := startstop.StartAll(ctx, services...); err != nil {
 		return err
 	}
-	defer s.features.Close()
-	if s.opt.NATS != "" {
-		stream := s.opt.NATSStream
-		if stream == "" {
-			stream = "baton_events"
-		}
-		var sources []string
-		for name := range s.features.Catalog().Sources {
-			sources = append(sources, name)
-		}
-		n, err := feature.StartNATS(ctx, s.features, s.opt.NATS, stream, sources)
-		if err != nil {
-			return fmt.Errorf("NATS ingest: %w", err)
-		}
-		s.nats = n
-		defer n.Close()
+	s.log.Info("baton server ready", "addr", s.Addr(), "home", s.home.Dir, "auth", s.authMode(), "dispatch", s.dispatchName())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-api.served:
+		err = fmt.Errorf("serve: %w", err)
 	}
-	if len(s.opt.Kafka) > 0 {
-		var sources []string
-		for name := range s.features.Catalog().Sources {
-			sources = append(sources, name)
-		}
-		k, err := feature.StartKafka(ctx, s.features, s.opt.Kafka, s.opt.KafkaTopicPrefix, "baton", sources)
-		if err != nil {
-			return fmt.Errorf("Kafka ingest: %w", err)
-		}
-		s.kafka = k
-		defer k.Close()
+	s.log.Info("stopping: no new work; waiting for running tasks", "drain", s.opt.Drain)
+	s.stopping.Store(true)
+	startstop.StopAll(services...)
+	if err == nil {
+		err = api.err
 	}
+	s.log.Info("stopped")
+	return err
+}
+
+// services are the server's parts in the order they start; StopAll stops
+// them in reverse, which is the order of a graceful stop: the loops, then
+// the orchestrator's drain (the API still answers meanwhile: /healthz says
+// "stopping", a cancel reaches a running run), then the API, then what
+// the API used, and the engine last. The long-lived parts are started
+// without ctx's cancellation: they stop in that order, not all at once
+// when ctx ends.
+func (s *Server) services(api *apiService) []startstop.Service {
+	loop := func(fn func(context.Context)) startstop.Service {
+		return startstop.WithoutCancel(startstop.Func(func(ctx context.Context) error { fn(ctx); return nil }))
+	}
+	return []startstop.Service{
+		// Made by New; closed once nothing runs on it.
+		startstop.Hooks{OnStop: s.eng.Close},
+		// The API's handlers need the contracts before the orchestrator
+		// starts.
+		startstop.Hooks{OnStart: func(ctx context.Context) error {
+			if err := s.orch.Reload(ctx); err != nil {
+				return fmt.Errorf("load flows: %w", err)
+			}
+			return nil
+		}},
+		startstop.Hooks{OnStart: s.openFeatures, OnStop: func() { s.features.Close() }},
+		startstop.Hooks{OnStart: s.startNATS, OnStop: func() {
+			if s.nats != nil {
+				s.nats.Close()
+			}
+		}},
+		startstop.Hooks{OnStart: s.startKafka, OnStop: func() {
+			if s.kafka != nil {
+				s.kafka.Close()
+			}
+		}},
+		// Requests served during the drain logged exposures after the
+		// loops stopped: the last flush comes after the API's.
+		startstop.Hooks{OnStart: s.startExperiments, OnStop: func() { s.exps.flush(context.Background()) }},
+		startstop.Hooks{OnStart: s.openServing, OnStop: func() { s.serving.Close() }},
+		api,
+		startstop.WithoutCancel(s.orch),
+		loop(s.reloadLoop),
+		loop(s.freshnessLoop),
+		loop(s.servingLoop),
+		loop(func(ctx context.Context) { s.exps.loop(ctx) }),
+	}
+}
+
+// startNATS consumes feature events from NATS JetStream, when configured.
+func (s *Server) startNATS(ctx context.Context) error {
+	if s.opt.NATS == "" {
+		return nil
+	}
+	stream := s.opt.NATSStream
+	if stream == "" {
+		stream = "baton_events"
+	}
+	n, err := feature.StartNATS(ctx, s.features, s.opt.NATS, stream, s.featureSources())
+	if err != nil {
+		return fmt.Errorf("NATS ingest: %w", err)
+	}
+	s.nats = n
+	return nil
+}
+
+// startKafka consumes feature events from Kafka, when configured.
+func (s *Server) startKafka(ctx context.Context) error {
+	if len(s.opt.Kafka) == 0 {
+		return nil
+	}
+	k, err := feature.StartKafka(ctx, s.features, s.opt.Kafka, s.opt.KafkaTopicPrefix, "baton", s.featureSources())
+	if err != nil {
+		return fmt.Errorf("Kafka ingest: %w", err)
+	}
+	s.kafka = k
+	return nil
+}
+
+func (s *Server) featureSources() []string {
+	var sources []string
+	for name := range s.features.Catalog().Sources {
+		sources = append(sources, name)
+	}
+	return sources
+}
+
+// startExperiments opens the experiments (and writes the exposures a
+// previous run spilled) and loads the running ones.
+func (s *Server) startExperiments(ctx context.Context) error {
 	if err := s.openExperiments(); err != nil {
 		return err
 	}
 	if err := s.exps.refresh(ctx); err != nil {
 		s.log.Warn("experiments", "err", err)
 	}
-	if err := s.openServing(ctx); err != nil {
-		return err
-	}
-	defer s.serving.Close()
-	if err := s.orch.Start(context.WithoutCancel(ctx)); err != nil {
-		return err
-	}
+	return nil
+}
+
+// apiService serves the HTTP API on the server's listener.
+type apiService struct {
+	s *Server
+	// served receives what Serve returned, should it end by itself.
+	served chan error
+	// err is what the graceful shutdown failed with.
+	err error
+}
+
+func (a *apiService) Start(context.Context) error {
+	s := a.s
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		// A client must send its request, and take the answer, in
 		// bounded time: a stalled one holds no goroutine for ever. An
 		// artifact download extends its own write deadline.
 		ReadTimeout: s.opt.ReadTimeout, WriteTimeout: s.opt.WriteTimeout, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- s.http.Serve(s.ln) }()
-	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
-	var lw sync.WaitGroup
-	lw.Go(func() { s.reloadLoop(loops) })
-	lw.Go(func() { s.freshnessLoop(loops) })
-	lw.Go(func() { s.servingLoop(loops) })
-	lw.Go(func() { s.exps.loop(loops) })
-	s.log.Info("baton server ready", "addr", s.Addr(), "home", s.home.Dir, "auth", s.authMode(), "dispatch", s.dispatchName())
+	a.served = make(chan error, 1)
+	go func() { a.served <- s.http.Serve(s.ln) }()
+	return nil
+}
 
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-serveErr:
-		err = fmt.Errorf("serve: %w", err)
-	}
-	s.log.Info("stopping: no new work; waiting for running tasks", "drain", s.opt.Drain)
-	s.stopping.Store(true)
-	stopLoops()
-	lw.Wait()
-	s.orch.Stop()
+func (a *apiService) Stop() {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if serr := s.http.Shutdown(shutCtx); errors.Is(serr, context.DeadlineExceeded) {
+	if err := a.s.http.Shutdown(shutCtx); errors.Is(err, context.DeadlineExceeded) {
 		// Connections still open are ones a client opened and never used
 		// (net/http waits 5 s for those) or requests past the drain: close
 		// them; a graceful stop is not a failure.
-		s.log.Warn("closing connections still open after the drain")
-		_ = s.http.Close()
-	} else if serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
+		a.s.log.Warn("closing connections still open after the drain")
+		_ = a.s.http.Close()
+	} else if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		a.err = err
 	}
-	// Requests served during the drain logged exposures after the loops
-	// stopped.
-	s.exps.flush(context.Background())
-	s.eng.Close()
-	s.log.Info("stopped")
-	return err
 }
 
 func (s *Server) dispatchName() string {

@@ -147,3 +147,13 @@ func (h Hooks) Stop() {
 		h.OnStop()
 	}
 }
+
+// WithoutCancel starts s with a context that the cancellation of Start's
+// context does not end (its values stay): only Stop stops it. A process
+// that must stop its services in order, not all at once when its own
+// context ends, starts its long-lived ones so.
+func WithoutCancel(s Service) Service { return detached{s} }
+
+type detached struct{ Service }
+
+func (d detached) Start(ctx context.Context) error { return d.Service.Start(context.WithoutCancel(ctx)) }

@@ -220,3 +220,25 @@ func TestHooks(t *testing.T) {
 		t.Fatalf("journal %v", got)
 	}
 }
+
+func TestWithoutCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := startstop.Func(func(ctx context.Context) error { <-ctx.Done(); return nil })
+	svc := startstop.WithoutCancel(l)
+	if err := startstop.StartAll(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	// Only Stop ends it: the caller's cancellation has no effect on it.
+	select {
+	case <-l.Done():
+		t.Fatal("the loop ended with the caller's context")
+	default:
+	}
+	startstop.StopAll(svc)
+	select {
+	case <-l.Done():
+	default:
+		t.Fatal("the loop runs after Stop")
+	}
+}
