@@ -156,4 +156,6 @@ func WithoutCancel(s Service) Service { return detached{s} }
 
 type detached struct{ Service }
 
-func (d detached) Start(ctx context.Context) error { return d.Service.Start(context.WithoutCancel(ctx)) }
+func (d detached) Start(ctx context.Context) error {
+	return d.Service.Start(context.WithoutCancel(ctx))
+}
