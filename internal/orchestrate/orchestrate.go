@@ -219,6 +219,8 @@ func New(st Store, eng Engine, opt Options) *Orchestrator {
 		starting: map[int64]string{}, causes: map[int64]time.Time{}}
 }
 
+var _ startstop.Service = (*Orchestrator)(nil)
+
 // ErrStarted is returned by a second Start: an orchestrator runs once (its
 // engine drains when it stops).
 var ErrStarted = errors.New("orchestrator already started")
