@@ -12,7 +12,6 @@ package fault
 import (
 	"errors"
 	"fmt"
-	"net/http"
 )
 
 // Kind is what went wrong, as far as the caller can act on it.
@@ -57,27 +56,30 @@ func Of(err error) Kind {
 	return Internal
 }
 
-// HTTPStatus is the one status code for err's kind.
+// HTTPStatus is the one status code for err's kind. The codes are written
+// as numbers, not net/http's constants: every package marks its errors with
+// fault, and marking an error must not link an HTTP stack (the orchestrator
+// is built without one).
 func HTTPStatus(err error) int {
 	switch Of(err) {
 	case Invalid:
-		return http.StatusBadRequest
+		return 400
 	case NotFound:
-		return http.StatusNotFound
+		return 404
 	case Conflict:
-		return http.StatusConflict
+		return 409
 	case Unauthenticated:
-		return http.StatusUnauthorized
+		return 401
 	case Forbidden:
-		return http.StatusForbidden
+		return 403
 	case TooLarge:
-		return http.StatusRequestEntityTooLarge
+		return 413
 	case Unsupported:
-		return http.StatusUnsupportedMediaType
+		return 415
 	case Unavailable:
-		return http.StatusServiceUnavailable
+		return 503
 	}
-	return http.StatusInternalServerError
+	return 500
 }
 
 // Exit codes of the CLI's public contract.
@@ -158,21 +160,21 @@ func (s *sentinel) Is(target error) bool {
 // the server's answer as the server sorted the error.
 func OfStatus(code int) Kind {
 	switch code {
-	case http.StatusBadRequest, http.StatusUnprocessableEntity:
+	case 400, 422:
 		return Invalid
-	case http.StatusNotFound:
+	case 404:
 		return NotFound
-	case http.StatusConflict:
+	case 409:
 		return Conflict
-	case http.StatusUnauthorized:
+	case 401:
 		return Unauthenticated
-	case http.StatusForbidden:
+	case 403:
 		return Forbidden
-	case http.StatusRequestEntityTooLarge:
+	case 413:
 		return TooLarge
-	case http.StatusUnsupportedMediaType:
+	case 415:
 		return Unsupported
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+	case 503, 502, 504:
 		return Unavailable
 	}
 	return Internal

@@ -20,6 +20,7 @@ import (
 	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/lineage"
+	"github.com/baton-ml/baton/internal/orchestrate"
 	"github.com/baton-ml/baton/internal/signal"
 	"github.com/baton-ml/baton/internal/store"
 	"github.com/baton-ml/baton/internal/view"
@@ -327,7 +328,7 @@ func queryInt(r *http.Request, name string, def int) (int, error) {
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if _, err := s.st.Cursor(ctx, signalsCursor); err != nil {
+	if _, err := s.st.Cursor(ctx, orchestrate.SignalsCursor); err != nil {
 		return fault.Errorf(fault.Unavailable, "store: %v", err)
 	}
 	status := "ok"
@@ -384,7 +385,7 @@ func (s *Server) applyFlows(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	wake(s.wakeReload)
+	s.reloadNow()
 	return writeJSON(w, http.StatusOK, applied)
 }
 
@@ -430,7 +431,7 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	wake(s.wakeSched)
+	s.orch.WakeSchedule()
 	return writeJSON(w, http.StatusCreated, run)
 }
 
@@ -442,7 +443,7 @@ func (s *Server) unblock(w http.ResponseWriter, r *http.Request) error {
 	if err := s.st.Unblock(r.Context(), name); err != nil {
 		return err
 	}
-	wake(s.wakeSched)
+	s.orch.WakeSchedule()
 	return writeJSON(w, http.StatusOK, map[string]any{"flow": name, "blocked": false})
 }
 
@@ -528,7 +529,7 @@ func (s *Server) resumeRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	wake(s.wakeSched)
+	s.orch.WakeSchedule()
 	return writeJSON(w, http.StatusCreated, run)
 }
 
@@ -611,8 +612,7 @@ func (s *Server) publishSignal(w http.ResponseWriter, r *http.Request) error {
 	if body.Params == nil {
 		body.Params = map[string]json.RawMessage{}
 	}
-	sg, created, err := signal.Publish(r.Context(), s.st, s.defs.Load().contracts, body.Name, body.ID, body.Params,
-		store.SignalSource{Kind: store.SourceExternal})
+	sg, created, err := s.orch.Publish(r.Context(), body.Name, body.ID, body.Params, store.SignalSource{Kind: store.SourceExternal})
 	if err != nil {
 		return err
 	}
@@ -620,7 +620,6 @@ func (s *Server) publishSignal(w http.ResponseWriter, r *http.Request) error {
 	if created {
 		code = http.StatusCreated
 		s.m.signals.WithLabelValues(sg.Name).Inc()
-		wake(s.wakeSignals)
 	}
 	return writeJSON(w, code, map[string]any{"signal": sg, "created": created})
 }

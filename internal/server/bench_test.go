@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/baton-ml/baton/internal/orchestrate"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -161,7 +162,7 @@ func BenchmarkSignalThroughput(b *testing.B) {
 			b.Fatalf("last signal: %v %v", last, err)
 		}
 		for {
-			cur, err := h.st.Cursor(ctx, signalsCursor)
+			cur, err := h.st.Cursor(ctx, orchestrate.SignalsCursor)
 			if err != nil {
 				b.Fatalf("cursor: %v", err)
 			}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/baton-ml/baton/internal/experiment"
 	"github.com/baton-ml/baton/internal/fault"
-	"github.com/baton-ml/baton/internal/signal"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -191,7 +190,7 @@ func (x *experiments) loop(ctx context.Context) {
 		if err := x.refresh(ctx); err != nil && ctx.Err() == nil {
 			x.s.log.Warn("experiments", "err", err)
 		}
-		if x.s.leading.Load() {
+		if x.s.orch.Leading() {
 			if _, err := x.monitor.Tick(ctx); err != nil && ctx.Err() == nil {
 				x.s.log.Warn("guardrails", "err", err)
 			}
@@ -469,17 +468,10 @@ func (s *Server) experimentReport(w http.ResponseWriter, r *http.Request) error 
 // canary_passed, canary_failed, experiment_paused) under the loaded
 // contracts, with an id that makes it once-only, and wakes the triggers.
 func (s *Server) publish(ctx context.Context, name, id string, params map[string]any) error {
-	d := s.defs.Load()
-	if d == nil {
-		return errors.New("definitions not loaded")
-	}
 	raw := make(map[string]json.RawMessage, len(params))
 	for k, v := range params {
 		raw[k] = mustJSON(v)
 	}
-	if _, _, err := signal.Publish(ctx, s.st, d.contracts, name, id, raw, store.SignalSource{Kind: store.SourceExternal}); err != nil {
-		return err
-	}
-	wake(s.wakeSignals)
-	return nil
+	_, _, err := s.orch.Publish(ctx, name, id, raw, store.SignalSource{Kind: store.SourceExternal})
+	return err
 }

@@ -128,7 +128,8 @@ func (h *harness) startServer(t testing.TB, opt Options) {
 			t.Errorf("server: %v", err)
 		}
 	}
-	waitUntil(t, 20*time.Second, func() bool { return s.defs.Load() != nil && s.Leading() }, "server never led")
+	// The definitions are loaded before the orchestrator starts to lead.
+	waitUntil(t, 20*time.Second, s.Leading, "server never led")
 }
 
 // apply registers YAML documents, as `baton flow apply` does.
@@ -141,10 +142,13 @@ func (h *harness) apply(t testing.TB, docs ...string) {
 	if _, err := catalog.Apply(context.Background(), h.st, ds); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
-	wake(h.s.wakeReload)
+	h.s.reloadNow()
 	// Wait for the server to see it, as a user would within two seconds.
-	print, _ := fingerprint(context.Background(), h.st)
-	waitUntil(t, 5*time.Second, func() bool { return h.s.defs.Load().fingerprint == print }, "server did not reload")
+	version, err := h.st.CatalogVersion(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, func() bool { return h.s.orch.CatalogVersion() == version }, "server did not reload")
 }
 
 type response struct {

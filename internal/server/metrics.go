@@ -1,8 +1,12 @@
 package server
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/baton-ml/baton/internal/store"
 )
 
 // metrics are the server's Prometheus series, on a registry of its own
@@ -21,7 +25,7 @@ type metrics struct {
 	refused  *prometheus.CounterVec
 }
 
-func newMetrics(s *Server) *metrics {
+func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		fires: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_trigger_fires_total",
@@ -49,3 +53,18 @@ func newMetrics(s *Server) *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// The orchestrator's counts (orchestrate.Metrics), as the series above.
+
+func (m *metrics) Fired(kind string)       { m.fires.WithLabelValues(kind).Inc() }
+func (m *metrics) CronLag(d time.Duration) { m.cronLag.Observe(d.Seconds()) }
+func (m *metrics) RunStarted(trigger string, latency time.Duration, ok bool) {
+	m.started.WithLabelValues(trigger).Inc()
+	if ok {
+		m.latency.WithLabelValues(trigger).Observe(latency.Seconds())
+	}
+}
+func (m *metrics) RunFinished(st store.RunStatus)  { m.finished.WithLabelValues(string(st)).Inc() }
+func (m *metrics) TaskAttempt(st store.TaskStatus) { m.tasks.WithLabelValues(string(st)).Inc() }
+func (m *metrics) Running(delta int)               { m.running.Add(float64(delta)) }
+func (m *metrics) Pending(n int)                   { m.pending.Set(float64(n)) }

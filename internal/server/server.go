@@ -1,7 +1,7 @@
-// Package server is `baton server`: the daemon that evaluates triggers
-// (signals, joins, on_finish, cron), schedules triggered runs under each
-// flow's concurrency strategy, executes them, and serves the JSON HTTP API,
-// /healthz and Prometheus /metrics.
+// Package server is `baton server`: the daemon that wires the orchestrator
+// (package orchestrate: triggers, cron, scheduling, leadership) to the
+// engine that executes runs, the features, serving and experiments, and
+// serves the JSON HTTP API, /healthz and Prometheus /metrics.
 package server
 
 import (
@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,7 +19,10 @@ import (
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/home"
+	"github.com/baton-ml/baton/internal/orchestrate"
+	"github.com/baton-ml/baton/internal/orchestrate/onengine"
 	"github.com/baton-ml/baton/internal/serve"
+	"github.com/baton-ml/baton/internal/startstop"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -83,11 +85,7 @@ type Options struct {
 }
 
 // Elector is a campaign to lead among the servers of one store.
-type Elector interface {
-	// Campaign blocks until this process leads (or ctx ends) and returns
-	// a channel closed when it stops leading.
-	Campaign(ctx context.Context) (<-chan struct{}, error)
-}
+type Elector = orchestrate.Elector
 
 // Server is a running baton server.
 type Server struct {
@@ -98,23 +96,11 @@ type Server struct {
 	opt   Options
 	log   *slog.Logger
 	m     *metrics
+	orch  *orchestrate.Orchestrator
 
-	defs     atomic.Pointer[defs]
-	reloadMu sync.Mutex
+	// wakeReload makes the features' reload look now.
+	wakeReload chan struct{}
 
-	wakeSignals chan struct{}
-	wakeFinish  chan struct{}
-	wakeSched   chan struct{}
-	wakeReload  chan struct{}
-	wakeAdopt   chan struct{}
-
-	mu       sync.Mutex
-	starting map[int64]string    // runs handed to the engine (by flow), not yet returned
-	causes   map[int64]time.Time // when what triggered a run happened
-	wg       sync.WaitGroup
-
-	// upSince is when the cron loop started: ticks before it were missed.
-	upSince time.Time
 	// homeToken is the home's own API secret (admin), see home.APIToken.
 	homeToken string
 	sessions  sessions
@@ -122,7 +108,6 @@ type Server struct {
 	http      *http.Server
 	loopback  bool
 	stopping  atomic.Bool
-	leading   atomic.Bool
 
 	serving       *serve.Service
 	exps          *experiments
@@ -160,7 +145,7 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 		opt.Now = time.Now
 	}
 	if opt.Elector == nil {
-		opt.Elector = &fileElector{path: filepath.Join(h.Dir, "leader.lock")}
+		opt.Elector = orchestrate.FileElector(filepath.Join(h.Dir, "leader.lock"))
 	}
 	eng, err := engine.New(st, blobs, engine.Options{Workers: opt.Workers, TempDir: h.TempDir(), Env: h.Env(),
 		Dispatch: opt.Dispatch, DrainTasks: opt.Drain, LeaseTTL: opt.RunLease, TaskLeaseTTL: opt.TaskLease, Log: opt.Logger,
@@ -173,13 +158,13 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 		return nil, err
 	}
 	s := &Server{
-		st: st, blobs: blobs, home: h, eng: eng, opt: opt, log: opt.Logger, homeToken: tok,
-		wakeSignals: make(chan struct{}, 1), wakeFinish: make(chan struct{}, 1),
-		wakeSched: make(chan struct{}, 1), wakeReload: make(chan struct{}, 1), wakeAdopt: make(chan struct{}, 1),
-		starting: map[int64]string{},
-		sessions: sessions{active: map[string]session{}, links: map[string]time.Time{}},
+		st: st, blobs: blobs, home: h, eng: eng, opt: opt, log: opt.Logger, homeToken: tok, m: newMetrics(),
+		wakeReload: make(chan struct{}, 1),
+		sessions:   sessions{active: map[string]session{}, links: map[string]time.Time{}},
 	}
-	s.m = newMetrics(s)
+	s.orch = orchestrate.New(st, onengine.New(eng, opt.Logger), orchestrate.Options{Poll: opt.Poll, Reload: opt.Reload,
+		Drain: opt.Drain, Queue: opt.Dispatch == engine.Queue, Elector: opt.Elector, Logger: opt.Logger, Now: opt.Now,
+		Metrics: s.m})
 	return s, nil
 }
 
@@ -223,122 +208,158 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := s.reload(ctx); err != nil {
-		return fmt.Errorf("load flows: %w", err)
-	}
-	if err := s.openFeatures(ctx); err != nil {
+	api := &apiService{s: s}
+	services := s.services(api)
+	if err := startstop.StartAll(ctx, services...); err != nil {
 		return err
 	}
-	defer s.features.Close()
-	if s.opt.NATS != "" {
-		stream := s.opt.NATSStream
-		if stream == "" {
-			stream = "baton_events"
-		}
-		var sources []string
-		for name := range s.features.Catalog().Sources {
-			sources = append(sources, name)
-		}
-		n, err := feature.StartNATS(ctx, s.features, s.opt.NATS, stream, sources)
-		if err != nil {
-			return fmt.Errorf("NATS ingest: %w", err)
-		}
-		s.nats = n
-		defer n.Close()
+	s.log.Info("baton server ready", "addr", s.Addr(), "home", s.home.Dir, "auth", s.authMode(), "dispatch", s.dispatchName())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-api.served:
+		err = fmt.Errorf("serve: %w", err)
 	}
-	if len(s.opt.Kafka) > 0 {
-		var sources []string
-		for name := range s.features.Catalog().Sources {
-			sources = append(sources, name)
-		}
-		k, err := feature.StartKafka(ctx, s.features, s.opt.Kafka, s.opt.KafkaTopicPrefix, "baton", sources)
-		if err != nil {
-			return fmt.Errorf("Kafka ingest: %w", err)
-		}
-		s.kafka = k
-		defer k.Close()
+	s.log.Info("stopping: no new work; waiting for running tasks", "drain", s.opt.Drain)
+	s.stopping.Store(true)
+	startstop.StopAll(services...)
+	if err == nil {
+		err = api.err
 	}
+	s.log.Info("stopped")
+	return err
+}
+
+// services are the server's parts in the order they start; StopAll stops
+// them in reverse, which is the order of a graceful stop: the loops, then
+// the orchestrator's drain (the API still answers meanwhile: /healthz says
+// "stopping", a cancel reaches a running run), then the API, then what
+// the API used, and the engine last. The long-lived parts are started
+// without ctx's cancellation: they stop in that order, not all at once
+// when ctx ends.
+func (s *Server) services(api *apiService) []startstop.Service {
+	loop := func(fn func(context.Context)) startstop.Service {
+		return startstop.WithoutCancel(startstop.Func(func(ctx context.Context) error { fn(ctx); return nil }))
+	}
+	return []startstop.Service{
+		// Made by New; closed once nothing runs on it.
+		startstop.Hooks{OnStop: s.eng.Close},
+		// The API's handlers need the contracts before the orchestrator
+		// starts.
+		startstop.Hooks{OnStart: func(ctx context.Context) error {
+			if err := s.orch.Reload(ctx); err != nil {
+				return fmt.Errorf("load flows: %w", err)
+			}
+			return nil
+		}},
+		startstop.Hooks{OnStart: s.openFeatures, OnStop: func() { s.features.Close() }},
+		startstop.Hooks{OnStart: s.startNATS, OnStop: func() {
+			if s.nats != nil {
+				s.nats.Close()
+			}
+		}},
+		startstop.Hooks{OnStart: s.startKafka, OnStop: func() {
+			if s.kafka != nil {
+				s.kafka.Close()
+			}
+		}},
+		// Requests served during the drain logged exposures after the
+		// loops stopped: the last flush comes after the API's.
+		startstop.Hooks{OnStart: s.startExperiments, OnStop: func() { s.exps.flush(context.Background()) }},
+		startstop.Hooks{OnStart: s.openServing, OnStop: func() { s.serving.Close() }},
+		api,
+		startstop.WithoutCancel(s.orch),
+		loop(s.reloadLoop),
+		loop(s.freshnessLoop),
+		loop(s.servingLoop),
+		loop(func(ctx context.Context) { s.exps.loop(ctx) }),
+	}
+}
+
+// startNATS consumes feature events from NATS JetStream, when configured.
+func (s *Server) startNATS(ctx context.Context) error {
+	if s.opt.NATS == "" {
+		return nil
+	}
+	stream := s.opt.NATSStream
+	if stream == "" {
+		stream = "baton_events"
+	}
+	n, err := feature.StartNATS(ctx, s.features, s.opt.NATS, stream, s.featureSources())
+	if err != nil {
+		return fmt.Errorf("NATS ingest: %w", err)
+	}
+	s.nats = n
+	return nil
+}
+
+// startKafka consumes feature events from Kafka, when configured.
+func (s *Server) startKafka(ctx context.Context) error {
+	if len(s.opt.Kafka) == 0 {
+		return nil
+	}
+	k, err := feature.StartKafka(ctx, s.features, s.opt.Kafka, s.opt.KafkaTopicPrefix, "baton", s.featureSources())
+	if err != nil {
+		return fmt.Errorf("Kafka ingest: %w", err)
+	}
+	s.kafka = k
+	return nil
+}
+
+func (s *Server) featureSources() []string {
+	var sources []string
+	for name := range s.features.Catalog().Sources {
+		sources = append(sources, name)
+	}
+	return sources
+}
+
+// startExperiments opens the experiments (and writes the exposures a
+// previous run spilled) and loads the running ones.
+func (s *Server) startExperiments(ctx context.Context) error {
 	if err := s.openExperiments(); err != nil {
 		return err
 	}
 	if err := s.exps.refresh(ctx); err != nil {
 		s.log.Warn("experiments", "err", err)
 	}
-	if err := s.openServing(ctx); err != nil {
-		return err
-	}
-	defer s.serving.Close()
+	return nil
+}
+
+// apiService serves the HTTP API on the server's listener.
+type apiService struct {
+	s *Server
+	// served receives what Serve returned, should it end by itself.
+	served chan error
+	// err is what the graceful shutdown failed with.
+	err error
+}
+
+func (a *apiService) Start(context.Context) error {
+	s := a.s
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		// A client must send its request, and take the answer, in
 		// bounded time: a stalled one holds no goroutine for ever. An
 		// artifact download extends its own write deadline.
 		ReadTimeout: s.opt.ReadTimeout, WriteTimeout: s.opt.WriteTimeout, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- s.http.Serve(s.ln) }()
-	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
-	var lw sync.WaitGroup
-	lw.Go(func() { s.reloadLoop(loops) })
-	lw.Go(func() { s.listen(loops) })
-	lw.Go(func() { s.lead(loops) })
-	lw.Go(func() { s.freshnessLoop(loops) })
-	lw.Go(func() { s.servingLoop(loops) })
-	lw.Go(func() { s.exps.loop(loops) })
-	workDone := make(chan struct{})
-	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	if s.opt.Dispatch == engine.Queue {
-		go func() {
-			defer close(workDone)
-			if err := s.eng.Work(workCtx, engine.WorkOptions{Log: s.log}); err != nil {
-				s.log.Error("worker", "err", err)
-			}
-		}()
-	} else {
-		close(workDone)
-	}
-	s.log.Info("baton server ready", "addr", s.Addr(), "home", s.home.Dir, "auth", s.authMode(), "dispatch", s.dispatchName())
+	a.served = make(chan error, 1)
+	go func() { a.served <- s.http.Serve(s.ln) }()
+	return nil
+}
 
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-serveErr:
-		err = fmt.Errorf("serve: %w", err)
-	}
-	s.log.Info("stopping: no new work; waiting for running tasks", "drain", s.opt.Drain)
-	s.stopping.Store(true)
-	stopLoops()
-	lw.Wait()
-	s.eng.Drain()
-	stopWork()
-	<-workDone
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(s.opt.Drain):
-		s.log.Warn("drain timed out: cancelling what still runs")
-		for _, id := range s.eng.Running() {
-			s.eng.Cancel(id)
-		}
-		<-done
-	}
+func (a *apiService) Stop() {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if serr := s.http.Shutdown(shutCtx); errors.Is(serr, context.DeadlineExceeded) {
+	if err := a.s.http.Shutdown(shutCtx); errors.Is(err, context.DeadlineExceeded) {
 		// Connections still open are ones a client opened and never used
 		// (net/http waits 5 s for those) or requests past the drain: close
 		// them; a graceful stop is not a failure.
-		s.log.Warn("closing connections still open after the drain")
-		_ = s.http.Close()
-	} else if serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
+		a.s.log.Warn("closing connections still open after the drain")
+		_ = a.s.http.Close()
+	} else if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		a.err = err
 	}
-	// Requests served during the drain logged exposures after the loops
-	// stopped.
-	s.exps.flush(context.Background())
-	s.eng.Close()
-	s.log.Info("stopped")
-	return err
 }
 
 func (s *Server) dispatchName() string {
@@ -348,66 +369,15 @@ func (s *Server) dispatchName() string {
 	return "local"
 }
 
-// listen turns notes from other processes into wake-ups of the loops.
-func (s *Server) listen(ctx context.Context) {
-	notes, err := s.st.Listen(ctx)
-	if err != nil {
-		s.log.Warn("listen for notes: polling only", "err", err)
-		return
-	}
-	for n := range notes {
-		switch n {
-		case store.NoteSignals:
-			wake(s.wakeSignals)
-		case store.NoteRuns:
-			wake(s.wakeSched)
-			wake(s.wakeFinish)
-			wake(s.wakeAdopt)
-		}
-	}
-}
-
 // Leading reports whether this server leads (its trigger, cron and
 // scheduling loops run).
-func (s *Server) Leading() bool { return s.leading.Load() }
+func (s *Server) Leading() bool { return s.orch.Leading() }
 
-// lead campaigns to lead and, while it does, runs the loops that must run
-// once per store: triggers, cron, scheduling, reaping and take-overs.
-func (s *Server) lead(ctx context.Context) {
-	for ctx.Err() == nil {
-		lost, err := s.opt.Elector.Campaign(ctx)
-		if err != nil {
-			return
-		}
-		s.log.Info("leading: triggers, cron and scheduling run here")
-		s.leading.Store(true)
-		lctx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-lost:
-				s.log.Warn("lost the lead")
-			case <-lctx.Done():
-			}
-			cancel()
-		}()
-		s.upSince = s.opt.Now()
-		if s.opt.Dispatch == engine.Local {
-			if err := s.adopt(lctx); err != nil {
-				s.log.Error("take over unfinished runs", "err", err)
-			}
-		}
-		var lw sync.WaitGroup
-		loops := []func(context.Context){s.signalLoop, s.finishLoop, s.cronLoop, s.schedLoop}
-		if s.opt.Dispatch == engine.Queue {
-			loops = append(loops, s.reapLoop, s.adoptLoop)
-		}
-		for _, loop := range loops {
-			lw.Go(func() { loop(lctx) })
-		}
-		lw.Wait()
-		s.leading.Store(false)
-		cancel()
-	}
+// reloadNow makes the orchestrator and the features look for applied
+// definitions now.
+func (s *Server) reloadNow() {
+	s.orch.WakeReload()
+	wake(s.wakeReload)
 }
 
 func (s *Server) authMode() string {
@@ -417,7 +387,8 @@ func (s *Server) authMode() string {
 	return "stored tokens and the home's token"
 }
 
-// reloadLoop picks up flows and contracts applied while the server runs.
+// reloadLoop picks up feature definitions applied while the server runs
+// (the orchestrator picks up flows and contracts itself).
 func (s *Server) reloadLoop(ctx context.Context) {
 	t := time.NewTicker(s.opt.Reload)
 	defer t.Stop()
@@ -428,59 +399,6 @@ func (s *Server) reloadLoop(ctx context.Context) {
 		case <-t.C:
 		case <-s.wakeReload:
 		}
-		if err := s.reload(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("reload flows", "err", err)
-		}
 		s.reloadFeatures(ctx)
-	}
-}
-
-func (s *Server) reload(ctx context.Context) error {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	print, err := fingerprint(ctx, s.st)
-	if err != nil {
-		return err
-	}
-	if cur := s.defs.Load(); cur != nil && cur.fingerprint == print {
-		return nil
-	}
-	d, err := loadDefs(ctx, s.st, print)
-	if err != nil {
-		return err
-	}
-	for _, p := range d.problems {
-		s.log.Warn("trigger skipped", "problem", p)
-	}
-	s.defs.Store(d)
-	s.log.Info("flows loaded", "flows", len(d.flows), "contracts", len(d.contracts), "cron", len(d.crons))
-	wake(s.wakeSignals)
-	wake(s.wakeFinish)
-	wake(s.wakeSched)
-	return nil
-}
-
-// current returns definitions at least as new as what the store holds now.
-func (s *Server) current(ctx context.Context) (*defs, error) {
-	if err := s.reload(ctx); err != nil {
-		return nil, err
-	}
-	return s.defs.Load(), nil
-}
-
-// every runs fn whenever woken, and every poll interval.
-func (s *Server) every(ctx context.Context, ch chan struct{}, fn func(context.Context) error, what string) {
-	t := time.NewTicker(s.opt.Poll)
-	defer t.Stop()
-	for {
-		if err := fn(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error(what, "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-ch:
-		}
 	}
 }

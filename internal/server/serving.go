@@ -57,7 +57,7 @@ func (s *Server) servingLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		err := s.serving.Refresh(ctx)
-		if s.leading.Load() {
+		if s.orch.Leading() {
 			if _, terr := s.rollouts.Tick(ctx); terr != nil {
 				err = errors.Join(err, terr)
 			}
@@ -192,7 +192,7 @@ func (s *Server) registerModel(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if reg.Signal != nil {
-		wake(s.wakeSignals)
+		s.orch.WakeSignals()
 	}
 	v := reg.Version
 	return writeJSON(w, http.StatusCreated, v)

@@ -1,4 +1,4 @@
-package server
+package orchestrate
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -16,16 +15,17 @@ import (
 	"github.com/baton-ml/baton/internal/store"
 )
 
-// defs is the server's compiled view of every registered flow's newest
+// defs is the orchestrator's compiled view of every registered flow's newest
 // version and every contract. It is rebuilt when something is applied and
 // swapped in whole, so the loops read a consistent snapshot without locks.
 type defs struct {
-	fingerprint string
-	flows       map[string]*flowDef
-	bySignal    map[string][]*sub // signal and join triggers by signal name
-	byFinish    map[string][]*sub // on_finish triggers by the flow they watch
-	crons       []*cronSub
-	contracts   signal.Contracts
+	// version is the store's catalog version they were read at.
+	version   int64
+	flows     map[string]*flowDef
+	bySignal  map[string][]*sub // signal and join triggers by signal name
+	byFinish  map[string][]*sub // on_finish triggers by the flow they watch
+	crons     []*cronSub
+	contracts signal.Contracts
 	// problems are triggers that could not be compiled (reported, skipped).
 	problems []string
 }
@@ -54,19 +54,11 @@ type cronSub struct {
 
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-// fingerprint says whether anything was applied since the last load: the
-// store's catalog version, one small read.
-func fingerprint(ctx context.Context, st store.Store) (string, error) {
-	v, err := st.CatalogVersion(ctx)
-	if err != nil {
-		return "", err
-	}
-	return strconv.FormatInt(v, 10), nil
-}
-
-// loadDefs reads and compiles every flow's newest version.
-func loadDefs(ctx context.Context, st store.Store, print string) (*defs, error) {
-	d := &defs{fingerprint: print, flows: map[string]*flowDef{}, bySignal: map[string][]*sub{}, byFinish: map[string][]*sub{}}
+// loadDefs reads and compiles every flow's newest version, as of the
+// catalog version given (read before: a flow applied meanwhile makes the
+// next load read again).
+func loadDefs(ctx context.Context, st Store, version int64) (*defs, error) {
+	d := &defs{version: version, flows: map[string]*flowDef{}, bySignal: map[string][]*sub{}, byFinish: map[string][]*sub{}}
 	var err error
 	if d.contracts, err = signal.Load(ctx, st); err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package server
+package orchestrate
 
 import (
 	"context"
@@ -6,30 +6,31 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/store"
 )
 
-func (s *Server) schedLoop(ctx context.Context) {
-	s.every(ctx, s.wakeSched, s.schedule, "schedule runs")
+func (o *Orchestrator) schedLoop(ctx context.Context) {
+	o.every(ctx, o.wakeSched, o.schedule, "schedule runs")
 }
 
 // schedule starts the pending runs that no engine has claimed, as each
 // flow's concurrency strategy allows, and cancels those it says to drop.
-func (s *Server) schedule(ctx context.Context) error {
-	if s.stopping.Load() {
+func (o *Orchestrator) schedule(ctx context.Context) error {
+	if o.stopping.Load() {
 		return nil
 	}
-	pending, err := s.st.Runs(ctx, store.RunFilter{Status: store.RunPending, Unclaimed: true, Oldest: true, Limit: 5000})
+	pending, err := o.st.Runs(ctx, store.RunFilter{Status: store.RunPending, Unclaimed: true, Oldest: true, Limit: 5000})
 	if err != nil {
 		return err
 	}
-	s.m.pending.Set(float64(len(pending)))
+	o.m.Pending(len(pending))
+	// A test learns which runs this pass looked at, once it has.
+	defer o.testSignals.scheduled.Signal(pending)
 	byFlow := map[string][]store.Run{}
 	var order []string
 	for _, r := range pending {
-		if s.isStarting(r.ID) {
+		if o.isStarting(r.ID) {
 			continue
 		}
 		if _, ok := byFlow[r.Flow]; !ok {
@@ -37,20 +38,20 @@ func (s *Server) schedule(ctx context.Context) error {
 		}
 		byFlow[r.Flow] = append(byFlow[r.Flow], r)
 	}
-	d := s.defs.Load()
+	d := o.defs.Load()
 	var toStart []store.Run
 	for _, name := range order {
 		var conc *flow.Concurrency
 		if fd := d.flows[name]; fd != nil {
 			conc = fd.fl.Concurrency
 		}
-		start, drop, err := s.admit(ctx, name, conc, byFlow[name])
+		start, drop, err := o.admit(ctx, name, conc, byFlow[name])
 		if err != nil {
 			return err
 		}
 		for _, r := range drop {
-			s.takeCause(r.id)
-			if err := s.st.RequestCancel(ctx, r.id, r.reason); err != nil && !errors.Is(err, store.ErrConflict) {
+			o.takeCause(r.id)
+			if err := o.st.RequestCancel(ctx, r.id, r.reason); err != nil && !errors.Is(err, store.ErrConflict) {
 				return err
 			}
 		}
@@ -64,12 +65,12 @@ func (s *Server) schedule(ctx context.Context) error {
 	for i, r := range toStart {
 		ids[i] = r.ID
 	}
-	acquired, err := s.st.AcquireRuns(ctx, ids, s.eng.Owner(), s.eng.LeaseTTL())
+	acquired, err := o.st.AcquireRuns(ctx, ids, o.eng.Owner(), o.eng.LeaseTTL())
 	if err != nil {
 		return err
 	}
 	for _, r := range acquired {
-		s.start(r)
+		o.launch(r, false)
 	}
 	return nil
 }
@@ -86,7 +87,7 @@ type dropped struct {
 //     until a run succeeds (a resume of the failed run may run);
 //   - first_only: while a run is in progress, new runs are dropped;
 //   - last_only: only the newest waiting run is kept.
-func (s *Server) admit(ctx context.Context, name string, conc *flow.Concurrency, pending []store.Run) ([]store.Run, []dropped, error) {
+func (o *Orchestrator) admit(ctx context.Context, name string, conc *flow.Concurrency, pending []store.Run) ([]store.Run, []dropped, error) {
 	strategy, limit := "parallel", 0
 	if conc != nil {
 		strategy = conc.Strategy
@@ -100,12 +101,12 @@ func (s *Server) admit(ctx context.Context, name string, conc *flow.Concurrency,
 	}
 	running := 0
 	if limit > 0 || strategy == "first_only" {
-		rs, err := s.st.Runs(ctx, store.RunFilter{Flow: name, Status: store.RunRunning, Limit: 10000})
+		rs, err := o.st.Runs(ctx, store.RunFilter{Flow: name, Status: store.RunRunning, Limit: 10000})
 		if err != nil {
 			return nil, nil, err
 		}
 		// A run handed to the engine but not yet marked running counts.
-		ids := s.startingOf(name)
+		ids := o.startingOf(name)
 		for _, r := range rs {
 			ids[r.ID] = true
 		}
@@ -135,7 +136,7 @@ func (s *Server) admit(ctx context.Context, name string, conc *flow.Concurrency,
 			start = append(start, pending[newest])
 		}
 	case "strict_sequential":
-		blocker, blocked, err := s.st.Blocked(ctx, name)
+		blocker, blocked, err := o.st.Blocked(ctx, name)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -144,7 +145,7 @@ func (s *Server) admit(ctx context.Context, name string, conc *flow.Concurrency,
 				break
 			}
 			if blocked && !(r.Trigger == store.TriggerResume && r.OriginRunID != 0) {
-				s.log.Debug("flow blocked", "flow", name, "by", blocker)
+				o.log.Debug("flow blocked", "flow", name, "by", blocker)
 				continue
 			}
 			start = append(start, r)
@@ -158,18 +159,18 @@ func (s *Server) admit(ctx context.Context, name string, conc *flow.Concurrency,
 	return start, drop, nil
 }
 
-func (s *Server) isStarting(id int64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.starting[id]
+func (o *Orchestrator) isStarting(id int64) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, ok := o.starting[id]
 	return ok
 }
 
-func (s *Server) startingOf(flow string) map[int64]bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (o *Orchestrator) startingOf(flow string) map[int64]bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	out := map[int64]bool{}
-	for id, f := range s.starting {
+	for id, f := range o.starting {
 		if f == flow {
 			out[id] = true
 		}
@@ -177,57 +178,64 @@ func (s *Server) startingOf(flow string) map[int64]bool {
 	return out
 }
 
-// start executes run r in its own goroutine.
-func (s *Server) start(r store.Run) {
-	s.mu.Lock()
-	if _, ok := s.starting[r.ID]; ok {
-		s.mu.Unlock()
+// launch hands run r to the engine in a goroutine of its own: a run the
+// scheduler acquired, or (adopt) a running run whose coordinator is gone,
+// taken over in place. It is the one place a run starts here.
+func (o *Orchestrator) launch(r store.Run, adopt bool) {
+	o.mu.Lock()
+	if _, ok := o.starting[r.ID]; ok {
+		o.mu.Unlock()
 		return
 	}
-	s.starting[r.ID] = r.Flow
-	s.mu.Unlock()
-	s.wg.Go(func() {
+	o.starting[r.ID] = r.Flow
+	o.mu.Unlock()
+	o.runs.Go(func() {
 		defer func() {
-			s.mu.Lock()
-			delete(s.starting, r.ID)
-			s.mu.Unlock()
-			wake(s.wakeSched)
+			o.mu.Lock()
+			delete(o.starting, r.ID)
+			o.mu.Unlock()
+			wake(o.wakeSched)
+			wake(o.wakeFinish)
 		}()
+		// The run outlives the loops: Stop drains it through the engine.
 		ctx := context.Background()
-		s.m.running.Inc()
-		defer s.m.running.Dec()
-		final, err := s.eng.Execute(ctx, r.ID, engine.ExecOptions{Observer: &observer{s: s}, Acquired: true})
+		if adopt {
+			o.log.Info("taking over a run whose coordinator is gone", "run", r.ID, "flow", r.Flow)
+		}
+		o.m.Running(1)
+		defer o.m.Running(-1)
+		final, err := o.eng.Execute(ctx, r.ID, Exec{Adopt: adopt, RunStarted: o.runStarted,
+			TaskFinished: o.m.TaskAttempt})
 		switch {
-		case errors.Is(err, engine.ErrHandedBack):
-			s.log.Info("run handed back", "run", r.ID)
+		case errors.Is(err, ErrHandedBack):
+			o.log.Info("run handed back", "run", r.ID)
 		case errors.Is(err, store.ErrConflict):
 			// Another process took it first.
-		case err != nil && final.Status == store.RunRunning && final.Owner == s.eng.Owner():
+		case err != nil && final.Status == store.RunRunning && final.Owner == o.eng.Owner():
 			// It could not start (a Go SDK step, a broken version): say so
 			// on the run rather than retrying it forever.
-			s.log.Error("run cannot start", "run", r.ID, "err", err)
-			if ferr := s.eng.Fail(ctx, r.ID, err.Error()); ferr != nil {
-				s.log.Error("record failure", "run", r.ID, "err", ferr)
+			o.log.Error("run cannot start", "run", r.ID, "err", err)
+			if ferr := o.eng.Fail(ctx, r.ID, err.Error()); ferr != nil {
+				o.log.Error("record failure", "run", r.ID, "err", ferr)
 			}
 		case err != nil:
-			s.log.Error("run", "run", r.ID, "err", err)
+			o.log.Error("run", "run", r.ID, "err", err)
 		default:
-			s.log.Info("run finished", "run", r.ID, "flow", final.Flow, "status", final.Status)
+			o.log.Info("run finished", "run", r.ID, "flow", final.Flow, "status", final.Status)
 			// A strict_sequential flow blocks before the scheduler looks
 			// again (finishLoop would, but later).
-			if err := s.strictBlock(ctx, final.Flow, final.ID, final.Status); err != nil {
-				s.log.Error("block flow", "flow", final.Flow, "err", err)
+			if err := o.strictBlock(ctx, final.Flow, final.ID, final.Status); err != nil {
+				o.log.Error("block flow", "flow", final.Flow, "err", err)
 			}
 		}
-		wake(s.wakeFinish)
 	})
 }
 
-// adopt takes over, at start, the server-started runs that a previous
-// server left unfinished (handed back, or its process died): each is
+// adopt takes over, when this process starts to lead, the triggered runs
+// that a previous process left unfinished (handed back, or its process died): each is
 // resumed as a new run that reuses what completed.
-func (s *Server) adopt(ctx context.Context) error {
-	running, err := s.st.Runs(ctx, store.RunFilter{Status: store.RunRunning, Limit: 10000})
+func (o *Orchestrator) adopt(ctx context.Context) error {
+	running, err := o.st.Runs(ctx, store.RunFilter{Status: store.RunRunning, Limit: 10000})
 	if err != nil {
 		return err
 	}
@@ -236,71 +244,59 @@ func (s *Server) adopt(ctx context.Context) error {
 		if r.Trigger == store.TriggerManual {
 			continue // a foreground run: its user resumes it
 		}
-		orphan := r.Owner == "" || r.LeaseExpires.Before(now) || engine.OwnerGone(r.Owner)
+		orphan := r.Owner == "" || r.LeaseExpires.Before(now) || o.eng.OwnerGone(r.Owner)
 		if !orphan {
 			continue
 		}
-		nr, err := s.eng.Resume(ctx, r.ID, "", false)
+		nr, err := o.eng.Resume(ctx, r.ID)
 		if err != nil {
-			s.log.Error("take over run", "run", r.ID, "err", err)
+			o.log.Error("take over run", "run", r.ID, "err", err)
 			continue
 		}
-		s.log.Info("took over an unfinished run", "run", r.ID, "as", nr.ID)
+		o.log.Info("took over an unfinished run", "run", r.ID, "as", nr.ID)
 	}
 	return nil
 }
 
 // noteCause remembers when what started a run happened, to measure the
 // trigger latency when the run starts.
-func (s *Server) noteCause(id int64, at time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.causes == nil {
-		s.causes = map[int64]time.Time{}
-	}
-	s.causes[id] = at
+func (o *Orchestrator) noteCause(id int64, at time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.causes[id] = at
 }
 
-func (s *Server) takeCause(id int64) (time.Time, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	at, ok := s.causes[id]
-	delete(s.causes, id)
+func (o *Orchestrator) takeCause(id int64) (time.Time, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	at, ok := o.causes[id]
+	delete(o.causes, id)
 	return at, ok
 }
 
-// observer feeds metrics from the runs the server executes.
-type observer struct {
-	s *Server
-}
-
-func (o *observer) RunStarted(r store.Run, _ *flow.Flow) {
-	o.s.m.started.WithLabelValues(r.Trigger).Inc()
-	if at, ok := o.s.takeCause(r.ID); ok {
-		o.s.m.latency.WithLabelValues(r.Trigger).Observe(r.StartedAt.Sub(at).Seconds())
+// runStarted measures a run started here: counted by trigger, with the
+// latency from what triggered it when known.
+func (o *Orchestrator) runStarted(r store.Run) {
+	at, ok := o.takeCause(r.ID)
+	var lat time.Duration
+	if ok {
+		lat = r.StartedAt.Sub(at)
 	}
+	o.m.RunStarted(r.Trigger, lat, ok)
 }
-func (o *observer) StepStarted(string, int, int)   {}
-func (o *observer) StepWaiting(string, string)     {}
-func (o *observer) TaskStarted(store.TaskKey, int) {}
-func (o *observer) TaskFinished(_ store.TaskKey, _ int, st store.TaskStatus, _ string, took time.Duration) {
-	o.s.m.tasks.WithLabelValues(string(st)).Inc()
-}
-func (o *observer) StepFinished(string, store.TaskStatus) {}
-func (o *observer) RunFinished(store.Run)                 {}
 
 // strictBlock blocks a strict_sequential flow on a failed run and unblocks
 // it on a success.
-func (s *Server) strictBlock(ctx context.Context, flowName string, runID int64, status store.RunStatus) error {
-	fd := s.defs.Load().flows[flowName]
+func (o *Orchestrator) strictBlock(ctx context.Context, flowName string, runID int64, status store.RunStatus) error {
+	fd := o.defs.Load().flows[flowName]
 	if fd == nil || fd.fl.Concurrency == nil || fd.fl.Concurrency.Strategy != "strict_sequential" {
 		return nil
 	}
 	switch status {
 	case store.RunFailed:
-		return s.st.Block(ctx, flowName, runID)
+		return o.st.Block(ctx, flowName, runID)
 	case store.RunSucceeded:
-		return s.st.Unblock(ctx, flowName)
+		return o.st.Unblock(ctx, flowName)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package server
+package orchestrate
 
 import (
 	"context"
@@ -18,7 +18,7 @@ const defaultCatchupMax = 10
 // the last tick it fired, so a restart neither fires a tick twice (the
 // firing key is unique too) nor forgets the ticks it missed: those follow
 // the trigger's catch-up policy.
-func (s *Server) cronLoop(ctx context.Context) {
+func (o *Orchestrator) cronLoop(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -26,12 +26,12 @@ func (s *Server) cronLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
-		case <-s.wakeReload:
+		case <-o.wakeCron: // new definitions may bring earlier ticks
 		}
-		next, err := s.cronTick(ctx)
+		next, err := o.cronTick(ctx)
 		if err != nil && ctx.Err() == nil {
-			s.log.Error("cron", "err", err)
-			next = s.opt.Now().Add(time.Second)
+			o.log.Error("cron", "err", err)
+			next = o.opt.Now().Add(time.Second)
 		}
 		wait := time.Until(next)
 		// Look again at least every second: flows applied meanwhile may
@@ -42,36 +42,36 @@ func (s *Server) cronLoop(ctx context.Context) {
 }
 
 // cronTick fires every tick that is due and returns when the next is.
-func (s *Server) cronTick(ctx context.Context) (time.Time, error) {
-	d, err := s.current(ctx)
+func (o *Orchestrator) cronTick(ctx context.Context) (time.Time, error) {
+	d, err := o.current(ctx)
 	if err != nil {
-		return s.opt.Now().Add(time.Second), err
+		return o.opt.Now().Add(time.Second), err
 	}
-	now := s.opt.Now()
+	now := o.opt.Now()
 	next := now.Add(time.Minute)
 	for _, cs := range d.crons {
-		last, err := s.st.Cursor(ctx, cs.key)
+		last, err := o.st.Cursor(ctx, cs.key)
 		if err != nil {
 			return next, err
 		}
 		if last == 0 {
 			// A new trigger starts from now: no catch-up from the epoch.
 			last = now.Unix()
-			if err := s.st.SetCursor(ctx, cs.key, last); err != nil {
+			if err := o.st.SetCursor(ctx, cs.key, last); err != nil {
 				return next, err
 			}
 		}
 		all := ticks(cs, time.Unix(last, 0), now)
-		for _, tick := range dueTicks(cs, all, s.upSince) {
-			if err := s.fireCron(ctx, cs, tick, now); err != nil {
+		for _, tick := range dueTicks(cs, all, o.upSince) {
+			if err := o.fireCron(ctx, cs, tick, now); err != nil {
 				return next, err
 			}
 		}
 		if len(all) > 0 {
-			if err := s.st.SetCursor(ctx, cs.key, all[len(all)-1].Unix()); err != nil {
+			if err := o.st.SetCursor(ctx, cs.key, all[len(all)-1].Unix()); err != nil {
 				return next, err
 			}
-			wake(s.wakeSched)
+			wake(o.wakeSched)
 		}
 		if n := cs.sched.Next(now.In(cs.loc)); n.Before(next) {
 			next = n
@@ -129,16 +129,16 @@ func dueTicks(cs *cronSub, all []time.Time, upSince time.Time) []time.Time {
 	return append(missed, due...)
 }
 
-func (s *Server) fireCron(ctx context.Context, cs *cronSub, tick, now time.Time) error {
+func (o *Orchestrator) fireCron(ctx context.Context, cs *cronSub, tick, now time.Time) error {
 	key := fmt.Sprintf("%s:%d", cs.key, tick.Unix())
 	f := store.Fire{Key: key, Kind: "cron", Flow: cs.flow.fl.Name}
 	in := signal.Input{Params: map[string]json.RawMessage{}}
-	created, err := s.fire(ctx, cs.sub, f, in, store.TriggerCron, tick.UTC().Format(time.RFC3339), tick, nil)
+	created, err := o.fire(ctx, cs.sub, f, in, store.TriggerCron, tick.UTC().Format(time.RFC3339), tick, nil)
 	if err != nil {
 		return err
 	}
 	if created {
-		s.m.cronLag.Observe(now.Sub(tick).Seconds())
+		o.m.CronLag(now.Sub(tick))
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package server
+package orchestrate
 
 import (
 	"context"
@@ -13,15 +13,17 @@ import (
 	"github.com/baton-ml/baton/internal/store"
 )
 
-const signalsCursor = "signals"
+// SignalsCursor names the store cursor of the last signal evaluated;
+// finishCursor the last run event.
+const SignalsCursor = "signals"
 const finishCursor = "run_events"
 
-func (s *Server) signalLoop(ctx context.Context) {
-	s.every(ctx, s.wakeSignals, s.evalSignals, "evaluate signals")
+func (o *Orchestrator) signalLoop(ctx context.Context) {
+	o.every(ctx, o.wakeSignals, o.evalSignals, "evaluate signals")
 }
 
-func (s *Server) finishLoop(ctx context.Context) {
-	s.every(ctx, s.wakeFinish, s.evalFinished, "evaluate finished runs")
+func (o *Orchestrator) finishLoop(ctx context.Context) {
+	o.every(ctx, o.wakeFinish, o.evalFinished, "evaluate finished runs")
 }
 
 // evalSignals fires the triggers of every signal published since the
@@ -30,13 +32,13 @@ func (s *Server) finishLoop(ctx context.Context) {
 // cursorEvery is how many signals are fired between cursor writes.
 const cursorEvery = 50
 
-func (s *Server) evalSignals(ctx context.Context) error {
+func (o *Orchestrator) evalSignals(ctx context.Context) error {
 	for {
-		cur, err := s.st.Cursor(ctx, signalsCursor)
+		cur, err := o.st.Cursor(ctx, SignalsCursor)
 		if err != nil {
 			return err
 		}
-		sigs, err := s.st.Signals(ctx, store.SignalFilter{AfterSeq: cur, Limit: 500})
+		sigs, err := o.st.Signals(ctx, store.SignalFilter{AfterSeq: cur, Limit: 500})
 		if err != nil {
 			return err
 		}
@@ -45,13 +47,13 @@ func (s *Server) evalSignals(ctx context.Context) error {
 		}
 		// Definitions read after the signals: a flow applied before a
 		// signal was published is always among its subscribers.
-		d, err := s.current(ctx)
+		d, err := o.current(ctx)
 		if err != nil {
 			return err
 		}
 		fired := false
 		for i, sg := range sigs {
-			n, err := s.fireSignal(ctx, d, sg)
+			n, err := o.fireSignal(ctx, d, sg)
 			if err != nil {
 				return fmt.Errorf("signal %s: %w", sg.ID, err)
 			}
@@ -61,22 +63,22 @@ func (s *Server) evalSignals(ctx context.Context) error {
 			// few to look at again (their firings are unique, so looking
 			// again starts nothing twice, but it costs a query each).
 			if (i+1)%cursorEvery == 0 || i == len(sigs)-1 {
-				if err := s.st.SetCursor(ctx, signalsCursor, sg.Seq); err != nil {
+				if err := o.st.SetCursor(ctx, SignalsCursor, sg.Seq); err != nil {
 					return err
 				}
 			}
 		}
 		if fired {
-			wake(s.wakeSched)
+			wake(o.wakeSched)
 		}
-		s.eng.NotifySignals()
+		o.eng.NotifySignals()
 		if len(sigs) < 500 {
 			return nil
 		}
 	}
 }
 
-func (s *Server) fireSignal(ctx context.Context, d *defs, sg store.Signal) (int, error) {
+func (o *Orchestrator) fireSignal(ctx context.Context, d *defs, sg store.Signal) (int, error) {
 	in := signal.Input{Signal: sg.Name, Params: sg.Params}
 	fired := 0
 	// Plain signal triggers of every subscriber fire in one transaction:
@@ -86,7 +88,7 @@ func (s *Server) fireSignal(ctx context.Context, d *defs, sg store.Signal) (int,
 		if sb.when != nil {
 			ok, err := sb.when.Bool(in)
 			if err != nil {
-				s.log.Warn("trigger condition failed", "flow", sb.flow.fl.Name, "signal", sg.ID, "err", err)
+				o.log.Warn("trigger condition failed", "flow", sb.flow.fl.Name, "signal", sg.ID, "err", err)
 				continue
 			}
 			if !ok {
@@ -94,7 +96,7 @@ func (s *Server) fireSignal(ctx context.Context, d *defs, sg store.Signal) (int,
 			}
 		}
 		if sb.trig.Kind() == "join" {
-			n, err := s.joinSignal(ctx, sb, sg)
+			n, err := o.joinSignal(ctx, sb, sg)
 			if err != nil {
 				return fired, err
 			}
@@ -105,24 +107,24 @@ func (s *Server) fireSignal(ctx context.Context, d *defs, sg store.Signal) (int,
 		batch = append(batch, pendingFire{sb: sb, in: in, kind: store.TriggerSignal, detail: sg.Name + " " + sg.ID,
 			cause: sg.CreatedAt, f: store.Fire{Key: key, Kind: "signal", Flow: sb.flow.fl.Name, SignalID: sg.ID, SourceRun: sg.Source.RunID}})
 	}
-	n, err := s.fireAll(ctx, batch)
+	n, err := o.fireAll(ctx, batch)
 	return fired + n, err
 }
 
 // joinSignal records sg as a part of a join trigger and fires once every
 // signal of the join has arrived with the same join key values.
-func (s *Server) joinSignal(ctx context.Context, sb *sub, sg store.Signal) (int, error) {
+func (o *Orchestrator) joinSignal(ctx context.Context, sb *sub, sg store.Signal) (int, error) {
 	keys := make(map[string]json.RawMessage, len(sb.trig.JoinKeys))
 	for _, k := range sb.trig.JoinKeys {
 		v, ok := sg.Params[k]
 		if !ok {
-			s.log.Warn("join signal lacks a join key", "flow", sb.flow.fl.Name, "signal", sg.ID, "key", k)
+			o.log.Warn("join signal lacks a join key", "flow", sb.flow.fl.Name, "signal", sg.ID, "key", k)
 			return 0, nil
 		}
 		keys[k] = v
 	}
 	keyJSON, _ := json.Marshal(keys) // map keys sort: a canonical key
-	parts, err := s.st.AddJoinPart(ctx, store.JoinPart{Flow: sb.flow.fl.Name, Trigger: sb.index, JoinKey: string(keyJSON),
+	parts, err := o.st.AddJoinPart(ctx, store.JoinPart{Flow: sb.flow.fl.Name, Trigger: sb.index, JoinKey: string(keyJSON),
 		Signal: sg.Name, SignalID: sg.ID, Params: sg.Params})
 	if err != nil {
 		return 0, err
@@ -148,7 +150,7 @@ func (s *Server) joinSignal(ctx context.Context, sb *sub, sg store.Signal) (int,
 	f := store.Fire{Key: key, Kind: "join", Flow: sb.flow.fl.Name, SignalID: sg.ID, SourceRun: sg.Source.RunID}
 	in := signal.Input{Signal: sg.Name, Params: merged}
 	clear := &store.JoinPart{Flow: sb.flow.fl.Name, Trigger: sb.index, JoinKey: string(keyJSON)}
-	created, err := s.fire(ctx, sb, f, in, store.TriggerJoin, strings.Join(sb.trig.Signals, "+")+" "+strings.Join(ids, ","), sg.CreatedAt, clear)
+	created, err := o.fire(ctx, sb, f, in, store.TriggerJoin, strings.Join(sb.trig.Signals, "+")+" "+strings.Join(ids, ","), sg.CreatedAt, clear)
 	if created {
 		return 1, err
 	}
@@ -169,7 +171,7 @@ type pendingFire struct {
 // fireAll records firings and creates their runs in one transaction. A run
 // whose params cannot be made is still recorded, as failed with the
 // reason, so the firing is visible. It returns how many runs it created.
-func (s *Server) fireAll(ctx context.Context, ps []pendingFire) (int, error) {
+func (o *Orchestrator) fireAll(ctx context.Context, ps []pendingFire) (int, error) {
 	if len(ps) == 0 {
 		return 0, nil
 	}
@@ -183,7 +185,7 @@ func (s *Server) fireAll(ctx context.Context, ps []pendingFire) (int, error) {
 		nr.Params = params
 		fs[i] = store.Firing{Fire: p.f, Run: nr, Join: p.join}
 	}
-	res, err := s.st.FireRuns(ctx, fs)
+	res, err := o.st.FireRuns(ctx, fs)
 	if err != nil {
 		return 0, err
 	}
@@ -193,66 +195,66 @@ func (s *Server) fireAll(ctx context.Context, ps []pendingFire) (int, error) {
 			continue
 		}
 		created++
-		s.m.fires.WithLabelValues(ps[i].kind).Inc()
+		o.m.Fired(ps[i].kind)
 		if r.Run.Status == store.RunPending {
-			s.noteCause(r.Run.ID, ps[i].cause)
+			o.noteCause(r.Run.ID, ps[i].cause)
 		}
-		s.log.Debug("trigger fired", "flow", r.Run.Flow, "run", r.Run.ID, "trigger", ps[i].kind, "detail", ps[i].detail)
+		o.log.Debug("trigger fired", "flow", r.Run.Flow, "run", r.Run.ID, "trigger", ps[i].kind, "detail", ps[i].detail)
 	}
 	if created > 0 {
-		wake(s.wakeSched)
+		wake(o.wakeSched)
 	}
 	return created, nil
 }
 
 // fire records one firing.
-func (s *Server) fire(ctx context.Context, sb *sub, f store.Fire, in signal.Input, kind, detail string,
+func (o *Orchestrator) fire(ctx context.Context, sb *sub, f store.Fire, in signal.Input, kind, detail string,
 	cause time.Time, join *store.JoinPart) (bool, error) {
-	n, err := s.fireAll(ctx, []pendingFire{{sb: sb, f: f, in: in, kind: kind, detail: detail, cause: cause, join: join}})
+	n, err := o.fireAll(ctx, []pendingFire{{sb: sb, f: f, in: in, kind: kind, detail: detail, cause: cause, join: join}})
 	return n == 1, err
 }
 
 // evalFinished fires the on_finish triggers of runs that ended since the
 // cursor, and keeps strict_sequential flows' blocks.
-func (s *Server) evalFinished(ctx context.Context) error {
+func (o *Orchestrator) evalFinished(ctx context.Context) error {
 	for {
-		cur, err := s.st.Cursor(ctx, finishCursor)
+		cur, err := o.st.Cursor(ctx, finishCursor)
 		if err != nil {
 			return err
 		}
-		evs, err := s.st.RunEvents(ctx, cur, 500)
+		evs, err := o.st.RunEvents(ctx, cur, 500)
 		if err != nil {
 			return err
 		}
 		if len(evs) == 0 {
 			return nil
 		}
-		d, err := s.current(ctx)
+		d, err := o.current(ctx)
 		if err != nil {
 			return err
 		}
 		for _, ev := range evs {
-			if err := s.finished(ctx, d, ev); err != nil {
+			if err := o.finished(ctx, d, ev); err != nil {
 				return fmt.Errorf("run %d: %w", ev.RunID, err)
 			}
 		}
-		if err := s.st.SetCursor(ctx, finishCursor, evs[len(evs)-1].Seq); err != nil {
+		if err := o.st.SetCursor(ctx, finishCursor, evs[len(evs)-1].Seq); err != nil {
 			return err
 		}
-		wake(s.wakeSched)
+		wake(o.wakeSched)
 		if len(evs) < 500 {
 			return nil
 		}
 	}
 }
 
-func (s *Server) finished(ctx context.Context, d *defs, ev store.RunEvent) error {
-	s.m.finished.WithLabelValues(string(ev.Status)).Inc()
-	// Blocks are set when a run this server executed fails (sched.go);
+func (o *Orchestrator) finished(ctx context.Context, d *defs, ev store.RunEvent) error {
+	o.m.RunFinished(ev.Status)
+	// Blocks are set when a run this process executed fails (sched.go);
 	// a success anywhere lifts them. Setting them here too could undo an
 	// unblock that came between the failure and this event.
 	if ev.Status == store.RunSucceeded {
-		if err := s.strictBlock(ctx, ev.Flow, ev.RunID, ev.Status); err != nil {
+		if err := o.strictBlock(ctx, ev.Flow, ev.RunID, ev.Status); err != nil {
 			return err
 		}
 	}
@@ -260,7 +262,7 @@ func (s *Server) finished(ctx context.Context, d *defs, ev store.RunEvent) error
 	if len(subs) == 0 {
 		return nil
 	}
-	run, err := s.st.Run(ctx, ev.RunID)
+	run, err := o.st.Run(ctx, ev.RunID)
 	if err != nil {
 		return err
 	}
@@ -279,7 +281,7 @@ func (s *Server) finished(ctx context.Context, d *defs, ev store.RunEvent) error
 		}
 		key := fmt.Sprintf("finish:%d:%s:%d", ev.RunID, sb.flow.fl.Name, sb.index)
 		f := store.Fire{Key: key, Kind: "on_finish", Flow: sb.flow.fl.Name, SourceRun: ev.RunID}
-		if _, err := s.fire(ctx, sb, f, in, store.TriggerFinish, "run "+strconv.FormatInt(ev.RunID, 10)+" "+string(ev.Status), ev.CreatedAt, nil); err != nil {
+		if _, err := o.fire(ctx, sb, f, in, store.TriggerFinish, "run "+strconv.FormatInt(ev.RunID, 10)+" "+string(ev.Status), ev.CreatedAt, nil); err != nil {
 			return err
 		}
 	}
