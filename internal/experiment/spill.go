@@ -82,7 +82,18 @@ func (s *Spill[T]) Len() int {
 }
 
 // Append writes records durably (one frame each, one fsync for all).
-func (s *Spill[T]) Append(recs []T) error {
+func (s *Spill[T]) Append(recs []T) error { return s.write(recs, true) }
+
+// Write appends records without an fsync: they survive the process being
+// killed (they are in the kernel's page cache once Write returns), not the
+// machine losing power. For a journal of records accepted in memory, which
+// the flush that writes them to the store retires.
+func (s *Spill[T]) Write(recs []T) error { return s.write(recs, false) }
+
+// Path is the log's file.
+func (s *Spill[T]) Path() string { return s.path }
+
+func (s *Spill[T]) write(recs []T, sync bool) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -108,8 +119,10 @@ func (s *Spill[T]) Append(recs []T) error {
 		_ = s.f.Truncate(end)
 		return fmt.Errorf("spill %s: %w", s.path, err)
 	}
-	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("spill %s: %w", s.path, err)
+	if sync {
+		if err := s.f.Sync(); err != nil {
+			return fmt.Errorf("spill %s: %w", s.path, err)
+		}
 	}
 	s.n += len(recs)
 	return nil

@@ -101,6 +101,12 @@ func (ss *sessions) start(id Identity, now time.Time) string {
 	return v
 }
 
+func (ss *sessions) end(v string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	delete(ss.active, v)
+}
+
 func (ss *sessions) lookup(v string, now time.Time) (Identity, bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -125,6 +131,9 @@ func (s *Server) cookieName() string {
 type Identity struct {
 	Name string
 	Role store.Role
+	// hash is the stored token's hash (none for the home's own token): a
+	// session made from a token ends when the token is deleted.
+	hash string
 }
 
 type identityKey struct{}
@@ -158,6 +167,15 @@ func (s *Server) authenticate(r *http.Request) (Identity, error) {
 		if !ok {
 			return Identity{}, fault.Errorf(fault.Unauthenticated, "the session has expired or the server restarted: sign in again (`baton login` prints a link)")
 		}
+		if id.hash != "" {
+			// Deleting a token (here or with the CLI) ends its sessions.
+			if _, err := s.st.TokenByHash(r.Context(), id.hash); errors.Is(err, store.ErrNotFound) {
+				s.sessions.end(c.Value)
+				return Identity{}, fault.Errorf(fault.Unauthenticated, "the token this session signed in with was deleted: sign in again")
+			} else if err != nil {
+				return Identity{}, err
+			}
+		}
 		return id, nil
 	}
 	if secret == "" {
@@ -175,7 +193,7 @@ func (s *Server) authenticate(r *http.Request) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
-	return Identity{Name: t.Name, Role: t.Role}, nil
+	return Identity{Name: t.Name, Role: t.Role, hash: t.Hash}, nil
 }
 
 // authorize checks the request's token for role and returns the request

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +46,15 @@ type experiments struct {
 	// spill of the same records.
 	flushMu sync.Mutex
 	spill   *experiment.Spill[store.Exposure]
+	// journal holds, in the order accepted, every exposure of pending
+	// (written before expose returns): a process killed before its flush
+	// loses none, the next start writes them. Each flush retires it and
+	// starts another; retired journals are removed once what they hold is
+	// in the store or the spill log.
+	journal    *experiment.Spill[store.Exposure]
+	journalDir string
+	journalSeq int
+	retired    []string
 
 	refused *prometheus.CounterVec // by kind and reason
 	spilled prometheus.Counter
@@ -67,6 +79,7 @@ func (s *Server) openExperiments() error {
 		return fmt.Errorf("experiments: exposure spill log: %w", err)
 	}
 	x.spill = sp
+	x.journalDir = filepath.Join(s.home.Dir, "spill")
 	x.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_experiment_events_refused_total",
 		Help: "Experiment exposures and metric events refused (answered with an error), by kind and reason."}, []string{"kind", "reason"})
 	x.spilled = prometheus.NewCounter(prometheus.CounterOpts{Name: "baton_experiment_exposures_spilled_total",
@@ -74,9 +87,81 @@ func (s *Server) openExperiments() error {
 	x.refused = registerOr(s.m.reg, x.refused)
 	x.spilled = registerOr(s.m.reg, x.spilled)
 	s.exps = x
-	// Exposures spilled before a crash or stop are written now.
+	// Exposures accepted by a process that was killed before writing them,
+	// then those spilled before a crash or stop, are written now.
+	if err := x.recoverJournals(context.Background()); err != nil {
+		return fmt.Errorf("experiments: exposure journal: %w", err)
+	}
 	x.replay(context.Background())
+	if x.journal, err = experiment.OpenSpill[store.Exposure](filepath.Join(x.journalDir, journalName)); err != nil {
+		return fmt.Errorf("experiments: exposure journal: %w", err)
+	}
 	return nil
+}
+
+const journalName = "exposures.journal"
+
+// recoverJournals writes the exposures of journals a previous process left
+// (it was killed, or its store failed) to the store, or if the store
+// fails, to the spill log; then removes them.
+func (x *experiments) recoverJournals(ctx context.Context) error {
+	paths, err := filepath.Glob(filepath.Join(x.journalDir, journalName+"*"))
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		j, err := experiment.OpenSpill[store.Exposure](p)
+		if err != nil {
+			return err
+		}
+		n, err := j.Replay(10_000, func(es []store.Exposure) error {
+			if _, err := x.s.st.AddExposures(ctx, es); err != nil {
+				// Durable elsewhere before the journal goes.
+				return x.spill.Append(es)
+			}
+			return nil
+		})
+		j.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+		if n > 0 {
+			x.s.log.Info("exposures accepted before a stop or crash written", "n", n, "journal", p)
+		}
+	}
+	return nil
+}
+
+// rotate retires the journal (which holds exactly the batch being taken
+// from pending) and starts a new one; x.mu is held. A journal that cannot
+// be started leaves x.journal nil: exposures are refused until one can.
+func (x *experiments) rotate() {
+	if x.journal == nil {
+		j, err := experiment.OpenSpill[store.Exposure](filepath.Join(x.journalDir, journalName))
+		if err == nil {
+			x.journal = j
+		}
+		return
+	}
+	x.journalSeq++
+	old := x.journal.Path()
+	retired := fmt.Sprintf("%s.%d", old, x.journalSeq)
+	x.journal.Close()
+	x.journal = nil
+	if err := os.Rename(old, retired); err != nil {
+		x.s.log.Error("exposure journal: retire", "err", err)
+		return
+	}
+	x.retired = append(x.retired, retired)
+	j, err := experiment.OpenSpill[store.Exposure](old)
+	if err != nil {
+		x.s.log.Error("exposure journal: start", "err", err)
+		return
+	}
+	x.journal = j
 }
 
 // registerOr registers c, or returns the collector already registered
@@ -132,6 +217,20 @@ func (x *experiments) route(endpoint, unit string, attrs map[string]any) (versio
 // refused (counted, and an error for the caller).
 func (x *experiments) expose(e store.Exposure) error {
 	x.mu.Lock()
+	if x.journal == nil {
+		x.rotate()
+	}
+	if x.journal == nil {
+		x.mu.Unlock()
+		x.refused.WithLabelValues("exposure", "journal_failed").Inc()
+		return fault.Wrap(fault.Unavailable, fmt.Errorf("%w: the exposure journal cannot be written", errExposureRefused))
+	}
+	if err := x.journal.Write([]store.Exposure{e}); err != nil {
+		x.mu.Unlock()
+		x.refused.WithLabelValues("exposure", "journal_failed").Inc()
+		x.s.log.Error("exposure refused: the journal failed", "experiment", e.Experiment, "err", err)
+		return fault.Wrap(fault.Unavailable, fmt.Errorf("%w: the exposure journal failed: %v", errExposureRefused, err))
+	}
 	if len(x.pending) >= maxPending {
 		full := x.pending
 		x.pending = nil
@@ -225,16 +324,22 @@ func (x *experiments) flush(ctx context.Context) {
 	x.mu.Lock()
 	batch := x.pending
 	x.pending = nil
+	if len(batch) > 0 {
+		x.rotate()
+	}
+	retired := x.retired
 	x.mu.Unlock()
 	if len(batch) == 0 {
 		return
 	}
 	_, err := x.s.st.AddExposures(ctx, batch)
 	if err == nil {
+		x.removeRetired(retired)
 		return
 	}
 	serr := x.spill.Append(batch)
 	if serr == nil {
+		x.removeRetired(retired)
 		x.spilled.Add(float64(len(batch)))
 		x.s.log.Warn("write exposures: spilled to the local log, to be written at the next flush", "n", len(batch), "err", err)
 		return
@@ -249,6 +354,20 @@ func (x *experiments) flush(ctx context.Context) {
 		return
 	}
 	x.s.log.Error("write exposures: the store and the spill log failed; kept in memory for the next flush", "n", len(batch), "err", errors.Join(err, serr))
+}
+
+// removeRetired removes journals whose exposures are now in the store or
+// the spill log: those of this batch, and of batches kept in memory before
+// it (they were part of it).
+func (x *experiments) removeRetired(paths []string) {
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			x.s.log.Warn("exposure journal: remove", "path", p, "err", err)
+		}
+	}
+	x.mu.Lock()
+	x.retired = slices.DeleteFunc(x.retired, func(p string) bool { return slices.Contains(paths, p) })
+	x.mu.Unlock()
 }
 
 func (s *Server) findExperiment(r *http.Request) (experiment.Loaded, error) {

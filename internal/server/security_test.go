@@ -517,3 +517,55 @@ func TestRunPages(t *testing.T) {
 		t.Fatalf("bad status: %d %s", r.code, r.body)
 	}
 }
+
+// TestDeletedTokenEndsItsSessions: a browser session made from a stored
+// token ends when the token is deleted, through the API or (as here) by the
+// CLI writing the store; it used to last its 12 hours. A token's use is
+// noted at most once a minute, so reads do not write the store each time.
+func TestDeletedTokenEndsItsSessions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newHarness(t, Options{})
+	secret, tk, _ := token.New("op", store.RoleOperator)
+	if err := h.st.CreateToken(ctx, tk); err != nil {
+		t.Fatal(err)
+	}
+	noRedirect := &http.Client{Transport: h.client.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(h.url + "/login?token=" + secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == h.s.cookieName() {
+			cookie = c
+		}
+	}
+	if cookie == nil {
+		t.Fatalf("no session cookie: %d", resp.StatusCode)
+	}
+	withCookie := map[string]string{"Cookie": cookie.Name + "=" + cookie.Value, "Content-Type": "application/json"}
+	for range 5 {
+		if r := h.raw(t, "GET", "/api/v1/runs", "", withCookie); r.code != 200 {
+			t.Fatalf("with the session: %d %s", r.code, r.body)
+		}
+	}
+	ts, _ := h.st.Tokens(ctx)
+	used := ts[0].LastUsed
+	for range 5 {
+		h.do(t, "GET", "/api/v1/runs", nil, secret)
+	}
+	if ts, _ := h.st.Tokens(ctx); len(ts) != 1 || used.IsZero() || !ts[0].LastUsed.Equal(used) {
+		t.Fatalf("last_used: first %v, then %+v", used, ts)
+	}
+	if err := h.st.DeleteToken(ctx, tk.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.raw(t, "GET", "/api/v1/runs", "", withCookie); r.code != 401 || !strings.Contains(string(r.body), "deleted") {
+		t.Fatalf("after the token was deleted: %d %s", r.code, r.body)
+	}
+	if r := h.raw(t, "POST", "/api/v1/signals", `{"name": "x"}`, withCookie); r.code != 401 {
+		t.Fatalf("a change after the token was deleted: %d %s", r.code, r.body)
+	}
+}

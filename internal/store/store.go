@@ -703,7 +703,7 @@ type Token struct {
 type TokenStore interface {
 	CreateToken(ctx context.Context, t Token) error
 	// TokenByHash finds the token whose secret hashes to hash and notes
-	// its use.
+	// its use (at most once a minute, so that reads rarely write).
 	TokenByHash(ctx context.Context, hash string) (Token, error)
 	Tokens(ctx context.Context) ([]Token, error)
 	DeleteToken(ctx context.Context, id string) error

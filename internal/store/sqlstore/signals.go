@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -391,8 +392,12 @@ func (s *Store) TokenByHash(ctx context.Context, hash string) (store.Token, erro
 		return t, err
 	}
 	t.CreatedAt, t.LastUsed = fromMicros(created), fromMicros(used)
-	// Noting the use is best effort: a busy store must not fail a request.
-	_, _ = s.w.ExecContext(ctx, `UPDATE tokens SET last_used = $1 WHERE id = $2`, micros(s.now()), t.ID)
+	// Noting the use is best effort (a busy store must not fail a
+	// request) and at most once a minute: a reading request should not
+	// take the store's write lock each time.
+	if now := s.now(); now.Sub(t.LastUsed) >= time.Minute {
+		_, _ = s.w.ExecContext(ctx, `UPDATE tokens SET last_used = $1 WHERE id = $2`, micros(now), t.ID)
+	}
 	return t, nil
 }
 
