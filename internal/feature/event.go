@@ -13,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/baton-ml/baton/internal/jsonkey"
 )
 
 // Kind is the kind of a field value.
@@ -84,6 +87,11 @@ func (d *Decoder) DecodeJSON(line []byte) (Event, error) {
 		}
 		return Event{}, fmt.Errorf("an event is a JSON object such as {%q: ..., %q: ...}, not %s", d.key, d.src.Timestamp, jsonKind(line))
 	}
+	if !utf8.Valid(line) {
+		// encoding/json would turn the bad bytes into U+FFFD, so two
+		// different keys could become one entity.
+		return Event{}, fmt.Errorf("the event is not valid UTF-8: send JSON in UTF-8")
+	}
 	var m map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(line))
 	if err := dec.Decode(&m); err != nil {
@@ -91,6 +99,9 @@ func (d *Decoder) DecodeJSON(line []byte) (Event, error) {
 	}
 	if dec.InputOffset() < int64(len(line)) {
 		return Event{}, fmt.Errorf("more after the event's object (byte %d): one event per line", dec.InputOffset()+1)
+	}
+	if jsonkey.CountTop(line) != len(m) {
+		return Event{}, fmt.Errorf("field %q is written twice: give each field once", jsonkey.Duplicate(line))
 	}
 	// A field the source does not declare would be dropped: refuse the
 	// event instead, naming it, so a misspelled field is seen at once.

@@ -870,3 +870,20 @@ func TestStrayTempSegmentIsIgnored(t *testing.T) {
 		t.Fatalf("keys %v %v", keys, err)
 	}
 }
+
+// TestDecodeRefusesDuplicateKeysAndBadUTF8: a key written twice would keep
+// the last value silently; bytes that are not UTF-8 would become U+FFFD and
+// merge two entities. Both are refused with a message naming the problem.
+func TestDecodeRefusesDuplicateKeysAndBadUTF8(t *testing.T) {
+	t.Parallel()
+	d := NewDecoder(testCatalog(time.Hour).Sources["ev"], "user_id")
+	if _, err := d.DecodeJSON([]byte(`{"user_id":"a","ts":"2026-11-01T10:00:00Z","x":1,"x":2}`)); err == nil || !strings.Contains(err.Error(), `"x" is written twice`) {
+		t.Fatalf("duplicate: %v", err)
+	}
+	if _, err := d.DecodeJSON([]byte("{\"user_id\":\"a\xff\",\"ts\":\"2026-11-01T10:00:00Z\"}")); err == nil || !strings.Contains(err.Error(), "UTF-8") {
+		t.Fatalf("bad UTF-8: %v", err)
+	}
+	if _, err := d.DecodeJSON([]byte(`{"user_id":"a","ts":"2026-11-01T10:00:00Z","s":"x:y\"z","x":1}`)); err != nil {
+		t.Fatalf("a good event: %v", err)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/baton-ml/baton/internal/catalog"
 	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/jsonkey"
 	"github.com/baton-ml/baton/internal/lineage"
 	"github.com/baton-ml/baton/internal/orchestrate"
 	"github.com/baton-ml/baton/internal/signal"
@@ -206,6 +207,11 @@ func decodeJSON(r *http.Request, v any, shape string) error {
 	}
 	if err := validUTF8(b); err != nil {
 		return err
+	}
+	// encoding/json keeps the last of a key written twice; the sender may
+	// have meant the first.
+	if k := jsonkey.Duplicate(b); k != "" {
+		return fault.Invalidf(k, "written twice: give each field once (the body is %s)", shape)
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()

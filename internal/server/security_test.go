@@ -391,6 +391,8 @@ func TestBodiesBounded(t *testing.T) {
 		{"/api/v1/signals", `{"name": "labels_ready"} {}`, "", "nothing after it"},
 		{"/api/v1/signals", ``, "", "send {"},
 		{"/api/v1/signals", `{"name": `, "", "ends too soon"},
+		{"/api/v1/flows/f/runs", `{"params": {"n": 1, "n": 2}}`, "params.n", "written twice"},
+		{"/api/v1/signals", `{"name": "labels_ready", "name": "x"}`, "name", "written twice"},
 	}
 	for _, c := range cases {
 		r := h.do(t, "POST", c.path, c.body, "")
