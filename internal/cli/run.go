@@ -142,10 +142,11 @@ func readParamFiles(fl *flow.Flow, given, files map[string]string) error {
 // noteFileParams says which params reach shell tasks as a file rather than
 // in the environment, so a task reading $BATON_PARAM_X is not surprised.
 func (a *app) noteFileParams(params map[string]json.RawMessage) {
+	inEnv := flow.EnvParams(params)
 	for _, name := range slices.Sorted(maps.Keys(params)) {
-		if v := params[name]; !flow.InEnv(v) {
-			fmt.Fprintf(a.err, "param %s is %s, over the %s an environment variable takes: shell tasks read it from the file named by $BATON_PARAM_FILE_%s (BATON_PARAM_%s is not set)\n",
-				name, flow.Size(int64(len(flow.ParamEnv(v)))), flow.Size(flow.MaxEnvParam), strings.ToUpper(name), strings.ToUpper(name))
+		if v := params[name]; !inEnv[name] {
+			fmt.Fprintf(a.err, "param %s is %s, more than the environment takes (%s a param, %s all params): shell tasks read it from the file named by $BATON_PARAM_FILE_%s (BATON_PARAM_%s is not set)\n",
+				name, flow.Size(int64(len(flow.ParamEnv(v)))), flow.Size(flow.MaxEnvParam), flow.Size(flow.MaxEnvParams), strings.ToUpper(name), strings.ToUpper(name))
 		}
 	}
 }

@@ -44,7 +44,7 @@ steps:
 	os.WriteFile(n, []byte("42\n"), 0o644)
 
 	code, out, errs := runCLI(t, "run", fl, "--home", home, "--no-progress", "--param-file", "data="+data, "--param-file", "n="+n)
-	if code != 0 || !strings.Contains(errs, "param data is 189 KiB, over the 32 KiB an environment variable takes: shell tasks read it from the file named by $BATON_PARAM_FILE_DATA") {
+	if code != 0 || !strings.Contains(errs, "param data is 189 KiB, more than the environment takes (32 KiB a param, 256 KiB all params): shell tasks read it from the file named by $BATON_PARAM_FILE_DATA") {
 		t.Fatalf("run: exit %d\n%s\n%s", code, out, errs)
 	}
 	// Canonical JSON: the space after the colon and the newline go.

@@ -19,8 +19,9 @@ func (r *runner) paramFile(name string) string {
 // else as compact JSON). Each file is written whole under a temporary name
 // and renamed, so a task never reads half of one.
 func (r *runner) writeParams() error {
+	inEnv := flow.EnvParams(r.run.Params)
 	for name, v := range r.run.Params {
-		if flow.InEnv(v) {
+		if inEnv[name] {
 			continue
 		}
 		p := r.paramFile(name)

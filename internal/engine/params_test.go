@@ -46,3 +46,35 @@ echo "${BATON_PARAM_DATA-unset} $BATON_PARAM_WHO ${BATON_PARAM_FILE_WHO-unset}" 
 		})
 	}
 }
+
+// Eighty params of 31 KiB each fit the environment one by one but not
+// together: an audit's flow failed every task with "argument list too
+// long". The smallest go in the environment, the rest in files, and every
+// task starts.
+func TestManyParamsFitTogether(t *testing.T) {
+	t.Parallel()
+	f := &flow.Flow{Name: "manyparams", Steps: []flow.Step{{Name: "read", Run: `set -u
+n=0
+for i in $(seq -w 0 79); do
+  eval "f=\${BATON_PARAM_FILE_P$i-}"
+  if [ -n "$f" ]; then v=$(cat "$f"); else eval "v=\$BATON_PARAM_P$i"; fi
+  n=$((n + ${#v}))
+done
+echo "$n" > "$BATON_OUTPUT_DIR/total"`}}}
+	given := map[string]string{}
+	want := 0
+	for i := range 80 {
+		name := "p" + strconv.Itoa(100 + i)[1:]
+		f.Params = append(f.Params, flow.Param{Name: name, Type: flow.String})
+		given[name] = strings.Repeat("v", 31000+i)
+		want += 31000 + i
+	}
+	e := newEnv(t, engine.Options{})
+	r := e.run(t, f, given, engine.ExecOptions{})
+	if r.Status != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.Status, r.Error)
+	}
+	if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "read"}, "total"); got != strconv.Itoa(want)+"\n" {
+		t.Fatalf("the task read %q bytes of params, want %d", got, want)
+	}
+}

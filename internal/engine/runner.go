@@ -201,8 +201,9 @@ func (r *runner) environment() []string {
 	}
 	env = append(env, r.e.opt.Env...)
 	env = append(env, "BATON_RUN_ID="+strconv.FormatInt(r.run.ID, 10), "BATON_FLOW="+r.fl.Name)
+	inEnv := flow.EnvParams(r.run.Params)
 	for name, v := range r.run.Params {
-		if !flow.InEnv(v) {
+		if !inEnv[name] {
 			// Too large for the environment (exec would fail with
 			// "argument list too long"): the task reads a file.
 			env = append(env, "BATON_PARAM_FILE_"+strings.ToUpper(name)+"="+r.paramFile(name))

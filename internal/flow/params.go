@@ -2,10 +2,12 @@ package flow
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -89,11 +91,36 @@ const MaxParam = 4 << 20
 // "argument list too long".
 const MaxEnvParam = 32 << 10
 
-// InEnv reports whether a param's value reaches shell tasks in the
-// environment (BATON_PARAM_<NAME>) rather than as a file
-// (BATON_PARAM_FILE_<NAME>): whether it is at most MaxEnvParam bytes.
-func InEnv(v json.RawMessage) bool {
-	return len(ParamEnv(v)) <= MaxEnvParam
+// MaxEnvParams bounds all of a run's params in the environment together:
+// eighty params of 31 KiB each fit MaxEnvParam one by one but not ARG_MAX
+// (2 MiB with the rest of the environment) together.
+const MaxEnvParams = 256 << 10
+
+// EnvParams decides which params reach shell tasks in the environment
+// (BATON_PARAM_<NAME>); the others reach them as a file
+// (BATON_PARAM_FILE_<NAME>). The smallest go in the environment first, each
+// at most MaxEnvParam bytes, all together at most MaxEnvParams: so the
+// decision depends only on the params, and a task always starts.
+func EnvParams(params map[string]json.RawMessage) map[string]bool {
+	type p struct {
+		name string
+		size int
+	}
+	ps := make([]p, 0, len(params))
+	for name, v := range params {
+		ps = append(ps, p{name, len(name) + len(ParamEnv(v))})
+	}
+	slices.SortFunc(ps, func(a, b p) int { return cmp.Or(cmp.Compare(a.size, b.size), cmp.Compare(a.name, b.name)) })
+	in := make(map[string]bool, len(ps))
+	total := 0
+	for _, x := range ps {
+		if x.size > MaxEnvParam || total+x.size > MaxEnvParams {
+			break
+		}
+		total += x.size
+		in[x.name] = true
+	}
+	return in
 }
 
 // checkSize refuses a value over MaxParam.

@@ -3,6 +3,7 @@ package flow
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -125,9 +126,28 @@ func TestParamSizes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if InEnv(got["j"]) || !InEnv(got["s"]) || !InEnv(json.RawMessage(`"`+strings.Repeat("y", MaxEnvParam)+`"`)) ||
-		InEnv(json.RawMessage(`"`+strings.Repeat("y", MaxEnvParam+1)+`"`)) {
-		t.Fatal("InEnv draws the line at the wrong place")
+	if in := EnvParams(got); in["j"] || !in["s"] || !in["req"] {
+		t.Fatalf("EnvParams: %v", in)
+	}
+	str := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("y", n) + `"`) }
+	if in := EnvParams(map[string]json.RawMessage{"a": str(MaxEnvParam - 1), "b": str(MaxEnvParam)}); !in["a"] || in["b"] {
+		t.Fatalf("the line of one param: %v", in)
+	}
+	// Eighty params of 31 KiB each fit one by one but not together (the
+	// audit's "argument list too long"): the smallest go in the
+	// environment up to the total, the rest in files, the same way each
+	// time.
+	many := map[string]json.RawMessage{}
+	for i := range 80 {
+		many[fmt.Sprintf("p%02d", i)] = str(31000 + i)
+	}
+	in := EnvParams(many)
+	total := 0
+	for name := range in {
+		total += len(name) + len(ParamEnv(many[name]))
+	}
+	if len(in) == 0 || len(in) == 80 || total > MaxEnvParams || !in["p00"] || in["p79"] {
+		t.Fatalf("80 params: %d in the environment, %d bytes", len(in), total)
 	}
 	if _, err := CheckValue(String, json.RawMessage(`"`+strings.Repeat("y", MaxParam)+`"`)); err == nil ||
 		!strings.Contains(err.Error(), "(4194304 bytes) limit") {

@@ -272,7 +272,9 @@ type inRollout struct{}
 func (inRollout) Error() string { return "a rollout is running" }
 
 // Is sorts the refusal as the store's conflict (409, exit 1).
-func (inRollout) Is(target error) bool { return target == store.ErrConflict || target == fault.Conflict }
+func (inRollout) Is(target error) bool {
+	return target == store.ErrConflict || target == fault.Conflict
+}
 
 // CheckRollouts refuses a move of model's version to state to that a
 // running rollout other than rollout forbids: moving its canary or its

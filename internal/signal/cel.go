@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"sync"
 
 	"github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/operators"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 )
@@ -19,6 +22,10 @@ import (
 type Program struct {
 	src string
 	prg cel.Program
+	// params are the top-level params the expression names
+	// (params.region, params["region"]): a condition over a param the
+	// signal lacks is not met.
+	params []string
 }
 
 var celEnv = sync.OnceValues(func() (*cel.Env, error) {
@@ -48,7 +55,31 @@ func Compile(expr string, wantBool bool) (*Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CEL %q: %v", expr, err)
 	}
-	return &Program{src: expr, prg: prg}, nil
+	return &Program{src: expr, prg: prg, params: paramRefs(ast.NativeRep().Expr())}, nil
+}
+
+// paramRefs lists the params an expression selects: params.NAME and
+// params["NAME"].
+func paramRefs(e celast.Expr) []string {
+	var out []string
+	isParams := func(x celast.Expr) bool { return x.Kind() == celast.IdentKind && x.AsIdent() == "params" }
+	celast.PostOrderVisit(e, celast.NewExprVisitor(func(x celast.Expr) {
+		switch x.Kind() {
+		case celast.SelectKind:
+			if s := x.AsSelect(); isParams(s.Operand()) && !s.IsTestOnly() {
+				out = append(out, s.FieldName())
+			}
+		case celast.CallKind:
+			c := x.AsCall()
+			if c.FunctionName() == operators.Index && len(c.Args()) == 2 && isParams(c.Args()[0]) && c.Args()[1].Kind() == celast.LiteralKind {
+				if k, ok := c.Args()[1].AsLiteral().Value().(string); ok {
+					out = append(out, k)
+				}
+			}
+		}
+	}))
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // Input is what an expression sees.
@@ -113,7 +144,7 @@ func (p *Program) eval(in Input) (ref.Val, error) {
 	}
 	out, _, err := p.prg.Eval(act)
 	if err != nil {
-		return nil, fmt.Errorf("CEL %q: %v", p.src, err)
+		return nil, fmt.Errorf("CEL %q: %w", p.src, err)
 	}
 	return out, nil
 }
@@ -122,11 +153,13 @@ func (p *Program) eval(in Input) (ref.Val, error) {
 // rather than an error: `params.region == "US"` is simply not met by a
 // signal without a region.
 func (p *Program) Bool(in Input) (bool, error) {
-	out, err := p.eval(in)
-	if err != nil {
-		if isNoSuchKey(err) {
+	for _, name := range p.params {
+		if _, ok := in.Params[name]; !ok {
 			return false, nil
 		}
+	}
+	out, err := p.eval(in)
+	if err != nil {
 		return false, err
 	}
 	b, ok := out.(types.Bool)
@@ -151,10 +184,6 @@ func (p *Program) Value(in Input) (json.RawMessage, error) {
 		return nil, fmt.Errorf("CEL %q: result %v is not JSON: %v", p.src, native, err)
 	}
 	return b, nil
-}
-
-func isNoSuchKey(err error) bool {
-	return err != nil && bytes.Contains([]byte(err.Error()), []byte("no such key"))
 }
 
 // String returns the expression's source.
