@@ -116,7 +116,7 @@ func (f *failingStore) AddExposures(ctx context.Context, es []store.Exposure) (i
 
 // bareServer is a server over st and dir that is not run: enough for the
 // experiments' writer.
-func bareServer(t *testing.T, st store.Store, dir string) *Server {
+func bareServer(t testing.TB, st store.Store, dir string) *Server {
 	t.Helper()
 	blobs, err := artifact.Open(context.Background(), "file://"+filepath.Join(dir, "artifacts"))
 	if err != nil {
@@ -326,5 +326,27 @@ func TestAcceptedExposuresSurviveAKill(t *testing.T) {
 	}
 	if s2.exps.journal.Len() != 0 {
 		t.Fatalf("live journal holds %d", s2.exps.journal.Len())
+	}
+}
+
+// BenchmarkExpose is the cost of accepting one exposure: journaled (one
+// write to the page cache) and queued for the batch writer.
+func BenchmarkExpose(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "baton.db"), sqlite.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	s := bareServer(b, st, dir)
+	i := 0
+	for b.Loop() {
+		if err := s.exps.expose(store.Exposure{Experiment: "e", Version: 1, Unit: fmt.Sprint("u", i), Variant: "a", At: time.Now()}); err != nil {
+			b.Fatal(err)
+		}
+		if i++; i%10_000 == 0 {
+			s.exps.flush(ctx)
+		}
 	}
 }
