@@ -19,6 +19,7 @@ import (
 	"github.com/baton-ml/baton/internal/catalog"
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/feature"
+	"github.com/baton-ml/baton/internal/feature/parquet"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/progress"
 	"github.com/baton-ml/baton/internal/store"
@@ -243,7 +244,7 @@ func (a *app) engine(e *env, ef execFlags) (*engine.Engine, error) {
 		return nil, usageErr("--workers %d: must be positive", ef.workers)
 	}
 	opt := engine.Options{Workers: ef.workers, TempDir: e.home.TempDir(), Env: e.home.Env(),
-		TrainingSet: feature.StepFunc(e.st, e.featureDir())}
+		TrainingSet: feature.StepFunc(e.st, e.featureDir(), parquet.Write)}
 	if e.home.Postgres() {
 		// On a shared store tasks go through its queue: this process
 		// works it (below), and so may any `baton worker`.

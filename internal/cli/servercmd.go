@@ -15,6 +15,7 @@ import (
 
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/feature"
+	"github.com/baton-ml/baton/internal/feature/parquet"
 	"github.com/baton-ml/baton/internal/home"
 	"github.com/baton-ml/baton/internal/lineage"
 	"github.com/baton-ml/baton/internal/server"
@@ -116,7 +117,7 @@ running ones finish (up to --drain) and hands the rest back.`,
 			}
 			eng, err := engine.New(e.st, e.blobs, engine.Options{Workers: workers, TempDir: e.home.TempDir(),
 				Env: e.home.Env(), Dispatch: engine.Queue, DrainTasks: drain, TaskLeaseTTL: lease,
-				TrainingSet: feature.StepFunc(e.st, e.featureDir())})
+				TrainingSet: feature.StepFunc(e.st, e.featureDir(), parquet.Write)})
 			if err != nil {
 				return err
 			}

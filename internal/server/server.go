@@ -19,6 +19,8 @@ import (
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/feature"
+	"github.com/baton-ml/baton/internal/feature/ingest"
+	"github.com/baton-ml/baton/internal/feature/parquet"
 	"github.com/baton-ml/baton/internal/home"
 	"github.com/baton-ml/baton/internal/serve"
 	"github.com/baton-ml/baton/internal/store"
@@ -129,8 +131,8 @@ type Server struct {
 	rollouts      *serve.Controller
 	features      *feature.Engine
 	featuresPrint string
-	nats          *feature.NATSIngest
-	kafka         *feature.KafkaIngest
+	nats          *ingest.NATS
+	kafka         *ingest.Kafka
 }
 
 // New prepares a server over an opened home.
@@ -164,7 +166,7 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 	}
 	eng, err := engine.New(st, blobs, engine.Options{Workers: opt.Workers, TempDir: h.TempDir(), Env: h.Env(),
 		Dispatch: opt.Dispatch, DrainTasks: opt.Drain, LeaseTTL: opt.RunLease, TaskLeaseTTL: opt.TaskLease, Log: opt.Logger,
-		TrainingSet: feature.StepFunc(st, filepath.Join(h.Dir, "features"))})
+		TrainingSet: feature.StepFunc(st, filepath.Join(h.Dir, "features"), parquet.Write)})
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +241,7 @@ func (s *Server) Run(ctx context.Context) error {
 		for name := range s.features.Catalog().Sources {
 			sources = append(sources, name)
 		}
-		n, err := feature.StartNATS(ctx, s.features, s.opt.NATS, stream, sources)
+		n, err := ingest.StartNATS(ctx, s.features, s.opt.NATS, stream, sources)
 		if err != nil {
 			return fmt.Errorf("NATS ingest: %w", err)
 		}
@@ -251,7 +253,7 @@ func (s *Server) Run(ctx context.Context) error {
 		for name := range s.features.Catalog().Sources {
 			sources = append(sources, name)
 		}
-		k, err := feature.StartKafka(ctx, s.features, s.opt.Kafka, s.opt.KafkaTopicPrefix, "baton", sources)
+		k, err := ingest.StartKafka(ctx, s.features, s.opt.Kafka, s.opt.KafkaTopicPrefix, "baton", sources)
 		if err != nil {
 			return fmt.Errorf("Kafka ingest: %w", err)
 		}
