@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/feature/online"
 	"github.com/baton-ml/baton/internal/feature/parquet"
+	"github.com/baton-ml/baton/internal/kv"
 	"github.com/baton-ml/baton/internal/signal"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -238,15 +238,17 @@ func (a *app) featureGetCmd() *cobra.Command {
 	return cmd
 }
 
-// keyColumns reads --key ENTITY=COLUMN flags.
-func keyColumns(kvs []string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, kv := range kvs {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" || v == "" {
-			return nil, usageErr("--key %q: use ENTITY=COLUMN", kv)
+// keyColumns reads --key ENTITY=COLUMN flags (kv's rule); a column is
+// named.
+func keyColumns(pairs []string) (map[string]string, error) {
+	out, err := kv.Parse("--key", "ENTITY=COLUMN", pairs)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range out {
+		if v == "" {
+			return nil, usageErr("--key %s=: name the labels column; write ENTITY=COLUMN", k)
 		}
-		out[k] = v
 	}
 	return out, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/feature/parquet"
 	"github.com/baton-ml/baton/internal/home"
+	"github.com/baton-ml/baton/internal/kv"
 	"github.com/baton-ml/baton/internal/lineage"
 	"github.com/baton-ml/baton/internal/server"
 	"github.com/baton-ml/baton/internal/signal"
@@ -145,7 +146,7 @@ func (a *app) signalCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			kv, err := parseKV(params, "--param")
+			given, err := kv.Parse("--param", "NAME=VALUE", params)
 			if err != nil {
 				return err
 			}
@@ -161,7 +162,7 @@ func (a *app) signalCmd() *cobra.Command {
 			}
 			var typed map[string]json.RawMessage
 			if paramsJSON != "" {
-				if len(kv) > 0 {
+				if len(given) > 0 {
 					return usageErr("give params either with --param or with --params-json, not both")
 				}
 				if err := json.Unmarshal([]byte(paramsJSON), &typed); err != nil {
@@ -170,7 +171,7 @@ func (a *app) signalCmd() *cobra.Command {
 				if typed, err = contracts.Check(name, typed); err != nil {
 					return usageErr("%v", err)
 				}
-			} else if typed, err = contracts.FromText(name, kv); err != nil {
+			} else if typed, err = contracts.FromText(name, given); err != nil {
 				return usageErr("%v", err)
 			}
 			var out struct {
