@@ -409,9 +409,6 @@ func (a *app) tokenCmd() *cobra.Command {
 				return err
 			}
 			if a.json() {
-				if ts == nil {
-					ts = []store.Token{}
-				}
 				return a.printJSON(ts)
 			}
 			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
