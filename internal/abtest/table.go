@@ -1,18 +1,14 @@
 package abtest
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"math"
 	"strconv"
-	"strings"
-	"unsafe"
 
-	"github.com/baton-ml/baton/internal/fault"
+	"github.com/baton-ml/baton/internal/csvtable"
 )
 
 // Kind is a column's type.
@@ -96,37 +92,8 @@ func (t *Table) Column(name string) *Column {
 	return nil
 }
 
-// InputError is a problem with an input, located as precisely as it can
-// be: File always, Line and Column when they apply (0 and "" when not).
-type InputError struct {
-	File   string
-	Line   int
-	Column string
-	Err    error
-}
-
-// Is sorts a bad input file as invalid input.
-func (e *InputError) Is(target error) bool { return target == fault.Invalid }
-
-func (e *InputError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ": line %d", e.Line)
-	}
-	if e.Column != "" {
-		sep := ","
-		if e.Line == 0 {
-			sep = ":"
-		}
-		fmt.Fprintf(&b, "%s column %q", sep, e.Column)
-	}
-	b.WriteString(": ")
-	b.WriteString(e.Err.Error())
-	return b.String()
-}
-
-func (e *InputError) Unwrap() error { return e.Err }
+// InputError is a problem with an input (csvtable's, the one reader's).
+type InputError = csvtable.InputError
 
 // The header names of the two fixed columns.
 const (
@@ -151,41 +118,29 @@ const (
 // A non-numeric value in a metric column is found by Analyze, which knows
 // which columns are metrics; it names the line and column all the same.
 func ReadTable(r io.Reader, name string) (*Table, error) {
-	cr := &csvReader{br: bufio.NewReaderSize(r, 1<<20), name: name}
-	header, headerLine, err := cr.record()
+	cr := csvtable.NewReader(r, name)
+	names, headerLine, err := cr.Header()
 	if errors.Is(err, io.EOF) {
 		return nil, &InputError{File: name, Err: errors.New("empty file: want a header line unit,variant,<metrics>")}
 	}
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(header))
-	seen := make(map[string]bool, len(header))
 	variantIdx, unitIdx := -1, -1
-	for i, h := range header {
-		s := string(trimSpace(h))
-		if i == 0 {
-			s = strings.TrimSpace(strings.TrimPrefix(s, "\ufeff")) // spreadsheet exports start with a BOM
-		}
-		switch {
-		case s == "":
-			return nil, &InputError{File: name, Line: headerLine, Err: fmt.Errorf("column %d has no name", i+1)}
-		case seen[s]:
-			return nil, &InputError{File: name, Line: headerLine, Column: s, Err: errors.New("duplicate column name")}
-		case s == VariantColumn:
+	for i, s := range names {
+		switch s {
+		case VariantColumn:
 			variantIdx = i
-		case s == UnitColumn:
+		case UnitColumn:
 			unitIdx = i
 		}
-		seen[s] = true
-		names[i] = s
 	}
 	if variantIdx < 0 {
 		return nil, &InputError{File: name, Line: headerLine,
 			Err: fmt.Errorf("no %q column: want a header unit,variant,<metrics>", VariantColumn)}
 	}
 	t := &Table{Name: name}
-	builders := make([]*colBuilder, len(header)) // nil for unit and variant
+	builders := make([]*colBuilder, len(names)) // nil for unit and variant
 	for i, n := range names {
 		if i == variantIdx || i == unitIdx {
 			continue
@@ -203,17 +158,14 @@ func ReadTable(r io.Reader, name string) (*Table, error) {
 	size := sizeOf(r)
 	sized := size <= 0
 	for {
-		rec, line, err := cr.record()
+		rec, line, err := cr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
 			return nil, err
 		}
-		if len(rec) != len(names) {
-			return nil, raggedRow(name, line, len(rec), names)
-		}
-		v := trimSpace(rec[variantIdx])
+		v := rec[variantIdx]
 		if len(v) == 0 {
 			return nil, &InputError{File: name, Line: line, Column: VariantColumn, Err: errors.New("missing variant")}
 		}
@@ -224,7 +176,7 @@ func ReadTable(r io.Reader, name string) (*Table, error) {
 		t.Variant = append(t.Variant, code)
 		for i, b := range builders {
 			if b != nil {
-				b.add(trimSpace(rec[i]), line)
+				b.add(rec[i], line)
 			}
 		}
 		t.Rows++
@@ -233,7 +185,7 @@ func ReadTable(r io.Reader, name string) (*Table, error) {
 			// Size the columns from the bytes per row so far, with a
 			// margin: growing a slice of 10⁷ float64s by copying costs
 			// more than the slack.
-			if est := int(float64(size)/float64(cr.bytes)*float64(t.Rows)*1.05) + 1024; est > t.Rows {
+			if est := int(float64(size)/float64(cr.BytesRead())*float64(t.Rows)*1.05) + 1024; est > t.Rows {
 				t.Variant = grow(t.Variant, est)
 				for _, b := range builders {
 					if b != nil {
@@ -242,9 +194,6 @@ func ReadTable(r io.Reader, name string) (*Table, error) {
 				}
 			}
 		}
-	}
-	if t.Rows == 0 {
-		return nil, &InputError{File: name, Line: headerLine, Err: errors.New("no data rows after the header")}
 	}
 	return t, nil
 }
@@ -377,224 +326,9 @@ func (b *colBuilder) toText(at cellRef) {
 	c.Values = nil
 }
 
-// pow10 holds the powers of ten that float64 represents exactly.
-var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
-	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
-
-// parseNum parses a cell as a float64. ok is false for text and for ±Inf;
-// NaN is ok (a missing value). Plain decimals ("-12.3456") of up to 15
-// digits take a fast path that is exact for the same reason as strconv's
-// (an integer below 2⁵³ divided by an exact power of ten rounds once);
-// everything else goes to strconv.ParseFloat.
-func parseNum(b []byte) (f float64, ok bool) {
-	i, neg := 0, false
-	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
-		neg = b[0] == '-'
-		i++
-	}
-	var m uint64
-	digits, frac, dot := 0, 0, false
-	for ; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case c >= '0' && c <= '9':
-			m = m*10 + uint64(c-'0')
-			digits++
-			if dot {
-				frac++
-			}
-			continue
-		case c == '.' && !dot:
-			dot = true
-			continue
-		}
-		break
-	}
-	if i == len(b) && digits > 0 && digits <= 15 && frac < len(pow10) {
-		f = float64(m) / pow10[frac]
-		if neg {
-			f = -f
-		}
-		return f, true
-	}
-	f, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(b), len(b)), 64)
-	if err != nil && !errors.Is(err, strconv.ErrRange) {
-		return 0, false
-	}
-	// Out of range: ±Inf (not ok) or a denormal's 0 (a number, just tiny).
-	return f, !math.IsInf(f, 0)
-}
-
-func raggedRow(name string, line, got int, names []string) error {
-	if got < len(names) {
-		return &InputError{File: name, Line: line, Column: names[got],
-			Err: fmt.Errorf("missing: the row has %d of the header's %d fields", got, len(names))}
-	}
-	return &InputError{File: name, Line: line,
-		Err: fmt.Errorf("the row has %d fields, the header only %d (a value holding a comma needs quotes)", got, len(names))}
-}
-
-// trimSpace trims ASCII white space.
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && isSpace(b[0]) {
-		b = b[1:]
-	}
-	for len(b) > 0 && isSpace(b[len(b)-1]) {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'
-}
-
-// csvReader splits CSV into records. An unquoted line is split where its
-// commas are, without copying; a line with a quote is decoded field by
-// field, continuing over line ends inside quotes.
-type csvReader struct {
-	br     *bufio.Reader
-	name   string
-	line   int   // the physical line last read, from 1
-	bytes  int64 // bytes read so far
-	long   []byte
-	quoted []byte
-	ends   []int
-	fields [][]byte
-}
-
-// readLine returns the next physical line without its line end; it is
-// valid until the next call.
-func (r *csvReader) readLine() ([]byte, error) {
-	b, err := r.br.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		r.long = append(r.long[:0], b...)
-		for errors.Is(err, bufio.ErrBufferFull) {
-			b, err = r.br.ReadSlice('\n')
-			r.long = append(r.long, b...)
-		}
-		b = r.long
-	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, &InputError{File: r.name, Line: r.line + 1, Err: fmt.Errorf("read: %w", err)}
-	}
-	if len(b) == 0 {
-		return nil, io.EOF
-	}
-	r.bytes += int64(len(b))
-	r.line++
-	if b[len(b)-1] == '\n' {
-		b = b[:len(b)-1]
-	}
-	if len(b) > 0 && b[len(b)-1] == '\r' {
-		b = b[:len(b)-1]
-	}
-	return b, nil
-}
-
-// record returns the next record's fields (valid until the next call) and
-// the line it starts on; io.EOF at the end.
-func (r *csvReader) record() ([][]byte, int, error) {
-	for {
-		b, err := r.readLine()
-		if err != nil {
-			return nil, 0, err
-		}
-		if len(b) == 0 {
-			continue
-		}
-		if bytes.IndexByte(b, '"') >= 0 {
-			return r.quotedRecord(b)
-		}
-		f := r.fields[:0]
-		for {
-			i := bytes.IndexByte(b, ',')
-			if i < 0 {
-				f = append(f, b)
-				break
-			}
-			f = append(f, b[:i])
-			b = b[i+1:]
-		}
-		r.fields = f
-		return f, r.line, nil
-	}
-}
-
-// quotedRecord decodes a line holding a quote, reading on while a quoted
-// field spans lines.
-func (r *csvReader) quotedRecord(b []byte) ([][]byte, int, error) {
-	start := r.line
-	buf, ends := r.quoted[:0], r.ends[:0]
-	i := 0
-	for {
-		if i < len(b) && b[i] == '"' {
-			i++
-			for {
-				j := bytes.IndexByte(b[i:], '"')
-				if j < 0 {
-					buf = append(buf, b[i:]...)
-					buf = append(buf, '\n')
-					nb, err := r.readLine()
-					if errors.Is(err, io.EOF) {
-						return nil, 0, &InputError{File: r.name, Line: start, Err: errors.New("a quoted field is not closed before the end of the file")}
-					}
-					if err != nil {
-						return nil, 0, err
-					}
-					b, i = nb, 0
-					continue
-				}
-				buf = append(buf, b[i:i+j]...)
-				i += j + 1
-				if i < len(b) && b[i] == '"' {
-					buf = append(buf, '"')
-					i++
-					continue
-				}
-				break
-			}
-			// After the closing quote: spaces, then a comma or the end.
-			for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
-				i++
-			}
-			ends = append(ends, len(buf))
-			if i == len(b) {
-				break
-			}
-			if b[i] != ',' {
-				return nil, 0, &InputError{File: r.name, Line: r.line,
-					Err: fmt.Errorf("character %d: text after a closing quote (a quote inside a quoted field is written twice)", i+1)}
-			}
-			i++
-			continue
-		}
-		j := bytes.IndexByte(b[i:], ',')
-		f := b[i:]
-		if j >= 0 {
-			f = b[i : i+j]
-		}
-		if k := bytes.IndexByte(f, '"'); k >= 0 && len(trimSpace(f[:k])) > 0 {
-			return nil, 0, &InputError{File: r.name, Line: r.line,
-				Err: fmt.Errorf("character %d: a quote inside an unquoted field (quote the field and write the quote twice)", i+k+1)}
-		} else if k >= 0 {
-			// Spaces before an opening quote: the field is quoted.
-			i += k
-			continue
-		}
-		buf = append(buf, f...)
-		ends = append(ends, len(buf))
-		if j < 0 {
-			break
-		}
-		i += j + 1
-	}
-	f := r.fields[:0]
-	prev := 0
-	for _, e := range ends {
-		f = append(f, buf[prev:e:e])
-		prev = e
-	}
-	r.quoted, r.ends, r.fields = buf, ends, f
-	return f, start, nil
+// parseNum parses a cell as a metric value: ok is false for text and for
+// ±Inf; NaN is ok (a missing value).
+func parseNum(b []byte) (float64, bool) {
+	f, ok := csvtable.ParseFloat(b)
+	return f, ok && !math.IsInf(f, 0)
 }

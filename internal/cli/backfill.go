@@ -9,6 +9,7 @@ import (
 
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/kv"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -31,7 +32,7 @@ times (with --every). A running server executes the runs under the flow's
 concurrency strategy; --local runs them here, one after another.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			given, err := parseKV(params, "--param")
+			given, err := kv.Parse("--param", "NAME=VALUE", params)
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/baton-ml/baton/internal/abtest"
+	"github.com/baton-ml/baton/internal/kv"
 )
 
 // expCmd is `baton exp`, the experiment commands.
@@ -106,17 +107,14 @@ func parseCovariates(flags []string) (map[string]string, error) {
 	if len(flags) == 0 {
 		return nil, nil
 	}
-	m := make(map[string]string, len(flags))
-	for _, f := range flags {
-		metric, pre, ok := strings.Cut(f, "=")
-		metric, pre = strings.TrimSpace(metric), strings.TrimSpace(pre)
-		if !ok || metric == "" || pre == "" {
-			return nil, usageErr("--covariate %q: want METRIC=PRECOL", f)
+	m, err := kv.Parse("--covariate", "METRIC=PRECOL", flags)
+	if err != nil {
+		return nil, err
+	}
+	for metric, pre := range m {
+		if m[metric] = strings.TrimSpace(pre); m[metric] == "" {
+			return nil, usageErr("--covariate %s=: name the pre-experiment column; write METRIC=PRECOL", metric)
 		}
-		if old, dup := m[metric]; dup && old != pre {
-			return nil, usageErr("--covariate: metric %q given two covariates, %q and %q", metric, old, pre)
-		}
-		m[metric] = pre
 	}
 	return m, nil
 }
@@ -126,19 +124,16 @@ func parseWeights(s string) (map[string]float64, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, nil
 	}
-	m := map[string]float64{}
-	for part := range strings.SplitSeq(s, ",") {
-		name, val, ok := strings.Cut(part, "=")
-		name, val = strings.TrimSpace(name), strings.TrimSpace(val)
-		if !ok || name == "" {
-			return nil, usageErr("--weights %q: want VARIANT=WEIGHT,VARIANT=WEIGHT...", s)
-		}
+	pairs, err := kv.Parse("--weights", "VARIANT=WEIGHT,VARIANT=WEIGHT...", strings.Split(s, ","))
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]float64, len(pairs))
+	for name, val := range pairs {
+		val = strings.TrimSpace(val)
 		w, err := strconv.ParseFloat(val, 64)
 		if err != nil || !(w > 0) || math.IsInf(w, 0) {
 			return nil, usageErr("--weights: %s=%s: the weight must be a positive number", name, val)
-		}
-		if _, dup := m[name]; dup {
-			return nil, usageErr("--weights: variant %q given twice", name)
 		}
 		m[name] = w
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/baton-ml/baton/internal/experiment"
+	"github.com/baton-ml/baton/internal/kv"
 	"github.com/baton-ml/baton/internal/registry"
 	"github.com/baton-ml/baton/internal/serve"
 	"github.com/baton-ml/baton/internal/store"
@@ -94,7 +95,7 @@ func (a *app) expAssignCmd() *cobra.Command {
 		Short: "Where a unit is: in or out of the experiment, and which variant (no exposure is logged)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			at, err := kvStrings("attr", attrs)
+			at, err := kv.Parse("--attr", "KEY=VALUE", attrs)
 			if err != nil {
 				return err
 			}

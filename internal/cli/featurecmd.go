@@ -9,13 +9,15 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/baton-ml/baton/internal/feature"
+	"github.com/baton-ml/baton/internal/feature/online"
+	"github.com/baton-ml/baton/internal/feature/parquet"
+	"github.com/baton-ml/baton/internal/kv"
 	"github.com/baton-ml/baton/internal/signal"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -30,39 +32,34 @@ func (a *app) featureCmd() *cobra.Command {
 // featureDir is where a home keeps event logs and dead letters.
 func (e *env) featureDir() string { return filepath.Join(e.home.Dir, "features") }
 
-// openOnline opens the online store: Redis for a redis:// URL, else the
-// embedded store rebuilt from the event log.
-func (a *app) openEngine(ctx context.Context, e *env, online string) (*feature.Engine, error) {
+// openEngine opens the feature engine over the online store url names
+// (online.Open; default $BATON_ONLINE, else the embedded store).
+func (a *app) openEngine(ctx context.Context, e *env, url string) (*feature.Engine, error) {
 	cat, err := feature.Load(ctx, e.st)
 	if err != nil {
 		return nil, err
 	}
-	if online == "" {
-		online = os.Getenv("BATON_ONLINE")
+	if url == "" {
+		url = os.Getenv("BATON_ONLINE")
 	}
-	switch {
-	case online == "" || online == "memory":
-		eng := feature.NewEngine(cat, e.featureDir(), feature.NewMemory(), nil)
-		if err := eng.Replay(ctx); err != nil {
-			eng.Close()
-			return nil, err
-		}
-		return eng, nil
-	case strings.HasPrefix(online, "redis://") || strings.HasPrefix(online, "rediss://"):
-		r, err := feature.NewRedis(ctx, online, "baton")
-		if err != nil {
-			return nil, usageErr("--online: %v", err)
-		}
-		// A command starts at the log's end: the server applies what a
-		// killed ingest left between fsync and Redis when it starts.
-		eng := feature.NewEngine(cat, e.featureDir(), r, nil)
-		if err := eng.SkipToEnd(ctx); err != nil {
-			eng.Close()
-			return nil, err
-		}
-		return eng, nil
+	onlineStore, err := online.Open(ctx, url)
+	if err != nil {
+		return nil, usageErr("--online: %v", err)
 	}
-	return nil, usageErr("--online %q: use memory (the default) or a redis:// URL", online)
+	eng := feature.NewEngine(cat, e.featureDir(), onlineStore, nil)
+	// The embedded store starts empty: the log is its persistence. A
+	// store that outlives the process (Redis) holds what the log holds, so
+	// a command starts at the log's end: the server applies what a killed
+	// ingest left between fsync and Redis when it starts.
+	start := eng.Replay
+	if online.Persistent(onlineStore) {
+		start = eng.SkipToEnd
+	}
+	if err := start(ctx); err != nil {
+		eng.Close()
+		return nil, err
+	}
+	return eng, nil
 }
 
 func (a *app) featureApplyCmd() *cobra.Command {
@@ -241,15 +238,17 @@ func (a *app) featureGetCmd() *cobra.Command {
 	return cmd
 }
 
-// keyColumns reads --key ENTITY=COLUMN flags.
-func keyColumns(kvs []string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, kv := range kvs {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" || v == "" {
-			return nil, usageErr("--key %q: use ENTITY=COLUMN", kv)
+// keyColumns reads --key ENTITY=COLUMN flags (kv's rule); a column is
+// named.
+func keyColumns(pairs []string) (map[string]string, error) {
+	out, err := kv.Parse("--key", "ENTITY=COLUMN", pairs)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range out {
+		if v == "" {
+			return nil, usageErr("--key %s=: name the labels column; write ENTITY=COLUMN", k)
 		}
-		out[k] = v
 	}
 	return out, nil
 }
@@ -316,7 +315,7 @@ step's publish: list.`,
 				}
 			}
 			built, err := feature.Build(ctx, e.st, cat, filepath.Join(e.featureDir(), "log"), feature.BuildOptions{
-				Labels: labels, Features: feats, KeyCols: kc, Out: out})
+				Labels: labels, Features: feats, KeyCols: kc, Out: out, Parquet: parquet.Write})
 			if errors.Is(err, feature.ErrBlocked) {
 				if a.json() {
 					_ = a.printJSON(built)
@@ -473,7 +472,7 @@ before a model can train on it. Quality gates run as for a training set.`,
 			if err != nil {
 				return err
 			}
-			built, err := feature.Build(ctx, e.st, cat, logDir, feature.BuildOptions{Labels: labels, Features: feats, Out: out, Kind: "backfill"})
+			built, err := feature.Build(ctx, e.st, cat, logDir, feature.BuildOptions{Labels: labels, Features: feats, Out: out, Kind: "backfill", Parquet: parquet.Write})
 			if errors.Is(err, feature.ErrBlocked) {
 				return &exitError{code: exitFailed, err: err}
 			}

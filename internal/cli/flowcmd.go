@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/baton-ml/baton/internal/catalog"
-	"github.com/baton-ml/baton/internal/store"
 	"github.com/baton-ml/baton/schema"
 )
 
@@ -72,9 +71,6 @@ func (a *app) flowCmd() *cobra.Command {
 				return err
 			}
 			if a.json() {
-				if fs == nil {
-					fs = []store.FlowSummary{}
-				}
 				return a.printJSON(fs)
 			}
 			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)

@@ -95,9 +95,6 @@ By default the last attempt of each task; --attempt N picks one.`,
 				return notFound(fmt.Errorf("run %d (flow %s) has no step %q: %w", id, run.Flow, parts[1], store.ErrNotFound))
 			}
 			if a.json() {
-				if entries == nil {
-					entries = []view.Log{}
-				}
 				return a.printJSON(entries)
 			}
 			return nil

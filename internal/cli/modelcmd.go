@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/baton-ml/baton/internal/kv"
 	"github.com/baton-ml/baton/internal/registry"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -48,28 +49,19 @@ func defaultActor() string {
 	return "unknown"
 }
 
-// kvFloats reads NAME=NUMBER flags.
-func kvFloats(flag string, kvs []string) (map[string]float64, error) {
-	out := map[string]float64{}
-	for _, kv := range kvs {
-		k, v, ok := strings.Cut(kv, "=")
+// kvFloats reads NAME=NUMBER flags (kv's rule), each value a number.
+func kvFloats(flag string, pairs []string) (map[string]float64, error) {
+	m, err := kv.Parse(flag, "NAME=NUMBER", pairs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]float64, len(m))
+	for k, v := range m {
 		f, err := strconv.ParseFloat(v, 64)
-		if !ok || k == "" || err != nil {
-			return nil, usageErr("--%s %q: use NAME=NUMBER", flag, kv)
+		if err != nil {
+			return nil, usageErr("%s %s=%s: the value must be a number; write NAME=NUMBER", flag, k, v)
 		}
 		out[k] = f
-	}
-	return out, nil
-}
-
-func kvStrings(flag string, kvs []string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, kv := range kvs {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, usageErr("--%s %q: use NAME=VALUE", flag, kv)
-		}
-		out[k] = v
 	}
 	return out, nil
 }
@@ -94,10 +86,10 @@ runs published. --publish publishes model_trained (once per version);
 				return usageErr("--artifact RUN/STEP/NAME is required: the run artifact holding the model")
 			}
 			var err error
-			if req.Metrics, err = kvFloats("metric", metrics); err != nil {
+			if req.Metrics, err = kvFloats("--metric", metrics); err != nil {
 				return err
 			}
-			if req.Tags, err = kvStrings("tag", tags); err != nil {
+			if req.Tags, err = kv.Parse("--tag", "NAME=VALUE", tags); err != nil {
 				return err
 			}
 			req.Model = args[0]
@@ -358,11 +350,11 @@ func (a *app) modelUpdateCmd() *cobra.Command {
 			if err != nil || ver <= 0 {
 				return usageErr("version %q: a positive number", args[1])
 			}
-			m, err := kvFloats("metric", metrics)
+			m, err := kvFloats("--metric", metrics)
 			if err != nil {
 				return err
 			}
-			tg, err := kvStrings("tag", tags)
+			tg, err := kv.Parse("--tag", "NAME=VALUE", tags)
 			if err != nil {
 				return err
 			}

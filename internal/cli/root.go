@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
 
@@ -185,7 +186,13 @@ func (a *app) open(ctx context.Context, withBlobs bool) (*env, error) {
 
 func (a *app) json() bool { return a.output == "json" }
 
+// An empty list prints as [], never null, whichever command and however
+// the list was made (a nil slice encodes as null): scripts index and
+// iterate the answer without a null check.
 func (a *app) printJSON(v any) error {
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && rv.IsNil() {
+		v = reflect.MakeSlice(rv.Type(), 0, 0).Interface()
+	}
 	enc := json.NewEncoder(a.out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)

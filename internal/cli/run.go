@@ -19,7 +19,9 @@ import (
 	"github.com/baton-ml/baton/internal/catalog"
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/feature"
+	"github.com/baton-ml/baton/internal/feature/parquet"
 	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/kv"
 	"github.com/baton-ml/baton/internal/progress"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -46,11 +48,11 @@ Ctrl-C cancels the run cleanly (running tasks are stopped and the run is recorde
 as cancelled); a second Ctrl-C quits at once.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			given, err := parseKV(params, "--param")
+			given, err := kv.Parse("--param", "NAME=VALUE", params)
 			if err != nil {
 				return err
 			}
-			files, err := parseKV(paramFiles, "--param-file")
+			files, err := kv.Parse("--param-file", "NAME=VALUE", paramFiles)
 			if err != nil {
 				return err
 			}
@@ -244,7 +246,7 @@ func (a *app) engine(e *env, ef execFlags) (*engine.Engine, error) {
 		return nil, usageErr("--workers %d: must be positive", ef.workers)
 	}
 	opt := engine.Options{Workers: ef.workers, TempDir: e.home.TempDir(), Env: e.home.Env(),
-		TrainingSet: feature.StepFunc(e.st, e.featureDir())}
+		TrainingSet: feature.StepFunc(e.st, e.featureDir(), parquet.Write)}
 	if e.home.Postgres() {
 		// On a shared store tasks go through its queue: this process
 		// works it (below), and so may any `baton worker`.
@@ -304,22 +306,6 @@ func (a *app) executeWith(ctx context.Context, e *env, eng *engine.Engine, run s
 func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-// parseKV reads NAME=VALUE flags.
-func parseKV(kvs []string, flagName string) (map[string]string, error) {
-	out := make(map[string]string, len(kvs))
-	for _, kv := range kvs {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, usageErr("%s %q: write NAME=VALUE", flagName, kv)
-		}
-		if _, dup := out[k]; dup {
-			return nil, usageErr("%s %s given twice", flagName, k)
-		}
-		out[k] = v
-	}
-	return out, nil
 }
 
 func parseRunID(s string) (int64, error) {

@@ -15,7 +15,9 @@ import (
 
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/feature"
+	"github.com/baton-ml/baton/internal/feature/parquet"
 	"github.com/baton-ml/baton/internal/home"
+	"github.com/baton-ml/baton/internal/kv"
 	"github.com/baton-ml/baton/internal/lineage"
 	"github.com/baton-ml/baton/internal/server"
 	"github.com/baton-ml/baton/internal/signal"
@@ -116,7 +118,7 @@ running ones finish (up to --drain) and hands the rest back.`,
 			}
 			eng, err := engine.New(e.st, e.blobs, engine.Options{Workers: workers, TempDir: e.home.TempDir(),
 				Env: e.home.Env(), Dispatch: engine.Queue, DrainTasks: drain, TaskLeaseTTL: lease,
-				TrainingSet: feature.StepFunc(e.st, e.featureDir())})
+				TrainingSet: feature.StepFunc(e.st, e.featureDir(), parquet.Write)})
 			if err != nil {
 				return err
 			}
@@ -144,7 +146,7 @@ func (a *app) signalCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			kv, err := parseKV(params, "--param")
+			given, err := kv.Parse("--param", "NAME=VALUE", params)
 			if err != nil {
 				return err
 			}
@@ -160,7 +162,7 @@ func (a *app) signalCmd() *cobra.Command {
 			}
 			var typed map[string]json.RawMessage
 			if paramsJSON != "" {
-				if len(kv) > 0 {
+				if len(given) > 0 {
 					return usageErr("give params either with --param or with --params-json, not both")
 				}
 				if err := json.Unmarshal([]byte(paramsJSON), &typed); err != nil {
@@ -169,7 +171,7 @@ func (a *app) signalCmd() *cobra.Command {
 				if typed, err = contracts.Check(name, typed); err != nil {
 					return usageErr("%v", err)
 				}
-			} else if typed, err = contracts.FromText(name, kv); err != nil {
+			} else if typed, err = contracts.FromText(name, given); err != nil {
 				return usageErr("%v", err)
 			}
 			var out struct {
@@ -407,9 +409,6 @@ func (a *app) tokenCmd() *cobra.Command {
 				return err
 			}
 			if a.json() {
-				if ts == nil {
-					ts = []store.Token{}
-				}
 				return a.printJSON(ts)
 			}
 			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)

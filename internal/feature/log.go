@@ -288,14 +288,15 @@ func appendRecord(b []byte, ev *Event) []byte {
 	b = append(b, p[:n]...)
 	b = append(b, ev.Key...)
 	for _, v := range ev.Vals {
-		b = appendValue(b, v)
+		b = AppendValue(b, v)
 	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], crcTable))
 }
 
-// appendValue encodes one field value: a kind byte, then 8 bytes of a
-// number or a length-prefixed string. The log and Redis members share it.
-func appendValue(b []byte, v Value) []byte {
+// AppendValue encodes one field value: a kind byte, then 8 bytes of a
+// number or a length-prefixed string. The log and the Redis online store's
+// members (package online) share it.
+func AppendValue(b []byte, v Value) []byte {
 	b = append(b, byte(v.Kind))
 	switch v.Kind {
 	case KindNum:
@@ -307,8 +308,8 @@ func appendValue(b []byte, v Value) []byte {
 	return b
 }
 
-// decodeValue reads one value made by appendValue, returning the rest.
-func decodeValue(p []byte) (Value, []byte, bool) {
+// DecodeValue reads one value made by AppendValue, returning the rest.
+func DecodeValue(p []byte) (Value, []byte, bool) {
 	if len(p) == 0 {
 		return Value{}, p, false
 	}
@@ -364,7 +365,7 @@ func decodeRecord(p []byte, nfields int, ev *Event) error {
 	p = p[n+int(kl):]
 	ev.Vals = ev.Vals[:0]
 	for range nfields {
-		v, rest, ok := decodeValue(p)
+		v, rest, ok := DecodeValue(p)
 		if !ok {
 			return errTorn
 		}

@@ -6,13 +6,14 @@ import (
 	"sync"
 )
 
-// Online is the online store: the recent events of each (source, key) that
-// window aggregates read. Keeping events rather than finished values makes a
-// look-up exact at any time in the retention (a window's value changes as
-// events leave it, not only as they arrive), and lets the same aggregate
-// code serve both paths. The embedded store keeps them in memory and is
-// rebuilt from the event log on start; Redis keeps them at scale.
-type Online interface {
+// OnlineStore is the online store: the recent events of each (source,
+// key) that window aggregates read. Keeping events rather than finished
+// values makes a look-up exact at any time in the retention (a window's
+// value changes as events leave it, not only as they arrive), and lets the
+// same aggregate code serve both paths. The embedded store keeps them in memory and is
+// rebuilt from the event log on start (Memory); Redis keeps them at scale
+// (package online, whose Open opens either from a URL).
+type OnlineStore interface {
 	// Apply adds logged events (Seq set) of one source. retention is how
 	// long events matter: older ones may be dropped.
 	Apply(ctx context.Context, source string, evs []Event, retention int64) error
@@ -58,7 +59,7 @@ func (m *Memory) source(name string) *memSource {
 	return s
 }
 
-// Apply implements Online.
+// Apply implements OnlineStore.
 func (m *Memory) Apply(_ context.Context, source string, evs []Event, retention int64) error {
 	s := m.source(source)
 	s.mu.Lock()
@@ -106,7 +107,7 @@ func (sr *series) insert(ev Event) {
 
 func less(a, b *Event) bool { return a.Time < b.Time || a.Time == b.Time && a.Seq < b.Seq }
 
-// Range implements Online.
+// Range implements OnlineStore.
 func (m *Memory) Range(_ context.Context, source, key string, from, to int64) ([]Event, error) {
 	s := m.source(source)
 	s.mu.RLock()
@@ -119,7 +120,7 @@ func (m *Memory) Range(_ context.Context, source, key string, from, to int64) ([
 	return slices.Clone(sr.evs[lo:hi]), nil
 }
 
-// Reset implements Online.
+// Reset implements OnlineStore.
 func (m *Memory) Reset(_ context.Context, source string) error {
 	m.mu.Lock()
 	delete(m.sources, source)
@@ -127,5 +128,5 @@ func (m *Memory) Reset(_ context.Context, source string) error {
 	return nil
 }
 
-// Close implements Online.
+// Close implements OnlineStore.
 func (m *Memory) Close() error { return nil }

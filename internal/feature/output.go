@@ -14,8 +14,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/parquet-go/parquet-go"
-
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -29,7 +27,27 @@ type BuildOptions struct {
 	// without writing (a dry run).
 	Out  string
 	Kind string // training_set (default) or backfill
+	// Parquet writes a .parquet Out: package feature/parquet's Write.
+	// It is passed in so that this package does not link a Parquet
+	// library; nil refuses a .parquet Out.
+	Parquet TableWriter
 }
+
+// Table is a computed training set as it is written: the label rows, then
+// one column per feature, and Meta (feature versions, row count, quality)
+// for a format that keeps metadata.
+type Table struct {
+	Labels  *Labels
+	Columns []Column
+	Meta    map[string]any
+}
+
+// TableWriter writes a Table in one file format.
+type TableWriter func(w io.Writer, t Table) error
+
+// ErrNoParquet is returned (wrapped) by Build for a .parquet output when
+// no Parquet writer was given.
+var ErrNoParquet = errors.New("no Parquet writer: write .csv instead")
 
 // Built is a finished batch computation.
 type Built struct {
@@ -57,6 +75,9 @@ func Build(ctx context.Context, st store.FeatureStore, cat *Catalog, logDir stri
 	format, err := outFormat(o.Out)
 	if err != nil {
 		return b, err
+	}
+	if format == "parquet" && o.Parquet == nil {
+		return b, fmt.Errorf("write %s: %w", o.Out, ErrNoParquet)
 	}
 	cols, err := TrainingSet(ctx, cat, logDir, o.Labels, o.Features, o.KeyCols)
 	if err != nil {
@@ -89,7 +110,12 @@ func Build(ctx context.Context, st store.FeatureStore, cat *Catalog, logDir stri
 	b.Report, b.FeatureVersion = report, strings.Join(fv, ",")
 	if report.Status != store.ComputationBlocked && o.Out != "" {
 		meta := map[string]any{"feature_versions": versions, "rows": report.Rows, "quality": report.Status}
-		if err := writeAtomic(o.Out, func(w io.Writer) error { return writeTable(w, format, o.Labels, cols, meta) }); err != nil {
+		write := writeCSV
+		if format == "parquet" {
+			write = o.Parquet
+		}
+		t := Table{Labels: o.Labels, Columns: cols, Meta: meta}
+		if err := writeAtomic(o.Out, func(w io.Writer) error { return write(w, t) }); err != nil {
 			return b, err
 		}
 		b.Out = o.Out
@@ -156,10 +182,9 @@ func writeAtomic(path string, fn func(io.Writer) error) error {
 	return nil
 }
 
-func writeTable(w io.Writer, format string, l *Labels, cols []Column, meta map[string]any) error {
-	if format == "parquet" {
-		return writeParquet(w, l, cols, meta)
-	}
+// writeCSV writes the label columns, then the features, with a header.
+func writeCSV(w io.Writer, t Table) error {
+	l, cols := t.Labels, t.Columns
 	cw := csv.NewWriter(w)
 	header := slices.Clone(l.Header)
 	for _, c := range cols {
@@ -193,121 +218,4 @@ func cell(v Value, t FieldType) string {
 		return v.Str
 	}
 	return ""
-}
-
-// writeParquet writes label columns (double when every cell is a number,
-// else string) and feature columns, all optional, with the feature versions
-// in the file's key-value metadata.
-func writeParquet(w io.Writer, l *Labels, cols []Column, meta map[string]any) error {
-	type colDef struct {
-		name    string
-		label   int // label column index, or -1
-		feature int // feature column index, or -1
-		kind    string
-	}
-	var defs []colDef
-	taken := map[string]bool{}
-	for i, h := range l.Header {
-		kind := "double"
-		for _, row := range l.Rows {
-			if row[i] == "" {
-				continue
-			}
-			if _, err := strconv.ParseFloat(row[i], 64); err != nil {
-				kind = "string"
-				break
-			}
-		}
-		defs = append(defs, colDef{h, i, -1, kind})
-		taken[h] = true
-	}
-	for i, c := range cols {
-		kind := "double"
-		switch c.Type {
-		case String:
-			kind = "string"
-		case Bool:
-			kind = "bool"
-		}
-		name := c.Feature.Name
-		if taken[name] {
-			return flow.Errors{{Field: "features", Msg: fmt.Sprintf("feature %s has the name of a labels column; rename the column", name)}}
-		}
-		defs = append(defs, colDef{name, -1, i, kind})
-	}
-	g := parquet.Group{}
-	for _, d := range defs {
-		var n parquet.Node
-		switch d.kind {
-		case "string":
-			n = parquet.String()
-		case "bool":
-			n = parquet.Leaf(parquet.BooleanType)
-		default:
-			n = parquet.Leaf(parquet.DoubleType)
-		}
-		g[d.name] = parquet.Compressed(parquet.Optional(n), &parquet.Zstd)
-	}
-	schema := parquet.NewSchema("training_set", g)
-	// A Group orders its columns by name; rows are built in that order.
-	index := map[string]int{}
-	for i, f := range schema.Fields() {
-		index[f.Name()] = i
-	}
-	mb, _ := json.Marshal(meta)
-	pw := parquet.NewWriter(w, schema, parquet.KeyValueMetadata("baton", string(mb)))
-	rows := make([]parquet.Row, 0, 1024)
-	flush := func() error {
-		if _, err := pw.WriteRows(rows); err != nil {
-			return err
-		}
-		rows = rows[:0]
-		return nil
-	}
-	for r, lrow := range l.Rows {
-		row := make(parquet.Row, len(defs))
-		for _, d := range defs {
-			ci := index[d.name]
-			var v parquet.Value
-			if d.label >= 0 {
-				s := lrow[d.label]
-				switch {
-				case s == "":
-					v = parquet.NullValue()
-				case d.kind == "double":
-					f, _ := strconv.ParseFloat(s, 64)
-					v = parquet.ValueOf(f)
-				default:
-					v = parquet.ValueOf(s)
-				}
-			} else {
-				cv := cols[d.feature].Values[r]
-				switch {
-				case cv.Kind == KindNull:
-					v = parquet.NullValue()
-				case d.kind == "bool":
-					v = parquet.ValueOf(cv.Num != 0)
-				case d.kind == "string":
-					v = parquet.ValueOf(cv.Str)
-				default:
-					v = parquet.ValueOf(cv.Num)
-				}
-			}
-			def := 1
-			if v.IsNull() {
-				def = 0
-			}
-			row[ci] = v.Level(0, def, ci)
-		}
-		rows = append(rows, row)
-		if len(rows) == cap(rows) {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
-	if err := flush(); err != nil {
-		return err
-	}
-	return pw.Close()
 }

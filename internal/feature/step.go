@@ -22,8 +22,9 @@ import (
 // computation fails the task, so nothing downstream runs and the step
 // publishes nothing. A step that publishes features_ready gets the
 // signal's params: feature_version, row_count, quality, and date when the
-// run has a date param.
-func StepFunc(st store.Store, featureDir string) engine.TrainingSetFunc {
+// run has a date param. parquet writes a .parquet output (package
+// feature/parquet's Write).
+func StepFunc(st store.Store, featureDir string, parquet TableWriter) engine.TrainingSetFunc {
 	return func(ctx context.Context, t *engine.Task, dir string, s *flow.Step) error {
 		spec := s.TrainingSet
 		var data []byte
@@ -55,7 +56,7 @@ func StepFunc(st store.Store, featureDir string) engine.TrainingSetFunc {
 		defer os.RemoveAll(tmp)
 		out := filepath.Join(tmp, "out"+filepath.Ext(spec.Out))
 		built, err := Build(ctx, st, cat, filepath.Join(featureDir, "log"), BuildOptions{
-			Labels: labels, Features: feats, KeyCols: spec.Keys, Out: out})
+			Labels: labels, Features: feats, KeyCols: spec.Keys, Out: out, Parquet: parquet})
 		fmt.Fprint(&t.Stdout, built.Report.Text())
 		if err != nil {
 			return err

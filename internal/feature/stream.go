@@ -25,7 +25,7 @@ import (
 type Engine struct {
 	cat    *Catalog // guarded by mu; swapped whole by SetCatalog
 	dir    string
-	online Online
+	online OnlineStore
 	now    func() time.Time
 	logger *slog.Logger
 
@@ -81,7 +81,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // NewEngine makes the streaming path over the definitions in cat, with
 // event logs under dir (the home's features folder) and the online store
 // online.
-func NewEngine(cat *Catalog, dir string, online Online, m *Metrics) *Engine {
+func NewEngine(cat *Catalog, dir string, online OnlineStore, m *Metrics) *Engine {
 	if m == nil {
 		m = NewMetrics(nil)
 	}

@@ -8,11 +8,11 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/feature"
+	"github.com/baton-ml/baton/internal/feature/online"
 )
 
 // openFeatures starts the streaming path: the engine over the registered
@@ -23,21 +23,12 @@ func (s *Server) openFeatures(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load feature definitions: %w", err)
 	}
-	var online feature.Online
-	switch u := s.opt.Online; {
-	case u == "" || u == "memory":
-		online = feature.NewMemory()
-	case strings.HasPrefix(u, "redis://") || strings.HasPrefix(u, "rediss://"):
-		r, err := feature.NewRedis(ctx, u, "baton")
-		if err != nil {
-			return err
-		}
-		online = r
-	default:
-		return fmt.Errorf("online store %q: use memory or a redis:// URL", u)
+	onlineStore, err := online.Open(ctx, s.opt.Online)
+	if err != nil {
+		return err
 	}
 	m := feature.NewMetrics(s.m.reg)
-	s.features = feature.NewEngine(cat, filepath.Join(s.home.Dir, "features"), online, m)
+	s.features = feature.NewEngine(cat, filepath.Join(s.home.Dir, "features"), onlineStore, m)
 	// The server applies the whole log at start, to Redis too: a crash
 	// between a batch's fsync and its Redis write must not lose it, and
 	// Redis applies are idempotent (a member is its log position).

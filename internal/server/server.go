@@ -18,6 +18,8 @@ import (
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/feature"
+	"github.com/baton-ml/baton/internal/feature/ingest"
+	"github.com/baton-ml/baton/internal/feature/parquet"
 	"github.com/baton-ml/baton/internal/home"
 	"github.com/baton-ml/baton/internal/orchestrate"
 	"github.com/baton-ml/baton/internal/orchestrate/onengine"
@@ -114,8 +116,8 @@ type Server struct {
 	rollouts      *serve.Controller
 	features      *feature.Engine
 	featuresPrint string
-	nats          *feature.NATSIngest
-	kafka         *feature.KafkaIngest
+	nats          *ingest.NATS
+	kafka         *ingest.Kafka
 }
 
 // New prepares a server over an opened home.
@@ -149,7 +151,7 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 	}
 	eng, err := engine.New(st, blobs, engine.Options{Workers: opt.Workers, TempDir: h.TempDir(), Env: h.Env(),
 		Dispatch: opt.Dispatch, DrainTasks: opt.Drain, LeaseTTL: opt.RunLease, TaskLeaseTTL: opt.TaskLease, Log: opt.Logger,
-		TrainingSet: feature.StepFunc(st, filepath.Join(h.Dir, "features"))})
+		TrainingSet: feature.StepFunc(st, filepath.Join(h.Dir, "features"), parquet.Write)})
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +287,7 @@ func (s *Server) startNATS(ctx context.Context) error {
 	if stream == "" {
 		stream = "baton_events"
 	}
-	n, err := feature.StartNATS(ctx, s.features, s.opt.NATS, stream, s.featureSources())
+	n, err := ingest.StartNATS(ctx, s.features, s.opt.NATS, stream, s.featureSources())
 	if err != nil {
 		return fmt.Errorf("NATS ingest: %w", err)
 	}
@@ -298,7 +300,7 @@ func (s *Server) startKafka(ctx context.Context) error {
 	if len(s.opt.Kafka) == 0 {
 		return nil
 	}
-	k, err := feature.StartKafka(ctx, s.features, s.opt.Kafka, s.opt.KafkaTopicPrefix, "baton", s.featureSources())
+	k, err := ingest.StartKafka(ctx, s.features, s.opt.Kafka, s.opt.KafkaTopicPrefix, "baton", s.featureSources())
 	if err != nil {
 		return fmt.Errorf("Kafka ingest: %w", err)
 	}

@@ -1,4 +1,8 @@
-package feature
+// Package online holds the online stores that live outside the process
+// (Redis) and Open, the one way every caller opens an online store from a
+// URL. The interface and the embedded store are package feature's, so what
+// imports features does not link a Redis client.
+package online
 
 import (
 	"context"
@@ -11,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/baton-ml/baton/internal/feature"
 )
 
 // Redis is the online store at scale: several baton processes can share it,
@@ -83,9 +89,9 @@ func (r *Redis) eventsKey(source, key string) string {
 
 func (r *Redis) newestKey(source string) string { return r.prefix + ":newest:" + source }
 
-// Apply implements Online: one round trip per batch, the adds pipelined
+// Apply implements feature.OnlineStore: one round trip per batch, the adds pipelined
 // ahead of the trim script so it sees them.
-func (r *Redis) Apply(ctx context.Context, source string, evs []Event, retention int64) error {
+func (r *Redis) Apply(ctx context.Context, source string, evs []feature.Event, retention int64) error {
 	if len(evs) == 0 {
 		return nil
 	}
@@ -130,8 +136,8 @@ func (r *Redis) Apply(ctx context.Context, source string, evs []Event, retention
 	return nil
 }
 
-// Range implements Online.
-func (r *Redis) Range(ctx context.Context, source, key string, from, to int64) ([]Event, error) {
+// Range implements feature.OnlineStore.
+func (r *Redis) Range(ctx context.Context, source, key string, from, to int64) ([]feature.Event, error) {
 	ms, err := r.c.ZRangeArgs(ctx, redis.ZRangeArgs{
 		Key:     r.eventsKey(source, key),
 		Start:   "(" + strconv.FormatInt(from, 10),
@@ -141,7 +147,7 @@ func (r *Redis) Range(ctx context.Context, source, key string, from, to int64) (
 	if err != nil {
 		return nil, fmt.Errorf("read %s of %s from Redis: %w", key, source, err)
 	}
-	evs := make([]Event, len(ms))
+	evs := make([]feature.Event, len(ms))
 	for i, m := range ms {
 		if err := decodeMember(m, &evs[i]); err != nil {
 			return nil, fmt.Errorf("read %s of %s from Redis: %w; is prefix %q shared with something else?", key, source, err, r.prefix)
@@ -156,10 +162,10 @@ func (r *Redis) Range(ctx context.Context, source, key string, from, to int64) (
 	}
 	// A Seq names one log record, so equal (Time, Seq) is one event encoded
 	// twice, as when a replay re-applies it after a source's fields changed.
-	return slices.CompactFunc(evs, func(a, b Event) bool { return a.Time == b.Time && a.Seq == b.Seq }), nil
+	return slices.CompactFunc(evs, func(a, b feature.Event) bool { return a.Time == b.Time && a.Seq == b.Seq }), nil
 }
 
-func cmpEvent(a, b Event) int {
+func cmpEvent(a, b feature.Event) int {
 	if a.Time != b.Time {
 		return cmpInt(a.Time, b.Time)
 	}
@@ -193,10 +199,10 @@ func (r *Redis) Newest(ctx context.Context, source string) (int64, bool, error) 
 	return t, true, nil
 }
 
-// Close implements Online.
+// Close implements feature.OnlineStore.
 func (r *Redis) Close() error { return r.c.Close() }
 
-// Reset implements Online: it deletes the source's keys (SCAN, not KEYS,
+// Reset implements feature.OnlineStore: it deletes the source's keys (SCAN, not KEYS,
 // so a large store is not blocked).
 func (r *Redis) Reset(ctx context.Context, source string) error {
 	iter := r.c.Scan(ctx, 0, r.prefix+":ev:"+source+":*", 1000).Iterator()
@@ -229,14 +235,14 @@ const memberV1 = 1
 // big-endian, so bytes order as Seqs do) | varint Time | varint Ingested |
 // uvarint len(Vals) | Vals as the log encodes them. The key is the set's
 // name, so it is left out.
-func appendMember(b []byte, ev *Event) []byte {
+func appendMember(b []byte, ev *feature.Event) []byte {
 	b = append(b, memberV1)
 	b = binary.BigEndian.AppendUint64(b, uint64(ev.Seq))
 	b = binary.AppendVarint(b, ev.Time)
 	b = binary.AppendVarint(b, ev.Ingested)
 	b = binary.AppendUvarint(b, uint64(len(ev.Vals)))
 	for _, v := range ev.Vals {
-		b = appendValue(b, v)
+		b = feature.AppendValue(b, v)
 	}
 	return b
 }
@@ -244,7 +250,7 @@ func appendMember(b []byte, ev *Event) []byte {
 var errBadMember = errors.New("not an event member")
 
 // decodeMember decodes a member made by appendMember into ev (all but Key).
-func decodeMember(s string, ev *Event) error {
+func decodeMember(s string, ev *feature.Event) error {
 	if len(s) < 9 || s[0] != memberV1 {
 		return errBadMember
 	}
@@ -268,10 +274,10 @@ func decodeMember(s string, ev *Event) error {
 	if !ok1 || !ok2 || !ok3 || nv > uint64(len(p)-off) {
 		return errBadMember
 	}
-	ev.Vals = make([]Value, nv)
+	ev.Vals = make([]feature.Value, nv)
 	rest := p[off:]
 	for i := range ev.Vals {
-		v, r, ok := decodeValue(rest)
+		v, r, ok := feature.DecodeValue(rest)
 		if !ok {
 			return errBadMember
 		}

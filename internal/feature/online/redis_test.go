@@ -1,4 +1,4 @@
-package feature
+package online
 
 import (
 	"cmp"
@@ -14,17 +14,14 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/baton-ml/baton/internal/feature"
+	"github.com/baton-ml/baton/internal/feature/featuretest"
 )
 
-// needService skips a test whose service is absent, except under CI=true,
-// where a missing service must not pass silently.
-func needService(tb testing.TB, what string, err error) {
-	tb.Helper()
-	if os.Getenv("CI") == "true" {
-		tb.Fatalf("%s is required when CI=true: %v", what, err)
-	}
-	tb.Skipf("skipping: %s is not available: %v", what, err)
-}
+// segShift is where the event log puts a Seq's segment number (Seq =
+// segment<<segShift | offset), so the Seqs here look like the log's.
+const segShift = 36
 
 func testRedisURL() string {
 	return cmp.Or(os.Getenv("BATON_TEST_REDIS_URL"), "redis://127.0.0.1:6379/0")
@@ -39,7 +36,7 @@ func testRedis(tb testing.TB) *Redis {
 	defer cancel()
 	r, err := NewRedis(ctx, url, prefix)
 	if err != nil {
-		needService(tb, "Redis at "+url, err)
+		featuretest.NeedService(tb, "Redis at "+url, err)
 	}
 	tb.Cleanup(func() {
 		r.Close()
@@ -69,15 +66,15 @@ func testRedis(tb testing.TB) *Redis {
 }
 
 func TestRedisMemberRoundTrip(t *testing.T) {
-	evs := []Event{
+	evs := []feature.Event{
 		{Time: 1_700_000_000_123_456, Ingested: 1_700_000_001_000_000, Seq: 1<<segShift | 99,
-			Vals: []Value{{}, {Kind: KindNum, Num: -2.5}, {Kind: KindStr, Str: "a\x00b:ü"}, {Kind: KindStr}}},
-		{Time: -5, Seq: 0, Vals: []Value{}},
-		{Time: math.MaxInt64 >> 11, Seq: math.MaxInt64, Vals: []Value{{Kind: KindNum, Num: math.Inf(1)}}},
+			Vals: []feature.Value{{}, {Kind: feature.KindNum, Num: -2.5}, {Kind: feature.KindStr, Str: "a\x00b:ü"}, {Kind: feature.KindStr}}},
+		{Time: -5, Seq: 0, Vals: []feature.Value{}},
+		{Time: math.MaxInt64 >> 11, Seq: math.MaxInt64, Vals: []feature.Value{{Kind: feature.KindNum, Num: math.Inf(1)}}},
 	}
 	for _, ev := range evs {
 		m := string(appendMember(nil, &ev))
-		var got Event
+		var got feature.Event
 		if err := decodeMember(m, &got); err != nil {
 			t.Fatalf("decode %+v: %v", ev, err)
 		}
@@ -97,7 +94,7 @@ func TestRedisMemberRoundTrip(t *testing.T) {
 func TestRedisMatchesMemory(t *testing.T) {
 	ctx := context.Background()
 	r := testRedis(t)
-	mem := NewMemory()
+	mem := feature.NewMemory()
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -111,17 +108,17 @@ func TestRedisMatchesMemory(t *testing.T) {
 	keys := []string{"m1", "m2", "a:b", "ü", "m5", "m6"}
 	var seq int64 = 1 << segShift
 	newest := int64(math.MinInt64)
-	var last []Event
+	var last []feature.Event
 	applied := 0
 	for b := range batches {
-		evs := make([]Event, 1+rng.IntN(60))
+		evs := make([]feature.Event, 1+rng.IntN(60))
 		for i := range evs {
 			// Times on a coarse grid make ties common; the jitter puts
 			// many events out of order and some behind the retention.
 			tm := base + int64(b)*300 + int64(rng.IntN(24)-12)*100
 			seq += 1 + int64(rng.IntN(50))
-			evs[i] = Event{Key: keys[rng.IntN(len(keys))], Time: tm, Ingested: base + int64(b), Seq: seq,
-				Vals: []Value{{Kind: KindNum, Num: float64(rng.IntN(100))}, {Kind: KindStr, Str: fmt.Sprint("t", rng.IntN(5))}, {}}}
+			evs[i] = feature.Event{Key: keys[rng.IntN(len(keys))], Time: tm, Ingested: base + int64(b), Seq: seq,
+				Vals: []feature.Value{{Kind: feature.KindNum, Num: float64(rng.IntN(100))}, {Kind: feature.KindStr, Str: fmt.Sprint("t", rng.IntN(5))}, {}}}
 			newest = max(newest, tm)
 		}
 		if err := r.Apply(ctx, source, evs, retention); err != nil {
@@ -139,7 +136,7 @@ func TestRedisMatchesMemory(t *testing.T) {
 		t.Fatalf("Newest = %d, %v, %v; want %d", got, ok, err, newest)
 	}
 	floor := newest - retention
-	rangeBoth := func(key string, from, to int64) ([]Event, []Event) {
+	rangeBoth := func(key string, from, to int64) ([]feature.Event, []feature.Event) {
 		t.Helper()
 		re, err := r.Range(ctx, source, key, from, to)
 		if err != nil {
@@ -177,7 +174,7 @@ func TestRedisMatchesMemory(t *testing.T) {
 		re, me := rangeBoth(k, math.MinInt64, math.MaxInt64)
 		kept += len(re)
 		for _, ev := range re {
-			if !slices.ContainsFunc(me, func(m Event) bool { return reflect.DeepEqual(m, ev) }) {
+			if !slices.ContainsFunc(me, func(m feature.Event) bool { return reflect.DeepEqual(m, ev) }) {
 				t.Errorf("key %q: Redis kept %+v, which Memory trimmed", k, ev)
 			}
 			if touched[k] && ev.Time <= floor {
@@ -201,13 +198,13 @@ func TestRedisMatchesMemory(t *testing.T) {
 func TestRedisWindowBoundary(t *testing.T) {
 	ctx := context.Background()
 	r := testRedis(t)
-	mem := NewMemory()
-	ev := func(tm, seq int64) Event {
-		return Event{Key: "k", Time: tm, Seq: seq, Vals: []Value{{Kind: KindNum, Num: float64(seq)}}}
+	mem := feature.NewMemory()
+	ev := func(tm, seq int64) feature.Event {
+		return feature.Event{Key: "k", Time: tm, Seq: seq, Vals: []feature.Value{{Kind: feature.KindNum, Num: float64(seq)}}}
 	}
 	// Equal times arrive in reverse Seq order, and across batches.
-	for _, batch := range [][]Event{{ev(300, 5), ev(200, 4)}, {ev(100, 1), ev(200, 3), ev(200, 2)}} {
-		for _, st := range []Online{r, mem} {
+	for _, batch := range [][]feature.Event{{ev(300, 5), ev(200, 4)}, {ev(100, 1), ev(200, 3), ev(200, 2)}} {
+		for _, st := range []feature.OnlineStore{r, mem} {
 			if err := st.Apply(ctx, "s", batch, 1_000_000); err != nil {
 				t.Fatal(err)
 			}
@@ -226,7 +223,7 @@ func TestRedisWindowBoundary(t *testing.T) {
 		{300, 400, nil},
 		{0, 1000, []int64{1, 2, 3, 4, 5}},
 	} {
-		for name, st := range map[string]Online{"redis": r, "memory": mem} {
+		for name, st := range map[string]feature.OnlineStore{"redis": r, "memory": mem} {
 			evs, err := st.Range(ctx, "s", "k", c.from, c.to)
 			if err != nil {
 				t.Fatal(err)
@@ -253,31 +250,6 @@ func TestNewRedisUnreachable(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("NewRedis of a dead address: %v; want an error naming it", err)
 	}
-}
-
-// playsTestCatalog is one source of plays with features over it.
-func playsTestCatalog(feats ...*Feature) *Catalog {
-	c := &Catalog{
-		Entities: map[string]*Entity{"member": {Name: "member", Key: "member_id"}},
-		Sources: map[string]*Source{"plays": {Name: "plays", Entity: "member", Timestamp: "ts",
-			Fields: map[string]FieldType{"secs": Float, "title": String}}},
-		Features:       map[string]*Feature{},
-		SourceVersions: map[string]int{"plays": 1},
-		EntityVersions: map[string]int{"member": 1},
-	}
-	if len(feats) == 0 {
-		feats = []*Feature{
-			{Name: "plays_1h", Aggregate: Count, Window: Duration(time.Hour)},
-			{Name: "secs_1h", Aggregate: Sum, Field: "secs", Window: Duration(time.Hour)},
-			{Name: "titles_10m", Aggregate: DistinctCount, Field: "title", Window: Duration(10 * time.Minute)},
-			{Name: "last_title_1h", Aggregate: Last, Field: "title", Window: Duration(time.Hour)},
-		}
-	}
-	for _, f := range feats {
-		f.Source, f.Version = "plays", 1
-		c.Features[f.Name] = f
-	}
-	return c
 }
 
 // playLines returns JSON lines of plays: ties, disorder, some events behind
@@ -309,8 +281,8 @@ func TestRedisEngineMatchesMemory(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 2))
 	keys := []string{"m1", "m2", "m3", "42"}
-	onRedis := NewEngine(playsTestCatalog(), t.TempDir(), r, nil)
-	onMem := NewEngine(playsTestCatalog(), t.TempDir(), NewMemory(), nil)
+	onRedis := feature.NewEngine(featuretest.PlaysCatalog(), t.TempDir(), r, nil)
+	onMem := feature.NewEngine(featuretest.PlaysCatalog(), t.TempDir(), feature.NewMemory(), nil)
 	t.Cleanup(func() { onRedis.Close(); onMem.Close() })
 
 	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -361,24 +333,31 @@ func TestRedisEngineMatchesMemory(t *testing.T) {
 	}
 }
 
+// BenchmarkFreshness is featuretest.BenchFreshness on Redis (skipped
+// without Redis, failed under CI=true); package feature measures the
+// embedded store the same way.
+func BenchmarkFreshness(b *testing.B) {
+	b.Run("redis", func(b *testing.B) { featuretest.BenchFreshness(b, testRedis(b)) })
+}
+
 // BenchmarkRedisGet10 times an online look-up of 10 features of one key,
 // about 200 events in its longest window.
 func BenchmarkRedisGet10(b *testing.B) {
 	ctx := context.Background()
 	r := testRedis(b)
-	var feats []*Feature
-	for i, agg := range []string{Count, Sum, Avg, Min, Max, Last, DistinctCount, Count, Sum, Max} {
+	var feats []*feature.Feature
+	for i, agg := range []string{feature.Count, feature.Sum, feature.Avg, feature.Min, feature.Max, feature.Last, feature.DistinctCount, feature.Count, feature.Sum, feature.Max} {
 		w := []time.Duration{time.Hour, 10 * time.Minute}[i%2]
-		f := &Feature{Name: fmt.Sprintf("f%d_%s", i, agg), Aggregate: agg, Window: Duration(w)}
-		if agg != Count {
+		f := &feature.Feature{Name: fmt.Sprintf("f%d_%s", i, agg), Aggregate: agg, Window: feature.Duration(w)}
+		if agg != feature.Count {
 			f.Field = "secs"
 		}
-		if agg == DistinctCount || agg == Last {
+		if agg == feature.DistinctCount || agg == feature.Last {
 			f.Field = "title"
 		}
 		feats = append(feats, f)
 	}
-	e := NewEngine(playsTestCatalog(feats...), b.TempDir(), r, nil)
+	e := feature.NewEngine(featuretest.PlaysCatalog(feats...), b.TempDir(), r, nil)
 	b.Cleanup(func() { e.Close() })
 	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	var in strings.Builder

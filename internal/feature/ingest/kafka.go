@@ -1,4 +1,4 @@
-package feature
+package ingest
 
 import (
 	"bytes"
@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/baton-ml/baton/internal/feature"
 )
 
-// KafkaIngest feeds an Engine from Kafka: one consumer group (default
+// Kafka feeds an feature.Engine from Kafka: one consumer group (default
 // "baton") consumes the topics PREFIX.SOURCE (default prefix
 // baton_events), each record's value one JSON event of SOURCE. A group
 // new to the cluster starts from the earliest offsets.
@@ -30,7 +32,7 @@ import (
 // partition is not recorded). Polling blocks the group's rebalances until
 // the records polled are applied and committed, so a partition is never
 // committed by a member that no longer owns it.
-type KafkaIngest struct {
+type Kafka struct {
 	cl     *kgo.Client
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -54,7 +56,7 @@ type kafkaPartition struct {
 // kafkaSource is what a topic feeds.
 type kafkaSource struct {
 	name string
-	dec  *Decoder
+	dec  *feature.Decoder
 }
 
 const (
@@ -73,7 +75,7 @@ const (
 // default baton_events) at brokers into e, in consumer group group (default
 // baton). The consumer runs until Close or until ctx is done; a batch being
 // applied is finished either way, and what was applied is committed.
-func StartKafka(ctx context.Context, e *Engine, brokers []string, topicPrefix, group string, sources []string) (*KafkaIngest, error) {
+func StartKafka(ctx context.Context, e *feature.Engine, brokers []string, topicPrefix, group string, sources []string) (*Kafka, error) {
 	var seeds []string
 	for _, b := range brokers {
 		if b = strings.TrimSpace(b); b != "" {
@@ -105,11 +107,11 @@ func StartKafka(ctx context.Context, e *Engine, brokers []string, topicPrefix, g
 		}
 		// Made here, before the consumer runs: a decoder settles the
 		// source's field order, which Get reads concurrently.
-		bySource[topic] = kafkaSource{name: name, dec: NewDecoder(src, e.Catalog().KeyOf(src))}
+		bySource[topic] = kafkaSource{name: name, dec: feature.NewDecoder(src, e.Catalog().KeyOf(src))}
 		topics = append(topics, topic)
 	}
 
-	k := &KafkaIngest{done: make(chan struct{}), pending: map[kafkaPartition]*kgo.Record{}}
+	k := &Kafka{done: make(chan struct{}), pending: map[kafkaPartition]*kgo.Record{}}
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(seeds...),
 		kgo.ClientID("baton-feature-ingest"),
@@ -139,7 +141,7 @@ func StartKafka(ctx context.Context, e *Engine, brokers []string, topicPrefix, g
 
 // run polls, applies and commits until ctx is done, then commits what was
 // applied.
-func (k *KafkaIngest) run(ctx context.Context, e *Engine, bySource map[string]kafkaSource) {
+func (k *Kafka) run(ctx context.Context, e *feature.Engine, bySource map[string]kafkaSource) {
 	// Records already polled are applied even when ctx ends, so an apply
 	// is never cut in the middle of its fsync.
 	work := context.WithoutCancel(ctx)
@@ -192,15 +194,15 @@ func (k *KafkaIngest) run(ctx context.Context, e *Engine, bySource map[string]ka
 // handle dead-letters the malformed records of one source's batch and
 // applies the rest, retrying after failures until both are done (true)
 // or stop ends (false). Only then are the records marked for commit.
-func (k *KafkaIngest) handle(stop, work context.Context, e *Engine, src kafkaSource, recs []*kgo.Record) bool {
+func (k *Kafka) handle(stop, work context.Context, e *feature.Engine, src kafkaSource, recs []*kgo.Record) bool {
 	var (
-		evs     []Event
-		rejects []Rejection
+		evs     []feature.Event
+		rejects []feature.Rejection
 	)
 	for _, r := range recs {
 		ev, err := src.dec.DecodeJSON(bytes.TrimSpace(r.Value))
 		if err != nil {
-			rejects = append(rejects, Rejection{Source: src.name, Line: int(r.Offset), Reason: err.Error(), Raw: string(r.Value)})
+			rejects = append(rejects, feature.Rejection{Source: src.name, Line: int(r.Offset), Reason: err.Error(), Raw: string(r.Value)})
 			continue
 		}
 		evs = append(evs, ev)
@@ -208,7 +210,7 @@ func (k *KafkaIngest) handle(stop, work context.Context, e *Engine, src kafkaSou
 	for {
 		var errs []error
 		if len(rejects) > 0 {
-			if err := DeadLetter(e.DeadLetterDir(), src.name, rejects); err != nil {
+			if err := feature.DeadLetter(e.DeadLetterDir(), src.name, rejects); err != nil {
 				errs = append(errs, fmt.Errorf("dead-letter %d malformed events of %s from Kafka: %w", len(rejects), src.name, err))
 			} else {
 				e.Metrics.Rejected.WithLabelValues(src.name).Add(float64(len(rejects)))
@@ -234,7 +236,7 @@ func (k *KafkaIngest) handle(stop, work context.Context, e *Engine, src kafkaSou
 }
 
 // finished marks recs to be committed.
-func (k *KafkaIngest) finished(recs []*kgo.Record) {
+func (k *Kafka) finished(recs []*kgo.Record) {
 	k.pmu.Lock()
 	defer k.pmu.Unlock()
 	for _, r := range recs {
@@ -247,7 +249,7 @@ func (k *KafkaIngest) finished(recs []*kgo.Record) {
 
 // commit commits the finished records; those it fails to commit stay
 // pending.
-func (k *KafkaIngest) commit(ctx context.Context) error {
+func (k *Kafka) commit(ctx context.Context) error {
 	k.pmu.Lock()
 	recs := make([]*kgo.Record, 0, len(k.pending))
 	for _, r := range k.pending {
@@ -275,7 +277,7 @@ func (k *KafkaIngest) commit(ctx context.Context) error {
 
 // revoked commits what was finished of partitions leaving this member,
 // before another member starts on them.
-func (k *KafkaIngest) revoked(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
+func (k *Kafka) revoked(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
 	recs := k.take(parts)
 	if len(recs) == 0 {
 		return
@@ -289,12 +291,12 @@ func (k *KafkaIngest) revoked(ctx context.Context, cl *kgo.Client, parts map[str
 
 // lost drops what was finished of partitions this member lost: it may no
 // longer commit them.
-func (k *KafkaIngest) lost(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+func (k *Kafka) lost(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
 	k.take(parts)
 }
 
 // take removes and returns the pending records of parts.
-func (k *KafkaIngest) take(parts map[string][]int32) []*kgo.Record {
+func (k *Kafka) take(parts map[string][]int32) []*kgo.Record {
 	k.pmu.Lock()
 	defer k.pmu.Unlock()
 	var out []*kgo.Record
@@ -310,7 +312,7 @@ func (k *KafkaIngest) take(parts map[string][]int32) []*kgo.Record {
 	return out
 }
 
-func (k *KafkaIngest) record(err error) {
+func (k *Kafka) record(err error) {
 	k.mu.Lock()
 	k.err = err
 	k.mu.Unlock()
@@ -318,7 +320,7 @@ func (k *KafkaIngest) record(err error) {
 
 // fail records err and pauses, so a persistent failure (the brokers gone,
 // a full disk) neither spins nor floods.
-func (k *KafkaIngest) fail(ctx context.Context, err error) {
+func (k *Kafka) fail(ctx context.Context, err error) {
 	k.record(err)
 	t := time.NewTimer(kafkaRetryWait)
 	defer t.Stop()
@@ -330,7 +332,7 @@ func (k *KafkaIngest) fail(ctx context.Context, err error) {
 
 // Err returns the latest error of the consumer, or nil. It retries after
 // errors, so an error here may be past.
-func (k *KafkaIngest) Err() error {
+func (k *Kafka) Err() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.err
@@ -338,7 +340,7 @@ func (k *KafkaIngest) Err() error {
 
 // Close stops the poll loop, waits for the batch in hand, commits the
 // offsets of what was applied, leaves the group and closes the client.
-func (k *KafkaIngest) Close() error {
+func (k *Kafka) Close() error {
 	k.once.Do(func() {
 		k.cancel()
 		<-k.done

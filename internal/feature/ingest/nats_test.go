@@ -1,15 +1,12 @@
-package feature
+package ingest
 
 import (
-	"bufio"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -19,6 +16,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/baton-ml/baton/internal/feature"
+	"github.com/baton-ml/baton/internal/feature/featuretest"
+	"github.com/baton-ml/baton/internal/testwait"
 )
 
 // testNATS returns the server's URL, a JetStream client, and a stream name
@@ -28,7 +29,7 @@ func testNATS(t *testing.T) (string, jetstream.JetStream, string) {
 	url := cmp.Or(os.Getenv("BATON_TEST_NATS_URL"), "nats://127.0.0.1:4222")
 	nc, err := nats.Connect(url, nats.Timeout(2*time.Second))
 	if err != nil {
-		needService(t, "NATS at "+url, err)
+		featuretest.NeedService(t, "NATS at "+url, err)
 	}
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
@@ -38,7 +39,7 @@ func testNATS(t *testing.T) (string, jetstream.JetStream, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := js.AccountInfo(ctx); err != nil {
-		needService(t, "JetStream at "+url, err)
+		featuretest.NeedService(t, "JetStream at "+url, err)
 	}
 	stream := fmt.Sprintf("baton_test_%016x", rand.Uint64())
 	t.Cleanup(func() {
@@ -60,28 +61,10 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	return m.GetCounter().GetValue()
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v, still waiting for %s: %s", within, what, state)
-		}
-		<-tick.C
-	}
-}
-
 func TestNATSIngest(t *testing.T) {
 	ctx := context.Background()
 	url, js, stream := testNATS(t)
-	e := NewEngine(playsTestCatalog(), t.TempDir(), NewMemory(), nil)
+	e := feature.NewEngine(featuretest.PlaysCatalog(), t.TempDir(), feature.NewMemory(), nil)
 	t.Cleanup(func() { e.Close() })
 	feats, err := e.Catalog().Select([]string{"plays_1h"})
 	if err != nil {
@@ -136,29 +119,13 @@ func TestNATSIngest(t *testing.T) {
 		}
 	}
 	publish(150)
-	waitFor(t, 10*time.Second, "the published events online", count)
+	testwait.Until(t, 10*time.Second, count, "the published events online")
 
-	deadLetters := func() []Rejection {
-		f, err := os.Open(filepath.Join(e.DeadLetterDir(), "plays.deadletter.jsonl"))
-		if err != nil {
-			return nil
-		}
-		defer f.Close()
-		var out []Rejection
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			var r Rejection
-			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-				t.Fatalf("dead-letter line %q: %v", sc.Text(), err)
-			}
-			out = append(out, r)
-		}
-		return out
-	}
-	waitFor(t, 10*time.Second, "the malformed events dead-lettered", func() (bool, string) {
+	deadLetters := func() []feature.Rejection { return readDeadLetters(t, e) }
+	testwait.Until(t, 10*time.Second, func() (bool, string) {
 		n := len(deadLetters())
 		return n == len(malformed), fmt.Sprintf("%d of %d dead-lettered", n, len(malformed))
-	})
+	}, "the malformed events dead-lettered")
 	var raws []string
 	for _, r := range deadLetters() {
 		if r.Source != "plays" || r.Reason == "" || r.Line <= 0 {
@@ -186,7 +153,7 @@ func TestNATSIngest(t *testing.T) {
 	}
 	t.Cleanup(func() { ing.Close() })
 	publish(50)
-	waitFor(t, 10*time.Second, "the events published around a restart online", count)
+	testwait.Until(t, 10*time.Second, count, "the events published around a restart online")
 
 	// A clean stop acks everything it applied: nothing is left to redeliver,
 	// so nothing is counted twice.
@@ -194,14 +161,14 @@ func TestNATSIngest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the consumer to have nothing pending", func() (bool, string) {
+	testwait.Until(t, 10*time.Second, func() (bool, string) {
 		ci, err := cons.Info(ctx)
 		if err != nil {
 			return false, err.Error()
 		}
 		return ci.NumPending == 0 && ci.NumAckPending == 0 && ci.NumRedelivered == 0,
 			fmt.Sprintf("%d pending, %d unacked, %d redelivered", ci.NumPending, ci.NumAckPending, ci.NumRedelivered)
-	})
+	}, "the consumer to have nothing pending")
 	if ok, state := count(); !ok {
 		t.Errorf("after the consumer drained: %s", state)
 	}
@@ -215,7 +182,7 @@ func TestNATSIngest(t *testing.T) {
 
 func TestStartNATSErrors(t *testing.T) {
 	ctx := context.Background()
-	e := NewEngine(playsTestCatalog(), t.TempDir(), NewMemory(), nil)
+	e := feature.NewEngine(featuretest.PlaysCatalog(), t.TempDir(), feature.NewMemory(), nil)
 	t.Cleanup(func() { e.Close() })
 	if _, err := StartNATS(ctx, e, "nats://127.0.0.1:4222", "s", []string{"nope"}); err == nil || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("unknown source: %v; want an error naming it", err)

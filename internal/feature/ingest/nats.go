@@ -1,4 +1,7 @@
-package feature
+// Package ingest feeds a feature.Engine from message brokers: NATS
+// JetStream and Kafka. It is apart from package feature so that what
+// imports features does not link their clients.
+package ingest
 
 import (
 	"bytes"
@@ -10,9 +13,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/baton-ml/baton/internal/feature"
 )
 
-// NATSIngest feeds an Engine from NATS JetStream: for each source, a
+// NATS feeds an feature.Engine from NATS JetStream: for each source, a
 // durable pull consumer "baton_SOURCE" on subject STREAM.SOURCE, each
 // message one JSON event.
 //
@@ -22,7 +27,7 @@ import (
 // batch after the consumer's ack wait (30s), and its events are then
 // logged and counted twice. Malformed messages are dead-lettered, then
 // terminated so they are not redelivered.
-type NATSIngest struct {
+type NATS struct {
 	nc     *nats.Conn
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -47,11 +52,11 @@ const (
 // StartNATS starts consuming the sources' subjects of stream (created with
 // subjects STREAM.> when missing) at url into e. The consumers run until
 // Close or until ctx is done; an in-flight batch is finished either way.
-func StartNATS(ctx context.Context, e *Engine, url, stream string, sources []string) (*NATSIngest, error) {
+func StartNATS(ctx context.Context, e *feature.Engine, url, stream string, sources []string) (*NATS, error) {
 	if len(sources) == 0 {
 		return nil, errors.New("NATS ingest needs at least one source to consume")
 	}
-	decs := make([]*Decoder, len(sources))
+	decs := make([]*feature.Decoder, len(sources))
 	for i, name := range sources {
 		src := e.Catalog().Sources[name]
 		if src == nil {
@@ -59,7 +64,7 @@ func StartNATS(ctx context.Context, e *Engine, url, stream string, sources []str
 		}
 		// Made here, before any consumer runs: a decoder settles the
 		// source's field order, which Get reads concurrently.
-		decs[i] = NewDecoder(src, e.Catalog().KeyOf(src))
+		decs[i] = feature.NewDecoder(src, e.Catalog().KeyOf(src))
 	}
 	nc, err := nats.Connect(url, nats.Name("baton feature ingest"))
 	if err != nil {
@@ -71,7 +76,7 @@ func StartNATS(ctx context.Context, e *Engine, url, stream string, sources []str
 		return nil, err
 	}
 	loopCtx, cancel := context.WithCancel(ctx)
-	n := &NATSIngest{nc: nc, cancel: cancel}
+	n := &NATS{nc: nc, cancel: cancel}
 	for i, name := range sources {
 		n.wg.Add(1)
 		go n.consume(loopCtx, e, name, consumers[i], decs[i])
@@ -115,7 +120,7 @@ func natsConsumers(ctx context.Context, nc *nats.Conn, stream string, sources []
 }
 
 // consume pulls, applies and acks batches of one source until ctx is done.
-func (n *NATSIngest) consume(ctx context.Context, e *Engine, source string, cons jetstream.Consumer, dec *Decoder) {
+func (n *NATS) consume(ctx context.Context, e *feature.Engine, source string, cons jetstream.Consumer, dec *feature.Decoder) {
 	defer n.wg.Done()
 	// A batch already pulled is finished even when ctx ends, so a stop
 	// does not leave messages waiting for redelivery.
@@ -158,11 +163,11 @@ func (n *NATSIngest) consume(ctx context.Context, e *Engine, source string, cons
 // handle dead-letters the malformed messages of batch and applies the
 // rest, acking each message only once its event is logged or
 // dead-lettered; on failure the messages come back after natsRetryWait.
-func (n *NATSIngest) handle(ctx context.Context, e *Engine, source string, dec *Decoder, batch []jetstream.Msg) error {
+func (n *NATS) handle(ctx context.Context, e *feature.Engine, source string, dec *feature.Decoder, batch []jetstream.Msg) error {
 	var (
-		evs     []Event
+		evs     []feature.Event
 		good    []jetstream.Msg
-		rejects []Rejection
+		rejects []feature.Rejection
 		bad     []jetstream.Msg
 	)
 	for _, m := range batch {
@@ -171,7 +176,7 @@ func (n *NATSIngest) handle(ctx context.Context, e *Engine, source string, dec *
 			evs, good = append(evs, ev), append(good, m)
 			continue
 		}
-		rj := Rejection{Source: source, Reason: err.Error(), Raw: string(m.Data())}
+		rj := feature.Rejection{Source: source, Reason: err.Error(), Raw: string(m.Data())}
 		// There are no lines: the stream sequence locates the message
 		// (nats stream get STREAM SEQ).
 		if md, err := m.Metadata(); err == nil {
@@ -181,7 +186,7 @@ func (n *NATSIngest) handle(ctx context.Context, e *Engine, source string, dec *
 	}
 	var errs []error
 	if len(rejects) > 0 {
-		if err := DeadLetter(e.DeadLetterDir(), source, rejects); err != nil {
+		if err := feature.DeadLetter(e.DeadLetterDir(), source, rejects); err != nil {
 			errs = append(errs, fmt.Errorf("dead-letter %d malformed events of %s from NATS: %w", len(rejects), source, err))
 			errs = append(errs, settle(bad, jetstream.Msg.NakWithDelay))
 		} else {
@@ -213,7 +218,7 @@ func settle(msgs []jetstream.Msg, fn func(jetstream.Msg, time.Duration) error) e
 
 // fail records err and pauses, so a persistent failure (the server gone,
 // a full disk) neither spins nor floods.
-func (n *NATSIngest) fail(ctx context.Context, err error) {
+func (n *NATS) fail(ctx context.Context, err error) {
 	n.mu.Lock()
 	n.err = err
 	n.mu.Unlock()
@@ -227,7 +232,7 @@ func (n *NATSIngest) fail(ctx context.Context, err error) {
 
 // Err returns the latest error of a consumer, or nil. Consumers retry
 // after errors, so an error here may be past.
-func (n *NATSIngest) Err() error {
+func (n *NATS) Err() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.err
@@ -235,7 +240,7 @@ func (n *NATSIngest) Err() error {
 
 // Close stops the consumers, waits for their batches to finish, and
 // closes the connection once their acks are sent.
-func (n *NATSIngest) Close() error {
+func (n *NATS) Close() error {
 	var err error
 	n.once.Do(func() {
 		n.cancel()

@@ -1,4 +1,4 @@
-package feature
+package ingest
 
 import (
 	"bufio"
@@ -16,6 +16,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/baton-ml/baton/internal/feature"
+	"github.com/baton-ml/baton/internal/feature/featuretest"
+	"github.com/baton-ml/baton/internal/testwait"
 )
 
 // There is no Kafka broker on the test machines: these tests run against
@@ -101,7 +105,7 @@ func (k *kafkaTest) total() int {
 }
 
 // counted checks that the engine counts every event produced.
-func (k *kafkaTest) counted(e *Engine, ing *KafkaIngest) func() (bool, string) {
+func (k *kafkaTest) counted(e *feature.Engine, ing *Kafka) func() (bool, string) {
 	feats, err := e.Catalog().Select([]string{"plays_1h"})
 	if err != nil {
 		k.t.Fatal(err)
@@ -146,17 +150,17 @@ func (k *kafkaTest) committed(group string) func() (bool, string) {
 	}
 }
 
-func readDeadLetters(t *testing.T, e *Engine) []Rejection {
+func readDeadLetters(t *testing.T, e *feature.Engine) []feature.Rejection {
 	t.Helper()
 	f, err := os.Open(filepath.Join(e.DeadLetterDir(), "plays.deadletter.jsonl"))
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	var out []Rejection
+	var out []feature.Rejection
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var r Rejection
+		var r feature.Rejection
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("dead-letter line %q: %v", sc.Text(), err)
 		}
@@ -169,7 +173,7 @@ func TestKafkaIngest(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	k := newKafkaTest(t)
-	e := NewEngine(playsTestCatalog(), t.TempDir(), NewMemory(), nil)
+	e := feature.NewEngine(featuretest.PlaysCatalog(), t.TempDir(), feature.NewMemory(), nil)
 	t.Cleanup(func() { e.Close() })
 
 	// The default prefix (baton_events) and group (baton).
@@ -189,12 +193,12 @@ func TestKafkaIngest(t *testing.T) {
 	k.events(150)
 	bad := k.produce(malformed...)
 	k.events(150)
-	waitFor(t, 10*time.Second, "the produced events online", k.counted(e, ing))
+	testwait.Until(t, 10*time.Second, k.counted(e, ing), "the produced events online")
 
-	waitFor(t, 10*time.Second, "the malformed events dead-lettered", func() (bool, string) {
+	testwait.Until(t, 10*time.Second, func() (bool, string) {
 		n := len(readDeadLetters(t, e))
 		return n == len(malformed), fmt.Sprintf("%d of %d dead-lettered", n, len(malformed))
-	})
+	}, "the malformed events dead-lettered")
 	offsetOf := map[string]int{}
 	for _, r := range bad {
 		offsetOf[string(r.Value)] = int(r.Offset)
@@ -217,7 +221,7 @@ func TestKafkaIngest(t *testing.T) {
 		t.Errorf("rejected metric = %v, want %d", got, len(malformed))
 	}
 	// Malformed records are committed too.
-	waitFor(t, 10*time.Second, "the group to commit every record", k.committed("baton"))
+	testwait.Until(t, 10*time.Second, k.committed("baton"), "the group to commit every record")
 
 	// Events produced while no consumer runs are waiting when it is back,
 	// and those applied before the stop are not consumed again.
@@ -231,7 +235,7 @@ func TestKafkaIngest(t *testing.T) {
 	}
 	t.Cleanup(func() { ing.Close() })
 	k.events(50)
-	waitFor(t, 10*time.Second, "the group to commit every record after a restart", k.committed("baton"))
+	testwait.Until(t, 10*time.Second, k.committed("baton"), "the group to commit every record after a restart")
 	if err := ing.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +266,7 @@ func TestKafkaIngestRetries(t *testing.T) {
 	if err := os.WriteFile(dir, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := NewEngine(playsTestCatalog(), dir, NewMemory(), nil)
+	e := feature.NewEngine(featuretest.PlaysCatalog(), dir, feature.NewMemory(), nil)
 	t.Cleanup(func() { e.Close() })
 	ing, err := StartKafka(ctx, e, k.brokers(), "", "retry", []string{"plays"})
 	if err != nil {
@@ -272,9 +276,9 @@ func TestKafkaIngestRetries(t *testing.T) {
 
 	k.events(20)
 	k.produce(`not json`)
-	waitFor(t, 10*time.Second, "the apply error", func() (bool, string) {
+	testwait.Until(t, 10*time.Second, func() (bool, string) {
 		return ing.Err() != nil, "no error yet"
-	})
+	}, "the apply error")
 	if !strings.Contains(ing.Err().Error(), "apply") {
 		t.Errorf("ingest error %q: want the failed apply", ing.Err())
 	}
@@ -284,8 +288,8 @@ func TestKafkaIngestRetries(t *testing.T) {
 	if err := os.Remove(dir); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the events online once logging works", k.counted(e, ing))
-	waitFor(t, 10*time.Second, "the group to commit every record", k.committed("retry"))
+	testwait.Until(t, 10*time.Second, k.counted(e, ing), "the events online once logging works")
+	testwait.Until(t, 10*time.Second, k.committed("retry"), "the group to commit every record")
 	if err := ing.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +304,7 @@ func TestKafkaIngestRetries(t *testing.T) {
 func TestStartKafkaErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	e := NewEngine(playsTestCatalog(), t.TempDir(), NewMemory(), nil)
+	e := feature.NewEngine(featuretest.PlaysCatalog(), t.TempDir(), feature.NewMemory(), nil)
 	t.Cleanup(func() { e.Close() })
 	if _, err := StartKafka(ctx, e, []string{"127.0.0.1:9092"}, "", "", []string{"nope"}); err == nil || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("unknown source: %v; want an error naming it", err)
