@@ -125,7 +125,13 @@ func TestStrategies(t *testing.T) {
 	create("strict", 1)
 	h.waitRuns(t, "strict", 1)
 	blocked := create("strict", 2)
-	// Once a scheduling pass has looked at the run, it has had its
+	// The failure blocks the flow (after the run ends: wait for it, or an
+	// unblock below could come first and be undone)...
+	testwait.For(t, 10*time.Second, func() bool {
+		_, b, err := h.st.Blocked(context.Background(), "strict")
+		return b && err == nil
+	}, "the failed run to block flow strict")
+	// ...and once a scheduling pass has looked at the run, it has had its
 	// chance to start it.
 	h.scheduledSaw(t, blocked.ID)
 	if rs := h.runs(t, "strict"); rs[1].Status != store.RunPending {

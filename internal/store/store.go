@@ -588,8 +588,10 @@ type TriggerStore interface {
 	// registered: a cheap way to know definitions changed.
 	CatalogVersion(ctx context.Context) (int64, error)
 	RunEvents(ctx context.Context, afterSeq int64, limit int) ([]RunEvent, error)
-	// Block marks a strict_sequential flow blocked by a failed run;
-	// Blocked reports it; Unblock clears it.
+	// Block marks a strict_sequential flow blocked by a failed run (the
+	// first failure stays the reason); Blocked reports it; Unblock clears
+	// it. A failure Block saw before an Unblock does not block again: only
+	// a later run's.
 	Block(ctx context.Context, flow string, runID int64) error
 	Blocked(ctx context.Context, flow string) (int64, bool, error)
 	Unblock(ctx context.Context, flow string) error

@@ -347,16 +347,22 @@ func (s *Store) RunEvents(ctx context.Context, afterSeq int64, limit int) ([]sto
 }
 
 // Block implements store.TriggerStore.
+//
+// An unblocked flow keeps its row with the run id negated: the same
+// failure seen again (two paths report a run's end, the second maybe after
+// a person unblocked the flow) does not block it twice; only a later one
+// does.
 func (s *Store) Block(ctx context.Context, flow string, runID int64) error {
 	_, err := s.w.ExecContext(ctx, `INSERT INTO flow_blocks (flow, run_id, created_at) VALUES ($1, $2, $3)
-		ON CONFLICT (flow) DO NOTHING`, flow, runID, micros(s.now()))
+		ON CONFLICT (flow) DO UPDATE SET run_id = excluded.run_id, created_at = excluded.created_at
+		WHERE flow_blocks.run_id < 0 AND excluded.run_id > -flow_blocks.run_id`, flow, runID, micros(s.now()))
 	return err
 }
 
 // Blocked implements store.TriggerStore.
 func (s *Store) Blocked(ctx context.Context, flow string) (int64, bool, error) {
 	var id int64
-	err := s.r.QueryRowContext(ctx, `SELECT run_id FROM flow_blocks WHERE flow = $1`, flow).Scan(&id)
+	err := s.r.QueryRowContext(ctx, `SELECT run_id FROM flow_blocks WHERE flow = $1 AND run_id > 0`, flow).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, nil
 	}
@@ -365,7 +371,7 @@ func (s *Store) Blocked(ctx context.Context, flow string) (int64, bool, error) {
 
 // Unblock implements store.TriggerStore.
 func (s *Store) Unblock(ctx context.Context, flow string) error {
-	_, err := s.w.ExecContext(ctx, `DELETE FROM flow_blocks WHERE flow = $1`, flow)
+	_, err := s.w.ExecContext(ctx, `UPDATE flow_blocks SET run_id = -run_id WHERE flow = $1 AND run_id > 0`, flow)
 	return err
 }
 

@@ -833,6 +833,21 @@ func testBlocks(t *testing.T, s store.Store) {
 	if _, ok, _ := s.Blocked(c, "f"); ok {
 		t.Fatal("still blocked")
 	}
+	// The same failure reported again after the unblock (its end seen
+	// a second time) does not block again; a later one does.
+	s.Block(c, "f", 3)
+	if _, ok, _ := s.Blocked(c, "f"); ok {
+		t.Fatal("blocked again by the failure a person had unblocked")
+	}
+	s.Block(c, "f", 5)
+	if id, ok, _ := s.Blocked(c, "f"); !ok || id != 5 {
+		t.Fatalf("a later failure: %d %v", id, ok)
+	}
+	s.Unblock(c, "f")
+	s.Unblock(c, "f")
+	if _, ok, _ := s.Blocked(c, "f"); ok {
+		t.Fatal("still blocked after two unblocks")
+	}
 }
 
 func testClaims(t *testing.T, s store.Store) {
