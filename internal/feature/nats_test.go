@@ -19,6 +19,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/baton-ml/baton/internal/testwait"
 )
 
 // testNATS returns the server's URL, a JetStream client, and a stream name
@@ -60,22 +62,11 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	return m.GetCounter().GetValue()
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor is testwait.Until with what first, as the NATS and Kafka tests
+// read.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v, still waiting for %s: %s", within, what, state)
-		}
-		<-tick.C
-	}
+	testwait.Until(t, within, cond, "%s", what)
 }
 
 func TestNATSIngest(t *testing.T) {
