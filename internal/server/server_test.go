@@ -51,8 +51,9 @@ func TestConditionalFanOutAndParams(t *testing.T) {
 			t.Fatalf("params from the signal: %v", run.Params)
 		}
 	}
-	// The region condition was not met; give the evaluator time to be sure.
-	time.Sleep(200 * time.Millisecond)
+	// The region condition was not met: once the server has evaluated the
+	// signal, no run of us may exist.
+	h.waitEvaluated(t)
 	if us := h.runs(t, "us"); len(us) != 0 {
 		t.Fatalf("a condition that does not hold started %d run(s)", len(us))
 	}
@@ -75,7 +76,8 @@ func TestDedupeBySignalID(t *testing.T) {
 	if err := h.s.evalSignals(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// And so does the server's own pass, should it run again meanwhile.
+	h.waitEvaluated(t)
 	if rs := h.runs(t, "once"); len(rs) != 1 || param(t, rs[0], "date") != "d" {
 		t.Fatalf("runs after a duplicate and a re-evaluation: %+v", rs)
 	}
@@ -133,7 +135,7 @@ steps:
 `)
 	h.publish(t, "features_ready", "f-d1", map[string]any{"date": "d1", "row_count": 10})
 	h.publish(t, "labels_ready", "l-d2", map[string]any{"date": "d2", "labels": 3})
-	time.Sleep(300 * time.Millisecond)
+	h.waitEvaluated(t)
 	if rs := h.runs(t, "joined"); len(rs) != 0 {
 		t.Fatalf("a join fired without agreeing keys: %+v", rs)
 	}
@@ -144,7 +146,7 @@ steps:
 	}
 	// The parts were used up: another labels for d1 waits for new features.
 	h.publish(t, "labels_ready", "l-d1-again", map[string]any{"date": "d1", "labels": 8})
-	time.Sleep(300 * time.Millisecond)
+	h.waitEvaluated(t)
 	if rs := h.runs(t, "joined"); len(rs) != 1 {
 		t.Fatalf("a used-up join fired again: %d runs", len(rs))
 	}
@@ -259,7 +261,7 @@ func (h *harness) overlap(t *testing.T, flow string, n int) int {
 		}
 		most = max(most, running)
 		return done >= n
-	}, "runs of %s never ended", flow)
+	}, "%d ended runs of %s", n, flow)
 	return most
 }
 
@@ -307,7 +309,7 @@ func TestStrategies(t *testing.T) {
 	}
 	// first_only: runs arriving while one runs are dropped.
 	create("first", 0)
-	waitUntil(t, 10*time.Second, func() bool { rs := h.runs(t, "first"); return rs[0].Status == store.RunRunning }, "first never started")
+	waitUntil(t, 10*time.Second, func() bool { rs := h.runs(t, "first"); return rs[0].Status == store.RunRunning }, "the first run of first to run")
 	create("first", 1)
 	create("first", 2)
 	finished := func(flow string, n int) func() bool {
@@ -322,7 +324,7 @@ func TestStrategies(t *testing.T) {
 		}
 	}
 	// The scheduler drops both while the first still holds.
-	waitUntil(t, 10*time.Second, finished("first", 2), "first_only kept the runs that arrived during a run")
+	waitUntil(t, 10*time.Second, finished("first", 2), "first_only to drop the runs that arrived during a run")
 	open("first")
 	first := h.waitRuns(t, "first", 3)
 	if first[0].Status != store.RunSucceeded || first[1].Status != store.RunCancelled || !strings.Contains(first[2].Error, "first_only") {
@@ -330,10 +332,10 @@ func TestStrategies(t *testing.T) {
 	}
 	// last_only: of the runs waiting, only the newest runs.
 	create("last", 0)
-	waitUntil(t, 10*time.Second, func() bool { rs := h.runs(t, "last"); return rs[0].Status == store.RunRunning }, "last never started")
+	waitUntil(t, 10*time.Second, func() bool { rs := h.runs(t, "last"); return rs[0].Status == store.RunRunning }, "the first run of last to run")
 	create("last", 1)
 	create("last", 2)
-	waitUntil(t, 10*time.Second, finished("last", 1), "last_only kept the superseded run")
+	waitUntil(t, 10*time.Second, finished("last", 1), "last_only to drop the superseded run")
 	open("last")
 	last := h.waitRuns(t, "last", 3)
 	if last[0].Status != store.RunSucceeded || last[1].Status != store.RunCancelled || !strings.Contains(last[1].Error, "superseded") || last[2].Status != store.RunSucceeded {
@@ -342,8 +344,17 @@ func TestStrategies(t *testing.T) {
 	// strict_sequential: a failure blocks the queue until unblocked.
 	create("strict", 1)
 	h.waitRuns(t, "strict", 1)
+	// The block is recorded just after the run ends; a run created before
+	// it would start, rightly.
+	waitUntil(t, 10*time.Second, func() bool {
+		_, blocked, _ := h.st.Blocked(context.Background(), "strict")
+		return blocked
+	}, "strict to be blocked by its failed run")
 	create("strict", 2)
-	time.Sleep(400 * time.Millisecond)
+	// A scheduling pass that has seen run 2 must leave it pending.
+	if err := h.s.schedule(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if rs := h.runs(t, "strict"); rs[1].Status != store.RunPending {
 		t.Fatalf("strict_sequential after a failure: run %d is %s, want pending", rs[1].ID, rs[1].Status)
 	}
@@ -662,7 +673,7 @@ func TestOnPostgres(t *testing.T) {
 		if rs := h.waitRuns(t, "all", 2); len(rs) != 2 {
 			t.Fatalf("all: %+v", rs)
 		}
-		time.Sleep(300 * time.Millisecond)
+		h.waitEvaluated(t)
 		if rs := h.runs(t, "big"); len(rs) != 1 {
 			t.Fatalf("big ran %d times", len(rs))
 		}
