@@ -20,6 +20,7 @@ import (
 	"github.com/baton-ml/baton/internal/store"
 	"github.com/baton-ml/baton/internal/store/pgtest"
 	"github.com/baton-ml/baton/internal/store/postgres"
+	"github.com/baton-ml/baton/internal/testwait"
 )
 
 // chaosServer is one `baton server` on the shared PostgreSQL store that
@@ -141,6 +142,16 @@ steps:
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Batches of 50, each once the servers have fired a run for every
+	// signal before the previous batch: the publisher keeps pace with the
+	// servers instead of flooding them, whichever of them is alive.
+	chaosRuns := func() []store.Run {
+		runs, err := st.Runs(context.Background(), store.RunFilter{Flow: "chaos", Limit: 10 * n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return runs
+	}
 	for i := range n {
 		for range 2 {
 			if _, _, err := signal.Publish(context.Background(), st, contracts, "tick", fmt.Sprintf("tick-%d", i),
@@ -148,8 +159,14 @@ steps:
 				t.Fatal(err)
 			}
 		}
-		if i%50 == 49 {
-			time.Sleep(100 * time.Millisecond)
+		if i%50 == 49 && i >= 99 {
+			// A leader's death delays firing by its run lease (2 s) and a
+			// restart; a minute is generous. The query reads up to n runs:
+			// every 50 ms is often enough.
+			testwait.UntilEvery(t, time.Minute, 50*time.Millisecond, func() (bool, string) {
+				runs := len(chaosRuns())
+				return runs >= i+1-50, fmt.Sprintf("%d runs", runs)
+			}, "runs fired for the %d signals before the last batch", i+1-50)
 		}
 	}
 
@@ -157,13 +174,42 @@ steps:
 	// this takes about a minute and a half; the deadline is generous
 	// because what is tested is that nothing is lost or done twice, not
 	// how fast a loaded machine gets there (a stuck run still fails it).
-	deadline := time.Now().Add(6 * time.Minute)
 	settle := time.Now().Add(20 * time.Second)
-	for {
-		runs, err := st.Runs(context.Background(), store.RunFilter{Flow: "chaos", Limit: 10 * n})
-		if err != nil {
-			t.Fatal(err)
+	var runs []store.Run
+	stuck := func() {
+		// Ask the live servers for their goroutines (SIGQUIT), to see
+		// what holds a stuck run.
+		mu.Lock()
+		for _, sv := range servers {
+			sv.cmd.Process.Signal(syscall.SIGQUIT)
+			<-sv.done
 		}
+		mu.Unlock()
+		for _, r := range runs {
+			if r.Status.Final() {
+				continue
+			}
+			steps, _ := st.Steps(context.Background(), r.ID)
+			t.Logf("stuck run %d: %s owner %q lease %s", r.ID, r.Status, r.Owner, r.LeaseExpires.Format(time.RFC3339Nano))
+			for _, s := range steps {
+				tasks, _ := st.Tasks(context.Background(), r.ID, s.Name)
+				for _, tk := range tasks {
+					t.Logf("  step %s %s n=%d task %d %s attempts %d %q", s.Name, s.Status, s.NumTasks, tk.Index, tk.Status, tk.Attempts, tk.Error)
+				}
+			}
+			logs, _ := filepath.Glob(home + "/server-*.log")
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				if strings.Contains(string(b), fmt.Sprintf("run=%d ", r.ID)) || strings.Contains(string(b), "goroutine ") {
+					t.Logf("---- %s\n%s", l, tail(string(b), 20000))
+				}
+			}
+		}
+	}
+	// The query reads up to n runs from the database the servers share:
+	// twice a second is often enough.
+	testwait.UntilEvery(failFirst{t, stuck}, 6*time.Minute, 500*time.Millisecond, func() (bool, string) {
+		runs = chaosRuns()
 		ended := 0
 		for _, r := range runs {
 			if r.Status.Final() {
@@ -173,48 +219,14 @@ steps:
 		if time.Now().After(settle) {
 			stopChaos()
 		}
-		if len(runs) >= n && ended == len(runs) {
-			break
-		}
-		if time.Now().After(deadline) {
-			// Ask the live servers for their goroutines (SIGQUIT), to see
-			// what holds a stuck run.
-			mu.Lock()
-			for _, sv := range servers {
-				sv.cmd.Process.Signal(syscall.SIGQUIT)
-				<-sv.done
-			}
-			mu.Unlock()
-			for _, r := range runs {
-				if r.Status.Final() {
-					continue
-				}
-				steps, _ := st.Steps(context.Background(), r.ID)
-				t.Logf("stuck run %d: %s owner %q lease %s", r.ID, r.Status, r.Owner, r.LeaseExpires.Format(time.RFC3339Nano))
-				for _, s := range steps {
-					tasks, _ := st.Tasks(context.Background(), r.ID, s.Name)
-					for _, tk := range tasks {
-						t.Logf("  step %s %s n=%d task %d %s attempts %d %q", s.Name, s.Status, s.NumTasks, tk.Index, tk.Status, tk.Attempts, tk.Error)
-					}
-				}
-				logs, _ := filepath.Glob(home + "/server-*.log")
-				for _, l := range logs {
-					b, _ := os.ReadFile(l)
-					if strings.Contains(string(b), fmt.Sprintf("run=%d ", r.ID)) || strings.Contains(string(b), "goroutine ") {
-						t.Logf("---- %s\n%s", l, tail(string(b), 20000))
-					}
-				}
-			}
-			t.Fatalf("after 6 minutes: %d runs, %d ended", len(runs), ended)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return len(runs) >= n && ended == len(runs), fmt.Sprintf("%d runs, %d ended", len(runs), ended)
+	}, "a run for each of the %d signals, every one ended", n)
 	stopChaos()
 	<-chaosDone
 	t.Logf("%d servers killed with SIGKILL", kills)
 
 	// Exactly one run per signal, and every one succeeded.
-	runs, _ := st.Runs(context.Background(), store.RunFilter{Flow: "chaos", Limit: 10 * n})
+	runs = chaosRuns()
 	if len(runs) != n {
 		t.Errorf("%d runs for %d signals: triggers fired more or less than once", len(runs), n)
 	}

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/baton-ml/baton/internal/testwait"
 )
 
 var bin string
@@ -309,19 +311,15 @@ func TestSIGKILLThenResume(t *testing.T) {
 			exited := make(chan error, 1)
 			go func() { exited <- cmd.Wait() }()
 			// Kill it once `after` tasks are recorded as done.
-			deadline := time.Now().Add(60 * time.Second)
-			for countDone(t, home) < after {
+			testwait.Until(failFirst{t, func() { cmd.Process.Kill() }}, 60*time.Second, func() (bool, string) {
 				select {
 				case err := <-exited:
 					t.Fatalf("baton exited before the kill: %v\n%s", err, stderr.String())
 				default:
 				}
-				if time.Now().After(deadline) {
-					cmd.Process.Kill()
-					t.Fatal("tasks never finished")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+				n := countDone(t, home)
+				return n >= after, fmt.Sprintf("%d done", n)
+			}, "%d tasks to be done before the kill", after)
 			cmd.Process.Signal(syscall.SIGKILL)
 			<-exited
 
@@ -419,20 +417,13 @@ func TestCtrlCCancels(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// Each check runs `baton show`: every 20 ms is often enough.
+	testwait.UntilEvery(failFirst{t, func() { cmd.Process.Kill() }}, 30*time.Second, 20*time.Millisecond, func() (bool, string) {
 		c := exec.Command(bin, "show", "1", "-o", "json")
 		c.Env = cmd.Env
 		b, _ := c.Output()
-		if bytes.Contains(b, []byte(`"status": "running"`)) && bytes.Contains(b, []byte(`"attempts": 1`)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("the run never started")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return bytes.Contains(b, []byte(`"status": "running"`)) && bytes.Contains(b, []byte(`"attempts": 1`)), string(b)
+	}, "the run to be running a first attempt")
 	start := time.Now()
 	cmd.Process.Signal(os.Interrupt)
 	err := cmd.Wait()

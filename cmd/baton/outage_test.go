@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/baton-ml/baton/internal/store/pgtest"
+	"github.com/baton-ml/baton/internal/testwait"
 )
 
 // proxy forwards TCP to PostgreSQL and can cut every connection, to play
@@ -106,26 +107,27 @@ steps:
 	cmd.Env = append(os.Environ(), "BATON_HOME="+home, "BATON_DB="+u.String())
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	direct := append(os.Environ(), "BATON_HOME="+home, "BATON_DB="+dsn)
-	// Cut the database once the run is under way.
-	for {
+	// Cut the database once the run is under way. Each check runs `baton
+	// show`: every 50 ms is often enough.
+	stop := func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Logf("baton run:\n%s", out.String())
+	}
+	testwait.UntilEvery(failFirst{t, stop}, 60*time.Second, 50*time.Millisecond, func() (bool, string) {
 		show := exec.Command(bin, "show", "1", "-o", "json")
 		show.Env = direct
 		js, _ := show.Output()
-		if strings.Count(string(js), `"status": "succeeded"`) >= 2 {
-			break
-		}
-		if time.Since(start) > 60*time.Second {
-			t.Fatalf("the run never got going: %s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return strings.Count(string(js), `"status": "succeeded"`) >= 2, string(js)
+	}, "two tasks of the run to succeed")
 	cutAt := time.Now()
 	p.setDown(true)
+	// The outage's length is the scenario, not a wait for something:
+	// baton must ride out seconds without its database.
 	time.Sleep(4 * time.Second)
 	p.setDown(false)
 	if err := cmd.Wait(); err != nil {

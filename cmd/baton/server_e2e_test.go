@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/baton-ml/baton/internal/testwait"
 )
 
 type serverProc struct {
@@ -41,21 +43,14 @@ func startServer(t *testing.T, home string, args ...string) *serverProc {
 	}
 	p := &serverProc{cmd: cmd, addr: addr, log: logs, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testwait.UntilEvery(failFirst{t, func() { cmd.Process.Kill() }}, 20*time.Second, 20*time.Millisecond, func() (bool, string) {
 		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
+		if err != nil {
+			return false, fmt.Sprintf("%v\n%s", err, logs.String())
 		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("server never answered: %v\n%s", err, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == 200, fmt.Sprintf("%s\n%s", resp.Status, logs.String())
+	}, "the server to answer /healthz")
 	t.Cleanup(func() { p.stop(t) })
 	return p
 }
@@ -116,23 +111,19 @@ func runsOf(t *testing.T, home, flow string) []runJSON {
 
 func waitRuns(t *testing.T, home, flow string, n int, d time.Duration) []runJSON {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		rs := runsOf(t, home, flow)
+	var rs []runJSON
+	// Each check runs `baton runs`: every 50 ms is often enough.
+	testwait.UntilEvery(t, d, 50*time.Millisecond, func() (bool, string) {
+		rs = runsOf(t, home, flow)
 		done := 0
 		for _, r := range rs {
 			if r.Status == "succeeded" || r.Status == "failed" || r.Status == "cancelled" {
 				done++
 			}
 		}
-		if done >= n {
-			return rs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("flow %s: %d of %d runs ended: %+v", flow, done, n, rs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return done >= n, fmt.Sprintf("%d ended: %+v", done, rs)
+	}, "%d runs of flow %s to end", n, flow)
+	return rs
 }
 
 const e2eSignals = `signals:
@@ -212,13 +203,9 @@ steps:
 	}
 	// A wait sees signals published after its run began: publish only once
 	// the run exists, or a busy machine lets the signal win the race.
-	deadline := time.Now().Add(30 * time.Second)
-	for len(runsOf(t, home, "waiter")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the waiting run never started")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.UntilEvery(t, 30*time.Second, 20*time.Millisecond, func() (bool, string) {
+		return len(runsOf(t, home, "waiter")) > 0, ""
+	}, "the waiting run to start")
 
 	pub := func(args ...string) result {
 		return baton(t, home, append([]string{"signal", "publish", "features_ready"}, args...)...)
@@ -308,7 +295,10 @@ steps:
 	srv.stop(t)
 	stopped := time.Now()
 	before := len(runsOf(t, home, "tick"))
-	time.Sleep(7 * time.Second) // about seven ticks missed
+	// The downtime is the scenario, not a wait for something: the real
+	// clock must pass about seven ticks while no server runs (the server
+	// is another process, so no fake clock reaches it).
+	time.Sleep(7 * time.Second)
 	startServer(t, home)
 	ready := time.Now()
 	rs := waitRuns(t, home, "tick", before+1, 20*time.Second)

@@ -30,6 +30,9 @@ steps:
     run: 'true'
 `)), 0)
 	srv := startServer(t, home)
+	// Idle memory is measured after a stretch of idleness: the stretch is
+	// the measurement, and no event marks a server as settled (startServer
+	// has already waited for it to answer).
 	time.Sleep(5 * time.Second)
 	idle := rss(t, srv.cmd.Process.Pid)
 	t.Logf("idle RSS: %.1f MiB", idle)

@@ -20,6 +20,7 @@ import (
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/store"
 	"github.com/baton-ml/baton/internal/store/sqlite"
+	"github.com/baton-ml/baton/internal/testwait"
 )
 
 type env struct {
@@ -283,8 +284,8 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	waitFor(t, 5*time.Second, func() bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) || isZombie(pid) },
-		"background process %d still alive after the timeout", pid)
+	testwait.For(t, 5*time.Second, func() bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) || isZombie(pid) },
+		"the background process %d to be gone after the timeout", pid)
 }
 
 // isZombie reports whether pid has exited but is not yet reaped (it was
@@ -298,17 +299,6 @@ func isZombie(pid int) bool {
 	return len(fields) > 2 && fields[2] == "Z"
 }
 
-func waitFor(t *testing.T, d time.Duration, cond func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf(format, args...)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, engine.Options{Workers: 2, KillGrace: 100 * time.Millisecond})
@@ -319,10 +309,10 @@ func TestCancel(t *testing.T) {
 	r := e.start(t, f, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		waitFor(t, 10*time.Second, func() bool {
+		testwait.For(t, 10*time.Second, func() bool {
 			ts, _ := e.st.Tasks(context.Background(), r.ID, "each")
 			return len(ts) == 4 && ts[0].Status == store.TaskRunning && ts[1].Status == store.TaskRunning
-		}, "tasks never started")
+		}, "the first two tasks to run")
 		cancel()
 	}()
 	got, err := e.eng.Execute(ctx, r.ID, engine.ExecOptions{})
@@ -567,10 +557,10 @@ func TestLeaseLostStopsWriting(t *testing.T) {
 	f := &flow.Flow{Name: "stolen", Steps: []flow.Step{{Name: "a", Run: "sleep 30"}}}
 	r := e.start(t, f, nil)
 	go func() {
-		waitFor(t, 10*time.Second, func() bool {
+		testwait.For(t, 10*time.Second, func() bool {
 			ts, _ := e.st.Tasks(context.Background(), r.ID, "a")
 			return len(ts) == 1 && ts[0].Status == store.TaskRunning
-		}, "task never started")
+		}, "the task to run")
 		// Someone else declares the owner dead and takes the run.
 		e.st.AbandonRun(context.Background(), r.ID, "test", true)
 	}()

@@ -12,6 +12,7 @@ import (
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/testwait"
 )
 
 // queueEnv is an engine that queues tasks, with a worker working the queue.
@@ -85,10 +86,10 @@ func TestQueuedCancel(t *testing.T) {
 	r := e.start(t, f, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		waitFor(t, 10*time.Second, func() bool {
+		testwait.For(t, 10*time.Second, func() bool {
 			ts, _ := e.st.Tasks(context.Background(), r.ID, "each")
 			return len(ts) == 4 && ts[0].Status == store.TaskRunning
-		}, "never started")
+		}, "the tasks to run")
 		cancel()
 	}()
 	start := time.Now()
@@ -137,10 +138,10 @@ func TestAdoptInPlace(t *testing.T) {
 	r := e.start(t, f, nil)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	go func() {
-		waitFor(t, 10*time.Second, func() bool {
+		testwait.For(t, 10*time.Second, func() bool {
 			ts, _ := e.st.Tasks(context.Background(), r.ID, "each")
 			return len(ts) == 6 && ts[0].Status == store.TaskSucceeded
-		}, "never progressed")
+		}, "the first task to succeed")
 		cancel(errors.New("coordinator died"))
 	}()
 	// The first coordinator "dies": its context ends mid-run. It hands
@@ -181,10 +182,10 @@ func TestDeadWorkerTaskRunsElsewhere(t *testing.T) {
 	}()
 	// A "worker" claims the task and dies without renewing.
 	var claims []store.Claim
-	waitFor(t, 10*time.Second, func() bool {
+	testwait.For(t, 10*time.Second, func() bool {
 		claims, _ = e.st.ClaimTasks(context.Background(), "dead-worker", 1, -time.Second, nil)
 		return len(claims) == 1
-	}, "nothing to claim")
+	}, "a task to claim")
 	if n, err := e.st.ReapTasks(context.Background()); n != 1 || err != nil {
 		t.Fatalf("reap: %d %v", n, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/signal"
 	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/testwait"
 )
 
 func (e *env) contract(t *testing.T, sg flow.Signal) {
@@ -78,7 +79,7 @@ func TestWaitForSignal(t *testing.T) {
 	r := e.start(t, f, nil)
 	c, _ := signal.Load(context.Background(), e.st)
 	go func() {
-		waitFor(t, 10*time.Second, func() bool {
+		testwait.For(t, 10*time.Second, func() bool {
 			steps, _ := e.st.Steps(context.Background(), r.ID)
 			for _, s := range steps {
 				if s.Name == "train" && s.Status == store.TaskWaiting {
@@ -86,7 +87,7 @@ func TestWaitForSignal(t *testing.T) {
 				}
 			}
 			return false
-		}, "train never waited")
+		}, "train to wait")
 		// Too few rows: the condition keeps it waiting.
 		signal.Publish(context.Background(), e.st, c, "features_ready", "small", map[string]json.RawMessage{"date": json.RawMessage(`"d"`), "row_count": json.RawMessage("3")}, store.SignalSource{})
 		e.eng.NotifySignals()
@@ -123,11 +124,11 @@ func TestCancelByID(t *testing.T) {
 	e := newEnv(t, engine.Options{KillGrace: 100 * time.Millisecond})
 	r := e.start(t, &flow.Flow{Name: "long", Steps: []flow.Step{{Name: "a", Run: "sleep 30"}}}, nil)
 	go func() {
-		waitFor(t, 10*time.Second, func() bool { return len(e.eng.Running()) == 1 }, "never running")
-		waitFor(t, 10*time.Second, func() bool {
+		testwait.For(t, 10*time.Second, func() bool { return len(e.eng.Running()) == 1 }, "the run to be running")
+		testwait.For(t, 10*time.Second, func() bool {
 			ts, _ := e.st.Tasks(context.Background(), r.ID, "a")
 			return len(ts) == 1 && ts[0].Status == store.TaskRunning
-		}, "task never started")
+		}, "the task to run")
 		e.eng.Cancel(r.ID)
 	}()
 	got, err := e.eng.Execute(context.Background(), r.ID, engine.ExecOptions{})
@@ -145,10 +146,10 @@ func TestDrainHandsBack(t *testing.T) {
 	}}
 	r := e.start(t, f, nil)
 	go func() {
-		waitFor(t, 10*time.Second, func() bool {
+		testwait.For(t, 10*time.Second, func() bool {
 			ts, _ := e.st.Tasks(context.Background(), r.ID, "a")
 			return len(ts) == 4 && ts[0].Status == store.TaskRunning
-		}, "task never started")
+		}, "the first task to run")
 		e.eng.Drain()
 	}()
 	_, err := e.eng.Execute(context.Background(), r.ID, engine.ExecOptions{})

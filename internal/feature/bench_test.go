@@ -163,6 +163,9 @@ func BenchmarkGet10HTTP(b *testing.B) {
 	b.ResetTimer()
 	for i := range total {
 		at := start.Add(time.Duration(i) * time.Second / rate)
+		// The sleep is the load's schedule, not a wait for something: an
+		// open-loop client sends request i at its time whether or not the
+		// earlier ones have answered.
 		time.Sleep(time.Until(at))
 		wg.Go(func() {
 			resp, err := client.Get(srv.URL + "/?key=m" + strconv.Itoa(i%10_000))

@@ -15,13 +15,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ml/baton/internal/feature"
-
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/canary"
+	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/registry"
 	"github.com/baton-ml/baton/internal/store"
 	"github.com/baton-ml/baton/internal/store/sqlite"
+	"github.com/baton-ml/baton/internal/testwait"
 )
 
 type clock struct{ ns atomic.Int64 }
@@ -265,32 +265,26 @@ func TestShadowGetsCopies(t *testing.T) {
 			t.Fatalf("served %+v %v", r, err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := f.svc.Statuses()[0]
+	var st Status
+	testwait.Until(t, 10*time.Second, func() (bool, string) {
+		st = f.svc.Statuses()[0]
 		done := len(st.Shadow) == 2
 		for _, s := range st.Shadow {
 			done = done && s.Requests+s.Dropped == 50
 		}
-		if done {
-			for _, s := range st.Shadow {
-				switch s.Version {
-				case 2:
-					if s.Agreed != s.Requests || s.MeanAbs < 0.14 || s.MeanAbs > 0.16 {
-						t.Errorf("shadow 2: %+v", s)
-					}
-				case 3:
-					if s.Agreed != 0 || s.Requests == 0 || len(s.Recent) == 0 || s.Recent[0].Agreed {
-						t.Errorf("shadow 3: %+v", s)
-					}
-				}
+		return done, fmt.Sprintf("shadow stats %+v", st.Shadow)
+	}, "both shadows to account for the 50 requests")
+	for _, s := range st.Shadow {
+		switch s.Version {
+		case 2:
+			if s.Agreed != s.Requests || s.MeanAbs < 0.14 || s.MeanAbs > 0.16 {
+				t.Errorf("shadow 2: %+v", s)
 			}
-			return
+		case 3:
+			if s.Agreed != 0 || s.Requests == 0 || len(s.Recent) == 0 || s.Recent[0].Agreed {
+				t.Errorf("shadow 3: %+v", s)
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("shadow stats: %+v", st.Shadow)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -163,6 +163,9 @@ func BenchmarkFeatureLookupHTTP(b *testing.B) {
 	b.ResetTimer()
 	for i := range total {
 		at := start.Add(time.Duration(i) * time.Second / rate)
+		// The sleep is the load's schedule, not a wait for something: an
+		// open-loop client sends request i at its time whether or not the
+		// earlier ones have answered.
 		time.Sleep(time.Until(at))
 		wg.Go(func() {
 			req, _ := http.NewRequest("GET", fmt.Sprintf("%s/api/v1/features/online/m%d", h.url, i%keys), nil)

@@ -18,10 +18,12 @@ import (
 	"github.com/baton-ml/baton/internal/catalog"
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/home"
+	"github.com/baton-ml/baton/internal/orchestrate"
 	"github.com/baton-ml/baton/internal/store"
 	"github.com/baton-ml/baton/internal/store/pgtest"
 	"github.com/baton-ml/baton/internal/store/postgres"
 	"github.com/baton-ml/baton/internal/store/sqlite"
+	"github.com/baton-ml/baton/internal/testwait"
 )
 
 type harness struct {
@@ -129,7 +131,7 @@ func (h *harness) startServer(t testing.TB, opt Options) {
 		}
 	}
 	// The definitions are loaded before the orchestrator starts to lead.
-	waitUntil(t, 20*time.Second, s.Leading, "server never led")
+	waitUntil(t, 20*time.Second, s.Leading, "the server to lead")
 }
 
 // apply registers YAML documents, as `baton flow apply` does.
@@ -148,7 +150,7 @@ func (h *harness) apply(t testing.TB, docs ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 5*time.Second, func() bool { return h.s.orch.CatalogVersion() == version }, "server did not reload")
+	waitUntil(t, 5*time.Second, func() bool { return h.s.orch.CatalogVersion() == version }, "the server to reload the applied definitions")
 }
 
 type response struct {
@@ -229,30 +231,44 @@ func (h *harness) runs(t testing.TB, flow string) []store.Run {
 func (h *harness) waitRuns(t *testing.T, flow string, n int) []store.Run {
 	t.Helper()
 	var rs []store.Run
-	waitUntil(t, 20*time.Second, func() bool {
+	testwait.Until(t, 20*time.Second, func() (bool, string) {
 		rs = h.runs(t, flow)
-		if len(rs) < n {
-			return false
+		statuses := make([]string, len(rs))
+		ended := len(rs) >= n
+		for i, r := range rs {
+			statuses[i] = string(r.Status)
+			ended = ended && r.Status.Final()
 		}
-		for _, r := range rs {
-			if !r.Status.Final() {
-				return false
-			}
-		}
-		return true
-	}, "flow %s: waiting for %d finished runs", flow, n)
+		return ended, fmt.Sprint(statuses)
+	}, "%d ended runs of flow %s", n, flow)
 	return rs
 }
 
+// waitUntil is testwait.For; format names what is awaited ("the server to
+// reload"), as the failure reads "still waiting for ...".
 func waitUntil(t testing.TB, d time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf(format, args...)
-		}
-		time.Sleep(10 * time.Millisecond)
+	testwait.For(t, d, cond, format, args...)
+}
+
+// waitEvaluated waits until the server has evaluated every signal published
+// so far: its cursor has passed the newest. Whatever those signals fire
+// (runs, join parts) is stored before the cursor moves, so a test can then
+// check that something did not fire without giving it time to.
+func (h *harness) waitEvaluated(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	newest, err := h.st.Signals(ctx, store.SignalFilter{Limit: 1})
+	if err != nil || len(newest) == 0 {
+		t.Fatalf("newest signal: %v %v", newest, err)
 	}
+	testwait.Until(t, 10*time.Second, func() (bool, string) {
+		cur, err := h.st.Cursor(ctx, orchestrate.SignalsCursor)
+		if err != nil {
+			return false, err.Error()
+		}
+		return cur >= newest[0].Seq, fmt.Sprintf("cursor at %d", cur)
+	}, "the server to evaluate the signals up to seq %d", newest[0].Seq)
 }
 
 func param(t *testing.T, r store.Run, name string) string {

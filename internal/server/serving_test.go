@@ -173,6 +173,9 @@ func openLoop(b *testing.B, h *harness, path string, rate int, d time.Duration, 
 	start := time.Now()
 	for i := range total {
 		at := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
+		// The sleep is the load's schedule, not a wait for something: an
+		// open-loop client sends request i at its time whether or not the
+		// earlier ones have answered.
 		time.Sleep(time.Until(at))
 		wg.Go(func() {
 			req, _ := http.NewRequest("POST", h.url+path, strings.NewReader(body(i)))
@@ -363,7 +366,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 	var wg sync.WaitGroup
 	halt := sync.OnceFunc(func() { close(stop); wg.Wait() })
 	t.Cleanup(halt) // senders stop before the server, even if the test fails
-	var canaryAfter atomic.Int64
+	var canaryAfter, servedAfter atomic.Int64
 	var rolledBack atomic.Bool
 	for g := range 3 {
 		wg.Go(func() {
@@ -381,8 +384,11 @@ func TestRolloutEndToEnd(t *testing.T) {
 				}
 				var resp serve.Response
 				_ = json.Unmarshal(r.body, &resp)
-				if resp.Canary && after {
-					canaryAfter.Add(1)
+				if after {
+					servedAfter.Add(1)
+					if resp.Canary {
+						canaryAfter.Add(1)
+					}
 				}
 			}
 		})
@@ -391,9 +397,11 @@ func TestRolloutEndToEnd(t *testing.T) {
 		rs, _ := h.st.Rollouts(context.Background(), "m")
 		st := h.s.serving.Statuses()
 		return len(rs) == 1 && rs[0].Status == store.RolloutRolledBack && len(st) == 1 && st[0].Canary == 0
-	}, "no rollback")
+	}, "the rollout to roll back and the endpoint to drop the canary")
 	rolledBack.Store(true)
-	time.Sleep(300 * time.Millisecond) // serve on after the rollback (not a wait for a condition: a window to observe)
+	// Serve on after the rollback: 50 requests sent after it, of which a
+	// canary still at 50% would take about half.
+	waitUntil(t, 30*time.Second, func() bool { return servedAfter.Load() >= 50 }, "50 requests served after the rollback")
 	halt()
 	if c := canaryAfter.Load(); c != 0 {
 		t.Fatalf("%d requests went to the canary after its rollback", c)

@@ -28,6 +28,15 @@ func For(t TB, within time.Duration, cond func() bool, what string, args ...any)
 // which the failure message includes, so a timeout says how far things got.
 func Until(t TB, within time.Duration, cond func() (bool, string), what string, args ...any) {
 	t.Helper()
+	UntilEvery(t, within, Poll, cond, what, args...)
+}
+
+// UntilEvery is Until checking cond every interval instead of every Poll,
+// for a condition that costs too much to ask 200 times a second: one that
+// runs a process, or reads thousands of rows from the database the code
+// under test is using.
+func UntilEvery(t TB, within, every time.Duration, cond func() (bool, string), what string, args ...any) {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		ok, state := cond()
@@ -43,6 +52,6 @@ func Until(t TB, within time.Duration, cond func() (bool, string), what string, 
 			}
 			return
 		}
-		time.Sleep(Poll)
+		time.Sleep(every)
 	}
 }

@@ -49,3 +49,20 @@ func TestForFails(t *testing.T) {
 		t.Fatalf("message %q", f.failed)
 	}
 }
+
+func TestUntilEveryChecksAtItsInterval(t *testing.T) {
+	f := &fakeT{}
+	calls := 0
+	start := time.Now()
+	testwait.UntilEvery(f, 100*time.Millisecond, 40*time.Millisecond, func() (bool, string) {
+		calls++
+		return false, ""
+	}, "never")
+	if f.failed == "" {
+		t.Fatal("UntilEvery did not fail on a condition that never held")
+	}
+	// Checked at 0, 40, 80 and 120 ms: far fewer than every Poll would.
+	if took := time.Since(start); calls < 2 || calls > 5 {
+		t.Fatalf("condition checked %d times in %s, want about 4 at a 40 ms interval", calls, took)
+	}
+}

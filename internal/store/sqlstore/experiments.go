@@ -13,7 +13,7 @@ import (
 
 const experimentCols = `name, spec, digest, alloc, version, status, reason, updated_at`
 
-func scanExperiment(row interface{ Scan(...any) error }) (store.Experiment, error) {
+func scanExperiment(row scanner) (store.Experiment, error) {
 	var e store.Experiment
 	var spec string
 	var at int64
@@ -66,20 +66,11 @@ func (s *Store) PutExperiment(ctx context.Context, e store.Experiment) (store.Ex
 
 // Experiments implements store.ExperimentStore.
 func (s *Store) Experiments(ctx context.Context) ([]store.Experiment, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+experimentCols+` FROM experiments ORDER BY name`)
+	out, err := queryRows(ctx, s.r, `SELECT `+experimentCols+` FROM experiments ORDER BY name`, nil, scanExperiment)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list experiments: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Experiment
-	for rows.Next() {
-		e, err := scanExperiment(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // SetExperimentStatus implements store.ExperimentStore.
@@ -155,40 +146,36 @@ func (s *Store) AddMetricEvents(ctx context.Context, ms []store.MetricEvent) err
 
 // Exposures implements store.ExperimentStore.
 func (s *Store) Exposures(ctx context.Context, experiment string, version int) ([]store.Exposure, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT unit, variant, at FROM exp_exposures WHERE experiment = $1 AND version = $2 ORDER BY at, unit`, experiment, version)
+	out, err := queryRows(ctx, s.r, `SELECT unit, variant, at FROM exp_exposures WHERE experiment = $1 AND version = $2 ORDER BY at, unit`,
+		[]any{experiment, version}, func(row scanner) (store.Exposure, error) {
+			e := store.Exposure{Experiment: experiment, Version: version}
+			var at int64
+			if err := row.Scan(&e.Unit, &e.Variant, &at); err != nil {
+				return e, err
+			}
+			e.At = fromMicros(at)
+			return e, nil
+		})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("exposures of %s version %d: %w", experiment, version, err)
 	}
-	defer rows.Close()
-	var out []store.Exposure
-	for rows.Next() {
-		e := store.Exposure{Experiment: experiment, Version: version}
-		var at int64
-		if err := rows.Scan(&e.Unit, &e.Variant, &at); err != nil {
-			return nil, err
-		}
-		e.At = fromMicros(at)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // MetricEvents implements store.ExperimentStore.
 func (s *Store) MetricEvents(ctx context.Context, experiment, metric string) ([]store.MetricEvent, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT unit, value, at FROM exp_metrics WHERE experiment = $1 AND metric = $2 ORDER BY at`, experiment, metric)
+	out, err := queryRows(ctx, s.r, `SELECT unit, value, at FROM exp_metrics WHERE experiment = $1 AND metric = $2 ORDER BY at`,
+		[]any{experiment, metric}, func(row scanner) (store.MetricEvent, error) {
+			m := store.MetricEvent{Experiment: experiment, Metric: metric}
+			var at int64
+			if err := row.Scan(&m.Unit, &m.Value, &at); err != nil {
+				return m, err
+			}
+			m.At = fromMicros(at)
+			return m, nil
+		})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("metric %s of %s: %w", metric, experiment, err)
 	}
-	defer rows.Close()
-	var out []store.MetricEvent
-	for rows.Next() {
-		m := store.MetricEvent{Experiment: experiment, Metric: metric}
-		var at int64
-		if err := rows.Scan(&m.Unit, &m.Value, &at); err != nil {
-			return nil, err
-		}
-		m.At = fromMicros(at)
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return out, nil
 }

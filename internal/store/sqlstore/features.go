@@ -12,7 +12,7 @@ import (
 
 const featureSpecCols = `kind, name, version, digest, spec, created_at`
 
-func scanFeatureSpec(row interface{ Scan(...any) error }) (store.FeatureSpec, error) {
+func scanFeatureSpec(row scanner) (store.FeatureSpec, error) {
 	var f store.FeatureSpec
 	var spec string
 	var created int64
@@ -84,20 +84,11 @@ func (s *Store) FeatureSpecVersions(ctx context.Context, kind, name string) ([]s
 }
 
 func (s *Store) featureSpecs(ctx context.Context, q string, args ...any) ([]store.FeatureSpec, error) {
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	out, err := queryRows(ctx, s.r, q, args, scanFeatureSpec)
 	if err != nil {
 		return nil, fmt.Errorf("feature definitions: %w", err)
 	}
-	defer rows.Close()
-	var out []store.FeatureSpec
-	for rows.Next() {
-		f, err := scanFeatureSpec(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, f)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // AddComputation implements store.FeatureStore.

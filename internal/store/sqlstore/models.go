@@ -12,7 +12,7 @@ import (
 
 const modelVersionCols = `model, version, state, artifact, digest, size, run_id, flow, flow_version, lineage, metrics, tags, description, created_at, updated_at`
 
-func scanModelVersion(row interface{ Scan(...any) error }) (store.ModelVersion, error) {
+func scanModelVersion(row scanner) (store.ModelVersion, error) {
 	var v store.ModelVersion
 	var lineage, metrics, tags string
 	var created, updated int64
@@ -84,9 +84,9 @@ func (s *Store) CreateModelVersion(ctx context.Context, v store.ModelVersion, ac
 	return v, err
 }
 
-func (s *Store) aliases(ctx context.Context, q interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, model string) (map[int][]string, error) {
+// aliases keeps its own loop: it groups rows into a map rather than
+// listing them.
+func (s *Store) aliases(ctx context.Context, q querier, model string) (map[int][]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT alias, version FROM model_aliases WHERE model = $1 ORDER BY alias`, model)
 	if err != nil {
 		return nil, err
@@ -120,21 +120,10 @@ func (s *Store) ModelVersion(ctx context.Context, model string, version int) (st
 
 // ModelVersions implements store.ModelStore.
 func (s *Store) ModelVersions(ctx context.Context, model string) ([]store.ModelVersion, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+modelVersionCols+` FROM model_versions WHERE model = $1 ORDER BY version`, model)
+	out, err := queryRows(ctx, s.r, `SELECT `+modelVersionCols+` FROM model_versions WHERE model = $1 ORDER BY version`,
+		[]any{model}, scanModelVersion)
 	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.ModelVersion
-	for rows.Next() {
-		v, err := scanModelVersion(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("versions of model %s: %w", model, err)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("model %s: %w", model, store.ErrNotFound)
@@ -148,24 +137,22 @@ func (s *Store) ModelVersions(ctx context.Context, model string) ([]store.ModelV
 
 // Models implements store.ModelStore.
 func (s *Store) Models(ctx context.Context) ([]store.ModelSummary, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT m.name, m.created_at, COUNT(v.version),
+	out, err := queryRows(ctx, s.r, `SELECT m.name, m.created_at, COUNT(v.version),
 		COALESCE(MAX(CASE WHEN v.state = $1 THEN v.version END), 0)
-		FROM models m LEFT JOIN model_versions v ON v.model = m.name GROUP BY m.name, m.created_at ORDER BY m.name`, store.ModelProduction)
+		FROM models m LEFT JOIN model_versions v ON v.model = m.name GROUP BY m.name, m.created_at ORDER BY m.name`,
+		[]any{store.ModelProduction}, func(row scanner) (store.ModelSummary, error) {
+			var m store.ModelSummary
+			var created int64
+			if err := row.Scan(&m.Name, &created, &m.Versions, &m.Production); err != nil {
+				return m, err
+			}
+			m.CreatedAt = fromMicros(created)
+			return m, nil
+		})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list models: %w", err)
 	}
-	defer rows.Close()
-	var out []store.ModelSummary
-	for rows.Next() {
-		var m store.ModelSummary
-		var created int64
-		if err := rows.Scan(&m.Name, &created, &m.Versions, &m.Production); err != nil {
-			return nil, err
-		}
-		m.CreatedAt = fromMicros(created)
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // TransitionModel implements store.ModelStore.
@@ -199,21 +186,14 @@ func (s *Store) TransitionModel(ctx context.Context, t store.ModelTransition, re
 		}
 		var demote []int
 		if replace {
-			rows, err := tx.QueryContext(ctx, `SELECT version FROM model_versions WHERE model = $1 AND state = $2 AND version <> $3`, t.Model, t.To, t.Version)
+			var err error
+			demote, err = queryRows(ctx, tx, `SELECT version FROM model_versions WHERE model = $1 AND state = $2 AND version <> $3`,
+				[]any{t.Model, t.To, t.Version}, func(row scanner) (int, error) {
+					var v int
+					return v, row.Scan(&v)
+				})
 			if err != nil {
-				return err
-			}
-			for rows.Next() {
-				var v int
-				if err := rows.Scan(&v); err != nil {
-					rows.Close()
-					return err
-				}
-				demote = append(demote, v)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
+				return fmt.Errorf("%s versions of model %s: %w", t.To, t.Model, err)
 			}
 		}
 		if err := move(t.Version, t.From, t.To, t.Reason, t.Decision); err != nil {
@@ -238,27 +218,25 @@ func (s *Store) TransitionModel(ctx context.Context, t store.ModelTransition, re
 
 // ModelTransitions implements store.ModelStore.
 func (s *Store) ModelTransitions(ctx context.Context, model string, version int) ([]store.ModelTransition, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, model, version, from_state, to_state, actor, reason, decision, created_at
-		FROM model_transitions WHERE model = $1 AND (version = $2 OR $2 = 0) ORDER BY id`, model, version)
+	out, err := queryRows(ctx, s.r, `SELECT id, model, version, from_state, to_state, actor, reason, decision, created_at
+		FROM model_transitions WHERE model = $1 AND (version = $2 OR $2 = 0) ORDER BY id`, []any{model, version},
+		func(row scanner) (store.ModelTransition, error) {
+			var t store.ModelTransition
+			var decision string
+			var at int64
+			if err := row.Scan(&t.ID, &t.Model, &t.Version, &t.From, &t.To, &t.Actor, &t.Reason, &decision, &at); err != nil {
+				return t, err
+			}
+			if decision != "" {
+				t.Decision = json.RawMessage(decision)
+			}
+			t.At = fromMicros(at)
+			return t, nil
+		})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("transitions of model %s: %w", model, err)
 	}
-	defer rows.Close()
-	var out []store.ModelTransition
-	for rows.Next() {
-		var t store.ModelTransition
-		var decision string
-		var at int64
-		if err := rows.Scan(&t.ID, &t.Model, &t.Version, &t.From, &t.To, &t.Actor, &t.Reason, &decision, &at); err != nil {
-			return nil, err
-		}
-		if decision != "" {
-			t.Decision = json.RawMessage(decision)
-		}
-		t.At = fromMicros(at)
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // UpdateModelVersion implements store.ModelStore.

@@ -55,28 +55,28 @@ func (s *Store) ClaimTasks(ctx context.Context, worker string, n int, ttl time.D
 			args = append(args, r)
 			can += fmt.Sprintf(", $%d", len(args))
 		}
-		rows, err := tx.QueryContext(ctx, `UPDATE tasks SET status = 'running', lease_owner = $1, lease_until = $2,
+		var err error
+		out, err = queryRows(ctx, tx, `UPDATE tasks SET status = 'running', lease_owner = $1, lease_until = $2,
 			lease_gen = lease_gen + 1, attempts = attempts + 1, started_at = $3, error = ''
 			WHERE (run_id, step, idx) IN (SELECT run_id, step, idx FROM tasks
 				WHERE queued AND status = 'pending' AND not_before <= $3 AND runner IN (`+can+`)
 				ORDER BY ready_at, run_id, idx LIMIT $4`+s.dialect.SkipLocked()+`)
-			RETURNING run_id, step, idx, attempts, lease_gen, item, max_attempts`, args...)
+			RETURNING run_id, step, idx, attempts, lease_gen, item, max_attempts`, args,
+			func(row scanner) (store.Claim, error) {
+				var c store.Claim
+				var item sql.NullString
+				if err := row.Scan(&c.RunID, &c.Step, &c.Index, &c.Attempt, &c.Gen, &item, &c.MaxAttempts); err != nil {
+					return c, err
+				}
+				if item.Valid {
+					c.Item = []byte(item.String)
+				}
+				return c, nil
+			})
 		if err != nil {
 			return fmt.Errorf("claim tasks: %w", err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var c store.Claim
-			var item sql.NullString
-			if err := rows.Scan(&c.RunID, &c.Step, &c.Index, &c.Attempt, &c.Gen, &item, &c.MaxAttempts); err != nil {
-				return fmt.Errorf("claim tasks: %w", err)
-			}
-			if item.Valid {
-				c.Item = []byte(item.String)
-			}
-			out = append(out, c)
-		}
-		return rows.Err()
+		return nil
 	})
 	// RETURNING has no order on PostgreSQL: give them in queue order.
 	sort.Slice(out, func(i, j int) bool {
@@ -100,6 +100,7 @@ func (s *Store) RenewTaskLeases(ctx context.Context, worker string, ttl time.Dur
 			WHERE lease_owner = $2 AND queued AND status = 'running'`, micros(s.now().Add(ttl)), worker); err != nil {
 			return fmt.Errorf("renew task leases: %w", err)
 		}
+		// Its own loop, not queryRows: each row lands in one or two lists.
 		rows, err := tx.QueryContext(ctx, `SELECT t.run_id, t.step, t.idx, r.status <> 'running' OR r.cancel_requested
 			FROM tasks t JOIN runs r ON r.id = t.run_id
 			WHERE t.lease_owner = $1 AND t.queued AND t.status = 'running'`, worker)
@@ -279,6 +280,7 @@ func (s *Store) StepProgress(ctx context.Context, runID int64, step string) (sto
 	case err != nil:
 		return p, fmt.Errorf("progress of %d/%s: %w", runID, step, err)
 	}
+	// Its own loop, not queryRows: the rows fill a map of counts.
 	rows, err := s.r.QueryContext(ctx, q, runID, step)
 	if err != nil {
 		return p, fmt.Errorf("progress of %d/%s: %w", runID, step, err)

@@ -40,28 +40,26 @@ func (s *Store) PutEndpoint(ctx context.Context, e store.Endpoint) (store.Endpoi
 
 // Endpoints implements store.ServeStore.
 func (s *Store) Endpoints(ctx context.Context) ([]store.Endpoint, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT name, spec, digest, updated_at FROM endpoints ORDER BY name`)
+	out, err := queryRows(ctx, s.r, `SELECT name, spec, digest, updated_at FROM endpoints ORDER BY name`, nil,
+		func(row scanner) (store.Endpoint, error) {
+			var e store.Endpoint
+			var spec string
+			var at int64
+			if err := row.Scan(&e.Name, &spec, &e.Digest, &at); err != nil {
+				return e, err
+			}
+			e.Spec, e.UpdatedAt = json.RawMessage(spec), fromMicros(at)
+			return e, nil
+		})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list endpoints: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Endpoint
-	for rows.Next() {
-		var e store.Endpoint
-		var spec string
-		var at int64
-		if err := rows.Scan(&e.Name, &spec, &e.Digest, &at); err != nil {
-			return nil, err
-		}
-		e.Spec, e.UpdatedAt = json.RawMessage(spec), fromMicros(at)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 const rolloutCols = `id, endpoint, model, canary_version, baseline_version, stages, stage, status, history, started_at, updated_at`
 
-func scanRollout(row interface{ Scan(...any) error }) (store.Rollout, error) {
+func scanRollout(row scanner) (store.Rollout, error) {
 	var r store.Rollout
 	var stages, history string
 	var started, updated int64
@@ -111,20 +109,12 @@ func (s *Store) StartRollout(ctx context.Context, r store.Rollout) (store.Rollou
 
 // Rollouts implements store.ServeStore.
 func (s *Store) Rollouts(ctx context.Context, endpoint string) ([]store.Rollout, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+rolloutCols+` FROM rollouts WHERE endpoint = $1 OR $1 = '' ORDER BY id DESC`, endpoint)
+	out, err := queryRows(ctx, s.r, `SELECT `+rolloutCols+` FROM rollouts WHERE endpoint = $1 OR $1 = '' ORDER BY id DESC`,
+		[]any{endpoint}, scanRollout)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list rollouts: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Rollout
-	for rows.Next() {
-		r, err := scanRollout(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // UpdateRollout implements store.ServeStore.

@@ -52,24 +52,22 @@ func (s *Store) PutSignalContracts(ctx context.Context, cs []store.SignalContrac
 
 // SignalContracts implements store.SignalStore.
 func (s *Store) SignalContracts(ctx context.Context) ([]store.SignalContract, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT name, spec, digest, path, created_at, updated_at FROM signal_contracts ORDER BY name`)
+	out, err := queryRows(ctx, s.r, `SELECT name, spec, digest, path, created_at, updated_at FROM signal_contracts ORDER BY name`, nil,
+		func(row scanner) (store.SignalContract, error) {
+			var c store.SignalContract
+			var spec string
+			var created, updated int64
+			if err := row.Scan(&c.Name, &spec, &c.Digest, &c.Path, &created, &updated); err != nil {
+				return c, err
+			}
+			c.Spec = json.RawMessage(spec)
+			c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
+			return c, nil
+		})
 	if err != nil {
 		return nil, fmt.Errorf("list contracts: %w", err)
 	}
-	defer rows.Close()
-	var out []store.SignalContract
-	for rows.Next() {
-		var c store.SignalContract
-		var spec string
-		var created, updated int64
-		if err := rows.Scan(&c.Name, &spec, &c.Digest, &c.Path, &created, &updated); err != nil {
-			return nil, fmt.Errorf("list contracts: %w", err)
-		}
-		c.Spec = json.RawMessage(spec)
-		c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 const signalCols = `seq, id, name, params, source_kind, source_flow, source_run, source_step, created_at`
@@ -170,20 +168,14 @@ func (s *Store) Signals(ctx context.Context, f store.SignalFilter) ([]store.Sign
 		limit = 100
 	}
 	q += order + " LIMIT " + arg(limit)
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	out, err := queryRows(ctx, s.r, q, args, scanSignal)
 	if err != nil {
 		return nil, fmt.Errorf("list signals: %w", err)
 	}
-	defer rows.Close()
-	out := []store.Signal{}
-	for rows.Next() {
-		sg, err := scanSignal(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list signals: %w", err)
-		}
-		out = append(out, sg)
+	if out == nil {
+		out = []store.Signal{} // no signals is an empty list, never nil
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // FireRuns implements store.TriggerStore.
@@ -248,22 +240,19 @@ func (s *Store) Fires(ctx context.Context, f store.FireFilter) ([]store.Fire, er
 	default:
 		return nil, errors.New("fires: set one field of the filter")
 	}
-	rows, err := s.r.QueryContext(ctx, q+" ORDER BY run_id", arg)
+	out, err := queryRows(ctx, s.r, q+" ORDER BY run_id", []any{arg}, func(row scanner) (store.Fire, error) {
+		var fr store.Fire
+		var created int64
+		if err := row.Scan(&fr.Key, &fr.Kind, &fr.Flow, &fr.RunID, &fr.SignalID, &fr.SourceRun, &created); err != nil {
+			return fr, err
+		}
+		fr.CreatedAt = fromMicros(created)
+		return fr, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list firings: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Fire
-	for rows.Next() {
-		var fr store.Fire
-		var created int64
-		if err := rows.Scan(&fr.Key, &fr.Kind, &fr.Flow, &fr.RunID, &fr.SignalID, &fr.SourceRun, &created); err != nil {
-			return nil, fmt.Errorf("list firings: %w", err)
-		}
-		fr.CreatedAt = fromMicros(created)
-		out = append(out, fr)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // AddJoinPart implements store.TriggerStore.
@@ -281,26 +270,26 @@ func (s *Store) AddJoinPart(ctx context.Context, p store.JoinPart) ([]store.Join
 			p.Flow, p.Trigger, p.JoinKey, p.Signal, p.SignalID, string(params), micros(s.now())); err != nil {
 			return fmt.Errorf("join part: %w", err)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT flow, trig, join_key, signal, signal_id, params, created_at FROM join_parts
-			WHERE flow = $1 AND trig = $2 AND join_key = $3 ORDER BY signal`, p.Flow, p.Trigger, p.JoinKey)
+		var err error
+		out, err = queryRows(ctx, tx, `SELECT flow, trig, join_key, signal, signal_id, params, created_at FROM join_parts
+			WHERE flow = $1 AND trig = $2 AND join_key = $3 ORDER BY signal`, []any{p.Flow, p.Trigger, p.JoinKey},
+			func(row scanner) (store.JoinPart, error) {
+				var jp store.JoinPart
+				var ps string
+				var created int64
+				if err := row.Scan(&jp.Flow, &jp.Trigger, &jp.JoinKey, &jp.Signal, &jp.SignalID, &ps, &created); err != nil {
+					return jp, err
+				}
+				if err := json.Unmarshal([]byte(ps), &jp.Params); err != nil {
+					return jp, fmt.Errorf("params of %s: %w", jp.Signal, err)
+				}
+				jp.CreatedAt = fromMicros(created)
+				return jp, nil
+			})
 		if err != nil {
 			return fmt.Errorf("join parts: %w", err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var jp store.JoinPart
-			var ps string
-			var created int64
-			if err := rows.Scan(&jp.Flow, &jp.Trigger, &jp.JoinKey, &jp.Signal, &jp.SignalID, &ps, &created); err != nil {
-				return err
-			}
-			if err := json.Unmarshal([]byte(ps), &jp.Params); err != nil {
-				return err
-			}
-			jp.CreatedAt = fromMicros(created)
-			out = append(out, jp)
-		}
-		return rows.Err()
+		return nil
 	})
 	return out, err
 }
@@ -327,23 +316,20 @@ func (s *Store) RunEvents(ctx context.Context, afterSeq int64, limit int) ([]sto
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT seq, run_id, flow, status, created_at FROM run_events
-		WHERE seq > $1 ORDER BY seq LIMIT $2`, afterSeq, limit)
+	out, err := queryRows(ctx, s.r, `SELECT seq, run_id, flow, status, created_at FROM run_events
+		WHERE seq > $1 ORDER BY seq LIMIT $2`, []any{afterSeq, limit}, func(row scanner) (store.RunEvent, error) {
+		var ev store.RunEvent
+		var created int64
+		if err := row.Scan(&ev.Seq, &ev.RunID, &ev.Flow, &ev.Status, &created); err != nil {
+			return ev, err
+		}
+		ev.CreatedAt = fromMicros(created)
+		return ev, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("run events: %w", err)
 	}
-	defer rows.Close()
-	var out []store.RunEvent
-	for rows.Next() {
-		var ev store.RunEvent
-		var created int64
-		if err := rows.Scan(&ev.Seq, &ev.RunID, &ev.Flow, &ev.Status, &created); err != nil {
-			return nil, err
-		}
-		ev.CreatedAt = fromMicros(created)
-		out = append(out, ev)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Block implements store.TriggerStore.
@@ -409,22 +395,20 @@ func (s *Store) TokenByHash(ctx context.Context, hash string) (store.Token, erro
 
 // Tokens implements store.TokenStore.
 func (s *Store) Tokens(ctx context.Context) ([]store.Token, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, name, role, hash, created_at, last_used FROM tokens ORDER BY created_at`)
+	out, err := queryRows(ctx, s.r, `SELECT id, name, role, hash, created_at, last_used FROM tokens ORDER BY created_at`, nil,
+		func(row scanner) (store.Token, error) {
+			var t store.Token
+			var created, used int64
+			if err := row.Scan(&t.ID, &t.Name, &t.Role, &t.Hash, &created, &used); err != nil {
+				return t, err
+			}
+			t.CreatedAt, t.LastUsed = fromMicros(created), fromMicros(used)
+			return t, nil
+		})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list tokens: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Token
-	for rows.Next() {
-		var t store.Token
-		var created, used int64
-		if err := rows.Scan(&t.ID, &t.Name, &t.Role, &t.Hash, &created, &used); err != nil {
-			return nil, err
-		}
-		t.CreatedAt, t.LastUsed = fromMicros(created), fromMicros(used)
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // DeleteToken implements store.TokenStore.

@@ -249,7 +249,39 @@ func (s *Store) PutFlowVersion(ctx context.Context, v store.FlowVersion) (store.
 
 const flowVersionCols = `flow, version, digest, spec, source, path, dir, created_at`
 
+// scanner is a row to scan: *sql.Row or *sql.Rows.
 type scanner interface{ Scan(...any) error }
+
+// querier runs a query: the reader pool or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// queryRows runs query on q and returns its rows, each made by scan, in
+// the order the query gives them: the one loop of query, scan, append and
+// rows.Err that every listing shares. It returns nil when no row matched
+// (listings that answer [] say so themselves) and the error unwrapped, for
+// the caller to name what it was listing. The rows are closed on return,
+// so a transaction may run its next statement at once.
+func queryRows[T any](ctx context.Context, q querier, query string, args []any, scan func(scanner) (T, error)) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
 
 func scanFlowVersion(row scanner) (store.FlowVersion, error) {
 	var v store.FlowVersion
@@ -288,21 +320,9 @@ func (s *Store) FlowVersion(ctx context.Context, flow string, version int) (stor
 
 // FlowVersions implements store.Store.
 func (s *Store) FlowVersions(ctx context.Context, flow string) ([]store.FlowVersion, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+flowVersionCols+` FROM flow_versions
-		WHERE flow = $1 ORDER BY version DESC`, flow)
+	out, err := queryRows(ctx, s.r, `SELECT `+flowVersionCols+` FROM flow_versions
+		WHERE flow = $1 ORDER BY version DESC`, []any{flow}, scanFlowVersion)
 	if err != nil {
-		return nil, fmt.Errorf("list versions of %s: %w", flow, err)
-	}
-	defer rows.Close()
-	var out []store.FlowVersion
-	for rows.Next() {
-		v, err := scanFlowVersion(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list versions of %s: %w", flow, err)
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list versions of %s: %w", flow, err)
 	}
 	if len(out) == 0 {
@@ -313,23 +333,21 @@ func (s *Store) FlowVersions(ctx context.Context, flow string) ([]store.FlowVers
 
 // Flows implements store.Store.
 func (s *Store) Flows(ctx context.Context) ([]store.FlowSummary, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT f.name, MAX(v.version), COUNT(*), f.created_at, MAX(v.created_at)
-		FROM flows f JOIN flow_versions v ON v.flow = f.name GROUP BY f.name, f.created_at ORDER BY f.name`)
+	out, err := queryRows(ctx, s.r, `SELECT f.name, MAX(v.version), COUNT(*), f.created_at, MAX(v.created_at)
+		FROM flows f JOIN flow_versions v ON v.flow = f.name GROUP BY f.name, f.created_at ORDER BY f.name`, nil,
+		func(row scanner) (store.FlowSummary, error) {
+			var f store.FlowSummary
+			var created, updated int64
+			if err := row.Scan(&f.Name, &f.LatestVersion, &f.Versions, &created, &updated); err != nil {
+				return f, err
+			}
+			f.CreatedAt, f.UpdatedAt = fromMicros(created), fromMicros(updated)
+			return f, nil
+		})
 	if err != nil {
 		return nil, fmt.Errorf("list flows: %w", err)
 	}
-	defer rows.Close()
-	var out []store.FlowSummary
-	for rows.Next() {
-		var f store.FlowSummary
-		var created, updated int64
-		if err := rows.Scan(&f.Name, &f.LatestVersion, &f.Versions, &created, &updated); err != nil {
-			return nil, fmt.Errorf("list flows: %w", err)
-		}
-		f.CreatedAt, f.UpdatedAt = fromMicros(created), fromMicros(updated)
-		out = append(out, f)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // bumpCatalog marks that definitions changed (see CatalogVersion).
@@ -481,20 +499,14 @@ func (s *Store) Runs(ctx context.Context, f store.RunFilter) ([]store.Run, error
 		order = " ORDER BY id"
 	}
 	q += order + " LIMIT " + arg(limit)
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	out, err := queryRows(ctx, s.r, q, args, scanRun)
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
-	defer rows.Close()
-	out := []store.Run{}
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list runs: %w", err)
-		}
-		out = append(out, r)
+	if out == nil {
+		out = []store.Run{} // no runs is an empty list, never nil
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // AcquireRun implements store.Store.
@@ -665,23 +677,21 @@ func (s *Store) AbandonRun(ctx context.Context, id int64, reason string, force b
 
 // Steps implements store.Store.
 func (s *Store) Steps(ctx context.Context, runID int64) ([]store.Step, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT run_id, name, status, foreach, num_tasks, started_at, finished_at, signal_id
-		FROM steps WHERE run_id = $1 ORDER BY started_at, name`, runID)
+	out, err := queryRows(ctx, s.r, `SELECT run_id, name, status, foreach, num_tasks, started_at, finished_at, signal_id
+		FROM steps WHERE run_id = $1 ORDER BY started_at, name`, []any{runID},
+		func(row scanner) (store.Step, error) {
+			var st store.Step
+			var started, finished int64
+			if err := row.Scan(&st.RunID, &st.Name, &st.Status, &st.Foreach, &st.NumTasks, &started, &finished, &st.SignalID); err != nil {
+				return st, err
+			}
+			st.StartedAt, st.FinishedAt = fromMicros(started), fromMicros(finished)
+			return st, nil
+		})
 	if err != nil {
 		return nil, fmt.Errorf("steps of run %d: %w", runID, err)
 	}
-	defer rows.Close()
-	var out []store.Step
-	for rows.Next() {
-		var st store.Step
-		var started, finished int64
-		if err := rows.Scan(&st.RunID, &st.Name, &st.Status, &st.Foreach, &st.NumTasks, &started, &finished, &st.SignalID); err != nil {
-			return nil, fmt.Errorf("steps of run %d: %w", runID, err)
-		}
-		st.StartedAt, st.FinishedAt = fromMicros(started), fromMicros(finished)
-		out = append(out, st)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 const taskCols = `run_id, step, idx, status, attempts, reused_run, ready_at, started_at, finished_at, exit_code, error`
@@ -708,50 +718,39 @@ func scanTask(row scanner) (store.Task, error) {
 
 // Tasks implements store.Store.
 func (s *Store) Tasks(ctx context.Context, runID int64, step string) ([]store.Task, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+taskCols+` FROM tasks WHERE run_id = $1 AND step = $2 ORDER BY idx`,
-		runID, step)
+	out, err := queryRows(ctx, s.r, `SELECT `+taskCols+` FROM tasks WHERE run_id = $1 AND step = $2 ORDER BY idx`,
+		[]any{runID, step}, scanTask)
 	if err != nil {
 		return nil, fmt.Errorf("tasks of %d/%s: %w", runID, step, err)
 	}
-	defer rows.Close()
-	var out []store.Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, fmt.Errorf("tasks of %d/%s: %w", runID, step, err)
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // TaskCounts implements store.Store.
 func (s *Store) TaskCounts(ctx context.Context, runID int64) ([]store.StepCount, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT step, status, COUNT(*),
+	out, err := queryRows(ctx, s.r, `SELECT step, status, COUNT(*),
 		CAST(SUM(CASE WHEN reused_run <> 0 THEN 1 ELSE 0 END) AS BIGINT), CAST(SUM(attempts) AS BIGINT),
 		MIN(CASE WHEN started_at > 0 THEN started_at END), MAX(finished_at),
 		MAX(CASE WHEN started_at > 0 AND finished_at >= started_at THEN finished_at - started_at END),
 		CAST(SUM(CASE WHEN started_at > 0 AND finished_at >= started_at THEN finished_at - started_at ELSE 0 END) AS BIGINT),
 		CAST(SUM(CASE WHEN started_at > 0 AND finished_at >= started_at THEN 1 ELSE 0 END) AS BIGINT)
-		FROM tasks WHERE run_id = $1 GROUP BY step, status ORDER BY step, status`, runID)
+		FROM tasks WHERE run_id = $1 GROUP BY step, status ORDER BY step, status`, []any{runID},
+		func(row scanner) (store.StepCount, error) {
+			var c store.StepCount
+			var first, maxTook sql.NullInt64
+			var last, sumTook int64
+			if err := row.Scan(&c.Step, &c.Status, &c.Tasks, &c.Reused, &c.Attempts, &first, &last, &maxTook, &sumTook,
+				&c.Timed); err != nil {
+				return c, err
+			}
+			c.FirstStarted, c.LastFinished = fromMicros(first.Int64), fromMicros(last)
+			c.MaxTook, c.SumTook = time.Duration(maxTook.Int64)*time.Microsecond, time.Duration(sumTook)*time.Microsecond
+			return c, nil
+		})
 	if err != nil {
 		return nil, fmt.Errorf("count tasks of run %d: %w", runID, err)
 	}
-	defer rows.Close()
-	var out []store.StepCount
-	for rows.Next() {
-		var c store.StepCount
-		var first, maxTook sql.NullInt64
-		var last, sumTook int64
-		if err := rows.Scan(&c.Step, &c.Status, &c.Tasks, &c.Reused, &c.Attempts, &first, &last, &maxTook, &sumTook,
-			&c.Timed); err != nil {
-			return nil, fmt.Errorf("count tasks of run %d: %w", runID, err)
-		}
-		c.FirstStarted, c.LastFinished = fromMicros(first.Int64), fromMicros(last)
-		c.MaxTook, c.SumTook = time.Duration(maxTook.Int64)*time.Microsecond, time.Duration(sumTook)*time.Microsecond
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // TaskPage implements store.Store.
@@ -775,21 +774,15 @@ func (s *Store) TaskPage(ctx context.Context, q store.TaskQuery) ([]store.Task, 
 	}
 	args = append(args, limit, max(q.Offset, 0))
 	page := fmt.Sprintf(` LIMIT $%d OFFSET $%d`, len(args)-1, len(args))
-	rows, err := s.r.QueryContext(ctx, `SELECT `+taskCols+` FROM tasks WHERE run_id = $1 AND step = $2`+where+
-		` ORDER BY `+order+page, args...)
+	out, err := queryRows(ctx, s.r, `SELECT `+taskCols+` FROM tasks WHERE run_id = $1 AND step = $2`+where+
+		` ORDER BY `+order+page, args, scanTask)
 	if err != nil {
 		return nil, fmt.Errorf("tasks of %d/%s: %w", q.RunID, q.Step, err)
 	}
-	defer rows.Close()
-	out := []store.Task{}
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, fmt.Errorf("tasks of %d/%s: %w", q.RunID, q.Step, err)
-		}
-		out = append(out, t)
+	if out == nil {
+		out = []store.Task{} // a page past the end is empty, never nil
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Task implements store.Store.
@@ -807,30 +800,28 @@ func (s *Store) Task(ctx context.Context, k store.TaskKey) (store.Task, error) {
 
 // Attempts implements store.Store.
 func (s *Store) Attempts(ctx context.Context, k store.TaskKey) ([]store.Attempt, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT run_id, step, idx, attempt, status, started_at, finished_at, exit_code,
+	out, err := queryRows(ctx, s.r, `SELECT run_id, step, idx, attempt, status, started_at, finished_at, exit_code,
 		error, stdout_digest, stdout_size, stderr_digest, stderr_size
-		FROM attempts WHERE run_id = $1 AND step = $2 AND idx = $3 ORDER BY attempt`, k.RunID, k.Step, k.Index)
+		FROM attempts WHERE run_id = $1 AND step = $2 AND idx = $3 ORDER BY attempt`, []any{k.RunID, k.Step, k.Index},
+		func(row scanner) (store.Attempt, error) {
+			var a store.Attempt
+			var started, finished int64
+			var exit sql.NullInt64
+			if err := row.Scan(&a.RunID, &a.Step, &a.Index, &a.Attempt, &a.Status, &started, &finished, &exit,
+				&a.Error, &a.StdoutDigest, &a.StdoutSize, &a.StderrDigest, &a.StderrSize); err != nil {
+				return a, err
+			}
+			if exit.Valid {
+				c := int(exit.Int64)
+				a.ExitCode = &c
+			}
+			a.StartedAt, a.FinishedAt = fromMicros(started), fromMicros(finished)
+			return a, nil
+		})
 	if err != nil {
 		return nil, fmt.Errorf("attempts of %s: %w", k, err)
 	}
-	defer rows.Close()
-	var out []store.Attempt
-	for rows.Next() {
-		var a store.Attempt
-		var started, finished int64
-		var exit sql.NullInt64
-		if err := rows.Scan(&a.RunID, &a.Step, &a.Index, &a.Attempt, &a.Status, &started, &finished, &exit,
-			&a.Error, &a.StdoutDigest, &a.StdoutSize, &a.StderrDigest, &a.StderrSize); err != nil {
-			return nil, fmt.Errorf("attempts of %s: %w", k, err)
-		}
-		if exit.Valid {
-			c := int(exit.Int64)
-			a.ExitCode = &c
-		}
-		a.StartedAt, a.FinishedAt = fromMicros(started), fromMicros(finished)
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 const artifactCols = `run_id, step, idx, name, digest, size, created_at`
@@ -858,20 +849,11 @@ func (s *Store) Artifacts(ctx context.Context, f store.ArtifactFilter) ([]store.
 		}
 	}
 	q += ` ORDER BY step, idx, name`
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	out, err := queryRows(ctx, s.r, q, args, scanArtifact)
 	if err != nil {
 		return nil, fmt.Errorf("artifacts of run %d: %w", f.RunID, err)
 	}
-	defer rows.Close()
-	var out []store.Artifact
-	for rows.Next() {
-		a, err := scanArtifact(rows)
-		if err != nil {
-			return nil, fmt.Errorf("artifacts of run %d: %w", f.RunID, err)
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Artifact implements store.Store.
