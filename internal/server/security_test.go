@@ -258,7 +258,9 @@ func TestAuthorizationScheme(t *testing.T) {
 }
 
 // TestActorFromToken: who registers or moves a model is the token's
-// holder; a body that names an actor is refused.
+// holder (checked for both: a registration that took its actor from
+// anywhere else passed when only the move was checked); a body that names
+// an actor is refused.
 func TestActorFromToken(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Options{})
@@ -292,6 +294,36 @@ func TestActorFromToken(t *testing.T) {
 	trs, _ = h.st.ModelTransitions(context.Background(), "m", v)
 	if a := trs[len(trs)-1].Actor; a != HomeActor {
 		t.Fatalf("home token recorded as %q", a)
+	}
+
+	// Registering: the version's first transition (to registered) is
+	// recorded as the token's holder, and a body naming an actor is
+	// refused here too.
+	h.apply(t, "name: train\nsteps:\n  - name: fit\n    run: |\n      printf '{\"kind\":\"linear\",\"bias\":1,\"weights\":{\"x\":0}}' > \"$BATON_OUTPUT_DIR/model.json\"\n")
+	if r := h.do(t, "POST", "/api/v1/flows/train/runs", map[string]any{}, secret); r.code/100 != 2 {
+		t.Fatalf("run: %d %s", r.code, r.body)
+	}
+	run := h.waitRuns(t, "train", 1)[0]
+	if run.Status != store.RunSucceeded {
+		t.Fatalf("training run %d: %s", run.ID, run.Status)
+	}
+	artifact := fmt.Sprintf("%d/fit/model.json", run.ID)
+	r = h.do(t, "POST", "/api/v1/models/reg/versions", map[string]any{"artifact": artifact, "actor": "the-ceo"}, secret)
+	if r.code != 400 || !strings.Contains(string(r.body), `"field": "actor"`) {
+		t.Fatalf("a registration naming the actor: %d %s", r.code, r.body)
+	}
+	r = h.do(t, "POST", "/api/v1/models/reg/versions", map[string]any{"artifact": artifact, "reason": "first fit"}, secret)
+	var reg store.ModelVersion
+	r.json(t, &reg)
+	if r.code != 201 || reg.Version != 1 {
+		t.Fatalf("register: %d %s", r.code, r.body)
+	}
+	trs, err = h.st.ModelTransitions(context.Background(), "reg", reg.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(trs) != 1 || trs[0].To != store.ModelRegistered || trs[0].Actor != "ci-bot" || trs[0].Reason != "first fit" {
+		t.Fatalf("registration recorded as %+v, want registered by ci-bot", trs)
 	}
 }
 
