@@ -328,7 +328,10 @@ func TestActorFromToken(t *testing.T) {
 }
 
 // TestViewerGETNeverWrites: asking for a unit's variant logs nothing; the
-// POST of the same path logs the exposure and needs an operator.
+// POST of the same path logs the exposure and needs an operator. Nor does
+// any other GET a viewer sends write anything: every table of the store is
+// the same after them (signals, runs, models, experiments, ...), but for
+// the token's last use, noted at most once a minute.
 func TestViewerGETNeverWrites(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Options{})
@@ -341,6 +344,30 @@ func TestViewerGETNeverWrites(t *testing.T) {
 	if err := h.st.CreateToken(context.Background(), vt); err != nil {
 		t.Fatal(err)
 	}
+
+	paths := readableStore(t, h, viewer)
+	// The token's first use is noted; from then on, within the minute,
+	// nothing a viewer GETs is written.
+	if r := h.do(t, "GET", "/api/v1/flows", nil, viewer); r.code != 200 {
+		t.Fatalf("first use: %d %s", r.code, r.body)
+	}
+	lastUsed := func() int64 {
+		tk, err := h.st.Tokens(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range tk {
+			if k.ID == vt.ID {
+				return k.LastUsed.UnixMicro()
+			}
+		}
+		t.Fatalf("token %s gone", vt.ID)
+		return 0
+	}
+	used := lastUsed()
+	before := storeDump(t, h, "tokens.last_used")
+	getEveryRoute(t, h, viewer, paths)
+
 	for i := range 20 {
 		if r := h.do(t, "GET", fmt.Sprintf("/api/v1/experiments/e/assign?unit=u%d", i), nil, viewer); r.code != 200 {
 			t.Fatalf("assign: %d %s", r.code, r.body)
@@ -355,6 +382,12 @@ func TestViewerGETNeverWrites(t *testing.T) {
 	h.s.exps.flush(context.Background())
 	if ex, _ := h.st.Exposures(context.Background(), "e", 1); len(ex) != 0 {
 		t.Fatalf("GETs logged %d exposures", len(ex))
+	}
+	if diff := diffDumps(before, storeDump(t, h, "tokens.last_used")); diff != "" {
+		t.Fatalf("a viewer's GETs changed the store:\n%s", diff)
+	}
+	if now := lastUsed(); now != used && time.Since(time.UnixMicro(used)) < time.Minute {
+		t.Fatalf("the token's use was noted again within the minute: %d, then %d", used, now)
 	}
 	var as experiment.Assignment
 	r := h.do(t, "POST", "/api/v1/experiments/e/assign", map[string]any{"unit": "u1"}, "")
