@@ -278,7 +278,9 @@ func decodeJSON[T any](body []byte, what string) ([]T, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(&out)
-	if err == nil && !dec.More() {
+	// Nothing but space may follow the array (More is false before a
+	// stray "]" or "}", which would pass unseen).
+	if err == nil && len(bytes.TrimSpace(body[dec.InputOffset():])) == 0 {
 		return out, nil
 	}
 	if _, terr := flow.Decode("body", body, &out); terr != nil {

@@ -213,3 +213,22 @@ func TestIngestRefusesTimesJSONCannotWrite(t *testing.T) {
 		t.Fatalf("metric ingest: %+v, stored %+v", gotM, st.evs)
 	}
 }
+
+// TestDecodeJSONNothingAfter: an API body of exposures or metric events is
+// one JSON array and nothing after it but space. Before, a stray "]" or
+// "}" after the array was taken (json.Decoder.More is false before a
+// closing delimiter); FuzzHTTPBodies's shape check showed it.
+func TestDecodeJSONNothingAfter(t *testing.T) {
+	t.Parallel()
+	for _, tail := range []string{"]", "}", " ]\n", "[]", "x"} {
+		if es, err := DecodeExposuresJSON([]byte(`[{"unit": "u", "variant": "a"}]` + tail)); err == nil {
+			t.Errorf("exposures with %q after the array: %+v", tail, es)
+		}
+		if ms, err := DecodeMetricsJSON([]byte(`[{"unit": "u", "metric": "m", "value": 1}]` + tail)); err == nil {
+			t.Errorf("metric events with %q after the array: %+v", tail, ms)
+		}
+	}
+	if es, err := DecodeExposuresJSON([]byte(" [{\"unit\": \"u\", \"variant\": \"a\"}] \n")); err != nil || len(es) != 1 {
+		t.Fatalf("an array with space around it: %+v %v", es, err)
+	}
+}
