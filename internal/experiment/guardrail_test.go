@@ -167,8 +167,9 @@ func TestGuardrailPausesWithinOneInterval(t *testing.T) {
 // TestGuardrailClockSurvivesRestart: the guardrail clock is in the store,
 // so a monitor that replaces another (a restart, a new leader) evaluates
 // at the interval the first one started, not an interval after its own
-// first sight. Before, every new monitor started the clock over, so
-// restarts more often than the interval meant guardrails never ran.
+// first sight, nor at once. Before, every new monitor started the clock
+// over, so restarts more often than the interval meant guardrails never
+// ran.
 func TestGuardrailClockSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -184,8 +185,19 @@ func TestGuardrailClockSurvivesRestart(t *testing.T) {
 	if p, err := NewMonitor(st, clk.now, nil, nil).Tick(ctx); err != nil || len(p) != 0 {
 		t.Fatalf("first sight: %v %v", p, err)
 	}
+	start := clk.now().UnixMicro()
 	simulate(t, st, assigners(t, st)["exp"], rand.New(rand.NewPCG(3, 4)), 0, 20_000, "latency", 100, 5, 0.01, clk.now())
-	clk.advance(5 * time.Minute)
+	// A new monitor before the interval's end: the data would pause the
+	// experiment, but the stored clock says the interval has not passed,
+	// so it neither evaluates nor moves the clock.
+	clk.advance(2 * time.Minute)
+	if p, err := NewMonitor(st, clk.now, nil, nil).Tick(ctx); err != nil || len(p) != 0 {
+		t.Fatalf("a new monitor evaluated before the interval's end: %v %v", p, err)
+	}
+	if at, _ := st.Cursor(ctx, GuardrailClock("exp")); at != start {
+		t.Fatalf("clock moved to %d before the interval's end, want %d", at, start)
+	}
+	clk.advance(3 * time.Minute)
 	// A new monitor: its first tick is the interval's end, and it pauses.
 	p, err := NewMonitor(st, clk.now, nil, nil).Tick(ctx)
 	if err != nil || len(p) != 1 {

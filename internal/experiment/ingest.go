@@ -65,6 +65,9 @@ func IngestExposures(ctx context.Context, st store.ExperimentStore, l Loaded, es
 		case !slices.ContainsFunc(s.Variants, func(v Variant) bool { return v.Name == e.Variant }):
 			res.reject("unknown_variant", "exposure %d: experiment %s has no variant %q", i+1, s.Name, e.Variant)
 			continue
+		case !e.At.IsZero() && !writable(e.At):
+			res.reject("malformed", "exposure %d: time %s is outside the years 0000 to 9999 (UTC)", i+1, e.At)
+			continue
 		}
 		e.Experiment, e.Version = s.Name, l.Version
 		if e.At.IsZero() {
@@ -107,6 +110,9 @@ func IngestMetrics(ctx context.Context, st store.ExperimentStore, l Loaded, ms [
 			continue
 		case !slices.Contains(known, m.Metric):
 			res.reject("unknown_metric", "event %d: experiment %s has no metric %q (metrics: %s)", i+1, s.Name, m.Metric, strings.Join(known, ", "))
+			continue
+		case !m.At.IsZero() && !writable(m.At):
+			res.reject("malformed", "event %d: time %s is outside the years 0000 to 9999 (UTC)", i+1, m.At)
 			continue
 		}
 		m.Experiment = s.Name
@@ -215,9 +221,26 @@ func optTime(s string) (time.Time, error) {
 		return t, nil
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		// NaN, infinities and numbers past int64 microseconds have no
+		// defined conversion; and a time no JSON answer can write breaks
+		// the experiment's report.
+		if math.IsNaN(f) || f < minUnix || f > maxUnix {
+			return time.Time{}, fmt.Errorf("time %q is not unix seconds of the years 0000 to 9999", s)
+		}
 		return time.UnixMicro(int64(f * 1e6)), nil
 	}
 	return time.Time{}, fmt.Errorf("time %q is neither RFC 3339 nor unix seconds", s)
+}
+
+// The unix seconds of 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the
+// times JSON (RFC 3339) can write.
+const minUnix, maxUnix = -62167219200, 253402300799
+
+// writable says whether a time can be written as JSON once stored (the
+// store keeps it in UTC).
+func writable(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 0 && y <= 9999
 }
 
 // Find returns the stored experiment named name.
@@ -255,7 +278,9 @@ func decodeJSON[T any](body []byte, what string) ([]T, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(&out)
-	if err == nil && !dec.More() {
+	// Nothing but space may follow the array (More is false before a
+	// stray "]" or "}", which would pass unseen).
+	if err == nil && len(bytes.TrimSpace(body[dec.InputOffset():])) == 0 {
 		return out, nil
 	}
 	if _, terr := flow.Decode("body", body, &out); terr != nil {

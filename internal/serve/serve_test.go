@@ -569,3 +569,41 @@ func TestRolloutStateSurvivesRestart(t *testing.T) {
 		t.Fatalf("corrupt history: %+v %v", steps, err)
 	}
 }
+
+// TestRolloutWindowFromHistoryAfterRestart: a controller that replaces
+// another judges the next window from the rollout's last evaluation, not
+// from its start: a tick before an interval has passed since that
+// evaluation does nothing, though more than an interval has passed since
+// the rollout started; and the next evaluation counts only the samples of
+// its own window, not those the last one judged.
+func TestRolloutWindowFromHistoryAfterRestart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := rolloutFixture(t, logistic(2), &RolloutConfig{Stages: []float64{10, 50, 100}, Interval: Duration(time.Minute), MinRequests: 20})
+	c1 := NewController(f.svc)
+	f.traffic(t, 400, time.Minute)
+	steps, err := c1.Tick(ctx)
+	if err != nil || len(steps) != 1 || steps[0].Action != "advance" {
+		t.Fatalf("first evaluation: %+v %v", steps, err)
+	}
+	judged := f.clk.now()
+
+	// A restart: a new controller over the same store and samples. Half an
+	// interval after the last evaluation (an interval and a half after
+	// the start), with new traffic, it waits.
+	c2 := NewController(f.svc)
+	const later = 300
+	f.traffic(t, later, 30*time.Second)
+	if steps, err := c2.Tick(ctx); err != nil || len(steps) != 0 {
+		t.Errorf("a tick half an interval after the last evaluation acted: %+v %v", steps, err)
+	}
+	f.clk.advance(30 * time.Second)
+	steps, err = c2.Tick(ctx)
+	if err != nil || len(steps) != 1 {
+		t.Fatalf("a tick an interval after the last evaluation: %+v %v", steps, err)
+	}
+	// Its window is [last evaluation, now): the later requests only.
+	if got := steps[0].Canary + steps[0].Baseline; got != later || steps[0].Stage != 1 {
+		t.Fatalf("judged %d requests at stage %d, want the %d since %s at stage 1: %+v", got, steps[0].Stage, later, judged, steps[0])
+	}
+}

@@ -258,7 +258,9 @@ func TestAuthorizationScheme(t *testing.T) {
 }
 
 // TestActorFromToken: who registers or moves a model is the token's
-// holder; a body that names an actor is refused.
+// holder (checked for both: a registration that took its actor from
+// anywhere else passed when only the move was checked); a body that names
+// an actor is refused.
 func TestActorFromToken(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Options{})
@@ -293,10 +295,43 @@ func TestActorFromToken(t *testing.T) {
 	if a := trs[len(trs)-1].Actor; a != HomeActor {
 		t.Fatalf("home token recorded as %q", a)
 	}
+
+	// Registering: the version's first transition (to registered) is
+	// recorded as the token's holder, and a body naming an actor is
+	// refused here too.
+	h.apply(t, "name: train\nsteps:\n  - name: fit\n    run: |\n      printf '{\"kind\":\"linear\",\"bias\":1,\"weights\":{\"x\":0}}' > \"$BATON_OUTPUT_DIR/model.json\"\n")
+	if r := h.do(t, "POST", "/api/v1/flows/train/runs", map[string]any{}, secret); r.code/100 != 2 {
+		t.Fatalf("run: %d %s", r.code, r.body)
+	}
+	run := h.waitRuns(t, "train", 1)[0]
+	if run.Status != store.RunSucceeded {
+		t.Fatalf("training run %d: %s", run.ID, run.Status)
+	}
+	artifact := fmt.Sprintf("%d/fit/model.json", run.ID)
+	r = h.do(t, "POST", "/api/v1/models/reg/versions", map[string]any{"artifact": artifact, "actor": "the-ceo"}, secret)
+	if r.code != 400 || !strings.Contains(string(r.body), `"field": "actor"`) {
+		t.Fatalf("a registration naming the actor: %d %s", r.code, r.body)
+	}
+	r = h.do(t, "POST", "/api/v1/models/reg/versions", map[string]any{"artifact": artifact, "reason": "first fit"}, secret)
+	var reg store.ModelVersion
+	r.json(t, &reg)
+	if r.code != 201 || reg.Version != 1 {
+		t.Fatalf("register: %d %s", r.code, r.body)
+	}
+	trs, err = h.st.ModelTransitions(context.Background(), "reg", reg.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(trs) != 1 || trs[0].To != store.ModelRegistered || trs[0].Actor != "ci-bot" || trs[0].Reason != "first fit" {
+		t.Fatalf("registration recorded as %+v, want registered by ci-bot", trs)
+	}
 }
 
 // TestViewerGETNeverWrites: asking for a unit's variant logs nothing; the
-// POST of the same path logs the exposure and needs an operator.
+// POST of the same path logs the exposure and needs an operator. Nor does
+// any other GET a viewer sends write anything: every table of the store is
+// the same after them (signals, runs, models, experiments, ...), but for
+// the token's last use, noted at most once a minute.
 func TestViewerGETNeverWrites(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Options{})
@@ -309,6 +344,30 @@ func TestViewerGETNeverWrites(t *testing.T) {
 	if err := h.st.CreateToken(context.Background(), vt); err != nil {
 		t.Fatal(err)
 	}
+
+	paths := readableStore(t, h, viewer)
+	// The token's first use is noted; from then on, within the minute,
+	// nothing a viewer GETs is written.
+	if r := h.do(t, "GET", "/api/v1/flows", nil, viewer); r.code != 200 {
+		t.Fatalf("first use: %d %s", r.code, r.body)
+	}
+	lastUsed := func() int64 {
+		tk, err := h.st.Tokens(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range tk {
+			if k.ID == vt.ID {
+				return k.LastUsed.UnixMicro()
+			}
+		}
+		t.Fatalf("token %s gone", vt.ID)
+		return 0
+	}
+	used := lastUsed()
+	before := storeDump(t, h, "tokens.last_used")
+	getEveryRoute(t, h, viewer, paths)
+
 	for i := range 20 {
 		if r := h.do(t, "GET", fmt.Sprintf("/api/v1/experiments/e/assign?unit=u%d", i), nil, viewer); r.code != 200 {
 			t.Fatalf("assign: %d %s", r.code, r.body)
@@ -323,6 +382,12 @@ func TestViewerGETNeverWrites(t *testing.T) {
 	h.s.exps.flush(context.Background())
 	if ex, _ := h.st.Exposures(context.Background(), "e", 1); len(ex) != 0 {
 		t.Fatalf("GETs logged %d exposures", len(ex))
+	}
+	if diff := diffDumps(before, storeDump(t, h, "tokens.last_used")); diff != "" {
+		t.Fatalf("a viewer's GETs changed the store:\n%s", diff)
+	}
+	if now := lastUsed(); now != used && time.Since(time.UnixMicro(used)) < time.Minute {
+		t.Fatalf("the token's use was noted again within the minute: %d, then %d", used, now)
 	}
 	var as experiment.Assignment
 	r := h.do(t, "POST", "/api/v1/experiments/e/assign", map[string]any{"unit": "u1"}, "")
