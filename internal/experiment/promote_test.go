@@ -232,3 +232,19 @@ func TestPromoteMovesNothingItCannotRollOut(t *testing.T) {
 		t.Fatalf("the rollout's own move: %v", err)
 	}
 }
+
+// TestForcedPromotionWithoutData: an experiment whose treatment nobody saw
+// has no lift, interval or p-value (NaN); a forced promotion still goes
+// through, with those fields null in the evidence, not an encoding error.
+func TestForcedPromotionWithoutData(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, l := promoteFixture(t, fullDecision, 3, 1) // every v1 unit skipped
+	p, err := Promote(ctx, st, l, PromoteOptions{Variant: "v1", Better: "increase", Actor: "ann", Force: true, Now: time.Now()})
+	if err != nil || p.Rollout.ID == 0 {
+		t.Fatalf("forced promotion without data: %+v %v", p, err)
+	}
+	if !strings.Contains(p.Decision.Explainability, `"lift_abs":null`) {
+		t.Fatalf("evidence: %s", p.Decision.Explainability)
+	}
+}

@@ -379,7 +379,7 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 		out.Forced = append(out.Forced, "no significant win on "+primary.Name)
 	}
 	if len(refusals) > 0 && !o.Force {
-		return out, &registry.InputError{Msg: fmt.Sprintf("variant %s of experiment %s is not promoted: %v (use --force to promote anyway)", o.Variant, s.Name, errors.Join(refusals...)),
+		return out, &registry.InputError{Msg: fmt.Sprintf("variant %s of experiment %s is not promoted: %v (force the promotion to promote anyway)", o.Variant, s.Name, errors.Join(refusals...)),
 			Err: errors.Join(refusals...)}
 	}
 	if !o.Force {
@@ -392,13 +392,13 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 	var guards []map[string]any
 	for _, c := range checks {
 		if c.Variant == o.Variant {
-			guards = append(guards, map[string]any{"metric": c.Metric, "control_mean": c.Control, "treatment_mean": c.Treatment,
-				"ci": []float64{finite(c.Low), finite(c.High)}, "tolerance": c.Tolerance, "violated": c.Violated})
+			guards = append(guards, map[string]any{"metric": c.Metric, "control_mean": finite(c.Control), "treatment_mean": finite(c.Treatment),
+				"ci": []any{finite(c.Low), finite(c.High)}, "tolerance": finite(c.Tolerance), "violated": c.Violated})
 		}
 	}
 	evidence, err := json.Marshal(map[string]any{"metric": primary.Name, "better": o.Better, "lift_abs": finite(ev.LiftAbs), "lift_rel": finite(ev.LiftRel),
-		"ci": []float64{finite(ev.CILow), finite(ev.CIHigh)}, "p_value": finite(ev.PValue), "method": "sequential", "won": won,
-		"srm_p": rep.SRM.PValue, "srm_ok": rep.SRM.OK, "guardrails": guards, "forced": out.Forced})
+		"ci": []any{finite(ev.CILow), finite(ev.CIHigh)}, "p_value": finite(ev.PValue), "method": "sequential", "won": won,
+		"srm_p": finite(rep.SRM.PValue), "srm_ok": rep.SRM.OK, "guardrails": guards, "forced": out.Forced})
 	if err != nil {
 		return out, fmt.Errorf("experiment %s evidence: %w", s.Name, err)
 	}
@@ -493,9 +493,13 @@ func promotable(ctx context.Context, st PromoteStore, reg *registry.Registry, ex
 	return &registry.InputError{Msg: fmt.Sprintf("model %s version %d is already canary, moved by something other than a promotion of experiment %s: start its rollout with baton rollout start, or move it back to registered first", model, cur.Version, exp)}
 }
 
-// finite keeps an interval's infinite end JSON-encodable.
-func finite(x float64) float64 {
+// finite makes a statistic JSON-encodable for the evidence: an interval's
+// infinite end as the largest float, and an undefined one (NaN: no data,
+// as in a forced promotion of an experiment nobody saw) as null.
+func finite(x float64) any {
 	switch {
+	case math.IsNaN(x):
+		return nil
 	case math.IsInf(x, 1):
 		return math.MaxFloat64
 	case math.IsInf(x, -1):

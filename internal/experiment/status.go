@@ -2,7 +2,6 @@ package experiment
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/store"
@@ -27,9 +26,6 @@ func SetStatus(ctx context.Context, st store.ExperimentStore, name string, to st
 	if reason == "" {
 		return store.Experiment{}, fault.Invalidf("reason", "required: say why the experiment is %s", to)
 	}
-	x, err := st.SetExperimentStatus(ctx, name, from, to, reason)
-	if err != nil {
-		return x, fmt.Errorf("experiment %s: %w", name, err)
-	}
-	return x, nil
+	// The store's error names the experiment.
+	return st.SetExperimentStatus(ctx, name, from, to, reason)
 }

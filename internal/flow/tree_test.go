@@ -135,3 +135,31 @@ func TestDecodeRefusesNonFinite(t *testing.T) {
 		}
 	}
 }
+
+// TestCronEveryReadsDays: "@every 7d" reads as "7d" does everywhere else;
+// a schedule's other forms are unchanged.
+func TestCronEveryReadsDays(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for spec, next := range map[string]time.Time{
+		"@every 7d":    at.Add(7 * 24 * time.Hour),
+		"@every 1d12h": at.Add(36 * time.Hour),
+		"@every 90s":   at.Add(90 * time.Second),
+		"0 2 * * *":    at.Add(2 * time.Hour),
+		"@hourly":      at.Add(time.Hour),
+	} {
+		s, err := ParseCron(spec)
+		if err != nil {
+			t.Fatalf("%s: %v", spec, err)
+		}
+		if got := s.Next(at); !got.Equal(next) {
+			t.Errorf("%s: next %v, want %v", spec, got, next)
+		}
+	}
+	if p := cronProblem("@every 7x"); p == "" {
+		t.Error("@every 7x accepted")
+	}
+	if p := cronProblem("@every 500ms"); !strings.Contains(p, "too often") {
+		t.Errorf("@every 500ms: %q", p)
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/baton-ml/baton/internal/dur"
 )
 
 // Validate checks the rules every flow follows, however it was built: names,
@@ -167,6 +169,20 @@ func catchupMaxProblem(n int) string {
 // joinKeysMissing says what a join without join keys lacks.
 const joinKeysMissing = "a join needs join_keys: the params whose values must be equal in every signal joined, such as join_keys: [date]"
 
+// ParseCron reads a cron trigger's schedule: five fields, a descriptor such
+// as @hourly, or @every with a duration in the form every file reads (so
+// "@every 7d" works as "7d" does in a timeout).
+func ParseCron(s string) (cron.Schedule, error) {
+	if every, ok := strings.CutPrefix(s, "@every "); ok {
+		d, err := dur.Parse(strings.TrimSpace(every))
+		if err != nil {
+			return nil, err
+		}
+		return cron.Every(d), nil
+	}
+	return cron.NewParser(cronSpec).Parse(s)
+}
+
 func cronProblem(s string) string {
 	switch {
 	case strings.TrimSpace(s) == "":
@@ -175,11 +191,11 @@ func cronProblem(s string) string {
 		return "set the time zone with the trigger's timezone key, not inside the schedule"
 	}
 	if every, ok := strings.CutPrefix(s, "@every "); ok {
-		if d, err := time.ParseDuration(strings.TrimSpace(every)); err == nil && d < time.Second {
+		if d, err := dur.Parse(strings.TrimSpace(every)); err == nil && d < time.Second {
 			return fmt.Sprintf("@every %s is too often: the shortest interval is 1s", every)
 		}
 	}
-	if _, err := cron.NewParser(cronSpec).Parse(s); err != nil {
+	if _, err := ParseCron(s); err != nil {
 		return fmt.Sprintf("invalid schedule %q: %v (write 5 fields: minute hour day-of-month month day-of-week, or a descriptor such as @hourly or @every 5m)", s, err)
 	}
 	return ""

@@ -52,8 +52,6 @@ type cronSub struct {
 	key string
 }
 
-var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
 // loadDefs reads and compiles every flow's newest version, as of the
 // catalog version given (read before: a flow applied meanwhile makes the
 // next load read again).
@@ -130,7 +128,7 @@ func compileSub(fd *flowDef, i int, t flow.Trigger) (*sub, error) {
 }
 
 func compileCron(sb *sub) (*cronSub, error) {
-	sched, err := cronParser.Parse(sb.trig.Cron)
+	sched, err := flow.ParseCron(sb.trig.Cron)
 	if err != nil {
 		return nil, err
 	}
@@ -148,32 +146,21 @@ func compileCron(sb *sub) (*cronSub, error) {
 
 // runParams makes a triggered run's params: each declared param takes its
 // mapping expression's value if the trigger maps it, else the signal (or
-// source run) param of the same name, else its default. Values are checked
-// against the declared types.
+// source run) param of the same name, else its default; signal params the
+// flow does not declare are left out. The values are then checked by the
+// one rule of every run's params (flow.CheckParams: types, required).
 func (sb *sub) runParams(in signal.Input) (map[string]json.RawMessage, error) {
-	out := map[string]json.RawMessage{}
+	given := map[string]json.RawMessage{}
 	for _, p := range sb.flow.fl.Params {
-		var v json.RawMessage
 		if prog, ok := sb.params[p.Name]; ok {
-			var err error
-			if v, err = prog.Value(in); err != nil {
+			v, err := prog.Value(in)
+			if err != nil {
 				return nil, fmt.Errorf("param %s: %w", p.Name, err)
 			}
+			given[p.Name] = v
 		} else if sv, ok := in.Params[p.Name]; ok {
-			v = sv
+			given[p.Name] = sv
 		}
-		if v == nil {
-			if p.Required() {
-				return nil, fmt.Errorf("param %s is required and the trigger gives no value for it", p.Name)
-			}
-			out[p.Name] = p.Default
-			continue
-		}
-		cv, err := flow.CheckValue(p.Type, v)
-		if err != nil {
-			return nil, fmt.Errorf("param %s: %w", p.Name, err)
-		}
-		out[p.Name] = cv
 	}
-	return out, nil
+	return sb.flow.fl.CheckParams(given)
 }

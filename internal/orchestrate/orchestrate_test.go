@@ -69,8 +69,10 @@ steps:
 	if len(keys) != 1 {
 		t.Fatalf("cron triggers: %v", keys)
 	}
+	var c0 int64
 	testwait.For(t, 10*time.Second, func() bool {
 		c, err := h.st.Cursor(context.Background(), keys[0])
+		c0 = c
 		return err == nil && c > 0
 	}, "the cron trigger's cursor to be set")
 	clk.add(time.Minute)
@@ -93,6 +95,19 @@ steps:
 	}
 	second.WakeSignals()
 	h.evaluated(t, sg)
+	// Its cron cursor lost too (as if the old leader died between firing
+	// the tick and moving the cursor): the tick it catches up on was fired
+	// already, and its firing key keeps it from firing again.
+	if err := h.st.SetCursor(context.Background(), keys[0], c0); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 10*time.Second, func() bool {
+		c, err := h.st.Cursor(context.Background(), keys[0])
+		return err == nil && c > c0
+	}, "the new leader to catch up on the cron tick")
+	if rs := h.runs(t, "on-cron"); len(rs) != 1 {
+		t.Fatalf("a cron tick caught up on after a hand-over fired again: %d runs", len(rs))
+	}
 	// A tick later, the new leader fires it: once.
 	clk.add(time.Minute)
 	rs = h.waitRuns(t, "on-cron", 2)

@@ -106,7 +106,7 @@ steps:
 		t.Fatalf("mapped run: %+v", rs[0])
 	}
 	bad := h.waitRuns(t, "needs-region", 1)
-	if bad[0].Status != store.RunFailed || !strings.Contains(bad[0].Error, "param region") || !strings.Contains(bad[0].Error, "int") {
+	if bad[0].Status != store.RunFailed || !strings.Contains(bad[0].Error, "params.region") || !strings.Contains(bad[0].Error, "int") {
 		t.Fatalf("a run whose params do not fit: %s %q", bad[0].Status, bad[0].Error)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -158,6 +159,10 @@ func (s *Server) wrap(rt route) http.Handler {
 func writeJSON(w http.ResponseWriter, code int, v any) error {
 	// Encoded before the status is sent: a value that cannot be written
 	// (a NaN) is a 500 with the reason, not a 200 with half a body.
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && rv.IsNil() {
+		// A list with nothing in it is [], never null.
+		v = []struct{}{}
+	}
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("the answer cannot be written as JSON: %w", err)
@@ -218,7 +223,8 @@ func decodeJSON(r *http.Request, v any, shape string) error {
 	if err := d.Decode(v); err != nil {
 		return jsonErr(err, shape)
 	}
-	if d.More() {
+	// Only white space may follow (d.More misses a stray ] or }).
+	if len(bytes.TrimSpace(b[d.InputOffset():])) > 0 {
 		return fault.Invalidf("", "the body is %s, with nothing after it", shape)
 	}
 	return nil
@@ -236,6 +242,24 @@ func readBody(r *http.Request) ([]byte, error) {
 		return nil, &fault.Error{Kind: fault.Invalid, Err: fmt.Errorf("%w: send a JSON document", errEmptyBody)}
 	}
 	return b, validUTF8(b)
+}
+
+// readJSON is readBody for a body that must be one JSON document: the spec
+// decoders read YAML too (JSON is YAML), which an API body is not.
+func readJSON(r *http.Request) ([]byte, error) {
+	b, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	var raw json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return nil, fault.Invalidf("", "the body is not JSON (byte %d: %v): send a JSON document", se.Offset, se)
+		}
+		return nil, fault.Invalidf("", "the body is not JSON: %v", err)
+	}
+	return b, nil
 }
 
 // validUTF8 refuses a body that is not UTF-8: encoding/json would replace

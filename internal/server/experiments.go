@@ -438,7 +438,7 @@ func (s *Server) listExperiments(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) applyExperiments(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r)
+	body, err := readJSON(r)
 	if err != nil {
 		return err
 	}
@@ -534,7 +534,7 @@ func (s *Server) ingestExposures(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body, err := readBody(r)
+	body, err := readJSON(r)
 	if err != nil {
 		return err
 	}
@@ -555,7 +555,7 @@ func (s *Server) ingestExpMetrics(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	body, err := readBody(r)
+	body, err := readJSON(r)
 	if err != nil {
 		return err
 	}

@@ -458,6 +458,9 @@ func TestBodiesBounded(t *testing.T) {
 		{"/api/v1/signals", `{"name": `, "", "ends too soon"},
 		{"/api/v1/flows/f/runs", `{"params": {"n": 1, "n": 2}}`, "params.n", "written twice"},
 		{"/api/v1/signals", `{"name": "labels_ready", "name": "x"}`, "name", "written twice"},
+		{"/api/v1/flows/f/runs", `{}}`, "", "nothing after it"},
+		{"/api/v1/endpoints", "- name: e\n  model: m\n", "", "not JSON"},
+		{"/api/v1/experiments", "[{name: x}]", "", "not JSON"},
 	}
 	for _, c := range cases {
 		r := h.do(t, "POST", c.path, c.body, "")

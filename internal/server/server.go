@@ -213,6 +213,8 @@ func (s *Server) Run(ctx context.Context) error {
 	api := &apiService{s: s}
 	services := s.services(api)
 	if err := startstop.StartAll(ctx, services...); err != nil {
+		// The API never served: its port must not stay open.
+		s.ln.Close()
 		return err
 	}
 	s.log.Info("baton server ready", "addr", s.Addr(), "home", s.home.Dir, "auth", s.authMode(), "dispatch", s.dispatchName())

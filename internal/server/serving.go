@@ -96,7 +96,7 @@ func (s *Server) listEndpoints(w http.ResponseWriter, _ *http.Request) error {
 
 // applyEndpoints takes a JSON array of endpoint specs.
 func (s *Server) applyEndpoints(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r)
+	body, err := readJSON(r)
 	if err != nil {
 		return err
 	}

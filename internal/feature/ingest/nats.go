@@ -54,7 +54,7 @@ const (
 // Close or until ctx is done; an in-flight batch is finished either way.
 func StartNATS(ctx context.Context, e *feature.Engine, url, stream string, sources []string) (*NATS, error) {
 	if len(sources) == 0 {
-		return nil, errors.New("NATS ingest needs at least one source to consume")
+		return nil, errors.New("no feature source to consume: apply a features file with a source first")
 	}
 	decs := make([]*feature.Decoder, len(sources))
 	for i, name := range sources {
