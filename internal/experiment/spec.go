@@ -365,10 +365,10 @@ func (d *Doc) Apply(ctx context.Context, st Stores) ([]Applied, error) {
 
 // Loaded is a stored experiment, decoded.
 type Loaded struct {
-	Spec    Spec
-	Version int
-	Status  store.ExperimentStatus
-	Reason  string
+	Spec    Spec                   `json:"spec"`
+	Version int                    `json:"version"`
+	Status  store.ExperimentStatus `json:"status"`
+	Reason  string                 `json:"reason,omitempty"`
 }
 
 // Load reads every stored experiment.
