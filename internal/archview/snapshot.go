@@ -134,11 +134,11 @@ func (s *Snapshot) loadFlows(ctx context.Context, st store.Store, _ Options) err
 		if err != nil {
 			return fmt.Errorf("flow %s: %w", sum.Name, err)
 		}
-		var f flow.Flow
-		if err := json.Unmarshal(v.Spec, &f); err != nil {
-			return fmt.Errorf("flow %s version %d: %w", sum.Name, v.Version, err)
+		f, err := flow.Stored(sum.Name, v.Version, v.Spec)
+		if err != nil {
+			return err
 		}
-		s.Flows = append(s.Flows, FlowDef{Version: v.Version, Flow: &f})
+		s.Flows = append(s.Flows, FlowDef{Version: v.Version, Flow: f})
 	}
 	slices.SortFunc(s.Flows, func(a, b FlowDef) int { return strings.Compare(a.Flow.Name, b.Flow.Name) })
 	return nil
@@ -261,9 +261,9 @@ func (s *Snapshot) loadServing(ctx context.Context, st store.Store, _ Options) e
 		return err
 	}
 	for _, e := range eps {
-		var ep serve.Endpoint
-		if err := json.Unmarshal(e.Spec, &ep); err != nil {
-			return fmt.Errorf("endpoint %s: %w", e.Name, err)
+		ep, err := serve.Raw(e)
+		if err != nil {
+			return err
 		}
 		s.Endpoints = append(s.Endpoints, ep)
 	}

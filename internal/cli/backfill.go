@@ -50,8 +50,8 @@ concurrency strategy; --local runs them here, one after another.`,
 			if err != nil {
 				return notFound(err)
 			}
-			var fl flow.Flow
-			if err := json.Unmarshal(v.Spec, &fl); err != nil {
+			fl, err := flow.Stored(v.Flow, v.Version, v.Spec)
+			if err != nil {
 				return err
 			}
 			if fl.Param(paramName) == nil {

@@ -209,11 +209,8 @@ func (a *app) resolveFlow(ctx context.Context, e *env, arg string) (*flow.Flow, 
 	if flow.ValidName(arg) && !strings.ContainsAny(arg, "./") {
 		v, err := e.st.FlowVersion(ctx, arg, 0)
 		if err == nil {
-			var fl flow.Flow
-			if err := json.Unmarshal(v.Spec, &fl); err != nil {
-				return nil, nil, v, fmt.Errorf("flow %s: stored spec: %w", arg, err)
-			}
-			return &fl, nil, v, nil
+			fl, err := flow.Stored(v.Flow, v.Version, v.Spec)
+			return fl, nil, v, err
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return nil, nil, v, err

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -306,9 +305,6 @@ func Load(ctx context.Context, st store.Store, r store.Run) (*flow.Flow, store.F
 	if err != nil {
 		return nil, v, err
 	}
-	var f flow.Flow
-	if err := json.Unmarshal(v.Spec, &f); err != nil {
-		return nil, v, fmt.Errorf("flow %s version %d: stored spec: %w", r.Flow, r.FlowVersion, err)
-	}
-	return &f, v, nil
+	f, err := flow.Stored(r.Flow, r.FlowVersion, v.Spec)
+	return f, v, err
 }

@@ -399,3 +399,14 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
 // ValidName reports whether s may name a flow, a step or a signal.
 func ValidName(s string) bool { return len(s) <= 100 && nameRE.MatchString(s) }
+
+// Stored decodes the canonical JSON a flow version was registered with
+// (store.FlowVersion.Spec). A spec that does not decode is the store's
+// damage, named by flow and version, never a silently empty flow.
+func Stored(name string, version int, spec json.RawMessage) (*Flow, error) {
+	var f Flow
+	if err := json.Unmarshal(spec, &f); err != nil {
+		return nil, fmt.Errorf("flow %s version %d: its stored spec does not decode: %w", name, version, err)
+	}
+	return &f, nil
+}

@@ -163,3 +163,16 @@ func TestCronEveryReadsDays(t *testing.T) {
 		t.Errorf("@every 500ms: %q", p)
 	}
 }
+
+// TestStoredSpec: a stored spec decodes to its flow; a damaged one is an
+// error naming the flow and version, never an empty flow.
+func TestStoredSpec(t *testing.T) {
+	t.Parallel()
+	f, err := Stored("hello", 3, []byte(`{"name":"hello","steps":[{"name":"a","run":"true"}]}`))
+	if err != nil || f.Name != "hello" || len(f.Steps) != 1 {
+		t.Fatalf("%+v %v", f, err)
+	}
+	if _, err := Stored("hello", 3, []byte(`{"name":`)); err == nil || !strings.Contains(err.Error(), "flow hello version 3") {
+		t.Fatalf("damaged: %v", err)
+	}
+}

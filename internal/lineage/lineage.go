@@ -50,11 +50,11 @@ func load(ctx context.Context, st Store) (*graph, error) {
 		if err != nil {
 			return nil, err
 		}
-		var fl flow.Flow
-		if err := json.Unmarshal(v.Spec, &fl); err != nil {
-			return nil, fmt.Errorf("flow %s: %w", f.Name, err)
+		fl, err := flow.Stored(f.Name, v.Version, v.Spec)
+		if err != nil {
+			return nil, err
 		}
-		g.flows[f.Name] = &fl
+		g.flows[f.Name] = fl
 	}
 	return g, nil
 }

@@ -70,12 +70,12 @@ func loadDefs(ctx context.Context, st Store, version int64) (*defs, error) {
 		if err != nil {
 			return nil, err
 		}
-		var fl flow.Flow
-		if err := json.Unmarshal(v.Spec, &fl); err != nil {
-			d.problems = append(d.problems, fmt.Sprintf("flow %s v%d: %v", f.Name, v.Version, err))
+		fl, err := flow.Stored(f.Name, v.Version, v.Spec)
+		if err != nil {
+			d.problems = append(d.problems, err.Error())
 			continue
 		}
-		fd := &flowDef{version: v, fl: &fl}
+		fd := &flowDef{version: v, fl: fl}
 		d.flows[f.Name] = fd
 		for i, t := range fl.Triggers {
 			sb, err := compileSub(fd, i, t)

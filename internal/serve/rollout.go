@@ -55,11 +55,7 @@ func LoadEndpoint(ctx context.Context, st store.ServeStore, name string) (Endpoi
 		if e.Name != name {
 			continue
 		}
-		var spec Endpoint
-		if err := json.Unmarshal(e.Spec, &spec); err != nil {
-			return Endpoint{}, fmt.Errorf("endpoint %s: %w", name, err)
-		}
-		return spec.withDefaults(), nil
+		return Stored(e)
 	}
 	return Endpoint{}, fmt.Errorf("endpoint %q: %w", name, ErrUnknownEndpoint)
 }

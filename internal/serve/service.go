@@ -193,13 +193,13 @@ func (s *Service) Refresh(ctx context.Context) error {
 	reg := registry.New(s.d.Store)
 	var errs []error
 	for _, e := range eps {
-		var spec Endpoint
-		if err := json.Unmarshal(e.Spec, &spec); err != nil {
-			errs = append(errs, fmt.Errorf("endpoint %s: %w", e.Name, err))
+		spec, err := Stored(e)
+		if err != nil {
+			errs = append(errs, err)
 			keep(e.Name)
 			continue
 		}
-		st := &endpointState{spec: spec.withDefaults()}
+		st := &endpointState{spec: spec}
 		vs, err := s.d.Store.ModelVersions(ctx, spec.Model)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			errs = append(errs, fmt.Errorf("endpoint %s: model versions: %w", e.Name, err))

@@ -17,6 +17,7 @@ import (
 	"github.com/baton-ml/baton/internal/canary"
 	"github.com/baton-ml/baton/internal/dur"
 	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/store"
 )
 
 // Endpoint is one serving endpoint.
@@ -188,4 +189,21 @@ func (e Endpoint) Digest() (string, []byte, error) {
 type Applied struct {
 	Name    string `json:"name"`
 	Changed bool   `json:"changed"`
+}
+
+// Stored decodes an endpoint as stored, with its defaults (the
+// architecture views read it as applied: Raw). A spec that does not decode
+// is the store's damage, named, never an empty endpoint.
+func Stored(e store.Endpoint) (Endpoint, error) {
+	spec, err := Raw(e)
+	return spec.withDefaults(), err
+}
+
+// Raw decodes an endpoint as stored, as it was applied.
+func Raw(e store.Endpoint) (Endpoint, error) {
+	var spec Endpoint
+	if err := json.Unmarshal(e.Spec, &spec); err != nil {
+		return Endpoint{}, fmt.Errorf("endpoint %s: its stored spec does not decode: %w", e.Name, err)
+	}
+	return spec, nil
 }

@@ -30,11 +30,10 @@ func StoredStatuses(ctx context.Context, st StatusStore) ([]Status, error) {
 	}
 	out := make([]Status, 0, len(eps))
 	for _, e := range eps {
-		var spec Endpoint
-		if err := json.Unmarshal(e.Spec, &spec); err != nil {
-			return nil, fmt.Errorf("stored endpoint %s: %w", e.Name, err)
+		spec, err := Stored(e)
+		if err != nil {
+			return nil, err
 		}
-		spec = spec.withDefaults()
 		x := Status{Endpoint: spec.Name, Model: spec.Model}
 		vs, err := st.ModelVersions(ctx, spec.Model)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {

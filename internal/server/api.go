@@ -448,8 +448,8 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var fl flow.Flow
-	if err := json.Unmarshal(v.Spec, &fl); err != nil {
+	fl, err := flow.Stored(v.Flow, v.Version, v.Spec)
+	if err != nil {
 		return err
 	}
 	params, err := fl.CheckParams(body.Params)
