@@ -426,10 +426,10 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 	if err != nil {
 		return out, err
 	}
-	reason := fmt.Sprintf("won experiment %s on %s: lift %+.4g (%+.2f%%), p %.4g; rolled out on endpoint %s", s.Name, primary.Name, ev.LiftAbs, ev.LiftRel*100, ev.PValue, s.Endpoint)
+	reason := fmt.Sprintf("won %s%s: lift %+.4g (%+.2f%%), p %.4g; rolled out on endpoint %s", promotedBy(s.Name), primary.Name, ev.LiftAbs, ev.LiftRel*100, ev.PValue, s.Endpoint)
 	if len(out.Forced) > 0 {
-		reason = fmt.Sprintf("FORCED by %s past: %s; experiment %s on %s: lift %+.4g, p %.4g; rolled out on endpoint %s",
-			o.Actor, strings.Join(out.Forced, "; "), s.Name, primary.Name, ev.LiftAbs, ev.PValue, s.Endpoint)
+		reason = fmt.Sprintf("FORCED by %s past: %s; %s%s: lift %+.4g, p %.4g; rolled out on endpoint %s",
+			o.Actor, strings.Join(out.Forced, "; "), promotedBy(s.Name), primary.Name, ev.LiftAbs, ev.PValue, s.Endpoint)
 	}
 	reg := registry.New(st)
 	if err := promotable(ctx, st, reg, s.Name, ep.Model, cur); err != nil {
@@ -452,6 +452,10 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 	out.Rollout = r
 	return out, nil
 }
+
+// promotedBy is how a promotion's transition reason names its experiment:
+// written by Promote and read by promotable, so the two cannot drift.
+func promotedBy(exp string) string { return "experiment " + exp + " on " }
 
 // promotable checks, before anything moves, what the rollout after the
 // move needs: no running rollout of the model in the way, a production
@@ -487,7 +491,7 @@ func promotable(ctx context.Context, st PromoteStore, reg *registry.Registry, ex
 	if err != nil {
 		return err
 	}
-	if n := len(trs); n > 0 && trs[n-1].To == store.ModelCanary && strings.Contains(trs[n-1].Reason, "experiment "+exp+" on ") {
+	if n := len(trs); n > 0 && trs[n-1].To == store.ModelCanary && strings.Contains(trs[n-1].Reason, promotedBy(exp)) {
 		return nil
 	}
 	return &registry.InputError{Msg: fmt.Sprintf("model %s version %d is already canary, moved by something other than a promotion of experiment %s: start its rollout with baton rollout start, or move it back to registered first", model, cur.Version, exp)}

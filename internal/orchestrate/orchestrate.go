@@ -190,16 +190,23 @@ type testSignals struct {
 	scheduled testsignal.Signal[[]store.Run]
 }
 
+// The defaults of Options, which the server's options share.
+const (
+	DefaultPoll   = 250 * time.Millisecond
+	DefaultReload = time.Second
+	DefaultDrain  = 30 * time.Second
+)
+
 // New prepares an orchestrator over a store and an engine.
 func New(st Store, eng Engine, opt Options) *Orchestrator {
 	if opt.Poll <= 0 {
-		opt.Poll = 250 * time.Millisecond
+		opt.Poll = DefaultPoll
 	}
 	if opt.Reload <= 0 {
-		opt.Reload = time.Second
+		opt.Reload = DefaultReload
 	}
 	if opt.Drain <= 0 {
-		opt.Drain = 30 * time.Second
+		opt.Drain = DefaultDrain
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()

@@ -114,6 +114,17 @@ func (f *failingStore) AddExposures(ctx context.Context, es []store.Exposure) (i
 	return f.Store.AddExposures(ctx, es)
 }
 
+// homeStore opens the embedded store of a home folder, closed with the test.
+func homeStore(t testing.TB, dir string) store.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "baton.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
 // bareServer is a server over st and dir that is not run: enough for the
 // experiments' writer.
 func bareServer(t testing.TB, st store.Store, dir string) *Server {
@@ -143,11 +154,7 @@ func TestExposuresSpillAndReplay(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
-	raw, err := sqlite.Open(ctx, filepath.Join(dir, "baton.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.Close() })
+	raw := homeStore(t, dir)
 	st := &failingStore{Store: raw}
 	st.fail.Store(true)
 	s := bareServer(t, st, dir)
@@ -294,11 +301,7 @@ func TestAcceptedExposuresSurviveAKill(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "baton.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := homeStore(t, dir)
 	s := bareServer(t, st, dir)
 	for i := range 500 {
 		if err := s.exps.expose(store.Exposure{Experiment: "e", Version: 1, Unit: fmt.Sprint("u", i), Variant: "a", At: time.Now()}); err != nil {
@@ -334,11 +337,7 @@ func TestAcceptedExposuresSurviveAKill(t *testing.T) {
 func BenchmarkExpose(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "baton.db"), sqlite.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
+	st := homeStore(b, dir)
 	s := bareServer(b, st, dir)
 	i := 0
 	for b.Loop() {

@@ -217,20 +217,6 @@ func (x *experiments) route(endpoint, unit string, attrs map[string]any) (versio
 // refused (counted, and an error for the caller).
 func (x *experiments) expose(e store.Exposure) error {
 	x.mu.Lock()
-	if x.journal == nil {
-		x.rotate()
-	}
-	if x.journal == nil {
-		x.mu.Unlock()
-		x.refused.WithLabelValues("exposure", "journal_failed").Inc()
-		return fault.Wrap(fault.Unavailable, fmt.Errorf("%w: the exposure journal cannot be written", errExposureRefused))
-	}
-	if err := x.journal.Write([]store.Exposure{e}); err != nil {
-		x.mu.Unlock()
-		x.refused.WithLabelValues("exposure", "journal_failed").Inc()
-		x.s.log.Error("exposure refused: the journal failed", "experiment", e.Experiment, "err", err)
-		return fault.Wrap(fault.Unavailable, fmt.Errorf("%w: the exposure journal failed: %v", errExposureRefused, err))
-	}
 	if len(x.pending) >= maxPending {
 		full := x.pending
 		x.pending = nil
@@ -249,6 +235,22 @@ func (x *experiments) expose(e store.Exposure) error {
 		x.spilled.Add(float64(len(full)))
 		x.s.log.Warn("exposures spilled: the queue was full", "n", len(full))
 		x.mu.Lock()
+	}
+	// Journaled and queued under one lock, once it is sure to be accepted:
+	// a flush then retires exactly the journal of the batch it takes, and
+	// a refused exposure is never written later.
+	if x.journal == nil {
+		x.rotate()
+	}
+	err := errors.New("the exposure journal cannot be started")
+	if x.journal != nil {
+		err = x.journal.Write([]store.Exposure{e})
+	}
+	if err != nil {
+		x.mu.Unlock()
+		x.refused.WithLabelValues("exposure", "journal_failed").Inc()
+		x.s.log.Error("exposure refused: the journal failed", "experiment", e.Experiment, "err", err)
+		return fault.Wrap(fault.Unavailable, fmt.Errorf("%w: %v", errExposureRefused, err))
 	}
 	x.pending = append(x.pending, e)
 	x.mu.Unlock()

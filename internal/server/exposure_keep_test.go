@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/baton-ml/baton/internal/store"
-	"github.com/baton-ml/baton/internal/store/sqlite"
 )
 
 // duringWriteStore refuses exposure writes while fail is set, and calls
@@ -43,11 +42,7 @@ func TestFailedBatchKeptWhenSpillFails(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
-	raw, err := sqlite.Open(ctx, filepath.Join(dir, "baton.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.Close() })
+	raw := homeStore(t, dir)
 	st := &duringWriteStore{Store: raw}
 	st.fail.Store(true)
 	s := bareServer(t, st, dir)

@@ -126,13 +126,13 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 		opt.Addr = "127.0.0.1:8765"
 	}
 	if opt.Poll <= 0 {
-		opt.Poll = 250 * time.Millisecond
+		opt.Poll = orchestrate.DefaultPoll
 	}
 	if opt.Reload <= 0 {
-		opt.Reload = time.Second
+		opt.Reload = orchestrate.DefaultReload
 	}
 	if opt.Drain <= 0 {
-		opt.Drain = 30 * time.Second
+		opt.Drain = orchestrate.DefaultDrain
 	}
 	if opt.ReadTimeout <= 0 {
 		opt.ReadTimeout = time.Minute
