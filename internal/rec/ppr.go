@@ -1,0 +1,91 @@
+package rec
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+)
+
+// pprModel is personalized PageRank on the member–title bipartite graph,
+// estimated by Monte Carlo random walks with restart from the member: a
+// walk steps member → one of their titles → one of that title's members
+// → ..., ending at each title with probability Restart; a title's score
+// is its share of visits, divided by its degree^Beta to temper the pull
+// of very popular titles. The walks of member u draw from a generator
+// seeded with (Seed, u), so an answer is the same every time.
+type pprModel struct {
+	Walks   int
+	Restart float64
+	Beta    float64
+	Seed    uint64
+	TPtr    []int64 // title t's members are TIdx[TPtr[t]:TPtr[t+1]]
+	TIdx    []int32
+}
+
+func (m *pprModel) check(b *base) error {
+	if m == nil {
+		return errors.New("damaged body (no ppr part)")
+	}
+	if len(m.TPtr) != len(b.Titles)+1 || m.TPtr[len(m.TPtr)-1] != int64(len(m.TIdx)) || m.Walks < 1 || !(m.Restart > 0 && m.Restart <= 1) {
+		return fmt.Errorf("graph does not match %d titles", len(b.Titles))
+	}
+	for t := range len(b.Titles) {
+		if m.TPtr[t] > m.TPtr[t+1] {
+			return fmt.Errorf("graph row %d out of range", t)
+		}
+	}
+	for _, u := range m.TIdx {
+		if u < 0 || int(u) >= len(b.Members) {
+			return fmt.Errorf("graph names member %d of %d", u, len(b.Members))
+		}
+	}
+	return nil
+}
+
+// maxWalk bounds one walk's length (a restart probability near 0 would
+// otherwise walk for ever).
+const maxWalk = 64
+
+func (m *pprModel) scores(b *base, u int, dst []float32) {
+	clear(dst)
+	rng := rand.New(rand.NewPCG(m.Seed, uint64(u)))
+	if b.Hist.Ptr[u] < b.Hist.Ptr[u+1] {
+		for range m.Walks {
+			cur := u
+			for range maxWalk {
+				row := b.Hist.row(cur)
+				t := row[rng.IntN(len(row))]
+				dst[t]++
+				if rng.Float64() < m.Restart {
+					break
+				}
+				ms := m.TIdx[m.TPtr[t]:m.TPtr[t+1]]
+				cur = int(ms[rng.IntN(len(ms))])
+			}
+		}
+	}
+	pop := b.popRow(b.marketOf(u, ""))
+	inv := 1 / float32(m.Walks)
+	for t, v := range dst {
+		s := v * inv
+		if s > 0 && m.Beta != 0 {
+			s /= float32(math.Pow(float64(m.TPtr[t+1]-m.TPtr[t]), m.Beta))
+		}
+		dst[t] = s + tieBreak*pop[t]
+	}
+}
+
+func trainPPR(b *base, ps *params) (*pprModel, error) {
+	m := &pprModel{
+		Walks:   ps.int("walks", 400, 1, 1_000_000),
+		Restart: ps.float("restart", 0.3, func(v float64) bool { return v > 0 && v <= 1 }, "a probability in (0, 1]"),
+		Beta:    ps.float("beta", 0.3, nonNeg, "a number ≥ 0"),
+		Seed:    uint64(ps.int("seed", 1, 0, math.MaxInt32)),
+	}
+	if ps.err != nil {
+		return nil, ps.err
+	}
+	m.TPtr, m.TIdx, _ = b.Hist.transpose(len(b.Titles))
+	return m, nil
+}
