@@ -13,12 +13,17 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/baton-ml/baton/internal/rec"
 )
 
 // Input is what a model sees: the entity key and its feature values.
 type Input struct {
 	Key      string         `json:"key"`
 	Features map[string]any `json:"features"`
+	// Attributes are the request's (such as market): what the caller
+	// knows of the unit beyond its features.
+	Attributes map[string]any `json:"attributes,omitempty"`
 }
 
 // Output is a model's answer. Confidence is in [0, 1].
@@ -55,11 +60,14 @@ var Kinds = []string{"logistic", "linear", "ranking", "http", "command"}
 
 // Load builds the model a spec describes.
 func Load(b []byte, client *http.Client) (Model, error) {
+	if rec.IsModelFile(b) {
+		return loadRec(b)
+	}
 	var s Spec
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		return nil, fmt.Errorf("model spec: not a JSON model document (%v); a model artifact is JSON with kind one of %s", err, strings.Join(Kinds, ", "))
+		return nil, fmt.Errorf("model spec: not a JSON model document (%v); a model artifact is JSON with kind one of %s, or a recommendation model file (baton rec train)", err, strings.Join(Kinds, ", "))
 	}
 	switch s.Kind {
 	case "logistic", "linear":

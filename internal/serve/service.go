@@ -141,6 +141,8 @@ type Service struct {
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// What recommend endpoints' re-ranking made of the rows served.
+	rowDiversity, rowNewCreators *prometheus.HistogramVec
 }
 
 // New makes the service; call Refresh before serving.
@@ -160,9 +162,16 @@ func New(d Deps) *Service {
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "baton_prediction_latency_seconds",
 		Help:    "Prediction latency, by endpoint and path.",
 		Buckets: []float64{.0001, .00025, .0005, .001, .002, .005, .01, .025, .05, .1, .25, 1}}, []string{"endpoint", "path"})
+	shares := prometheus.LinearBuckets(0, 0.1, 11)
+	s.rowDiversity = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "baton_recommend_row_diversity",
+		Help:    "Intra-list diversity (1 - mean pairwise genre Jaccard) of the rows recommend endpoints served, by endpoint and row.",
+		Buckets: shares}, []string{"endpoint", "row"})
+	s.rowNewCreators = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "baton_recommend_row_new_creator_share",
+		Help:    "Share of new creators' titles in the rows recommend endpoints served, by endpoint and row.",
+		Buckets: shares}, []string{"endpoint", "row"})
 	s.shadow = newShadowRunner(s, 1024)
 	if d.Reg != nil {
-		d.Reg.MustRegister(s.requests, s.latency)
+		d.Reg.MustRegister(s.requests, s.latency, s.rowDiversity, s.rowNewCreators)
 		s.shadow.register(d.Reg)
 	}
 	return s
@@ -241,6 +250,13 @@ func (s *Service) Refresh(ctx context.Context) error {
 				st.fallback = s.load(ctx, v, &errs)
 			}
 		}
+		// A recommend endpoint serves each version as a page of rows.
+		st.baseline = forEndpoint(spec, st.baseline, false)
+		st.canary = forEndpoint(spec, st.canary, false)
+		for i, sh := range st.shadows {
+			st.shadows[i] = forEndpoint(spec, sh, false)
+		}
+		st.fallback = forEndpoint(spec, st.fallback, true)
 		next[spec.Name] = st
 	}
 	if err := ctx.Err(); err != nil {
@@ -268,7 +284,7 @@ func (s *Service) load(ctx context.Context, v store.ModelVersion, errs *[]error)
 	}
 	lv := &version{v: v, m: m}
 	switch m.(type) {
-	case *linear, ranking:
+	case *linear, ranking, *recModel:
 		lv.builtin = true
 	}
 	s.models.Store(v.Digest, lv)
@@ -330,7 +346,7 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 		return Response{}, &BadRequest{Msg: `a request needs "key" (the entity whose features are read) or "features"`}
 	}
 	resp := Response{Endpoint: name, Model: spec.Model}
-	in := Input{Key: req.Key, Features: req.Features}
+	in := Input{Key: req.Key, Features: req.Features, Attributes: req.Attributes}
 	if in.Features == nil {
 		in.Features = map[string]any{}
 		if len(spec.Features) > 0 {
@@ -357,7 +373,7 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 			arm, served := v, n == 0 || v != nil && v.v.Version == n
 			if !served {
 				if ev := s.versionOf(ctx, spec.Model, n); ev != nil {
-					arm, served = ev, true
+					arm, served = forEndpoint(spec, ev, false), true
 				}
 			}
 			// A unit whose arm's version cannot load, or whose exposure
@@ -408,6 +424,12 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 	lat := time.Since(start)
 	resp.LatencyMS = float64(lat.Microseconds()) / 1000
 	s.requests.WithLabelValues(name, resp.Path, resp.Reason).Inc()
+	if pg, ok := resp.Prediction.(Page); ok {
+		for _, r := range pg.Rows {
+			s.rowDiversity.WithLabelValues(name, r.ID).Observe(r.Diversity)
+			s.rowNewCreators.WithLabelValues(name, r.ID).Observe(r.NewCreatorShare)
+		}
+	}
 	s.latency.WithLabelValues(name, resp.Path).Observe(lat.Seconds())
 	if v != nil {
 		s.Collector.Add(name, v.v.Version, Sample{At: s.d.Now(), LatencyMS: resp.LatencyMS,

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/baton-ml/baton/internal/canary"
@@ -23,6 +24,11 @@ import (
 // Endpoint is one serving endpoint.
 type Endpoint struct {
 	Name string `json:"name" yaml:"name"`
+	// Kind is predict (the default: the model's answer as it is) or
+	// recommend (a page of named rows from a recommendation model).
+	Kind string `json:"kind,omitempty" yaml:"kind"`
+	// Recommend configures a recommend endpoint's page.
+	Recommend *RecommendConfig `json:"recommend,omitempty" yaml:"recommend"`
 	// Model is the registry model whose versions serve.
 	Model string `json:"model" yaml:"model"`
 	// Features are read from the online store by the request's key.
@@ -138,6 +144,20 @@ func (e Endpoint) Problems(at string) flow.Errors {
 	}
 	if !flow.ValidName(e.Name) {
 		add(".name", "%q: use lowercase letters, digits, _ and -", e.Name)
+	}
+	switch e.Kind {
+	case "", KindPredict:
+		if e.Recommend != nil {
+			add(".recommend", "only an endpoint of kind recommend has rows")
+		}
+	case KindRecommend:
+		if e.Recommend == nil {
+			add(".recommend", "a recommend endpoint needs recommend.rows (types: %s)", strings.Join(RowTypes, ", "))
+		} else {
+			e.Recommend.problems(".recommend", add)
+		}
+	default:
+		add(".kind", "%q: use predict or recommend", e.Kind)
 	}
 	if !flow.ValidName(e.Model) {
 		add(".model", "%q: the registry model that serves", e.Model)

@@ -1,0 +1,586 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/rec"
+)
+
+// Endpoint kinds: predict answers a model's prediction as it is;
+// recommend answers a page of named rows built from a recommendation
+// model (package rec), re-ranked for diversity and new creators.
+const (
+	KindPredict   = "predict"
+	KindRecommend = "recommend"
+)
+
+// Row types of a recommend endpoint.
+const (
+	RowTopPicks          = "top_picks"
+	RowBecauseYouWatched = "because_you_watched"
+	RowTrending          = "trending"
+	RowTopInMarket       = "top_in_market"
+	RowNew               = "new"
+)
+
+// RowTypes lists the row types, in the order a page usually shows them.
+var RowTypes = []string{RowTopPicks, RowBecauseYouWatched, RowTrending, RowTopInMarket, RowNew}
+
+// RecommendConfig is how a recommend endpoint builds its page.
+type RecommendConfig struct {
+	// Rows are the page's rows, in order. A row with nothing to show (no
+	// anchor title, nothing new) is left out of the answer.
+	Rows []RowConfig `json:"rows" yaml:"rows"`
+	// AnchorFeature is an online feature holding the title the member
+	// watched last (a `last` aggregate of a title field): the X of
+	// "Because You Watched X". Without it, or when it is null, the title
+	// the member played most in the model's training data is the anchor.
+	AnchorFeature string `json:"anchor_feature,omitempty" yaml:"anchor_feature"`
+	// Rerank shapes every row but top_in_market (a chart keeps its order).
+	Rerank Rerank `json:"rerank,omitzero" yaml:"rerank"`
+}
+
+// RowConfig is one row.
+type RowConfig struct {
+	// Type is top_picks, because_you_watched, trending, top_in_market or new.
+	Type string `json:"type" yaml:"type"`
+	// Title is what the page shows; {title} is the anchor title's name,
+	// {market} the member's market. Each type has a default.
+	Title string `json:"title,omitempty" yaml:"title"`
+	// Items is how many titles the row holds (default 20; top_in_market 10).
+	Items int `json:"items,omitempty" yaml:"items"`
+	// Within is, for new, how recent a release counts as new, before the
+	// end of the model's training data (default 30d).
+	Within Duration `json:"within,omitzero" yaml:"within"`
+}
+
+// Rerank is the re-ranking stage of a row.
+type Rerank struct {
+	// Diversity in [0, 1) is the weight of maximal marginal relevance:
+	// each next title maximises (1-d)·relevance - d·(its highest genre
+	// Jaccard similarity to the titles already in the row). 0 keeps the
+	// model's order.
+	Diversity float64 `json:"diversity,omitempty" yaml:"diversity"`
+	// NewCreatorShare in [0, 1] is the least share of a row's titles that
+	// come from new creators (rounded up), when the row's candidates have
+	// that many: the lowest-placed others give way to the best of them.
+	NewCreatorShare float64 `json:"new_creator_share,omitempty" yaml:"new_creator_share"`
+}
+
+// Page is what a recommend endpoint answers (the response's prediction).
+type Page struct {
+	Member string    `json:"member"`
+	Market string    `json:"market,omitempty"`
+	Rows   []PageRow `json:"rows"`
+}
+
+// PageRow is one named row with its explanation and what re-ranking made
+// of it.
+type PageRow struct {
+	ID     string     `json:"id"`
+	Title  string     `json:"title"`
+	Reason string     `json:"reason"`
+	Items  []PageItem `json:"items"`
+	// Diversity is the row's intra-list diversity (1 - mean pairwise
+	// genre Jaccard); NewCreatorShare the share of its titles by new
+	// creators.
+	Diversity       float64 `json:"diversity"`
+	NewCreatorShare float64 `json:"new_creator_share"`
+}
+
+// PageItem is one title of a row.
+type PageItem struct {
+	Title      string  `json:"title"`
+	Name       string  `json:"name,omitempty"`
+	Score      float64 `json:"score"`
+	NewCreator bool    `json:"new_creator,omitempty"`
+}
+
+func (c *RecommendConfig) problems(at string, add func(field, format string, args ...any)) {
+	if len(c.Rows) == 0 {
+		add(at+".rows", "a recommend endpoint needs at least one row (types: %s)", strings.Join(RowTypes, ", "))
+	}
+	seen := map[string]bool{}
+	for i, r := range c.Rows {
+		f := fmt.Sprintf("%s.rows[%d]", at, i)
+		if !slices.Contains(RowTypes, r.Type) {
+			add(f+".type", "%q: use one of %s", r.Type, strings.Join(RowTypes, ", "))
+		} else if seen[r.Type] {
+			add(f+".type", "%q twice: a page has one row of each type", r.Type)
+		}
+		seen[r.Type] = true
+		if r.Items < 0 || r.Items > 100 {
+			add(f+".items", "%d: between 1 and 100", r.Items)
+		}
+		if r.Within < 0 {
+			add(f+".within", "must be positive")
+		} else if r.Within > 0 && r.Type != RowNew {
+			add(f+".within", "only a row of type new has within")
+		}
+	}
+	if c.AnchorFeature != "" && !flow.ValidName(c.AnchorFeature) {
+		add(at+".anchor_feature", "%q is not a feature name", c.AnchorFeature)
+	}
+	if d := c.Rerank.Diversity; d < 0 || d >= 1 || math.IsNaN(d) {
+		add(at+".rerank.diversity", "%g: in [0, 1)", d)
+	}
+	if s := c.Rerank.NewCreatorShare; s < 0 || s > 1 || math.IsNaN(s) {
+		add(at+".rerank.new_creator_share", "%g: in [0, 1]", s)
+	}
+}
+
+// ---- the model behind a recommend endpoint
+
+// recModel is a loaded recommendation model file. On a predict endpoint
+// it answers the member's top 10; a recommend endpoint wraps it in a
+// rowsModel. What rows need beyond the model (genre sets as bit masks,
+// titles by release, popularity order per market, co-viewing neighbours)
+// is derived once per model, not per request.
+type recModel struct {
+	r      *rec.Recommender
+	titles []rec.Title
+	sim    *rec.Similarity
+	genres []uint64 // per title, a bit per genre (genres past 64 share bits)
+	isNew  []bool   // per title: by a new creator
+
+	mu       sync.Mutex
+	popOrder map[string][]int32 // market → titles by popularity, most first
+	hidden   map[string][]bool  // market → titles not available there
+
+	pool sync.Pool // *[]float32, one score per title
+}
+
+func loadRec(b []byte) (*recModel, error) {
+	r, err := rec.Load(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	m := &recModel{r: r, titles: r.Titles(), sim: rec.NewSimilarity(r, 200),
+		popOrder: map[string][]int32{}, hidden: map[string][]bool{}}
+	bit := map[string]int{}
+	m.genres = make([]uint64, len(m.titles))
+	m.isNew = make([]bool, len(m.titles))
+	for i, t := range m.titles {
+		for _, g := range t.Genres {
+			k, ok := bit[g]
+			if !ok {
+				k = len(bit) % 64
+				bit[g] = k
+			}
+			m.genres[i] |= 1 << k
+		}
+		m.isNew[i] = t.NewCreator
+	}
+	return m, nil
+}
+
+// Predict answers the member's top 10 in the market of attribute market
+// (default the member's own).
+func (m *recModel) Predict(_ context.Context, in Input) (Output, error) {
+	market, _ := in.Attributes["market"].(string)
+	items := m.r.Recommend(in.Key, rec.Options{N: 10, Market: market})
+	return Output{Prediction: items, Confidence: m.r.Confidence(in.Key)}, nil
+}
+
+func (m *recModel) scores() *[]float32 {
+	if p, ok := m.pool.Get().(*[]float32); ok {
+		return p
+	}
+	s := make([]float32, len(m.titles))
+	return &s
+}
+
+// byPopularity is the market's titles, most popular first.
+func (m *recModel) byPopularity(market string) []int32 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if o, ok := m.popOrder[market]; ok {
+		return o
+	}
+	pop := m.r.Popularity(market)
+	o := rec.TopK(pop, nil, len(pop))
+	m.popOrder[market] = o
+	return o
+}
+
+// unavailable is, per title, whether it may not be shown in market.
+func (m *recModel) unavailable(market string) []bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h, ok := m.hidden[market]; ok {
+		return h
+	}
+	h := make([]bool, len(m.titles))
+	for i := range m.titles {
+		h[i] = !m.titles[i].AvailableIn(market)
+	}
+	m.hidden[market] = h
+	return h
+}
+
+// jaccard is the genre Jaccard similarity of two titles.
+func (m *recModel) jaccard(a, b int32) float64 {
+	ga, gb := m.genres[a], m.genres[b]
+	u := bits.OnesCount64(ga | gb)
+	if u == 0 {
+		return 0
+	}
+	return float64(bits.OnesCount64(ga&gb)) / float64(u)
+}
+
+// rowsModel is a recommendation model serving one recommend endpoint's
+// page. fallback marks the deterministic popularity page (its reasons say
+// so).
+type rowsModel struct {
+	m        *recModel
+	cfg      RecommendConfig
+	fallback bool
+}
+
+// notRows stands for a model that cannot build a page: every request to
+// it fails (and the endpoint's fallback answers), saying why.
+type notRows struct{ what string }
+
+func (n notRows) Predict(context.Context, Input) (Output, error) {
+	return Output{}, fmt.Errorf("%s is not a recommendation model file (baton rec train makes one): a recommend endpoint cannot serve it", n.what)
+}
+
+// forEndpoint is v as endpoint spec serves it: itself on a predict
+// endpoint, its page on a recommend endpoint.
+func forEndpoint(spec Endpoint, v *version, fallback bool) *version {
+	if v == nil || spec.Kind != KindRecommend || spec.Recommend == nil {
+		return v
+	}
+	if rm, ok := v.m.(*recModel); ok {
+		return &version{v: v.v, m: &rowsModel{m: rm, cfg: *spec.Recommend, fallback: fallback}, builtin: true}
+	}
+	return &version{v: v.v, m: notRows{fmt.Sprintf("model %s version %d", v.v.Model, v.v.Version)}, builtin: true}
+}
+
+const defaultNewWithin = 30 * 24 * time.Hour
+
+// page is one request's working state.
+type page struct {
+	m      *recModel
+	scores []float32
+	market string
+	taken  []bool // titles already on the page, seen, or not available
+	allow  []bool // top's mask, kept between its calls
+}
+
+// Predict builds the member's page. Its confidence is the model's for the
+// member (a popularity model is always sure).
+func (rm *rowsModel) Predict(ctx context.Context, in Input) (Output, error) {
+	m := rm.m
+	market, _ := in.Attributes["market"].(string)
+	if market == "" {
+		market, _ = m.r.MemberMarket(in.Key)
+	}
+	sp := m.scores()
+	defer m.pool.Put(sp)
+	m.r.ScoreAll(in.Key, market, *sp)
+	p := &page{m: m, scores: *sp, market: market, taken: slices.Clone(m.unavailable(market))}
+	for _, t := range m.r.Seen(in.Key) {
+		p.taken[t] = true
+	}
+	out := Page{Member: in.Key, Market: market, Rows: []PageRow{}}
+	for _, rc := range rm.cfg.Rows {
+		if err := ctx.Err(); err != nil {
+			return Output{}, err
+		}
+		row, ok := rm.row(p, rc, in)
+		if ok {
+			out.Rows = append(out.Rows, row)
+		}
+	}
+	return Output{Prediction: out, Confidence: m.r.Confidence(in.Key)}, nil
+}
+
+func (rm *rowsModel) row(p *page, rc RowConfig, in Input) (PageRow, bool) {
+	m := p.m
+	n := rc.Items
+	if n == 0 {
+		n = 20
+		if rc.Type == RowTopInMarket {
+			n = 10
+		}
+	}
+	where := p.market
+	if where == "" {
+		where = "all markets"
+	}
+	row := PageRow{ID: rc.Type, Title: rc.Title}
+	var cands []int32 // eligible titles, most relevant first
+	rerank := true
+	switch rc.Type {
+	case RowTopPicks:
+		row.Title = orDefault(row.Title, "Top Picks for You")
+		cands = p.top(p.scores, 3*n, false)
+		cands = append(cands, p.top(p.scores, n, true)...)
+		if rm.fallback {
+			row.Reason = "the most played titles in " + where + " (popularity: the model could not serve you)"
+		} else {
+			row.Reason = fmt.Sprintf("ranked for you by the %s model from what you played", m.r.Kind())
+		}
+	case RowBecauseYouWatched:
+		anchor, ok := rm.anchor(in)
+		if !ok {
+			return PageRow{}, false
+		}
+		ai, _ := m.r.TitleIndex(anchor)
+		row.Title = strings.ReplaceAll(orDefault(row.Title, "Because You Watched {title}"), "{title}", m.titles[ai].Name)
+		row.Reason = fmt.Sprintf("members who watched %s also watched these", m.titles[ai].Name)
+		for _, t := range m.sim.Neighbours(ai) {
+			if !p.taken[t] && t != int32(ai) {
+				cands = append(cands, t)
+			}
+		}
+	case RowTrending:
+		row.Title = orDefault(row.Title, "Trending Now")
+		// The most played of the market, in the member's order.
+		for _, t := range m.byPopularity(p.market) {
+			if !p.taken[t] {
+				cands = append(cands, t)
+				if len(cands) == 5*n {
+					break
+				}
+			}
+		}
+		p.sortByScore(cands)
+		row.Reason = "among the most played in " + where + ", ordered for you"
+	case RowTopInMarket:
+		row.Title = orDefault(row.Title, "Top 10 in Your Country")
+		rerank = false
+		// A chart: the market's top titles as they are, seen or not.
+		for _, t := range m.byPopularity(p.market) {
+			if !m.unavailable(p.market)[t] {
+				cands = append(cands, t)
+				if len(cands) == n {
+					break
+				}
+			}
+		}
+		row.Reason = "the most played titles in " + where
+	case RowNew:
+		row.Title = orDefault(row.Title, "New on baton")
+		within := rc.Within.D()
+		if within <= 0 {
+			within = defaultNewWithin
+		}
+		since := m.r.Until() - int64(within/time.Second)
+		// The best-scored of the recent releases: a selection over the
+		// scores, not a sort of every recent title.
+		recent := p.mask(func(t int) bool { return m.titles[t].Released >= since })
+		cands = rec.TopK(p.scores, recent, 3*n)
+		cands = append(cands, rec.TopK(p.scores, p.and(recent, m.isNew), n)...)
+		row.Reason = "released in the last " + Duration(within).String() + ", ordered for you"
+	}
+	row.Title = strings.ReplaceAll(row.Title, "{market}", where)
+	if len(cands) == 0 {
+		return PageRow{}, false
+	}
+	var picked []int32
+	if rerank {
+		picked = rm.rerank(p, cands, n)
+	} else {
+		picked = cands[:min(n, len(cands))]
+	}
+	row.Items = make([]PageItem, len(picked))
+	for i, t := range picked {
+		tt := &m.titles[t]
+		row.Items[i] = PageItem{Title: tt.ID, Name: tt.Name, Score: float64(p.scores[t]), NewCreator: tt.NewCreator}
+		if rerank {
+			// Titles shown in one personal row are not repeated in the next.
+			p.taken[t] = true
+		}
+	}
+	row.Diversity, row.NewCreatorShare = m.rowStats(picked)
+	return row, true
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// anchor is the title of "Because You Watched": the anchor feature's
+// value when it names a catalog title, else the member's most played.
+func (rm *rowsModel) anchor(in Input) (string, bool) {
+	if f := rm.cfg.AnchorFeature; f != "" {
+		if s, ok := in.Features[f].(string); ok {
+			if _, known := rm.m.r.TitleIndex(s); known {
+				return s, true
+			}
+		}
+	}
+	return rm.m.r.MostPlayed(in.Key)
+}
+
+// top is the k best-scored titles not taken (only new creators' when
+// newOnly).
+func (p *page) top(scores []float32, k int, newOnly bool) []int32 {
+	if newOnly {
+		return rec.TopK(scores, p.and(p.mask(nil), p.m.isNew), k)
+	}
+	return rec.TopK(scores, p.mask(nil), k)
+}
+
+// mask is the titles not taken (and, with ok, for which ok holds), in
+// the page's one mask buffer: valid until the next mask.
+func (p *page) mask(ok func(t int) bool) []bool {
+	if p.allow == nil {
+		p.allow = make([]bool, len(p.taken))
+	}
+	for t := range p.allow {
+		p.allow[t] = !p.taken[t] && (ok == nil || ok(t))
+	}
+	return p.allow
+}
+
+// and narrows mask a to the titles also in b, in place.
+func (p *page) and(a, b []bool) []bool {
+	for t := range a {
+		a[t] = a[t] && b[t]
+	}
+	return a
+}
+
+func (p *page) sortByScore(ts []int32) {
+	slices.SortStableFunc(ts, func(a, b int32) int {
+		switch sa, sb := p.scores[a], p.scores[b]; {
+		case sa > sb:
+			return -1
+		case sa < sb:
+			return 1
+		}
+		return 0
+	})
+}
+
+// rerank picks n of cands (most relevant first): maximal marginal
+// relevance over genres, then the new creators' least share.
+func (rm *rowsModel) rerank(p *page, cands []int32, n int) []int32 {
+	m := p.m
+	cands = dedupe(cands)
+	d := rm.cfg.Rerank.Diversity
+	pool := cands[:min(len(cands), max(3*n, n+20))]
+	var picked []int32
+	if d == 0 {
+		picked = slices.Clone(pool[:min(n, len(pool))])
+	} else {
+		// Relevance is the rank in the row's order, scaled to [0, 1]:
+		// scores of different rows' sources are not comparable, ranks are.
+		rel := make([]float64, len(pool))
+		for i := range pool {
+			rel[i] = 1 - float64(i)/float64(len(pool))
+		}
+		maxSim := make([]float64, len(pool))
+		used := make([]bool, len(pool))
+		for len(picked) < n && len(picked) < len(pool) {
+			best, bv := -1, math.Inf(-1)
+			for i := range pool {
+				if used[i] {
+					continue
+				}
+				if v := (1-d)*rel[i] - d*maxSim[i]; v > bv {
+					best, bv = i, v
+				}
+			}
+			used[best] = true
+			picked = append(picked, pool[best])
+			for i := range pool {
+				if !used[i] {
+					maxSim[i] = max(maxSim[i], m.jaccard(pool[i], pool[best]))
+				}
+			}
+		}
+	}
+	share := rm.cfg.Rerank.NewCreatorShare
+	if share <= 0 || len(picked) == 0 {
+		return picked
+	}
+	need := int(math.Ceil(share * float64(len(picked))))
+	have := 0
+	in := map[int32]bool{}
+	for _, t := range picked {
+		in[t] = true
+		if m.isNew[t] {
+			have++
+		}
+	}
+	// The best new creators' titles not in the row replace the
+	// lowest-placed others, one for one.
+	j := len(picked) - 1
+	for _, t := range cands {
+		if have >= need {
+			break
+		}
+		if in[t] || !m.isNew[t] {
+			continue
+		}
+		for j >= 0 && m.isNew[picked[j]] {
+			j--
+		}
+		if j < 0 {
+			break
+		}
+		picked[j] = t
+		in[t] = true
+		have++
+		j--
+	}
+	return picked
+}
+
+func dedupe(ts []int32) []int32 {
+	seen := make(map[int32]bool, len(ts))
+	out := ts[:0:0]
+	for _, t := range ts {
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// rowStats is a row's intra-list diversity (1 - mean pairwise genre
+// Jaccard; 0 for fewer than two titles) and new creators' share.
+func (m *recModel) rowStats(ts []int32) (diversity, newShare float64) {
+	if len(ts) == 0 {
+		return 0, 0
+	}
+	var sum float64
+	pairs := 0
+	nw := 0
+	for i, a := range ts {
+		if m.isNew[a] {
+			nw++
+		}
+		for _, b := range ts[i+1:] {
+			sum += m.jaccard(a, b)
+			pairs++
+		}
+	}
+	if pairs > 0 {
+		diversity = 1 - sum/float64(pairs)
+	}
+	return round4(diversity), round4(float64(nw) / float64(len(ts)))
+}
+
+func round4(x float64) float64 {
+	v, _ := strconv.ParseFloat(strconv.FormatFloat(x, 'f', 4, 64), 64)
+	return v
+}
