@@ -62,7 +62,7 @@ features:
 	eps := []serve.Endpoint{{Name: "home", Kind: serve.KindRecommend, Model: "rec-als", Features: []string{"last_title", "plays_1d"},
 		Timeout: serve.Duration(50 * time.Millisecond), MinConfidence: 0.5, Fallback: serve.Fallback{Model: "rec-popularity"},
 		Recommend: &serve.RecommendConfig{AnchorFeature: "last_title",
-			Rows: []serve.RowConfig{{Type: serve.RowTopPicks}, {Type: serve.RowBecauseYouWatched}, {Type: serve.RowTrending}, {Type: serve.RowNew, Within: serve.Duration(60 * 24 * time.Hour)}},
+			Rows:   []serve.RowConfig{{Type: serve.RowTopPicks}, {Type: serve.RowBecauseYouWatched}, {Type: serve.RowTrending}, {Type: serve.RowNew, Within: serve.Duration(60 * 24 * time.Hour)}},
 			Rerank: serve.Rerank{Diversity: 0.3, NewCreatorShare: 0.2}}}}
 	if r := h.do(b, "POST", "/api/v1/endpoints", eps, ""); r.code != 200 {
 		b.Fatalf("apply endpoints: %d %s", r.code, r.body)
