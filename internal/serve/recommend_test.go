@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/rec"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -188,9 +189,21 @@ func TestRecommendPage(t *testing.T) {
 func TestRecommendAnchorFeature(t *testing.T) {
 	w, files := recWorld()
 	f := newFixture(t)
+	defs, err := feature.Parse("features.yaml", []byte(`entities: [{name: member, key: member_id}]
+sources: [{name: plays, entity: member, timestamp: ts, fields: {minutes: float, title_id: string}}]
+features:
+  - {name: x, source: plays, aggregate: count, window: 1h}
+  - {name: last_title, source: plays, aggregate: last, field: title_id, window: 30d}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := feature.Apply(context.Background(), f.st, "features.yaml", defs); err != nil {
+		t.Fatal(err)
+	}
 	f.recVersion(t, "rec-als", files[rec.KindALS])
 	f.endpoint(t, Endpoint{Name: "home", Kind: KindRecommend, Model: "rec-als", Fallback: Fallback{Static: []any{}},
-		Recommend: &RecommendConfig{AnchorFeature: "last_title", Rows: []RowConfig{{Type: RowBecauseYouWatched, Title: "More like {title}"}}}})
+		Features: []string{"last_title"}, Recommend: &RecommendConfig{AnchorFeature: "last_title", Rows: []RowConfig{{Type: RowBecauseYouWatched, Title: "More like {title}"}}}})
 	last := w.Data.Titles[5]
 	resp, err := f.svc.Predict(context.Background(), "home", Request{Key: w.Data.Members[0].ID, Features: map[string]any{"last_title": last.ID}})
 	if err != nil {
@@ -276,6 +289,7 @@ func TestRecommendSpecProblems(t *testing.T) {
 		{func(e *Endpoint) { e.Recommend.Rerank.Diversity = 1 }, "at.recommend.rerank.diversity: 1: in [0, 1)"},
 		{func(e *Endpoint) { e.Recommend.Rerank.NewCreatorShare = -0.1 }, "at.recommend.rerank.new_creator_share"},
 		{func(e *Endpoint) { e.Kind = KindPredict }, "at.recommend: only an endpoint of kind recommend has rows"},
+		{func(e *Endpoint) { e.Recommend.AnchorFeature = "last_title" }, `at.recommend.anchor_feature: "last_title" is not in features`},
 	} {
 		e := base()
 		c.mut(&e)

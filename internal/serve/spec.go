@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -155,6 +156,9 @@ func (e Endpoint) Problems(at string) flow.Errors {
 			add(".recommend", "a recommend endpoint needs recommend.rows (types: %s)", strings.Join(RowTypes, ", "))
 		} else {
 			e.Recommend.problems(".recommend", add)
+			if f := e.Recommend.AnchorFeature; f != "" && !slices.Contains(e.Features, f) {
+				add(".recommend.anchor_feature", "%q is not in features: list it there so that it is read from the online store", f)
+			}
 		}
 	default:
 		add(".kind", "%q: use predict or recommend", e.Kind)
