@@ -340,3 +340,23 @@ func (l *Learner) Policy() (*Policy, error) {
 	}
 	return p, nil
 }
+
+// Greedy is the arm the policy's greedy part picks in this context: the
+// title's best artwork, or the row a greedy order puts first.
+func (p *Policy) Greedy(attrs map[string]any, kind Kind, title string, arms []string) (string, error) {
+	if !kind.valid() {
+		return "", fmt.Errorf("%w: kind %q: use row_order or artwork", ErrArms, kind)
+	}
+	if err := checkArms(kind, title, arms); err != nil {
+		return "", err
+	}
+	v := vec{x: make([]float64, p.fz.Dim())}
+	if err := p.fz.Encode(attrs, v.x); err != nil {
+		return "", err
+	}
+	v.reset()
+	if kind == RowOrder {
+		return arms[p.bestRow(arms, &v)], nil
+	}
+	return arms[p.bestArtwork(title, arms, &v, make([]float64, len(arms)))], nil
+}
