@@ -48,17 +48,13 @@ func NewWorld(titles int) *World {
 
 // Featurizer is the encoding the world's effects are linear in: market,
 // tenure and device one-hot, hour of day in four buckets.
-func (w *World) Featurizer() *Featurizer {
-	fz, err := NewFeaturizer([]Feature{
+func (w *World) Featurizer() (*Featurizer, error) {
+	return NewFeaturizer([]Feature{
 		{Name: "market", Type: Category, Values: w.Markets},
 		{Name: "tenure", Type: Category, Values: w.Tenures},
 		{Name: "device", Type: Category, Values: w.Devices},
 		{Name: "hour", Type: Bucket, Bounds: []float64{6, 12, 18}},
 	})
-	if err != nil {
-		panic(err) // a literal that is valid: caught by every test
-	}
-	return fz
 }
 
 // ArtworkID is the id of a title's variant.
@@ -238,12 +234,12 @@ func (w *World) Simulate(ctx context.Context, p *Policy, seed uint64, pages int,
 
 // UniformPolicy is the logging policy of a simulation: ε = 1, every
 // artwork with probability 1/K and every row order with 1/K!.
-func (w *World) UniformPolicy(seed uint64) *Policy {
-	p, err := NewPolicy(w.Featurizer(), Params{Alpha: 0, Epsilon: 1, Lambda: 1, Seed: seed})
+func (w *World) UniformPolicy(seed uint64) (*Policy, error) {
+	fz, err := w.Featurizer()
 	if err != nil {
-		panic(err) // constant, valid parameters
+		return nil, err
 	}
-	return p
+	return NewPolicy(fz, Params{Alpha: 0, Epsilon: 1, Lambda: 1, Seed: seed})
 }
 
 // TrueValue is p's exact expected reward per kind in this world: the
