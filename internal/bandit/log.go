@@ -168,6 +168,7 @@ func (e *LineError) MarshalJSON() ([]byte, error) {
 // dropped without being listed here.
 type Log struct {
 	Lines          int          `json:"lines"`
+	Blank          int          `json:"blank"`
 	Events         []Event      `json:"-"`
 	Unrewarded     []LineRef    `json:"unrewarded"`      // decisions with no reward
 	UnknownRewards []LineRef    `json:"unknown_rewards"` // rewards whose id no decision has
@@ -264,7 +265,8 @@ type logLine struct {
 func (lr *LogReader) line(file string, n int, b []byte) {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
-		return // blank lines separate nothing and mean nothing
+		lr.log.Blank++
+		return
 	}
 	d, rw, err := parseLine(b)
 	if err != nil {
