@@ -3,7 +3,10 @@ package serve
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"maps"
 	"math"
 	"math/bits"
 	"slices"
@@ -12,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/baton-ml/baton/internal/bandit"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/rec"
 )
@@ -48,6 +52,22 @@ type RecommendConfig struct {
 	AnchorFeature string `json:"anchor_feature,omitempty" yaml:"anchor_feature"`
 	// Rerank shapes every row but top_in_market (a chart keeps its order).
 	Rerank Rerank `json:"rerank,omitzero" yaml:"rerank"`
+	// Personalize orders the rows and picks artwork with a contextual
+	// bandit (package bandit) on the model's page; the fallback page is
+	// never personalized (it stays deterministic).
+	Personalize *Personalize `json:"personalize,omitempty" yaml:"personalize"`
+}
+
+// Personalize is a recommend endpoint's bandit.
+type Personalize struct {
+	// Model is the registry model whose production version is a bandit
+	// policy file (baton bandit train).
+	Model string `json:"model" yaml:"model"`
+	// Artworks is how many artwork variants each title has (0: artwork is
+	// not personalized); ArtworkItems how many titles at the head of each
+	// row get an artwork decision (default 3).
+	Artworks     int `json:"artworks,omitempty" yaml:"artworks"`
+	ArtworkItems int `json:"artwork_items,omitempty" yaml:"artwork_items"`
 }
 
 // RowConfig is one row.
@@ -82,6 +102,20 @@ type Page struct {
 	Member string    `json:"member"`
 	Market string    `json:"market,omitempty"`
 	Rows   []PageRow `json:"rows"`
+	// Decision is the bandit's page decision, when the endpoint
+	// personalizes: rewards are posted against its id (the row order's id
+	// is ID + "/rows", a title's artwork's ID + "/art/" + the title).
+	Decision *PageDecision `json:"decision,omitempty"`
+
+	decisions *bandit.Page // to log once the page is served
+}
+
+// PageDecision names a personalized page's decisions.
+type PageDecision struct {
+	ID     string `json:"id"`
+	Policy string `json:"policy"`
+	// Propensity is the probability the policy gave the row order shown.
+	Propensity float64 `json:"propensity"`
 }
 
 // PageRow is one named row with its explanation and what re-ranking made
@@ -104,6 +138,8 @@ type PageItem struct {
 	Name       string  `json:"name,omitempty"`
 	Score      float64 `json:"score"`
 	NewCreator bool    `json:"new_creator,omitempty"`
+	// Artwork is the artwork variant the bandit chose for the title.
+	Artwork string `json:"artwork,omitempty"`
 }
 
 func (c *RecommendConfig) problems(at string, add func(field, format string, args ...any)) {
@@ -126,6 +162,20 @@ func (c *RecommendConfig) problems(at string, add func(field, format string, arg
 			add(f+".within", "must be positive")
 		} else if r.Within > 0 && r.Type != RowNew {
 			add(f+".within", "only a row of type new has within")
+		}
+	}
+	if p := c.Personalize; p != nil {
+		if !flow.ValidName(p.Model) {
+			add(at+".personalize.model", "%q: the registry model whose production version is a bandit policy", p.Model)
+		}
+		if p.Artworks < 0 || p.Artworks > 20 {
+			add(at+".personalize.artworks", "%d: between 0 (no artwork decisions) and 20", p.Artworks)
+		}
+		if p.ArtworkItems < 0 || p.ArtworkItems > 100 {
+			add(at+".personalize.artwork_items", "%d: between 1 and 100", p.ArtworkItems)
+		}
+		if len(c.Rows) > bandit.MaxRows {
+			add(at+".rows", "%d rows: a personalized page orders at most %d", len(c.Rows), bandit.MaxRows)
 		}
 	}
 	if c.AnchorFeature != "" && !flow.ValidName(c.AnchorFeature) {
@@ -245,6 +295,8 @@ type rowsModel struct {
 	m        *recModel
 	cfg      RecommendConfig
 	fallback bool
+	policy   *bandit.Policy // nil: the rows keep their order
+	now      func() time.Time
 }
 
 // notRows stands for a model that cannot build a page: every request to
@@ -256,13 +308,17 @@ func (n notRows) Predict(context.Context, Input) (Output, error) {
 }
 
 // forEndpoint is v as endpoint spec serves it: itself on a predict
-// endpoint, its page on a recommend endpoint.
-func forEndpoint(spec Endpoint, v *version, fallback bool) *version {
+// endpoint, its page on a recommend endpoint (personalized by policy,
+// when there is one, except on the fallback).
+func (s *Service) forEndpoint(spec Endpoint, v *version, fallback bool, policy *bandit.Policy) *version {
 	if v == nil || spec.Kind != KindRecommend || spec.Recommend == nil {
 		return v
 	}
 	if rm, ok := v.m.(*recModel); ok {
-		return &version{v: v.v, m: &rowsModel{m: rm, cfg: *spec.Recommend, fallback: fallback}, builtin: true}
+		if fallback {
+			policy = nil
+		}
+		return &version{v: v.v, m: &rowsModel{m: rm, cfg: *spec.Recommend, fallback: fallback, policy: policy, now: s.d.Now}, builtin: true}
 	}
 	return &version{v: v.v, m: notRows{fmt.Sprintf("model %s version %d", v.v.Model, v.v.Version)}, builtin: true}
 }
@@ -303,7 +359,86 @@ func (rm *rowsModel) Predict(ctx context.Context, in Input) (Output, error) {
 			out.Rows = append(out.Rows, row)
 		}
 	}
+	if rm.policy != nil && len(out.Rows) > 0 {
+		if err := rm.personalize(&out, in, market); err != nil {
+			return Output{}, err
+		}
+	}
 	return Output{Prediction: out, Confidence: m.r.Confidence(in.Key)}, nil
+}
+
+// personalize lets the bandit order the page's rows and choose the
+// artwork of the first titles of each row, in the context of the
+// request's features and attributes (and the market).
+func (rm *rowsModel) personalize(pg *Page, in Input, market string) error {
+	var idb [12]byte
+	_, _ = rand.Read(idb[:])
+	ctx := targetingAttrs(in.Features, in.Attributes)
+	if _, ok := ctx["market"]; !ok && market != "" {
+		ctx = maps.Clone(ctx)
+		if ctx == nil {
+			ctx = map[string]any{}
+		}
+		ctx["market"] = market
+	}
+	req := bandit.PageRequest{ID: "p-" + hex.EncodeToString(idb[:]), At: rm.now(), Context: ctx}
+	for _, r := range pg.Rows {
+		req.Rows = append(req.Rows, r.ID)
+	}
+	if k := rm.cfg.Personalize.Artworks; k > 0 {
+		per := rm.cfg.Personalize.ArtworkItems
+		if per == 0 {
+			per = 3
+		}
+		for _, r := range pg.Rows {
+			for _, it := range r.Items[:min(per, len(r.Items))] {
+				arts := make([]string, k)
+				for v := range arts {
+					arts[v] = bandit.ArtworkID(it.Title, v)
+				}
+				req.Titles = append(req.Titles, bandit.TitleArtwork{Title: it.Title, Artworks: arts})
+			}
+		}
+		// A title in two rows (the chart repeats) is decided once.
+		req.Titles = slices.CompactFunc(sortedTitles(req.Titles), func(a, b bandit.TitleArtwork) bool { return a.Title == b.Title })
+	}
+	dec, err := rm.policy.DecidePage(req)
+	if err != nil {
+		return fmt.Errorf("personalization: %w", err)
+	}
+	if dec.Rows != nil {
+		byID := map[string]PageRow{}
+		for _, r := range pg.Rows {
+			byID[r.ID] = r
+		}
+		rows := make([]PageRow, 0, len(pg.Rows))
+		for _, id := range dec.Rows.Chosen {
+			rows = append(rows, byID[id])
+		}
+		pg.Rows = rows
+	}
+	art := map[string]string{}
+	for _, d := range dec.Artwork {
+		if len(d.Chosen) == 1 {
+			art[d.Title] = d.Chosen[0]
+		}
+	}
+	for i := range pg.Rows {
+		for j := range pg.Rows[i].Items {
+			pg.Rows[i].Items[j].Artwork = art[pg.Rows[i].Items[j].Title]
+		}
+	}
+	pg.Decision = &PageDecision{ID: req.ID, Policy: rm.policy.ID()}
+	if dec.Rows != nil {
+		pg.Decision.Propensity = dec.Rows.Propensity
+	}
+	pg.decisions = &dec
+	return nil
+}
+
+func sortedTitles(ts []bandit.TitleArtwork) []bandit.TitleArtwork {
+	slices.SortStableFunc(ts, func(a, b bandit.TitleArtwork) int { return strings.Compare(a.Title, b.Title) })
+	return ts
 }
 
 func (rm *rowsModel) row(p *page, rc RowConfig, in Input) (PageRow, bool) {

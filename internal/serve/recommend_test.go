@@ -3,11 +3,15 @@ package serve
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/baton-ml/baton/internal/bandit"
 	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/rec"
 	"github.com/baton-ml/baton/internal/store"
@@ -330,6 +334,105 @@ func BenchmarkRecommendPage(b *testing.B) {
 	for i := range b.N {
 		if _, err := pm.Predict(context.Background(), Input{Key: w.Data.Members[i%2000].ID}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// A personalized page: the bandit's production policy orders the rows by
+// the member's market (as it learned: US members click trending first, GB
+// members top picks), picks artwork, and every decision of a served page
+// reaches the decision log with its propensity.
+func TestRecommendPersonalized(t *testing.T) {
+	w, files := recWorld()
+	fz, err := bandit.NewFeaturizer([]bandit.Feature{{Name: "market", Type: bandit.Category, Values: []string{"US", "GB"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := bandit.DefaultParams()
+	params.Epsilon = 0.05
+	l, err := bandit.NewLearner(fz, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := []string{RowTopPicks, RowTrending, RowTopInMarket}
+	for i := range 400 {
+		market := []string{"US", "GB"}[i%2]
+		first := rows[(i/2)%3]
+		order := append([]string{first}, slices.DeleteFunc(slices.Clone(rows), func(r string) bool { return r == first })...)
+		best := map[string]string{"US": RowTrending, "GB": RowTopPicks}[market]
+		r := 0.0
+		if first == best {
+			r = 1
+		}
+		if err := l.Observe(bandit.Decision{ID: fmt.Sprint(i), Context: map[string]any{"market": market}, Kind: bandit.RowOrder,
+			Arms: rows, Chosen: order, Propensity: 1.0 / 6, FirstPropensity: 1.0 / 3}, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pol, err := l.Policy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := json.Marshal(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	var mu sync.Mutex
+	var logged []bandit.Page
+	f.svc.d.Decisions = func(endpoint string, p bandit.Page) error {
+		mu.Lock()
+		defer mu.Unlock()
+		logged = append(logged, p)
+		return nil
+	}
+	f.recVersion(t, "rec-als", files[rec.KindALS])
+	f.recVersion(t, "rec-pop", files[rec.KindPopularity])
+	f.recVersion(t, "rec-bandit", pb)
+	var cfg []RowConfig
+	for _, r := range rows {
+		cfg = append(cfg, RowConfig{Type: r})
+	}
+	f.endpoint(t, Endpoint{Name: "home", Kind: KindRecommend, Model: "rec-als", MinConfidence: 0.5, Fallback: Fallback{Model: "rec-pop"},
+		Recommend: &RecommendConfig{Rows: cfg, Personalize: &Personalize{Model: "rec-bandit", Artworks: 3, ArtworkItems: 2}}})
+	firsts := map[string]map[string]int{"US": {}, "GB": {}}
+	served := 0
+	for i, m := range w.Data.Members[:200] {
+		market := []string{"US", "GB"}[i%2]
+		resp, err := f.svc.Predict(context.Background(), "home", Request{Key: m.ID, Attributes: map[string]any{"market": market}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pg := pageOf(t, resp)
+		if resp.Path != PathModel {
+			if pg.Decision != nil {
+				t.Fatalf("the fallback page was personalized: %+v", pg.Decision)
+			}
+			continue
+		}
+		served++
+		if pg.Decision == nil || pg.Decision.Policy != pol.ID() || !(pg.Decision.Propensity > 0) {
+			t.Fatalf("a served page without its decision: %+v", pg.Decision)
+		}
+		firsts[market][pg.Rows[0].ID]++
+		for _, r := range pg.Rows {
+			if r.Items[0].Artwork == "" || r.Items[1].Artwork == "" {
+				t.Fatalf("row %s: no artwork for its first 2 titles: %+v", r.ID, r.Items[:2])
+			}
+		}
+	}
+	t.Logf("first rows: %v (%d pages served by the model)", firsts, served)
+	if served < 50 || firsts["US"][RowTrending] < firsts["US"][RowTopPicks]*3 || firsts["GB"][RowTopPicks] < firsts["GB"][RowTrending]*3 {
+		t.Fatalf("the policy did not order rows by market: %v", firsts)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(logged) != served {
+		t.Fatalf("%d pages served, %d logged", served, len(logged))
+	}
+	for _, p := range logged {
+		if p.Rows == nil || len(p.Artwork) == 0 || len(p.Artwork) > 2*len(rows) || p.Rows.Propensity <= 0 || p.Rows.Context["market"] == nil {
+			t.Fatalf("logged page %+v", p)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/bandit"
 	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/registry"
 	"github.com/baton-ml/baton/internal/store"
@@ -43,6 +45,9 @@ type Deps struct {
 	// error: the unit is then served as if it were not in the experiment,
 	// so that no unit is served an arm without being counted in it.
 	Route func(endpoint, unit string, attrs map[string]any) (version int, label string, expose func() error, ok bool)
+	// Decisions logs a served page's bandit decisions (the server's
+	// decision log); nil counts them as unlogged.
+	Decisions func(endpoint string, p bandit.Page) error
 	// Publish publishes a signal (canary_passed, canary_failed) with an
 	// id that makes it once-only.
 	Publish func(ctx context.Context, name, id string, params map[string]any) error
@@ -124,6 +129,7 @@ type endpointState struct {
 	rollout  *store.Rollout
 	shadows  []*version
 	fallback *version
+	policy   *bandit.Policy // a recommend endpoint's bandit, if any
 }
 
 // Service serves every endpoint.
@@ -133,8 +139,10 @@ type Service struct {
 
 	state  atomic.Pointer[map[string]*endpointState]
 	models sync.Map // digest → Model
-	arms   sync.Map // "model@n" → *version, for experiment arms
-	refMu  sync.Mutex
+	// policies are loaded bandit policies, by digest.
+	policies sync.Map
+	arms     sync.Map // "model@n" → *version, for experiment arms
+	refMu    sync.Mutex
 
 	Collector *Collector
 	shadow    *shadowRunner
@@ -143,6 +151,7 @@ type Service struct {
 	latency  *prometheus.HistogramVec
 	// What recommend endpoints' re-ranking made of the rows served.
 	rowDiversity, rowNewCreators *prometheus.HistogramVec
+	decisions                    *prometheus.CounterVec
 }
 
 // New makes the service; call Refresh before serving.
@@ -169,9 +178,11 @@ func New(d Deps) *Service {
 	s.rowNewCreators = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "baton_recommend_row_new_creator_share",
 		Help:    "Share of new creators' titles in the rows recommend endpoints served, by endpoint and row.",
 		Buckets: shares}, []string{"endpoint", "row"})
+	s.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_bandit_decisions_total",
+		Help: "Bandit decisions of served pages, by endpoint and outcome (logged; failed or unlogged: served but not in the decision log)."}, []string{"endpoint", "outcome"})
 	s.shadow = newShadowRunner(s, 1024)
 	if d.Reg != nil {
-		d.Reg.MustRegister(s.requests, s.latency, s.rowDiversity, s.rowNewCreators)
+		d.Reg.MustRegister(s.requests, s.latency, s.rowDiversity, s.rowNewCreators, s.decisions)
 		s.shadow.register(d.Reg)
 	}
 	return s
@@ -250,13 +261,17 @@ func (s *Service) Refresh(ctx context.Context) error {
 				st.fallback = s.load(ctx, v, &errs)
 			}
 		}
-		// A recommend endpoint serves each version as a page of rows.
-		st.baseline = forEndpoint(spec, st.baseline, false)
-		st.canary = forEndpoint(spec, st.canary, false)
-		for i, sh := range st.shadows {
-			st.shadows[i] = forEndpoint(spec, sh, false)
+		// A recommend endpoint serves each version as a page of rows,
+		// personalized by its bandit's production policy.
+		if rc := spec.Recommend; rc != nil && rc.Personalize != nil {
+			st.policy = s.policy(ctx, reg, spec.Name, rc.Personalize.Model, &errs)
 		}
-		st.fallback = forEndpoint(spec, st.fallback, true)
+		st.baseline = s.forEndpoint(spec, st.baseline, false, st.policy)
+		st.canary = s.forEndpoint(spec, st.canary, false, st.policy)
+		for i, sh := range st.shadows {
+			st.shadows[i] = s.forEndpoint(spec, sh, false, st.policy)
+		}
+		st.fallback = s.forEndpoint(spec, st.fallback, true, nil)
 		next[spec.Name] = st
 	}
 	if err := ctx.Err(); err != nil {
@@ -265,6 +280,30 @@ func (s *Service) Refresh(ctx context.Context) error {
 	}
 	s.state.Store(&next)
 	return errors.Join(errs...)
+}
+
+// policy loads the production version of a bandit policy model, once per
+// digest. Without one the page keeps its configured order (and the error
+// says why).
+func (s *Service) policy(ctx context.Context, reg *registry.Registry, endpoint, model string, errs *[]error) *bandit.Policy {
+	v, err := reg.Resolve(ctx, model, string(store.ModelProduction))
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("endpoint %s personalize: %w", endpoint, err))
+		return nil
+	}
+	if p, ok := s.policies.Load(v.Digest); ok {
+		return p.(*bandit.Policy)
+	}
+	b, err := s.d.Blobs.Read(ctx, v.Digest)
+	if err == nil {
+		var p *bandit.Policy
+		if p, err = bandit.LoadPolicy(bytes.NewReader(b), fmt.Sprintf("model %s version %d", model, v.Version)); err == nil {
+			s.policies.Store(v.Digest, p)
+			return p
+		}
+	}
+	*errs = append(*errs, fmt.Errorf("endpoint %s personalize: model %s version %d: %w", endpoint, model, v.Version, err))
+	return nil
 }
 
 func (s *Service) load(ctx context.Context, v store.ModelVersion, errs *[]error) *version {
@@ -373,7 +412,7 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 			arm, served := v, n == 0 || v != nil && v.v.Version == n
 			if !served {
 				if ev := s.versionOf(ctx, spec.Model, n); ev != nil {
-					arm, served = forEndpoint(spec, ev, false), true
+					arm, served = s.forEndpoint(spec, ev, false, st.policy), true
 				}
 			}
 			// A unit whose arm's version cannot load, or whose exposure
@@ -425,6 +464,9 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 	resp.LatencyMS = float64(lat.Microseconds()) / 1000
 	s.requests.WithLabelValues(name, resp.Path, resp.Reason).Inc()
 	if pg, ok := resp.Prediction.(Page); ok {
+		if pg.decisions != nil {
+			s.logDecisions(name, pg.decisions)
+		}
 		for _, r := range pg.Rows {
 			s.rowDiversity.WithLabelValues(name, r.ID).Observe(r.Diversity)
 			s.rowNewCreators.WithLabelValues(name, r.ID).Observe(r.NewCreatorShare)
@@ -439,6 +481,26 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 		s.shadow.submit(shadowJob{endpoint: name, v: sh, in: in, primary: resp, timeout: spec.Timeout.D()})
 	}
 	return resp, nil
+}
+
+// logDecisions hands a served page's bandit decisions to the decision
+// log. One that cannot be logged is counted and said: the page was served,
+// but off-policy evaluation will not see it.
+func (s *Service) logDecisions(endpoint string, p *bandit.Page) {
+	n := len(p.Artwork)
+	if p.Rows != nil {
+		n++
+	}
+	if s.d.Decisions == nil {
+		s.decisions.WithLabelValues(endpoint, "unlogged").Add(float64(n))
+		return
+	}
+	if err := s.d.Decisions(endpoint, *p); err != nil {
+		s.decisions.WithLabelValues(endpoint, "failed").Add(float64(n))
+		s.d.Log.Warn("bandit decisions not logged", "endpoint", endpoint, "err", err)
+		return
+	}
+	s.decisions.WithLabelValues(endpoint, "logged").Add(float64(n))
 }
 
 // targetingAttrs is what experiments' targeting sees: the request's

@@ -125,6 +125,11 @@ func (d *Doc) references(ctx context.Context, st Stores) (flow.Errors, error) {
 	}
 	for i, e := range d.Items {
 		at := d.At(i)
+		if e.Recommend != nil && e.Recommend.Personalize != nil {
+			if m := e.Recommend.Personalize.Model; m != "" && !slices.Contains(models, m) {
+				unknownModel(at+".recommend.personalize.model", m)
+			}
+		}
 		if e.Model != "" && !slices.Contains(models, e.Model) {
 			unknownModel(at+".model", e.Model)
 		}

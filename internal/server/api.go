@@ -79,6 +79,7 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/endpoints", store.RoleOperator, s.applyEndpoints, 0},
 		{"GET", "/api/v1/endpoints/{name}/rollouts", store.RoleViewer, s.listRollouts, 0},
 		{"POST", "/api/v1/endpoints/{name}/rollouts", store.RoleOperator, s.startRollout, 0},
+		{"POST", "/api/v1/endpoints/{name}/rewards", store.RoleOperator, s.postRewards, 0},
 		{"GET", "/api/v1/models", store.RoleViewer, s.listModels, 0},
 		{"GET", "/api/v1/models/{name}/versions", store.RoleViewer, s.modelVersions, 0},
 		{"POST", "/api/v1/models/{name}/versions", store.RoleOperator, s.registerModel, 0},

@@ -112,6 +112,7 @@ type Server struct {
 	stopping  atomic.Bool
 
 	serving       *serve.Service
+	decisions     *decisionLog // the bandit decision log of personalized endpoints
 	exps          *experiments
 	rollouts      *serve.Controller
 	features      *feature.Engine
@@ -270,7 +271,7 @@ func (s *Server) services(api *apiService) []startstop.Service {
 		// Requests served during the drain logged exposures after the
 		// loops stopped: the last flush comes after the API's.
 		startstop.Hooks{OnStart: s.startExperiments, OnStop: func() { s.exps.flush(context.Background()) }},
-		startstop.Hooks{OnStart: s.openServing, OnStop: func() { s.serving.Close() }},
+		startstop.Hooks{OnStart: s.openServing, OnStop: func() { s.serving.Close(); s.decisions.close() }},
 		api,
 		startstop.WithoutCancel(s.orch),
 		loop(s.reloadLoop),

@@ -32,9 +32,11 @@ func (f featureValues) Values(ctx context.Context, key string, names []string, a
 // openServing starts the prediction service over the registry, the
 // artifact store and the online features.
 func (s *Server) openServing(ctx context.Context) error {
+	s.decisions = newDecisionLog(s.home.Dir)
 	s.serving = serve.New(serve.Deps{Store: s.st, Blobs: s.blobs, Features: featureValues{s}, Log: s.log, Reg: s.m.reg, Now: s.opt.Now,
-		Route:   s.exps.route,
-		Publish: s.publish})
+		Route:     s.exps.route,
+		Decisions: s.decisions.decisions,
+		Publish:   s.publish})
 	s.rollouts = serve.NewController(s.serving)
 	if err := s.serving.Refresh(ctx); err != nil {
 		// A model that cannot load leaves its endpoint on the fallback;
