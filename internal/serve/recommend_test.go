@@ -436,3 +436,26 @@ func TestRecommendPersonalized(t *testing.T) {
 		}
 	}
 }
+
+// The example file parses, and serves pages once its models are in
+// production.
+func TestExampleRecommendEndpoint(t *testing.T) {
+	eps, err := ParseFile("../../examples/rec/endpoints.yaml")
+	if err != nil || len(eps) != 1 || eps[0].Kind != KindRecommend || len(eps[0].Recommend.Rows) != 5 {
+		t.Fatalf("example: %+v %v", eps, err)
+	}
+	w, files := recWorld()
+	f := newFixture(t)
+	f.recVersion(t, "rec-als", files[rec.KindALS])
+	f.recVersion(t, "rec-popularity", files[rec.KindPopularity])
+	f.endpoint(t, eps[0])
+	for _, c := range []struct{ key, path string }{{w.Data.Members[0].ID, PathModel}, {"nobody", PathFallback}} {
+		resp, err := f.svc.Predict(context.Background(), "home", Request{Key: c.key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Path != c.path || len(pageOf(t, resp).Rows) < 3 {
+			t.Fatalf("%s: %+v", c.key, resp)
+		}
+	}
+}
