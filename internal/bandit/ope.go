@@ -109,8 +109,9 @@ func Evaluate(ctx context.Context, p *Policy, events []Event, opts EvalOptions) 
 		}
 		logged := e.Chosen[0]
 		var dm, rhatLogged, pi float64
+		g := p.arms[groupKey{e.Kind, e.Title}]
 		for i, a := range e.Arms {
-			_, mean := p.score(armKey{e.Kind, e.Title, a}, &v)
+			_, mean := p.score(g[a], &v)
 			pa := eps / float64(k)
 			if i == best {
 				pa += 1 - eps
