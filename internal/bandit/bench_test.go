@@ -1,6 +1,7 @@
 package bandit
 
 import (
+	"bytes"
 	"strconv"
 	"testing"
 )
@@ -43,4 +44,35 @@ func BenchmarkFit(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
+}
+
+// BenchmarkReadLog is reading and joining a simulated log, per line.
+func BenchmarkReadLog(b *testing.B) {
+	w := NewWorld(20)
+	var buf bytes.Buffer
+	lw := NewLogWriter(&buf)
+	p := uniform(b, w, 1)
+	err := w.Simulate(b.Context(), p, 1, 200, func(d Decision, r Reward) error {
+		if err := lw.Decision(d); err != nil {
+			return err
+		}
+		return lw.Reward(r)
+	})
+	if err != nil || lw.Flush() != nil {
+		b.Fatal(err)
+	}
+	data := buf.Bytes()
+	lines := bytes.Count(data, []byte("\n"))
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for b.Loop() {
+		lr := NewLogReader()
+		if err := lr.Read(b.Context(), "log", bytes.NewReader(data)); err != nil {
+			b.Fatal(err)
+		}
+		if log := lr.Log(); log.Problems() != 0 {
+			b.Fatal(log.Problems())
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lines), "ns/line")
 }
