@@ -283,8 +283,8 @@ func (p *Policy) DecidePage(req PageRequest) (Page, error) {
 // online update) and hands out frozen copies. It is not safe for
 // concurrent use; the policies it returns are.
 type Learner struct {
-	p *Policy
-	u []float64
+	p    *Policy
+	x, u []float64 // scratch: an update allocates nothing
 }
 
 // NewLearner starts from an empty policy with fz and params.
@@ -293,14 +293,14 @@ func NewLearner(fz *Featurizer, params Params) (*Learner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Learner{p: p, u: make([]float64, fz.Dim())}, nil
+	return &Learner{p: p, x: make([]float64, fz.Dim()), u: make([]float64, fz.Dim())}, nil
 }
 
 // Observe adds a decision's reward: a row order teaches the model of the
 // row placed first (the reward is the page's, and the first row is what
 // the member sees first); an artwork teaches the chosen artwork's model.
 func (l *Learner) Observe(d Decision, reward float64) error {
-	x := make([]float64, l.p.fz.Dim())
+	x := l.x
 	if err := l.p.fz.Encode(d.Context, x); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package bandit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -150,4 +151,50 @@ func TestInferFeaturizer(t *testing.T) {
 	if _, err := InferFeaturizer(events, InferOptions{}); !errors.Is(err, ErrContext) || !strings.Contains(err.Error(), "f:3") {
 		t.Errorf("mixed types: %v, want ErrContext naming f:3", err)
 	}
+}
+
+func FuzzLoadPolicy(f *testing.F) {
+	w := NewWorld(1)
+	fz, err := w.Featurizer()
+	if err != nil {
+		f.Fatal(err)
+	}
+	l, err := NewLearner(fz, DefaultParams())
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := l.Observe(Decision{ID: "a", Kind: Artwork, Title: "t00", Chosen: []string{"t00-a1"}, Context: map[string]any{"market": "A", "hour": 3}}, 1); err != nil {
+		f.Fatal(err)
+	}
+	p, err := l.Policy()
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, err := json.Marshal(p)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte(`{"kind":"baton.bandit.policy","version":1}`))
+	f.Add([]byte(`{"kind":"baton.bandit.policy","version":1,"algorithm":"linucb","params":{"alpha":1,"epsilon":0.5,"lambda":1,"seed":1},"features":[],"arms":[{"kind":"row_order","arm":"r","n":1,"a":[0],"b":[1]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := LoadPolicy(bytes.NewReader(data), "fuzz.json")
+		if err != nil {
+			if !isInvalid(err) {
+				t.Fatalf("refused without being invalid input: %v", err)
+			}
+			return
+		}
+		// A policy that loads decides, and saves to what it read.
+		if _, err := p.Decide(Request{ID: "x", Kind: RowOrder, Arms: []string{"r", "s"}}); err != nil {
+			t.Fatal(err)
+		}
+		again, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q, err := LoadPolicy(bytes.NewReader(again), "again.json"); err != nil || q.ID() != p.ID() {
+			t.Fatalf("a loaded policy does not reload: %v", err)
+		}
+	})
 }
