@@ -23,6 +23,13 @@ func TestBanditCommands(t *testing.T) {
 			t.Fatalf("%v: exit %d: %s", c, code, stderr)
 		}
 	}
+	again := filepath.Join(dir, "again.jsonl")
+	if code, _, stderr := runBaton(t, "bandit", "simulate", "--seed", "1", "--decisions", "1500", "--titles", "3", "--out", again); code != 0 {
+		t.Fatal(stderr)
+	}
+	if a, b := banditReadFile(t, train), banditReadFile(t, again); a != b {
+		t.Error("the same seed simulated two different logs")
+	}
 	code, out, stderr := runBaton(t, "bandit", "train", "--log", train, "--out", policy, "--bucket", "hour=6,12,18", "-o", "json")
 	if code != 0 {
 		t.Fatalf("train: exit %d: %s", code, stderr)
@@ -83,14 +90,14 @@ func TestBanditCommands(t *testing.T) {
 	// Same id, same decisions.
 	if _, again, _ := runBaton(t, "bandit", "decide", "--policy", policy, "--id", "p1",
 		"--attr", "market=A", "--attr", "tenure=regular", "--attr", "device=tv", "--attr", "hour=9",
-		"--rows", "trending,top_picks,continue", "--artwork", "t01=t01-a0,t01-a1,t01-a2", "-o", "json"); stripAt(again) != stripAt(out) {
+		"--rows", "trending,top_picks,continue", "--artwork", "t01=t01-a0,t01-a1,t01-a2", "-o", "json"); banditStripAt(again) != banditStripAt(out) {
 		t.Errorf("decide is not replayed by its id:\n%s\n%s", out, again)
 	}
 }
 
-// stripAt drops the "at" lines, the only part of a decision that is the
+// banditStripAt drops the "at" lines, the only part of a decision that is the
 // time it was made.
-func stripAt(s string) string {
+func banditStripAt(s string) string {
 	var keep []string
 	for _, l := range strings.Split(s, "\n") {
 		if !strings.Contains(l, `"at":`) {
@@ -154,4 +161,13 @@ func TestBanditBadInput(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"malformed": 2`) {
 		t.Errorf("--skip-malformed: exit %d, %s %s", code, out, stderr)
 	}
+}
+
+func banditReadFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
