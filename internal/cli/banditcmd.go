@@ -101,19 +101,19 @@ variant 2 wins in A, 0 in B, 1 in C. The same seed writes the same file.`,
 	return cmd
 }
 
-// logFlags are how train and evaluate read logs.
-type logFlags struct {
+// banditLogFlags are how train and evaluate read logs.
+type banditLogFlags struct {
 	paths         []string
 	skipMalformed bool
 }
 
-func (lf *logFlags) add(cmd *cobra.Command) {
+func (lf *banditLogFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVar(&lf.paths, "log", nil, "a decision log (JSON lines; repeatable: decisions and rewards may be in different files)")
 	cmd.Flags().BoolVar(&lf.skipMalformed, "skip-malformed", false, "go on when lines are malformed (they are counted in the answer)")
 }
 
-// logSummary is what became of a log's lines, in every answer that read one.
-type logSummary struct {
+// banditLogSummary is what became of a log's lines, in every answer that read one.
+type banditLogSummary struct {
 	Lines          int `json:"lines"`
 	Events         int `json:"events"`
 	Unrewarded     int `json:"unrewarded"`
@@ -125,15 +125,15 @@ type logSummary struct {
 
 // read reads and joins the logs. Malformed lines fail the command (exit 2,
 // naming the first few by file:line) unless --skip-malformed.
-func (lf *logFlags) read(cmd *cobra.Command) (*bandit.Log, logSummary, error) {
+func (lf *banditLogFlags) read(cmd *cobra.Command) (*bandit.Log, banditLogSummary, error) {
 	if len(lf.paths) == 0 {
-		return nil, logSummary{}, usageErr("--log is required")
+		return nil, banditLogSummary{}, usageErr("--log is required")
 	}
 	log, err := bandit.ReadLogFiles(cmd.Context(), lf.paths...)
 	if err != nil {
-		return nil, logSummary{}, usageErr("%w", err)
+		return nil, banditLogSummary{}, usageErr("%w", err)
 	}
-	sum := logSummary{Lines: log.Lines, Events: len(log.Events), Unrewarded: len(log.Unrewarded),
+	sum := banditLogSummary{Lines: log.Lines, Events: len(log.Events), Unrewarded: len(log.Unrewarded),
 		UnknownRewards: len(log.UnknownRewards), Duplicates: len(log.Duplicates), Malformed: len(log.Malformed), Blank: log.Blank}
 	if len(log.Malformed) > 0 && !lf.skipMalformed {
 		var msgs []string
@@ -155,7 +155,7 @@ func (lf *logFlags) read(cmd *cobra.Command) (*bandit.Log, logSummary, error) {
 }
 
 func (a *app) banditTrainCmd() *cobra.Command {
-	var lf logFlags
+	var lf banditLogFlags
 	var out string
 	var buckets, ignore []string
 	params := bandit.DefaultParams()
@@ -174,7 +174,7 @@ decision are counted in the answer.`,
 			if out == "" {
 				return usageErr("--out is required")
 			}
-			bk, err := parseBuckets(buckets)
+			bk, err := parseBanditBuckets(buckets)
 			if err != nil {
 				return err
 			}
@@ -202,7 +202,7 @@ decision are counted in the answer.`,
 				Params   bandit.Params    `json:"params"`
 				Features []bandit.Feature `json:"features"`
 				Trained  bandit.TrainInfo `json:"trained"`
-				Log      logSummary       `json:"log"`
+				Log      banditLogSummary       `json:"log"`
 			}{p.ID(), out, p.Params(), fz.Features(), p.Trained(), sum}
 			if a.json() {
 				return a.printJSON(res)
@@ -224,7 +224,7 @@ decision are counted in the answer.`,
 	return cmd
 }
 
-func parseBuckets(pairs []string) (map[string][]float64, error) {
+func parseBanditBuckets(pairs []string) (map[string][]float64, error) {
 	m, err := kv.Parse("--bucket", "NAME=B1,B2,...", pairs)
 	if err != nil {
 		return nil, usageErr("%w", err)
@@ -243,7 +243,7 @@ func parseBuckets(pairs []string) (map[string][]float64, error) {
 }
 
 func (a *app) banditEvaluateCmd() *cobra.Command {
-	var lf logFlags
+	var lf banditLogFlags
 	var policyPath string
 	var conf float64
 	cmd := &cobra.Command{
@@ -277,7 +277,7 @@ the effective sample size of the weights, and the logging policy's own value
 			}
 			res := struct {
 				bandit.Report
-				Log logSummary `json:"log"`
+				Log banditLogSummary `json:"log"`
 			}{rep, sum}
 			if a.json() {
 				return a.printJSON(res)
@@ -292,7 +292,7 @@ the effective sample size of the weights, and the logging policy's own value
 	return cmd
 }
 
-func (a *app) printBanditReport(rep bandit.Report, sum logSummary) error {
+func (a *app) printBanditReport(rep bandit.Report, sum banditLogSummary) error {
 	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tRECORDS\tLOGGING\tIPS\tSNIPS\tDR\tESS")
 	est := func(e *bandit.Estimate) string {
@@ -346,11 +346,11 @@ same decisions (default: an id from the current time).`,
 				req.ID = "cli-" + req.At.Format("20060102T150405.000000000")
 			}
 			if rows != "" {
-				req.Rows = splitList(rows)
+				req.Rows = splitBanditList(rows)
 			}
 			for _, pair := range artwork { // in the order given, which kv's map loses
 				title, ids, _ := strings.Cut(pair, "=")
-				req.Titles = append(req.Titles, bandit.TitleArtwork{Title: strings.TrimSpace(title), Artworks: splitList(ids)})
+				req.Titles = append(req.Titles, bandit.TitleArtwork{Title: strings.TrimSpace(title), Artworks: splitBanditList(ids)})
 			}
 			p, err := bandit.ReadPolicyFile(policyPath)
 			if err != nil {
@@ -383,7 +383,7 @@ same decisions (default: an id from the current time).`,
 	return cmd
 }
 
-func splitList(s string) []string {
+func splitBanditList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
 		out = append(out, strings.TrimSpace(p))
