@@ -202,7 +202,7 @@ decision are counted in the answer.`,
 				Params   bandit.Params    `json:"params"`
 				Features []bandit.Feature `json:"features"`
 				Trained  bandit.TrainInfo `json:"trained"`
-				Log      banditLogSummary       `json:"log"`
+				Log      banditLogSummary `json:"log"`
 			}{p.ID(), out, p.Params(), fz.Features(), p.Trained(), sum}
 			if a.json() {
 				return a.printJSON(res)
