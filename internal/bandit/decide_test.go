@@ -3,8 +3,8 @@ package bandit
 import (
 	"context"
 	"errors"
-	"maps"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"

@@ -45,6 +45,46 @@ type armKey struct {
 	arm   string
 }
 
+// groupKey names the arms one decision chooses among: the rows, or one
+// title's artwork. Models are kept by group and then by arm, so a page
+// looks each group up once rather than every arm by a three-string key.
+type groupKey struct {
+	kind  Kind
+	title string
+}
+
+type models map[groupKey]map[string]*armModel
+
+func (ms models) get(k armKey) *armModel { return ms[groupKey{k.kind, k.title}][k.arm] }
+
+func (ms models) set(k armKey, m *armModel) {
+	g := ms[groupKey{k.kind, k.title}]
+	if g == nil {
+		g = map[string]*armModel{}
+		ms[groupKey{k.kind, k.title}] = g
+	}
+	g[k.arm] = m
+}
+
+func (ms models) each(f func(armKey, *armModel) error) error {
+	for gk, g := range ms {
+		for a, m := range g {
+			if err := f(armKey{gk.kind, gk.title, a}, m); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (ms models) len() int {
+	n := 0
+	for _, g := range ms {
+		n += len(g)
+	}
+	return n
+}
+
 // armModel is one arm's ridge regression: A = λI + Σ x xᵀ, b = Σ r x,
 // with A⁻¹ and θ = A⁻¹b kept so that scoring costs a few dot products.
 type armModel struct {
@@ -152,8 +192,7 @@ func (v *vec) reset() {
 // score is the arm's upper confidence bound and its mean θᵀx. An arm with
 // no model (never seen in training) has the prior's: mean 0 and the
 // widest bonus, so a new row or artwork is tried first by the greedy part.
-func (p *Policy) score(k armKey, v *vec) (ucb, mean float64) {
-	m := p.arms[k]
+func (p *Policy) score(m *armModel, v *vec) (ucb, mean float64) {
 	if m == nil {
 		q := 0.0
 		for _, i := range v.nz {

@@ -251,15 +251,28 @@ func (lr *LogReader) bad(file string, line int, err error) {
 type logLine struct {
 	ID              *string         `json:"id"`
 	At              *time.Time      `json:"at"`
-	Context         map[string]any  `json:"context"`
+	Context         json.RawMessage `json:"context"`
 	Kind            *Kind           `json:"kind"`
-	Title           string          `json:"title"`
+	Title           *string         `json:"title"`
 	Arms            []string        `json:"arms"`
 	Chosen          json.RawMessage `json:"chosen"`
 	Propensity      *float64        `json:"propensity"`
 	FirstPropensity *float64        `json:"first_propensity"`
 	Policy          *string         `json:"policy"`
 	Reward          *float64        `json:"reward"`
+}
+
+// fields is how many keys the line had, as far as decoding can tell (a
+// key written with null counts as absent).
+func (l *logLine) fields() int {
+	n := 0
+	for _, set := range []bool{l.ID != nil, l.At != nil, l.Context != nil, l.Kind != nil, l.Title != nil, l.Arms != nil,
+		l.Chosen != nil, l.Propensity != nil, l.FirstPropensity != nil, l.Policy != nil, l.Reward != nil} {
+		if set {
+			n++
+		}
+	}
+	return n
 }
 
 func (lr *LogReader) line(file string, n int, b []byte) {
@@ -303,8 +316,20 @@ func parseLine(b []byte) (*Decision, *Reward, error) {
 	if len(bytes.TrimSpace(b[dec.InputOffset():])) > 0 {
 		return nil, nil, errors.New("text after the JSON object")
 	}
-	if k := jsonkey.Duplicate(b); k != "" {
-		return nil, nil, fmt.Errorf("key %q written twice", k)
+	var attrs map[string]any
+	if len(l.Context) > 0 && string(l.Context) != "null" {
+		if err := json.Unmarshal(l.Context, &attrs); err != nil {
+			return nil, nil, fmt.Errorf("context: not an object of attributes: %v", err)
+		}
+	}
+	// A key written twice is refused (encoding/json would keep the last
+	// silently). jsonkey.Duplicate walks every token, which would be most
+	// of the reading time, so it runs only when a one-pass count of the
+	// keys does not match what was decoded: only then can there be one.
+	if jsonkey.CountTop(b) != l.fields() || jsonkey.CountTop(l.Context) != len(attrs) || bytes.Count(l.Context, []byte("{")) > 1 {
+		if k := jsonkey.Duplicate(b); k != "" {
+			return nil, nil, fmt.Errorf("key %q written twice", k)
+		}
 	}
 	if l.ID == nil || *l.ID == "" {
 		return nil, nil, errors.New("id is missing")
@@ -316,7 +341,7 @@ func parseLine(b []byte) (*Decision, *Reward, error) {
 	case l.Kind != nil && l.Reward != nil:
 		return nil, nil, errors.New("both kind (a decision) and reward (a reward): write them on two lines")
 	case l.Reward != nil:
-		if l.Context != nil || l.Title != "" || l.Arms != nil || l.Chosen != nil || l.Propensity != nil || l.FirstPropensity != nil || l.Policy != nil {
+		if l.Context != nil || l.Title != nil || l.Arms != nil || l.Chosen != nil || l.Propensity != nil || l.FirstPropensity != nil || l.Policy != nil {
 			return nil, nil, errors.New("a reward line holds only id, reward and at")
 		}
 		if math.IsNaN(*l.Reward) || math.IsInf(*l.Reward, 0) {
@@ -332,8 +357,11 @@ func parseLine(b []byte) (*Decision, *Reward, error) {
 	if l.Policy == nil {
 		return nil, nil, errors.New("policy is missing")
 	}
-	d := &Decision{ID: *l.ID, At: *l.At, Context: l.Context, Kind: *l.Kind, Title: l.Title, Arms: l.Arms,
+	d := &Decision{ID: *l.ID, At: *l.At, Context: attrs, Kind: *l.Kind, Arms: l.Arms,
 		Propensity: *l.Propensity, Policy: *l.Policy}
+	if l.Title != nil {
+		d.Title = *l.Title
+	}
 	if d.Context == nil {
 		d.Context = map[string]any{}
 	}

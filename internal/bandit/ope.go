@@ -6,6 +6,8 @@ import (
 	"math"
 
 	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/baton-ml/baton/internal/fault"
 )
 
 // Estimate is a policy value with its confidence interval (normal
@@ -91,6 +93,11 @@ func Evaluate(ctx context.Context, p *Policy, events []Event, opts EvalOptions) 
 			}
 		}
 		e := &events[n]
+		// Events read by LogReader passed this check; events made in Go
+		// may not have, and a zero propensity would weigh infinitely.
+		if err := e.check(); err != nil {
+			return Report{}, fault.Invalidf("", "%s: %v", e.Where, err)
+		}
 		if err := p.fz.Encode(e.Context, v.x); err != nil {
 			return Report{}, fmt.Errorf("%s: %w", e.Where, err)
 		}
@@ -109,8 +116,9 @@ func Evaluate(ctx context.Context, p *Policy, events []Event, opts EvalOptions) 
 		}
 		logged := e.Chosen[0]
 		var dm, rhatLogged, pi float64
+		g := p.arms[groupKey{e.Kind, e.Title}]
 		for i, a := range e.Arms {
-			_, mean := p.score(armKey{e.Kind, e.Title, a}, &v)
+			_, mean := p.score(g[a], &v)
 			pa := eps / float64(k)
 			if i == best {
 				pa += 1 - eps

@@ -10,7 +10,7 @@ import (
 type Policy struct {
 	params Params
 	fz     *Featurizer
-	arms   map[armKey]*armModel
+	arms   models
 	id     string
 	info   TrainInfo
 }
@@ -29,7 +29,7 @@ func NewPolicy(fz *Featurizer, params Params) (*Policy, error) {
 	if err := params.check(); err != nil {
 		return nil, err
 	}
-	p := &Policy{params: params, fz: fz, arms: map[armKey]*armModel{}}
+	p := &Policy{params: params, fz: fz, arms: models{}}
 	var err error
 	if p.id, err = p.computeID(); err != nil {
 		return nil, err
@@ -119,8 +119,9 @@ func checkArms(k Kind, title string, arms []string) error {
 // row placed first has P = (1−ε)·1[first = best] + ε/K.
 func (p *Policy) decideRows(d *Decision, v *vec, sc []float64, idx []int) {
 	k := len(d.Arms)
+	g := p.arms[groupKey{RowOrder, ""}]
 	for i, a := range d.Arms {
-		sc[i], _ = p.score(armKey{RowOrder, "", a}, v)
+		sc[i], _ = p.score(g[a], v)
 		idx[i] = i
 	}
 	// Insertion sort, stable: ties keep the order given, so the greedy
@@ -186,8 +187,9 @@ func (p *Policy) decideArtwork(d *Decision, v *vec, sc []float64) {
 
 func (p *Policy) bestArtwork(title string, arms []string, v *vec, sc []float64) int {
 	best := 0
+	g := p.arms[groupKey{Artwork, title}]
 	for i, a := range arms {
-		sc[i], _ = p.score(armKey{Artwork, title, a}, v)
+		sc[i], _ = p.score(g[a], v)
 		if sc[i] > sc[best] {
 			best = i
 		}
@@ -198,8 +200,9 @@ func (p *Policy) bestArtwork(title string, arms []string, v *vec, sc []float64) 
 // bestRow is the arm a greedy row order puts first.
 func (p *Policy) bestRow(arms []string, v *vec) int {
 	best, bestScore := 0, 0.0
+	g := p.arms[groupKey{RowOrder, ""}]
 	for i, a := range arms {
-		s, _ := p.score(armKey{RowOrder, "", a}, v)
+		s, _ := p.score(g[a], v)
 		if i == 0 || s > bestScore {
 			best, bestScore = i, s
 		}
@@ -280,8 +283,8 @@ func (p *Policy) DecidePage(req PageRequest) (Page, error) {
 // online update) and hands out frozen copies. It is not safe for
 // concurrent use; the policies it returns are.
 type Learner struct {
-	p *Policy
-	u []float64
+	p    *Policy
+	x, u []float64 // scratch: an update allocates nothing
 }
 
 // NewLearner starts from an empty policy with fz and params.
@@ -290,14 +293,14 @@ func NewLearner(fz *Featurizer, params Params) (*Learner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Learner{p: p, u: make([]float64, fz.Dim())}, nil
+	return &Learner{p: p, x: make([]float64, fz.Dim()), u: make([]float64, fz.Dim())}, nil
 }
 
 // Observe adds a decision's reward: a row order teaches the model of the
 // row placed first (the reward is the page's, and the first row is what
 // the member sees first); an artwork teaches the chosen artwork's model.
 func (l *Learner) Observe(d Decision, reward float64) error {
-	x := make([]float64, l.p.fz.Dim())
+	x := l.x
 	if err := l.p.fz.Encode(d.Context, x); err != nil {
 		return err
 	}
@@ -305,10 +308,10 @@ func (l *Learner) Observe(d Decision, reward float64) error {
 		return fmt.Errorf("%w: decision %q chose nothing", ErrArms, d.ID)
 	}
 	k := armKey{d.Kind, d.Title, d.Chosen[0]}
-	m := l.p.arms[k]
+	m := l.p.arms.get(k)
 	if m == nil {
 		m = newArmModel(len(x), l.p.params.Lambda)
-		l.p.arms[k] = m
+		l.p.arms.set(k, m)
 	}
 	m.update(x, reward, l.u)
 	l.p.info.Records++
@@ -326,15 +329,18 @@ func (l *Learner) Observe(d Decision, reward float64) error {
 // Policy is a frozen copy of the learner's policy, its A⁻¹ recomputed from
 // A (see reinvert) and its id computed.
 func (l *Learner) Policy() (*Policy, error) {
-	p := &Policy{params: l.p.params, fz: l.p.fz, arms: make(map[armKey]*armModel, len(l.p.arms)), info: l.p.info}
-	for k, m := range l.p.arms {
+	p := &Policy{params: l.p.params, fz: l.p.fz, arms: models{}, info: l.p.info}
+	err := l.p.arms.each(func(k armKey, m *armModel) error {
 		c := m.clone()
 		if err := c.reinvert(); err != nil {
-			return nil, fmt.Errorf("arm %s %q %q: %w", k.kind, k.title, k.arm, err)
+			return fmt.Errorf("arm %s %q %q: %w", k.kind, k.title, k.arm, err)
 		}
-		p.arms[k] = c
+		p.arms.set(k, c)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	var err error
 	if p.id, err = p.computeID(); err != nil {
 		return nil, err
 	}

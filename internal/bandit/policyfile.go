@@ -50,13 +50,14 @@ type armEntry struct {
 
 func (p *Policy) file() policyFile {
 	f := policyFile{Kind: FileKind, Version: FileVersion, ID: p.id, Algorithm: algorithm, Params: p.params,
-		Features: p.fz.features, Trained: p.info, Arms: make([]armEntry, 0, len(p.arms))}
+		Features: p.fz.features, Trained: p.info, Arms: make([]armEntry, 0, p.arms.len())}
 	if f.Features == nil {
 		f.Features = []Feature{}
 	}
-	for k, m := range p.arms {
+	_ = p.arms.each(func(k armKey, m *armModel) error {
 		f.Arms = append(f.Arms, armEntry{Kind: k.kind, Title: k.title, Arm: k.arm, N: m.n, A: m.a, B: m.b})
-	}
+		return nil
+	})
 	slices.SortFunc(f.Arms, func(a, b armEntry) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Title, b.Title), cmp.Compare(a.Arm, b.Arm))
 	})
@@ -156,14 +157,14 @@ func LoadPolicy(r io.Reader, name string) (*Policy, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	d := fz.Dim()
-	p := &Policy{params: pf.Params, fz: fz, arms: make(map[armKey]*armModel, len(pf.Arms)), info: pf.Trained}
+	p := &Policy{params: pf.Params, fz: fz, arms: models{}, info: pf.Trained}
 	for i, e := range pf.Arms {
 		where := fmt.Sprintf("arms[%d] (%s %q %q)", i, e.Kind, e.Title, e.Arm)
 		if err := checkArms(e.Kind, e.Title, []string{e.Arm}); err != nil || !e.Kind.valid() {
 			return nil, bad("%s: not a row or a title's artwork", where)
 		}
 		k := armKey{e.Kind, e.Title, e.Arm}
-		if _, dup := p.arms[k]; dup {
+		if p.arms.get(k) != nil {
 			return nil, bad("%s: given twice", where)
 		}
 		if len(e.A) != d*d || len(e.B) != d || e.N < 0 {
@@ -178,7 +179,7 @@ func LoadPolicy(r io.Reader, name string) (*Policy, error) {
 		if err := m.reinvert(); err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", name, where, err)
 		}
-		p.arms[k] = m
+		p.arms.set(k, m)
 	}
 	if p.id, err = p.computeID(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)

@@ -28,6 +28,11 @@ type World struct {
 	Rows     []string
 	Titles   []string
 	Artworks int // variants per title
+
+	// The planted effects on the click probability: of a row placed first
+	// by market and by tenure, of an artwork variant by market.
+	rowMarket, rowTenure map[string]map[string]float64
+	artMarket            map[string][]float64
 }
 
 // NewWorld is the planted world with six rows and the given number of
@@ -39,6 +44,16 @@ func NewWorld(titles int) *World {
 		Devices:  []string{"tv", "mobile"},
 		Rows:     []string{"trending", "top_picks", "continue", "new_releases", "because_you_watched", "top10"},
 		Artworks: 3,
+		rowMarket: map[string]map[string]float64{
+			"A": {"trending": 0.35, "top_picks": 0.10},
+			"B": {"top_picks": 0.35, "trending": 0.05},
+			"C": {"top10": 0.20, "continue": 0.05},
+		},
+		rowTenure: map[string]map[string]float64{
+			"new":     {"top10": 0.12, "continue": -0.05},
+			"veteran": {"continue": 0.25},
+		},
+		artMarket: map[string][]float64{"A": {0, 0, 0.15}, "B": {0.15, 0, 0}, "C": {0, 0.12, 0}},
 	}
 	for i := range titles {
 		w.Titles = append(w.Titles, fmt.Sprintf("t%02d", i))
@@ -83,24 +98,11 @@ func readCtx(attrs map[string]any) worldCtx {
 	return c
 }
 
-var (
-	rowMarket = map[string]map[string]float64{
-		"A": {"trending": 0.35, "top_picks": 0.10},
-		"B": {"top_picks": 0.35, "trending": 0.05},
-		"C": {"top10": 0.20, "continue": 0.05},
-	}
-	rowTenure = map[string]map[string]float64{
-		"new":     {"top10": 0.12, "continue": -0.05},
-		"veteran": {"continue": 0.25},
-	}
-	artMarket = map[string][]float64{"A": {0, 0, 0.15}, "B": {0.15, 0, 0}, "C": {0, 0.12, 0}}
-)
-
 // RowClick is the probability that a member in this context clicks when
 // row is placed first.
 func (w *World) RowClick(attrs map[string]any, row string) float64 {
 	c := readCtx(attrs)
-	p := 0.10 + rowMarket[c.market][row] + rowTenure[c.tenure][row]
+	p := 0.10 + w.rowMarket[c.market][row] + w.rowTenure[c.tenure][row]
 	if c.device == "tv" && row == "continue" {
 		p += 0.03
 	}
@@ -125,7 +127,7 @@ func (w *World) ArtworkClick(attrs map[string]any, title, art string) float64 {
 	}
 	n, _ := strconv.Atoi(title[1:])
 	p := 0.05 + 0.01*float64(n%10)
-	if m := artMarket[c.market]; m != nil {
+	if m := w.artMarket[c.market]; m != nil {
 		p += m[variant]
 	}
 	if c.tenure == "new" && variant == 0 {
@@ -184,16 +186,15 @@ func (w *World) randomContext(r *rand.Rand) map[string]any {
 	}
 }
 
-// Start is the time of a simulation's first page; page i is i seconds
-// later, so a simulation is reproducible to the byte.
-var Start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-
 // Simulate serves pages pages with p (every row and title of the world,
 // contexts drawn at random) and draws each decision's reward from the
 // planted click probabilities; emit gets each decision with its reward.
 // The same seed gives the same pages, decisions and rewards.
 func (w *World) Simulate(ctx context.Context, p *Policy, seed uint64, pages int, emit func(Decision, Reward) error) error {
 	r := rand.New(rand.NewPCG(seed, 0x62616e646974))
+	// Page i is i seconds after a fixed start, so that a simulation is
+	// reproducible to the byte.
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	titles := make([]TitleArtwork, len(w.Titles))
 	for i, t := range w.Titles {
 		titles[i] = TitleArtwork{Title: t, Artworks: w.ArtworkIDs(t)}
@@ -204,7 +205,7 @@ func (w *World) Simulate(ctx context.Context, p *Policy, seed uint64, pages int,
 				return err
 			}
 		}
-		at := Start.Add(time.Duration(i) * time.Second)
+		at := start.Add(time.Duration(i) * time.Second)
 		attrs := w.randomContext(r)
 		page, err := p.DecidePage(PageRequest{ID: fmt.Sprintf("s%d-%d", seed, i), At: at, Context: attrs, Rows: w.Rows, Titles: titles})
 		if err != nil {

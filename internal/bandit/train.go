@@ -69,7 +69,7 @@ func InferFeaturizer(events []Event, opts InferOptions) (*Featurizer, error) {
 		text, num   int
 		values      map[string]bool
 		sum, sumSq  float64
-		firstWhere  string
+		firstText   string
 		firstNumber string
 	}
 	seen := map[string]*stats{}
@@ -80,12 +80,15 @@ func InferFeaturizer(events []Event, opts InferOptions) (*Featurizer, error) {
 			}
 			s := seen[k]
 			if s == nil {
-				s = &stats{values: map[string]bool{}, firstWhere: events[i].Where}
+				s = &stats{values: map[string]bool{}}
 				seen[k] = s
 			}
 			switch v.(type) {
 			case string, bool:
 				c, _ := categoryValue(v)
+				if s.text == 0 {
+					s.firstText = events[i].Where
+				}
 				s.text++
 				if len(s.values) <= maxValues {
 					s.values[c] = true
@@ -120,7 +123,7 @@ func InferFeaturizer(events []Event, opts InferOptions) (*Featurizer, error) {
 		switch {
 		case s.text > 0 && s.num > 0:
 			return nil, fmt.Errorf("%w %q: text (first at %s) and numbers (first at %s): ignore it or log one type",
-				ErrContext, name, s.firstWhere, s.firstNumber)
+				ErrContext, name, s.firstText, s.firstNumber)
 		case s.text > 0:
 			if len(s.values) > maxValues {
 				return nil, fmt.Errorf("%w %q: more than %d values (an id?): ignore it", ErrContext, name, maxValues)
