@@ -36,6 +36,10 @@ const (
 	catalogFileNam = "catalog.csv"
 )
 
+// nameBoost weighs a match in the name above one elsewhere: a word of
+// the name says more about a title than one of its description.
+const nameBoost = 2
+
 // DefaultCandidates is how many titles retrieval hands the re-ranker.
 const DefaultCandidates = 100
 
@@ -48,8 +52,7 @@ type Index struct {
 
 // indexMapping indexes name, description, genres and creator as text
 // with the standard analyzer (Unicode words, lower case, English stop
-// words), scored by BM25. The name counts twice: a word of the name says
-// more about a title than one of its description.
+// words), scored by BM25.
 func indexMapping() mapping.IndexMapping {
 	m := bleve.NewIndexMapping()
 	m.ScoringModel = index.BM25Scoring
@@ -125,7 +128,7 @@ func NewIndex(ctx context.Context, titles []Title, dir string) (*Index, error) {
 			}
 		}
 		t := &titles[i]
-		if err := b.Index(t.ID, titleDoc{Name: t.Name + " " + t.Name, Description: t.Description, Genres: strings.Join(t.Genres, " "), Creator: t.Creator}); err != nil {
+		if err := b.Index(t.ID, titleDoc{Name: t.Name, Description: t.Description, Genres: strings.Join(t.Genres, " "), Creator: t.Creator}); err != nil {
 			return fail(fmt.Errorf("index title %q: %w", t.ID, err))
 		}
 		if b.Size() >= batchSize {
@@ -212,6 +215,9 @@ func (ix *Index) Retrieve(ctx context.Context, q string, k int) ([]Scored, error
 	for _, f := range fields {
 		mq := bleve.NewMatchQuery(q)
 		mq.SetField(f)
+		if f == "name" {
+			mq.SetBoost(nameBoost)
+		}
 		qs = append(qs, mq)
 	}
 	req := bleve.NewSearchRequestOptions(bleve.NewDisjunctionQuery(qs...), k, 0, false)
