@@ -50,8 +50,8 @@ type Index struct {
 	list   []Title
 }
 
-// indexMapping indexes name, description, genres and creator as text
-// with the standard analyzer (Unicode words, lower case, English stop
+// indexMapping indexes the name and the rest (description, genres,
+// creator) as text with the standard analyzer (Unicode words, lower case, English stop
 // words), scored by BM25.
 func indexMapping() mapping.IndexMapping {
 	m := bleve.NewIndexMapping()
@@ -65,18 +65,19 @@ func indexMapping() mapping.IndexMapping {
 		f.IncludeInAll = false
 		return f
 	}
-	for _, name := range []string{"name", "description", "genres", "creator"} {
+	for _, name := range []string{"name", "text"} {
 		doc.AddFieldMappingsAt(name, text())
 	}
 	m.DefaultMapping = doc
 	return m
 }
 
+// titleDoc is what bleve indexes: the name, and the description, genres
+// and creator as one text field (one term lookup less per field per
+// query word than four fields: half the query's cost, measured).
 type titleDoc struct {
-	Name        string `json:"name"`
-	Description string `json:"description"`
-	Genres      string `json:"genres"`
-	Creator     string `json:"creator"`
+	Name string `json:"name"`
+	Text string `json:"text"`
 }
 
 // NewIndex indexes titles: in memory when dir is "", else in dir (which
@@ -128,7 +129,7 @@ func NewIndex(ctx context.Context, titles []Title, dir string) (*Index, error) {
 			}
 		}
 		t := &titles[i]
-		if err := b.Index(t.ID, titleDoc{Name: t.Name, Description: t.Description, Genres: strings.Join(t.Genres, " "), Creator: t.Creator}); err != nil {
+		if err := b.Index(t.ID, titleDoc{Name: t.Name, Text: t.Description + " " + strings.Join(t.Genres, " ") + " " + t.Creator}); err != nil {
 			return fail(fmt.Errorf("index title %q: %w", t.ID, err))
 		}
 		if b.Size() >= batchSize {
@@ -210,7 +211,7 @@ func (ix *Index) Retrieve(ctx context.Context, q string, k int) ([]Scored, error
 	if k <= 0 {
 		return nil, nil
 	}
-	fields := [...]string{"name", "description", "genres", "creator"}
+	fields := [...]string{"name", "text"}
 	qs := make([]query.Query, 0, len(fields))
 	for _, f := range fields {
 		mq := bleve.NewMatchQuery(q)
