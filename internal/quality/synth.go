@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 )
 
@@ -26,7 +27,7 @@ var SignalNames = []string{"bitrate_kbps", "vmaf", "rebuffer_rate", "startup_ms"
 // Synthesize makes titles titles, a share rated of them rated.
 func Synthesize(titles int, rated float64, seed uint64) Synthetic {
 	rng := rand.New(rand.NewPCG(seed, seed^0x2545f4914f6cdd1d))
-	s := Synthetic{Signals: &Signals{File: "synthetic", Names: SignalNames}, Ratings: map[string]float64{}, Broken: map[string]string{}}
+	s := Synthetic{Signals: &Signals{File: "synthetic", Names: slices.Clone(SignalNames)}, Ratings: map[string]float64{}, Broken: map[string]string{}}
 	for i := range titles {
 		id := fmt.Sprintf("t%05d", i)
 		q := rng.NormFloat64()

@@ -103,7 +103,7 @@ func NewIndex(ctx context.Context, titles []Title, dir string) (*Index, error) {
 			return nil, fault.Errorf(fault.Conflict, "index folder %s exists already", dir)
 		}
 		if tmp, err = os.MkdirTemp(filepath.Dir(filepath.Clean(dir)), "."+filepath.Base(dir)+".*"); err != nil {
-			return nil, err
+			return nil, fault.Errorf(fault.Invalid, "index folder %s: %w", dir, err) // no parent folder, or not writable
 		}
 		ix.bi, err = bleve.New(filepath.Join(tmp, indexDirName), indexMapping())
 	}

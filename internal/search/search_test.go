@@ -230,3 +230,37 @@ func FuzzReadCatalog(f *testing.F) {
 		ReadInteractions(strings.NewReader(s), "f.csv")
 	})
 }
+
+// A Searcher is shared by a server's requests: concurrent queries under
+// -race, each answer the same as alone.
+func TestSearchConcurrent(t *testing.T) {
+	ctx := context.Background()
+	s, ix := synthIndex(t, SynthOptions{Titles: 300, Members: 30, Sessions: 400, Seed: 5})
+	m, err := Train(ctx, ix, s.Interactions, s.Clicks, TrainOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srch, _ := NewSearcher(ix, m, 0)
+	want, _ := srch.Search(ctx, s.Words[1], "m00004", 10)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			for range 20 {
+				got, err := srch.Search(ctx, s.Words[1], "m00004", 10)
+				if err == nil && (len(got) != len(want) || got[0].Title != want[0].Title) {
+					err = errors.New("a concurrent answer differs")
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
