@@ -37,6 +37,9 @@ func (s *Signals) Row(i int) []float64 {
 func ReadSignals(r io.Reader, name string) (*Signals, error) {
 	tr := csvtable.NewReader(r, name)
 	header, hline, err := tr.Header()
+	if errors.Is(err, io.EOF) {
+		return nil, &csvtable.InputError{File: name, Err: errors.New("empty file: no header")}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -78,6 +81,9 @@ func ReadSignals(r io.Reader, name string) (*Signals, error) {
 func ReadRatings(r io.Reader, name string) (map[string]float64, error) {
 	tr := csvtable.NewReader(r, name)
 	header, hline, err := tr.Header()
+	if errors.Is(err, io.EOF) {
+		return nil, &csvtable.InputError{File: name, Err: errors.New("empty file: no header")}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +134,9 @@ func WriteScores(w io.Writer, scores []Score) error {
 func ReadScores(r io.Reader, name string) ([]Score, error) {
 	tr := csvtable.NewReader(r, name)
 	header, hline, err := tr.Header()
+	if errors.Is(err, io.EOF) {
+		return nil, &csvtable.InputError{File: name, Err: errors.New("empty file: no header")}
+	}
 	if err != nil {
 		return nil, err
 	}

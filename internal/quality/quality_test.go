@@ -175,6 +175,7 @@ func rr(s string) error { _, err := ReadRatings(strings.NewReader(s), "r.csv"); 
 func FuzzReadSignals(f *testing.F) {
 	f.Add("title,vmaf,bitrate_kbps\nt1,80,3000\nt2,\"70\",1e3\n")
 	f.Add("title,rating\nt1,4\n")
+	f.Add("") // an empty file once came back as a bare io.EOF
 	f.Fuzz(func(t *testing.T, in string) {
 		s, err := ReadSignals(strings.NewReader(in), "f.csv")
 		if err != nil {

@@ -58,6 +58,9 @@ type Click struct {
 func table(r io.Reader, name string, need, may []string, row func(get func(string) string, line int) error) error {
 	tr := csvtable.NewReader(r, name)
 	header, hline, err := tr.Header()
+	if errors.Is(err, io.EOF) {
+		return &csvtable.InputError{File: name, Err: fmt.Errorf("empty file: the header must have %s", strings.Join(need, ","))}
+	}
 	if err != nil {
 		return err
 	}

@@ -213,6 +213,7 @@ func FuzzReadCatalog(f *testing.F) {
 	f.Add("title,name,genres,creator,new_creator,released\nt1,A,drama,c,true,2020-01-01T00:00:00Z\n")
 	f.Add("title,name,genres,creator,new_creator,released,markets,description\nt1,\"A, b\",drama|x,c,false,0,US,d\n")
 	f.Add("member,query,title,clicked\n")
+	f.Add("") // an empty file once came back as a bare io.EOF
 	f.Fuzz(func(t *testing.T, s string) {
 		titles, err := ReadCatalog(strings.NewReader(s), "f.csv")
 		if err != nil {
