@@ -40,6 +40,11 @@ type Options struct {
 	// Breakdown names a column to break every metric down by: the
 	// analysis is repeated for the units of each of its values.
 	Breakdown string
+	// Segments name columns to estimate heterogeneous effects along
+	// (market, tenure bucket...): per metric, per value, per treatment,
+	// Welch's comparison with Benjamini–Hochberg adjusted p-values and
+	// Cochran's Q across the values (MetricReport.Segments).
+	Segments []string
 }
 
 // MaxSegments bounds the distinct values of a breakdown column.
@@ -65,6 +70,8 @@ type MetricReport struct {
 	Variants    []VariantSummary `json:"variants"`
 	Comparisons []Comparison     `json:"comparisons"`
 	Breakdown   *Breakdown       `json:"breakdown,omitempty"`
+	// Segments has one entry per Options.Segments column.
+	Segments []HTE `json:"segments,omitempty"`
 }
 
 // VariantSummary is a variant's Summary of one metric.
@@ -127,6 +134,11 @@ func Analyze(t *Table, opts Options) (Report, error) {
 		}()
 	}
 	wg.Wait()
+	if len(opts.Segments) > 0 {
+		if err := segments(t, opts, &rep); err != nil {
+			return Report{}, err
+		}
+	}
 	return rep, nil
 }
 
@@ -167,6 +179,9 @@ func plan(t *Table, opts Options) (*analysis, error) {
 		return nil, fmt.Errorf("tuning %g: must be a positive number", opts.Tuning)
 	}
 	if err := checkShape(t); err != nil {
+		return nil, err
+	}
+	if err := checkSegments(t, opts.Segments); err != nil {
 		return nil, err
 	}
 	if err := p.planVariants(t, opts); err != nil {
@@ -299,6 +314,9 @@ func (p *analysis) planColumns(t *Table, opts Options) error {
 	}
 	if opts.Breakdown != "" {
 		skip[opts.Breakdown] = true
+	}
+	for _, c := range opts.Segments {
+		skip[c] = true
 	}
 	names := opts.Metrics
 	if len(names) == 0 {

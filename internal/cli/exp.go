@@ -52,6 +52,11 @@ compares each other variant with the control:
 A sample ratio mismatch check (chi-square against --weights, equal by default)
 flags a split that went wrong: then no comparison is to be trusted.
 --breakdown COL repeats the analysis for the units of each value of COL.
+--segment COL (repeatable: market, tenure bucket...) estimates heterogeneous
+effects: per metric, per value of COL and per treatment, Welch's lift with
+n per variant, interval and p-value, the p-values adjusted by
+Benjamini–Hochberg across the column's values and treatments, and Cochran's
+Q (with I²) testing whether the effect differs between the values.
 
 Finding no effect, or an SRM, is not a failure: the exit code is 0; it is 2
 for an unreadable file, an unknown column or variant, or bad flags.`,
@@ -99,6 +104,7 @@ for an unreadable file, an unknown column or variant, or bad flags.`,
 	f.Float64Var(&opts.Tuning, "tuning", abtest.DefaultTuning, "tuning N* of the confidence sequences: the sample size where they are tightest")
 	f.StringVar(&weights, "weights", "", "the configured split for the SRM check, as A=0.5,B=0.5 (default equal)")
 	f.StringVar(&opts.Breakdown, "breakdown", "", "a column to break the analysis down by (market, platform...)")
+	f.StringArrayVar(&opts.Segments, "segment", nil, "a column to estimate heterogeneous effects along, with BH-adjusted p-values and Cochran's Q (repeatable)")
 	return cmd
 }
 
@@ -222,6 +228,43 @@ func (a *app) printExp(rep abtest.Report) error {
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+	}
+	return a.printSegments(rep)
+}
+
+// printSegments prints the heterogeneous effects of --segment.
+func (a *app) printSegments(rep abtest.Report) error {
+	for _, m := range rep.Metrics {
+		for _, h := range m.Segments {
+			fmt.Fprintf(a.out, "\n%s by %s (Welch; p-values adjusted by Benjamini–Hochberg across %s values and variants):\n", m.Name, h.Column, h.Column)
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "%s\tVARIANT\tN CONTROL\tN VARIANT\tLIFT\tINTERVAL\tP-VALUE\tP ADJUSTED\tSIGNIFICANT\n", strings.ToUpper(h.Column))
+			for _, v := range h.Values {
+				value := v.Value
+				if value == "" {
+					value = "(empty)"
+				}
+				for _, c := range v.Comparisons {
+					sig := "no"
+					if c.Significant {
+						sig = "yes"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t[%s, %s]\t%s\t%s\t%s\n", value, c.Variant, c.NControl, c.NTreatment,
+						expNum(c.LiftAbs), expNum(c.CILow), expNum(c.CIHigh), expNum(c.PValue), expNum(c.PAdjusted), sig)
+				}
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, q := range h.Heterogeneity {
+				verdict := "no evidence the effect differs"
+				if q.Heterogeneous {
+					verdict = "the effect differs between values"
+				}
+				fmt.Fprintf(a.out, "heterogeneity of %s across %d values: Cochran's Q %s (df %d), p %s, I² %s: %s\n",
+					q.Variant, q.Segments, expNum(q.Q), q.DF, expNum(q.PValue), expNum(q.I2), verdict)
+			}
 		}
 	}
 	return nil
