@@ -24,6 +24,8 @@ type Input struct {
 	// Attributes are the request's (such as market): what the caller
 	// knows of the unit beyond its features.
 	Attributes map[string]any `json:"attributes,omitempty"`
+	// Query is a search endpoint's query.
+	Query string `json:"query,omitempty"`
 }
 
 // Output is a model's answer. Confidence is in [0, 1].
@@ -62,6 +64,9 @@ var Kinds = []string{"logistic", "linear", "ranking", "http", "command"}
 func Load(b []byte, client *http.Client) (Model, error) {
 	if rec.IsModelFile(b) {
 		return loadRec(b)
+	}
+	if rm, ok, err := loadRerank(b); ok {
+		return rm, err
 	}
 	var s Spec
 	dec := json.NewDecoder(bytes.NewReader(b))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -299,12 +300,13 @@ type rowsModel struct {
 	now      func() time.Time
 }
 
-// notRows stands for a model that cannot build a page: every request to
-// it fails (and the endpoint's fallback answers), saying why.
-type notRows struct{ what string }
+// cannotServe stands for a version its endpoint cannot serve (a page
+// from a model that is not a recommendation model, say): every request to
+// it fails, saying why, and the endpoint's fallback answers.
+type cannotServe struct{ msg string }
 
-func (n notRows) Predict(context.Context, Input) (Output, error) {
-	return Output{}, fmt.Errorf("%s is not a recommendation model file (baton rec train makes one): a recommend endpoint cannot serve it", n.what)
+func (c cannotServe) Predict(context.Context, Input) (Output, error) {
+	return Output{}, errors.New(c.msg)
 }
 
 // forEndpoint is v as endpoint spec serves it: itself on a predict
@@ -320,7 +322,7 @@ func (s *Service) forEndpoint(spec Endpoint, v *version, fallback bool, policy *
 		}
 		return &version{v: v.v, m: &rowsModel{m: rm, cfg: *spec.Recommend, fallback: fallback, policy: policy, now: s.d.Now}, builtin: true}
 	}
-	return &version{v: v.v, m: notRows{fmt.Sprintf("model %s version %d", v.v.Model, v.v.Version)}, builtin: true}
+	return &version{v: v.v, m: cannotServe{fmt.Sprintf("model %s version %d is not a recommendation model file (baton rec train makes one): a recommend endpoint cannot serve it", v.v.Model, v.v.Version)}, builtin: true}
 }
 
 const defaultNewWithin = 30 * 24 * time.Hour

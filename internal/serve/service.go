@@ -73,6 +73,9 @@ type Request struct {
 	Unit string `json:"unit,omitempty"`
 	// Features, when given, are used instead of the online store's.
 	Features map[string]any `json:"features,omitempty"`
+	// Query is what a search endpoint searches for (Key, when given, is
+	// the member whose tastes re-rank the titles).
+	Query string `json:"query,omitempty"`
 	// Attributes describe the unit for experiments' targeting
 	// (attrs.market == "US"). Targeting sees the request's features (given
 	// or read from the online store) and these attributes; on a name
@@ -141,6 +144,8 @@ type Service struct {
 	models sync.Map // digest → Model
 	// policies are loaded bandit policies, by digest.
 	policies sync.Map
+	// indexes are search endpoints' BM25 indexes, by catalog digest.
+	indexes sync.Map
 	arms     sync.Map // "model@n" → *version, for experiment arms
 	refMu    sync.Mutex
 
@@ -272,6 +277,26 @@ func (s *Service) Refresh(ctx context.Context) error {
 			st.shadows[i] = s.forEndpoint(spec, sh, false, st.policy)
 		}
 		st.fallback = s.forEndpoint(spec, st.fallback, true, nil)
+		if spec.Kind == KindSearch && spec.Search != nil {
+			// A search endpoint's versions re-rank its catalog's BM25
+			// candidates; BM25 alone is its fallback.
+			ix, err := s.searchIndex(ctx, spec.Search)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("endpoint %s: %w", spec.Name, err))
+				keep(e.Name)
+				continue
+			}
+			st.baseline = forSearch(spec, st.baseline, ix)
+			st.canary = forSearch(spec, st.canary, ix)
+			for i, sh := range st.shadows {
+				st.shadows[i] = forSearch(spec, sh, ix)
+			}
+			if st.fallback, err = bm25Version(spec, ix); err != nil {
+				errs = append(errs, fmt.Errorf("endpoint %s: %w", spec.Name, err))
+				keep(e.Name)
+				continue
+			}
+		}
 		next[spec.Name] = st
 	}
 	if err := ctx.Err(); err != nil {
@@ -323,7 +348,7 @@ func (s *Service) load(ctx context.Context, v store.ModelVersion, errs *[]error)
 	}
 	lv := &version{v: v, m: m}
 	switch m.(type) {
-	case *linear, ranking, *recModel:
+	case *linear, ranking, *recModel, *rerankModel:
 		lv.builtin = true
 	}
 	s.models.Store(v.Digest, lv)
@@ -381,14 +406,17 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 		return Response{}, fmt.Errorf("endpoint %q: %w", name, ErrUnknownEndpoint)
 	}
 	spec := st.spec
-	if req.Key == "" && req.Features == nil {
+	switch {
+	case spec.Kind == KindSearch && req.Query == "":
+		return Response{}, &BadRequest{Msg: `a search request needs "query" (and may name the member in "key")`}
+	case spec.Kind != KindSearch && req.Key == "" && req.Features == nil:
 		return Response{}, &BadRequest{Msg: `a request needs "key" (the entity whose features are read) or "features"`}
 	}
 	resp := Response{Endpoint: name, Model: spec.Model}
-	in := Input{Key: req.Key, Features: req.Features, Attributes: req.Attributes}
+	in := Input{Key: req.Key, Features: req.Features, Attributes: req.Attributes, Query: req.Query}
 	if in.Features == nil {
 		in.Features = map[string]any{}
-		if len(spec.Features) > 0 {
+		if len(spec.Features) > 0 && req.Key != "" {
 			if s.d.Features == nil {
 				return Response{}, &BadRequest{Msg: "this server has no online store: send the features with the request"}
 			}
@@ -413,6 +441,11 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 			if !served {
 				if ev := s.versionOf(ctx, spec.Model, n); ev != nil {
 					arm, served = s.forEndpoint(spec, ev, false, st.policy), true
+					if spec.Kind == KindSearch && st.fallback != nil {
+						if sm, ok := st.fallback.m.(*searchModel); ok {
+							arm = forSearch(spec, ev, sm.ix)
+						}
+					}
 				}
 			}
 			// A unit whose arm's version cannot load, or whose exposure

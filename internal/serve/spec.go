@@ -30,6 +30,8 @@ type Endpoint struct {
 	Kind string `json:"kind,omitempty" yaml:"kind"`
 	// Recommend configures a recommend endpoint's page.
 	Recommend *RecommendConfig `json:"recommend,omitempty" yaml:"recommend"`
+	// Search configures a search endpoint's retrieval.
+	Search *SearchConfig `json:"search,omitempty" yaml:"search"`
 	// Model is the registry model whose versions serve.
 	Model string `json:"model" yaml:"model"`
 	// Features are read from the online store by the request's key.
@@ -151,7 +153,22 @@ func (e Endpoint) Problems(at string) flow.Errors {
 		if e.Recommend != nil {
 			add(".recommend", "only an endpoint of kind recommend has rows")
 		}
+		if e.Search != nil {
+			add(".search", "only an endpoint of kind search has search")
+		}
+	case KindSearch:
+		if e.Search == nil {
+			add(".search", "a search endpoint needs search.catalog: the catalog CSV artifact, RUN/STEP/NAME")
+		} else {
+			e.Search.problems(".search", add)
+		}
+		if e.Recommend != nil {
+			add(".recommend", "only an endpoint of kind recommend has rows")
+		}
 	case KindRecommend:
+		if e.Search != nil {
+			add(".search", "only an endpoint of kind search has search")
+		}
 		if e.Recommend == nil {
 			add(".recommend", "a recommend endpoint needs recommend.rows (types: %s)", strings.Join(RowTypes, ", "))
 		} else {
@@ -161,7 +178,7 @@ func (e Endpoint) Problems(at string) flow.Errors {
 			}
 		}
 	default:
-		add(".kind", "%q: use predict or recommend", e.Kind)
+		add(".kind", "%q: use predict, recommend or search", e.Kind)
 	}
 	if !flow.ValidName(e.Model) {
 		add(".model", "%q: the registry model that serves", e.Model)
@@ -172,7 +189,7 @@ func (e Endpoint) Problems(at string) flow.Errors {
 	if e.MinConfidence < 0 || e.MinConfidence > 1 {
 		add(".min_confidence", "%g: between 0 and 1", e.MinConfidence)
 	}
-	if e.Fallback.Model == "" && e.Fallback.Static == nil {
+	if e.Fallback.Model == "" && e.Fallback.Static == nil && e.Kind != KindSearch {
 		add(".fallback", "an endpoint needs a deterministic fallback: static (a value) or model (such as a popularity ranking)")
 	}
 	if e.Fallback.Model != "" && !flow.ValidName(e.Fallback.Model) {

@@ -2,11 +2,14 @@ package serve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strconv"
 
+	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/store"
@@ -18,6 +21,7 @@ type Stores interface {
 	store.ServeStore
 	store.ModelStore
 	store.FeatureStore
+	store.RunReader // a search endpoint's catalog artifact
 }
 
 // Doc is a decoded set of endpoints (a file or an API body) with where
@@ -128,6 +132,15 @@ func (d *Doc) references(ctx context.Context, st Stores) (flow.Errors, error) {
 		if e.Recommend != nil && e.Recommend.Personalize != nil {
 			if m := e.Recommend.Personalize.Model; m != "" && !slices.Contains(models, m) {
 				unknownModel(at+".recommend.personalize.model", m)
+			}
+		}
+		if e.Search != nil {
+			if p, err := artifact.ParsePath(e.Search.Catalog); err == nil {
+				if _, err := artifact.Resolve(ctx, st, p); errors.Is(err, fault.NotFound) {
+					add(at+".search.catalog", "%s: %v; it names a run's artifact, RUN/STEP/NAME (baton artifact list RUN)", e.Search.Catalog, err)
+				} else if err != nil {
+					return nil, err
+				}
 			}
 		}
 		if e.Model != "" && !slices.Contains(models, e.Model) {
