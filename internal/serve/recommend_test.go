@@ -283,7 +283,7 @@ func TestRecommendSpecProblems(t *testing.T) {
 		mut  func(*Endpoint)
 		want string
 	}{
-		{func(e *Endpoint) { e.Kind = "rank" }, `at.kind: "rank": use predict or recommend`},
+		{func(e *Endpoint) { e.Kind = "rank" }, `at.kind: "rank": use predict, recommend or search`},
 		{func(e *Endpoint) { e.Recommend = nil }, "at.recommend: a recommend endpoint needs recommend.rows"},
 		{func(e *Endpoint) { e.Recommend.Rows = nil }, "at.recommend.rows: a recommend endpoint needs at least one row"},
 		{func(e *Endpoint) { e.Recommend.Rows[0].Type = "hot" }, `at.recommend.rows[0].type: "hot": use one of`},

@@ -146,8 +146,8 @@ type Service struct {
 	policies sync.Map
 	// indexes are search endpoints' BM25 indexes, by catalog digest.
 	indexes sync.Map
-	arms     sync.Map // "model@n" → *version, for experiment arms
-	refMu    sync.Mutex
+	arms    sync.Map // "model@n" → *version, for experiment arms
+	refMu   sync.Mutex
 
 	Collector *Collector
 	shadow    *shadowRunner
