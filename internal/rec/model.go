@@ -2,6 +2,7 @@ package rec
 
 import (
 	"cmp"
+	"errors"
 	"context"
 	"fmt"
 	"math"
@@ -368,19 +369,28 @@ func topK(scores []float32, avail []bool, k int) []int32 {
 // Train trains a model of kind on d with params (NAME=VALUE; each kind
 // documents its own and refuses unknown ones).
 func Train(ctx context.Context, kind string, d *Dataset, params map[string]string) (*Recommender, error) {
+	if !slices.Contains(Kinds, kind) {
+		return nil, fault.Invalidf("kind", "unknown model kind %q (kinds: %s)", kind, strings.Join(Kinds, ", "))
+	}
 	ps := newParams(params)
+	b := newBase(kind, d, nil)
+	halfLife := ps.float("half_life_days", 0, nonNeg, "a number of days ≥ 0 (0: no decay)")
+	b.Pop, b.Count = popularity(d, halfLife)
 	var s scorer
-	var b *base
 	var err error
 	switch kind {
-	case KindPopularity, KindKNN, KindALS, KindPPR, KindMultiTask:
-		b = newBase(kind, d, nil)
-		b.Pop, b.Count = popularity(d, ps.float("half_life_days", 0, nonNeg, "a number of days ≥ 0 (0: no decay)"))
-		s, err = trainKind(ctx, kind, b, d, ps)
+	case KindPopularity:
+		s = popScorer{}
+	case KindKNN:
+		s, err = trainKNN(ctx, b, ps)
+	case KindALS:
+		s, err = trainALS(ctx, b, ps)
+	case KindPPR:
+		s, err = trainPPR(b, ps)
+	case KindMultiTask:
+		s, err = trainMultiTask(ctx, b, ps)
 	case KindBlend:
-		b = newBase(kind, d, nil)
-		b.Pop, b.Count = popularity(d, ps.float("half_life_days", 0, nonNeg, "a number of days ≥ 0 (0: no decay)"))
-		s, err = trainBlend(ctx, b, d, ps)
+		s, err = trainBlend(ctx, b, d, ps, halfLife)
 	default:
 		return nil, fault.Invalidf("kind", "unknown model kind %q (kinds: %s)", kind, strings.Join(Kinds, ", "))
 	}
@@ -392,22 +402,6 @@ func Train(ctx context.Context, kind string, d *Dataset, params map[string]strin
 	}
 	b.Params = ps.effective
 	return &Recommender{b: b, s: s}, nil
-}
-
-func trainKind(ctx context.Context, kind string, b *base, d *Dataset, ps *params) (scorer, error) {
-	switch kind {
-	case KindPopularity:
-		return popScorer{}, nil
-	case KindKNN:
-		return trainKNN(ctx, b, ps)
-	case KindALS:
-		return trainALS(ctx, b, ps)
-	case KindPPR:
-		return trainPPR(b, ps)
-	case KindMultiTask:
-		return trainMultiTask(ctx, b, ps)
-	}
-	return nil, fault.Invalidf("kind", "unknown model kind %q", kind)
 }
 
 // popScorer answers popularity in the member's market.
@@ -493,7 +487,7 @@ func newParams(p map[string]string) *params {
 	return &params{given: p, effective: map[string]string{}}
 }
 
-func nonNeg(v float64) bool { return v >= 0 }
+func nonNeg(v float64) bool   { return v >= 0 }
 func positive(v float64) bool { return v > 0 }
 
 func (ps *params) float(name string, def float64, ok func(float64) bool, rule string) float64 {
@@ -574,3 +568,29 @@ func cmpItems(a, b Item) int {
 
 var _ = fmt.Sprint
 var _ = cmpItems
+
+// sub is the parameters under prefix ("als." for als.factors), for a
+// model trained inside another; merge records what it used.
+func (ps *params) sub(prefix string) *params {
+	given := map[string]string{}
+	for k, v := range ps.given {
+		if rest, ok := strings.CutPrefix(k, prefix); ok {
+			given[rest] = v
+		}
+	}
+	return newParams(given)
+}
+
+func (ps *params) merge(prefix string, child *params) {
+	for k, v := range child.effective {
+		ps.effective[prefix+k] = v
+	}
+	if ps.err == nil && child.err != nil {
+		var fe *fault.Error
+		if errors.As(child.err, &fe) {
+			ps.err = &fault.Error{Kind: fe.Kind, Field: strings.Replace(fe.Field, "param ", "param "+prefix, 1), Err: fe.Err}
+		} else {
+			ps.err = child.err
+		}
+	}
+}

@@ -42,16 +42,48 @@ func eval(t testing.TB, m *Recommender, test *Dataset) Metrics {
 	return r
 }
 
-// TestALSBeatsPopularity: on planted data, ALS's recall@10 is at least
-// twice popularity's (it fails when ALS learns nothing).
-func TestALSBeatsPopularity(t *testing.T) {
-	_, tr, te := world(t, 1, 1500, 400)
+// TestModelsBeatPopularity: on planted data every personal model's
+// recall@10 is at least twice popularity's (each fails if its learner
+// learns nothing), and the blend is not worse than its best part.
+func TestModelsBeatPopularity(t *testing.T) {
+	t.Parallel()
+	_, tr, te := world(t, 1, 1200, 300)
 	pop := eval(t, train(t, KindPopularity, tr, nil), te)
-	als := eval(t, train(t, KindALS, tr, map[string]string{"factors": "16", "iterations": "8"}), te)
-	t.Logf("popularity %+v", pop)
-	t.Logf("als %+v", als)
-	if als.Recall < 2*pop.Recall {
-		t.Fatalf("ALS recall@10 %.4f < 2 × popularity's %.4f", als.Recall, pop.Recall)
+	t.Logf("popularity recall@10 %.4f", pop.Recall)
+	got := map[string]float64{}
+	for _, c := range []struct {
+		kind string
+		p    map[string]string
+	}{
+		{KindALS, map[string]string{"factors": "16"}},
+		{KindKNN, nil},
+		{KindPPR, nil},
+		{KindBlend, map[string]string{"als.factors": "16"}},
+		{KindMultiTask, nil},
+	} {
+		r := eval(t, train(t, c.kind, tr, c.p), te)
+		t.Logf("%s recall@10 %.4f ndcg@10 %.4f coverage %.3f", c.kind, r.Recall, r.NDCG, r.Coverage)
+		got[c.kind] = r.Recall
+		if r.Recall < 2*pop.Recall {
+			t.Errorf("%s recall@10 %.4f < 2 × popularity's %.4f", c.kind, r.Recall, pop.Recall)
+		}
+	}
+	if best := max(got[KindALS], got[KindKNN], got[KindPPR]); got[KindBlend] < 0.97*best {
+		t.Errorf("blend recall@10 %.4f below its best part's %.4f", got[KindBlend], best)
+	}
+}
+
+// TestMultiTaskCompletionHead: where completion follows other factors
+// than play, ranking by the completion head (P(play and complete)) beats
+// a play-only model of the same size on completion NDCG.
+func TestMultiTaskCompletionHead(t *testing.T) {
+	t.Parallel()
+	_, tr, te := world(t, 1, 1200, 300)
+	both := eval(t, train(t, KindMultiTask, tr, map[string]string{"serve_play": "0"}), te)
+	playOnly := eval(t, train(t, KindMultiTask, tr, map[string]string{"serve_complete": "0", "complete_task_weight": "0"}), te)
+	t.Logf("completion NDCG@10: completion head %.4f, play-only %.4f", both.NDCGComplete, playOnly.NDCGComplete)
+	if both.NDCGComplete < 1.05*playOnly.NDCGComplete {
+		t.Fatalf("completion head's completion NDCG@10 %.4f not above play-only's %.4f by 5%%", both.NDCGComplete, playOnly.NDCGComplete)
 	}
 }
 
@@ -119,9 +151,10 @@ func exactSweep(s *als[float64], dst, src []float64, ptr []int64, idx []int32, w
 }
 
 func TestSaveLoad(t *testing.T) {
+	t.Parallel()
 	_, tr, _ := world(t, 2, 300, 120)
-	for _, kind := range []string{KindPopularity, KindKNN, KindALS, KindPPR} {
-		m := train(t, kind, tr, nil)
+	for _, kind := range Kinds {
+		m := train(t, kind, tr, map[string]string{})
 		var buf bytes.Buffer
 		if err := m.Save(&buf); err != nil {
 			t.Fatal(err)
