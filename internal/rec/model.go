@@ -1,10 +1,8 @@
 package rec
 
 import (
-	"cmp"
-	"errors"
 	"context"
-	"fmt"
+	"errors"
 	"math"
 	"slices"
 	"sort"
@@ -558,16 +556,6 @@ func (ps *params) done() error {
 	}
 	return nil
 }
-
-func cmpItems(a, b Item) int {
-	if c := cmp.Compare(b.Score, a.Score); c != 0 {
-		return c
-	}
-	return strings.Compare(a.Title, b.Title)
-}
-
-var _ = fmt.Sprint
-var _ = cmpItems
 
 // sub is the parameters under prefix ("als." for als.factors), for a
 // model trained inside another; merge records what it used.
