@@ -123,23 +123,20 @@ func trainMultiTask(ctx context.Context, b *base, ps *params) (*mtModel, error) 
 		i, ok := slices.BinarySearch(row, t)
 		return ok && b.Hist.Completed[b.Hist.Ptr[u]+int64(i)]
 	}
-	gp, gq := make([]float32, k), make([]float32, k)
 	// step takes one SGD step on head h for (u, t) with label y, weighted.
 	step := func(h, u, t int, y, weight, eta float32) {
 		if weight == 0 {
 			return
 		}
 		g := (sig32(m.logit(h, u, t)) - y) * weight
-		p, q, gate := m.P[u*k:(u+1)*k], m.Q[t*k:(t+1)*k], m.G[h]
+		p, q, gate := m.P[u*k:(u+1)*k], m.Q[t*k:(t+1)*k], m.G[h][:k]
+		q, gate = q[:len(p)], gate[:len(p)]
 		r := float32(reg)
-		for f := range k {
-			gp[f] = g*gate[f]*q[f] + r*p[f]
-			gq[f] = g*gate[f]*p[f] + r*q[f]
-			gate[f] -= eta * 0.1 * (g*p[f]*q[f] + r*(gate[f]-1))
-		}
-		for f := range k {
-			p[f] -= eta * gp[f]
-			q[f] -= eta * gq[f]
+		for f, pf := range p {
+			qf, gf := q[f], gate[f]
+			p[f] = pf - eta*(g*gf*qf+r*pf)
+			q[f] = qf - eta*(g*gf*pf+r*qf)
+			gate[f] = gf - eta*0.1*(g*pf*qf+r*(gf-1))
 		}
 		m.B[h][t] -= eta * g
 	}
