@@ -98,4 +98,3 @@ func BenchmarkRecommend(b *testing.B) {
 		m.Recommend(w.Data.Members[i%5000].ID, Options{N: 20})
 	}
 }
-
