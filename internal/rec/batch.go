@@ -43,7 +43,11 @@ func (r *Recommender) TopNAll(ctx context.Context, n int, emit func(member strin
 						}
 					}
 					for i, u := range us {
-						results[u-lo] = r.top(u, r.b.marketOf(u, ""), bufs[i], Options{N: n})
+						mk := r.b.marketOf(u, "")
+						if r.b.cold(u) {
+							copy(bufs[i], r.b.popRow(mk))
+						}
+						results[u-lo] = r.top(u, mk, bufs[i], Options{N: n})
 					}
 				}
 			}()

@@ -310,3 +310,29 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestColdMember: a member known to the model but without a title in its
+// training data gets popularity in their market from every kind, and
+// confidence 0, in Recommend and in TopNAll alike.
+func TestColdMember(t *testing.T) {
+	tr, _ := tiny(t)
+	cold, _ := tr.Cut(13) // m3 plays later: known, no history
+	for _, kind := range []string{KindALS, KindKNN, KindPPR, KindMultiTask} {
+		m := train(t, kind, cold, nil)
+		if c := m.Confidence("m3"); c != 0 {
+			t.Fatalf("%s: cold member's confidence %g", kind, c)
+		}
+		got := m.Recommend("m3", Options{N: 4})
+		var top []Item
+		m.TopNAll(context.Background(), 4, func(member string, items []Item) error {
+			if member == "m3" {
+				top = items
+			}
+			return nil
+		})
+		// FR popularity over m1 A, m2 A, m2 B: A then B, then C and D.
+		if len(got) != 4 || got[0].Title != "A" || got[1].Title != "B" || len(top) != 4 || top[0] != got[0] || top[1] != got[1] {
+			t.Fatalf("%s: cold member %v, batch %v", kind, got, top)
+		}
+	}
+}

@@ -234,15 +234,20 @@ func (r *Recommender) buf() *[]float32 {
 	return &s
 }
 
-// scoresFor fills dst with every title's score for u (popularity in the
-// market for an unknown member).
+// scoresFor fills dst with every title's score for u: popularity in the
+// market for an unknown member, and for a member without history in the
+// training data (a personal model has nothing to go on: ALS's factors
+// are all but zero, a ranking of noise).
 func (r *Recommender) scoresFor(u, mk int, dst []float32) {
-	if u < 0 {
+	if r.b.cold(u) {
 		copy(dst, r.b.popRow(mk))
 		return
 	}
 	r.s.scores(r.b, u, dst)
 }
+
+// cold says the model knows nothing of u's tastes.
+func (b *base) cold(u int) bool { return u < 0 || b.Hist.Ptr[u] == b.Hist.Ptr[u+1] }
 
 // Score scores titles for member.
 func (r *Recommender) Score(member string, titles []string) []float64 {
