@@ -336,3 +336,32 @@ func TestColdMember(t *testing.T) {
 		}
 	}
 }
+
+// TestTopNAllMatchesRecommend: the batch path (ALS by matrix product)
+// answers what Recommend answers, member by member, in member order.
+func TestTopNAllMatchesRecommend(t *testing.T) {
+	_, tr, _ := world(t, 4, 400, 90)
+	for _, kind := range []string{KindALS, KindKNN} {
+		m := train(t, kind, tr, nil)
+		i := 0
+		err := m.TopNAll(context.Background(), 7, func(member string, items []Item) error {
+			if member != tr.Members[i].ID {
+				t.Fatalf("%s: member %d is %s, want %s", kind, i, member, tr.Members[i].ID)
+			}
+			want := m.Recommend(member, Options{N: 7})
+			if len(items) != len(want) {
+				t.Fatalf("%s %s: %d items, want %d", kind, member, len(items), len(want))
+			}
+			for j := range want {
+				if items[j].Title != want[j].Title || math.Abs(items[j].Score-want[j].Score) > 1e-5 {
+					t.Fatalf("%s %s: item %d %v, want %v", kind, member, j, items[j], want[j])
+				}
+			}
+			i++
+			return nil
+		})
+		if err != nil || i != len(tr.Members) {
+			t.Fatalf("%s: %v after %d members", kind, err, i)
+		}
+	}
+}

@@ -72,9 +72,9 @@ type scorer interface {
 }
 
 // batchScorer scores many members at once (a matrix product is faster
-// than one row at a time).
+// than one row at a time) into dst, one row of scores per member.
 type batchScorer interface {
-	scoreBatch(b *base, us []int, dst [][]float32)
+	scoreBatch(b *base, us []int, dst []float32)
 }
 
 // base is what every kind carries: the catalog metadata serving needs,
