@@ -365,3 +365,47 @@ func TestTopNAllMatchesRecommend(t *testing.T) {
 		}
 	}
 }
+
+// TestSimilar: every kind names titles like a given one, the title itself
+// excluded, the market respected; on planted data the titles ALS finds
+// alike share more genres than chance.
+func TestSimilar(t *testing.T) {
+	tr, _ := tiny(t)
+	for _, kind := range Kinds {
+		var p map[string]string
+		if kind == KindBlend {
+			p = map[string]string{"validation": "0.5"}
+		}
+		m := train(t, kind, tr, p)
+		got := m.Similar("A", 3, "US")
+		if len(got) == 0 {
+			t.Fatalf("%s: nothing like A", kind)
+		}
+		for _, it := range got {
+			if it.Title == "A" || it.Title == "D" {
+				t.Fatalf("%s: %v", kind, got)
+			}
+		}
+		if m.Similar("nope", 3, "") != nil {
+			t.Fatalf("%s: an unknown title has similar ones", kind)
+		}
+	}
+	_, big, _ := world(t, 2, 600, 120)
+	m := train(t, KindALS, big, map[string]string{"factors": "8"})
+	shared, pairs := 0.0, 0.0
+	for _, ti := range big.Titles[:40] {
+		for _, it := range m.Similar(ti.ID, 5, "") {
+			o, _ := m.Title(it.Title)
+			shared += jaccard(ti.Genres, o.Genres)
+			pairs++
+		}
+	}
+	var base float64
+	for i := range 40 {
+		base += jaccard(big.Titles[i].Genres, big.Titles[(i*7+13)%len(big.Titles)].Genres)
+	}
+	t.Logf("genre Jaccard: similar titles %.3f, arbitrary pairs %.3f", shared/pairs, base/40)
+	if shared/pairs < 1.5*base/40 {
+		t.Fatalf("ALS's similar titles share genres %.3f, no more than arbitrary pairs %.3f", shared/pairs, base/40)
+	}
+}
