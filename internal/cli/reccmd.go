@@ -153,6 +153,9 @@ func recWriteAtomic(path string, write func(w io.Writer) error) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

@@ -41,18 +41,15 @@ func (m *alsModel) scores(_ *base, u int, dst []float32) {
 }
 
 // scoreBatch scores many members with one matrix product (gonum's Sgemm,
-// blocked and parallel), several times faster than a gemv per member.
-func (m *alsModel) scoreBatch(_ *base, us []int, dst [][]float32) {
+// blocked), several times faster than a gemv per member; dst holds one
+// row of len(Y)/K scores per member, back to back.
+func (m *alsModel) scoreBatch(_ *base, us []int, dst []float32) {
 	nt := len(m.Y) / m.K
 	xs := make([]float32, len(us)*m.K)
 	for i, u := range us {
 		copy(xs[i*m.K:], m.X[u*m.K:(u+1)*m.K])
 	}
-	out := make([]float32, len(us)*nt)
-	gonum.Implementation{}.Sgemm(blas.NoTrans, blas.Trans, len(us), nt, m.K, 1, xs, m.K, m.Y, m.K, 0, out, nt)
-	for i := range us {
-		copy(dst[i], out[i*nt:(i+1)*nt])
-	}
+	gonum.Implementation{}.Sgemm(blas.NoTrans, blas.Trans, len(us), nt, m.K, 1, xs, m.K, m.Y, m.K, 0, dst[:len(us)*nt], nt)
 }
 
 // alsConfig are ALS's parameters.

@@ -25,9 +25,11 @@ func (r *Recommender) TopNAll(ctx context.Context, n int, emit func(member strin
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				nt := len(r.b.Titles)
+				flat := make([]float32, block*nt)
 				bufs := make([][]float32, block)
 				for i := range bufs {
-					bufs[i] = make([]float32, len(r.b.Titles))
+					bufs[i] = flat[i*nt : (i+1)*nt]
 				}
 				us := make([]int, 0, block)
 				for start := range jobs {
@@ -36,14 +38,18 @@ func (r *Recommender) TopNAll(ctx context.Context, n int, emit func(member strin
 						us = append(us, u)
 					}
 					if batched {
-						bs.scoreBatch(r.b, us, bufs[:len(us)])
+						bs.scoreBatch(r.b, us, flat)
 					} else {
 						for i, u := range us {
 							r.s.scores(r.b, u, bufs[i])
 						}
 					}
 					for i, u := range us {
-						results[u-lo] = r.top(u, r.b.marketOf(u, ""), bufs[i], Options{N: n})
+						mk := r.b.marketOf(u, "")
+						if r.b.cold(u) {
+							copy(bufs[i], r.b.popRow(mk))
+						}
+						results[u-lo] = r.top(u, mk, bufs[i], Options{N: n})
 					}
 				}
 			}()

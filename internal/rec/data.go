@@ -32,13 +32,13 @@ func (e Event) String() string {
 
 // Title is a catalog entry, with what serving shows and filters on.
 type Title struct {
-	ID         string
-	Name       string
-	Genres     []string
-	Creator    string
-	NewCreator bool
-	Released   int64    // unix seconds
-	Markets    []string // empty: available everywhere
+	ID         string   `json:"title"`
+	Name       string   `json:"name"`
+	Genres     []string `json:"genres"`
+	Creator    string   `json:"creator"`
+	NewCreator bool     `json:"new_creator"`
+	Released   int64    `json:"released"`          // unix seconds
+	Markets    []string `json:"markets,omitempty"` // empty: available everywhere
 }
 
 // AvailableIn says whether the title may be shown in market ("" knows no
@@ -49,9 +49,9 @@ func (t *Title) AvailableIn(market string) bool {
 
 // Member is a member of the service; Market "" is unknown.
 type Member struct {
-	ID     string
-	Market string
-	Joined int64 // unix seconds, 0 unknown
+	ID     string `json:"member"`
+	Market string `json:"market"`
+	Joined int64  `json:"joined,omitempty"` // unix seconds, 0 unknown
 }
 
 // Interactions are columns, one row per interaction, indexes into a

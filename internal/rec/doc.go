@@ -18,7 +18,8 @@
 // the market through the catalog's markets), Score (given candidates) and
 // Confidence (0 for an unknown member, who is answered from popularity
 // without an error). A Recommender also carries the catalog metadata and
-// popularity per market serving needs (Title, Popularity, History).
+// popularity per market serving needs (Title, Popularity, History), and
+// answers Similar (titles like a title, for a "Because you watched" row).
 //
 // File: Save writes, Load reads one format for every kind: the line
 // "BATONREC <version> <kind>" then a gob body; Load refuses any other file

@@ -1,9 +1,8 @@
 package rec
 
 import (
-	"cmp"
 	"context"
-	"fmt"
+	"errors"
 	"math"
 	"slices"
 	"sort"
@@ -73,9 +72,9 @@ type scorer interface {
 }
 
 // batchScorer scores many members at once (a matrix product is faster
-// than one row at a time).
+// than one row at a time) into dst, one row of scores per member.
 type batchScorer interface {
-	scoreBatch(b *base, us []int, dst [][]float32)
+	scoreBatch(b *base, us []int, dst []float32)
 }
 
 // base is what every kind carries: the catalog metadata serving needs,
@@ -235,15 +234,20 @@ func (r *Recommender) buf() *[]float32 {
 	return &s
 }
 
-// scoresFor fills dst with every title's score for u (popularity in the
-// market for an unknown member).
+// scoresFor fills dst with every title's score for u: popularity in the
+// market for an unknown member, and for a member without history in the
+// training data (a personal model has nothing to go on: ALS's factors
+// are all but zero, a ranking of noise).
 func (r *Recommender) scoresFor(u, mk int, dst []float32) {
-	if u < 0 {
+	if r.b.cold(u) {
 		copy(dst, r.b.popRow(mk))
 		return
 	}
 	r.s.scores(r.b, u, dst)
 }
+
+// cold says the model knows nothing of u's tastes.
+func (b *base) cold(u int) bool { return u < 0 || b.Hist.Ptr[u] == b.Hist.Ptr[u+1] }
 
 // Score scores titles for member.
 func (r *Recommender) Score(member string, titles []string) []float64 {
@@ -368,19 +372,28 @@ func topK(scores []float32, avail []bool, k int) []int32 {
 // Train trains a model of kind on d with params (NAME=VALUE; each kind
 // documents its own and refuses unknown ones).
 func Train(ctx context.Context, kind string, d *Dataset, params map[string]string) (*Recommender, error) {
+	if !slices.Contains(Kinds, kind) {
+		return nil, fault.Invalidf("kind", "unknown model kind %q (kinds: %s)", kind, strings.Join(Kinds, ", "))
+	}
 	ps := newParams(params)
+	b := newBase(kind, d, nil)
+	halfLife := ps.float("half_life_days", 0, nonNeg, "a number of days ≥ 0 (0: no decay)")
+	b.Pop, b.Count = popularity(d, halfLife)
 	var s scorer
-	var b *base
 	var err error
 	switch kind {
-	case KindPopularity, KindKNN, KindALS, KindPPR, KindMultiTask:
-		b = newBase(kind, d, nil)
-		b.Pop, b.Count = popularity(d, ps.float("half_life_days", 0, nonNeg, "a number of days ≥ 0 (0: no decay)"))
-		s, err = trainKind(ctx, kind, b, d, ps)
+	case KindPopularity:
+		s = popScorer{}
+	case KindKNN:
+		s, err = trainKNN(ctx, b, ps)
+	case KindALS:
+		s, err = trainALS(ctx, b, ps)
+	case KindPPR:
+		s, err = trainPPR(b, ps)
+	case KindMultiTask:
+		s, err = trainMultiTask(ctx, b, ps)
 	case KindBlend:
-		b = newBase(kind, d, nil)
-		b.Pop, b.Count = popularity(d, ps.float("half_life_days", 0, nonNeg, "a number of days ≥ 0 (0: no decay)"))
-		s, err = trainBlend(ctx, b, d, ps)
+		s, err = trainBlend(ctx, b, d, ps, halfLife)
 	default:
 		return nil, fault.Invalidf("kind", "unknown model kind %q (kinds: %s)", kind, strings.Join(Kinds, ", "))
 	}
@@ -392,22 +405,6 @@ func Train(ctx context.Context, kind string, d *Dataset, params map[string]strin
 	}
 	b.Params = ps.effective
 	return &Recommender{b: b, s: s}, nil
-}
-
-func trainKind(ctx context.Context, kind string, b *base, d *Dataset, ps *params) (scorer, error) {
-	switch kind {
-	case KindPopularity:
-		return popScorer{}, nil
-	case KindKNN:
-		return trainKNN(ctx, b, ps)
-	case KindALS:
-		return trainALS(ctx, b, ps)
-	case KindPPR:
-		return trainPPR(b, ps)
-	case KindMultiTask:
-		return trainMultiTask(ctx, b, ps)
-	}
-	return nil, fault.Invalidf("kind", "unknown model kind %q", kind)
 }
 
 // popScorer answers popularity in the member's market.
@@ -493,7 +490,7 @@ func newParams(p map[string]string) *params {
 	return &params{given: p, effective: map[string]string{}}
 }
 
-func nonNeg(v float64) bool { return v >= 0 }
+func nonNeg(v float64) bool   { return v >= 0 }
 func positive(v float64) bool { return v > 0 }
 
 func (ps *params) float(name string, def float64, ok func(float64) bool, rule string) float64 {
@@ -565,12 +562,28 @@ func (ps *params) done() error {
 	return nil
 }
 
-func cmpItems(a, b Item) int {
-	if c := cmp.Compare(b.Score, a.Score); c != 0 {
-		return c
+// sub is the parameters under prefix ("als." for als.factors), for a
+// model trained inside another; merge records what it used.
+func (ps *params) sub(prefix string) *params {
+	given := map[string]string{}
+	for k, v := range ps.given {
+		if rest, ok := strings.CutPrefix(k, prefix); ok {
+			given[rest] = v
+		}
 	}
-	return strings.Compare(a.Title, b.Title)
+	return newParams(given)
 }
 
-var _ = fmt.Sprint
-var _ = cmpItems
+func (ps *params) merge(prefix string, child *params) {
+	for k, v := range child.effective {
+		ps.effective[prefix+k] = v
+	}
+	if ps.err == nil && child.err != nil {
+		var fe *fault.Error
+		if errors.As(child.err, &fe) {
+			ps.err = &fault.Error{Kind: fe.Kind, Field: strings.Replace(fe.Field, "param ", "param "+prefix, 1), Err: fe.Err}
+		} else {
+			ps.err = child.err
+		}
+	}
+}

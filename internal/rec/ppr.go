@@ -10,7 +10,9 @@ import (
 // pprModel is personalized PageRank on the member–title bipartite graph,
 // estimated by Monte Carlo random walks with restart from the member: a
 // walk steps member → one of their titles → one of that title's members
-// → ..., ending at each title with probability Restart; a title's score
+// → one of theirs ..., counting the titles it visits from the second on
+// (the first is the member's own) and ending after each with probability
+// Restart; a title's score
 // is its share of visits, divided by its degree^Beta to temper the pull
 // of very popular titles. The walks of member u draw from a generator
 // seeded with (Seed, u), so an answer is the same every time.
@@ -27,7 +29,7 @@ func (m *pprModel) check(b *base) error {
 	if m == nil {
 		return errors.New("damaged body (no ppr part)")
 	}
-	if len(m.TPtr) != len(b.Titles)+1 || m.TPtr[len(m.TPtr)-1] != int64(len(m.TIdx)) || m.Walks < 1 || !(m.Restart > 0 && m.Restart <= 1) {
+	if len(m.TPtr) != len(b.Titles)+1 || m.TPtr[len(m.TPtr)-1] != int64(len(m.TIdx)) || m.Walks < 1 || m.Walks > 1_000_000 || !(m.Restart > 0 && m.Restart <= 1) {
 		return fmt.Errorf("graph does not match %d titles", len(b.Titles))
 	}
 	for t := range len(b.Titles) {
@@ -53,12 +55,16 @@ func (m *pprModel) scores(b *base, u int, dst []float32) {
 	if b.Hist.Ptr[u] < b.Hist.Ptr[u+1] {
 		for range m.Walks {
 			cur := u
-			for range maxWalk {
+			for hop := range maxWalk {
 				row := b.Hist.row(cur)
 				t := row[rng.IntN(len(row))]
-				dst[t]++
-				if rng.Float64() < m.Restart {
-					break
+				if hop > 0 {
+					// The first hop only reaches the member's own titles,
+					// which are known; every walk goes on to a neighbour.
+					dst[t]++
+					if rng.Float64() < m.Restart {
+						break
+					}
 				}
 				ms := m.TIdx[m.TPtr[t]:m.TPtr[t+1]]
 				cur = int(ms[rng.IntN(len(ms))])
@@ -78,8 +84,8 @@ func (m *pprModel) scores(b *base, u int, dst []float32) {
 
 func trainPPR(b *base, ps *params) (*pprModel, error) {
 	m := &pprModel{
-		Walks:   ps.int("walks", 400, 1, 1_000_000),
-		Restart: ps.float("restart", 0.3, func(v float64) bool { return v > 0 && v <= 1 }, "a probability in (0, 1]"),
+		Walks:   ps.int("walks", 1000, 1, 1_000_000),
+		Restart: ps.float("restart", 0.8, func(v float64) bool { return v > 0 && v <= 1 }, "a probability in (0, 1]"),
 		Beta:    ps.float("beta", 0.3, nonNeg, "a number ≥ 0"),
 		Seed:    uint64(ps.int("seed", 1, 0, math.MaxInt32)),
 	}

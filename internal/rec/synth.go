@@ -320,6 +320,9 @@ func writeAtomic(path string, write func(*bufio.Writer) error) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

@@ -1,0 +1,102 @@
+package rec
+
+import (
+	"math"
+	"slices"
+)
+
+// Similar is the n titles most like title by this model (for a "Because
+// you watched" row), best first, in market ("" anywhere), never title
+// itself: the neighbour list for knn and blend, the cosine of title
+// factors for als and multitask, and otherwise the cosine of co-plays
+// (the members who played both). An unknown title has none.
+func (r *Recommender) Similar(title string, n int, market string) []Item {
+	t, ok := r.b.titleIdx[title]
+	if !ok || n <= 0 {
+		return nil
+	}
+	scores := make([]float32, len(r.b.Titles))
+	neg := float32(math.Inf(-1))
+	for i := range scores {
+		scores[i] = neg
+	}
+	switch s := r.s.(type) {
+	case *knnModel:
+		s.similar(t, scores)
+	case *blendModel:
+		s.KNN.similar(t, scores)
+	case *alsModel:
+		cosines(s.Y, s.K, t, scores)
+	case *mtModel:
+		cosines(s.Q, s.K, t, scores)
+	default:
+		r.b.coPlays(t, scores)
+	}
+	scores[t] = neg
+	var avail []bool
+	if mk, ok := r.b.marketIdx[market]; ok {
+		avail = r.b.avail[mk]
+	}
+	idx := topK(scores, avail, n)
+	out := make([]Item, len(idx))
+	for i, j := range idx {
+		out[i] = Item{Title: r.b.Titles[j].ID, Score: float64(scores[j])}
+	}
+	return out
+}
+
+func (m *knnModel) similar(t int32, scores []float32) {
+	for e := m.Ptr[t]; e < m.Ptr[t+1]; e++ {
+		scores[m.Nbr[e]] = m.Sim[e]
+	}
+}
+
+// cosines scores every row of the row-major matrix v (k columns) by its
+// cosine with row t.
+func cosines(v []float32, k int, t int32, scores []float32) {
+	norm := func(i int) float64 {
+		var s float64
+		for _, x := range v[i*k : (i+1)*k] {
+			s += float64(x) * float64(x)
+		}
+		return math.Sqrt(s)
+	}
+	vt, nt := v[int(t)*k:(int(t)+1)*k], norm(int(t))
+	if nt == 0 {
+		return
+	}
+	for i := range scores {
+		d := norm(i)
+		if d == 0 {
+			continue
+		}
+		var dot float64
+		for f, x := range v[i*k : (i+1)*k] {
+			dot += float64(x) * float64(vt[f])
+		}
+		scores[i] = float32(dot / (d * nt))
+	}
+}
+
+// coPlays scores titles by the cosine of co-plays with t, walking t's
+// members' histories (a scan of the history: no index is kept for it).
+func (b *base) coPlays(t int32, scores []float32) {
+	deg := make([]float32, len(b.Titles))
+	count := make([]float32, len(b.Titles))
+	for u := range len(b.Members) {
+		row := b.Hist.row(u)
+		for _, j := range row {
+			deg[j]++
+		}
+		if _, ok := slices.BinarySearch(row, t); ok {
+			for _, j := range row {
+				count[j]++
+			}
+		}
+	}
+	for j, c := range count {
+		if c > 0 {
+			scores[j] = c / float32(math.Sqrt(float64(deg[j])*float64(deg[t])))
+		}
+	}
+}
