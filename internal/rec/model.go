@@ -311,62 +311,81 @@ func (r *Recommender) top(u, mk int, scores []float32, o Options) []Item {
 // topK is the indexes of the k highest finite scores (avail nil: all
 // allowed), best first, ties to the lower index. A min-heap of size k.
 func topK(scores []float32, avail []bool, k int) []int32 {
-	h := make([]int32, 0, k)
-	less := func(a, b int32) bool { // a worse than b
-		if scores[a] != scores[b] {
-			return scores[a] < scores[b]
-		}
-		return a > b
-	}
-	down := func(i int) {
-		for {
-			l := 2*i + 1
-			if l >= len(h) {
-				return
-			}
-			if r := l + 1; r < len(h) && less(h[r], h[l]) {
-				l = r
-			}
-			if !less(h[l], h[i]) {
-				return
-			}
-			h[i], h[l] = h[l], h[i]
-			i = l
-		}
-	}
+	// The allowed finite scores as (score, index) pairs, the k best moved
+	// to the front by quickselect, then those k sorted: linear in the
+	// catalog, where a heap of k costs a call of a comparison per swap.
 	neg := float32(math.Inf(-1))
+	ps := make([]scoredIdx, 0, len(scores))
 	for t, s := range scores {
 		if s == neg || s != s || (avail != nil && !avail[t]) {
 			continue
 		}
-		ti := int32(t)
-		if len(h) < k {
-			h = append(h, ti)
-			for i := len(h) - 1; i > 0; {
-				p := (i - 1) / 2
-				if !less(h[i], h[p]) {
-					break
-				}
-				h[i], h[p] = h[p], h[i]
-				i = p
-			}
-			continue
-		}
-		if less(h[0], ti) {
-			h[0] = ti
-			down(0)
-		}
+		ps = append(ps, scoredIdx{s, int32(t)})
 	}
-	slices.SortFunc(h, func(a, b int32) int {
-		if less(a, b) {
-			return 1
-		}
-		if less(b, a) {
+	if k > len(ps) {
+		k = len(ps)
+	}
+	if k < len(ps) {
+		selectBest(ps, k)
+	}
+	top := ps[:k]
+	slices.SortFunc(top, func(a, b scoredIdx) int {
+		if better(a, b) {
 			return -1
+		}
+		if better(b, a) {
+			return 1
 		}
 		return 0
 	})
-	return h
+	out := make([]int32, k)
+	for i, p := range top {
+		out[i] = p.t
+	}
+	return out
+}
+
+type scoredIdx struct {
+	s float32
+	t int32
+}
+
+// better orders by score, high first, ties to the lower index.
+func better(a, b scoredIdx) bool { return a.s > b.s || a.s == b.s && a.t < b.t }
+
+// selectBest moves the k best of ps to ps[:k] (in no order): quickselect
+// with a median-of-three pivot.
+func selectBest(ps []scoredIdx, k int) {
+	lo, hi := 0, len(ps)-1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if better(ps[mid], ps[lo]) {
+			ps[mid], ps[lo] = ps[lo], ps[mid]
+		}
+		if better(ps[hi], ps[lo]) {
+			ps[hi], ps[lo] = ps[lo], ps[hi]
+		}
+		if better(ps[mid], ps[hi]) {
+			ps[mid], ps[hi] = ps[hi], ps[mid]
+		}
+		pivot := ps[hi] // the median of the three
+		i := lo
+		for j := lo; j < hi; j++ {
+			if better(ps[j], pivot) {
+				ps[i], ps[j] = ps[j], ps[i]
+				i++
+			}
+		}
+		ps[i], ps[hi] = ps[hi], ps[i]
+		switch {
+		case i == k || i == k-1:
+			return
+		case i < k:
+			lo = i + 1
+		default:
+			hi = i - 1
+		}
+	}
 }
 
 // Train trains a model of kind on d with params (NAME=VALUE; each kind
