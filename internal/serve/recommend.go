@@ -332,7 +332,7 @@ type page struct {
 	m      *recModel
 	scores []float32
 	market string
-	taken  []bool // titles already on the page, seen, or not available
+	taken  []bool  // titles already on the page, seen, or not available
 	allow  []bool  // mask's buffer
 	ranked []int32 // the member's best titles not seen and available (pick)
 }
