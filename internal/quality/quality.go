@@ -53,7 +53,7 @@ type Model struct {
 	// within two of them of 0 is not named as a reason.
 	WeightSE  []float64 `json:"weight_se"`
 	Intercept float64   `json:"intercept"`
-	Threshold  float64   `json:"threshold"`
+	Threshold float64   `json:"threshold"`
 	// Bounds are, per signal, the acceptable limit on its bad side: the
 	// 5th percentile (a signal whose weight is positive) or the 95th (a
 	// negative weight) of the titles rated at or above the threshold.
