@@ -60,3 +60,14 @@ func ExampleAccumulator() {
 	// Output:
 	// latency lift in [0.208, 0.592]
 }
+
+func ExampleCochranQ() {
+	// A lift of 0.4 in one market and about 0 in four others, each with
+	// standard error 0.1: the effect differs between markets.
+	q := abtest.CochranQ([]float64{0.4, 0.01, -0.02, 0.03, 0}, []float64{0.1, 0.1, 0.1, 0.1, 0.1}, 0.05)
+	fmt.Printf("Q %.2f, df %d, p %.4f, I² %.2f, heterogeneous %v\n", q.Q, q.DF, q.PValue, q.I2, q.Heterogeneous)
+	fmt.Printf("%.3f\n", abtest.BenjaminiHochberg([]float64{0.001, 0.04, 0.03, 0.5}))
+	// Output:
+	// Q 12.61, df 4, p 0.0133, I² 0.68, heterogeneous true
+	// [0.004 0.053 0.053 0.500]
+}

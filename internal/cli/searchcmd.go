@@ -117,11 +117,11 @@ rank of its clicks under BM25 and re-ranked (MRR, NDCG@10).`,
 					Model   string             `json:"model"`
 					Weights map[string]float64 `json:"weights"`
 					Metrics search.Metrics     `json:"metrics"`
-				}{out, weightMap(m), m.Metrics})
+				}{out, searchWeights(m), m.Metrics})
 			}
 			mt := m.Metrics
 			_, err = fmt.Fprintf(a.out, "model %s: %d training rows, %d held-out sessions\nMRR      BM25 %.4f  re-ranked %.4f\nNDCG@10  BM25 %.4f  re-ranked %.4f\nweights  %s\n",
-				out, mt.TrainRows, mt.TestSessions, mt.MRRBM25, mt.MRRRerank, mt.NDCG10BM25, mt.NDCG10Rerank, weightText(m))
+				out, mt.TrainRows, mt.TestSessions, mt.MRRBM25, mt.MRRRerank, mt.NDCG10BM25, mt.NDCG10Rerank, searchWeightText(m))
 			return err
 		},
 	}
@@ -135,7 +135,7 @@ rank of its clicks under BM25 and re-ranked (MRR, NDCG@10).`,
 	return cmd
 }
 
-func weightMap(m *search.Model) map[string]float64 {
+func searchWeights(m *search.Model) map[string]float64 {
 	w := map[string]float64{"bias": m.Bias}
 	for i, f := range m.Features {
 		w[f] = m.Weights[i]
@@ -143,7 +143,7 @@ func weightMap(m *search.Model) map[string]float64 {
 	return w
 }
 
-func weightText(m *search.Model) string {
+func searchWeightText(m *search.Model) string {
 	parts := make([]string, len(m.Features))
 	for i, f := range m.Features {
 		parts[i] = fmt.Sprintf("%s %+.3f", f, m.Weights[i])
@@ -206,9 +206,9 @@ func (a *app) searchQueryCmd() *cobra.Command {
 					Member string       `json:"member"`
 					Path   string       `json:"path"`
 					Hits   []search.Hit `json:"hits"`
-				}{query, member, path, nonNil(hits)})
+				}{query, member, path, searchHitsOrEmpty(hits)})
 			}
-			return printHits(a.out, path, hits)
+			return printSearchHits(a.out, path, hits)
 		},
 	}
 	f := cmd.Flags()
@@ -221,14 +221,14 @@ func (a *app) searchQueryCmd() *cobra.Command {
 	return cmd
 }
 
-func nonNil[T any](s []T) []T {
+func searchHitsOrEmpty(s []search.Hit) []search.Hit {
 	if s == nil {
-		return []T{}
+		return []search.Hit{}
 	}
 	return s
 }
 
-func printHits(w io.Writer, path string, hits []search.Hit) error {
+func printSearchHits(w io.Writer, path string, hits []search.Hit) error {
 	fmt.Fprintf(w, "path: %s\n", path)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RANK\tTITLE\tNAME\tBM25\tBM25 RANK\tSCORE\tWHY")

@@ -43,7 +43,7 @@ func TestSearchCommands(t *testing.T) {
 			Why   string   `json:"why"`
 		} `json:"hits"`
 	}
-	word := strings.Split(strings.Split(readFileT(t, clk), "\n")[1], ",")[1]
+	word := strings.Split(strings.Split(readSearchFile(t, clk), "\n")[1], ",")[1]
 	code, out, stderr = runBaton(t, "search", "query", "--index", idx, "--model", model, "--member", "m00001", "-n", "5", word, "-o", "json")
 	if code != 0 {
 		t.Fatalf("query: exit %d: %s", code, stderr)
@@ -79,7 +79,7 @@ func TestSearchCommands(t *testing.T) {
 	}
 }
 
-func readFileT(t *testing.T, p string) string {
+func readSearchFile(t *testing.T, p string) string {
 	t.Helper()
 	b, err := os.ReadFile(p)
 	if err != nil {

@@ -48,8 +48,12 @@ type Model struct {
 	Mean       []float64 `json:"mean"`
 	Std        []float64 `json:"std"`
 	Weights    []float64 `json:"weights"`
-	Intercept  float64   `json:"intercept"`
-	Threshold  float64   `json:"threshold"`
+	// WeightSE are the weights' standard errors (the ridge estimator's
+	// sandwich, residual variance from the fit): a signal whose weight is
+	// within two of them of 0 is not named as a reason.
+	WeightSE  []float64 `json:"weight_se"`
+	Intercept float64   `json:"intercept"`
+	Threshold float64   `json:"threshold"`
 	// Bounds are, per signal, the acceptable limit on its bad side: the
 	// 5th percentile (a signal whose weight is positive) or the 95th (a
 	// negative weight) of the titles rated at or above the threshold.
@@ -252,8 +256,32 @@ func (m *Model) fit(s *Signals, rows []int, ys []float64, l2 float64) error {
 	for j := range p {
 		m.Weights[j] = w.AtVec(j)
 	}
+	// Cov(w) = s² A⁻¹ XᵀX A⁻¹ with A = XᵀX + λI, s² the residual variance.
+	var fitted mat.VecDense
+	fitted.MulVec(X, &w)
+	var rss float64
+	for k := range n {
+		d := yc[k] - fitted.AtVec(k)
+		rss += d * d
+	}
+	s2 := rss / float64(max(n-p-1, 1))
+	var ainv, xtx, cov mat.Dense
+	if err := ainv.Inverse(&a); err != nil {
+		return fmt.Errorf("fit: %w", err)
+	}
+	xtx.Mul(X.T(), X)
+	cov.Mul(&ainv, &xtx)
+	cov.Mul(&cov, &ainv)
+	m.WeightSE = make([]float64, p)
+	for j := range p {
+		m.WeightSE[j] = math.Sqrt(s2 * cov.At(j, j))
+	}
 	return nil
 }
+
+// material says whether signal j's weight is told apart from 0 (two
+// standard errors): only then can it be a reason.
+func (m *Model) material(j int) bool { return math.Abs(m.Weights[j]) >= 2*m.WeightSE[j] }
 
 // contributions are each signal's push on the predicted rating: weight ×
 // standardized value.
@@ -314,15 +342,15 @@ func (m *Model) Check() error {
 		return fault.Invalidf("format", "model format %d; this baton reads %d", m.Format, ModelFormat)
 	}
 	p := len(m.Signals)
-	if p == 0 || len(m.Transforms) != p || len(m.Mean) != p || len(m.Std) != p || len(m.Weights) != p || len(m.Bounds) != p {
-		return fault.Invalidf("signals", "%d signals but %d transforms, %d means, %d deviations, %d weights, %d bounds",
-			p, len(m.Transforms), len(m.Mean), len(m.Std), len(m.Weights), len(m.Bounds))
+	if p == 0 || len(m.Transforms) != p || len(m.Mean) != p || len(m.Std) != p || len(m.Weights) != p || len(m.WeightSE) != p || len(m.Bounds) != p {
+		return fault.Invalidf("signals", "%d signals but %d transforms, %d means, %d deviations, %d weights, %d standard errors, %d bounds",
+			p, len(m.Transforms), len(m.Mean), len(m.Std), len(m.Weights), len(m.WeightSE), len(m.Bounds))
 	}
 	for j := range p {
 		if m.Transforms[j] != transformOf(m.Signals[j]) {
 			return fault.Invalidf("transforms", "signal %q enters as %q here, %q in the model", m.Signals[j], transformOf(m.Signals[j]), m.Transforms[j])
 		}
-		if !finite(m.Mean[j]) || !finite(m.Weights[j]) || !finite(m.Bounds[j].Limit) || !(m.Std[j] > 0) || !finite(m.Std[j]) {
+		if !finite(m.Mean[j]) || !finite(m.Weights[j]) || !finite(m.Bounds[j].Limit) || !(m.Std[j] > 0) || !finite(m.Std[j]) || !(m.WeightSE[j] >= 0) || !finite(m.WeightSE[j]) {
 			return fault.Invalidf("weights", "signal %q: weight %g, mean %g, deviation %g, bound %g", m.Signals[j], m.Weights[j], m.Mean[j], m.Std[j], m.Bounds[j].Limit)
 		}
 	}
@@ -429,6 +457,9 @@ func (m *Model) Score(ctx context.Context, s *Signals, shard Shard, threshold fl
 		}
 		var rs []reason
 		for j := range raw {
+			if !(contrib[j] < 0) || !m.material(j) {
+				continue // not lowering the score, or by an amount the fit cannot tell from 0
+			}
 			b := m.Bounds[j]
 			v := transform(m.Transforms[j], raw[j])
 			if m.Transforms[j] != "lufs_dev" {
@@ -456,7 +487,7 @@ func (m *Model) Score(ctx context.Context, s *Signals, shard Shard, threshold fl
 			}
 			slices.SortStableFunc(idx, func(a, b int) int { return cmpFloat(contrib[a], contrib[b]) })
 			for _, j := range idx[:min(2, len(idx))] {
-				if contrib[j] < 0 {
+				if contrib[j] < 0 && m.material(j) {
 					sc.Reasons = append(sc.Reasons, fmt.Sprintf("%s %s lowers the score by %.2f", m.Signals[j], num(raw[j]), -contrib[j]))
 				}
 			}
