@@ -315,7 +315,9 @@ func topK(scores []float32, avail []bool, k int) []int32 {
 	// to the front by quickselect, then those k sorted: linear in the
 	// catalog, where a heap of k costs a call of a comparison per swap.
 	neg := float32(math.Inf(-1))
-	ps := make([]scoredIdx, 0, len(scores))
+	pp := pairPool.Get().(*[]scoredIdx)
+	defer pairPool.Put(pp)
+	ps := (*pp)[:0]
 	for t, s := range scores {
 		if s == neg || s != s || (avail != nil && !avail[t]) {
 			continue
@@ -342,8 +344,13 @@ func topK(scores []float32, avail []bool, k int) []int32 {
 	for i, p := range top {
 		out[i] = p.t
 	}
+	*pp = ps
 	return out
 }
+
+// pairPool holds topK's working slices: a catalog's worth of pairs per
+// call would be most of a page's allocation.
+var pairPool = sync.Pool{New: func() any { return new([]scoredIdx) }}
 
 type scoredIdx struct {
 	s float32

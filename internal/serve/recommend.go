@@ -577,7 +577,7 @@ func (rm *rowsModel) anchor(in Input) (string, bool) {
 // choose from: one selection over every title's score per page, then each
 // row filters that list, instead of a selection per row (a tenth of the
 // time of a page over 10,000 titles).
-const rankedDepth = 500
+const rankedDepth = 200
 
 // pick is up to k of the member's best titles not taken (and for which ok
 // holds), best first.
