@@ -97,6 +97,11 @@ type base struct {
 	memberIdx map[string]int32
 	marketIdx map[string]int32
 	avail     [][]bool // [market][title]
+
+	// The history transposed, for co-plays (buildPlayers), made on first use.
+	playersOnce sync.Once
+	playersPtr  []int64
+	players     []int32
 }
 
 func newBase(kind string, d *Dataset, params map[string]string) *base {

@@ -81,22 +81,39 @@ func cosines(v []float32, k int, t int32, scores []float32) {
 // coPlays scores titles by the cosine of co-plays with t, walking t's
 // members' histories (a scan of the history: no index is kept for it).
 func (b *base) coPlays(t int32, scores []float32) {
-	deg := make([]float32, len(b.Titles))
-	count := make([]float32, len(b.Titles))
-	for u := range len(b.Members) {
-		row := b.Hist.row(u)
-		for _, j := range row {
-			deg[j]++
-		}
-		if _, ok := slices.BinarySearch(row, t); ok {
-			for _, j := range row {
-				count[j]++
-			}
+	// The history transposed (who played each title), built once: a scan
+	// of every member per call would make a row of "Because You Watched"
+	// cost a pass over the whole training data.
+	b.playersOnce.Do(b.buildPlayers)
+	deg := func(i int32) float64 { return float64(b.playersPtr[i+1] - b.playersPtr[i]) }
+	count := map[int32]float32{}
+	for _, u := range b.players[b.playersPtr[t]:b.playersPtr[t+1]] {
+		for _, j := range b.Hist.row(int(u)) {
+			count[j]++
 		}
 	}
 	for j, c := range count {
-		if c > 0 {
-			scores[j] = c / float32(math.Sqrt(float64(deg[j])*float64(deg[t])))
+		scores[j] = c / float32(math.Sqrt(deg(j)*deg(t)))
+	}
+}
+
+// buildPlayers transposes the history: players[playersPtr[t]:playersPtr[t+1]]
+// are the members who played title t.
+func (b *base) buildPlayers() {
+	nt := len(b.Titles)
+	b.playersPtr = make([]int64, nt+1)
+	for _, t := range b.Hist.Title {
+		b.playersPtr[t+1]++
+	}
+	for i := 1; i <= nt; i++ {
+		b.playersPtr[i] += b.playersPtr[i-1]
+	}
+	b.players = make([]int32, len(b.Hist.Title))
+	pos := slices.Clone(b.playersPtr[:nt])
+	for u := range len(b.Members) {
+		for _, t := range b.Hist.row(u) {
+			b.players[pos[t]] = int32(u)
+			pos[t]++
 		}
 	}
 }

@@ -195,12 +195,13 @@ func (c *RecommendConfig) problems(at string, add func(field, format string, arg
 // recModel is a loaded recommendation model file. On a predict endpoint
 // it answers the member's top 10; a recommend endpoint wraps it in a
 // rowsModel. What rows need beyond the model (genre sets as bit masks,
-// titles by release, popularity order per market, co-viewing neighbours)
+// titles by release, popularity order per market, the titles most like each anchor)
 // is derived once per model, not per request.
 type recModel struct {
 	r      *rec.Recommender
 	titles []rec.Title
-	sim    *rec.Similarity
+	nbrMu  sync.RWMutex
+	nbrs   map[int32][]int32 // title → the titles most like it, kept once asked
 	genres []uint64 // per title, a bit per genre (genres past 64 share bits)
 	isNew  []bool   // per title: by a new creator
 
@@ -216,7 +217,7 @@ func loadRec(b []byte) (*recModel, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &recModel{r: r, titles: r.Titles(), sim: rec.NewSimilarity(r, 200),
+	m := &recModel{r: r, titles: r.Titles(), nbrs: map[int32][]int32{},
 		popOrder: map[string][]int32{}, hidden: map[string][]bool{}}
 	bit := map[string]int{}
 	m.genres = make([]uint64, len(m.titles))
@@ -262,6 +263,28 @@ func (m *recModel) byPopularity(market string) []int32 {
 	o := rec.TopK(pop, nil, len(pop))
 	m.popOrder[market] = o
 	return o
+}
+
+// neighbours is the titles most like title t (rec's Similar: the model's
+// own neighbours, factor cosine or co-plays), computed once per title.
+func (m *recModel) neighbours(t int) []int32 {
+	m.nbrMu.RLock()
+	nb, ok := m.nbrs[int32(t)]
+	m.nbrMu.RUnlock()
+	if ok {
+		return nb
+	}
+	items := m.r.Similar(m.titles[t].ID, 200, "")
+	nb = make([]int32, 0, len(items))
+	for _, it := range items {
+		if i, ok := m.r.TitleIndex(it.Title); ok {
+			nb = append(nb, int32(i))
+		}
+	}
+	m.nbrMu.Lock()
+	m.nbrs[int32(t)] = nb
+	m.nbrMu.Unlock()
+	return nb
 }
 
 // unavailable is, per title, whether it may not be shown in market.
@@ -478,7 +501,10 @@ func (rm *rowsModel) row(p *page, rc RowConfig, in Input) (PageRow, bool) {
 		ai, _ := m.r.TitleIndex(anchor)
 		row.Title = strings.ReplaceAll(orDefault(row.Title, "Because You Watched {title}"), "{title}", m.titles[ai].Name)
 		row.Reason = fmt.Sprintf("members who watched %s also watched these", m.titles[ai].Name)
-		for _, t := range m.sim.Neighbours(ai) {
+		if k := m.r.Kind(); k == rec.KindALS || k == rec.KindMultiTask {
+			row.Reason = fmt.Sprintf("the titles most like %s in the tastes the %s model learned", m.titles[ai].Name, k)
+		}
+		for _, t := range m.neighbours(ai) {
 			if !p.taken[t] && t != int32(ai) {
 				cands = append(cands, t)
 			}
