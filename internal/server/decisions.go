@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"fmt"
-	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -121,8 +120,9 @@ func (s *Server) postRewards(w http.ResponseWriter, r *http.Request) error {
 			return fault.Invalidf(fmt.Sprintf("[%d].id", i), "a decision id (a page's decision.id, with /rows or /art/TITLE) of 1 to 200 characters")
 		case b.Reward == nil:
 			return fault.Invalidf(fmt.Sprintf("[%d].reward", i), "missing: the decision's reward, a number")
-		case math.IsNaN(*b.Reward) || math.IsInf(*b.Reward, 0):
-			return fault.Invalidf(fmt.Sprintf("[%d].reward", i), "%g: a finite number", *b.Reward)
+		}
+		if err := bandit.CheckReward(*b.Reward); err != nil {
+			return fault.Invalidf(fmt.Sprintf("[%d].reward", i), "%v", err)
 		}
 		rs[i] = bandit.Reward{ID: b.ID, Value: *b.Reward, At: now}
 	}
