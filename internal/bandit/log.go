@@ -71,6 +71,24 @@ func (d Decision) MarshalJSON() ([]byte, error) {
 		Chosen: c, Propensity: d.Propensity, FirstPropensity: d.FirstPropensity, Policy: d.Policy})
 }
 
+// MaxReward bounds a reward's magnitude. Training sums rewards times
+// context columns and evaluation squares them: one reward near the float
+// limit (a finite 1e308) made the trained policy's models and the DR
+// estimate infinite, so nothing could be judged or written as JSON.
+const MaxReward = 1e6
+
+// CheckReward is the rule a reward value follows, in a log and at the
+// API that appends to one: a finite number within ±MaxReward.
+func CheckReward(v float64) error {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return errors.New("reward is not a finite number")
+	}
+	if math.Abs(v) > MaxReward {
+		return fmt.Errorf("reward %g: must be within ±%g", v, float64(MaxReward))
+	}
+	return nil
+}
+
 // Reward is a decision's outcome, logged as {"id":..., "reward":1, "at":...}
 // and joined to its decision by id.
 type Reward struct {
@@ -344,8 +362,8 @@ func parseLine(b []byte) (*Decision, *Reward, error) {
 		if l.Context != nil || l.Title != nil || l.Arms != nil || l.Chosen != nil || l.Propensity != nil || l.FirstPropensity != nil || l.Policy != nil {
 			return nil, nil, errors.New("a reward line holds only id, reward and at")
 		}
-		if math.IsNaN(*l.Reward) || math.IsInf(*l.Reward, 0) {
-			return nil, nil, errors.New("reward is not a finite number")
+		if err := CheckReward(*l.Reward); err != nil {
+			return nil, nil, err
 		}
 		return nil, &Reward{ID: *l.ID, Value: *l.Reward, At: *l.At}, nil
 	case l.Kind == nil:

@@ -146,3 +146,22 @@ func FuzzReadLog(f *testing.F) {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func slicesSort(s []string) { slices.Sort(s) }
+
+// A finite but huge reward is malformed: it made training's models and
+// the evaluation's estimates infinite (one such line poisoned a policy).
+func TestLogHugeRewardIsMalformed(t *testing.T) {
+	lines := goodArt + "\n" + `{"id":"a1","reward":1e308,"at":"2026-01-01T00:01:00Z"}` + "\n"
+	lr := NewLogReader()
+	if err := lr.Read(context.Background(), "f", strings.NewReader(lines)); err != nil {
+		t.Fatal(err)
+	}
+	log := lr.Log()
+	if len(log.Malformed) != 1 || log.Malformed[0].Line != 2 || !strings.Contains(log.Malformed[0].Error(), "must be within") {
+		t.Fatalf("malformed %v: want line 2, a reward out of range", log.Malformed)
+	}
+	for _, v := range []float64{0, 1, -1, MaxReward, -MaxReward} {
+		if err := CheckReward(v); err != nil {
+			t.Errorf("reward %g refused: %v", v, err)
+		}
+	}
+}

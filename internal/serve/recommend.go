@@ -252,8 +252,26 @@ func (m *recModel) scores() *[]float32 {
 	return &s
 }
 
+// unknownMarket keys the caches for every market the model does not
+// know: they all share one popularity row (the global one) and one
+// availability (only titles without a market list), and the market is
+// the request's attribute, so keying by it would let requests grow the
+// caches without bound.
+const unknownMarket = "\x00unknown"
+
+func (m *recModel) cacheKey(market string) string {
+	if market == "" || slices.Contains(m.r.Markets(), market) {
+		return market
+	}
+	return unknownMarket
+}
+
 // byPopularity is the market's titles, most popular first.
 func (m *recModel) byPopularity(market string) []int32 {
+	market = m.cacheKey(market)
+	if market == unknownMarket {
+		market = "" // the global row, as rec.Popularity gives an unknown market
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if o, ok := m.popOrder[market]; ok {
@@ -289,16 +307,17 @@ func (m *recModel) neighbours(t int) []int32 {
 
 // unavailable is, per title, whether it may not be shown in market.
 func (m *recModel) unavailable(market string) []bool {
+	key := m.cacheKey(market)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if h, ok := m.hidden[market]; ok {
+	if h, ok := m.hidden[key]; ok {
 		return h
 	}
 	h := make([]bool, len(m.titles))
 	for i := range m.titles {
 		h[i] = !m.titles[i].AvailableIn(market)
 	}
-	m.hidden[market] = h
+	m.hidden[key] = h
 	return h
 }
 

@@ -435,6 +435,25 @@ func TestRecommendPersonalized(t *testing.T) {
 			t.Fatalf("logged page %+v", p)
 		}
 	}
+	// Without a market attribute, the member's own market is the context.
+	logged = nil
+	mu.Unlock()
+	for _, m := range w.Data.Members[:200] {
+		resp, err := f.svc.Predict(context.Background(), "home", Request{Key: m.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Path != PathModel {
+			continue
+		}
+		mu.Lock()
+		if len(logged) != 1 || logged[0].Rows.Context["market"] != m.Market {
+			t.Fatalf("member %s of %s, no market attribute: logged %+v", m.ID, m.Market, logged)
+		}
+		mu.Unlock()
+		break
+	}
+	mu.Lock()
 }
 
 // The example file parses, and serves pages once its models are in

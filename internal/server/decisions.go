@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"fmt"
-	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -95,6 +94,15 @@ const maxRewards = 10_000
 // its decision log: a JSON array of {"id", "reward"}, all checked before
 // any is written.
 func (s *Server) postRewards(w http.ResponseWriter, r *http.Request) error {
+	// The body is read first, so that an over-long one is refused (413)
+	// whatever the endpoint, as on every route.
+	var body []struct {
+		ID     string   `json:"id"`
+		Reward *float64 `json:"reward"`
+	}
+	if err := decodeJSON(r, &body, `[{"id": "DECISION_ID", "reward": NUMBER}]`); err != nil {
+		return err
+	}
 	name := r.PathValue("name")
 	spec, ok := s.serving.Endpoint(name)
 	if !ok {
@@ -102,13 +110,6 @@ func (s *Server) postRewards(w http.ResponseWriter, r *http.Request) error {
 	}
 	if spec.Recommend == nil || spec.Recommend.Personalize == nil {
 		return fault.Errorf(fault.Invalid, "endpoint %s does not personalize (no recommend.personalize): it makes no decisions to reward", name)
-	}
-	var body []struct {
-		ID     string   `json:"id"`
-		Reward *float64 `json:"reward"`
-	}
-	if err := decodeJSON(r, &body, `[{"id": "DECISION_ID", "reward": NUMBER}]`); err != nil {
-		return err
 	}
 	if len(body) == 0 || len(body) > maxRewards {
 		return fault.Invalidf("body", "%d rewards: send 1 to %d at once", len(body), maxRewards)
@@ -121,8 +122,9 @@ func (s *Server) postRewards(w http.ResponseWriter, r *http.Request) error {
 			return fault.Invalidf(fmt.Sprintf("[%d].id", i), "a decision id (a page's decision.id, with /rows or /art/TITLE) of 1 to 200 characters")
 		case b.Reward == nil:
 			return fault.Invalidf(fmt.Sprintf("[%d].reward", i), "missing: the decision's reward, a number")
-		case math.IsNaN(*b.Reward) || math.IsInf(*b.Reward, 0):
-			return fault.Invalidf(fmt.Sprintf("[%d].reward", i), "%g: a finite number", *b.Reward)
+		}
+		if err := bandit.CheckReward(*b.Reward); err != nil {
+			return fault.Invalidf(fmt.Sprintf("[%d].reward", i), "%v", err)
 		}
 		rs[i] = bandit.Reward{ID: b.ID, Value: *b.Reward, At: now}
 	}

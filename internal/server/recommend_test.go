@@ -82,6 +82,7 @@ func TestPersonalizedPageLogsDecisionsAndRewards(t *testing.T) {
 	}{
 		{"/api/v1/endpoints/home/rewards", `[{"id":"` + id + `/rows","reward":1},{"id":"","reward":1}]`, "[1].id", 400},
 		{"/api/v1/endpoints/home/rewards", `[{"id":"x/rows"}]`, "[0].reward: missing", 400},
+		{"/api/v1/endpoints/home/rewards", `[{"id":"x/rows","reward":1e308}]`, "[0].reward: reward 1e+308: must be within", 400},
 		{"/api/v1/endpoints/home/rewards", `[]`, "0 rewards", 400},
 		{"/api/v1/endpoints/home/rewards", `{"id":"x","reward":1}`, "", 400},
 		{"/api/v1/endpoints/plain/rewards", `[{"id":"x/rows","reward":1}]`, "does not personalize", 400},
