@@ -164,6 +164,9 @@ func NewDataset(titles []Title, members []Member) (*Dataset, error) {
 // AddInteraction appends one interaction by ids; the title must be in the
 // catalog, an unknown member is added.
 func (d *Dataset) AddInteraction(member, title string, ts int64, e Event, w float64, market string) error {
+	if !(w > 0) || w > MaxWeight {
+		return fault.Invalidf("weight", "%g: must be a number above 0 and at most %g", w, float64(MaxWeight))
+	}
 	t := d.TitleIndex(title)
 	if t < 0 {
 		return fault.Invalidf("title", "title %q is not in the catalog", title)
@@ -438,8 +441,8 @@ func ReadInteractions(d *Dataset, r io.Reader, name string) error {
 		if hasWeight {
 			if b := rec[t.col["weight"]]; len(b) > 0 {
 				f, ok := csvtable.ParseFloat(b)
-				if !ok || !(f > 0) || math.IsInf(f, 0) {
-					return t.errAt(line, "weight", "%q: must be a number above 0", b)
+				if !ok || !(f > 0) || f > MaxWeight {
+					return t.errAt(line, "weight", "%q: must be a number above 0 and at most %g", b, float64(MaxWeight))
 				}
 				w = f
 			}
@@ -447,6 +450,11 @@ func ReadInteractions(d *Dataset, r io.Reader, name string) error {
 		d.Inter.add(d.member(member), ti, ts, ev, float32(w), d.market(t.get(rec, "market")))
 	}
 }
+
+// MaxWeight bounds an interaction's weight: weights are summed and
+// multiplied in float32, where a weight near float32's largest (3.4e38)
+// overflows to Inf and silently empties the model.
+const MaxWeight = 1e6
 
 // ReadDataset reads a dataset: the catalog, the members (membersR may be nil)
 // and the interactions.

@@ -153,6 +153,7 @@ func TestReadErrors(t *testing.T) {
 		{"bad event", catalog, "member,title,ts,event\nm,A,1,pause\n", 2, "event", `"pause": write play or complete`},
 		{"bad weight", catalog, "member,title,ts,weight\nm,A,1,-2\n", 2, "weight", "must be a number above 0"},
 		{"zero weight", catalog, "member,title,ts,weight\nm,A,1,0\n", 2, "weight", "must be a number above 0"},
+		{"weight that overflows float32", catalog, "member,title,ts,weight\nm,A,1,1e39\n", 2, "weight", "at most 1e+06"},
 		{"no rows", catalog, "member,title,ts\n", 1, "", "no data rows"},
 		{"empty member", catalog, "member,title,ts\n,A,1\n", 2, "member", "empty member id"},
 		{"dup title", catalog + "A,Again,x,c,false,2025-01-01\n", "member,title,ts\nm,A,1\n", 3, "title", `title "A" again (first on line 2)`},

@@ -29,7 +29,7 @@ func (m *pprModel) check(b *base) error {
 	if m == nil {
 		return errors.New("damaged body (no ppr part)")
 	}
-	if len(m.TPtr) != len(b.Titles)+1 || m.TPtr[len(m.TPtr)-1] != int64(len(m.TIdx)) || m.Walks < 1 || m.Walks > 1_000_000 || !(m.Restart > 0 && m.Restart <= 1) {
+	if len(m.TPtr) != len(b.Titles)+1 || m.TPtr[len(m.TPtr)-1] != int64(len(m.TIdx)) || m.Walks < 1 || m.Walks > maxWalks || !(m.Restart > 0 && m.Restart <= 1) || !(m.Beta >= 0 && m.Beta <= 10) {
 		return fmt.Errorf("graph does not match %d titles", len(b.Titles))
 	}
 	for t := range len(b.Titles) {
@@ -49,6 +49,10 @@ func (m *pprModel) check(b *base) error {
 // otherwise walk for ever).
 const maxWalk = 64
 
+// maxWalks bounds the walks of one member's scores: 20,000 walks of up to
+// 64 hops are tens of milliseconds, a budget a served page can afford.
+const maxWalks = 20_000
+
 func (m *pprModel) scores(b *base, u int, dst []float32) {
 	clear(dst)
 	rng := rand.New(rand.NewPCG(m.Seed, uint64(u)))
@@ -57,6 +61,11 @@ func (m *pprModel) scores(b *base, u int, dst []float32) {
 			cur := u
 			for hop := range maxWalk {
 				row := b.Hist.row(cur)
+				if len(row) == 0 {
+					// Only a damaged or forged file leads here: a walk
+					// reaches members through titles they played.
+					break
+				}
 				t := row[rng.IntN(len(row))]
 				if hop > 0 {
 					// The first hop only reaches the member's own titles,
@@ -67,6 +76,9 @@ func (m *pprModel) scores(b *base, u int, dst []float32) {
 					}
 				}
 				ms := m.TIdx[m.TPtr[t]:m.TPtr[t+1]]
+				if len(ms) == 0 {
+					break
+				}
 				cur = int(ms[rng.IntN(len(ms))])
 			}
 		}
@@ -84,10 +96,14 @@ func (m *pprModel) scores(b *base, u int, dst []float32) {
 
 func trainPPR(b *base, ps *params) (*pprModel, error) {
 	m := &pprModel{
-		Walks:   ps.int("walks", 1000, 1, 1_000_000),
+		// At most maxWalks: a page is served in the request, and each walk
+		// is up to maxWalk hops.
+		Walks:   ps.int("walks", 1000, 1, maxWalks),
 		Restart: ps.float("restart", 0.8, func(v float64) bool { return v > 0 && v <= 1 }, "a probability in (0, 1]"),
-		Beta:    ps.float("beta", 0.3, nonNeg, "a number ≥ 0"),
-		Seed:    uint64(ps.int("seed", 1, 0, math.MaxInt32)),
+		// Beyond 10 the degree penalty underflows to 0 and the model is
+		// popularity by another name.
+		Beta: ps.float("beta", 0.3, func(v float64) bool { return v >= 0 && v <= 10 }, "a number from 0 to 10"),
+		Seed: uint64(ps.int("seed", 1, 0, math.MaxInt32)),
 	}
 	if ps.err != nil {
 		return nil, ps.err
