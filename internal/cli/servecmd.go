@@ -156,7 +156,7 @@ func (a *app) predictCmd() *cobra.Command {
 	var req serve.Request
 	var features, attributes string
 	cmd := &cobra.Command{
-		Use:   "predict ENDPOINT --key KEY",
+		Use:   "predict ENDPOINT --key KEY | --query TEXT",
 		Short: "Ask the running server's endpoint for a prediction (and see which path served it)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -185,6 +185,7 @@ func (a *app) predictCmd() *cobra.Command {
 	cmd.Flags().StringVar(&req.Key, "key", "", "the entity key")
 	cmd.Flags().StringVar(&req.Unit, "unit", "", "the unit the canary share is decided on (default: the key)")
 	cmd.Flags().StringVar(&features, "features", "", "features as a JSON object, instead of the online store's")
-	cmd.Flags().StringVar(&attributes, "attributes", "", `the unit's attributes for experiments' targeting, a JSON object ({"market":"US"})`)
+	cmd.Flags().StringVar(&attributes, "attributes", "", `the unit's attributes (experiments' targeting, a recommend page's market), a JSON object ({"market":"US"})`)
+	cmd.Flags().StringVar(&req.Query, "query", "", "what a search endpoint searches for (--key: the member, optional)")
 	return cmd
 }

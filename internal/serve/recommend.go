@@ -340,6 +340,9 @@ type rowsModel struct {
 	fallback bool
 	policy   *bandit.Policy // nil: the rows keep their order
 	now      func() time.Time
+	// gate is the endpoint's min_confidence: a page the gate would refuse
+	// is not built (the fallback's page is what the member gets).
+	gate float64
 }
 
 // cannotServe stands for a version its endpoint cannot serve (a page
@@ -362,7 +365,11 @@ func (s *Service) forEndpoint(spec Endpoint, v *version, fallback bool, policy *
 		if fallback {
 			policy = nil
 		}
-		return &version{v: v.v, m: &rowsModel{m: rm, cfg: *spec.Recommend, fallback: fallback, policy: policy, now: s.d.Now}, builtin: true}
+		gate := spec.MinConfidence
+		if fallback {
+			gate = 0
+		}
+		return &version{v: v.v, m: &rowsModel{m: rm, cfg: *spec.Recommend, fallback: fallback, policy: policy, now: s.d.Now, gate: gate}, builtin: true}
 	}
 	return &version{v: v.v, m: cannotServe{fmt.Sprintf("model %s version %d is not a recommendation model file (baton rec train makes one): a recommend endpoint cannot serve it", v.v.Model, v.v.Version)}, builtin: true}
 }
@@ -383,6 +390,10 @@ type page struct {
 // member (a popularity model is always sure).
 func (rm *rowsModel) Predict(ctx context.Context, in Input) (Output, error) {
 	m := rm.m
+	conf := m.r.Confidence(in.Key)
+	if conf < rm.gate {
+		return Output{Confidence: conf}, nil
+	}
 	market, _ := in.Attributes["market"].(string)
 	if market == "" {
 		market, _ = m.r.MemberMarket(in.Key)
@@ -409,7 +420,7 @@ func (rm *rowsModel) Predict(ctx context.Context, in Input) (Output, error) {
 			return Output{}, err
 		}
 	}
-	return Output{Prediction: out, Confidence: m.r.Confidence(in.Key)}, nil
+	return Output{Prediction: out, Confidence: conf}, nil
 }
 
 // personalize lets the bandit order the page's rows and choose the
