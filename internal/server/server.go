@@ -26,6 +26,7 @@ import (
 	"github.com/baton-ml/baton/internal/serve"
 	"github.com/baton-ml/baton/internal/startstop"
 	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/ui"
 )
 
 // Options configure a Server.
@@ -118,6 +119,7 @@ type Server struct {
 	featuresPrint string
 	nats          *ingest.NATS
 	kafka         *ingest.Kafka
+	ui            *ui.UI
 }
 
 // New prepares a server over an opened home.
@@ -167,6 +169,9 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 	s.orch = orchestrate.New(st, onengine.New(eng, opt.Logger), orchestrate.Options{Poll: opt.Poll, Reload: opt.Reload,
 		Drain: opt.Drain, Queue: opt.Dispatch == engine.Queue, Elector: opt.Elector, Logger: opt.Logger, Now: opt.Now,
 		Metrics: s.m})
+	if s.ui, err = ui.New(ui.Deps{Store: st, Blobs: blobs, Authorize: s.uiViewer, Logger: opt.Logger, Poll: opt.Poll}); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
