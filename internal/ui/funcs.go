@@ -84,6 +84,8 @@ func took(start, end time.Time) string {
 
 func short(d time.Duration) string {
 	switch {
+	case d == 0:
+		return "0s"
 	case d < time.Millisecond:
 		return fmt.Sprintf("%dµs", d.Microseconds())
 	case d < time.Second:
