@@ -85,7 +85,7 @@ func newUI(tb testing.TB, st store.Store) http.Handler {
 	return u.Handler()
 }
 
-func serve(tb testing.TB, h http.Handler, path string) string {
+func get200(tb testing.TB, h http.Handler, path string) string {
 	tb.Helper()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
@@ -101,7 +101,7 @@ func TestLargeForeachPaged(t *testing.T) {
 	t.Parallel()
 	st, id := fanStore(t, 10_000)
 	h := newUI(t, st)
-	body := serve(t, h, fmt.Sprintf("/runs/%d", id))
+	body := get200(t, h, fmt.Sprintf("/runs/%d", id))
 	for _, w := range []string{"foreach 5,000/10,000", "5,000 pending", "5,000/10,000 tasks done", "Tasks 1–10 of 10,000"} {
 		if !strings.Contains(body, w) {
 			t.Errorf("no %q in the run page", w)
@@ -110,11 +110,11 @@ func TestLargeForeachPaged(t *testing.T) {
 	if n := strings.Count(body, "/tasks/work/"); n != 10 {
 		t.Errorf("%d tasks of work listed, want a page of 10", n)
 	}
-	body = serve(t, h, fmt.Sprintf("/runs/%d?step=work&offset=9950", id))
+	body = get200(t, h, fmt.Sprintf("/runs/%d?step=work&offset=9950", id))
 	if !strings.Contains(body, "Tasks 9,951–10,000 of 10,000") || !strings.Contains(body, "/tasks/work/9999") || strings.Contains(body, "next »") {
 		t.Errorf("the last page of work:\n%s", body)
 	}
-	body = serve(t, h, fmt.Sprintf("/runs/%d?step=work&status=succeeded&offset=4990", id))
+	body = get200(t, h, fmt.Sprintf("/runs/%d?step=work&status=succeeded&offset=4990", id))
 	if !strings.Contains(body, "/tasks/work/4999") || strings.Contains(body, "/tasks/work/5000") {
 		t.Errorf("succeeded tasks from 4990: the page lists the wrong tasks")
 	}
@@ -126,15 +126,15 @@ func TestRunsListPages(t *testing.T) {
 	t.Parallel()
 	st := runsStore(t, 120)
 	h := newUI(t, st)
-	body := serve(t, h, "/runs?flow=fan")
+	body := get200(t, h, "/runs?flow=fan")
 	if !strings.Contains(body, `href="/runs/120"`) || strings.Contains(body, `href="/runs/70"`) || !strings.Contains(body, `/runs?before=71&amp;flow=fan`) {
 		t.Fatalf("first page:\n%s", body)
 	}
-	body = serve(t, h, "/runs?before=71&flow=fan")
+	body = get200(t, h, "/runs?before=71&flow=fan")
 	if !strings.Contains(body, `href="/runs/70"`) || strings.Contains(body, `href="/runs/71"`) || !strings.Contains(body, `before=21`) {
 		t.Fatalf("second page:\n%s", body)
 	}
-	body = serve(t, h, "/runs?before=21&flow=fan")
+	body = get200(t, h, "/runs?before=21&flow=fan")
 	if !strings.Contains(body, `href="/runs/1"`) || strings.Contains(body, "Older") {
 		t.Fatalf("last page:\n%s", body)
 	}
@@ -169,9 +169,9 @@ func BenchmarkRunPage10k(b *testing.B) {
 	st, id := fanStore(b, 10_000)
 	h := newUI(b, st)
 	path := fmt.Sprintf("/runs/%d", id)
-	serve(b, h, path)
+	get200(b, h, path)
 	for b.Loop() {
-		serve(b, h, path)
+		get200(b, h, path)
 	}
 }
 
@@ -181,9 +181,9 @@ func BenchmarkRunPage10kStep(b *testing.B) {
 	st, id := fanStore(b, 10_000)
 	h := newUI(b, st)
 	path := fmt.Sprintf("/runs/%d?step=work&offset=5000", id)
-	serve(b, h, path)
+	get200(b, h, path)
 	for b.Loop() {
-		serve(b, h, path)
+		get200(b, h, path)
 	}
 }
 
@@ -194,9 +194,9 @@ func BenchmarkRunsList10k(b *testing.B) {
 	h := newUI(b, st)
 	for _, path := range []string{"/runs", "/runs?before=5000", "/runs?status=failed&before=2000"} {
 		b.Run(strings.NewReplacer("/", "", "?", "_", "&", "_").Replace(path), func(b *testing.B) {
-			serve(b, h, path)
+			get200(b, h, path)
 			for b.Loop() {
-				serve(b, h, path)
+				get200(b, h, path)
 			}
 		})
 	}

@@ -155,6 +155,9 @@ func TestBrowser(t *testing.T) {
 			{"flow", "/flows/etl", `pre.diff`},
 			{"compare-url", fmt.Sprintf("/compare?run=%d&run=%d&run=%d", p.ok, p.ok2, p.failed), `table.compare`},
 			{"signals", "/signals?flow=etl", `.dag svg`},
+			{"models", "/models", `table.list`},
+			{"model", "/models/churn", `.chart .uplot canvas`},
+			{"experiment", "/experiments/button_color", `.chart .uplot canvas`},
 			{"missing", "/runs/99999", `p.error`},
 		}
 		for _, pg := range pages {

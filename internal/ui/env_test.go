@@ -16,6 +16,7 @@ import (
 
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/home"
+	"github.com/baton-ml/baton/internal/serve"
 	"github.com/baton-ml/baton/internal/server"
 	"github.com/baton-ml/baton/internal/store"
 	"github.com/baton-ml/baton/internal/store/sqlite"
@@ -252,7 +253,68 @@ func newPopulated(t testing.TB) *populated {
 		}
 		return true, ""
 	}, "the signals to start report runs")
+	p.addModelsAndExperiments(t)
 	return p
+}
+
+// addModelsAndExperiments registers two versions of model churn from the
+// etl runs (v2 in production), a rollout with three evaluations, and an
+// experiment with exposures and metric events over the last hour in which
+// the treatment is better.
+func (p *populated) addModelsAndExperiments(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	for _, run := range []int64{p.ok, p.ok2} {
+		body := map[string]any{"artifact": fmt.Sprintf("%d/load/metrics.json", run), "metrics": map[string]float64{"auc": 0.7 + float64(run)/100},
+			"reason": "trained on <b>fresh</b> data"}
+		if code, b := p.api(t, "POST", "/api/v1/models/churn/versions", body); code != 201 {
+			t.Fatalf("register: %d %s", code, b)
+		}
+	}
+	for _, to := range []string{"canary", "production"} {
+		if code, b := p.api(t, "POST", "/api/v1/models/churn/versions/2/transitions", map[string]any{"to": to, "reason": "looks good"}); code != 200 {
+			t.Fatalf("transition to %s: %d %s", to, code, b)
+		}
+	}
+	now := time.Now()
+	hist, _ := json.Marshal([]serve.Step{
+		{At: now.Add(-30 * time.Minute), Stage: 0, Share: 0.05, Canary: 120, Baseline: 2300, Score: 91, Result: "pass", Action: "advance"},
+		{At: now.Add(-20 * time.Minute), Stage: 1, Share: 0.25, Canary: 610, Baseline: 1800, Score: 72, Result: "marginal", Action: "hold"},
+		{At: now.Add(-10 * time.Minute), Stage: 1, Share: 0.25, Canary: 590, Baseline: 1750, Score: 88, Result: "pass", Action: "advance"},
+	})
+	ro, err := p.st.StartRollout(ctx, store.Rollout{Endpoint: "churn", Model: "churn", CanaryVersion: 2, BaselineVersion: 1,
+		Stages: []float64{0.05, 0.25, 0.5, 1}, Status: store.RolloutRunning, StartedAt: now.Add(-40 * time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.st.UpdateRollout(ctx, ro.ID, 0, 2, store.RolloutRunning, hist); err != nil {
+		t.Fatal(err)
+	}
+	doc := []map[string]any{{"name": "button_color", "variants": []map[string]any{
+		{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}},
+		"metrics": []string{"clicks"}, "guardrails": []map[string]any{{"metric": "errors", "direction": "increase"}}}}
+	if code, b := p.api(t, "POST", "/api/v1/experiments", doc); code != 200 && code != 201 {
+		t.Fatalf("apply experiment: %d %s", code, b)
+	}
+	var exps []store.Exposure
+	var evs []store.MetricEvent
+	for i := 0; i < 400; i++ {
+		at := now.Add(-time.Hour + time.Duration(i)*9*time.Second)
+		unit := fmt.Sprintf("u%d", i)
+		variant, base := "control", 1.0
+		if i%2 == 1 {
+			variant, base = "treatment", 1.6
+		}
+		exps = append(exps, store.Exposure{Experiment: "button_color", Version: 1, Unit: unit, Variant: variant, At: at})
+		evs = append(evs, store.MetricEvent{Experiment: "button_color", Unit: unit, Metric: "clicks", Value: base + float64(i%7)/10, At: at.Add(time.Second)},
+			store.MetricEvent{Experiment: "button_color", Unit: unit, Metric: "errors", Value: float64(i % 3 / 2), At: at.Add(time.Second)})
+	}
+	if _, err := p.st.AddExposures(ctx, exps); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.st.AddMetricEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func writeFile(path string) error { return os.WriteFile(path, []byte("go"), 0o644) }

@@ -41,6 +41,9 @@ func TestPagesRender(t *testing.T) {
 		{"/signals", []string{"data_ready", "date string", "Runs started", "<svg"}},
 		{"/signals?flow=etl", []string{"these flows downstream", "report"}},
 		{"/signals?signal=data_ready", []string{"2026-12-03"}},
+		{"/models", []string{`href="/models/churn"`, "v2", `href="/experiments/button_color"`, "running"}},
+		{"/models/churn", []string{"st-production", "auc=", fmt.Sprintf(`href="/runs/%d"`, p.ok2), "Rollout #", "marginal", "88.0", "data-chart=", "trained on &lt;b&gt;fresh&lt;/b&gt; data", "canary → production", "uPlot.iife.min.js"}},
+		{"/experiments/button_color", []string{"treatment", "clicks", "sequential", "Intervals over time", `data-chart="{&#34;title&#34;:&#34;clicks: lift`, "Guardrails", "errors"}},
 	}
 	for _, pg := range pages {
 		code, body, h := p.get(t, pg.path)
@@ -88,7 +91,7 @@ func TestMissingIs404Page(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.applyFlows(t, signalsDoc, etlFlow)
-	for _, path := range []string{"/runs/999", "/runs/abc", "/runs/999/tasks/x/0", "/flows/nope", "/nope", "/runs/1/artifacts/a/0/b"} {
+	for _, path := range []string{"/runs/999", "/runs/abc", "/runs/999/tasks/x/0", "/flows/nope", "/nope", "/runs/1/artifacts/a/0/b", "/models/nope", "/experiments/nope"} {
 		code, body, h := e.get(t, path)
 		if code != 404 || !strings.HasPrefix(h.Get("Content-Type"), "text/html") || !strings.Contains(body, "404 Not Found") {
 			t.Errorf("GET %s: %d %s\n%s", path, code, h.Get("Content-Type"), body)

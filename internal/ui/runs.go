@@ -366,10 +366,10 @@ func sse(w http.ResponseWriter, event, data string) error {
 	return err
 }
 
-func sortedKeys[V any](m map[string]V) []string {
+func sortedKeys[K ~string, V any](m map[K]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
-		keys = append(keys, k)
+		keys = append(keys, string(k))
 	}
 	sortStrings(keys)
 	return keys

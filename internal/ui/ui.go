@@ -10,6 +10,7 @@ package ui
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -37,9 +38,13 @@ var assetFS embed.FS
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 
 // Store is what the pages read: flows, runs, signals and their firings
-// (what lineage reads). Nothing here is called to change a thing.
+// (what lineage reads), the model registry, rollouts and experiments.
+// The store's interfaces mix reads and writes; the UI calls only reads.
 type Store interface {
 	lineage.Store
+	store.ModelStore
+	store.ExperimentStore
+	Rollouts(ctx context.Context, endpoint string) ([]store.Rollout, error)
 }
 
 // Viewer is who looks at a page.
@@ -128,6 +133,10 @@ func (u *UI) routes() {
 	page("GET /flows", u.flowsPage)
 	page("GET /flows/{name}", u.flowPage)
 	page("GET /signals", u.signalsPage)
+	page("GET /models", u.modelsPage)
+	page("GET /models/{name}", u.modelPage)
+	page("GET /experiments", u.modelsPage)
+	page("GET /experiments/{name}", u.experimentPage)
 	page("/", func(w http.ResponseWriter, r *http.Request, v Viewer) error {
 		return fault.Errorf(fault.NotFound, "no page %s", r.URL.Path)
 	})
@@ -186,6 +195,8 @@ type page struct {
 	Title  string
 	Viewer Viewer
 	Nav    string
+	// Charts loads uPlot (only the pages that draw time series).
+	Charts bool
 	Data   any
 }
 
@@ -198,7 +209,7 @@ func (u *UI) render(w http.ResponseWriter, code int, name string, v Viewer, titl
 		return
 	}
 	var b bytes.Buffer
-	if err := t.ExecuteTemplate(&b, "base", page{Title: title, Viewer: v, Nav: navOf(name), Data: data}); err != nil {
+	if err := t.ExecuteTemplate(&b, "base", page{Title: title, Viewer: v, Nav: navOf(name), Charts: name == "model" || name == "experiment", Data: data}); err != nil {
 		u.d.Logger.Error("ui render", "page", name, "err", err)
 		http.Error(w, "the page could not be drawn: "+err.Error(), http.StatusInternalServerError)
 		return
@@ -228,6 +239,8 @@ func navOf(name string) string {
 		return "runs"
 	case "flows", "flow":
 		return "flows"
+	case "models", "model", "experiment":
+		return "models"
 	}
 	return name
 }
