@@ -156,6 +156,7 @@ func TestBrowser(t *testing.T) {
 			{"compare-url", fmt.Sprintf("/compare?run=%d&run=%d&run=%d", p.ok, p.ok2, p.failed), `table.compare`},
 			{"signals", "/signals?flow=etl", `.dag svg`},
 			{"models", "/models", `table.list`},
+			{"features", "/features", `table.list`},
 			{"model", "/models/churn", `.chart .uplot canvas`},
 			{"experiment", "/experiments/button_color", `.chart .uplot canvas`},
 			{"missing", "/runs/99999", `p.error`},

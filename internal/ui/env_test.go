@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/home"
 	"github.com/baton-ml/baton/internal/serve"
 	"github.com/baton-ml/baton/internal/server"
@@ -254,7 +255,71 @@ func newPopulated(t testing.TB) *populated {
 		return true, ""
 	}, "the signals to start report runs")
 	p.addModelsAndExperiments(t)
+	p.addFeatures(t)
 	return p
+}
+
+const featuresDoc = `entities:
+  - name: member
+    key: member_id
+sources:
+  - name: plays
+    entity: member
+    timestamp: ts
+    fields: {title_id: string, minutes: float}
+features:
+  - name: plays_1h
+    source: plays
+    aggregate: count
+    window: 1h
+    description: Plays in the last hour <i>per member</i>.
+  - name: minutes_24h
+    source: plays
+    aggregate: sum
+    field: minutes
+    window: 24h
+    freshness_sla: 1h
+    quality:
+      - {check: not_null_rate, min: 0.5, action: block}
+`
+
+// addFeatures applies two features, sends the server an event (so one is
+// fresh) and records a computation whose quality gate warned.
+func (p *populated) addFeatures(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	path := filepath.Join(p.dir, "features.yaml")
+	if err := os.WriteFile(path, []byte(featuresDoc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := feature.ParseFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := feature.Apply(ctx, p.st, path, d); err != nil {
+		t.Fatal(err)
+	}
+	// The server reloads the definitions by itself; an event for a source
+	// it does not know yet is refused, so send until it is taken.
+	ev := fmt.Sprintf(`{"member_id": "m1", "ts": %q, "title_id": "t1", "minutes": 12.5}`, time.Now().UTC().Format(time.RFC3339))
+	testwait.Until(t, 20*time.Second, func() (bool, string) {
+		req, _ := http.NewRequest("POST", p.url+"/api/v1/features/events/plays", strings.NewReader(ev))
+		req.Header.Set("Authorization", "Bearer "+p.s.HomeToken())
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := p.client.Do(req)
+		if err != nil {
+			return false, err.Error()
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == 200 && strings.Contains(string(b), `"accepted": 1`), fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}, "the server to take an event of plays")
+	rep, _ := json.Marshal(feature.Report{Status: "warned", Rows: 40, Checks: []feature.Result{
+		{Feature: "minutes_24h", Check: "not_null_rate", Action: "warn", Value: 0.4, Passed: false, Detail: "0.4 below 0.5"}}})
+	if _, err := p.st.AddComputation(ctx, store.FeatureComputation{Kind: "training_set", Features: map[string]int{"minutes_24h": 1},
+		Rows: 40, Status: "warned", Report: rep}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // addModelsAndExperiments registers two versions of model churn from the

@@ -23,6 +23,7 @@ import (
 
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/fault"
+	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/lineage"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -42,6 +43,7 @@ const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 's
 // The store's interfaces mix reads and writes; the UI calls only reads.
 type Store interface {
 	lineage.Store
+	store.FeatureStore
 	store.ModelStore
 	store.ExperimentStore
 	Rollouts(ctx context.Context, endpoint string) ([]store.Rollout, error)
@@ -63,6 +65,9 @@ type Deps struct {
 	// Authorize says who sent a request (a viewer at least), or why not;
 	// the server's own check, so a page and the API agree.
 	Authorize func(r *http.Request) (Viewer, error)
+	// Freshness, when set, is the server's streaming features against
+	// their SLAs (nil before the engine runs).
+	Freshness func(now time.Time) []feature.Stale
 	Logger    *slog.Logger
 	// Poll is how often a live page looks for changes; default 250ms.
 	Poll time.Duration
@@ -137,6 +142,7 @@ func (u *UI) routes() {
 	page("GET /models/{name}", u.modelPage)
 	page("GET /experiments", u.modelsPage)
 	page("GET /experiments/{name}", u.experimentPage)
+	page("GET /features", u.featuresPage)
 	page("/", func(w http.ResponseWriter, r *http.Request, v Viewer) error {
 		return fault.Errorf(fault.NotFound, "no page %s", r.URL.Path)
 	})
