@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/baton-ml/baton/internal/archview"
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/feature"
@@ -85,6 +86,20 @@ type Options struct {
 	Logger           *slog.Logger
 	// Now is the clock of the cron scheduler (tests); default time.Now.
 	Now func() time.Time
+}
+
+// docs renders the architecture views for the web UI, as `baton docs`
+// does (one snapshot of the store per page).
+func (s *Server) docs(ctx context.Context) ([]ui.DocFile, error) {
+	snap, err := archview.Load(ctx, s.st, archview.Options{Blobs: s.blobs})
+	if err != nil {
+		return nil, err
+	}
+	var out []ui.DocFile
+	for _, f := range archview.Render(snap, archview.Views(), false, s.opt.Now()) {
+		out = append(out, ui.DocFile{Name: f.Name, Content: f.Content})
+	}
+	return out, nil
 }
 
 // Elector is a campaign to lead among the servers of one store.
@@ -169,7 +184,7 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 	s.orch = orchestrate.New(st, onengine.New(eng, opt.Logger), orchestrate.Options{Poll: opt.Poll, Reload: opt.Reload,
 		Drain: opt.Drain, Queue: opt.Dispatch == engine.Queue, Elector: opt.Elector, Logger: opt.Logger, Now: opt.Now,
 		Metrics: s.m})
-	if s.ui, err = ui.New(ui.Deps{Store: st, Blobs: blobs, Authorize: s.uiViewer, Freshness: s.freshness, Logger: opt.Logger, Poll: opt.Poll}); err != nil {
+	if s.ui, err = ui.New(ui.Deps{Store: st, Blobs: blobs, Authorize: s.uiViewer, Freshness: s.freshness, Docs: s.docs, Logger: opt.Logger, Poll: opt.Poll}); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -157,6 +157,8 @@ func TestBrowser(t *testing.T) {
 			{"signals", "/signals?flow=etl", `.dag svg`},
 			{"models", "/models", `table.list`},
 			{"features", "/features", `table.list`},
+			{"docs", "/docs", `article.md .dag svg`},
+			{"docs-lineage", "/docs?view=lineage.md", `article.md .dag svg`},
 			{"model", "/models/churn", `.chart .uplot canvas`},
 			{"experiment", "/experiments/button_color", `.chart .uplot canvas`},
 			{"missing", "/runs/99999", `p.error`},

@@ -67,3 +67,36 @@ func BenchmarkDAGCached(b *testing.B) {
 		}
 	}
 }
+
+// TestMermaidSubset reads the Mermaid that `baton docs` writes: nodes in
+// three shapes, quoted labels, edges with and without labels, nodes
+// declared inside edges.
+func TestMermaidSubset(t *testing.T) {
+	g := mermaidGraph("x.md", 0, []string{
+		"flowchart LR",
+		`  f_etl["etl"]`,
+		`  sig_data_ready(["data #quot;ready#quot;"])`,
+		`  f_etl --> sig_data_ready`,
+		`  sig_data_ready -->|signal| f_report`,
+		`  f_a -.->|on_finish| f_etl`,
+		`  req([request]) --> gate{"timeout 1s"}`,
+		`  gate -->|model answers| m["churn (learned)"]`,
+	})
+	labels := map[string]string{}
+	for _, n := range g.Nodes {
+		labels[n.ID] = n.Label
+	}
+	want := map[string]string{"f_etl": "etl", "sig_data_ready": `data "ready"`, "f_report": "f_report", "f_a": "f_a",
+		"req": "request", "gate": "timeout 1s", "m": "churn (learned)"}
+	for id, l := range want {
+		if labels[id] != l {
+			t.Errorf("node %s: label %q, want %q (all: %v)", id, labels[id], l, labels)
+		}
+	}
+	if len(g.Nodes) != len(want) || len(g.Edges) != 5 {
+		t.Fatalf("%d nodes %d edges: %+v", len(g.Nodes), len(g.Edges), g)
+	}
+	if g.Edges[1] != [2]string{"sig_data_ready", "f_report"} || g.EdgeLabels[1] != "signal" || g.EdgeLabels[4] != "model answers" {
+		t.Fatalf("edges %v labels %q", g.Edges, g.EdgeLabels)
+	}
+}

@@ -44,6 +44,8 @@ func TestPagesRender(t *testing.T) {
 		{"/models", []string{`href="/models/churn"`, "v2", `href="/experiments/button_color"`, "running"}},
 		{"/models/churn", []string{"st-production", "auc=", fmt.Sprintf(`href="/runs/%d"`, p.ok2), "Rollout #", "marginal", "88.0", "data-chart=", "trained on &lt;b&gt;fresh&lt;/b&gt; data", "canary → production", "uPlot.iife.min.js"}},
 		{"/features", []string{"plays_1h", "Plays in the last hour &lt;i&gt;per member&lt;/i&gt;.", "minutes_24h", "badge st-succeeded\">fresh", "gate-warned", "0.4 below 0.5", "never computed", "title_id:string"}},
+		{"/docs", []string{"Views", "<svg", "<table>", "s_extract", "etl"}},
+		{"/docs?view=lineage.md", []string{"<svg", "data_ready"}},
 		{"/experiments/button_color", []string{"treatment", "clicks", "sequential", "Intervals over time", `data-chart="{&#34;title&#34;:&#34;clicks: lift`, "Guardrails", "errors"}},
 	}
 	for _, pg := range pages {

@@ -68,6 +68,8 @@ type Deps struct {
 	// Freshness, when set, is the server's streaming features against
 	// their SLAs (nil before the engine runs).
 	Freshness func(now time.Time) []feature.Stale
+	// Docs, when set, renders the architecture views (`baton docs`).
+	Docs      func(ctx context.Context) ([]DocFile, error)
 	Logger    *slog.Logger
 	// Poll is how often a live page looks for changes; default 250ms.
 	Poll time.Duration
@@ -143,6 +145,7 @@ func (u *UI) routes() {
 	page("GET /experiments", u.modelsPage)
 	page("GET /experiments/{name}", u.experimentPage)
 	page("GET /features", u.featuresPage)
+	page("GET /docs", u.docsPage)
 	page("/", func(w http.ResponseWriter, r *http.Request, v Viewer) error {
 		return fault.Errorf(fault.NotFound, "no page %s", r.URL.Path)
 	})
