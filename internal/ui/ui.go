@@ -69,8 +69,8 @@ type Deps struct {
 	// their SLAs (nil before the engine runs).
 	Freshness func(now time.Time) []feature.Stale
 	// Docs, when set, renders the architecture views (`baton docs`).
-	Docs      func(ctx context.Context) ([]DocFile, error)
-	Logger    *slog.Logger
+	Docs   func(ctx context.Context) ([]DocFile, error)
+	Logger *slog.Logger
 	// Poll is how often a live page looks for changes; default 250ms.
 	Poll time.Duration
 	// Now is the clock (tests); default time.Now.
