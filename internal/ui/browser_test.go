@@ -136,6 +136,7 @@ func css(s string) chromedp.CSS { return chromedp.CSS(s) }
 // end, cancels one, resumes one, compares two, and checks that a page of
 // another origin cannot change anything.
 func TestBrowser(t *testing.T) {
+	t.Parallel()
 	b := newBrowser(t)
 	p := newPopulated(t)
 	b.do(t, "sign in", chromedp.Navigate(p.s.LoginURL()), chromedp.WaitVisible(chromedp.Search(`//header[contains(., "Signed in as local (admin)")]`)))
