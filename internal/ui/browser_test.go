@@ -167,7 +167,13 @@ func TestBrowser(t *testing.T) {
 		for _, pg := range pages {
 			b.do(t, "open "+pg.path, chromedp.Navigate(p.url+pg.path), chromedp.WaitVisible(css(pg.wait)))
 			b.shot(t, pg.name)
-			if errs := b.errors(); len(errs) > 0 && pg.name != "missing" {
+			errs := b.errors()
+			switch {
+			case pg.name == "missing" && len(errs) == 0:
+				// The browser logs a 404 as an error: seeing it proves the
+				// console is listened to.
+				t.Errorf("%s: no console error for a 404 page: the console listener hears nothing", pg.path)
+			case pg.name != "missing" && len(errs) > 0:
 				t.Errorf("%s: console errors:\n%s", pg.path, strings.Join(errs, "\n"))
 			}
 		}
