@@ -20,6 +20,8 @@ import (
 	"github.com/baton-ml/baton/internal/serve"
 	"github.com/baton-ml/baton/internal/server"
 	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/store/pgtest"
+	"github.com/baton-ml/baton/internal/store/postgres"
 	"github.com/baton-ml/baton/internal/store/sqlite"
 	"github.com/baton-ml/baton/internal/testwait"
 )
@@ -97,11 +99,23 @@ steps:
     run: echo "report for $BATON_PARAM_DATE"
 `
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvOn(t, false) }
+
+// newEnvOn is newEnv on a fresh PostgreSQL schema when pg is set (skipped
+// without PostgreSQL, failed under CI=true).
+func newEnvOn(t testing.TB, pg bool) *env {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "baton.db"), sqlite.Options{})
+	db := "sqlite://" + filepath.Join(dir, "baton.db")
+	var st store.Store
+	var err error
+	if pg {
+		db = pgtest.DSN(t)
+		st, err = postgres.Open(ctx, db)
+	} else {
+		st, err = sqlite.Open(ctx, filepath.Join(dir, "baton.db"), sqlite.Options{})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +127,7 @@ func newEnv(t testing.TB) *env {
 	if os.Getenv("BATON_TEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	hm := home.Home{Dir: dir, DB: "sqlite://" + filepath.Join(dir, "baton.db"), Artifacts: "file://" + filepath.Join(dir, "artifacts")}
+	hm := home.Home{Dir: dir, DB: db, Artifacts: "file://" + filepath.Join(dir, "artifacts")}
 	s, err := server.New(st, blobs, hm, server.Options{Addr: "127.0.0.1:0", Poll: 50 * time.Millisecond, Reload: 100 * time.Millisecond,
 		Workers: 4, Logger: logger})
 	if err != nil {
@@ -224,9 +238,11 @@ type populated struct {
 	ok, ok2, failed int64
 }
 
-func newPopulated(t testing.TB) *populated {
+func newPopulated(t testing.TB) *populated { return newPopulatedOn(t, false) }
+
+func newPopulatedOn(t testing.TB, pg bool) *populated {
 	t.Helper()
-	e := newEnv(t)
+	e := newEnvOn(t, pg)
 	e.applyFlows(t, signalsDoc, etlFlow, gatedFlow, reportFlow)
 	p := &populated{env: e}
 	p.ok = e.start(t, "etl", map[string]any{"n": 3})

@@ -17,7 +17,17 @@ import (
 // checks each shows what it is for, escaped, with the UI's policy.
 func TestPagesRender(t *testing.T) {
 	t.Parallel()
-	p := newPopulated(t)
+	checkPages(t, newPopulated(t))
+}
+
+// TestPagesRenderPostgres is TestPagesRender on a PostgreSQL home.
+func TestPagesRenderPostgres(t *testing.T) {
+	t.Parallel()
+	checkPages(t, newPopulatedOn(t, true))
+}
+
+func checkPages(t *testing.T, p *populated) {
+	t.Helper()
 	pages := []struct {
 		path string
 		want []string
