@@ -367,6 +367,9 @@ func (a *apiService) Start(context.Context) error {
 		// artifact download extends its own write deadline.
 		ReadTimeout: s.opt.ReadTimeout, WriteTimeout: s.opt.WriteTimeout, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10}
+	// Pages left open on a live run hold a stream: end them when the
+	// server shuts down rather than wait out the drain.
+	s.http.RegisterOnShutdown(s.ui.CloseStreams)
 	a.served = make(chan error, 1)
 	go func() { a.served <- s.http.Serve(s.ln) }()
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -221,5 +222,39 @@ func TestRunEventsStreamUntilDone(t *testing.T) {
 	}
 	if !opened || len(events) < 2 || events[len(events)-1] != "done" {
 		t.Fatalf("events %v (saw it running: %v, err %v)", events, opened, sc.Err())
+	}
+}
+
+// TestCloseStreams: a live stream ends when the server shuts down
+// (CloseStreams), however long its run goes on.
+func TestCloseStreams(t *testing.T) {
+	t.Parallel()
+	st, id := fanStore(t, 10) // running, and nothing will end it
+	u, err := ui.New(ui.Deps{Store: st, Authorize: admin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(u.Handler())
+	defer srv.Close()
+	resp, err := srv.Client().Get(fmt.Sprintf("%s/ui/runs/%d/events", srv.URL, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<22)
+	for sc.Scan() && sc.Text() != "event: run" {
+	}
+	u.CloseStreams()
+	done := make(chan struct{})
+	go func() {
+		for sc.Scan() {
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream still runs 10 s after CloseStreams")
 	}
 }

@@ -316,6 +316,8 @@ func (u *UI) runEvents(w http.ResponseWriter, r *http.Request, v Viewer) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-u.closing:
+			return nil
 		case <-end:
 			return nil
 		case <-beat.C:

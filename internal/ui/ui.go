@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/baton-ml/baton/internal/artifact"
@@ -83,7 +84,16 @@ type UI struct {
 	pages map[string]*template.Template
 	dags  *dagCache
 	mux   *http.ServeMux
+	// closing ends the live streams (CloseStreams): a server stopping
+	// must not wait for pages left open.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
+
+// CloseStreams ends every live stream now and any opened later (the
+// server calls it when it shuts its HTTP server down); browsers reconnect
+// to the next server.
+func (u *UI) CloseStreams() { u.closeOnce.Do(func() { close(u.closing) }) }
 
 // New prepares the pages.
 func New(d Deps) (*UI, error) {
@@ -99,7 +109,7 @@ func New(d Deps) (*UI, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	u := &UI{d: d, pages: map[string]*template.Template{}, dags: newDAGCache(256)}
+	u := &UI{d: d, pages: map[string]*template.Template{}, dags: newDAGCache(256), closing: make(chan struct{})}
 	base, err := template.New("base").Funcs(funcs).ParseFS(templateFS, "templates/base.html")
 	if err != nil {
 		return nil, err
