@@ -300,7 +300,7 @@ type Counter interface {
 }
 
 // Load returns the flow version a run executes.
-func Load(ctx context.Context, st store.Store, r store.Run) (*flow.Flow, store.FlowVersion, error) {
+func Load(ctx context.Context, st store.FlowReader, r store.Run) (*flow.Flow, store.FlowVersion, error) {
 	v, err := st.FlowVersion(ctx, r.Flow, r.FlowVersion)
 	if err != nil {
 		return nil, v, err

@@ -491,3 +491,63 @@ func OfRun(ctx context.Context, st Store, id int64) (Run, error) {
 func ref(r store.Run) RunRef {
 	return RunRef{ID: r.ID, Flow: r.Flow, Status: r.Status, Trigger: r.Trigger}
 }
+
+// Edge is one way a flow leads to another: through a signal
+// ("signal:NAME") or an on_finish trigger, declared by the flows and/or
+// observed in their recent runs.
+type Edge struct {
+	From     string `json:"from"`
+	To       string `json:"to"`
+	Via      string `json:"via"`
+	Declared bool   `json:"declared"`
+	Observed bool   `json:"observed"`
+}
+
+// Flows lists the applied flows' names, sorted.
+func (g *Graph) Flows() []string {
+	names := make([]string, 0, len(g.flows))
+	for n := range g.flows {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Edges lists every edge of the graph once, sorted (a drawing of the whole
+// lineage needs them all; OfFlow keeps only the shortest paths).
+func (g *Graph) Edges() []Edge {
+	idx := map[[3]string]int{}
+	var out []Edge
+	add := func(from string, e edge, decl bool) {
+		k := [3]string{from, e.to, e.via}
+		i, ok := idx[k]
+		if !ok {
+			i = len(out)
+			idx[k] = i
+			out = append(out, Edge{From: from, To: e.to, Via: e.via})
+		}
+		out[i].Declared = out[i].Declared || decl
+		out[i].Observed = out[i].Observed || !decl
+	}
+	for from, es := range g.declared {
+		for _, e := range es {
+			add(from, e, true)
+		}
+	}
+	for from, es := range g.observed {
+		for _, e := range es {
+			add(from, e, false)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.From != b.From {
+			return a.From < b.From
+		}
+		if a.To != b.To {
+			return a.To < b.To
+		}
+		return a.Via < b.Via
+	})
+	return out
+}

@@ -202,8 +202,8 @@ type recModel struct {
 	titles []rec.Title
 	nbrMu  sync.RWMutex
 	nbrs   map[int32][]int32 // title → the titles most like it, kept once asked
-	genres []uint64 // per title, a bit per genre (genres past 64 share bits)
-	isNew  []bool   // per title: by a new creator
+	genres []uint64          // per title, a bit per genre (genres past 64 share bits)
+	isNew  []bool            // per title: by a new creator
 
 	mu       sync.Mutex
 	popOrder map[string][]int32 // market → titles by popularity, most first

@@ -112,7 +112,10 @@ func (s *Server) Handler() http.Handler {
 		}
 		mux.Handle(pattern, s.wrap(rt))
 	}
-	mux.Handle("/", s.wrap(route{path: "/", h: s.index}))
+	// Unknown API paths answer JSON; every other path is the web UI's,
+	// behind the same guard (and the same roles, through uiViewer).
+	mux.Handle("/api/", s.wrap(route{path: "/api/", h: noEndpoint}))
+	mux.Handle("/", s.ui.Handler())
 	return s.guard(mux)
 }
 

@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
-	"html/template"
 	"mime"
 	"net"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/store"
 	"github.com/baton-ml/baton/internal/token"
+	"github.com/baton-ml/baton/internal/ui"
 )
 
 // The server's defences, in the order a request meets them (guard, then
@@ -380,22 +380,21 @@ func (s *Server) createLoginLink(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusCreated, map[string]any{"url": s.loginURL(s.sessions.link(time.Now())), "expires_in": loginTTL.String()})
 }
 
-var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>baton</title></head>
-<body><h1>baton server</h1>
-{{if .Name}}<p>Signed in as {{.Name}} ({{.Role}}).</p>{{else}}<p>Not signed in: open the login URL <code>baton server</code> printed.</p>{{end}}
-<p>The JSON API is under <a href="/api/v1/runs">/api/v1</a>; its description is <a href="/api/v1/openapi.yaml">/api/v1/openapi.yaml</a>.</p>
-</body></html>
-`))
+// noEndpoint answers an API path no route has.
+func noEndpoint(w http.ResponseWriter, r *http.Request) error {
+	return fault.Errorf(fault.NotFound, "no endpoint %s %s (see /api/v1/openapi.yaml)", r.Method, r.URL.Path)
+}
 
-// index is the page a login lands on.
-func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
-	if r.URL.Path != "/" {
-		return fault.Errorf(fault.NotFound, "no endpoint %s %s (see /api/v1/openapi.yaml)", r.Method, r.URL.Path)
+// uiViewer is who a web page is for: the API's own authentication and
+// the viewer role every page needs; operators also see the buttons that
+// change runs (which call the API, checked again there).
+func (s *Server) uiViewer(r *http.Request) (ui.Viewer, error) {
+	r, err := s.authorize(r, store.RoleViewer)
+	if err != nil {
+		return ui.Viewer{}, err
 	}
-	id, _ := s.authenticate(r)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	return indexPage.Execute(w, id)
+	id := identity(r)
+	return ui.Viewer{Name: id.Name, Role: id.Role, Operator: token.Allows(id.Role, store.RoleOperator)}, nil
 }
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {

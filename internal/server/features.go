@@ -186,6 +186,15 @@ func (s *Server) listFeatures(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, specs)
 }
 
+// freshness is the streaming features against their SLAs for the web
+// UI; nil before the engine is open (it opens before the API serves).
+func (s *Server) freshness(now time.Time) []feature.Stale {
+	if s.features == nil {
+		return nil
+	}
+	return s.features.Staleness(now)
+}
+
 func (s *Server) featureFreshness(w http.ResponseWriter, _ *http.Request) error {
 	return writeJSON(w, http.StatusOK, s.features.Staleness(s.opt.Now()))
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/baton-ml/baton/internal/archview"
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/feature"
@@ -26,6 +27,7 @@ import (
 	"github.com/baton-ml/baton/internal/serve"
 	"github.com/baton-ml/baton/internal/startstop"
 	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/ui"
 )
 
 // Options configure a Server.
@@ -86,6 +88,20 @@ type Options struct {
 	Now func() time.Time
 }
 
+// docs renders the architecture views for the web UI, as `baton docs`
+// does (one snapshot of the store per page).
+func (s *Server) docs(ctx context.Context) ([]ui.DocFile, error) {
+	snap, err := archview.Load(ctx, s.st, archview.Options{Blobs: s.blobs})
+	if err != nil {
+		return nil, err
+	}
+	var out []ui.DocFile
+	for _, f := range archview.Render(snap, archview.Views(), false, s.opt.Now()) {
+		out = append(out, ui.DocFile{Name: f.Name, Content: f.Content})
+	}
+	return out, nil
+}
+
 // Elector is a campaign to lead among the servers of one store.
 type Elector = orchestrate.Elector
 
@@ -119,6 +135,7 @@ type Server struct {
 	featuresPrint string
 	nats          *ingest.NATS
 	kafka         *ingest.Kafka
+	ui            *ui.UI
 }
 
 // New prepares a server over an opened home.
@@ -168,6 +185,9 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 	s.orch = orchestrate.New(st, onengine.New(eng, opt.Logger), orchestrate.Options{Poll: opt.Poll, Reload: opt.Reload,
 		Drain: opt.Drain, Queue: opt.Dispatch == engine.Queue, Elector: opt.Elector, Logger: opt.Logger, Now: opt.Now,
 		Metrics: s.m})
+	if s.ui, err = ui.New(ui.Deps{Store: st, Blobs: blobs, Authorize: s.uiViewer, Freshness: s.freshness, Docs: s.docs, Logger: opt.Logger, Poll: opt.Poll}); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -348,6 +368,9 @@ func (a *apiService) Start(context.Context) error {
 		// artifact download extends its own write deadline.
 		ReadTimeout: s.opt.ReadTimeout, WriteTimeout: s.opt.WriteTimeout, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10}
+	// Pages left open on a live run hold a stream: end them when the
+	// server shuts down rather than wait out the drain.
+	s.http.RegisterOnShutdown(s.ui.CloseStreams)
 	a.served = make(chan error, 1)
 	go func() { a.served <- s.http.Serve(s.ln) }()
 	return nil

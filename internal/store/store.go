@@ -152,6 +152,9 @@ type RunFilter struct {
 	Tag    string
 	// Limit caps the result (newest first); 0 means 100.
 	Limit int
+	// BeforeID keeps runs with a smaller id: the next page of a list,
+	// found by the index whatever the page's depth.
+	BeforeID int64
 	// Oldest lists oldest first instead.
 	Oldest bool
 	// Unclaimed keeps runs no engine has claimed or holds (with Status

@@ -53,6 +53,12 @@ type Task struct {
 	Error      string           `json:"error,omitempty"`
 }
 
+// Reader is what the views read: flows and runs, never a change.
+type Reader interface {
+	store.FlowReader
+	store.RunReader
+}
+
 // DefaultLimit is how many tasks of a step LoadRun lists when not told:
 // every task of an ordinary run, a bounded page of a huge one.
 const DefaultLimit = 1000
@@ -77,14 +83,14 @@ type Options struct {
 // LoadRun reads run id with every step (in the flow's order, including
 // those that never started), each with its counts and up to DefaultLimit
 // tasks.
-func LoadRun(ctx context.Context, st store.Store, id int64) (Run, error) {
+func LoadRun(ctx context.Context, st Reader, id int64) (Run, error) {
 	return LoadRunWith(ctx, st, id, Options{})
 }
 
 // LoadRunWith reads run id with every step, its counts and the tasks o
 // selects. Memory is bounded by the steps and the page, never by the
 // number of tasks.
-func LoadRunWith(ctx context.Context, st store.Store, id int64, o Options) (Run, error) {
+func LoadRunWith(ctx context.Context, st Reader, id int64, o Options) (Run, error) {
 	r, err := st.Run(ctx, id)
 	if err != nil {
 		return Run{}, err
@@ -187,7 +193,7 @@ var ErrNoAttempt = fault.New(fault.NotFound, "no such attempt")
 // TaskLog reads the output of an attempt of t (0: the last). A task reused
 // by a resumed run has the logs of the run that did the work. ok is false
 // for a task that never ran.
-func TaskLog(ctx context.Context, st store.Store, blobs *artifact.Store, t store.Task, attempt int) (Log, bool, error) {
+func TaskLog(ctx context.Context, st store.RunReader, blobs *artifact.Store, t store.Task, attempt int) (Log, bool, error) {
 	k := t.TaskKey
 	if t.Reused() {
 		k = t.ReusedFrom
@@ -225,7 +231,7 @@ func TaskLog(ctx context.Context, st store.Store, blobs *artifact.Store, t store
 
 // Logs reads the logs of the tasks of run id, narrowed to step (if set) and
 // index (if >= 0).
-func Logs(ctx context.Context, st store.Store, blobs *artifact.Store, id int64, step string, index, attempt int) ([]Log, error) {
+func Logs(ctx context.Context, st store.RunReader, blobs *artifact.Store, id int64, step string, index, attempt int) ([]Log, error) {
 	steps, err := st.Steps(ctx, id)
 	if err != nil {
 		return nil, err

@@ -173,6 +173,10 @@ func testRuns(t *testing.T, s store.Store) {
 	if len(limited) != 2 || limited[0].ID != ids[4] {
 		t.Fatalf("limit 2: %+v", limited)
 	}
+	next, _ := s.Runs(c, store.RunFilter{Limit: 2, BeforeID: limited[1].ID})
+	if len(next) != 2 || next[0].ID != ids[2] || next[1].ID != ids[1] {
+		t.Fatalf("the page before run %d: %+v, want runs %d and %d", limited[1].ID, next, ids[2], ids[1])
+	}
 	if _, err := s.AcquireRun(c, ids[0], "o", time.Minute); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,76 @@
+package ui
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/baton-ml/baton/internal/feature"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+type featuresData struct {
+	Features  []featureRow
+	Sources   []feature.Source
+	Freshness bool // whether the server's streaming engine answered
+}
+
+type featureRow struct {
+	feature.Feature
+	Fresh      *feature.Stale
+	Age        string
+	Last       *store.FeatureComputation
+	GateStatus string
+	Checks     []feature.Result
+}
+
+func (u *UI) featuresPage(w http.ResponseWriter, r *http.Request, v Viewer) error {
+	ctx := r.Context()
+	cat, err := feature.Load(ctx, u.d.Store)
+	if err != nil {
+		return err
+	}
+	d := featuresData{}
+	defs := cat.Defs()
+	d.Sources = defs.Sources
+	fresh := map[string]feature.Stale{}
+	if u.d.Freshness != nil {
+		if ss := u.d.Freshness(u.d.Now()); ss != nil {
+			d.Freshness = true
+			for _, s := range ss {
+				fresh[s.Feature] = s
+			}
+		}
+	}
+	for _, f := range defs.Features {
+		row := featureRow{Feature: f}
+		if s, ok := fresh[f.Name]; ok {
+			row.Fresh = &s
+			row.Age = "no event yet"
+			if s.Age >= 0 {
+				row.Age = short(s.Age.Round(time.Millisecond))
+			}
+		}
+		c, err := u.d.Store.LastComputation(ctx, f.Name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			row.Last = &c
+			var rep feature.Report
+			if json.Unmarshal(c.Report, &rep) == nil {
+				row.GateStatus = rep.Status
+				for _, ch := range rep.Checks {
+					if ch.Feature == f.Name {
+						row.Checks = append(row.Checks, ch)
+					}
+				}
+			}
+		}
+		d.Features = append(d.Features, row)
+	}
+	u.render(w, http.StatusOK, "features", v, "Features", d)
+	return nil
+}

@@ -1,0 +1,260 @@
+package ui_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/ui"
+)
+
+// TestPagesRender opens every page of a populated home with a token and
+// checks each shows what it is for, escaped, with the UI's policy.
+func TestPagesRender(t *testing.T) {
+	t.Parallel()
+	checkPages(t, newPopulated(t))
+}
+
+// TestPagesRenderPostgres is TestPagesRender on a PostgreSQL home.
+func TestPagesRenderPostgres(t *testing.T) {
+	t.Parallel()
+	checkPages(t, newPopulatedOn(t, true))
+}
+
+func checkPages(t *testing.T, p *populated) {
+	t.Helper()
+	pages := []struct {
+		path string
+		want []string
+	}{
+		{"/", []string{"Signed in as local (admin)", fmt.Sprintf(`href="/runs/%d"`, p.ok), "etl", "report"}},
+		{"/runs?flow=etl&status=failed", []string{fmt.Sprintf("#%d", p.failed), "failed"}},
+		{fmt.Sprintf("/runs/%d", p.ok), []string{"<svg", "transform", "foreach 3/3", "Timeline", "extract", "succeeded", `class="timeline"`}},
+		{fmt.Sprintf("/runs/%d?step=transform", p.ok), []string{"#0", "#2", "Tasks 1–3 of 3"}},
+		{fmt.Sprintf("/runs/%d", p.failed), []string{"failed", "Resume run"}},
+		{fmt.Sprintf("/runs/%d/tasks/load/0", p.ok), []string{"Attempts", "loaded", "metrics.json", "pixel.png", "/api/v1/artifacts/"}},
+		{fmt.Sprintf("/runs/%d/tasks/load/0", p.failed), []string{"load failed on purpose", "stderr"}},
+		{fmt.Sprintf("/runs/%d/tasks/extract/0", p.ok), []string{"extracted 3 items &lt;script&gt;x&lt;/script&gt;", "table.csv"}},
+		{fmt.Sprintf("/runs/%d/artifacts/load/0/metrics.json", p.ok), []string{`&#34;accuracy&#34;: 0.3`}},
+		{fmt.Sprintf("/runs/%d/artifacts/extract/0/table.csv", p.ok), []string{"<th scope=\"col\">score</th>", "&lt;b&gt;cat&lt;/b&gt;"}},
+		{fmt.Sprintf("/runs/%d/artifacts/load/0/pixel.png", p.ok), []string{`src="data:image/png;base64,iVBOR`}},
+		{fmt.Sprintf("/runs/%d/artifacts/transform/1/out.txt", p.ok), []string{"item-1"}},
+		{fmt.Sprintf("/compare?run=%d&run=%d", p.ok, p.ok2), []string{"Params", "load/metrics.accuracy", "0.3", "0.5", `class="differ"`}},
+		{"/flows", []string{"etl", "gated", "report"}},
+		{"/flows/etl", []string{"Versions", "v2", "Diff", `class="ddel">-   n: {type: int, default: 3}`, `class="dadd">&#43;   n: {type: int, default: 4}`, "Recent runs"}},
+		{"/flows/report", []string{"on signal data_ready"}},
+		{"/signals", []string{"data_ready", "date string", "Runs started", "<svg"}},
+		{"/signals?flow=etl", []string{"these flows downstream", "report"}},
+		{"/signals?signal=data_ready", []string{"2026-12-03"}},
+		{"/models", []string{`href="/models/churn"`, "v2", `href="/experiments/button_color"`, "running"}},
+		{"/models/churn", []string{"st-production", "auc=", fmt.Sprintf(`href="/runs/%d"`, p.ok2), "Rollout #", "marginal", "88.0", "data-chart=", "trained on &lt;b&gt;fresh&lt;/b&gt; data", "canary → production", "uPlot.iife.min.js"}},
+		{"/features", []string{"plays_1h", "Plays in the last hour &lt;i&gt;per member&lt;/i&gt;.", "minutes_24h", "badge st-succeeded\">fresh", "gate-warned", "0.4 below 0.5", "never computed", "title_id:string"}},
+		{"/docs", []string{"Views", "<svg", "<table>", "s_extract", "etl"}},
+		{"/docs?view=lineage.md", []string{"<svg", "data_ready"}},
+		{"/experiments/button_color", []string{"treatment", "clicks", "sequential", "Intervals over time", `data-chart="{&#34;title&#34;:&#34;clicks: lift`, "Guardrails", "errors"}},
+	}
+	for _, pg := range pages {
+		code, body, h := p.get(t, pg.path)
+		if code != 200 {
+			t.Errorf("GET %s: %d\n%s", pg.path, code, body)
+			continue
+		}
+		for _, w := range pg.want {
+			if !strings.Contains(body, w) {
+				t.Errorf("GET %s: no %q in\n%s", pg.path, w, body)
+			}
+		}
+		if got := h.Get("Content-Security-Policy"); got != ui.CSP {
+			t.Errorf("GET %s: Content-Security-Policy %q, want %q", pg.path, got, ui.CSP)
+		}
+		if h.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("GET %s: no nosniff", pg.path)
+		}
+		// No page carries a script or style of its own.
+		if strings.Contains(body, "<script>") || strings.Contains(body, "<style") || strings.Contains(body, " style=") ||
+			strings.Contains(body, " onclick=") {
+			t.Errorf("GET %s: inline script or style in\n%s", pg.path, body)
+		}
+	}
+}
+
+// TestEscapesUserValues: a flow's description with markup is shown as
+// text on every page that shows it.
+func TestEscapesUserValues(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.applyFlows(t, signalsDoc, etlFlow)
+	_, body, _ := e.get(t, "/flows/etl")
+	if strings.Contains(body, `<script>alert("pwned")`) {
+		t.Fatalf("the description went out as markup:\n%s", body)
+	}
+	if !strings.Contains(body, `Loads the &lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt; data &amp; more`) {
+		t.Fatalf("the description is not shown escaped:\n%s", body)
+	}
+}
+
+// TestMissingIs404Page: a run, task, flow or page that does not exist
+// answers a 404 page (HTML, not JSON); an unknown API path stays JSON.
+func TestMissingIs404Page(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.applyFlows(t, signalsDoc, etlFlow)
+	for _, path := range []string{"/runs/999", "/runs/abc", "/runs/999/tasks/x/0", "/flows/nope", "/nope", "/runs/1/artifacts/a/0/b", "/models/nope", "/experiments/nope"} {
+		code, body, h := e.get(t, path)
+		if code != 404 || !strings.HasPrefix(h.Get("Content-Type"), "text/html") || !strings.Contains(body, "404 Not Found") {
+			t.Errorf("GET %s: %d %s\n%s", path, code, h.Get("Content-Type"), body)
+		}
+	}
+	code, body, h := e.get(t, "/api/v1/nope")
+	if code != 404 || h.Get("Content-Type") != "application/json" {
+		t.Errorf("GET /api/v1/nope: %d %s %s", code, h.Get("Content-Type"), body)
+	}
+	code, body, _ = e.get(t, "/runs?status=bogus")
+	if code != 400 || !strings.Contains(body, "bogus") {
+		t.Errorf("GET /runs?status=bogus: %d\n%s", code, body)
+	}
+}
+
+// TestSignInPage: without a token or session a page says how to sign in
+// and shows nothing of the home.
+func TestSignInPage(t *testing.T) {
+	t.Parallel()
+	p := newEnv(t)
+	p.applyFlows(t, signalsDoc, etlFlow)
+	for _, path := range []string{"/", "/runs", "/flows/etl", "/signals"} {
+		resp, err := p.client.Get(p.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			b.WriteString(sc.Text() + "\n")
+		}
+		resp.Body.Close()
+		body := b.String()
+		if resp.StatusCode != 401 || !strings.Contains(body, "baton login") || strings.Contains(body, "etl") {
+			t.Errorf("GET %s without a token: %d\n%s", path, resp.StatusCode, body)
+		}
+	}
+	// A viewer sees no buttons that change runs; an operator does.
+	for _, c := range []struct {
+		role    store.Role
+		buttons bool
+	}{{store.RoleViewer, false}, {store.RoleOperator, true}} {
+		code, b := p.api(t, "POST", "/api/v1/tokens", map[string]any{"name": "t-" + string(c.role), "role": c.role})
+		if code != 201 {
+			t.Fatalf("token: %d %s", code, b)
+		}
+		secret := between(string(b), `"secret": "`, `"`)
+		id := p.start(t, "etl", map[string]any{"fail": true})
+		p.wait(t, id)
+		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/runs/%d", p.url, id), nil)
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := p.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sb strings.Builder
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			sb.WriteString(sc.Text())
+		}
+		resp.Body.Close()
+		if has := strings.Contains(sb.String(), `data-action="resume"`); resp.StatusCode != 200 || has != c.buttons {
+			t.Errorf("%s: %d, resume button shown %v, want %v", c.role, resp.StatusCode, has, c.buttons)
+		}
+	}
+}
+
+func between(s, a, b string) string {
+	_, rest, _ := strings.Cut(s, a)
+	v, _, _ := strings.Cut(rest, b)
+	return v
+}
+
+// TestRunEventsStreamUntilDone: a run page's stream sends the changing
+// part when the run changes, and "done" when it ends.
+func TestRunEventsStreamUntilDone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.applyFlows(t, gatedFlow)
+	gate := e.dir + "/gate"
+	id := e.start(t, "gated", map[string]any{"gate": gate})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/ui/runs/%d/events", e.url, id), nil)
+	req.Header.Set("Authorization", "Bearer "+e.s.HomeToken())
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<22)
+	var events []string
+	opened := false
+	for sc.Scan() {
+		line := sc.Text()
+		if ev, ok := strings.CutPrefix(line, "event: "); ok {
+			events = append(events, ev)
+		}
+		if strings.Contains(line, `data-status="running"`) && !opened {
+			// Seen running: let it finish.
+			opened = true
+			if err := writeFile(gate); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if line == "event: done" {
+			break
+		}
+	}
+	if !opened || len(events) < 2 || events[len(events)-1] != "done" {
+		t.Fatalf("events %v (saw it running: %v, err %v)", events, opened, sc.Err())
+	}
+}
+
+// TestCloseStreams: a live stream ends when the server shuts down
+// (CloseStreams), however long its run goes on.
+func TestCloseStreams(t *testing.T) {
+	t.Parallel()
+	st, id := fanStore(t, 10) // running, and nothing will end it
+	u, err := ui.New(ui.Deps{Store: st, Authorize: admin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(u.Handler())
+	defer srv.Close()
+	resp, err := srv.Client().Get(fmt.Sprintf("%s/ui/runs/%d/events", srv.URL, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<22)
+	for sc.Scan() && sc.Text() != "event: run" {
+	}
+	u.CloseStreams()
+	done := make(chan struct{})
+	go func() {
+		for sc.Scan() {
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream still runs 10 s after CloseStreams")
+	}
+}
