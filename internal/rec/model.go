@@ -61,6 +61,10 @@ type Recommender struct {
 	s scorer
 
 	pool sync.Pool // *[]float32 of one score per title
+
+	// The norms of the title factors, for Similar's cosines, made once.
+	normsOnce sync.Once
+	norms     []float32
 }
 
 var _ Model = (*Recommender)(nil)

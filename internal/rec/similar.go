@@ -3,6 +3,9 @@ package rec
 import (
 	"math"
 	"slices"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
 )
 
 // Similar is the n titles most like title by this model (for a "Because
@@ -26,9 +29,9 @@ func (r *Recommender) Similar(title string, n int, market string) []Item {
 	case *blendModel:
 		s.KNN.similar(t, scores)
 	case *alsModel:
-		cosines(s.Y, s.K, t, scores)
+		r.cosines(s.Y, s.K, t, scores)
 	case *mtModel:
-		cosines(s.Q, s.K, t, scores)
+		r.cosines(s.Q, s.K, t, scores)
 	default:
 		r.b.coPlays(t, scores)
 	}
@@ -53,28 +56,32 @@ func (m *knnModel) similar(t int32, scores []float32) {
 
 // cosines scores every row of the row-major matrix v (k columns) by its
 // cosine with row t.
-func cosines(v []float32, k int, t int32, scores []float32) {
-	norm := func(i int) float64 {
-		var s float64
-		for _, x := range v[i*k : (i+1)*k] {
-			s += float64(x) * float64(x)
+func (r *Recommender) cosines(v []float32, k int, t int32, scores []float32) {
+	// The titles' norms once per model, the dot products as one gemv: a
+	// row of "Because You Watched" asks this for each new anchor title.
+	r.normsOnce.Do(func() {
+		r.norms = make([]float32, len(v)/k)
+		for i := range r.norms {
+			var s float64
+			for _, x := range v[i*k : (i+1)*k] {
+				s += float64(x) * float64(x)
+			}
+			r.norms[i] = float32(math.Sqrt(s))
 		}
-		return math.Sqrt(s)
-	}
-	vt, nt := v[int(t)*k:(int(t)+1)*k], norm(int(t))
+	})
+	nt := r.norms[t]
 	if nt == 0 {
 		return
 	}
-	for i := range scores {
-		d := norm(i)
+	neg := float32(math.Inf(-1))
+	vt := slices.Clone(v[int(t)*k : (int(t)+1)*k])
+	gonum.Implementation{}.Sgemv(blas.NoTrans, len(r.norms), k, 1, v, k, vt, 1, 0, scores, 1)
+	for i, d := range r.norms {
 		if d == 0 {
+			scores[i] = neg
 			continue
 		}
-		var dot float64
-		for f, x := range v[i*k : (i+1)*k] {
-			dot += float64(x) * float64(vt[f])
-		}
-		scores[i] = float32(dot / (d * nt))
+		scores[i] /= d * nt
 	}
 }
 
