@@ -699,21 +699,21 @@ func (l *laidOut) svg() string {
 	for _, e := range l.edges {
 		edges.WriteString(`<g class="edge">`)
 		if e.self {
+			// A loop on the box's side across the layers, where the
+			// gap to the next box leaves room and no layer edge runs.
 			ln := l.nodes[e.chain[0]]
-			x, y := l.xy(pt{l.center[ln.layer] + ln.main/2, ln.pos})
-			var d string
-			var tx, ty float64
-			if l.tb {
-				d = fmt.Sprintf("M%.1f,%.1fC%.1f,%.1f %.1f,%.1f %.1f,%.1f", x-8, y, x-8, y+22, x+8, y+22, x+8, y+arrowLen)
-				tx, ty = x+12, y+18
-				edges.WriteString(arrow(x+8, y, 0, -1))
-			} else {
-				d = fmt.Sprintf("M%.1f,%.1fC%.1f,%.1f %.1f,%.1f %.1f,%.1f", x, y-8, x+22, y-8, x+22, y+8, x+arrowLen, y+8)
-				tx, ty = x+24, y+3
-				edges.WriteString(arrow(x, y+8, -1, 0))
-			}
-			fmt.Fprintf(&edges, `<path fill="none" stroke="#98a2b3" d="%s"/>`, d)
-			bb.add(x+26, y+26)
+			c, side := l.center[ln.layer], ln.pos+ln.cross/2
+			x0, y0 := l.xy(pt{c - 8, side})
+			c1x, c1y := l.xy(pt{c - 8, side + 14})
+			c2x, c2y := l.xy(pt{c + 8, side + 14})
+			x1, y1 := l.xy(pt{c + 8, side + arrowLen})
+			tipx, tipy := l.xy(pt{c + 8, side})
+			dx, dy := l.xy(pt{0, -1})
+			edges.WriteString(arrow(tipx, tipy, dx, dy))
+			fmt.Fprintf(&edges, `<path fill="none" stroke="#98a2b3" d="M%.1f,%.1fC%.1f,%.1f %.1f,%.1f %.1f,%.1f"/>`, x0, y0, c1x, c1y, c2x, c2y, x1, y1)
+			bx, by := l.xy(pt{c + 8, side + 16})
+			bb.add(bx, by)
+			tx, ty := l.xy(pt{c + 12, side + 12})
 			if e.label != "" {
 				labels = append(labels, edgeLabel{text: e.label, x: tx, y: ty, anchor: "start", gap: -1})
 			}
@@ -837,7 +837,7 @@ func (l *laidOut) svg() string {
 	}
 	w, h := bb.x1-bb.x0+2*margin, bb.y1-bb.y0+2*margin
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" role="img">`+"\n", w, h, w, h)
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="%.0fpt" height="%.0fpt" viewBox="0 0 %.0f %.0f" role="img">`+"\n", w, h, w, h)
 	fmt.Fprintf(&b, `<g class="graph" transform="translate(%.1f %.1f)">`+"\n", margin-bb.x0, margin-bb.y0)
 	b.WriteString(edges.String())
 	b.WriteString(text.String())
