@@ -61,7 +61,7 @@ func (u *UI) docsPage(w http.ResponseWriter, r *http.Request, v Viewer) error {
 }
 
 // renderDoc turns a view into HTML, its Mermaid blocks laid out and drawn
-// by graphviz as the other graphs are.
+// by the same layered layout as the other graphs.
 func (u *UI) renderDoc(ctx context.Context, f DocFile) (template.HTML, error) {
 	var nonce [8]byte
 	_, _ = rand.Read(nonce[:])
@@ -93,7 +93,7 @@ func (u *UI) renderDoc(ctx context.Context, f DocFile) (template.HTML, error) {
 	for i, svg := range diagrams {
 		html = strings.Replace(html, fmt.Sprintf("<p>%s%d</p>", mark, i), svg, 1)
 	}
-	return template.HTML(html), nil //nolint:gosec // goldmark escapes the text and drops raw HTML; the SVG is graphviz's
+	return template.HTML(html), nil //nolint:gosec // goldmark escapes the text and drops raw HTML; the SVG is built from escaped values (graph.go)
 }
 
 // The Mermaid that `baton docs` writes: `flowchart LR`, nodes as

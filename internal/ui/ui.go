@@ -1,7 +1,7 @@
 // Package ui is baton's web UI: server-rendered pages (html/template) with
 // their scripts, styles and vendored libraries (htmx, its SSE extension,
 // uPlot) embedded in the binary, graphs laid out and drawn as SVG on the
-// server (go-graphviz). It reads the store through narrow interfaces and
+// server by a layered layout written in Go (graph.go). It reads the store through narrow interfaces and
 // never changes anything itself: the buttons of its pages call the JSON
 // API, so the API's guard (Host, Origin, Sec-Fetch-Site, JSON-only changes,
 // roles) protects them as it protects every other client. The server mounts
