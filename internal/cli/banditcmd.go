@@ -3,12 +3,13 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/baton-ml/baton/internal/atomicfile"
 
 	"github.com/spf13/cobra"
 
@@ -60,7 +61,7 @@ variant 2 wins in A, 0 in B, 1 in C. The same seed writes the same file.`,
 			}
 			var records int
 			var clicks float64
-			err = writeBanditFile(out, func(f *os.File) error {
+			err = atomicfile.Write(out, func(f io.Writer) error {
 				lw := bandit.NewLogWriter(f)
 				err := w.Simulate(cmd.Context(), logging, seed, pages, func(d bandit.Decision, r bandit.Reward) error {
 					records++
@@ -389,27 +390,4 @@ func splitBanditList(s string) []string {
 		out = append(out, strings.TrimSpace(p))
 	}
 	return out
-}
-
-// writeBanditFile writes path through a temporary file in its folder,
-// renamed over it only when write succeeded: a failed command leaves no
-// half-written file.
-func writeBanditFile(path string, write func(*os.File) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return usageErr("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(tmp.Name())
-		}
-	}()
-	werr := write(tmp)
-	if err := errors.Join(werr, tmp.Chmod(0o644), tmp.Close()); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

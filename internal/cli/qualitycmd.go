@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/baton-ml/baton/internal/atomicfile"
+
 	"github.com/spf13/cobra"
 
 	"github.com/baton-ml/baton/internal/quality"
@@ -52,7 +54,7 @@ func (a *app) qualityTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := quality.WriteFileAtomic(out, m.Write); err != nil {
+			if err := atomicfile.Write(out, m.Write); err != nil {
 				return err
 			}
 			weights := map[string]float64{}
@@ -124,7 +126,7 @@ func (a *app) qualityScoreCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := quality.WriteFileAtomic(out, func(w io.Writer) error { return quality.WriteScores(w, scores) }); err != nil {
+			if err := atomicfile.Write(out, func(w io.Writer) error { return quality.WriteScores(w, scores) }); err != nil {
 				return err
 			}
 			return a.printQualitySummary(out, scores)
@@ -164,7 +166,7 @@ func (a *app) qualityMergeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := quality.WriteFileAtomic(out, func(w io.Writer) error { return quality.WriteScores(w, all) }); err != nil {
+			if err := atomicfile.Write(out, func(w io.Writer) error { return quality.WriteScores(w, all) }); err != nil {
 				return err
 			}
 			return a.printQualitySummary(out, all)
@@ -220,10 +222,10 @@ func (a *app) qualitySynthCmd() *cobra.Command {
 				return usageErr("--out: %v", err)
 			}
 			s := quality.Synthesize(titles, rated, seed)
-			if err := quality.WriteFileAtomic(filepath.Join(out, "signals.csv"), func(w io.Writer) error { return quality.WriteSignals(w, s.Signals) }); err != nil {
+			if err := atomicfile.Write(filepath.Join(out, "signals.csv"), func(w io.Writer) error { return quality.WriteSignals(w, s.Signals) }); err != nil {
 				return err
 			}
-			if err := quality.WriteFileAtomic(filepath.Join(out, "ratings.csv"), func(w io.Writer) error { return quality.WriteRatings(w, s) }); err != nil {
+			if err := atomicfile.Write(filepath.Join(out, "ratings.csv"), func(w io.Writer) error { return quality.WriteRatings(w, s) }); err != nil {
 				return err
 			}
 			if a.json() {

@@ -1,16 +1,16 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/baton-ml/baton/internal/atomicfile"
 
 	pq "github.com/parquet-go/parquet-go"
 	"github.com/spf13/cobra"
@@ -137,31 +137,6 @@ func recTime(flag, s string) (int64, error) {
 	return ts, nil
 }
 
-// recWriteAtomic writes path through a temporary file beside it, so a
-// failed write leaves nothing half-written.
-func recWriteAtomic(path string, write func(w io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	bw := bufio.NewWriterSize(f, 1<<20)
-	err = write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.Rename(f.Name(), path)
-}
-
 type recTrainOut struct {
 	Kind         string            `json:"kind"`
 	Out          string            `json:"out"`
@@ -213,7 +188,7 @@ parameters (docs/models.md lists them); an unknown one is refused.`,
 				return recErr(err)
 			}
 			t2 := time.Now()
-			if err := recWriteAtomic(out, m.Save); err != nil {
+			if err := atomicfile.Write(out, m.Save); err != nil {
 				return err
 			}
 			res := recTrainOut{Kind: kind, Out: out, Params: m.Params(), Members: len(ds.Members), Titles: len(ds.Titles),
@@ -226,7 +201,7 @@ parameters (docs/models.md lists them); an unknown one is refused.`,
 				res.Bytes = st.Size()
 			}
 			if metricsOut != "" {
-				if err := recWriteAtomic(metricsOut, func(w io.Writer) error {
+				if err := atomicfile.Write(metricsOut, func(w io.Writer) error {
 					enc := json.NewEncoder(w)
 					enc.SetIndent("", "  ")
 					return enc.Encode(res)
@@ -425,7 +400,7 @@ func (a *app) recTopNCmd() *cobra.Command {
 			}
 			t0 := time.Now()
 			var rows int
-			err = recWriteAtomic(out, func(w io.Writer) error {
+			err = atomicfile.Write(out, func(w io.Writer) error {
 				var e error
 				if parquet {
 					rows, e = topNParquet(cmd.Context(), w, m, n)

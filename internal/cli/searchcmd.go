@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/baton-ml/baton/internal/atomicfile"
+
 	"github.com/spf13/cobra"
 
 	"github.com/baton-ml/baton/internal/fault"
@@ -109,7 +111,7 @@ rank of its clicks under BM25 and re-ranked (MRR, NDCG@10).`,
 			if err != nil {
 				return err
 			}
-			if err := search.WriteFileAtomic(out, m.Write); err != nil {
+			if err := atomicfile.Write(out, m.Write); err != nil {
 				return err
 			}
 			if a.json() {
@@ -297,7 +299,7 @@ func (a *app) searchSynthCmd() *cobra.Command {
 				{"clicks.csv", func(w io.Writer) error { return search.WriteClicks(w, s.Clicks) }},
 			}
 			for _, f := range files {
-				if err := search.WriteFileAtomic(filepath.Join(out, f.name), f.write); err != nil {
+				if err := atomicfile.Write(filepath.Join(out, f.name), f.write); err != nil {
 					return err
 				}
 			}

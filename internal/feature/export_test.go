@@ -4,6 +4,8 @@ import (
 	"io"
 	"testing"
 
+	"github.com/baton-ml/baton/internal/atomicfile"
+
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -16,6 +18,6 @@ const (
 	DefsYAML  = defsYAML
 )
 
-func WriteAtomic(path string, fn func(io.Writer) error) error { return writeAtomic(path, fn) }
+func WriteAtomic(path string, fn func(io.Writer) error) error { return atomicfile.Write(path, fn) }
 
 func OpenStore(t *testing.T) store.Store { return openStore(t) }

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/baton-ml/baton/internal/atomicfile"
 )
 
 // The event log keeps each source's events append-only in segment files,
@@ -229,16 +231,9 @@ func (l *Log) prepare() ([]Event, error) {
 		os.Remove(tmp.Name())
 		return nil, fmt.Errorf("new segment of %s: %w", l.src.Name, err)
 	}
-	syncDir(l.dir)
+	atomicfile.SyncDir(l.dir)
 	l.f, l.seg, l.size = tmp, next, int64(len(b))
 	return foreign, nil
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 }
 
 func sameHeader(a, b segHeader) bool {

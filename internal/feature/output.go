@@ -1,18 +1,18 @@
 package feature
 
 import (
-	"bufio"
 	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/baton-ml/baton/internal/atomicfile"
 
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/store"
@@ -115,7 +115,7 @@ func Build(ctx context.Context, st store.FeatureStore, cat *Catalog, logDir stri
 			write = o.Parquet
 		}
 		t := Table{Labels: o.Labels, Columns: cols, Meta: meta}
-		if err := writeAtomic(o.Out, func(w io.Writer) error { return write(w, t) }); err != nil {
+		if err := atomicfile.Write(o.Out, func(w io.Writer) error { return write(w, t) }); err != nil {
 			return b, err
 		}
 		b.Out = o.Out
@@ -144,42 +144,6 @@ func outFormat(out string) (string, error) {
 		}
 	}
 	return "", flow.Errors{{Field: "out", Msg: fmt.Sprintf("%q: the output is .csv or .parquet", out)}}
-}
-
-// writeAtomic writes path through a temporary file in the same folder,
-// synced and renamed, so a crash leaves the old file or the new one.
-func writeAtomic(path string, fn func(io.Writer) error) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err := fn(bw); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	ok = true
-	syncDir(dir)
-	return nil
 }
 
 // writeCSV writes the label columns, then the features, with a header.

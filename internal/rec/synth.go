@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/baton-ml/baton/internal/atomicfile"
+
 	"github.com/baton-ml/baton/internal/fault"
 )
 
@@ -296,37 +298,13 @@ func (w *World) WriteCSV(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(dir, "catalog.csv"), func(bw *bufio.Writer) error { return WriteCatalog(bw, w.Data.Titles) }); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "catalog.csv"), func(bw io.Writer) error { return WriteCatalog(bw, w.Data.Titles) }); err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(dir, "members.csv"), func(bw *bufio.Writer) error { return WriteMembers(bw, w.Data.Members) }); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "members.csv"), func(bw io.Writer) error { return WriteMembers(bw, w.Data.Members) }); err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(dir, "interactions.csv"), func(bw *bufio.Writer) error { return WriteInteractions(bw, w.Data) })
-}
-
-// writeAtomic writes path through a temporary file in its folder.
-func writeAtomic(path string, write func(*bufio.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	bw := bufio.NewWriterSize(f, 1<<20)
-	err = write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(filepath.Join(dir, "interactions.csv"), func(bw io.Writer) error { return WriteInteractions(bw, w.Data) })
 }
 
 func csvField(s string) string {

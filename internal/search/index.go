@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/baton-ml/baton/internal/atomicfile"
+
 	"github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/analysis/analyzer/standard"
 	"github.com/blevesearch/bleve/v2/index/scorch"
@@ -145,7 +147,7 @@ func NewIndex(ctx context.Context, titles []Title, dir string) (*Index, error) {
 	if tmp == "" {
 		return ix, nil
 	}
-	if err := WriteFileAtomic(filepath.Join(tmp, catalogFileNam), func(w io.Writer) error { return WriteCatalog(w, titles) }); err != nil {
+	if err := atomicfile.Write(filepath.Join(tmp, catalogFileNam), func(w io.Writer) error { return WriteCatalog(w, titles) }); err != nil {
 		return fail(err)
 	}
 	// bleve keeps files open under tmp; close before the rename, reopen
