@@ -452,6 +452,7 @@ type Store interface {
 	ModelStore
 	ServeStore
 	ExperimentStore
+	MonitorStore
 
 	Close() error
 }
@@ -961,4 +962,66 @@ type ExperimentStore interface {
 	Exposures(ctx context.Context, experiment string, version int) ([]Exposure, error)
 	// MetricEvents lists an experiment's events of one metric.
 	MetricEvents(ctx context.Context, experiment, metric string) ([]MetricEvent, error)
+}
+
+// Monitor is a declared monitor's spec, as applied (package monitor reads
+// it).
+type Monitor struct {
+	Name      string          `json:"name"`
+	Spec      json.RawMessage `json:"spec"`
+	Digest    string          `json:"digest"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// What started a monitor's evaluation: its schedule (one result per due
+// time) or a person (`baton monitor evaluate`, any number).
+const (
+	MonitorScheduled = "schedule"
+	MonitorManual    = "manual"
+)
+
+// MonitorResult is one evaluation of a monitor: the value of each check
+// against its threshold (Checks, JSON), whether any breached, the evidence
+// (JSON), the signal a breach published and the error, if the evaluation
+// or the publication failed.
+type MonitorResult struct {
+	ID      int64  `json:"id"`
+	Monitor string `json:"monitor"`
+	Kind    string `json:"kind"`
+	Trigger string `json:"trigger"`
+	// DueAt is the start of the schedule's slot the result answers (for a
+	// manual evaluation, its own time); EvaluatedAt the clock's time of
+	// the evaluation.
+	DueAt       time.Time       `json:"due_at"`
+	EvaluatedAt time.Time       `json:"evaluated_at"`
+	Checks      json.RawMessage `json:"checks"`
+	Breached    bool            `json:"breached"`
+	Evidence    json.RawMessage `json:"evidence"`
+	Signal      string          `json:"signal,omitempty"`
+	Error       string          `json:"error,omitempty"`
+}
+
+// MonitorResultFilter selects results, newest first. Zero fields match
+// everything.
+type MonitorResultFilter struct {
+	Monitor string
+	Trigger string
+	// BeforeID keeps results with a smaller id (the next page).
+	BeforeID int64
+	// Limit caps the answer; 0 means 100.
+	Limit int
+}
+
+// MonitorStore keeps monitors and their results.
+type MonitorStore interface {
+	// PutMonitor stores a spec unless the same digest is there, and says
+	// whether it changed.
+	PutMonitor(ctx context.Context, m Monitor) (Monitor, bool, error)
+	Monitors(ctx context.Context) ([]Monitor, error)
+	// AddMonitorResult stores a result and returns it with its id. A
+	// scheduled result for a due time that already has one is refused
+	// with ErrConflict (another evaluator answered that slot): one due time
+	// is evaluated once, whoever leads.
+	AddMonitorResult(ctx context.Context, r MonitorResult) (MonitorResult, error)
+	MonitorResults(ctx context.Context, f MonitorResultFilter) ([]MonitorResult, error)
 }

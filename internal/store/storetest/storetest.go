@@ -54,6 +54,8 @@ func Run(t *testing.T, open Opener) {
 		"ModelTransitionRace":   testModelTransitionRace,
 		"EndpointsAndRollouts":  testEndpointsAndRollouts,
 		"Experiments":           testExperiments,
+		"MonitorsAndResults":    testMonitors,
+		"MonitorSlotOnce":       testMonitorSlotOnce,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -1378,5 +1380,106 @@ func testExperiments(t *testing.T, s store.Store) {
 	}
 	if es, _ := s.Experiments(c); len(es) != 1 || es[0].Status != store.ExperimentPaused {
 		t.Fatalf("experiments: %+v", es)
+	}
+}
+
+func testMonitors(t *testing.T, s store.Store) {
+	c := ctx(t)
+	m, changed, err := s.PutMonitor(c, store.Monitor{Name: "drift", Spec: json.RawMessage(`{"kind":"feature_drift"}`), Digest: "a"})
+	if err != nil || !changed || m.UpdatedAt.IsZero() {
+		t.Fatalf("put: %+v %v %v", m, changed, err)
+	}
+	if _, changed, _ := s.PutMonitor(c, store.Monitor{Name: "drift", Spec: json.RawMessage(`{"kind":"feature_drift"}`), Digest: "a"}); changed {
+		t.Fatal("the same digest changed the monitor")
+	}
+	if _, changed, _ := s.PutMonitor(c, store.Monitor{Name: "drift", Spec: json.RawMessage(`{"kind":"prediction_drift"}`), Digest: "b"}); !changed {
+		t.Fatal("a new digest did not change the monitor")
+	}
+	if _, _, err := s.PutMonitor(c, store.Monitor{Name: "aaa", Spec: json.RawMessage(`{}`), Digest: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := s.Monitors(c)
+	if err != nil || len(ms) != 2 || ms[0].Name != "aaa" || ms[1].Name != "drift" || string(ms[1].Spec) != `{"kind":"prediction_drift"}` || ms[1].Digest != "b" {
+		t.Fatalf("monitors: %+v %v", ms, err)
+	}
+	day := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+	var ids []int64
+	for i := range 3 {
+		r, err := s.AddMonitorResult(c, store.MonitorResult{Monitor: "drift", Kind: "feature_drift", Trigger: store.MonitorScheduled,
+			DueAt: day.AddDate(0, 0, i), EvaluatedAt: day.AddDate(0, 0, i).Add(time.Minute), Checks: json.RawMessage(`[{"name":"psi","value":0.3}]`),
+			Breached: i == 2, Evidence: json.RawMessage(`{"n":1}`), Signal: map[bool]string{true: "monitor/drift/x"}[i == 2]})
+		if err != nil || r.ID == 0 {
+			t.Fatalf("add %d: %+v %v", i, r, err)
+		}
+		ids = append(ids, r.ID)
+	}
+	manual, err := s.AddMonitorResult(c, store.MonitorResult{Monitor: "drift", Kind: "feature_drift", Trigger: store.MonitorManual,
+		DueAt: day, EvaluatedAt: day.Add(time.Hour), Error: "publish drift_detected: no contract"})
+	if err != nil {
+		t.Fatalf("manual: %v", err)
+	}
+	// Without checks or evidence a result still reads back as JSON.
+	if string(manual.Checks) != "[]" || string(manual.Evidence) != "{}" {
+		t.Fatalf("defaults: %s %s", manual.Checks, manual.Evidence)
+	}
+	if _, err := s.AddMonitorResult(c, store.MonitorResult{Monitor: "aaa", Kind: "x", Trigger: store.MonitorScheduled, DueAt: day, EvaluatedAt: day}); err != nil {
+		t.Fatalf("another monitor's slot: %v", err)
+	}
+	rs, err := s.MonitorResults(c, store.MonitorResultFilter{Monitor: "drift"})
+	if err != nil || len(rs) != 4 || rs[0].ID != manual.ID || rs[1].ID != ids[2] {
+		t.Fatalf("results: %+v %v", rs, err)
+	}
+	got := rs[1]
+	if !got.Breached || got.Signal != "monitor/drift/x" || !got.DueAt.Equal(day.AddDate(0, 0, 2)) || !got.EvaluatedAt.Equal(day.AddDate(0, 0, 2).Add(time.Minute)) ||
+		string(got.Checks) != `[{"name":"psi","value":0.3}]` || string(got.Evidence) != `{"n":1}` || got.Kind != "feature_drift" || got.Trigger != store.MonitorScheduled {
+		t.Fatalf("stored: %+v", got)
+	}
+	if rs[0].Error != "publish drift_detected: no contract" || rs[0].Trigger != store.MonitorManual {
+		t.Fatalf("manual stored: %+v", rs[0])
+	}
+	// The newest scheduled one: what the schedule is judged from.
+	if rs, _ := s.MonitorResults(c, store.MonitorResultFilter{Monitor: "drift", Trigger: store.MonitorScheduled, Limit: 1}); len(rs) != 1 || rs[0].ID != ids[2] {
+		t.Fatalf("newest scheduled: %+v", rs)
+	}
+	if rs, _ := s.MonitorResults(c, store.MonitorResultFilter{Monitor: "drift", BeforeID: ids[2], Limit: 1}); len(rs) != 1 || rs[0].ID != ids[1] {
+		t.Fatalf("page: %+v", rs)
+	}
+	if rs, _ := s.MonitorResults(c, store.MonitorResultFilter{}); len(rs) != 5 {
+		t.Fatalf("all: %d", len(rs))
+	}
+	if _, err := s.AddMonitorResult(c, store.MonitorResult{Monitor: "drift", Kind: "x", Trigger: "cron", DueAt: day, EvaluatedAt: day}); err == nil {
+		t.Fatal("an unknown trigger was stored")
+	}
+}
+
+// Evaluators racing for one due time: exactly one result is stored, the
+// others are told ErrConflict; a manual evaluation never takes the slot.
+func testMonitorSlotOnce(t *testing.T, s store.Store) {
+	c := ctx(t)
+	due := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+	if _, err := s.AddMonitorResult(c, store.MonitorResult{Monitor: "m", Kind: "k", Trigger: store.MonitorManual, DueAt: due, EvaluatedAt: due}); err != nil {
+		t.Fatal(err)
+	}
+	var ok, conflict atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			_, err := s.AddMonitorResult(c, store.MonitorResult{Monitor: "m", Kind: "k", Trigger: store.MonitorScheduled, DueAt: due, EvaluatedAt: due})
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, store.ErrConflict):
+				conflict.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 1 || conflict.Load() != 7 {
+		t.Fatalf("%d stored, %d refused; want 1 and 7", ok.Load(), conflict.Load())
+	}
+	if rs, _ := s.MonitorResults(c, store.MonitorResultFilter{Monitor: "m", Trigger: store.MonitorScheduled}); len(rs) != 1 {
+		t.Fatalf("scheduled results: %d", len(rs))
 	}
 }
