@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -93,8 +94,9 @@ type sourceData struct {
 	start []int32
 }
 
-// loadSource reads a source's log into columns, keeping only fields.
-func loadSource(dir string, src *Source, fields []int) (*sourceData, error) {
+// loadSource reads a source's log into columns, keeping only fields and
+// the events whose time is in (from, to].
+func loadSource(dir string, src *Source, fields []int, from, to int64) (*sourceData, error) {
 	l, err := OpenLog(dir, src)
 	if err != nil {
 		return nil, err
@@ -103,6 +105,9 @@ func loadSource(dir string, src *Source, fields []int) (*sourceData, error) {
 	d := &sourceData{src: src, keys: map[string]int32{}, vals: make([][]Value, len(src.FieldOrder()))}
 	var keyOf []int32
 	err = l.Scan(func(ev *Event) error {
+		if ev.Time <= from || ev.Time > to {
+			return nil
+		}
 		k, ok := d.keys[ev.Key]
 		if !ok {
 			k = int32(len(d.keys))
@@ -161,15 +166,7 @@ type Column struct {
 // each entity to its key column in the labels (default: the entity's key
 // field name).
 func TrainingSet(ctx context.Context, cat *Catalog, logDir string, labels *Labels, feats []*Feature, keyCols map[string]string) ([]Column, error) {
-	need := map[string][]int{}
-	for _, f := range feats {
-		src := cat.Sources[f.Source]
-		if fi := fieldIndex(f, src); fi >= 0 && !slices.Contains(need[f.Source], fi) {
-			need[f.Source] = append(need[f.Source], fi)
-		} else if need[f.Source] == nil {
-			need[f.Source] = []int{}
-		}
-	}
+	need := neededFields(cat, feats)
 	keyCol := map[string]int{}
 	for source := range need {
 		src := cat.Sources[source]
@@ -188,12 +185,33 @@ func TrainingSet(ctx context.Context, cat *Catalog, logDir string, labels *Label
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		d, err := loadSource(logDir, cat.Sources[source], fields)
+		d, err := loadSource(logDir, cat.Sources[source], fields, math.MinInt64, math.MaxInt64)
 		if err != nil {
 			return nil, err
 		}
 		data[source] = d
 	}
+	return columns(ctx, cat, data, labels, feats, keyCol)
+}
+
+// neededFields maps each source of feats to the fields they aggregate
+// (none for plain counts).
+func neededFields(cat *Catalog, feats []*Feature) map[string][]int {
+	need := map[string][]int{}
+	for _, f := range feats {
+		src := cat.Sources[f.Source]
+		if fi := fieldIndex(f, src); fi >= 0 && !slices.Contains(need[f.Source], fi) {
+			need[f.Source] = append(need[f.Source], fi)
+		} else if need[f.Source] == nil {
+			need[f.Source] = []int{}
+		}
+	}
+	return need
+}
+
+// columns computes feats for every label row from the sources' loaded
+// events: the sliding windows of the batch path, parallel across keys.
+func columns(ctx context.Context, cat *Catalog, data map[string]*sourceData, labels *Labels, feats []*Feature, keyCol map[string]int) ([]Column, error) {
 	// Label rows of each source's keys, sorted by time per key.
 	type group struct {
 		key  int32
