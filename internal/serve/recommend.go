@@ -109,6 +109,7 @@ type Page struct {
 	Decision *PageDecision `json:"decision,omitempty"`
 
 	decisions *bandit.Page // to log once the page is served
+	src       *recModel    // the model it came from, for PageStats
 }
 
 // PageDecision names a personalized page's decisions.
@@ -405,7 +406,7 @@ func (rm *rowsModel) Predict(ctx context.Context, in Input) (Output, error) {
 	for _, t := range m.r.Seen(in.Key) {
 		p.taken[t] = true
 	}
-	out := Page{Member: in.Key, Market: market, Rows: []PageRow{}}
+	out := Page{Member: in.Key, Market: market, Rows: []PageRow{}, src: m}
 	for _, rc := range rm.cfg.Rows {
 		if err := ctx.Err(); err != nil {
 			return Output{}, err

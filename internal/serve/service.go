@@ -151,6 +151,8 @@ type Service struct {
 
 	Collector *Collector
 	shadow    *shadowRunner
+	// Pages holds what recommend endpoints' served pages showed.
+	Pages *PageStats
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -168,7 +170,7 @@ func New(d Deps) *Service {
 		d.Log = slog.Default()
 	}
 	s := &Service{d: d, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
-		Collector: NewCollector(100_000)}
+		Collector: NewCollector(100_000), Pages: NewPageStats(DefaultPageSlot, DefaultPageSlots)}
 	empty := map[string]*endpointState{}
 	s.state.Store(&empty)
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_predictions_total",
@@ -497,6 +499,7 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 	resp.LatencyMS = float64(lat.Microseconds()) / 1000
 	s.requests.WithLabelValues(name, resp.Path, resp.Reason).Inc()
 	if pg, ok := resp.Prediction.(Page); ok {
+		s.Pages.Add(name, &pg, s.d.Now())
 		if pg.decisions != nil {
 			s.logDecisions(name, pg.decisions)
 		}
