@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -168,6 +169,11 @@ func Results(ctx context.Context, st store.MonitorStore, monitor string, limit i
 type Runner struct {
 	d    Deps
 	refs *refCache
+	// answered is, per monitor and period, the newest slot this runner
+	// knows has a result: a pass every poll then costs no query per
+	// monitor until a slot turns.
+	mu       sync.Mutex
+	answered map[string]time.Time
 
 	value    *prometheus.GaugeVec
 	breaches *prometheus.CounterVec
@@ -179,7 +185,7 @@ func NewRunner(d Deps) *Runner {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	r := &Runner{d: d, refs: newRefCache(8),
+	r := &Runner{d: d, refs: newRefCache(8), answered: map[string]time.Time{},
 		value: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "baton_monitor_value",
 			Help: "The value of each monitor check at its last evaluation."}, []string{"monitor", "check"}),
 		breaches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "baton_monitor_breaches_total",
@@ -230,25 +236,43 @@ func (r *Runner) EvaluateDue(ctx context.Context, now time.Time) ([]Result, erro
 	var errs []error
 	for _, s := range specs {
 		due := Slot(now, s.Every.D())
+		key := s.Name + "@" + s.Every.String()
+		r.mu.Lock()
+		known := r.answered[key]
+		r.mu.Unlock()
+		if !known.Before(due) {
+			continue
+		}
 		last, err := r.d.Store.MonitorResults(ctx, store.MonitorResultFilter{Monitor: s.Name, Trigger: store.MonitorScheduled, Limit: 1})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("monitor %s: %w", s.Name, err))
 			continue
 		}
 		if len(last) > 0 && !last[0].DueAt.Before(due) {
+			r.answer(key, last[0].DueAt)
 			continue
 		}
 		res, err := r.run(ctx, s, now, due, store.MonitorScheduled)
 		if errors.Is(err, store.ErrConflict) {
+			r.answer(key, due)
 			continue
 		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		r.answer(key, due)
 		out = append(out, res)
 	}
 	return out, errors.Join(errs...)
+}
+
+func (r *Runner) answer(key string, due time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if due.After(r.answered[key]) {
+		r.answered[key] = due
+	}
 }
 
 // Evaluate evaluates one monitor now, whatever its schedule (its result

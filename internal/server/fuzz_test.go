@@ -32,6 +32,8 @@ var fuzzRoutes = []fuzzRoute{
 	{"POST", "/api/v1/experiments/x/assign", `{"unit": "u", "attributes": {"market": "US"}}`, shapeObject},
 	{"POST", "/api/v1/experiments/x/exposures", `[{"unit": "u", "variant": "a", "at": "2026-01-01T00:00:00Z"}]`, shapeArray},
 	{"POST", "/api/v1/experiments/x/metrics", `[{"unit": "u", "metric": "m", "value": 1.5}]`, shapeArray},
+	{"POST", "/api/v1/monitors", `[{"name": "q", "kind": "online_quality", "numerator": {"source": "plays", "field": "minutes"}, "denominator": {"source": "plays"}, "min": 0.5, "every": "1h"}]`, shapeArray},
+	{"POST", "/api/v1/monitors/q/evaluate", ``, shapeOptionalObject},
 	{"POST", "/api/v1/tokens", `{"name": "n", "role": "viewer"}`, shapeObject},
 }
 
@@ -82,10 +84,10 @@ func FuzzHTTPBodies(f *testing.F) {
 	h := newHarness(f, Options{})
 	h.apply(f, "name: f\nparams:\n  n: {type: int, default: 1}\nsteps:\n  - {name: start, run: 'true'}\n")
 	applyFeaturesTB(f, h, "entities:\n  - {name: member, key: member_id}\nsources:\n  - {name: plays, entity: member, timestamp: ts, fields: {minutes: float}}\nfeatures:\n  - {name: n, source: plays, aggregate: count, window: 1h}\n")
-	// Model m (version 1, in production), endpoint e and experiment x
-	// exist, so their routes get past the look-up to the body.
+	// Model m (version 1, in production), endpoint e, experiment x and
+	// monitor q exist, so their routes get past the look-up to the body.
 	modelVersion(f, h, "m", `{"kind":"logistic","bias":1,"weights":{"x":0}}`, store.ModelCanary, store.ModelProduction)
-	for _, path := range []string{"/api/v1/endpoints", "/api/v1/experiments"} {
+	for _, path := range []string{"/api/v1/endpoints", "/api/v1/experiments", "/api/v1/monitors"} {
 		seed := fuzzRoutes[slices.IndexFunc(fuzzRoutes, func(rt fuzzRoute) bool { return rt.path == path })].seed
 		if r := h.do(f, "POST", path, seed, ""); r.code != 200 {
 			f.Fatalf("%s: %d %s", path, r.code, r.body)

@@ -1,7 +1,7 @@
 // Package server is `baton server`: the daemon that wires the orchestrator
 // (package orchestrate: triggers, cron, scheduling, leadership) to the
-// engine that executes runs, the features, serving and experiments, and
-// serves the JSON HTTP API, /healthz and Prometheus /metrics.
+// engine that executes runs, the features, serving, experiments and
+// monitors, and serves the JSON HTTP API, /healthz and Prometheus /metrics.
 package server
 
 import (
@@ -22,6 +22,7 @@ import (
 	"github.com/baton-ml/baton/internal/feature/ingest"
 	"github.com/baton-ml/baton/internal/feature/parquet"
 	"github.com/baton-ml/baton/internal/home"
+	"github.com/baton-ml/baton/internal/monitor"
 	"github.com/baton-ml/baton/internal/orchestrate"
 	"github.com/baton-ml/baton/internal/orchestrate/onengine"
 	"github.com/baton-ml/baton/internal/serve"
@@ -84,7 +85,9 @@ type Options struct {
 	Kafka            []string
 	KafkaTopicPrefix string
 	Logger           *slog.Logger
-	// Now is the clock of the cron scheduler (tests); default time.Now.
+	// Now is the clock of the cron scheduler, serving's samples and
+	// pages, and the monitors' windows and schedules (tests, a simulated
+	// driver); default time.Now.
 	Now func() time.Time
 }
 
@@ -131,6 +134,7 @@ type Server struct {
 	decisions     *decisionLog // the bandit decision log of personalized endpoints
 	exps          *experiments
 	rollouts      *serve.Controller
+	monitors      *monitor.Runner
 	features      *feature.Engine
 	featuresPrint string
 	nats          *ingest.NATS
@@ -292,12 +296,14 @@ func (s *Server) services(api *apiService) []startstop.Service {
 		// loops stopped: the last flush comes after the API's.
 		startstop.Hooks{OnStart: s.startExperiments, OnStop: func() { s.exps.flush(context.Background()) }},
 		startstop.Hooks{OnStart: s.openServing, OnStop: func() { s.serving.Close(); s.decisions.close() }},
+		startstop.Hooks{OnStart: s.startMonitors},
 		api,
 		startstop.WithoutCancel(s.orch),
 		loop(s.reloadLoop),
 		loop(s.freshnessLoop),
 		loop(s.servingLoop),
 		loop(func(ctx context.Context) { s.exps.loop(ctx) }),
+		loop(s.monitorLoop),
 	}
 }
 
