@@ -133,7 +133,7 @@ func BenchmarkResponsibleAI(b *testing.B) {
 		}
 	}
 	e.pages = nil
-	e.r = NewRunner(Deps{Store: e.st, Features: e.eng, Blobs: e.blobs, Pages: svc.Pages, Publish: e.pub.publish})
+	e.r = NewRunner(Deps{Store: e.st, Features: e.eng, Blobs: e.blobs, Pages: svc.Pages, Publish: e.pub.publish, Log: e.r.d.Log})
 	markets := []string{"US", "GB", "BR", "DE"}
 	rng := rand.New(rand.NewPCG(8, 8))
 	var lines []string
