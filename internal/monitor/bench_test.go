@@ -115,7 +115,9 @@ func BenchmarkResponsibleAI(b *testing.B) {
 		b.Fatal(err)
 	}
 	e.model(b, "rec-home", mb.String())
-	ep := serve.Endpoint{Name: "home", Kind: serve.KindRecommend, Model: "rec-home", Fallback: serve.Fallback{Static: []any{}},
+	// A generous timeout: on a loaded machine a page must not give way to
+	// the static fallback (which is no page), or the count would vary.
+	ep := serve.Endpoint{Name: "home", Kind: serve.KindRecommend, Model: "rec-home", Fallback: serve.Fallback{Static: []any{}}, Timeout: serve.Duration(time.Minute),
 		Recommend: &serve.RecommendConfig{Rows: []serve.RowConfig{{Type: serve.RowTopPicks}, {Type: serve.RowTrending}, {Type: serve.RowTopInMarket}, {Type: serve.RowNew, Within: serve.Duration(60 * 24 * time.Hour)}}}}
 	if _, err := serve.Apply(ctx, e.st, []serve.Endpoint{ep}); err != nil {
 		b.Fatal(err)

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"sync"
@@ -217,5 +218,45 @@ func BenchmarkPageStatsAdd(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		p.Add("home", &pg, at)
+	}
+}
+
+// BenchmarkPageStatsWindow: a day of an endpoint's pages (24 hourly slots,
+// two models' 10,000-title catalogs) summed for a monitor.
+func BenchmarkPageStatsWindow(b *testing.B) {
+	w, err := rec.Synthesize(rec.Synth{Seed: 3, Members: 500, Titles: 10_000, Interactions: 500 * 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := NewPageStats(time.Hour, DefaultPageSlots)
+	t0 := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	for _, kind := range []string{rec.KindPopularity, rec.KindKNN} {
+		m, err := rec.Train(context.Background(), kind, w.Data, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := m.Save(&buf); err != nil {
+			b.Fatal(err)
+		}
+		rm, err := loadRec(buf.Bytes())
+		if err != nil {
+			b.Fatal(err)
+		}
+		pm := &rowsModel{m: rm, cfg: RecommendConfig{Rows: []RowConfig{{Type: RowTopPicks}, {Type: RowTrending}, {Type: RowTopInMarket}}}}
+		for i := range 1000 {
+			out, err := pm.Predict(context.Background(), Input{Key: w.Data.Members[i%500].ID})
+			if err != nil {
+				b.Fatal(err)
+			}
+			pg := out.Prediction.(Page)
+			p.Add("home", &pg, t0.Add(time.Duration(i)*24*time.Hour/1000))
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if got := p.Window("home", t0, t0.Add(24*time.Hour)); got.Pages != 2000 {
+			b.Fatalf("%+v", got)
+		}
 	}
 }

@@ -123,7 +123,9 @@ func TestMonitorsDriftTriggersRetraining(t *testing.T) {
 		t.Fatal(err)
 	}
 	modelVersion(t, h, "rec-pop", mb.String(), store.ModelCanary, store.ModelProduction)
-	eps := []serve.Endpoint{{Name: "home", Kind: serve.KindRecommend, Model: "rec-pop", Fallback: serve.Fallback{Static: []any{}},
+	// A generous timeout: on a loaded machine no page may give way to the
+	// static fallback (no page), or the pages counted would vary.
+	eps := []serve.Endpoint{{Name: "home", Kind: serve.KindRecommend, Model: "rec-pop", Fallback: serve.Fallback{Static: []any{}}, Timeout: serve.Duration(time.Minute),
 		Recommend: &serve.RecommendConfig{Rows: []serve.RowConfig{{Type: serve.RowTopPicks}, {Type: serve.RowTrending}}}}}
 	if r := h.do(t, "POST", "/api/v1/endpoints", eps, ""); r.code != 200 {
 		t.Fatalf("endpoints: %d %s", r.code, r.body)
