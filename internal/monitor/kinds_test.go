@@ -414,3 +414,22 @@ func statPSICounts(a, b []float64) float64 {
 	return stat.PSICounts(a, b)
 }
 func statPSI(a, b []float64) float64 { return stat.PSI(a, b) }
+
+// A breach found by the part of an evaluation that could read its data is
+// published, and the part that could not is the result's error.
+func TestPartialEvaluationStillPublishesItsBreach(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.model(t, "rec-home", "x\n1\n")
+	e.endpoint(t, "home", "rec-home", true)
+	e.apply(t, responsibleYAML)
+	e.pages.w = serve.PageWindow{Pages: 400, Rows: 1600, Items: 32000, NewCreatorItems: 1600, DiversitySum: 1600 * 0.62, Titles: 150, Catalog: 1000, Models: 1}
+	e.r = NewRunner(Deps{Store: e.st, Pages: e.pages, Publish: e.pub.publish, Reg: e.reg, Log: e.r.d.Log})
+	r := e.evaluate(t, t0.Add(24*time.Hour))
+	if !r.Breached || r.Signal == "" || r.Error != "evaluate: market quality: this process has no feature engine" || len(r.Checks) != 3 {
+		t.Fatalf("%+v", r)
+	}
+	if n := e.metric(t, "baton_monitor_errors_total", "home-rai", "evaluate"); n != 1 {
+		t.Fatalf("evaluation errors counted %g", n)
+	}
+}

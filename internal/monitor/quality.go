@@ -365,7 +365,8 @@ func (r *Runner) responsibleAI(ctx context.Context, s Spec, now time.Time) (eval
 	checks, ev.CatalogCoverage, ev.Diversity, ev.NewCreatorExposure, ev.Note = pageChecks(s, ev.Pages)
 	if q := s.MarketQuality; q != nil {
 		if r.d.Features == nil {
-			return out, errors.New("this process has no feature engine")
+			out.checks = checks
+			return out, errors.New("market quality: this process has no feature engine")
 		}
 		mq, qc, err := quality(ctx, r.d.Features, *q, "market_quality", from, now)
 		ev.MarketQuality = mq

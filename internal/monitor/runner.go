@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -304,21 +305,25 @@ func (r *Runner) run(ctx context.Context, s Spec, now, due time.Time, trigger st
 	for _, c := range res.Checks {
 		res.Breached = res.Breached || c.Breached
 	}
+	var stages []string
+	var errs []string
 	if res.Evidence, err = marshalEvidence(ev.evidence, err); err != nil {
-		res.Error = "evaluate: " + err.Error()
+		errs, stages = append(errs, "evaluate: "+err.Error()), append(stages, "evaluate")
 	}
-	stage := "evaluate"
-	if res.Error == "" && res.Breached && s.Publish != "" {
+	// A breach is published even when part of the evaluation failed: the
+	// checks it did judge breached, and the evidence says what is missing.
+	if res.Breached && s.Publish != "" {
 		id := "monitor/" + s.Name + "/" + res.DueAt.Format(time.RFC3339Nano)
 		if trigger == store.MonitorManual {
 			id = "monitor/" + s.Name + "/manual/" + res.EvaluatedAt.Format(time.RFC3339Nano)
 		}
 		if err := r.d.Publish(ctx, s.Publish, id, signalParams(s, res, ev.model)); err != nil {
-			res.Error, stage = fmt.Sprintf("publish %s: %v", s.Publish, err), "publish"
+			errs, stages = append(errs, fmt.Sprintf("publish %s: %v", s.Publish, err)), append(stages, "publish")
 		} else {
 			res.Signal = id
 		}
 	}
+	res.Error = strings.Join(errs, "; ")
 	rec, err := res.record()
 	if err != nil {
 		return res, err
@@ -336,8 +341,10 @@ func (r *Runner) run(ctx context.Context, s Spec, now, due time.Time, trigger st
 	if res.Breached {
 		r.breaches.WithLabelValues(s.Name).Inc()
 	}
-	if res.Error != "" {
+	for _, stage := range stages {
 		r.failures.WithLabelValues(s.Name, stage).Inc()
+	}
+	if res.Error != "" {
 		r.d.Log.Warn("monitor", "monitor", s.Name, "due", res.DueAt, "err", res.Error)
 	} else if res.Breached {
 		r.d.Log.Info("monitor breached", "monitor", s.Name, "due", res.DueAt, "signal", res.Signal)
