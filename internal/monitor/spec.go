@@ -385,7 +385,11 @@ func (s Spec) Problems(at string) flow.Errors {
 			errs = append(errs, s.MarketQuality.problems(at, ".market_quality", true, true)...)
 		}
 		if w := s.WithDefaults().Window.D(); w > 0 && (w < PageSlot || w > PageSpan) {
-			add(".window", "%s: the served pages are kept in hourly slots for a week: a window from 1h to 7d", Duration(w))
+			from := ""
+			if s.Window == 0 {
+				from = " (every's, as no window is given)"
+			}
+			add(".window", "%s%s: the served pages are kept in hourly slots for a week: a window from 1h to 7d", Duration(w), from)
 		}
 		if s.MinPages < 0 {
 			add(".min_pages", "%d: must be positive", s.MinPages)
