@@ -113,10 +113,10 @@ func loadSource(dir string, src *Source, fields []int, from, to int64) (*sourceD
 			k = int32(len(d.keys))
 			d.keys[ev.Key] = k
 		}
-		keyOf = appendDoubling(keyOf, k)
-		d.times = appendDoubling(d.times, ev.Time)
+		keyOf = append(keyOf, k)
+		d.times = append(d.times, ev.Time)
 		for _, fi := range fields {
-			d.vals[fi] = appendDoubling(d.vals[fi], ev.Vals[fi])
+			d.vals[fi] = append(d.vals[fi], ev.Vals[fi])
 		}
 		return nil
 	})
@@ -152,19 +152,6 @@ func loadSource(dir string, src *Source, fields []int, from, to int64) (*sourceD
 		})
 	}
 	return d, nil
-}
-
-// appendDoubling is append that doubles a full slice's capacity: append
-// grows a large slice by a quarter, so a log of millions of events was
-// copied about four times over while it loaded (a third of a snapshot's
-// time went to those copies).
-func appendDoubling[T any](s []T, v T) []T {
-	if len(s) == cap(s) && cap(s) >= 1024 {
-		n := make([]T, len(s), 2*cap(s))
-		copy(n, s)
-		s = n
-	}
-	return append(s, v)
 }
 
 // Column is one computed feature over every label row.
