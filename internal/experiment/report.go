@@ -298,7 +298,9 @@ type Promotion struct {
 	Version store.ModelVersion `json:"version"`
 	// Rollout is the rollout started on the experiment's endpoint: the
 	// leading server's rollout controller judges it stage by stage and
-	// moves the version to production only if it passes.
+	// moves the version to production only if it passes. Empty when the
+	// winner had passed the endpoint's canary check (rollout.promote
+	// false) before the experiment: it went to production at once.
 	Rollout store.Rollout `json:"rollout"`
 	// Forced lists the checks --force overrode.
 	Forced []string `json:"forced,omitempty"`
@@ -432,6 +434,22 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 			o.Actor, strings.Join(out.Forced, "; "), promotedBy(s.Name), primary.Name, ev.LiftAbs, ev.PValue, s.Endpoint)
 	}
 	reg := registry.New(st)
+	if cur.State == store.ModelCanary && !ep.Rollout.Promotes() {
+		// The endpoint checks canaries before experiments: a winner
+		// that passed its check goes to production now (archiving the
+		// version it beat), with the decision record.
+		check, ok, err := serve.PassedCheck(ctx, st, ep.Name, ep.Model, cur.Version)
+		if err != nil {
+			return out, err
+		}
+		if ok {
+			reason = strings.Replace(reason, "rolled out on endpoint", fmt.Sprintf("canary check %d passed on endpoint", check.ID), 1)
+			if out.Version, err = reg.Transition(ctx, ep.Model, v.ModelVersion, store.ModelProduction, o.Actor, reason, d); err != nil {
+				return out, err
+			}
+			return out, nil
+		}
+	}
 	if err := promotable(ctx, st, reg, s.Name, ep.Model, cur); err != nil {
 		return out, err
 	}

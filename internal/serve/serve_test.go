@@ -607,3 +607,60 @@ func TestRolloutWindowFromHistoryAfterRestart(t *testing.T) {
 		t.Fatalf("judged %d requests at stage %d, want the %d since %s at stage 1: %+v", got, steps[0].Stage, later, judged, steps[0])
 	}
 }
+
+// TestRolloutCanaryCheckStaysCanary: with promote: false the rollout is a
+// canary check: it stops below 100%, publishes canary_passed and leaves
+// the version canary (production unchanged) for an experiment to promote;
+// a second check of the same version is refused.
+func TestRolloutCanaryCheckStaysCanary(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	no := false
+	f := rolloutFixture(t, logistic(2), &RolloutConfig{Stages: []float64{10, 25}, Interval: Duration(time.Minute), MinRequests: 20, Promote: &no})
+	c := NewController(f.svc)
+	var actions []string
+	for range 2 {
+		f.traffic(t, 400, time.Minute)
+		steps, err := c.Tick(ctx)
+		if err != nil || len(steps) != 1 {
+			t.Fatalf("tick: %+v %v", steps, err)
+		}
+		actions = append(actions, steps[0].Action)
+	}
+	if fmt.Sprint(actions) != "[advance checked]" {
+		t.Fatalf("actions %v", actions)
+	}
+	v2, _ := f.st.ModelVersion(ctx, "m", 2)
+	v1, _ := f.st.ModelVersion(ctx, "m", 1)
+	if v2.State != store.ModelCanary || v1.State != store.ModelProduction {
+		t.Fatalf("after the check: v1 %s, v2 %s", v1.State, v2.State)
+	}
+	if sig := f.pub.list(); len(sig) != 1 || !strings.HasPrefix(sig[0], "canary_passed ") {
+		t.Fatalf("signals: %v", sig)
+	}
+	if st := f.svc.Statuses()[0]; st.Production != 1 || st.CanaryShare != 0 {
+		t.Fatalf("serving after the check: %+v", st)
+	}
+	r, ok, err := PassedCheck(ctx, f.st, "m", "m", 2)
+	if err != nil || !ok || r.Status != store.RolloutPassed {
+		t.Fatalf("passed check: %+v %v %v", r, ok, err)
+	}
+	var br *BadRequest
+	if _, err := f.svc.StartRollout(ctx, "m"); !errors.As(err, &br) || !strings.Contains(err.Error(), "waits in canary") {
+		t.Fatalf("second check: %v", err)
+	}
+}
+
+// TestRolloutCheckStagesMayStopBelow100: only a promoting rollout must end
+// at 100%.
+func TestRolloutCheckStagesMayStopBelow100(t *testing.T) {
+	no := false
+	e := Endpoint{Name: "m", Model: "m", Fallback: Fallback{Static: 0.0}, Rollout: &RolloutConfig{Stages: []float64{1, 5}}}
+	if errs := e.Problems("endpoints[0]"); len(errs) == 0 {
+		t.Fatal("stages ending at 5 accepted for a promoting rollout")
+	}
+	e.Rollout.Promote = &no
+	if errs := e.Problems("endpoints[0]"); len(errs) != 0 {
+		t.Fatalf("canary check refused: %v", errs)
+	}
+}
