@@ -664,3 +664,63 @@ func TestRolloutCheckStagesMayStopBelow100(t *testing.T) {
 		t.Fatalf("canary check refused: %v", errs)
 	}
 }
+
+// TestInjectedFault: while a fault lasts the model's calls fail for real
+// and the fallback answers (reason error, or timeout after the endpoint's
+// timeout); at its end the model answers again; percent hits that share
+// of units; bad faults are refused.
+func TestInjectedFault(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	f.version(t, "m", logistic(2), store.ModelCanary, store.ModelProduction)
+	f.endpoint(t, Endpoint{Name: "m", Model: "m", Features: []string{"x"}, Timeout: Duration(20 * time.Millisecond),
+		Fallback: Fallback{Static: 0.0}})
+	ask := func(unit string) Response {
+		r, err := f.svc.Predict(ctx, "m", Request{Key: unit, Features: map[string]any{"x": 1.0}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := ask("u"); r.Path != PathModel {
+		t.Fatalf("before: %+v", r)
+	}
+	var br *BadRequest
+	for _, bad := range []Fault{{Kind: "boom", Until: f.clk.now().Add(time.Hour)}, {Kind: FaultError, Until: f.clk.now()}, {Kind: FaultError, Until: f.clk.now().Add(time.Hour), Percent: 101}} {
+		if err := f.svc.InjectFault("m", bad); !errors.As(err, &br) {
+			t.Errorf("%+v accepted: %v", bad, err)
+		}
+	}
+	if err := f.svc.InjectFault("nope", Fault{Kind: FaultError, Until: f.clk.now().Add(time.Hour)}); !errors.Is(err, ErrUnknownEndpoint) {
+		t.Errorf("unknown endpoint: %v", err)
+	}
+	if err := f.svc.InjectFault("m", Fault{Kind: FaultError, Until: f.clk.now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if r := ask("u"); r.Path != PathFallback || r.Reason != ReasonError || !strings.Contains(r.Detail, "injected fault") {
+		t.Fatalf("during the fault: %+v", r)
+	}
+	if err := f.svc.InjectFault("m", Fault{Kind: FaultTimeout, Until: f.clk.now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if r := ask("u"); r.Path != PathFallback || r.Reason != ReasonTimeout {
+		t.Fatalf("timeout fault: %+v", r)
+	}
+	if err := f.svc.InjectFault("m", Fault{Kind: FaultError, Until: f.clk.now().Add(time.Hour), Percent: 30}); err != nil {
+		t.Fatal(err)
+	}
+	hit := 0
+	for i := range 1000 {
+		if ask(fmt.Sprintf("u%d", i)).Path == PathFallback {
+			hit++
+		}
+	}
+	if hit < 240 || hit > 360 {
+		t.Fatalf("30%% fault hit %d of 1000 units", hit)
+	}
+	f.clk.advance(2 * time.Hour)
+	if r := ask("u"); r.Path != PathModel || len(f.svc.Faults()) != 0 {
+		t.Fatalf("after the fault: %+v %v", r, f.svc.Faults())
+	}
+}
