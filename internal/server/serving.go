@@ -59,12 +59,7 @@ func (s *Server) servingLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		err := s.serving.Refresh(ctx)
-		if s.orch.Leading() {
-			if _, terr := s.rollouts.Tick(ctx); terr != nil {
-				err = errors.Join(err, terr)
-			}
-		}
+		err := s.servingPass(ctx)
 		if err != nil && ctx.Err() == nil && err.Error() != lastErr {
 			s.log.Warn("serving", "err", err)
 		}
@@ -73,6 +68,18 @@ func (s *Server) servingLoop(ctx context.Context) {
 			lastErr = err.Error()
 		}
 	}
+}
+
+// servingPass reloads what serves and, on the leader, judges the running
+// rollouts.
+func (s *Server) servingPass(ctx context.Context) error {
+	err := s.serving.Refresh(ctx)
+	if s.orch.Leading() {
+		if _, terr := s.rollouts.Tick(ctx); terr != nil {
+			err = errors.Join(err, terr)
+		}
+	}
+	return err
 }
 
 // predict answers POST /api/v1/predict/{endpoint} {"key", "unit", "features"}.
