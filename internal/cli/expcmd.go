@@ -322,7 +322,8 @@ func printPromotion(w io.Writer, p experiment.Promotion) {
 
 func (a *app) expDecideCmd() *cobra.Command {
 	var better, actor, asOf string
-	var maxDur string
+	var maxDur, minDur string
+	var nonInf float64
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "decide [EXPERIMENT...] [--all]",
@@ -341,13 +342,22 @@ JSON array with -o json). Meant for a scheduled or signal-triggered flow step.`,
 			if better != "increase" && better != "decrease" {
 				return usageErr("--better %q: increase or decrease (which way the first metric improves)", better)
 			}
-			var maxD time.Duration
-			if maxDur != "" {
-				d, err := dur.Parse(maxDur)
-				if err != nil || d <= 0 {
-					return usageErr("--max-duration %q: a positive duration such as 14d", maxDur)
+			var maxD, minD time.Duration
+			for _, f := range []struct {
+				flag, v string
+				to      *time.Duration
+			}{{"--max-duration", maxDur, &maxD}, {"--min-duration", minDur, &minD}} {
+				if f.v == "" {
+					continue
 				}
-				maxD = d
+				d, err := dur.Parse(f.v)
+				if err != nil || d <= 0 {
+					return usageErr("%s %q: a positive duration such as 7d", f.flag, f.v)
+				}
+				*f.to = d
+			}
+			if nonInf < 0 || nonInf >= 1 {
+				return usageErr("--non-inferiority %g: a share of control's mean in [0, 1), such as 0.02", nonInf)
 			}
 			now := time.Now()
 			if asOf != "" {
@@ -387,7 +397,7 @@ JSON array with -o json). Meant for a scheduled or signal-triggered flow step.`,
 			}
 			out := []experiment.Decision{}
 			for _, l := range todo {
-				d, err := experiment.Decide(ctx, e.st, l, experiment.DecideOptions{Better: better, MaxDuration: maxD, Actor: actor, Now: now})
+				d, err := experiment.Decide(ctx, e.st, l, experiment.DecideOptions{Better: better, MaxDuration: maxD, MinDuration: minD, NonInferiority: nonInf, Actor: actor, Now: now})
 				var ie *registry.InputError
 				var br *serve.BadRequest
 				if errors.As(err, &ie) || errors.As(err, &br) {
@@ -413,6 +423,8 @@ JSON array with -o json). Meant for a scheduled or signal-triggered flow step.`,
 	cmd.Flags().BoolVar(&all, "all", false, "every experiment not stopped")
 	cmd.Flags().StringVar(&better, "better", "increase", "which way the experiments' first metric improves: increase or decrease")
 	cmd.Flags().StringVar(&maxDur, "max-duration", "", "keep control after this long without a winner, from the first exposure (e.g. 14d); default never")
+	cmd.Flags().StringVar(&minDur, "min-duration", "", "ship nothing before this long from the first exposure (e.g. 7d)")
+	cmd.Flags().Float64Var(&nonInf, "non-inferiority", 0, "also ship a treatment shown no worse than this share of control's mean on the first metric (e.g. 0.02); default only one shown better")
 	cmd.Flags().StringVar(&asOf, "as-of", "", "decide as of this time (RFC 3339 or YYYY-MM-DD), e.g. a backfill's date; default now")
 	cmd.Flags().StringVar(&actor, "actor", "", "who (default $BATON_ACTOR, else the user)")
 	return cmd

@@ -30,6 +30,13 @@ type DecideOptions struct {
 	// MaxDuration is how long an experiment may run without a winner
 	// (from its first exposure) before control is kept; 0 waits for ever.
 	MaxDuration time.Duration
+	// MinDuration is how long an experiment runs (from its first
+	// exposure) before anything ships: a week's cycle, say.
+	MinDuration time.Duration
+	// NonInferiority ships a treatment shown no worse than this share of
+	// control's mean (PromoteOptions.NonInferiority); 0 ships only a
+	// treatment shown better.
+	NonInferiority float64
 	Actor       string
 	Now         time.Time
 }
@@ -70,12 +77,24 @@ func Decide(ctx context.Context, st DecideStore, l Loaded, o DecideOptions) (Dec
 	case store.ExperimentPaused:
 		return keepControl(ctx, st, l, d, "paused: "+l.Reason, o)
 	}
+	started, err := firstExposure(ctx, st, l)
+	if err != nil {
+		return d, err
+	}
+	switch {
+	case started.IsZero():
+		d.Reason = "nobody exposed yet"
+		return d, nil
+	case o.MinDuration > 0 && o.Now.Sub(started) < o.MinDuration:
+		d.Reason = fmt.Sprintf("running less than %s", o.MinDuration)
+		return d, nil
+	}
 	var notWon []error
 	for _, v := range s.Variants {
 		if v.Name == s.Control || v.ModelVersion == 0 {
 			continue
 		}
-		p, err := Promote(ctx, st, l, PromoteOptions{Variant: v.Name, Better: o.Better, Actor: o.Actor, Now: o.Now})
+		p, err := Promote(ctx, st, l, PromoteOptions{Variant: v.Name, Better: o.Better, Actor: o.Actor, Now: o.Now, NonInferiority: o.NonInferiority})
 		if errors.Is(err, ErrNotWon) || errors.Is(err, ErrSRM) {
 			notWon = append(notWon, err)
 			continue
@@ -94,9 +113,8 @@ func Decide(ctx context.Context, st DecideStore, l Loaded, o DecideOptions) (Dec
 	if o.MaxDuration <= 0 {
 		return d, nil
 	}
-	started, err := firstExposure(ctx, st, l)
-	if err != nil || started.IsZero() || o.Now.Sub(started) < o.MaxDuration {
-		return d, err
+	if o.Now.Sub(started) < o.MaxDuration {
+		return d, nil
 	}
 	return keepControl(ctx, st, l, d, fmt.Sprintf("no winner in %s", o.MaxDuration), o)
 }

@@ -342,3 +342,30 @@ func TestDecide(t *testing.T) {
 		t.Fatalf("paused treatment's version: %s", v2.State)
 	}
 }
+
+// TestDecideNonInferiority: a treatment no better than control (lift 0)
+// does not ship by superiority, ships by non-inferiority with a 5% margin
+// once MinDuration has passed, and the record names the criterion; one
+// clearly worse does not ship by it.
+func TestDecideNonInferiority(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, l := promoteFixture(t, fullDecision, 0, 0)
+	opt := DecideOptions{Better: "increase", Actor: "decider", Now: time.Now().Add(time.Hour), NonInferiority: 0.05, MinDuration: 2 * time.Hour}
+	if d, err := Decide(ctx, st, l, opt); err != nil || d.Outcome != Continue || !strings.Contains(d.Reason, "running less than") {
+		t.Fatalf("before its min duration: %+v %v", d, err)
+	}
+	opt.Now = opt.Now.Add(2 * time.Hour)
+	d, err := Decide(ctx, st, l, opt)
+	if err != nil || d.Outcome != Shipped {
+		t.Fatalf("no worse: %+v %v", d, err)
+	}
+	trs, _ := st.ModelTransitions(ctx, "churn", 2)
+	if last := trs[len(trs)-1]; !strings.Contains(last.Reason, "non-inferiority") || !strings.Contains(string(last.Decision), "non-inferiority") {
+		t.Fatalf("record: %+v", last)
+	}
+	st, l = promoteFixture(t, fullDecision, -6, 0)
+	if d, err := Decide(ctx, st, l, opt); err != nil || d.Outcome != Continue {
+		t.Fatalf("worse: %+v %v", d, err)
+	}
+}

@@ -289,7 +289,13 @@ type PromoteOptions struct {
 	// Force promotes past a missing win, a pause or a failed SRM check;
 	// the record says which.
 	Force bool
-	Now   time.Time
+	// NonInferiority, when above 0, wins a variant whose first metric is
+	// shown not worse than control's by more than this share of control's
+	// mean (the anytime-valid interval's worse end beyond -margin), not
+	// only one shown better: the criterion of a model refresh, where the
+	// question is "no worse", and the one the record states.
+	NonInferiority float64
+	Now            time.Time
 }
 
 // Promotion is what Promote did.
@@ -367,6 +373,12 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 		}
 	}
 	won := ev.Significant && (o.Better == "increase" && ev.LiftAbs > 0 || o.Better == "decrease" && ev.LiftAbs < 0)
+	criterion := "superiority"
+	if o.NonInferiority > 0 && !won {
+		margin := o.NonInferiority * math.Abs(primary.Variants[s.Control].Mean)
+		criterion = fmt.Sprintf("non-inferiority (margin %g of control's mean: %.4g)", o.NonInferiority, margin)
+		won = ev.NTotal > 0 && (o.Better == "increase" && ev.CILow > -margin || o.Better == "decrease" && ev.CIHigh < margin)
+	}
 	var refusals []error
 	if l.Status == store.ExperimentPaused {
 		refusals = append(refusals, fmt.Errorf("%w: %s", ErrPaused, l.Reason))
@@ -399,7 +411,7 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 		}
 	}
 	evidence, err := json.Marshal(map[string]any{"metric": primary.Name, "better": o.Better, "lift_abs": finite(ev.LiftAbs), "lift_rel": finite(ev.LiftRel),
-		"ci": []any{finite(ev.CILow), finite(ev.CIHigh)}, "p_value": finite(ev.PValue), "method": "sequential", "won": won,
+		"ci": []any{finite(ev.CILow), finite(ev.CIHigh)}, "p_value": finite(ev.PValue), "method": "sequential", "won": won, "criterion": criterion,
 		"srm_p": finite(rep.SRM.PValue), "srm_ok": rep.SRM.OK, "guardrails": guards, "forced": out.Forced})
 	if err != nil {
 		return out, fmt.Errorf("experiment %s evidence: %w", s.Name, err)
@@ -428,7 +440,7 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 	if err != nil {
 		return out, err
 	}
-	reason := fmt.Sprintf("won %s%s: lift %+.4g (%+.2f%%), p %.4g; rolled out on endpoint %s", promotedBy(s.Name), primary.Name, ev.LiftAbs, ev.LiftRel*100, ev.PValue, s.Endpoint)
+	reason := fmt.Sprintf("won %s%s: lift %+.4g (%+.2f%%), interval [%.4g, %.4g], p %.4g, by %s; rolled out on endpoint %s", promotedBy(s.Name), primary.Name, ev.LiftAbs, ev.LiftRel*100, ev.CILow, ev.CIHigh, ev.PValue, criterion, s.Endpoint)
 	if len(out.Forced) > 0 {
 		reason = fmt.Sprintf("FORCED by %s past: %s; %s%s: lift %+.4g, p %.4g; rolled out on endpoint %s",
 			o.Actor, strings.Join(out.Forced, "; "), promotedBy(s.Name), primary.Name, ev.LiftAbs, ev.PValue, s.Endpoint)
