@@ -37,8 +37,8 @@ type DecideOptions struct {
 	// control's mean (PromoteOptions.NonInferiority); 0 ships only a
 	// treatment shown better.
 	NonInferiority float64
-	Actor       string
-	Now         time.Time
+	Actor          string
+	Now            time.Time
 }
 
 // Decision is what Decide did with one experiment.
