@@ -85,6 +85,7 @@ func (c *client) healthy(ctx context.Context) bool {
 type page struct {
 	Path       string `json:"path"`
 	Reason     string `json:"reason"`
+	Detail     string `json:"detail"`
 	Version    int    `json:"version"`
 	Experiment string `json:"experiment"`
 	Canary     bool   `json:"canary"`

@@ -53,7 +53,7 @@ type Options struct {
 	Progress io.Writer
 	// Logger receives the server's log; nil writes it to HOME/demo.log.
 	Logger *slog.Logger
-	// Workers is how many members' sessions run at once (default 4).
+	// Workers is how many members' sessions run at once (default 2).
 	Workers int
 }
 
@@ -143,7 +143,7 @@ type armStat struct {
 
 // dayStats is what the apps saw on one day.
 type dayStats struct {
-	Day, Sessions, Plays, Completions, Errors, Fallback, Requests int
+	Day, Sessions, Plays, Completions, Errors, Fallback, Requests, Timeouts int
 	PlaysByMarket, CompletionsByMarket, SessionsByMarket          map[string]int
 	Items, NewCreatorItems                                        int
 }
@@ -158,7 +158,7 @@ func (o *Options) Validate() error {
 	def(&o.Days, 30)
 	def(&o.Members, 1500)
 	def(&o.Titles, 800)
-	def(&o.Workers, 4)
+	def(&o.Workers, 2)
 	if o.Seed == 0 {
 		o.Seed = 1
 	}
@@ -345,25 +345,36 @@ func (d *Demo) applyPlatform(ctx context.Context) error {
 }
 
 // settle runs the server's judges at the current simulated time and waits
-// until the orchestrator has nothing left to do.
+// until the orchestrator has nothing left to do; when runs happened, it
+// runs the judges again (serving reloads what those runs changed: a
+// version put in production by one flow while another started a
+// rollout), until a pass starts nothing. Then what serves next does not
+// depend on which of two concurrent flows finished first.
 func (d *Demo) settle(ctx context.Context) error {
-	if err := d.srv.Step(ctx); err != nil {
-		// The judges say what they could not do; the demo goes on, as a
-		// server would, and the log keeps it.
-		d.o.Logger.Warn("step", "err", err)
-	}
 	for {
-		idle, err := d.srv.Idle(ctx)
-		if err != nil {
-			return err
+		if err := d.srv.Step(ctx); err != nil {
+			// The judges say what they could not do; the demo goes on, as
+			// a server would, and the log keeps it.
+			d.o.Logger.Warn("step", "err", err)
 		}
-		if idle {
+		busy := false
+		for {
+			idle, err := d.srv.Idle(ctx)
+			if err != nil {
+				return err
+			}
+			if idle {
+				break
+			}
+			busy = true
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		if !busy {
 			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
@@ -519,6 +530,9 @@ func (d *Demo) day(ctx context.Context, day int) error {
 			st.SessionsByMarket[m.Market]++
 			if v.page.Path == "fallback" {
 				st.Fallback++
+			}
+			if v.page.Reason == "timeout" || strings.Contains(v.page.Detail, "fallback model") {
+				st.Timeouts++
 			}
 			items := 0
 			for _, r := range v.page.Prediction.Rows {

@@ -59,6 +59,10 @@ type Online struct {
 	Requests           int     `json:"requests"`
 	Errors             int     `json:"errors"`
 	FallbackRate       float64 `json:"fallback_rate"`
+	// Timeouts are requests the model did not answer within the
+	// endpoint's timeout (the fallback answered): the machine's doing,
+	// so the one thing that can make two runs of one seed differ.
+	Timeouts int `json:"timeouts"`
 	OutageFallbackRate float64 `json:"outage_fallback_rate"`
 	P99MS              float64 `json:"p99_ms"`
 	P50MS              float64 `json:"p50_ms"`
@@ -227,8 +231,9 @@ func (d *Demo) summary(ctx context.Context) (Summary, error) {
 	}
 
 	// What the apps saw.
-	var req, errs, fb, items, ncItems, plays, sessions int
+	var req, errs, fb, items, ncItems, plays, sessions, timeouts int
 	for _, st := range d.stats {
+		timeouts += st.Timeouts
 		req += st.Requests
 		errs += st.Errors
 		fb += st.Fallback
@@ -239,7 +244,7 @@ func (d *Demo) summary(ctx context.Context) (Summary, error) {
 		s.Engagement = append(s.Engagement, round(ratio(st.Plays, st.Sessions), 4))
 	}
 	s.Events = plays + sessions
-	s.Online = Online{Requests: req, Errors: errs, FallbackRate: round(ratio(fb, req), 4),
+	s.Online = Online{Requests: req, Errors: errs, FallbackRate: round(ratio(fb, req), 4), Timeouts: timeouts,
 		OutageFallbackRate: round(ratio(d.outage.fallback, d.outage.requests), 4),
 		P99MS:              round(quantile(d.latencies, 0.99), 2), P50MS: round(quantile(d.latencies, 0.5), 2)}
 	open := 0
