@@ -144,8 +144,8 @@ type armStat struct {
 // dayStats is what the apps saw on one day.
 type dayStats struct {
 	Day, Sessions, Plays, Completions, Errors, Fallback, Requests, Timeouts int
-	PlaysByMarket, CompletionsByMarket, SessionsByMarket          map[string]int
-	Items, NewCreatorItems                                        int
+	PlaysByMarket, CompletionsByMarket, SessionsByMarket                    map[string]int
+	Items, NewCreatorItems                                                  int
 }
 
 // Validate checks the options and fills the defaults.

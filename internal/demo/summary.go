@@ -56,13 +56,13 @@ type Promotion struct {
 }
 
 type Online struct {
-	Requests           int     `json:"requests"`
-	Errors             int     `json:"errors"`
-	FallbackRate       float64 `json:"fallback_rate"`
+	Requests     int     `json:"requests"`
+	Errors       int     `json:"errors"`
+	FallbackRate float64 `json:"fallback_rate"`
 	// Timeouts are requests the model did not answer within the
 	// endpoint's timeout (the fallback answered): the machine's doing,
 	// so the one thing that can make two runs of one seed differ.
-	Timeouts int `json:"timeouts"`
+	Timeouts           int     `json:"timeouts"`
 	OutageFallbackRate float64 `json:"outage_fallback_rate"`
 	P99MS              float64 `json:"p99_ms"`
 	P50MS              float64 `json:"p50_ms"`
