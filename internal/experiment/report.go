@@ -389,7 +389,7 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 		out.Forced = append(out.Forced, fmt.Sprintf("sample ratio mismatch (p %.4g)", rep.SRM.PValue))
 	}
 	if !won {
-		refusals = append(refusals, fmt.Errorf("%w on %s: lift %.4g, interval [%.4g, %.4g], p %.4g", ErrNotWon, primary.Name, ev.LiftAbs, ev.CILow, ev.CIHigh, ev.PValue))
+		refusals = append(refusals, fmt.Errorf("%w on %s by %s: lift %.4g, interval [%.4g, %.4g], p %.4g", ErrNotWon, primary.Name, criterion, ev.LiftAbs, ev.CILow, ev.CIHigh, ev.PValue))
 		out.Forced = append(out.Forced, "no significant win on "+primary.Name)
 	}
 	if len(refusals) > 0 && !o.Force {
