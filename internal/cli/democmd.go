@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -17,7 +18,7 @@ func (a *app) demoCmd() *cobra.Command {
 	var seed uint64
 	var serveAddr, report string
 	cmd := &cobra.Command{
-		Use:   "demo [--days N] [--members N] [--titles N] [--seed S] [--home DIR | --db DSN] [--serve HOST:PORT] [-o json]",
+		Use:   "demo [--days N] [--members N] [--titles N] [--seed S] [--home DIR | --db DSN] [--report FILE.html] [--serve HOST:PORT] [-o json]",
 		Short: "Run the reference streaming platform on simulated members, end to end, in a new home",
 		Long: `Simulates a streaming service's members, in several markets, watching titles
 day by day, in a closed loop with a baton server started in this process on a
@@ -34,16 +35,16 @@ list, baton model list, baton docs show what happened. With --serve the
 server and its web UI stay up afterwards until interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if report != "" {
-				return usageErr("--report is not available yet: see baton docs and the web UI (--serve)")
-			}
 			h, err := home.Resolve(a.homeDir, a.db)
 			if err != nil {
 				return usageErr("%v", err)
 			}
-			o.Home, o.Seed, o.Platform, o.Addr = h, seed, platform.Files, serveAddr
+			o.Home, o.Seed, o.Platform, o.Addr, o.Report = h, seed, platform.Files, serveAddr, report
 			if !a.json() {
 				o.Progress = a.err
+			}
+			if report != "" && !strings.HasSuffix(report, ".html") {
+				return usageErr("--report %q: an .html file", report)
 			}
 			if err := o.Validate(); err != nil {
 				return usageErr("%v", err)
@@ -67,6 +68,9 @@ server and its web UI stay up afterwards until interrupted.`,
 			if serveAddr == "" {
 				a.printDemo(s)
 			}
+			if report != "" {
+				fmt.Fprintf(a.err, "wrote %s\n", report)
+			}
 			return nil
 		},
 	}
@@ -76,7 +80,7 @@ server and its web UI stay up afterwards until interrupted.`,
 	f.IntVar(&o.Titles, "titles", 800, "titles at the start (500 more arrive with the catalog expansion)")
 	f.Uint64Var(&seed, "seed", 1, "the simulation's seed: the same seed and flags give the same summary")
 	f.StringVar(&serveAddr, "serve", "", "keep the server and web UI up at HOST:PORT after the demo")
-	f.StringVar(&report, "report", "", "write an HTML report (not available yet)")
+	f.StringVar(&report, "report", "", "also write an HTML report with plots (engagement by day and arm, fallback rate, quality by market, each experiment's interval over time)")
 	return cmd
 }
 

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/atomicfile"
 	"github.com/baton-ml/baton/internal/catalog"
 	"github.com/baton-ml/baton/internal/experiment"
 	"github.com/baton-ml/baton/internal/fault"
@@ -53,6 +54,8 @@ type Options struct {
 	Progress io.Writer
 	// Logger receives the server's log; nil writes it to HOME/demo.log.
 	Logger *slog.Logger
+	// Report, when set, is where the HTML report is written.
+	Report string
 	// Workers is how many members' sessions run at once (default 2).
 	Workers int
 }
@@ -73,7 +76,7 @@ func episodes(days int) Episodes {
 		}
 		return d
 	}
-	return Episodes{Outage: at(0.13, 2), Expansion: at(0.27, 3), Launch: at(0.4, 4), Regression: at(0.63, 6)}
+	return Episodes{Outage: at(0.13, 2), Expansion: at(0.27, 3), Launch: at(0.4, 4), Regression: at(0.83, 6)}
 }
 
 // ExpansionTitles is how many titles the catalog expansion adds.
@@ -146,6 +149,8 @@ type dayStats struct {
 	Day, Sessions, Plays, Completions, Errors, Fallback, Requests, Timeouts int
 	PlaysByMarket, CompletionsByMarket, SessionsByMarket                    map[string]int
 	Items, NewCreatorItems                                                  int
+	// Plays and sessions by experiment arm ("no experiment" outside any).
+	ArmPlays, ArmSessions map[string]int
 }
 
 // Validate checks the options and fills the defaults.
@@ -270,6 +275,9 @@ func Run(ctx context.Context, o Options, serveAfter func(addr, loginURL string, 
 	}
 	sum, err := d.summary(ctx)
 	sum.WallSeconds = round(time.Since(began).Seconds(), 1)
+	if err == nil && o.Report != "" {
+		err = atomicfile.Write(o.Report, func(w io.Writer) error { return d.Report(ctx, w, sum) })
+	}
 	if err != nil {
 		return sum, err
 	}
@@ -480,7 +488,8 @@ func (d *Demo) day(ctx context.Context, day int) error {
 	t0 := start.AddDate(0, 0, day-1)
 	date := t0.Format(time.DateOnly)
 	d.clk.set(t0)
-	st := dayStats{Day: day, PlaysByMarket: map[string]int{}, CompletionsByMarket: map[string]int{}, SessionsByMarket: map[string]int{}}
+	st := dayStats{Day: day, PlaysByMarket: map[string]int{}, CompletionsByMarket: map[string]int{}, SessionsByMarket: map[string]int{},
+		ArmPlays: map[string]int{}, ArmSessions: map[string]int{}}
 	if err := d.episodeStart(ctx, day, t0); err != nil {
 		return err
 	}
@@ -554,6 +563,12 @@ func (d *Demo) day(ctx context.Context, day int) error {
 				}
 			}
 			st.Plays += v.s.plays
+			arm := "no experiment"
+			if _, variant, ok := strings.Cut(v.page.Experiment, "/"); ok {
+				arm = variant
+			}
+			st.ArmPlays[arm] += v.s.plays
+			st.ArmSessions[arm]++
 			st.Completions += v.s.completions
 			st.PlaysByMarket[m.Market] += v.s.plays
 			st.CompletionsByMarket[m.Market] += v.s.completions

@@ -197,6 +197,10 @@ h2{margin-top:1.5em}svg{border:1px solid #ddd;background:#fff}</style></head>
 </body></html>
 `))
 
+// TimelineSVG draws each treatment's lift and anytime-valid interval over
+// time (a metric's Timeline) as an SVG plot, for pages of other packages.
+func TimelineSVG(pts []Point) template.HTML { return template.HTML(svgTimeline(pts)) }
+
 // svgTimeline draws each treatment's lift and interval over time, with the
 // zero line.
 func svgTimeline(pts []Point) string {
