@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/baton-ml/baton/internal/dur"
 	"github.com/baton-ml/baton/internal/experiment"
 	"github.com/baton-ml/baton/internal/kv"
 	"github.com/baton-ml/baton/internal/registry"
@@ -23,7 +24,7 @@ import (
 // expMoreCmds are the experiment commands besides analyze.
 func (a *app) expMoreCmds() []*cobra.Command {
 	return []*cobra.Command{a.expApplyCmd(), a.expListCmd(), a.expAssignCmd(), a.expIngestCmd(), a.expReportCmd(),
-		a.expPromoteCmd(), a.expStatusCmd("pause", store.ExperimentPaused), a.expStatusCmd("resume", store.ExperimentRunning),
+		a.expPromoteCmd(), a.expDecideCmd(), a.expStatusCmd("pause", store.ExperimentPaused), a.expStatusCmd("resume", store.ExperimentRunning),
 		a.expStatusCmd("stop", store.ExperimentStopped)}
 }
 
@@ -299,8 +300,7 @@ promotes anyway and the transition records what was forced.`,
 			if len(p.Forced) > 0 {
 				fmt.Fprintf(a.out, "FORCED past: %s\n", strings.Join(p.Forced, "; "))
 			}
-			fmt.Fprintf(a.out, "model %s version %d is now %s; rollout %d started on endpoint %s (stages %v%%), judged by the running server: baton rollout status %s\n",
-				p.Version.Model, p.Version.Version, p.Version.State, p.Rollout.ID, p.Rollout.Endpoint, p.Rollout.Stages, p.Rollout.Endpoint)
+			printPromotion(a.out, p)
 			return nil
 		},
 	}
@@ -309,6 +309,137 @@ promotes anyway and the transition records what was forced.`,
 	cmd.Flags().StringVar(&actor, "actor", "", "who (default $BATON_ACTOR, else the user)")
 	cmd.Flags().BoolVar(&force, "force", false, "promote even without a significant win, or when paused or failing the SRM check (recorded as forced)")
 	return cmd
+}
+
+func printPromotion(w io.Writer, p experiment.Promotion) {
+	if p.Rollout.ID == 0 {
+		fmt.Fprintf(w, "model %s version %d is now %s (its canary check had passed)\n", p.Version.Model, p.Version.Version, p.Version.State)
+		return
+	}
+	fmt.Fprintf(w, "model %s version %d is now %s; rollout %d started on endpoint %s (stages %v%%), judged by the running server: baton rollout status %s\n",
+		p.Version.Model, p.Version.Version, p.Version.State, p.Rollout.ID, p.Rollout.Endpoint, p.Rollout.Stages, p.Rollout.Endpoint)
+}
+
+func (a *app) expDecideCmd() *cobra.Command {
+	var better, actor, asOf string
+	var maxDur, minDur string
+	var nonInf float64
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "decide [EXPERIMENT...] [--all]",
+		Short: "Ship a winner, keep control, or let each experiment run on",
+		Long: `For each named experiment (or, with --all, every running or paused one)
+makes the daily call: a treatment that won on the first metric is promoted
+(as baton exp promote, with every check it makes) and the experiment stops;
+a paused experiment (a guardrail) or one that ran --max-duration without a
+winner stops with control kept, and its treatments' canary versions go back
+to registered; anything else runs on. Prints one line per experiment (one
+JSON array with -o json). Meant for a scheduled or signal-triggered flow step.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if all == (len(args) > 0) {
+				return usageErr("name experiments or pass --all")
+			}
+			if better != "increase" && better != "decrease" {
+				return usageErr("--better %q: increase or decrease (which way the first metric improves)", better)
+			}
+			var maxD, minD time.Duration
+			for _, f := range []struct {
+				flag, v string
+				to      *time.Duration
+			}{{"--max-duration", maxDur, &maxD}, {"--min-duration", minDur, &minD}} {
+				if f.v == "" {
+					continue
+				}
+				d, err := dur.Parse(f.v)
+				if err != nil || d <= 0 {
+					return usageErr("%s %q: a positive duration such as 7d", f.flag, f.v)
+				}
+				*f.to = d
+			}
+			if nonInf < 0 || nonInf >= 1 {
+				return usageErr("--non-inferiority %g: a share of control's mean in [0, 1), such as 0.02", nonInf)
+			}
+			now := time.Now()
+			if asOf != "" {
+				t, err := parseAsOf(asOf)
+				if err != nil {
+					return usageErr("--as-of %q: %v", asOf, err)
+				}
+				now = t
+			}
+			if actor == "" {
+				actor = defaultActor()
+			}
+			ctx := cmd.Context()
+			e, err := a.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			ls, err := experiment.Load(ctx, e.st)
+			if err != nil {
+				return err
+			}
+			var todo []experiment.Loaded
+			for _, name := range args {
+				l, err := experiment.Find(ctx, e.st, name)
+				if err != nil {
+					return notFound(err)
+				}
+				todo = append(todo, l)
+			}
+			if all {
+				for _, l := range ls {
+					if l.Status != store.ExperimentStopped {
+						todo = append(todo, l)
+					}
+				}
+			}
+			out := []experiment.Decision{}
+			for _, l := range todo {
+				d, err := experiment.Decide(ctx, e.st, l, experiment.DecideOptions{Better: better, MaxDuration: maxD, MinDuration: minD, NonInferiority: nonInf, Actor: actor, Now: now})
+				var ie *registry.InputError
+				var br *serve.BadRequest
+				if errors.As(err, &ie) || errors.As(err, &br) {
+					return usageErr("experiment %s: %v", l.Spec.Name, err)
+				}
+				if err != nil {
+					return modelErr(fmt.Errorf("experiment %s: %w", l.Spec.Name, err))
+				}
+				out = append(out, d)
+				if !a.json() {
+					fmt.Fprintf(a.out, "%s: %s: %s\n", d.Experiment, d.Outcome, d.Reason)
+					if d.Promotion != nil {
+						printPromotion(a.out, *d.Promotion)
+					}
+				}
+			}
+			if a.json() {
+				return a.printJSON(out)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "every experiment not stopped")
+	cmd.Flags().StringVar(&better, "better", "increase", "which way the experiments' first metric improves: increase or decrease")
+	cmd.Flags().StringVar(&maxDur, "max-duration", "", "keep control after this long without a winner, from the first exposure (e.g. 14d); default never")
+	cmd.Flags().StringVar(&minDur, "min-duration", "", "ship nothing before this long from the first exposure (e.g. 7d)")
+	cmd.Flags().Float64Var(&nonInf, "non-inferiority", 0, "also ship a treatment shown no worse than this share of control's mean on the first metric (e.g. 0.02); default only one shown better")
+	cmd.Flags().StringVar(&asOf, "as-of", "", "decide as of this time (RFC 3339 or YYYY-MM-DD), e.g. a backfill's date; default now")
+	cmd.Flags().StringVar(&actor, "actor", "", "who (default $BATON_ACTOR, else the user)")
+	return cmd
+}
+
+// parseAsOf reads an RFC 3339 time or a date (the end of that day, UTC).
+func parseAsOf(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	d, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("not an RFC 3339 time or a YYYY-MM-DD date")
+	}
+	return d.Add(24*time.Hour - time.Microsecond), nil
 }
 
 func (a *app) expStatusCmd(verb string, to store.ExperimentStatus) *cobra.Command {

@@ -171,10 +171,14 @@ func (a *app) modelListCmd() *cobra.Command {
 }
 
 func (a *app) modelShowCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "show NAME [VERSION|STATE|ALIAS]",
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "show NAME [VERSION|STATE|ALIAS] [-q]",
 		Short: "Show a model's versions, or one version with its lineage and transitions",
-		Args:  cobra.RangeArgs(1, 2),
+		Long: `Show a model's versions, or one version with its lineage and transitions.
+With -q only version numbers are printed, one per line (for scripts: the
+version a state or alias resolves to; exit 1 when it resolves to none).`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			e, err := a.open(ctx, false)
@@ -186,6 +190,12 @@ func (a *app) modelShowCmd() *cobra.Command {
 				vs, err := e.st.ModelVersions(ctx, args[0])
 				if err != nil {
 					return modelErr(err)
+				}
+				if quiet {
+					for _, v := range vs {
+						fmt.Fprintln(a.out, v.Version)
+					}
+					return nil
 				}
 				if a.json() {
 					return a.printJSON(vs)
@@ -201,6 +211,10 @@ func (a *app) modelShowCmd() *cobra.Command {
 			v, err := registry.New(e.st).Resolve(ctx, args[0], args[1])
 			if err != nil {
 				return modelErr(err)
+			}
+			if quiet {
+				fmt.Fprintln(a.out, v.Version)
+				return nil
 			}
 			trs, err := e.st.ModelTransitions(ctx, v.Model, v.Version)
 			if err != nil {
@@ -221,6 +235,8 @@ func (a *app) modelShowCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only version numbers")
+	return cmd
 }
 
 func (a *app) modelTransitionCmd() *cobra.Command {

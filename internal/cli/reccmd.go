@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/baton-ml/baton/internal/atomicfile"
+	"github.com/baton-ml/baton/internal/dur"
 
 	pq "github.com/parquet-go/parquet-go"
 	"github.com/spf13/cobra"
@@ -86,7 +89,7 @@ type recData struct {
 func (d *recData) flags(f interface {
 	StringVar(*string, string, string, string)
 }) {
-	f.StringVar(&d.interactions, "interactions", "", "interactions CSV: member,title,ts[,event,weight,market]")
+	f.StringVar(&d.interactions, "interactions", "", "interactions CSV: member,title,ts[,event,weight,market]; or a folder whose *.csv files (partitions, each with its header) are read in name order")
 	f.StringVar(&d.catalog, "catalog", "", "catalog CSV: title,name,genres,creator,new_creator,released[,markets]")
 	f.StringVar(&d.members, "members", "", "members CSV (optional): member,market,joined")
 }
@@ -107,11 +110,6 @@ func (d *recData) read() (*rec.Dataset, error) {
 		return nil, err
 	}
 	defer cf.Close()
-	inf, err := open(d.interactions)
-	if err != nil {
-		return nil, err
-	}
-	defer inf.Close()
 	var mr io.Reader
 	if d.members != "" {
 		mf, err := open(d.members)
@@ -121,11 +119,60 @@ func (d *recData) read() (*rec.Dataset, error) {
 		defer mf.Close()
 		mr = mf
 	}
-	ds, err := rec.ReadDataset(cf, d.catalog, mr, d.members, inf, d.interactions)
+	parts := []string{d.interactions}
+	if st, err := os.Stat(d.interactions); err == nil && st.IsDir() {
+		if parts, err = filepath.Glob(filepath.Join(d.interactions, "*.csv")); err != nil {
+			return nil, usageErr("--interactions %s: %v", d.interactions, err)
+		}
+		if len(parts) == 0 {
+			return nil, usageErr("--interactions %s: a folder with no *.csv file", d.interactions)
+		}
+		sort.Strings(parts)
+	}
+	titles, err := rec.ReadCatalog(cf, d.catalog)
 	if err != nil {
 		return nil, usageErr("%w", err)
 	}
+	var ms []rec.Member
+	if mr != nil {
+		if ms, err = rec.ReadMembers(mr, d.members); err != nil {
+			return nil, usageErr("%w", err)
+		}
+	}
+	ds, err := rec.NewDataset(titles, ms)
+	if err != nil {
+		return nil, usageErr("%w", err)
+	}
+	for _, p := range parts {
+		inf, err := open(p)
+		if err != nil {
+			return nil, err
+		}
+		err = rec.ReadInteractions(ds, inf, p)
+		inf.Close()
+		if err != nil {
+			return nil, usageErr("%w", err)
+		}
+	}
 	return ds, nil
+}
+
+// recCut reads a cut-off flag: a time, or -DURATION (such as -2d) before
+// the dataset's last interaction (the last days held out, whatever the
+// dates).
+func recCut(ds *rec.Dataset, flag, s string) (int64, error) {
+	if rest, ok := strings.CutPrefix(s, "-"); ok {
+		d, err := dur.Parse(rest)
+		if err != nil || d <= 0 {
+			return 0, usageErr("%s %q: a time, or -DURATION before the last interaction such as -2d", flag, s)
+		}
+		var last int64
+		for _, ts := range ds.Inter.TS {
+			last = max(last, ts)
+		}
+		return last - int64(d/time.Second), nil
+	}
+	return recTime(flag, s)
 }
 
 // recTime reads a time flag: RFC 3339, a date or unix seconds.
@@ -170,18 +217,18 @@ parameters (docs/models.md lists them); an unknown one is refused.`,
 			if err != nil {
 				return err
 			}
-			var cut int64
-			if until != "" {
-				if cut, err = recTime("--until", until); err != nil {
-					return err
-				}
-			}
 			t0 := time.Now()
 			ds, err := data.read()
 			if err != nil {
 				return err
 			}
-			ds = ds.Before(cut)
+			var cut int64
+			if until != "" {
+				if cut, err = recCut(ds, "--until", until); err != nil {
+					return err
+				}
+				ds = ds.Before(cut)
+			}
 			t1 := time.Now()
 			m, err := rec.Train(cmd.Context(), kind, ds, p)
 			if err != nil {
@@ -278,15 +325,15 @@ one NAME=VALUE line per metric, ready for model register --metric.`,
 			if k < 1 {
 				return usageErr("-k %d: must be at least 1", k)
 			}
-			cut, err := recTime("--split", split)
-			if err != nil {
-				return err
-			}
 			m, err := loadRecModel(model)
 			if err != nil {
 				return err
 			}
 			ds, err := data.read()
+			if err != nil {
+				return err
+			}
+			cut, err := recCut(ds, "--split", split)
 			if err != nil {
 				return err
 			}

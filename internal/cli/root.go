@@ -124,7 +124,7 @@ func (a *app) root() *cobra.Command {
 	pf.StringVar(&a.homeDir, "home", "", "baton home folder (default $BATON_HOME, else ./.baton)")
 	pf.StringVar(&a.db, "db", "", "store DSN: sqlite://PATH (default $BATON_DB, else HOME/baton.db)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(a.runCmd(), a.resumeCmd(), a.showCmd(), a.runsCmd(), a.artifactCmd(), a.logsCmd(),
+	root.AddCommand(a.demoCmd(), a.runCmd(), a.resumeCmd(), a.showCmd(), a.runsCmd(), a.artifactCmd(), a.logsCmd(),
 		a.flowCmd(), a.versionCmd(), a.serverCmd(), a.signalCmd(), a.lineageCmd(), a.tokenCmd(), a.loginCmd(), a.cancelCmd(),
 		a.backfillCmd(), a.workerCmd(), a.benchCmd(), a.benchWorkerCmd(), a.driftCmd(), a.featureCmd(), a.modelCmd(), a.endpointCmd(), a.rolloutCmd(), a.predictCmd(), a.canaryCmd(), a.expCmd(), a.monitorCmd(), a.docsCmd(), a.recCmd(), a.banditCmd(), a.searchCmd(), a.qualityCmd())
 	for _, c := range root.Commands() {

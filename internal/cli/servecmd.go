@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"text/tabwriter"
 	"time"
 
@@ -89,7 +90,50 @@ func (a *app) endpointCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.AddCommand(apply, list)
+	cmd.AddCommand(apply, list, a.endpointFaultCmd())
+	return cmd
+}
+
+func (a *app) endpointFaultCmd() *cobra.Command {
+	var kind, forDur string
+	var percent float64
+	var clear bool
+	cmd := &cobra.Command{
+		Use:   "fault ENDPOINT --kind error|timeout --for 1h [--percent P] | --clear",
+		Short: "Make the endpoint's model fail for a while (through the running server), to see the fallback serve",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if clear == (kind != "") {
+				return usageErr("give --kind (error or timeout) with --for, or --clear")
+			}
+			e, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			path := "/api/v1/endpoints/" + url.PathEscape(args[0]) + "/fault"
+			if clear {
+				if err := a.callServer(cmd.Context(), e, "DELETE", path, nil, nil); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.out, "endpoint %s: fault cleared\n", args[0])
+				return nil
+			}
+			var f serve.Fault
+			if err := a.callServer(cmd.Context(), e, "PUT", path, map[string]any{"kind": kind, "for": forDur, "percent": percent}, &f); err != nil {
+				return err
+			}
+			if a.json() {
+				return a.printJSON(f)
+			}
+			fmt.Fprintf(a.out, "endpoint %s: model fails (%s) for %g%% of units until %s\n", args[0], f.Kind, f.Percent, f.Until.Format(time.RFC3339))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&kind, "kind", "", "error (fails at once) or timeout (no answer within the endpoint's timeout)")
+	cmd.Flags().StringVar(&forDur, "for", "", "how long, such as 10m or 1d")
+	cmd.Flags().Float64Var(&percent, "percent", 100, "share of units hit")
+	cmd.Flags().BoolVar(&clear, "clear", false, "clear the endpoint's fault")
 	return cmd
 }
 

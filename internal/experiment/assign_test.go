@@ -191,6 +191,13 @@ func TestLayersExcludeAndOrthogonal(t *testing.T) {
 	if _, err := Apply(ctx, st, []Spec{e5}); err == nil || !strings.Contains(err.Error(), "layer ranking has holdout 0.1") {
 		t.Fatalf("holdout mismatch: %v", err)
 	}
+	// A stopped experiment gives its buckets back: e4 fits once e1 stops.
+	if _, err := SetStatus(ctx, st, "e1", store.ExperimentStopped, "done"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(ctx, st, []Spec{e4}); err != nil {
+		t.Fatalf("after e1 stopped: %v", err)
+	}
 }
 
 func TestTargetingAndPause(t *testing.T) {

@@ -248,3 +248,124 @@ func TestForcedPromotionWithoutData(t *testing.T) {
 		t.Fatalf("evidence: %s", p.Decision.Explainability)
 	}
 }
+
+// TestPromoteCheckedCanaryGoesToProduction: on an endpoint whose rollouts
+// are canary checks (promote: false), a winner that passed its check
+// before the experiment goes to production at once, with the decision
+// record, archiving the version it beat; no second rollout starts.
+func TestPromoteCheckedCanaryGoesToProduction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, l := promoteFixture(t, fullDecision, 3, 0)
+	if _, _, err := st.PutEndpoint(ctx, store.Endpoint{Name: "churn", Digest: "d2",
+		Spec: json.RawMessage(`{"name":"churn","model":"churn","fallback":{"static":0},"rollout":{"stages":[1,5],"promote":false}}`)}); err != nil {
+		t.Fatal(err)
+	}
+	opt := PromoteOptions{Variant: "v1", Better: "increase", Actor: "ann", Now: time.Now()}
+	if _, err := registry.New(st).Transition(ctx, "churn", 2, store.ModelCanary, "t", "candidate", nil); err != nil {
+		t.Fatal(err)
+	}
+	// A canary check running: not promoted past it.
+	r, err := st.StartRollout(ctx, store.Rollout{Endpoint: "churn", Model: "churn", CanaryVersion: 2, BaselineVersion: 1, Stages: []float64{1, 5}, StartedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Promote(ctx, st, l, opt); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("promoted during its check: %v", err)
+	}
+	if _, err := st.UpdateRollout(ctx, r.ID, 0, 1, store.RolloutPassed, json.RawMessage(`[]`)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Promote(ctx, st, l, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, _ := st.ModelVersion(ctx, "churn", 1)
+	if p.Version.State != store.ModelProduction || p.Rollout.ID != 0 || v1.State != store.ModelArchived {
+		t.Fatalf("promotion: %+v, v1 %s", p, v1.State)
+	}
+	trs, _ := st.ModelTransitions(ctx, "churn", 2)
+	last := trs[len(trs)-1]
+	if last.To != store.ModelProduction || len(last.Decision) == 0 || !strings.Contains(last.Reason, "canary check") {
+		t.Fatalf("transition: %+v", last)
+	}
+	if rs, _ := st.Rollouts(ctx, "churn"); len(rs) != 1 {
+		t.Fatalf("rollouts: %+v", rs)
+	}
+}
+
+// TestDecide: the daily call ships a winner (and stops the experiment),
+// keeps control when a guardrail paused it (its canary back to
+// registered), lets an undecided one run, and keeps control once it ran
+// past MaxDuration without a winner.
+func TestDecide(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Now()
+	opt := DecideOptions{Better: "increase", Actor: "decider", Now: now}
+
+	st, l := promoteFixture(t, fullDecision, 3, 0)
+	d, err := Decide(ctx, st, l, opt)
+	if err != nil || d.Outcome != Shipped || d.Variant != "v1" || d.Promotion == nil {
+		t.Fatalf("winner: %+v %v", d, err)
+	}
+	if l2, _ := Find(ctx, st, "win"); l2.Status != store.ExperimentStopped {
+		t.Fatalf("after shipping: %s", l2.Status)
+	}
+
+	st, l = promoteFixture(t, fullDecision, 0, 0)
+	if d, err := Decide(ctx, st, l, opt); err != nil || d.Outcome != Continue {
+		t.Fatalf("undecided: %+v %v", d, err)
+	}
+	opt.MaxDuration = time.Hour
+	if d, err := Decide(ctx, st, l, opt); err != nil || d.Outcome != Continue {
+		t.Fatalf("undecided within its duration: %+v %v", d, err)
+	}
+	opt.Now = now.Add(2 * time.Hour)
+	if d, err := Decide(ctx, st, l, opt); err != nil || d.Outcome != KeptControl || !strings.Contains(d.Reason, "no winner") {
+		t.Fatalf("past its duration: %+v %v", d, err)
+	}
+
+	st, l = promoteFixture(t, fullDecision, 3, 0)
+	if _, err := registry.New(st).Transition(ctx, "churn", 2, store.ModelCanary, "t", "candidate", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SetExperimentStatus(ctx, "win", []store.ExperimentStatus{store.ExperimentRunning}, store.ExperimentPaused, "guardrail playback_errors"); err != nil {
+		t.Fatal(err)
+	}
+	l, _ = Find(ctx, st, "win")
+	d, err = Decide(ctx, st, l, DecideOptions{Better: "increase", Actor: "decider", Now: now})
+	if err != nil || d.Outcome != KeptControl || fmt.Sprint(d.RolledBack) != "[2]" {
+		t.Fatalf("paused: %+v %v", d, err)
+	}
+	if v2, _ := st.ModelVersion(ctx, "churn", 2); v2.State != store.ModelRegistered {
+		t.Fatalf("paused treatment's version: %s", v2.State)
+	}
+}
+
+// TestDecideNonInferiority: a treatment no better than control (lift 0)
+// does not ship by superiority, ships by non-inferiority with a 5% margin
+// once MinDuration has passed, and the record names the criterion; one
+// clearly worse does not ship by it.
+func TestDecideNonInferiority(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, l := promoteFixture(t, fullDecision, 0, 0)
+	opt := DecideOptions{Better: "increase", Actor: "decider", Now: time.Now().Add(time.Hour), NonInferiority: 0.05, MinDuration: 2 * time.Hour}
+	if d, err := Decide(ctx, st, l, opt); err != nil || d.Outcome != Continue || !strings.Contains(d.Reason, "running less than") {
+		t.Fatalf("before its min duration: %+v %v", d, err)
+	}
+	opt.Now = opt.Now.Add(2 * time.Hour)
+	d, err := Decide(ctx, st, l, opt)
+	if err != nil || d.Outcome != Shipped {
+		t.Fatalf("no worse: %+v %v", d, err)
+	}
+	trs, _ := st.ModelTransitions(ctx, "churn", 2)
+	if last := trs[len(trs)-1]; !strings.Contains(last.Reason, "non-inferiority") || !strings.Contains(string(last.Decision), "non-inferiority") {
+		t.Fatalf("record: %+v", last)
+	}
+	st, l = promoteFixture(t, fullDecision, -6, 0)
+	if d, err := Decide(ctx, st, l, opt); err != nil || d.Outcome != Continue {
+		t.Fatalf("worse: %+v %v", d, err)
+	}
+}

@@ -197,6 +197,10 @@ h2{margin-top:1.5em}svg{border:1px solid #ddd;background:#fff}</style></head>
 </body></html>
 `))
 
+// TimelineSVG draws each treatment's lift and anytime-valid interval over
+// time (a metric's Timeline) as an SVG plot, for pages of other packages.
+func TimelineSVG(pts []Point) template.HTML { return template.HTML(svgTimeline(pts)) }
+
 // svgTimeline draws each treatment's lift and interval over time, with the
 // zero line.
 func svgTimeline(pts []Point) string {
@@ -289,7 +293,13 @@ type PromoteOptions struct {
 	// Force promotes past a missing win, a pause or a failed SRM check;
 	// the record says which.
 	Force bool
-	Now   time.Time
+	// NonInferiority, when above 0, wins a variant whose first metric is
+	// shown not worse than control's by more than this share of control's
+	// mean (the anytime-valid interval's worse end beyond -margin), not
+	// only one shown better: the criterion of a model refresh, where the
+	// question is "no worse", and the one the record states.
+	NonInferiority float64
+	Now            time.Time
 }
 
 // Promotion is what Promote did.
@@ -298,7 +308,9 @@ type Promotion struct {
 	Version store.ModelVersion `json:"version"`
 	// Rollout is the rollout started on the experiment's endpoint: the
 	// leading server's rollout controller judges it stage by stage and
-	// moves the version to production only if it passes.
+	// moves the version to production only if it passes. Empty when the
+	// winner had passed the endpoint's canary check (rollout.promote
+	// false) before the experiment: it went to production at once.
 	Rollout store.Rollout `json:"rollout"`
 	// Forced lists the checks --force overrode.
 	Forced []string `json:"forced,omitempty"`
@@ -365,6 +377,12 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 		}
 	}
 	won := ev.Significant && (o.Better == "increase" && ev.LiftAbs > 0 || o.Better == "decrease" && ev.LiftAbs < 0)
+	criterion := "superiority"
+	if o.NonInferiority > 0 && !won {
+		margin := o.NonInferiority * math.Abs(primary.Variants[s.Control].Mean)
+		criterion = fmt.Sprintf("non-inferiority (margin %g of control's mean: %.4g)", o.NonInferiority, margin)
+		won = ev.NTotal > 0 && (o.Better == "increase" && ev.CILow > -margin || o.Better == "decrease" && ev.CIHigh < margin)
+	}
 	var refusals []error
 	if l.Status == store.ExperimentPaused {
 		refusals = append(refusals, fmt.Errorf("%w: %s", ErrPaused, l.Reason))
@@ -375,7 +393,7 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 		out.Forced = append(out.Forced, fmt.Sprintf("sample ratio mismatch (p %.4g)", rep.SRM.PValue))
 	}
 	if !won {
-		refusals = append(refusals, fmt.Errorf("%w on %s: lift %.4g, interval [%.4g, %.4g], p %.4g", ErrNotWon, primary.Name, ev.LiftAbs, ev.CILow, ev.CIHigh, ev.PValue))
+		refusals = append(refusals, fmt.Errorf("%w on %s by %s: lift %.4g, interval [%.4g, %.4g], p %.4g", ErrNotWon, primary.Name, criterion, ev.LiftAbs, ev.CILow, ev.CIHigh, ev.PValue))
 		out.Forced = append(out.Forced, "no significant win on "+primary.Name)
 	}
 	if len(refusals) > 0 && !o.Force {
@@ -397,7 +415,7 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 		}
 	}
 	evidence, err := json.Marshal(map[string]any{"metric": primary.Name, "better": o.Better, "lift_abs": finite(ev.LiftAbs), "lift_rel": finite(ev.LiftRel),
-		"ci": []any{finite(ev.CILow), finite(ev.CIHigh)}, "p_value": finite(ev.PValue), "method": "sequential", "won": won,
+		"ci": []any{finite(ev.CILow), finite(ev.CIHigh)}, "p_value": finite(ev.PValue), "method": "sequential", "won": won, "criterion": criterion,
 		"srm_p": finite(rep.SRM.PValue), "srm_ok": rep.SRM.OK, "guardrails": guards, "forced": out.Forced})
 	if err != nil {
 		return out, fmt.Errorf("experiment %s evidence: %w", s.Name, err)
@@ -426,12 +444,28 @@ func Promote(ctx context.Context, st PromoteStore, l Loaded, o PromoteOptions) (
 	if err != nil {
 		return out, err
 	}
-	reason := fmt.Sprintf("won %s%s: lift %+.4g (%+.2f%%), p %.4g; rolled out on endpoint %s", promotedBy(s.Name), primary.Name, ev.LiftAbs, ev.LiftRel*100, ev.PValue, s.Endpoint)
+	reason := fmt.Sprintf("won %s%s: lift %+.4g (%+.2f%%), interval [%.4g, %.4g], p %.4g, by %s; rolled out on endpoint %s", promotedBy(s.Name), primary.Name, ev.LiftAbs, ev.LiftRel*100, ev.CILow, ev.CIHigh, ev.PValue, criterion, s.Endpoint)
 	if len(out.Forced) > 0 {
 		reason = fmt.Sprintf("FORCED by %s past: %s; %s%s: lift %+.4g, p %.4g; rolled out on endpoint %s",
 			o.Actor, strings.Join(out.Forced, "; "), promotedBy(s.Name), primary.Name, ev.LiftAbs, ev.PValue, s.Endpoint)
 	}
 	reg := registry.New(st)
+	if cur.State == store.ModelCanary && !ep.Rollout.Promotes() {
+		// The endpoint checks canaries before experiments: a winner
+		// that passed its check goes to production now (archiving the
+		// version it beat), with the decision record.
+		check, ok, err := serve.PassedCheck(ctx, st, ep.Name, ep.Model, cur.Version)
+		if err != nil {
+			return out, err
+		}
+		if ok {
+			reason = strings.Replace(reason, "rolled out on endpoint", fmt.Sprintf("canary check %d passed on endpoint", check.ID), 1)
+			if out.Version, err = reg.Transition(ctx, ep.Model, v.ModelVersion, store.ModelProduction, o.Actor, reason, d); err != nil {
+				return out, err
+			}
+			return out, nil
+		}
+	}
 	if err := promotable(ctx, st, reg, s.Name, ep.Model, cur); err != nil {
 		return out, err
 	}

@@ -286,7 +286,9 @@ func (d *Doc) Apply(ctx context.Context, st Stores) ([]Applied, error) {
 		applying[s.Name] = true
 	}
 	for _, s := range stored {
-		if !applying[s.Spec.Name] {
+		// A stopped experiment gives its buckets back to its layer (it
+		// never serves again), as in GrowthBook or Optimizely.
+		if !applying[s.Spec.Name] && s.Status != store.ExperimentStopped {
 			layers[s.Spec.Layer] = append(layers[s.Spec.Layer], taken{s.Spec.Name, s.Spec.Range})
 			holdouts[s.Spec.Layer] = s.Spec.Holdout
 		}

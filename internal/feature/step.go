@@ -77,7 +77,42 @@ func StepFunc(st store.Store, featureDir string, parquet TableWriter) engine.Tra
 			return nil
 		}
 		params := built.ReadyParams(t.Params["date"])
+		// A contract that asks for it gets where the training set is, so
+		// a subscriber trains on exactly this one (and registers it as
+		// its lineage); others never see a param they did not declare.
+		if ok, err := declares(ctx, st, "features_ready", "training_set"); err != nil {
+			return err
+		} else if ok {
+			path := fmt.Sprintf("%d/%s/%s", t.Key.RunID, t.Key.Step, spec.Out)
+			if s.Foreach != nil {
+				path = fmt.Sprintf("%d/%s/%d/%s", t.Key.RunID, t.Key.Step, t.Key.Index, spec.Out)
+			}
+			params["training_set"], _ = json.Marshal(path)
+		}
 		pb, _ := json.Marshal(params)
 		return t.Output(ctx, "features_ready.json", pb)
 	}
+}
+
+// declares says whether signal's stored contract has param.
+func declares(ctx context.Context, st store.SignalStore, signal, param string) (bool, error) {
+	cs, err := st.SignalContracts(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range cs {
+		if c.Name != signal {
+			continue
+		}
+		var spec flow.Signal
+		if err := json.Unmarshal(c.Spec, &spec); err != nil {
+			return false, fmt.Errorf("contract %s: %w", signal, err)
+		}
+		for _, p := range spec.Params {
+			if p.Name == param {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }

@@ -508,3 +508,47 @@ func (noMetrics) RunFinished(store.RunStatus)            {}
 func (noMetrics) TaskAttempt(store.TaskStatus)           {}
 func (noMetrics) Running(int)                            {}
 func (noMetrics) Pending(int)                            {}
+
+// Idle reports whether the orchestrator has nothing left to do: every
+// signal and every ended run evaluated, and no run pending or running. A
+// driver that moves a simulated clock (baton demo) waits for it before
+// the next step, so that what happens next does not race what is still
+// under way. When not idle it wakes the loops that have work.
+func (o *Orchestrator) Idle(ctx context.Context) (bool, error) {
+	cur, err := o.st.Cursor(ctx, SignalsCursor)
+	if err != nil {
+		return false, err
+	}
+	sigs, err := o.st.Signals(ctx, store.SignalFilter{AfterSeq: cur, Limit: 1})
+	if err != nil {
+		return false, err
+	}
+	if len(sigs) > 0 {
+		o.WakeSignals()
+		return false, nil
+	}
+	if cur, err = o.st.Cursor(ctx, finishCursor); err != nil {
+		return false, err
+	}
+	evs, err := o.st.RunEvents(ctx, cur, 1)
+	if err != nil {
+		return false, err
+	}
+	if len(evs) > 0 {
+		wake(o.wakeFinish)
+		return false, nil
+	}
+	for _, status := range []store.RunStatus{store.RunPending, store.RunRunning} {
+		rs, err := o.st.Runs(ctx, store.RunFilter{Status: status, Limit: 1})
+		if err != nil {
+			return false, err
+		}
+		if len(rs) > 0 {
+			if status == store.RunPending {
+				o.WakeSchedule()
+			}
+			return false, nil
+		}
+	}
+	return true, nil
+}

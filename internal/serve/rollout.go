@@ -93,8 +93,40 @@ func BeginRollout(ctx context.Context, st RolloutStore, spec Endpoint, now time.
 	case len(base) == 0:
 		return store.Rollout{}, &BadRequest{Msg: fmt.Sprintf("model %s has no production version to judge the canary against", spec.Model)}
 	}
+	if err := checkedBefore(ctx, st, spec, can[0]); err != nil {
+		return store.Rollout{}, err
+	}
 	return st.StartRollout(ctx, store.Rollout{Endpoint: spec.Name, Model: spec.Model, CanaryVersion: can[0],
 		BaselineVersion: base[len(base)-1], Stages: spec.Rollout.Stages, StartedAt: now})
+}
+
+// checkedBefore refuses a second canary check of a version whose check
+// already passed on this endpoint: it waits in canary for its promotion
+// (PromoteChecked), and another check would not move it either.
+func checkedBefore(ctx context.Context, st RolloutStore, spec Endpoint, version int) error {
+	if spec.Rollout.Promotes() {
+		return nil
+	}
+	r, ok, err := PassedCheck(ctx, st, spec.Name, spec.Model, version)
+	if err != nil || !ok {
+		return err
+	}
+	return &BadRequest{Msg: fmt.Sprintf("model %s version %d passed its canary check (rollout %d) and waits in canary for its promotion", spec.Model, version, r.ID)}
+}
+
+// PassedCheck finds the passed rollout of version on the endpoint: a
+// canary check (or a full rollout) it passed.
+func PassedCheck(ctx context.Context, st store.ServeStore, endpoint, model string, version int) (store.Rollout, bool, error) {
+	rs, err := st.Rollouts(ctx, endpoint)
+	if err != nil {
+		return store.Rollout{}, false, err
+	}
+	for _, r := range rs {
+		if r.Model == model && r.CanaryVersion == version && r.Status == store.RolloutPassed {
+			return r, true, nil
+		}
+	}
+	return store.Rollout{}, false, nil
 }
 
 // Controller evaluates running rollouts every interval: it judges the
@@ -222,10 +254,13 @@ func (c *Controller) evaluate(ctx context.Context, r store.Rollout, hist []Step,
 		}
 		switch res.Result {
 		case "pass":
-			if r.Stage == len(r.Stages)-1 {
-				st.Action, status = "promote", store.RolloutPassed
-			} else {
+			switch {
+			case r.Stage < len(r.Stages)-1:
 				st.Action, next = "advance", r.Stage+1
+			case cfg.Promotes():
+				st.Action, status = "promote", store.RolloutPassed
+			default:
+				st.Action, status = "checked", store.RolloutPassed
 			}
 		case "marginal":
 			streak := holds(hist) + 1
@@ -255,11 +290,16 @@ func (c *Controller) evaluate(ctx context.Context, r store.Rollout, hist []Step,
 	var signal, sigID string
 	switch status {
 	case store.RolloutPassed:
+		signal, sigID = "canary_passed", fmt.Sprintf("canary_passed/%s/%d/%d", r.Model, r.CanaryVersion, r.ID)
+		if !cfg.Promotes() {
+			// A canary check: the version stays canary for an
+			// experiment or a person to promote.
+			break
+		}
 		reason := fmt.Sprintf("rollout %d passed every stage (%v%%), last score %s against version %d", r.ID, r.Stages, score, r.BaselineVersion)
 		if _, err := reg.RolloutTransition(ctx, r.ID, r.Model, r.CanaryVersion, store.ModelProduction, rolloutActor, reason); err != nil && !alreadyThere(ctx, c.s.d.Store, r.Model, r.CanaryVersion, store.ModelProduction) {
 			return st, fmt.Errorf("promote %s version %d: %w", r.Model, r.CanaryVersion, err)
 		}
-		signal, sigID = "canary_passed", fmt.Sprintf("canary_passed/%s/%d/%d", r.Model, r.CanaryVersion, r.ID)
 	case store.RolloutRolledBack:
 		reason := fmt.Sprintf("rollout %d rolled back at %g%%: %s (score %s) %s", r.ID, st.Share, st.Result, score, st.Detail)
 		if _, err := reg.RolloutTransition(ctx, r.ID, r.Model, r.CanaryVersion, store.ModelRegistered, rolloutActor, reason); err != nil && !alreadyThere(ctx, c.s.d.Store, r.Model, r.CanaryVersion, store.ModelRegistered) {

@@ -607,3 +607,120 @@ func TestRolloutWindowFromHistoryAfterRestart(t *testing.T) {
 		t.Fatalf("judged %d requests at stage %d, want the %d since %s at stage 1: %+v", got, steps[0].Stage, later, judged, steps[0])
 	}
 }
+
+// TestRolloutCanaryCheckStaysCanary: with promote: false the rollout is a
+// canary check: it stops below 100%, publishes canary_passed and leaves
+// the version canary (production unchanged) for an experiment to promote;
+// a second check of the same version is refused.
+func TestRolloutCanaryCheckStaysCanary(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	no := false
+	f := rolloutFixture(t, logistic(2), &RolloutConfig{Stages: []float64{10, 25}, Interval: Duration(time.Minute), MinRequests: 20, Promote: &no})
+	c := NewController(f.svc)
+	var actions []string
+	for range 2 {
+		f.traffic(t, 400, time.Minute)
+		steps, err := c.Tick(ctx)
+		if err != nil || len(steps) != 1 {
+			t.Fatalf("tick: %+v %v", steps, err)
+		}
+		actions = append(actions, steps[0].Action)
+	}
+	if fmt.Sprint(actions) != "[advance checked]" {
+		t.Fatalf("actions %v", actions)
+	}
+	v2, _ := f.st.ModelVersion(ctx, "m", 2)
+	v1, _ := f.st.ModelVersion(ctx, "m", 1)
+	if v2.State != store.ModelCanary || v1.State != store.ModelProduction {
+		t.Fatalf("after the check: v1 %s, v2 %s", v1.State, v2.State)
+	}
+	if sig := f.pub.list(); len(sig) != 1 || !strings.HasPrefix(sig[0], "canary_passed ") {
+		t.Fatalf("signals: %v", sig)
+	}
+	if st := f.svc.Statuses()[0]; st.Production != 1 || st.CanaryShare != 0 {
+		t.Fatalf("serving after the check: %+v", st)
+	}
+	r, ok, err := PassedCheck(ctx, f.st, "m", "m", 2)
+	if err != nil || !ok || r.Status != store.RolloutPassed {
+		t.Fatalf("passed check: %+v %v %v", r, ok, err)
+	}
+	var br *BadRequest
+	if _, err := f.svc.StartRollout(ctx, "m"); !errors.As(err, &br) || !strings.Contains(err.Error(), "waits in canary") {
+		t.Fatalf("second check: %v", err)
+	}
+}
+
+// TestRolloutCheckStagesMayStopBelow100: only a promoting rollout must end
+// at 100%.
+func TestRolloutCheckStagesMayStopBelow100(t *testing.T) {
+	no := false
+	e := Endpoint{Name: "m", Model: "m", Fallback: Fallback{Static: 0.0}, Rollout: &RolloutConfig{Stages: []float64{1, 5}}}
+	if errs := e.Problems("endpoints[0]"); len(errs) == 0 {
+		t.Fatal("stages ending at 5 accepted for a promoting rollout")
+	}
+	e.Rollout.Promote = &no
+	if errs := e.Problems("endpoints[0]"); len(errs) != 0 {
+		t.Fatalf("canary check refused: %v", errs)
+	}
+}
+
+// TestInjectedFault: while a fault lasts the model's calls fail for real
+// and the fallback answers (reason error, or timeout after the endpoint's
+// timeout); at its end the model answers again; percent hits that share
+// of units; bad faults are refused.
+func TestInjectedFault(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	f.version(t, "m", logistic(2), store.ModelCanary, store.ModelProduction)
+	f.endpoint(t, Endpoint{Name: "m", Model: "m", Features: []string{"x"}, Timeout: Duration(20 * time.Millisecond),
+		Fallback: Fallback{Static: 0.0}})
+	ask := func(unit string) Response {
+		r, err := f.svc.Predict(ctx, "m", Request{Key: unit, Features: map[string]any{"x": 1.0}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := ask("u"); r.Path != PathModel {
+		t.Fatalf("before: %+v", r)
+	}
+	var br *BadRequest
+	for _, bad := range []Fault{{Kind: "boom", Until: f.clk.now().Add(time.Hour)}, {Kind: FaultError, Until: f.clk.now()}, {Kind: FaultError, Until: f.clk.now().Add(time.Hour), Percent: 101}} {
+		if err := f.svc.InjectFault("m", bad); !errors.As(err, &br) {
+			t.Errorf("%+v accepted: %v", bad, err)
+		}
+	}
+	if err := f.svc.InjectFault("nope", Fault{Kind: FaultError, Until: f.clk.now().Add(time.Hour)}); !errors.Is(err, ErrUnknownEndpoint) {
+		t.Errorf("unknown endpoint: %v", err)
+	}
+	if err := f.svc.InjectFault("m", Fault{Kind: FaultError, Until: f.clk.now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if r := ask("u"); r.Path != PathFallback || r.Reason != ReasonError || !strings.Contains(r.Detail, "injected fault") {
+		t.Fatalf("during the fault: %+v", r)
+	}
+	if err := f.svc.InjectFault("m", Fault{Kind: FaultTimeout, Until: f.clk.now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if r := ask("u"); r.Path != PathFallback || r.Reason != ReasonTimeout {
+		t.Fatalf("timeout fault: %+v", r)
+	}
+	if err := f.svc.InjectFault("m", Fault{Kind: FaultError, Until: f.clk.now().Add(time.Hour), Percent: 30}); err != nil {
+		t.Fatal(err)
+	}
+	hit := 0
+	for i := range 1000 {
+		if ask(fmt.Sprintf("u%d", i)).Path == PathFallback {
+			hit++
+		}
+	}
+	if hit < 240 || hit > 360 {
+		t.Fatalf("30%% fault hit %d of 1000 units", hit)
+	}
+	f.clk.advance(2 * time.Hour)
+	if r := ask("u"); r.Path != PathModel || len(f.svc.Faults()) != 0 {
+		t.Fatalf("after the fault: %+v %v", r, f.svc.Faults())
+	}
+}

@@ -151,6 +151,7 @@ type Service struct {
 
 	Collector *Collector
 	shadow    *shadowRunner
+	faults    faults
 	// Pages holds what recommend endpoints' served pages showed.
 	Pages *PageStats
 
@@ -469,7 +470,9 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 	} else {
 		resp.Version = v.v.Version
 		var err error
-		out, err = s.run(ctx, v, in, spec.Timeout.D())
+		if err = s.injected(ctx, name, unit, spec.Timeout.D()); err == nil {
+			out, err = s.run(ctx, v, in, spec.Timeout.D())
+		}
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
 			reason, detail = ReasonTimeout, fmt.Sprintf("no answer within %s", spec.Timeout.D())

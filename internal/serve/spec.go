@@ -72,7 +72,17 @@ type RolloutConfig struct {
 	// Judge configures the canary judge; the metrics gathered are
 	// latency_ms, error, fallback and confidence.
 	Judge *canary.Config `json:"judge,omitempty" yaml:"judge"`
+	// Promote false makes the rollout a canary check: the canary is
+	// judged through the stages (the last may be below 100) and, when
+	// every stage passes, stays canary, with canary_passed published; an
+	// experiment's promotion (or a person) then moves it to production.
+	// Default true: the last stage is 100 and passing it promotes.
+	Promote *bool `json:"promote,omitempty" yaml:"promote"`
 }
+
+// Promotes says whether passing the last stage moves the canary to
+// production (the default) or leaves it canary, checked.
+func (r RolloutConfig) Promotes() bool { return r.Promote == nil || *r.Promote }
 
 // Duration is written "50ms", "5m" or "7d" in files and API bodies, and
 // returned in the same form.
@@ -201,8 +211,8 @@ func (e Endpoint) Problems(at string) flow.Errors {
 				add(fmt.Sprintf(".rollout.stages[%d]", j), "%g: stages are increasing percentages in (0, 100]", s)
 			}
 		}
-		if len(r.Stages) > 0 && r.Stages[len(r.Stages)-1] != 100 {
-			add(".rollout.stages", "the last stage is 100")
+		if len(r.Stages) > 0 && r.Stages[len(r.Stages)-1] != 100 && r.Promotes() {
+			add(".rollout.stages", "the last stage is 100 (or set promote: false for a canary check that stops below 100)")
 		}
 		if r.Interval < 0 {
 			add(".rollout.interval", "must be positive")

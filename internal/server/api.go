@@ -80,6 +80,8 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/endpoints/{name}/rollouts", store.RoleViewer, s.listRollouts, 0},
 		{"POST", "/api/v1/endpoints/{name}/rollouts", store.RoleOperator, s.startRollout, 0},
 		{"POST", "/api/v1/endpoints/{name}/rewards", store.RoleOperator, s.postRewards, 0},
+		{"PUT", "/api/v1/endpoints/{name}/fault", store.RoleOperator, s.putFault, 0},
+		{"DELETE", "/api/v1/endpoints/{name}/fault", store.RoleOperator, s.deleteFault, 0},
 		{"GET", "/api/v1/models", store.RoleViewer, s.listModels, 0},
 		{"GET", "/api/v1/models/{name}/versions", store.RoleViewer, s.modelVersions, 0},
 		{"POST", "/api/v1/models/{name}/versions", store.RoleOperator, s.registerModel, 0},

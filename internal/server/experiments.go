@@ -287,16 +287,23 @@ func (x *experiments) loop(ctx context.Context) {
 			continue
 		case <-t.C:
 		}
-		flush()
-		if err := x.refresh(ctx); err != nil && ctx.Err() == nil {
+		if err := x.pass(ctx); err != nil && ctx.Err() == nil {
 			x.s.log.Warn("experiments", "err", err)
 		}
-		if x.s.orch.Leading() {
-			if _, err := x.monitor.Tick(ctx); err != nil && ctx.Err() == nil {
-				x.s.log.Warn("guardrails", "err", err)
-			}
+	}
+}
+
+// pass writes the exposures waiting, reloads the experiments and, on the
+// leader, checks their guardrails.
+func (x *experiments) pass(ctx context.Context) error {
+	x.flush(context.WithoutCancel(ctx))
+	err := x.refresh(ctx)
+	if x.s.orch.Leading() {
+		if _, gerr := x.monitor.Tick(ctx); gerr != nil {
+			err = errors.Join(err, fmt.Errorf("guardrails: %w", gerr))
 		}
 	}
+	return err
 }
 
 // replay writes what the spill log holds; on failure it stays for the

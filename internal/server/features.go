@@ -29,6 +29,7 @@ func (s *Server) openFeatures(ctx context.Context) error {
 	}
 	m := feature.NewMetrics(s.m.reg)
 	s.features = feature.NewEngine(cat, filepath.Join(s.home.Dir, "features"), onlineStore, m)
+	s.features.SetClock(s.opt.Now)
 	// The server applies the whole log at start, to Redis too: a crash
 	// between a batch's fsync and its Redis write must not lose it, and
 	// Redis applies are idempotent (a member is its log position).
@@ -72,33 +73,45 @@ func (s *Server) reloadFeatures(ctx context.Context) {
 func (s *Server) freshnessLoop(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
-	stale := map[string]bool{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		// Events other processes appended (a CLI ingest into this home)
-		// reach the online store, and count as fresh.
-		if err := s.features.Tail(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("tail the event logs", "err", err)
+		s.freshnessPass(ctx)
+	}
+}
+
+// freshnessPass applies what other processes appended to the event logs
+// and warns (and publishes feature_stale, once per breach) about features
+// past their SLA.
+func (s *Server) freshnessPass(ctx context.Context) {
+	s.staleMu.Lock()
+	defer s.staleMu.Unlock()
+	if s.stale == nil {
+		s.stale = map[string]bool{}
+	}
+	stale := s.stale
+	// Events other processes appended (a CLI ingest into this home)
+	// reach the online store, and count as fresh.
+	if err := s.features.Tail(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("tail the event logs", "err", err)
+	}
+	now := s.opt.Now()
+	for _, st := range s.features.Staleness(now) {
+		was := stale[st.Feature]
+		stale[st.Feature] = st.Breached
+		if !st.Breached || was {
+			continue
 		}
-		now := s.opt.Now()
-		for _, st := range s.features.Staleness(now) {
-			was := stale[st.Feature]
-			stale[st.Feature] = st.Breached
-			if !st.Breached || was {
-				continue
-			}
-			age := "no event since the server started"
-			if st.Age >= 0 {
-				age = st.Age.Round(time.Millisecond).String()
-			}
-			s.log.Warn("feature stale", "feature", st.Feature, "source", st.Source, "sla", st.SLA, "age", age)
-			if st.Signal {
-				s.publishStale(ctx, st, now)
-			}
+		age := "no event since the server started"
+		if st.Age >= 0 {
+			age = st.Age.Round(time.Millisecond).String()
+		}
+		s.log.Warn("feature stale", "feature", st.Feature, "source", st.Source, "sla", st.SLA, "age", age)
+		if st.Signal {
+			s.publishStale(ctx, st, now)
 		}
 	}
 }

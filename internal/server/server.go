@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -85,10 +86,17 @@ type Options struct {
 	Kafka            []string
 	KafkaTopicPrefix string
 	Logger           *slog.Logger
-	// Now is the clock of the cron scheduler, serving's samples and
-	// pages, and the monitors' windows and schedules (tests, a simulated
-	// driver); default time.Now.
+	// Now is the server's clock: of cron, feature windows and freshness,
+	// exposures and metric events, rollouts' and guardrails' intervals,
+	// serving's samples and pages, the monitors' windows and schedules;
+	// default time.Now. A simulation (baton demo) gives its own.
 	Now func() time.Time
+	// Manual leaves the periodic judges (rollouts, guardrails, freshness)
+	// to Step, and the monitors to EvaluateMonitors: a driver on a
+	// simulated clock runs them at the moments it chooses, so a run of the
+	// simulation is repeatable. Triggers and the scheduler still run by
+	// themselves.
+	Manual bool
 }
 
 // docs renders the architecture views for the web UI, as `baton docs`
@@ -140,6 +148,9 @@ type Server struct {
 	nats          *ingest.NATS
 	kafka         *ingest.Kafka
 	ui            *ui.UI
+
+	staleMu sync.Mutex
+	stale   map[string]bool // features in breach of their SLA, as last warned
 }
 
 // New prepares a server over an opened home.
@@ -270,7 +281,7 @@ func (s *Server) services(api *apiService) []startstop.Service {
 	loop := func(fn func(context.Context)) startstop.Service {
 		return startstop.WithoutCancel(startstop.Func(func(ctx context.Context) error { fn(ctx); return nil }))
 	}
-	return []startstop.Service{
+	services := []startstop.Service{
 		// Made by New; closed once nothing runs on it.
 		startstop.Hooks{OnStop: s.eng.Close},
 		// The API's handlers need the contracts before the orchestrator
@@ -300,12 +311,29 @@ func (s *Server) services(api *apiService) []startstop.Service {
 		api,
 		startstop.WithoutCancel(s.orch),
 		loop(s.reloadLoop),
+	}
+	if s.opt.Manual {
+		return services
+	}
+	return append(services,
 		loop(s.freshnessLoop),
 		loop(s.servingLoop),
 		loop(func(ctx context.Context) { s.exps.loop(ctx) }),
-		loop(s.monitorLoop),
-	}
+		loop(s.monitorLoop))
 }
+
+// Step runs, once and in order, what the periodic loops of a server run
+// (Options.Manual leaves them to it): feature freshness, serving's reload
+// and the rollout judge, the exposures' flush, the experiments' reload and
+// their guardrails. The judges act only on the leader.
+func (s *Server) Step(ctx context.Context) error {
+	s.freshnessPass(ctx)
+	return errors.Join(s.servingPass(ctx), s.exps.pass(ctx))
+}
+
+// Idle reports whether the orchestrator has nothing left to do (every
+// signal and ended run evaluated, no run pending or running).
+func (s *Server) Idle(ctx context.Context) (bool, error) { return s.orch.Idle(ctx) }
 
 // startNATS consumes feature events from NATS JetStream, when configured.
 func (s *Server) startNATS(ctx context.Context) error {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/baton-ml/baton/internal/dur"
 	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/registry"
 	"github.com/baton-ml/baton/internal/serve"
@@ -58,12 +59,7 @@ func (s *Server) servingLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		err := s.serving.Refresh(ctx)
-		if s.orch.Leading() {
-			if _, terr := s.rollouts.Tick(ctx); terr != nil {
-				err = errors.Join(err, terr)
-			}
-		}
+		err := s.servingPass(ctx)
 		if err != nil && ctx.Err() == nil && err.Error() != lastErr {
 			s.log.Warn("serving", "err", err)
 		}
@@ -72,6 +68,18 @@ func (s *Server) servingLoop(ctx context.Context) {
 			lastErr = err.Error()
 		}
 	}
+}
+
+// servingPass reloads what serves and, on the leader, judges the running
+// rollouts.
+func (s *Server) servingPass(ctx context.Context) error {
+	err := s.serving.Refresh(ctx)
+	if s.orch.Leading() {
+		if _, terr := s.rollouts.Tick(ctx); terr != nil {
+			err = errors.Join(err, terr)
+		}
+	}
+	return err
 }
 
 // predict answers POST /api/v1/predict/{endpoint} {"key", "unit", "features"}.
@@ -125,6 +133,39 @@ func (s *Server) startRollout(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, ro)
+}
+
+// putFault injects a failure into an endpoint's model:
+// {"kind": "error"|"timeout", "for": "1h", "percent": 100}.
+func (s *Server) putFault(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Kind    string       `json:"kind"`
+		For     dur.Duration `json:"for"`
+		Percent float64      `json:"percent"`
+	}
+	if err := decodeJSON(r, &body, `a fault {"kind": "error" or "timeout", "for": "1h", "percent": 100}`); err != nil {
+		return err
+	}
+	if body.Kind == "" {
+		return &serve.BadRequest{Msg: `"kind" is required: error or timeout (DELETE the fault to clear it)`}
+	}
+	if body.For <= 0 {
+		return &serve.BadRequest{Msg: `"for" is required: how long the fault lasts, such as "1h"`}
+	}
+	f := serve.Fault{Kind: body.Kind, Until: s.opt.Now().Add(body.For.D()), Percent: body.Percent}
+	if err := s.serving.InjectFault(r.PathValue("name"), f); err != nil {
+		return err
+	}
+	s.log.Warn("fault injected", "endpoint", r.PathValue("name"), "kind", f.Kind, "until", f.Until, "percent", f.Percent, "by", identity(r).Name)
+	return writeJSON(w, http.StatusOK, s.serving.Faults()[r.PathValue("name")])
+}
+
+func (s *Server) deleteFault(w http.ResponseWriter, r *http.Request) error {
+	if err := s.serving.InjectFault(r.PathValue("name"), serve.Fault{}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 func (s *Server) listRollouts(w http.ResponseWriter, r *http.Request) error {
