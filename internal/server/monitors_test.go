@@ -216,8 +216,15 @@ func TestMonitorsDriftTriggersRetraining(t *testing.T) {
 	if err := h.s.EvaluateMonitors(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if rs, _ := h.st.MonitorResults(ctx, store.MonitorResultFilter{Monitor: "member-drift"}); len(rs) != 3 {
-		t.Fatalf("%d results, want 3 (midnights 0, 1 and 2)", len(rs))
+	// (The loop may or may not have answered the first day's slot before
+	// the clock moved on: what counts is one result per slot.)
+	rs, _ := h.st.MonitorResults(ctx, store.MonitorResultFilter{Monitor: "member-drift"})
+	dues := map[time.Time]int{}
+	for _, r := range rs {
+		dues[r.DueAt.UTC()]++
+	}
+	if dues[t0.Add(24*time.Hour)] != 1 || dues[t0.Add(48*time.Hour)] != 1 || len(rs) != len(dues) {
+		t.Fatalf("results by due time: %v", dues)
 	}
 	metrics := string(h.do(t, "GET", "/metrics", nil, "").body)
 	for _, want := range []string{`baton_monitor_breaches_total{monitor="member-drift"} 1`, `baton_monitor_value{check="catalog_coverage",monitor="home-rai"}`} {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"path/filepath"
@@ -153,6 +154,16 @@ func readableStore(t *testing.T, h *harness, viewer string) map[string]string {
 	if r := h.do(t, "POST", "/api/v1/endpoints", eps, ""); r.code != 200 {
 		t.Fatalf("endpoints: %d %s", r.code, r.body)
 	}
+	// A monitor, and its first result: the loop evaluates it once, now,
+	// and not again before the next UTC midnight.
+	mon := `[{"name": "q", "kind": "online_quality", "numerator": {"source": "plays", "field": "minutes"}, "denominator": {"source": "plays"}, "min": 0.5}]`
+	if r := h.do(t, "POST", "/api/v1/monitors", mon, ""); r.code != 200 {
+		t.Fatalf("monitors: %d %s", r.code, r.body)
+	}
+	testwait.Until(t, 20*time.Second, func() (bool, string) {
+		rs, err := h.st.MonitorResults(context.Background(), store.MonitorResultFilter{Monitor: "q"})
+		return err == nil && len(rs) == 1, fmt.Sprint(len(rs), err)
+	}, "the monitor's first evaluation")
 	// The orchestrator has taken in the signal and the run's end.
 	db := openStoreFile(t, h)
 	defer db.Close()
@@ -181,6 +192,7 @@ func readableStore(t *testing.T, h *harness, viewer string) map[string]string {
 		"/api/v1/models/{name}/versions/{version}": "/api/v1/models/m/versions/production",
 		"/api/v1/experiments/{name}/assign":        "/api/v1/experiments/e/assign?unit=every-route",
 		"/api/v1/experiments/{name}/report":        "/api/v1/experiments/e/report",
+		"/api/v1/monitors/{name}/results":          "/api/v1/monitors/q/results",
 	}
 }
 
