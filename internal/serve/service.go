@@ -297,6 +297,13 @@ func (s *Service) Refresh(ctx context.Context) error {
 				continue
 			}
 		}
+		// A page's model goes live with what its rows read built: no
+		// request works out a title's neighbours.
+		for _, v := range append([]*version{st.baseline, st.canary, st.fallback}, st.shadows...) {
+			if err := warm(ctx, v); err != nil {
+				errs = append(errs, fmt.Errorf("endpoint %s: model %s version %d: %w", spec.Name, v.v.Model, v.v.Version, err))
+			}
+		}
 		next[spec.Name] = st
 	}
 	if err := ctx.Err(); err != nil {
