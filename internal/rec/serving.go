@@ -76,7 +76,6 @@ func (r *Recommender) MostPlayed(member string) (string, bool) {
 	return r.b.Titles[best].ID, true
 }
 
-
 // IsModelFile says whether b starts like a model file (Load still checks
 // the rest), so a loader can tell a recommendation model from other kinds
 // of model artifact.
