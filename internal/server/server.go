@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -128,6 +129,7 @@ type Server struct {
 	stopping  atomic.Bool
 
 	serving       *serve.Service
+	answerBufs    sync.Pool    // predict's answer buffers (a page is about 10 KB)
 	decisions     *decisionLog // the bandit decision log of personalized endpoints
 	exps          *experiments
 	rollouts      *serve.Controller

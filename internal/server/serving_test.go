@@ -450,3 +450,41 @@ func httptestServer(t *testing.T, h http.HandlerFunc) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// The predict answer goes out whole with its length (one write, not
+// chunks); a prediction JSON cannot hold (+Inf from a linear model) is a
+// 500 saying so, as when the answer was encoded by encoding/json alone.
+func TestPredictAnswerEncoding(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{})
+	modelVersion(t, h, "lin", `{"kind":"linear","bias":0,"weights":{"x":10}}`, store.ModelCanary, store.ModelProduction)
+	// An answer of some 20 KB: more than the connection's buffer.
+	items, _ := json.Marshal(slices.Repeat([]string{"title-<&>-0123456789"}, 1000))
+	modelVersion(t, h, "big", `{"kind":"ranking","items":`+string(items)+`}`, store.ModelCanary, store.ModelProduction)
+	eps := []serve.Endpoint{{Name: "lin", Model: "lin", Timeout: serve.Duration(5 * time.Second), Fallback: serve.Fallback{Static: 0.0}},
+		{Name: "big", Model: "big", Timeout: serve.Duration(5 * time.Second), Fallback: serve.Fallback{Static: 0.0}}}
+	if r := h.do(t, "POST", "/api/v1/endpoints", eps, ""); r.code != 200 {
+		t.Fatalf("apply endpoints: %d %s", r.code, r.body)
+	}
+	req, err := http.NewRequest("POST", h.url+"/api/v1/predict/big", strings.NewReader(`{"key":"k"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+h.s.homeToken)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var got serve.Response
+	if resp.StatusCode != 200 || resp.ContentLength != int64(len(body)) || len(resp.TransferEncoding) > 0 || json.Unmarshal(body, &got) != nil ||
+		len(got.Prediction.([]any)) != 1000 || body[len(body)-1] != '\n' || !strings.Contains(string(body), `"title-\u003c\u0026\u003e-0123456789"`) {
+		t.Fatalf("answer %d, length %d of %d, encoding %v: %q", resp.StatusCode, resp.ContentLength, len(body), resp.TransferEncoding, body)
+	}
+	r := h.do(t, "POST", "/api/v1/predict/lin", `{"key":"k","features":{"x":1e308}}`, "")
+	if r.code != 500 || !strings.Contains(string(r.body), "unsupported value: +Inf") {
+		t.Fatalf("an infinite prediction: %d %s", r.code, r.body)
+	}
+}
