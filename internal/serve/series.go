@@ -14,7 +14,7 @@ import (
 type endpointSeries struct {
 	answers   [len(answerKinds)]slot[prometheus.Counter]
 	latency   [2]slot[prometheus.Observer] // model, fallback
-	diversity []slot[prometheus.Observer] // by row type (RowTypes)
+	diversity []slot[prometheus.Observer]  // by row type (RowTypes)
 	newShare  []slot[prometheus.Observer]
 	decisions [3]slot[prometheus.Counter] // logged, failed, unlogged
 }
