@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -170,6 +171,7 @@ func openLoop(b *testing.B, h *harness, path string, rate int, d time.Duration, 
 	paths := make([]uint8, total)
 	var failed atomic.Int64
 	var wg sync.WaitGroup
+	cpu0 := processCPU(b)
 	start := time.Now()
 	for i := range total {
 		at := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
@@ -206,6 +208,10 @@ func openLoop(b *testing.B, h *harness, path string, rate int, d time.Duration, 
 		})
 	}
 	wg.Wait()
+	// The process's CPU for each request (server, client and the server's
+	// own loops): unlike the latencies, it does not grow when other
+	// programs take the cores, so it compares versions on a busy machine.
+	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/1000/float64(total), "cpu-ms/req")
 	counts := map[string]int{}
 	for _, p := range paths {
 		counts[pathNames[p]]++
@@ -234,6 +240,15 @@ func reportLatency(b *testing.B, h *harness, endpoint string, from time.Time, la
 	slices.Sort(ms)
 	b.ReportMetric(ms[len(ms)/2], "server-p50-ms")
 	b.ReportMetric(ms[int(float64(len(ms)-1)*0.99)], "server-p99-ms")
+}
+
+// processCPU is the user and system CPU time the process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 var pathNames = []string{"?", "model/model", "fallback/low_confidence", "fallback/error", "fallback/timeout", "fallback/no_model"}
