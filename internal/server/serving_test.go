@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -171,7 +172,7 @@ func openLoop(b *testing.B, h *harness, path string, rate int, d time.Duration, 
 	paths := make([]uint8, total)
 	var failed atomic.Int64
 	var wg sync.WaitGroup
-	cpu0 := processCPU(b)
+	cpu0, wait0 := processCPU(b), runqueueWait()
 	start := time.Now()
 	for i := range total {
 		at := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
@@ -212,6 +213,11 @@ func openLoop(b *testing.B, h *harness, path string, rate int, d time.Duration, 
 	// own loops): unlike the latencies, it does not grow when other
 	// programs take the cores, so it compares versions on a busy machine.
 	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/1000/float64(total), "cpu-ms/req")
+	// How long the process's threads were ready to run but waited for a
+	// core, per second: the share of a latency no code of ours spends.
+	if wait1 := runqueueWait(); wait0 >= 0 && wait1 >= 0 {
+		b.ReportMetric(float64((wait1-wait0).Microseconds())/1000/time.Since(start).Seconds(), "runq-wait-ms/s")
+	}
 	counts := map[string]int{}
 	for _, p := range paths {
 		counts[pathNames[p]]++
@@ -249,6 +255,33 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// runqueueWait is the time the process's threads have waited for a core
+// (Linux's /proc/self/task/*/schedstat, its second field), or -1 where
+// that is not known.
+func runqueueWait() time.Duration {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return -1
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/schedstat")
+		if err != nil {
+			continue // a thread that ended meanwhile
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			return -1
+		}
+		ns, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return -1
+		}
+		sum += time.Duration(ns)
+	}
+	return sum
 }
 
 var pathNames = []string{"?", "model/model", "fallback/low_confidence", "fallback/error", "fallback/timeout", "fallback/no_model"}
