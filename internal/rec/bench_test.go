@@ -98,3 +98,26 @@ func BenchmarkRecommend(b *testing.B) {
 		m.Recommend(w.Data.Members[i%5000].ID, Options{N: 20})
 	}
 }
+
+// BenchmarkSimilarIndexes is the neighbour table a recommend endpoint
+// builds when an ALS model of 10,000 titles (64 factors) loads: the 200
+// titles most like each title, by 2 workers.
+func BenchmarkSimilarIndexes(b *testing.B) {
+	w, err := Synthesize(Synth{Seed: 3, Members: 5000, Titles: 10_000, Interactions: 5000 * 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := Train(context.Background(), KindALS, w.Data, map[string]string{"factors": "64", "iterations": "3"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	all := make([]int32, len(w.Data.Titles))
+	for i := range all {
+		all[i] = int32(i)
+	}
+	for b.Loop() {
+		if _, err := m.SimilarIndexes(context.Background(), all, 200, 2); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

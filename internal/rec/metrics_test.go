@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -408,5 +409,84 @@ func TestSimilar(t *testing.T) {
 	t.Logf("genre Jaccard: similar titles %.3f, arbitrary pairs %.3f", shared/pairs, base/40)
 	if shared/pairs < 1.5*base/40 {
 		t.Fatalf("ALS's similar titles share genres %.3f, no more than arbitrary pairs %.3f", shared/pairs, base/40)
+	}
+}
+
+// TestSimilarIndexes: the table serving builds at load is Similar's
+// answer for every title, of every kind, however many workers build it;
+// a cancelled build answers nothing.
+func TestSimilarIndexes(t *testing.T) {
+	_, big, _ := world(t, 2, 300, 80)
+	for _, kind := range Kinds {
+		var p map[string]string
+		switch kind {
+		case KindBlend:
+			p = map[string]string{"validation": "0.5"}
+		case KindALS, KindMultiTask:
+			p = map[string]string{"factors": "8"}
+		}
+		m := train(t, kind, big, p)
+		all := make([]int32, len(big.Titles))
+		for i := range all {
+			all[i] = int32(len(all) - 1 - i) // any order
+		}
+		for _, workers := range []int{1, 3} {
+			tab, err := m.SimilarIndexes(context.Background(), all, 7, workers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, ti := range all {
+				want := m.Similar(big.Titles[ti].ID, 7, "")
+				if len(tab[i]) != len(want) {
+					t.Fatalf("%s: title %d: %d neighbours, Similar has %d", kind, ti, len(tab[i]), len(want))
+				}
+				for j, it := range want {
+					if got := big.Titles[tab[i][j]].ID; got != it.Title {
+						t.Fatalf("%s, %d workers: title %d neighbour %d is %s, Similar says %s", kind, workers, ti, j, got, it.Title)
+					}
+				}
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if tab, err := m.SimilarIndexes(ctx, all, 7, 2); err == nil || tab != nil {
+			t.Fatalf("%s: a cancelled build gave %d lists, err %v", kind, len(tab), err)
+		}
+	}
+}
+
+// TestPageScores: PageScores answers what ScoreAll fills, for every kind,
+// member (known, without history, unknown) and market (the member's,
+// another, none, unknown); when it says the scores are a market's
+// popularity, they are that market's Popularity row, and the model's own.
+func TestPageScores(t *testing.T) {
+	tr, _ := tiny(t)
+	for _, kind := range Kinds {
+		var p map[string]string
+		if kind == KindBlend {
+			p = map[string]string{"validation": "0.5"}
+		}
+		m := train(t, kind, tr, p)
+		for _, member := range []string{"m1", "m2", "m3", "m4", "nobody"} {
+			for _, market := range []string{"", "US", "FR", "XX"} {
+				want := make([]float32, len(m.Titles()))
+				m.ScoreAll(member, market, want)
+				dst := make([]float32, len(m.Titles()))
+				got, pm, pop := m.PageScores(member, market, dst)
+				if !slices.Equal(got, want) {
+					t.Fatalf("%s %s %q: PageScores %v, ScoreAll %v", kind, member, market, got, want)
+				}
+				if pop != (&got[0] != &dst[0]) {
+					t.Fatalf("%s %s %q: popular %v, but the answer is dst: %v", kind, member, market, pop, &got[0] == &dst[0])
+				}
+				if pop && !slices.Equal(got, m.Popularity(pm)) {
+					t.Fatalf("%s %s %q: said popularity of %q, %v is not %v", kind, member, market, pm, got, m.Popularity(pm))
+				}
+				cold := member == "nobody" || member == "m4" || kind == KindPopularity
+				if pop != cold {
+					t.Fatalf("%s %s %q: popular %v", kind, member, market, pop)
+				}
+			}
+		}
 	}
 }

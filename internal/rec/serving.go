@@ -16,6 +16,29 @@ func (r *Recommender) ScoreAll(member, market string, dst []float32) {
 	r.scoresFor(u, r.b.marketOf(u, market), dst[:len(r.b.Titles)])
 }
 
+// PageScores is ScoreAll without the copy when it can: member's score of
+// every title in market and, when those are the popularity of a market
+// (an unknown member, one without history, a popularity model), the
+// market whose popularity they are ("": across all markets, as
+// Popularity("") answers) and true. The slice is then the model's own, to
+// be read only; otherwise it is dst, filled.
+func (r *Recommender) PageScores(member, market string, dst []float32) (scores []float32, popMarket string, popular bool) {
+	u := r.b.member(member)
+	mk := r.b.marketOf(u, market)
+	if _, ok := r.s.(popScorer); ok && !r.b.cold(u) {
+		// A popularity model ranks a known member by the member's own
+		// market (popScorer), whatever market the request names.
+		mk = r.b.marketOf(u, "")
+	} else if !r.b.cold(u) {
+		r.s.scores(r.b, u, dst[:len(r.b.Titles)])
+		return dst[:len(r.b.Titles)], "", false
+	}
+	if mk < 0 {
+		return r.b.popRow(mk), "", true
+	}
+	return r.b.popRow(mk), r.b.Markets[mk], true
+}
+
 // TitleIndex is a title's position in catalog order.
 func (r *Recommender) TitleIndex(id string) (int, bool) {
 	i, ok := r.b.titleIdx[id]
@@ -52,10 +75,6 @@ func (r *Recommender) MostPlayed(member string) (string, bool) {
 	}
 	return r.b.Titles[best].ID, true
 }
-
-// TopK is the catalog indexes of the k highest finite scores, best first,
-// ties to the lower index; allow (nil: every title) masks the rest.
-func TopK(scores []float32, allow []bool, k int) []int32 { return topK(scores, allow, k) }
 
 // IsModelFile says whether b starts like a model file (Load still checks
 // the rest), so a loader can tell a recommendation model from other kinds

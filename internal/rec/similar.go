@@ -1,8 +1,11 @@
 package rec
 
 import (
+	"context"
 	"math"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
@@ -19,6 +22,59 @@ func (r *Recommender) Similar(title string, n int, market string) []Item {
 		return nil
 	}
 	scores := make([]float32, len(r.b.Titles))
+	r.similarScores(t, scores)
+	var avail []bool
+	if mk, ok := r.b.marketIdx[market]; ok {
+		avail = r.b.avail[mk]
+	}
+	idx := topK(scores, avail, n)
+	out := make([]Item, len(idx))
+	for i, j := range idx {
+		out[i] = Item{Title: r.b.Titles[j].ID, Score: float64(scores[j])}
+	}
+	return out
+}
+
+// SimilarIndexes is, for each title of titles (catalog indexes), the
+// catalog indexes of the n titles most like it: Similar's answer in every
+// market, worked out by up to workers goroutines at once. Serving builds
+// it when a model loads, so that no request computes a title's
+// neighbours. It stops early, with ctx's error, when ctx ends.
+func (r *Recommender) SimilarIndexes(ctx context.Context, titles []int32, n, workers int) ([][]int32, error) {
+	out := make([][]int32, len(titles))
+	if n <= 0 || len(titles) == 0 {
+		return out, nil
+	}
+	workers = max(1, min(workers, len(titles)))
+	// One backing array for every list, each title's n places in it: a
+	// list per title would be as many objects for the collector to walk
+	// for as long as the model serves.
+	flat := make([]int32, len(titles)*n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			scores := make([]float32, len(r.b.Titles))
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(titles) || ctx.Err() != nil {
+					return
+				}
+				r.similarScores(titles[i], scores)
+				out[i] = selectTop(scores, nil, nil, nil, n, flat[i*n:i*n:(i+1)*n])
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// similarScores fills scores with every title's likeness to title t
+// (-Inf for t itself and for titles with nothing to compare).
+func (r *Recommender) similarScores(t int32, scores []float32) {
 	neg := float32(math.Inf(-1))
 	for i := range scores {
 		scores[i] = neg
@@ -36,16 +92,6 @@ func (r *Recommender) Similar(title string, n int, market string) []Item {
 		r.b.coPlays(t, scores)
 	}
 	scores[t] = neg
-	var avail []bool
-	if mk, ok := r.b.marketIdx[market]; ok {
-		avail = r.b.avail[mk]
-	}
-	idx := topK(scores, avail, n)
-	out := make([]Item, len(idx))
-	for i, j := range idx {
-		out[i] = Item{Title: r.b.Titles[j].ID, Score: float64(scores[j])}
-	}
-	return out
 }
 
 func (m *knnModel) similar(t int32, scores []float32) {

@@ -1,6 +1,7 @@
 package search
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"io"
 	"math"
 	"slices"
-	"sort"
 
 	"gonum.org/v1/gonum/mat"
 
@@ -116,17 +116,21 @@ func BuildTables(ix *Index, its []Interaction) Tables {
 // features writes the raw features of title among cands (best score
 // best) for member into x.
 func (m *Model) features(ix *Index, member string, s Scored, best float64, x []float64) {
+	m.featuresOf(s, ix.Title(s.ID), m.Profiles[member], best, x)
+}
+
+// featuresOf is features with the title's catalog entry and the member's
+// genre profile looked up already (either may be nil).
+func (m *Model) featuresOf(s Scored, t *Title, profile map[string]float64, best float64, x []float64) {
 	x[0] = 0
 	if best > 0 {
 		x[0] = s.Score / best
 	}
 	x[1] = math.Log1p(m.Popularity[s.ID])
 	x[2] = 0
-	if p := m.Profiles[member]; p != nil {
-		if t := ix.Title(s.ID); t != nil {
-			for _, g := range t.Genres {
-				x[2] += p[g]
-			}
+	if profile != nil && t != nil {
+		for _, g := range t.Genres {
+			x[2] += profile[g]
 		}
 	}
 }
@@ -422,30 +426,49 @@ func logLoss(y, s float64) float64 {
 // returns the scores in the new order, or an error when one is not a
 // number.
 func (m *Model) rerank(ix *Index, member string, cands []Scored) ([]Scored, []float64, error) {
+	rs, err := m.rank(ix, member, cands)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]Scored, len(rs))
+	scores := make([]float64, len(rs))
+	for i, r := range rs {
+		out[i], scores[i] = r.Scored, r.prob
+	}
+	return out, scores, nil
+}
+
+// ranked is a candidate as the model ranked it: its place in BM25 order,
+// its catalog entry (nil if the catalog lacks it), its raw features and
+// its score.
+type ranked struct {
+	Scored
+	bm    int
+	title *Title
+	x     [3]float64
+	prob  float64 // the model's click probability
+}
+
+// rank is rerank keeping what an answer says of each title, so that
+// neither its BM25 place nor its features are looked up again.
+func (m *Model) rank(ix *Index, member string, cands []Scored) ([]ranked, error) {
 	best := 0.0
 	if len(cands) > 0 {
 		best = cands[0].Score
 	}
-	type scored struct {
-		s     Scored
-		score float64
-	}
-	tmp := make([]scored, len(cands))
-	var x [3]float64
+	profile := m.Profiles[member]
+	rs := make([]ranked, len(cands))
 	for i, c := range cands {
-		m.features(ix, member, c, best, x[:])
-		tmp[i] = scored{c, sigmoid(m.logit(x[:]))}
-		if math.IsNaN(tmp[i].score) {
-			return nil, nil, fmt.Errorf("title %q scores NaN", c.ID)
+		r := &rs[i]
+		r.Scored, r.bm, r.title = c, i, ix.Title(c.ID)
+		m.featuresOf(c, r.title, profile, best, r.x[:])
+		r.prob = sigmoid(m.logit(r.x[:]))
+		if math.IsNaN(r.prob) {
+			return nil, fmt.Errorf("title %q scores NaN", c.ID)
 		}
 	}
-	sort.SliceStable(tmp, func(a, b int) bool { return tmp[a].score > tmp[b].score })
-	out := make([]Scored, len(tmp))
-	scores := make([]float64, len(tmp))
-	for i, t := range tmp {
-		out[i], scores[i] = t.s, t.score
-	}
-	return out, scores, nil
+	slices.SortStableFunc(rs, func(a, b ranked) int { return cmp.Compare(b.prob, a.prob) })
+	return rs, nil
 }
 
 func (m *Model) evaluate(ctx context.Context, ix *Index, clicks []Click, test []session, retrieve func(string) ([]Scored, error)) error {

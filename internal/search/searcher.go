@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
+	"strconv"
 
 	"github.com/baton-ml/baton/internal/fault"
 )
@@ -64,10 +64,6 @@ func (s *Searcher) Search(ctx context.Context, query, member string, n int) ([]H
 	if err != nil {
 		return nil, err
 	}
-	bmRank := make(map[string]int, len(cands))
-	for i, c := range cands {
-		bmRank[c.ID] = i + 1
-	}
 	fallback := func(why string) []Hit {
 		out := make([]Hit, 0, min(n, len(cands)))
 		for i, c := range cands[:min(n, len(cands))] {
@@ -81,19 +77,21 @@ func (s *Searcher) Search(ctx context.Context, query, member string, n int) ([]H
 	if err := s.model.Check(); err != nil {
 		return fallback(fmt.Sprintf("BM25 order: the re-rank model is unusable (%v)", err)), nil
 	}
-	order, scores, err := s.model.rerank(s.ix, member, cands)
+	rs, err := s.model.rank(s.ix, member, cands)
 	if err != nil {
 		return fallback(fmt.Sprintf("BM25 order: the re-rank model failed (%v)", err)), nil
 	}
-	best := 0.0
-	if len(cands) > 0 {
-		best = cands[0].Score
-	}
 	_, known := s.model.Profiles[member]
-	out := make([]Hit, 0, min(n, len(order)))
-	for i, c := range order[:min(n, len(order))] {
-		sc := scores[i]
-		out = append(out, s.hit(c, i+1, bmRank[c.ID], &sc, PathRerank, s.model.explain(s.ix, member, known, c, best)))
+	out := make([]Hit, min(n, len(rs)))
+	scores := make([]float64, len(out)) // one allocation for every hit's score
+	var buf []byte
+	for i, r := range rs[:len(out)] {
+		scores[i] = r.prob
+		buf = s.model.appendExplain(buf[:0], known, r.x)
+		out[i] = Hit{Title: r.ID, Rank: i + 1, BM25: r.Scored.Score, BM25Rank: r.bm + 1, Score: &scores[i], Path: PathRerank, Why: string(buf)}
+		if r.title != nil {
+			out[i].Name = r.title.Name
+		}
 	}
 	return out, nil
 }
@@ -106,37 +104,60 @@ func (s *Searcher) hit(c Scored, rank, bmRank int, score *float64, path, why str
 	return h
 }
 
-// explain names each feature's push on the score (weight × standardized
-// value), the strongest first, with the raw value it came from.
-func (m *Model) explain(ix *Index, member string, known bool, c Scored, best float64) string {
-	var x [3]float64
-	m.features(ix, member, c, best, x[:])
-	type part struct {
-		text    string
-		contrib float64
-	}
-	parts := make([]part, len(x))
+// appendExplain appends why a title is where it is: each feature's push
+// on the score (weight × standardized value), the strongest first, with
+// the raw value x it came from. known says whether the member has a
+// genre profile. (It writes what fmt would with "%s %+.2f (%s)" and the
+// raw values' verbs, without fmt: twenty of these were a tenth of a
+// query.)
+func (m *Model) appendExplain(b []byte, known bool, x [3]float64) []byte {
+	var contrib [3]float64
+	order := [3]int{0, 1, 2}
 	for j := range x {
-		contrib := m.Weights[j] * (x[j] - m.Mean[j]) / m.Std[j]
-		var raw string
+		contrib[j] = m.Weights[j] * (x[j] - m.Mean[j]) / m.Std[j]
+	}
+	slices.SortStableFunc(order[:], func(a, b int) int { return cmp.Compare(math.Abs(contrib[b]), math.Abs(contrib[a])) })
+	b = append(b, "re-ranked: "...)
+	for i, j := range order {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, featureNames[j]...)
+		b = append(b, ' ')
+		b = appendFixed(b, contrib[j], 2, true)
+		b = append(b, " ("...)
 		switch featureNames[j] {
 		case FeatureRetrieval:
-			raw = fmt.Sprintf("text match %.2f of the best", x[j])
+			b = append(b, "text match "...)
+			b = appendFixed(b, x[j], 2, false)
+			b = append(b, " of the best"...)
 		case FeaturePopularity:
-			raw = fmt.Sprintf("%.0f plays", math.Expm1(x[j]))
+			b = appendFixed(b, math.Expm1(x[j]), 0, false)
+			b = append(b, " plays"...)
 		case FeatureAffinity:
 			if known {
-				raw = fmt.Sprintf("%.0f%% of the member's plays in its genres", 100*x[j])
+				b = appendFixed(b, 100*x[j], 0, false)
+				b = append(b, "% of the member's plays in its genres"...)
 			} else {
-				raw = "member unknown: no affinity"
+				b = append(b, "member unknown: no affinity"...)
 			}
 		}
-		parts[j] = part{fmt.Sprintf("%s %+.2f (%s)", featureNames[j], contrib, raw), contrib}
+		b = append(b, ')')
 	}
-	slices.SortStableFunc(parts, func(a, b part) int { return cmp.Compare(math.Abs(b.contrib), math.Abs(a.contrib)) })
-	texts := make([]string, len(parts))
-	for i, p := range parts {
-		texts[i] = p.text
+	return b
+}
+
+// appendFixed is fmt's %.Nf (%+.Nf with plus) of v.
+func appendFixed(b []byte, v float64, prec int, plus bool) []byte {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		// fmt's own words for these.
+		if plus {
+			return fmt.Appendf(b, "%+.*f", prec, v)
+		}
+		return fmt.Appendf(b, "%.*f", prec, v)
 	}
-	return "re-ranked: " + strings.Join(texts, ", ")
+	if plus && !math.Signbit(v) {
+		b = append(b, '+')
+	}
+	return strconv.AppendFloat(b, v, 'f', prec, 64)
 }

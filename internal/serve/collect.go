@@ -15,11 +15,12 @@ type Sample struct {
 }
 
 // Collector keeps the recent samples of each (endpoint, version) in a ring
-// of fixed size: memory stays flat however long the server serves.
+// of fixed size: memory stays flat however long the server serves. Each
+// ring has its own lock, found without one: requests to different
+// endpoints do not wait for each other.
 type Collector struct {
 	size  int
-	mu    sync.Mutex
-	rings map[collectKey]*ring
+	rings sync.Map // collectKey → *ring
 }
 
 type collectKey struct {
@@ -28,6 +29,7 @@ type collectKey struct {
 }
 
 type ring struct {
+	mu   sync.Mutex
 	buf  []Sample
 	next int
 	full bool
@@ -35,19 +37,19 @@ type ring struct {
 
 // NewCollector keeps up to size samples per endpoint version.
 func NewCollector(size int) *Collector {
-	return &Collector{size: size, rings: map[collectKey]*ring{}}
+	return &Collector{size: size}
 }
 
 // Add records a sample.
 func (c *Collector) Add(endpoint string, version int, s Sample) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	k := collectKey{endpoint, version}
-	r := c.rings[k]
-	if r == nil {
-		r = &ring{buf: make([]Sample, c.size)}
-		c.rings[k] = r
+	v, ok := c.rings.Load(k)
+	if !ok {
+		v, _ = c.rings.LoadOrStore(k, &ring{buf: make([]Sample, c.size)})
 	}
+	r := v.(*ring)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.buf[r.next] = s
 	r.next++
 	if r.next == len(r.buf) {
@@ -58,13 +60,14 @@ func (c *Collector) Add(endpoint string, version int, s Sample) {
 // Metrics returns the samples taken in [from, to) as the judge's metrics:
 // latency_ms, error, fallback and confidence.
 func (c *Collector) Metrics(endpoint string, version int, from, to time.Time) map[string][]float64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	out := map[string][]float64{"latency_ms": nil, "error": nil, "fallback": nil, "confidence": nil}
-	r := c.rings[collectKey{endpoint, version}]
-	if r == nil {
+	v, ok := c.rings.Load(collectKey{endpoint, version})
+	if !ok {
 		return out
 	}
+	r := v.(*ring)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	n := r.next
 	if r.full {
 		n = len(r.buf)

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,10 +11,13 @@ import (
 	"maps"
 	"math"
 	"math/bits"
+	"runtime"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/baton-ml/baton/internal/bandit"
@@ -196,30 +200,58 @@ func (c *RecommendConfig) problems(at string, add func(field, format string, arg
 // recModel is a loaded recommendation model file. On a predict endpoint
 // it answers the member's top 10; a recommend endpoint wraps it in a
 // rowsModel. What rows need beyond the model (genre sets as bit masks,
-// titles by release, popularity order per market, the titles most like each anchor)
-// is derived once per model, not per request.
+// titles by release, each market's popularity order and availability, the
+// titles most like each title) is derived once per model, when it loads,
+// not per request: a request reads it without a lock.
 type recModel struct {
 	r      *rec.Recommender
 	titles []rec.Title
-	nbrMu  sync.RWMutex
-	nbrs   map[int32][]int32 // title → the titles most like it, kept once asked
-	genres []uint64          // per title, a bit per genre (genres past 64 share bits)
-	isNew  []bool            // per title: by a new creator
+	genres []uint64 // per title, a bit per genre (genres past 64 share bits)
+	isNew  []bool   // per title: by a new creator
+	// byRelease is every title, most recent release first; newByRelease
+	// the new creators' titles alike: a row of recent releases selects
+	// among a prefix of them, not among the whole catalog.
+	byRelease, newByRelease []int32
 
-	mu       sync.Mutex
-	popOrder map[string][]int32 // market → titles by popularity, most first
-	hidden   map[string][]bool  // market → titles not available there
+	// markets are the views of each market the model knows, of "" (no
+	// market) and of unknownMarket, made at load and only read after.
+	markets map[string]*marketView
 
-	pool sync.Pool // *[]float32, one score per title
+	// table is every title's neighbours (titles most like it), built once
+	// before the model first serves a recommend endpoint (buildNeighbours);
+	// titles past its budget are worked out when first asked and kept in
+	// nbrs.
+	table   atomic.Pointer[[][]int32]
+	buildMu sync.Mutex
+	nbrMu   sync.RWMutex
+	nbrs    map[int32][]int32
+
+	scorePool sync.Pool // *[]float32, one score per title
+	pages     sync.Pool // *page
 }
+
+// marketView is what a page in one market reads of the model.
+type marketView struct {
+	// byPopularity is the market's titles by popularity, most played
+	// first (the global order for "" and for a market the model does not
+	// know, as rec.Popularity gives them).
+	byPopularity []int32
+	// hidden is, per title, whether it may not be shown in the market.
+	hidden []bool
+}
+
+// unknownMarket keys the view of every market the model does not know:
+// they all share one popularity order (the global one) and one
+// availability (only titles without a market list), so that a request's
+// market attribute cannot grow what the model keeps.
+const unknownMarket = "\x00unknown"
 
 func loadRec(b []byte) (*recModel, error) {
 	r, err := rec.Load(bytes.NewReader(b))
 	if err != nil {
 		return nil, err
 	}
-	m := &recModel{r: r, titles: r.Titles(), nbrs: map[int32][]int32{},
-		popOrder: map[string][]int32{}, hidden: map[string][]bool{}}
+	m := &recModel{r: r, titles: r.Titles(), nbrs: map[int32][]int32{}, markets: map[string]*marketView{}}
 	bit := map[string]int{}
 	m.genres = make([]uint64, len(m.titles))
 	m.isNew = make([]bool, len(m.titles))
@@ -234,7 +266,47 @@ func loadRec(b []byte) (*recModel, error) {
 		}
 		m.isNew[i] = t.NewCreator
 	}
+	m.byRelease = make([]int32, len(m.titles))
+	for i := range m.byRelease {
+		m.byRelease[i] = int32(i)
+	}
+	slices.SortStableFunc(m.byRelease, func(a, b int32) int { return cmp.Compare(m.titles[b].Released, m.titles[a].Released) })
+	for _, t := range m.byRelease {
+		if m.isNew[t] {
+			m.newByRelease = append(m.newByRelease, t)
+		}
+	}
+	orders := map[string][]int32{}
+	order := func(market string) []int32 {
+		if o, ok := orders[market]; ok {
+			return o
+		}
+		pop := r.Popularity(market)
+		o := rec.TopK(pop, nil, len(pop))
+		orders[market] = o
+		return o
+	}
+	for _, mk := range append([]string{"", unknownMarket}, r.Markets()...) {
+		v := &marketView{hidden: make([]bool, len(m.titles))}
+		if mk == unknownMarket {
+			v.byPopularity = order("")
+		} else {
+			v.byPopularity = order(mk)
+		}
+		for i := range m.titles {
+			v.hidden[i] = !m.titles[i].AvailableIn(mk)
+		}
+		m.markets[mk] = v
+	}
 	return m, nil
+}
+
+// market is the view of a market: its own when the model knows it.
+func (m *recModel) market(name string) *marketView {
+	if v, ok := m.markets[name]; ok {
+		return v
+	}
+	return m.markets[unknownMarket]
 }
 
 // Predict answers the member's top 10 in the market of attribute market
@@ -246,54 +318,64 @@ func (m *recModel) Predict(_ context.Context, in Input) (Output, error) {
 }
 
 func (m *recModel) scores() *[]float32 {
-	if p, ok := m.pool.Get().(*[]float32); ok {
+	if p, ok := m.scorePool.Get().(*[]float32); ok {
 		return p
 	}
 	s := make([]float32, len(m.titles))
 	return &s
 }
 
-// unknownMarket keys the caches for every market the model does not
-// know: they all share one popularity row (the global one) and one
-// availability (only titles without a market list), and the market is
-// the request's attribute, so keying by it would let requests grow the
-// caches without bound.
-const unknownMarket = "\x00unknown"
+// neighbourPairs bounds the work of a neighbour table: anchors × titles
+// likeness scores (a catalog of 10,000 titles is tabled whole, in about 1
+// s of CPU; a larger one for its most played titles).
+const neighbourPairs = 100_000_000
 
-func (m *recModel) cacheKey(market string) string {
-	if market == "" || slices.Contains(m.r.Markets(), market) {
-		return market
-	}
-	return unknownMarket
-}
+// neighbourDepth is how many neighbours a title keeps.
+const neighbourDepth = 200
 
-// byPopularity is the market's titles, most popular first.
-func (m *recModel) byPopularity(market string) []int32 {
-	market = m.cacheKey(market)
-	if market == unknownMarket {
-		market = "" // the global row, as rec.Popularity gives an unknown market
+// buildNeighbours tables the neighbours of the most played titles within
+// neighbourPairs, once per model, on every core: "Because You Watched"
+// then reads its row's candidates instead of scoring the catalog against
+// each new anchor title in a request. A build cut short by ctx is
+// dropped; the next call starts again.
+func (m *recModel) buildNeighbours(ctx context.Context) error {
+	m.buildMu.Lock()
+	defer m.buildMu.Unlock()
+	if m.table.Load() != nil {
+		return nil
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if o, ok := m.popOrder[market]; ok {
-		return o
+	anchors := m.market("").byPopularity
+	if n := len(m.titles); n > 0 {
+		anchors = anchors[:min(len(anchors), max(1, neighbourPairs/n))]
 	}
-	pop := m.r.Popularity(market)
-	o := rec.TopK(pop, nil, len(pop))
-	m.popOrder[market] = o
-	return o
+	lists, err := m.r.SimilarIndexes(ctx, anchors, neighbourDepth, runtime.GOMAXPROCS(0))
+	if err != nil {
+		return err
+	}
+	tab := make([][]int32, len(m.titles))
+	for i, t := range anchors {
+		tab[t] = lists[i]
+	}
+	m.table.Store(&tab)
+	return nil
 }
 
 // neighbours is the titles most like title t (rec's Similar: the model's
-// own neighbours, factor cosine or co-plays), computed once per title.
+// own neighbours, factor cosine or co-plays): from the table, else worked
+// out once per title.
 func (m *recModel) neighbours(t int) []int32 {
+	if tab := m.table.Load(); tab != nil {
+		if nb := (*tab)[t]; nb != nil {
+			return nb
+		}
+	}
 	m.nbrMu.RLock()
 	nb, ok := m.nbrs[int32(t)]
 	m.nbrMu.RUnlock()
 	if ok {
 		return nb
 	}
-	items := m.r.Similar(m.titles[t].ID, 200, "")
+	items := m.r.Similar(m.titles[t].ID, neighbourDepth, "")
 	nb = make([]int32, 0, len(items))
 	for _, it := range items {
 		if i, ok := m.r.TitleIndex(it.Title); ok {
@@ -306,20 +388,14 @@ func (m *recModel) neighbours(t int) []int32 {
 	return nb
 }
 
-// unavailable is, per title, whether it may not be shown in market.
-func (m *recModel) unavailable(market string) []bool {
-	key := m.cacheKey(market)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if h, ok := m.hidden[key]; ok {
-		return h
+// released is the titles (of all, or of new creators) released at or
+// after since, most recent first.
+func (m *recModel) released(since int64, newOnly bool) []int32 {
+	ts := m.byRelease
+	if newOnly {
+		ts = m.newByRelease
 	}
-	h := make([]bool, len(m.titles))
-	for i := range m.titles {
-		h[i] = !m.titles[i].AvailableIn(market)
-	}
-	m.hidden[key] = h
-	return h
+	return ts[:sort.Search(len(ts), func(i int) bool { return m.titles[ts[i]].Released < since })]
 }
 
 // jaccard is the genre Jaccard similarity of two titles.
@@ -375,16 +451,64 @@ func (s *Service) forEndpoint(spec Endpoint, v *version, fallback bool, policy *
 	return &version{v: v.v, m: cannotServe{fmt.Sprintf("model %s version %d is not a recommendation model file (baton rec train makes one): a recommend endpoint cannot serve it", v.v.Model, v.v.Version)}, builtin: true}
 }
 
+// warm builds what v's pages read before v first serves them: the
+// neighbour table, when the page has a "Because You Watched" row.
+func warm(ctx context.Context, v *version) error {
+	if v == nil {
+		return nil
+	}
+	rm, ok := v.m.(*rowsModel)
+	if !ok || !slices.ContainsFunc(rm.cfg.Rows, func(r RowConfig) bool { return r.Type == RowBecauseYouWatched }) {
+		return nil
+	}
+	return rm.m.buildNeighbours(ctx)
+}
+
 const defaultNewWithin = 30 * 24 * time.Hour
 
-// page is one request's working state.
+// page is one request's working state, pooled per model: its buffers are
+// a catalog's worth each, and a request would otherwise leave them to the
+// collector.
 type page struct {
 	m      *recModel
-	scores []float32
-	market string
-	taken  []bool  // titles already on the page, seen, or not available
-	allow  []bool  // mask's buffer
-	ranked []int32 // the member's best titles not seen and available (pick)
+	scores []float32 // read only: may be the model's popularity row
+	// popMarket is, when scores are a market's popularity, that market:
+	// its order is then the member's ranking as it stands.
+	popMarket string
+	popular   bool
+	market    string
+	view      *marketView
+	taken     []bool  // titles already on the page, seen, or not available
+	ranked    []int32 // the member's best titles not seen and available (pick)
+	// marks and mark make sets of titles without a map: a title is in the
+	// current set when marks[t] == mark.
+	marks []uint32
+	mark  uint32
+	// Re-ranking's buffers, reused row after row.
+	rel, maxSim []float64
+	used        []bool
+}
+
+func (m *recModel) page() *page {
+	if p, ok := m.pages.Get().(*page); ok {
+		return p
+	}
+	return &page{m: m, taken: make([]bool, len(m.titles)), marks: make([]uint32, len(m.titles))}
+}
+
+func (m *recModel) putPage(p *page) {
+	p.scores, p.view, p.ranked = nil, nil, p.ranked[:0]
+	m.pages.Put(p)
+}
+
+// newSet starts an empty set of titles (see marks).
+func (p *page) newSet() uint32 {
+	p.mark++
+	if p.mark == 0 {
+		clear(p.marks)
+		p.mark = 1
+	}
+	return p.mark
 }
 
 // Predict builds the member's page. Its confidence is the model's for the
@@ -400,13 +524,16 @@ func (rm *rowsModel) Predict(ctx context.Context, in Input) (Output, error) {
 		market, _ = m.r.MemberMarket(in.Key)
 	}
 	sp := m.scores()
-	defer m.pool.Put(sp)
-	m.r.ScoreAll(in.Key, market, *sp)
-	p := &page{m: m, scores: *sp, market: market, taken: slices.Clone(m.unavailable(market))}
+	defer m.scorePool.Put(sp)
+	p := m.page()
+	defer m.putPage(p)
+	p.scores, p.popMarket, p.popular = m.r.PageScores(in.Key, market, *sp)
+	p.market, p.view = market, m.market(market)
+	copy(p.taken, p.view.hidden)
 	for _, t := range m.r.Seen(in.Key) {
 		p.taken[t] = true
 	}
-	out := Page{Member: in.Key, Market: market, Rows: []PageRow{}, src: m}
+	out := Page{Member: in.Key, Market: market, Rows: make([]PageRow, 0, len(rm.cfg.Rows)), src: m}
 	for _, rc := range rm.cfg.Rows {
 		if err := ctx.Err(); err != nil {
 			return Output{}, err
@@ -517,12 +644,12 @@ func (rm *rowsModel) row(p *page, rc RowConfig, in Input) (PageRow, bool) {
 	switch rc.Type {
 	case RowTopPicks:
 		row.Title = orDefault(row.Title, "Top Picks for You")
-		cands = p.pick(3*n, nil)
-		cands = append(cands, p.pick(n, func(t int32) bool { return m.isNew[t] })...)
+		cands = p.pick(3*n, nil, nil)
+		cands = p.pick(n, func(t int32) bool { return m.isNew[t] }, cands)
 		if rm.fallback {
 			row.Reason = "the most played titles in " + where + " (popularity: the model could not serve you)"
 		} else {
-			row.Reason = fmt.Sprintf("ranked for you by the %s model from what you played", m.r.Kind())
+			row.Reason = "ranked for you by the " + m.r.Kind() + " model from what you played"
 		}
 	case RowBecauseYouWatched:
 		anchor, ok := rm.anchor(in)
@@ -531,9 +658,9 @@ func (rm *rowsModel) row(p *page, rc RowConfig, in Input) (PageRow, bool) {
 		}
 		ai, _ := m.r.TitleIndex(anchor)
 		row.Title = strings.ReplaceAll(orDefault(row.Title, "Because You Watched {title}"), "{title}", m.titles[ai].Name)
-		row.Reason = fmt.Sprintf("members who watched %s also watched these", m.titles[ai].Name)
+		row.Reason = "members who watched " + m.titles[ai].Name + " also watched these"
 		if k := m.r.Kind(); k == rec.KindALS || k == rec.KindMultiTask {
-			row.Reason = fmt.Sprintf("the titles most like %s in the tastes the %s model learned", m.titles[ai].Name, k)
+			row.Reason = "the titles most like " + m.titles[ai].Name + " in the tastes the " + k + " model learned"
 		}
 		for _, t := range m.neighbours(ai) {
 			if !p.taken[t] && t != int32(ai) {
@@ -543,7 +670,7 @@ func (rm *rowsModel) row(p *page, rc RowConfig, in Input) (PageRow, bool) {
 	case RowTrending:
 		row.Title = orDefault(row.Title, "Trending Now")
 		// The most played of the market, in the member's order.
-		for _, t := range m.byPopularity(p.market) {
+		for _, t := range p.view.byPopularity {
 			if !p.taken[t] {
 				cands = append(cands, t)
 				if len(cands) == 5*n {
@@ -557,8 +684,8 @@ func (rm *rowsModel) row(p *page, rc RowConfig, in Input) (PageRow, bool) {
 		row.Title = orDefault(row.Title, "Top 10 in Your Country")
 		rerank = false
 		// A chart: the market's top titles as they are, seen or not.
-		for _, t := range m.byPopularity(p.market) {
-			if !m.unavailable(p.market)[t] {
+		for _, t := range p.view.byPopularity {
+			if !p.view.hidden[t] {
 				cands = append(cands, t)
 				if len(cands) == n {
 					break
@@ -575,15 +702,14 @@ func (rm *rowsModel) row(p *page, rc RowConfig, in Input) (PageRow, bool) {
 		since := m.r.Until() - int64(within/time.Second)
 		// The best-scored of the recent releases, from the member's best
 		// titles; a member with few recent ones among those gets a
-		// selection over every title's score.
+		// selection over every recent title's score.
 		recent := func(t int32) bool { return m.titles[t].Released >= since }
-		cands = p.pick(3*n, recent)
+		cands = p.pick(3*n, recent, nil)
 		if len(cands) < n {
-			mask := p.mask(func(t int) bool { return recent(int32(t)) })
-			cands = rec.TopK(p.scores, mask, 3*n)
-			cands = append(cands, rec.TopK(p.scores, p.and(mask, m.isNew), n)...)
+			cands = rec.TopKOf(p.scores, m.released(since, false), p.taken, 3*n, cands[:0])
+			cands = rec.TopKOf(p.scores, m.released(since, true), p.taken, n, cands)
 		} else {
-			cands = append(cands, p.pick(n, func(t int32) bool { return recent(t) && m.isNew[t] })...)
+			cands = p.pick(n, func(t int32) bool { return recent(t) && m.isNew[t] }, cands)
 		}
 		row.Reason = "released in the last " + Duration(within).String() + ", ordered for you"
 	}
@@ -636,42 +762,43 @@ func (rm *rowsModel) anchor(in Input) (string, bool) {
 // time of a page over 10,000 titles).
 const rankedDepth = 200
 
-// pick is up to k of the member's best titles not taken (and for which ok
-// holds), best first.
-func (p *page) pick(k int, ok func(t int32) bool) []int32 {
-	if p.ranked == nil {
-		p.ranked = rec.TopK(p.scores, p.mask(nil), rankedDepth)
+// pick appends to dst up to k of the member's best titles not taken (and
+// for which ok holds), best first.
+func (p *page) pick(k int, ok func(t int32) bool, dst []int32) []int32 {
+	if len(p.ranked) == 0 {
+		p.rank()
 	}
-	out := make([]int32, 0, k)
+	dst = slices.Grow(dst, k)
+	found := 0
 	for _, t := range p.ranked {
-		if len(out) == k {
+		if found == k {
 			break
 		}
 		if !p.taken[t] && (ok == nil || ok(t)) {
-			out = append(out, t)
+			dst = append(dst, t)
+			found++
 		}
 	}
-	return out
+	return dst
 }
 
-// mask is the titles not taken (and, with ok, for which ok holds), in
-// the page's one mask buffer: valid until the next mask.
-func (p *page) mask(ok func(t int) bool) []bool {
-	if p.allow == nil {
-		p.allow = make([]bool, len(p.taken))
+// rank makes the member's ranking: the best rankedDepth titles not taken
+// now. Scores that are a market's popularity are ranked by the order the
+// model keeps for it, with no selection over the catalog.
+func (p *page) rank() {
+	if !p.popular {
+		p.ranked = rec.TopKOf(p.scores, nil, p.taken, rankedDepth, p.ranked[:0])
+		return
 	}
-	for t := range p.allow {
-		p.allow[t] = !p.taken[t] && (ok == nil || ok(t))
+	p.ranked = p.ranked[:0]
+	for _, t := range p.m.market(p.popMarket).byPopularity {
+		if len(p.ranked) == rankedDepth {
+			break
+		}
+		if !p.taken[t] {
+			p.ranked = append(p.ranked, t)
+		}
 	}
-	return p.allow
-}
-
-// and narrows mask a to the titles also in b, in place.
-func (p *page) and(a, b []bool) []bool {
-	for t := range a {
-		a[t] = a[t] && b[t]
-	}
-	return a
 }
 
 func (p *page) sortByScore(ts []int32) {
@@ -690,7 +817,7 @@ func (p *page) sortByScore(ts []int32) {
 // relevance over genres, then the new creators' least share.
 func (rm *rowsModel) rerank(p *page, cands []int32, n int) []int32 {
 	m := p.m
-	cands = dedupe(cands)
+	cands = p.dedupe(cands)
 	d := rm.cfg.Rerank.Diversity
 	pool := cands[:min(len(cands), max(3*n, n+20))]
 	var picked []int32
@@ -699,12 +826,11 @@ func (rm *rowsModel) rerank(p *page, cands []int32, n int) []int32 {
 	} else {
 		// Relevance is the rank in the row's order, scaled to [0, 1]:
 		// scores of different rows' sources are not comparable, ranks are.
-		rel := make([]float64, len(pool))
+		rel, maxSim, used := p.scratch(len(pool))
 		for i := range pool {
 			rel[i] = 1 - float64(i)/float64(len(pool))
 		}
-		maxSim := make([]float64, len(pool))
-		used := make([]bool, len(pool))
+		picked = make([]int32, 0, min(n, len(pool)))
 		for len(picked) < n && len(picked) < len(pool) {
 			best, bv := -1, math.Inf(-1)
 			for i := range pool {
@@ -730,9 +856,9 @@ func (rm *rowsModel) rerank(p *page, cands []int32, n int) []int32 {
 	}
 	need := int(math.Ceil(share * float64(len(picked))))
 	have := 0
-	in := map[int32]bool{}
+	in := p.newSet()
 	for _, t := range picked {
-		in[t] = true
+		p.marks[t] = in
 		if m.isNew[t] {
 			have++
 		}
@@ -744,7 +870,7 @@ func (rm *rowsModel) rerank(p *page, cands []int32, n int) []int32 {
 		if have >= need {
 			break
 		}
-		if in[t] || !m.isNew[t] {
+		if p.marks[t] == in || !m.isNew[t] {
 			continue
 		}
 		for j >= 0 && m.isNew[picked[j]] {
@@ -754,19 +880,31 @@ func (rm *rowsModel) rerank(p *page, cands []int32, n int) []int32 {
 			break
 		}
 		picked[j] = t
-		in[t] = true
+		p.marks[t] = in
 		have++
 		j--
 	}
 	return picked
 }
 
-func dedupe(ts []int32) []int32 {
-	seen := make(map[int32]bool, len(ts))
-	out := ts[:0:0]
+// scratch is re-ranking's buffers for a pool of n titles, zeroed.
+func (p *page) scratch(n int) (rel, maxSim []float64, used []bool) {
+	if cap(p.rel) < n {
+		p.rel, p.maxSim, p.used = make([]float64, n), make([]float64, n), make([]bool, n)
+	}
+	rel, maxSim, used = p.rel[:n], p.maxSim[:n], p.used[:n]
+	clear(maxSim)
+	clear(used)
+	return rel, maxSim, used
+}
+
+// dedupe keeps the first of each title in ts, in place.
+func (p *page) dedupe(ts []int32) []int32 {
+	seen := p.newSet()
+	out := ts[:0]
 	for _, t := range ts {
-		if !seen[t] {
-			seen[t] = true
+		if p.marks[t] != seen {
+			p.marks[t] = seen
 			out = append(out, t)
 		}
 	}

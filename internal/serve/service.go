@@ -147,7 +147,9 @@ type Service struct {
 	// indexes are search endpoints' BM25 indexes, by catalog digest.
 	indexes sync.Map
 	arms    sync.Map // "model@n" → *version, for experiment arms
-	refMu   sync.Mutex
+	// byEndpoint holds each endpoint's series (endpointSeries).
+	byEndpoint sync.Map
+	refMu      sync.Mutex
 
 	Collector *Collector
 	shadow    *shadowRunner
@@ -298,6 +300,13 @@ func (s *Service) Refresh(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("endpoint %s: %w", spec.Name, err))
 				keep(e.Name)
 				continue
+			}
+		}
+		// A page's model goes live with what its rows read built: no
+		// request works out a title's neighbours.
+		for _, v := range append([]*version{st.baseline, st.canary, st.fallback}, st.shadows...) {
+			if err := warm(ctx, v); err != nil {
+				errs = append(errs, fmt.Errorf("endpoint %s: model %s version %d: %w", spec.Name, v.v.Model, v.v.Version, err))
 			}
 		}
 		next[spec.Name] = st
@@ -500,18 +509,18 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 	}
 	lat := time.Since(start)
 	resp.LatencyMS = float64(lat.Microseconds()) / 1000
-	s.requests.WithLabelValues(name, resp.Path, resp.Reason).Inc()
+	es := s.series(name)
+	s.answered(es, name, resp.Path, resp.Reason)
 	if pg, ok := resp.Prediction.(Page); ok {
 		s.Pages.Add(name, &pg, s.d.Now())
 		if pg.decisions != nil {
 			s.logDecisions(name, pg.decisions)
 		}
-		for _, r := range pg.Rows {
-			s.rowDiversity.WithLabelValues(name, r.ID).Observe(r.Diversity)
-			s.rowNewCreators.WithLabelValues(name, r.ID).Observe(r.NewCreatorShare)
+		for i := range pg.Rows {
+			s.observeRow(es, name, &pg.Rows[i])
 		}
 	}
-	s.latency.WithLabelValues(name, resp.Path).Observe(lat.Seconds())
+	s.observeLatency(es, name, resp.Path, lat.Seconds())
 	if v != nil {
 		s.Collector.Add(name, v.v.Version, Sample{At: s.d.Now(), LatencyMS: resp.LatencyMS,
 			Error: b2f(reason == ReasonError || reason == ReasonTimeout), Fallback: b2f(resp.Path == PathFallback), Confidence: out.Confidence})
@@ -531,15 +540,15 @@ func (s *Service) logDecisions(endpoint string, p *bandit.Page) {
 		n++
 	}
 	if s.d.Decisions == nil {
-		s.decisions.WithLabelValues(endpoint, "unlogged").Add(float64(n))
+		s.countDecisions(endpoint, "unlogged", n)
 		return
 	}
 	if err := s.d.Decisions(endpoint, *p); err != nil {
-		s.decisions.WithLabelValues(endpoint, "failed").Add(float64(n))
+		s.countDecisions(endpoint, "failed", n)
 		s.d.Log.Warn("bandit decisions not logged", "endpoint", endpoint, "err", err)
 		return
 	}
-	s.decisions.WithLabelValues(endpoint, "logged").Add(float64(n))
+	s.countDecisions(endpoint, "logged", n)
 }
 
 // targetingAttrs is what experiments' targeting sees: the request's

@@ -139,6 +139,7 @@ type Server struct {
 	stopping  atomic.Bool
 
 	serving       *serve.Service
+	answerBufs    sync.Pool    // predict's answer buffers (a page is about 10 KB)
 	decisions     *decisionLog // the bandit decision log of personalized endpoints
 	exps          *experiments
 	rollouts      *serve.Controller

@@ -92,8 +92,35 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// The answer is encoded whole into a pooled buffer and sent in one
+	// write with its length: a page encoded straight into the connection
+	// went out chunked, in several writes, with a new encoder's buffer
+	// each time.
+	bp, _ := s.answerBufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer func() {
+		// An outsized answer's buffer is left to the collector.
+		if cap(*bp) <= 1<<20 {
+			s.answerBufs.Put(bp)
+		}
+	}()
+	b, ok := resp.AppendJSON((*bp)[:0])
+	if !ok {
+		// A prediction AppendJSON does not know, or a value JSON cannot
+		// hold (encoding/json says which).
+		j, err := json.Marshal(resp)
+		if err != nil {
+			return err
+		}
+		b = append(append(b[:0], j...), '\n')
+	}
+	*bp = b
 	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(resp)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	_, err = w.Write(b)
+	return err
 }
 
 func (s *Server) listEndpoints(w http.ResponseWriter, _ *http.Request) error {
