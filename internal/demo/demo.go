@@ -55,6 +55,9 @@ type Options struct {
 	Progress io.Writer
 	// Logger receives the server's log; nil writes it to HOME/demo.log.
 	Logger *slog.Logger
+	// Monitors applies the platform's monitors.yaml (drift and
+	// responsible-AI monitors whose breaches publish drift_detected).
+	Monitors bool
 	// Report, when set, is where the HTML report is written.
 	Report string
 	// Workers is how many members' sessions run at once (default 2).
@@ -456,9 +459,11 @@ func (d *Demo) bootstrap(ctx context.Context, hist map[string][]interaction) err
 	if _, err := doc.Apply(ctx, d.st); err != nil {
 		return fmt.Errorf("apply %s: %w", ep, err)
 	}
-	// Monitors name the endpoint and the model in production: last.
+	// Monitors name the endpoint and the model in production: last. Not
+	// by default yet: the retraining their breaches start supersedes every
+	// candidate in its A/B test (docs/demo.md, "Not yet").
 	mp := filepath.Join(d.o.Home.Dir, "platform", "monitors.yaml")
-	if _, err := os.Stat(mp); err == nil {
+	if _, err := os.Stat(mp); err == nil && d.o.Monitors {
 		mdoc, err := monitor.ReadFile(mp)
 		if mdoc == nil {
 			return err
