@@ -165,13 +165,13 @@ func TestExamplesValidate(t *testing.T) {
 	}
 }
 
-// exampleFlows lists the example flow files: not feature, endpoint or experiment files.
+// exampleFlows lists the example flow files: not feature, endpoint, experiment or monitor files.
 func exampleFlows(t *testing.T) []string {
 	t.Helper()
 	all, _ := filepath.Glob("../../examples/*/*.yaml")
 	var files []string
 	for _, p := range all {
-		if b, err := os.ReadFile(p); err == nil && !regexp.MustCompile(`(?m)^(entities|sources|features|endpoints|experiments):`).Match(b) {
+		if b, err := os.ReadFile(p); err == nil && !regexp.MustCompile(`(?m)^(entities|sources|features|endpoints|experiments|monitors):`).Match(b) {
 			files = append(files, p)
 		}
 	}
