@@ -126,6 +126,55 @@ func TestCorruptionDetected(t *testing.T) {
 	}
 }
 
+// CopyTo hands over a blob's exact bytes from every kind of store, says
+// which blob is missing, and refuses a local blob whose content was
+// changed behind the store's back (it reads the file directly, not through
+// the bucket's verifying reader).
+func TestCopyTo(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	big := bytes.Repeat([]byte("0123456789abcdef"), 10_000) // past one copy buffer
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			for _, data := range [][]byte{[]byte("tiny"), {}, big} {
+				d, _, err := s.PutBytes(ctx, data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got bytes.Buffer
+				n, err := s.CopyTo(ctx, d, &got)
+				if err != nil || n != int64(len(data)) || !bytes.Equal(got.Bytes(), data) {
+					t.Fatalf("CopyTo of %d bytes: %d bytes, equal %v, %v", len(data), n, bytes.Equal(got.Bytes(), data), err)
+				}
+			}
+			if _, err := s.CopyTo(ctx, sum([]byte("never stored")), io.Discard); !errors.Is(err, artifact.ErrNotFound) {
+				t.Fatalf("missing blob: %v, want ErrNotFound", err)
+			}
+			if _, err := s.CopyTo(ctx, "../../etc/passwd", io.Discard); err == nil || !strings.Contains(err.Error(), "not a SHA-256") {
+				t.Fatalf("invalid digest: %v", err)
+			}
+		})
+	}
+	dir := t.TempDir()
+	s, err := artifact.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	d, _, err := s.PutBytes(ctx, []byte("original"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "sha256", d[:2], d)
+	os.Chmod(p, 0o644)
+	if err := os.WriteFile(p, []byte("tampered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CopyTo(ctx, d, io.Discard); !errors.Is(err, artifact.ErrCorrupt) {
+		t.Fatalf("copying a tampered blob: %v, want a corruption error", err)
+	}
+}
+
 func TestValidName(t *testing.T) {
 	t.Parallel()
 	good := []string{"a", "model.bin", "dir/sub/file.txt", "weird name with spaces", "ünïcode"}

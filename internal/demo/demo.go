@@ -32,6 +32,7 @@ import (
 	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/home"
+	"github.com/baton-ml/baton/internal/monitor"
 	"github.com/baton-ml/baton/internal/serve"
 	"github.com/baton-ml/baton/internal/server"
 	"github.com/baton-ml/baton/internal/store"
@@ -360,7 +361,7 @@ func (d *Demo) applyPlatform(ctx context.Context) error {
 // depend on which of two concurrent flows finished first.
 func (d *Demo) settle(ctx context.Context) error {
 	for {
-		if err := d.srv.Step(ctx); err != nil {
+		if err := errors.Join(d.srv.Step(ctx), d.srv.EvaluateMonitors(ctx)); err != nil {
 			// The judges say what they could not do; the demo goes on, as
 			// a server would, and the log keeps it.
 			d.o.Logger.Warn("step", "err", err)
@@ -454,6 +455,17 @@ func (d *Demo) bootstrap(ctx context.Context, hist map[string][]interaction) err
 	}
 	if _, err := doc.Apply(ctx, d.st); err != nil {
 		return fmt.Errorf("apply %s: %w", ep, err)
+	}
+	// Monitors name the endpoint and the model in production: last.
+	mp := filepath.Join(d.o.Home.Dir, "platform", "monitors.yaml")
+	if _, err := os.Stat(mp); err == nil {
+		mdoc, err := monitor.ReadFile(mp)
+		if mdoc == nil {
+			return err
+		}
+		if _, err := mdoc.Apply(ctx, d.st); err != nil {
+			return fmt.Errorf("apply %s: %w", mp, err)
+		}
 	}
 	return d.settle(ctx)
 }

@@ -734,3 +734,87 @@ echo $n > "$BATON_OUTPUT_DIR/n.txt"`},
 		t.Errorf("run scratch folder left behind: %v", left)
 	}
 }
+
+// Removing a join's inputs never follows a link a task put in place of one
+// of its folders: what the link points at keeps its files, and the run's
+// scratch folder still goes.
+func TestInputRemovalFollowsNoLink(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, engine.Options{})
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "out.txt"), []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := &flow.Flow{Name: "swap", Steps: []flow.Step{
+		{Name: "work", Foreach: &flow.Foreach{Items: []json.RawMessage{str("a"), str("b")}},
+			Run: `printf '%s' "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/out.txt"`},
+		{Name: "join", Needs: []string{"work"}, Env: map[string]string{"OUTSIDE": outside},
+			Run: `w="$BATON_INPUT_DIR/work"; chmod -R u+w "$w/0" && rm -r "$w/0" && ln -s "$OUTSIDE" "$w/0" && ln -s "$OUTSIDE" "$BATON_INPUT_DIR/extra"`},
+	}}
+	r := e.run(t, f, nil, engine.ExecOptions{})
+	if r.Status != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.Status, r.Error)
+	}
+	if b, err := os.ReadFile(filepath.Join(outside, "out.txt")); err != nil || string(b) != "keep me" {
+		t.Fatalf("the file a task's link pointed at: %q, %v", b, err)
+	}
+	left, _ := filepath.Glob(filepath.Join(e.dir, "tmp", "slots", "*", "run-"+strconv.FormatInt(r.ID, 10)))
+	if len(left) != 0 {
+		t.Errorf("run scratch folder left behind: %v", left)
+	}
+}
+
+// A step's inputs go as soon as the step has succeeded, not when the run
+// ends: a long flow does not keep every join's copies on the disk.
+func TestInputsGoWhenTheStepEnds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, engine.Options{})
+	f := &flow.Flow{Name: "early", Steps: []flow.Step{
+		{Name: "work", Foreach: &flow.Foreach{Items: []json.RawMessage{str("a"), str("b"), str("c")}},
+			Run: `printf '%s' "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/out.txt"`},
+		{Name: "join", Needs: []string{"work"}, Run: `cat "$BATON_INPUT_DIR"/work/*/out.txt > "$BATON_OUTPUT_DIR/all.txt"`},
+		// The join's inputs are removed while this step starts: wait for
+		// it (up to 10 s), then say whether they went.
+		{Name: "after", Needs: []string{"join"}, Run: `i=0
+while [ -e "$BATON_INPUT_DIR/../join" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+if [ -e "$BATON_INPUT_DIR/../join" ]; then echo kept; else echo gone; fi > "$BATON_OUTPUT_DIR/inputs.txt"`},
+	}}
+	r := e.run(t, f, nil, engine.ExecOptions{})
+	if r.Status != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.Status, r.Error)
+	}
+	if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "join"}, "all.txt"); got != "abc" {
+		t.Fatalf("the join read %q", got)
+	}
+	if got := strings.TrimSpace(e.artifact(t, store.TaskKey{RunID: r.ID, Step: "after"}, "inputs.txt")); got != "gone" {
+		t.Fatalf("the join's inputs while the next step ran: %s", got)
+	}
+}
+
+// An input that cannot be made fails the task with the input's path under
+// BATON_INPUT_DIR and the reason.
+func TestInputThatCannotBeMadeIsNamed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, engine.Options{})
+	blobs := filepath.Join(e.dir, "artifacts")
+	f := &flow.Flow{Name: "lost", Steps: []flow.Step{
+		{Name: "work", Foreach: &flow.Foreach{Items: []json.RawMessage{str("a"), str("lost")}},
+			Run: `printf '%s' "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/out.txt"`},
+		// Loses the blob of work/1's output (sha256 of "lost").
+		{Name: "gap", Needs: []string{"work"}, Env: map[string]string{"BLOBS": blobs},
+			Run: `d=$(printf lost | sha256sum | cut -c1-64); rm -f "$BLOBS/sha256/$(printf %s "$d" | cut -c1-2)/$d"`},
+		{Name: "join", Needs: []string{"work", "gap"}, Run: `cat "$BATON_INPUT_DIR"/work/*/out.txt`},
+	}}
+	r := e.run(t, f, nil, engine.ExecOptions{})
+	if r.Status != store.RunFailed {
+		t.Fatalf("run %s, want failed", r.Status)
+	}
+	join := e.tasks(t, r.ID, "join")
+	if len(join) != 1 || !strings.Contains(join[0].Error, "input work/1/out.txt") || !strings.Contains(join[0].Error, "not found") {
+		t.Fatalf("join task: %+v, want an error naming input work/1/out.txt and that its blob was not found", join)
+	}
+	left, _ := filepath.Glob(filepath.Join(e.dir, "tmp", "slots", "*", "run-"+strconv.FormatInt(r.ID, 10)))
+	if len(left) != 0 {
+		t.Errorf("run scratch folder left behind: %v", left)
+	}
+}

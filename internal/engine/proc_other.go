@@ -10,3 +10,5 @@ import (
 func newLogFile(dir, name string) (*os.File, error) { return unlinkedTemp(dir, name) }
 
 func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+func spreadSubfolders(string) {}

@@ -46,6 +46,9 @@ type runner struct {
 	rerun   map[string]bool
 	baseEnv []string
 	tmp     string
+	// dropping counts the removals of finished steps' inputs under way
+	// (a pointer: a worker runs each task with a copy of its runner).
+	dropping *sync.WaitGroup
 	// params writes the files of params too large for the environment,
 	// once, before the first shell task.
 	params func() error
@@ -80,14 +83,6 @@ type stepRun struct {
 	// sigOnce loads signal in a worker that did not see it arrive.
 	sigOnce sync.Once
 	sigErr  error
-}
-
-type inputDir struct {
-	once sync.Once
-	path string
-	err  error
-	// files and dirs are what was made, in order, for remove.
-	files, dirs []string
 }
 
 type eventKind int
@@ -329,6 +324,7 @@ func (r *runner) over() bool {
 // removeTemp deletes the run's scratch folder: the step input folders by
 // what they are known to hold, then whatever else is there.
 func (r *runner) removeTemp() {
+	r.dropping.Wait()
 	for _, s := range r.steps {
 		s.inputs.remove()
 	}
@@ -562,6 +558,9 @@ func (r *runner) handle(ev event) {
 // finishStep records a step that succeeded and starts what waited on it.
 func (r *runner) finishStep(s *stepRun) {
 	s.status = store.TaskSucceeded
+	// No task of s runs any more: its inputs go while the step's end is
+	// committed and the steps below start (or the run ends).
+	r.dropping.Go(s.inputs.remove)
 	if err := r.e.com.commit(r.ctx, &store.Batch{Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name,
 		Status: store.TaskSucceeded, Foreach: s.foreach, NumTasks: s.n, At: time.Now()}}}); err != nil {
 		r.cancel(err)

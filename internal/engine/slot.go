@@ -31,6 +31,10 @@ func newSlots(dir, owner string, n int) (chan *slot, string, error) {
 			}
 		}
 	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, "", fmt.Errorf("engine: slot folder: %w", err)
+	}
+	spreadSubfolders(root)
 	parts := strings.Split(owner, ":")
 	mine := filepath.Join(root, strconv.Itoa(os.Getpid())+"-"+parts[len(parts)-1])
 	ch := make(chan *slot, n)

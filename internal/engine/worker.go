@@ -479,9 +479,14 @@ func (w *worker) forgetEnded(ctx context.Context) {
 			continue
 		}
 		w.mu.Lock()
+		rv := w.views[id]
 		delete(w.views, id)
 		w.mu.Unlock()
-		os.RemoveAll(w.e.runTemp(id))
+		if rv != nil {
+			rv.removeTemp()
+		} else {
+			os.RemoveAll(w.e.runTemp(id))
+		}
 	}
 }
 
@@ -509,7 +514,7 @@ func (e *Engine) newRunner(run store.Run, fl *flow.Flow, dir string, funcs map[s
 	r := &runner{
 		e: e, run: run, fl: fl, dir: dir, funcs: funcs, obs: obs,
 		quit: make(chan struct{}), byName: map[string]*stepRun{}, events: make(chan event, 1024),
-		origin: run.OriginRunID, tmp: e.runTemp(run.ID), contracts: contracts,
+		origin: run.OriginRunID, tmp: e.runTemp(run.ID), contracts: contracts, dropping: &sync.WaitGroup{},
 	}
 	if run.ResumeFrom != "" {
 		r.rerun = map[string]bool{run.ResumeFrom: true}

@@ -127,6 +127,14 @@ func TestFeatureDriftBreachesOnShiftNotOnSameDistribution(t *testing.T) {
 	if err := json.Unmarshal(p["checks"], &breaches); err != nil || len(breaches) != 4 {
 		t.Fatalf("checks param: %s %v", p["checks"], err)
 	}
+
+	// Day 3: the drift lasts. Still a breach, stored, but not published
+	// again: a lasting breach must not start a retraining every slot.
+	e.ingest(t, "plays", plays(rng, 1000, t0.Add(60*time.Hour), 100, 20))
+	day3 := e.evaluate(t, t0.Add(72*time.Hour))
+	if !day3.Breached || !day3.Repeated || day3.Signal != "" || len(e.pub.sigs) != 1 {
+		t.Fatalf("a lasting breach: %+v, signals %d", day3, len(e.pub.sigs))
+	}
 }
 
 func mustJSON(v any) string {

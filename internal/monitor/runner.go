@@ -112,6 +112,8 @@ type Result struct {
 	Checks      []Check         `json:"checks"`
 	Breached    bool            `json:"breached"`
 	Evidence    json.RawMessage `json:"evidence"`
+	// Repeated: a breach like the previous result's, not published again.
+	Repeated bool `json:"repeated,omitempty"`
 	// Signal is the id of the signal the breach published; Error what
 	// went wrong (the evaluation, or the publication), if anything.
 	Signal string `json:"signal,omitempty"`
@@ -312,7 +314,23 @@ func (r *Runner) run(ctx context.Context, s Spec, now, due time.Time, trigger st
 	}
 	// A breach is published even when part of the evaluation failed: the
 	// checks it did judge breached, and the evidence says what is missing.
-	if res.Breached && s.Publish != "" {
+	// A scheduled evaluation publishes a breach that is new (the monitor's
+	// previous scheduled result was not one), as an alert fires when its
+	// state changes: a drift that lasts until the model serving changes
+	// must not start a retraining every slot (each retraining would
+	// supersede the last before any could be tested).
+	publish := res.Breached && s.Publish != ""
+	if publish && trigger != store.MonitorManual {
+		prev, err := r.d.Store.MonitorResults(ctx, store.MonitorResultFilter{Monitor: s.Name, Trigger: trigger, Limit: 1})
+		if err != nil {
+			return res, err
+		}
+		if len(prev) > 0 && prev[0].Breached {
+			publish = false
+			res.Repeated = true
+		}
+	}
+	if publish {
 		id := "monitor/" + s.Name + "/" + res.DueAt.Format(time.RFC3339Nano)
 		if trigger == store.MonitorManual {
 			id = "monitor/" + s.Name + "/manual/" + res.EvaluatedAt.Format(time.RFC3339Nano)

@@ -1,0 +1,47 @@
+//go:build unix
+
+package artifact
+
+import (
+	"io"
+	"io/fs"
+	"syscall"
+)
+
+// rawFile reads a file through its descriptor alone. os.Open registers
+// every file with the runtime's poller (four fcntl calls and a refused
+// epoll_ctl on Linux), which costs more than reading a blob of a few bytes.
+type rawFile int
+
+func openRaw(path string) (io.ReadCloser, error) {
+	for {
+		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		return rawFile(fd), nil
+	}
+}
+
+func (f rawFile) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, err := syscall.Read(int(f), p)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err != nil:
+			return 0, err
+		case n == 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+func (f rawFile) Close() error { return syscall.Close(int(f)) }
