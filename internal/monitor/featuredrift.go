@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -197,7 +198,11 @@ func (r *Runner) reference(ctx context.Context, s Spec) (*reference, refSource, 
 		return nil, src, fmt.Errorf("reference %s: %w", path, err)
 	}
 	defer rc.Close()
-	ref, err := readReference(rc, path, s.Features)
+	br := bufio.NewReader(rc)
+	if magic, _ := br.Peek(4); string(magic) == "PAR1" {
+		return nil, src, fmt.Errorf("reference %s is Parquet: a monitor reads a CSV training set (build it with --out FILE.csv)", path)
+	}
+	ref, err := readReference(br, path, s.Features)
 	if err != nil {
 		return nil, src, fmt.Errorf("reference: %w", err)
 	}

@@ -161,12 +161,18 @@ func TestFeatureDriftWithoutReferenceData(t *testing.T) {
 	if c := check(t, r, "psi/minutes_24h"); c.Judged || !strings.Contains(c.Note, "fewer than min_samples 50") {
 		t.Fatalf("one reference row: %+v", c)
 	}
+	// A Parquet training set: said, not misread.
+	e.model(t, "rec-home", "PAR1\x00\x01binary")
+	r = e.evaluate(t, t0.Add(26*time.Hour))
+	if r.Breached || !strings.Contains(r.Error, "reference 1/build/train.csv is Parquet: a monitor reads a CSV training set") {
+		t.Fatalf("%+v", r)
+	}
 	// A version registered without --training-set: the evaluation says so.
 	ctx := context.Background()
 	v, _ := e.st.CreateModelVersion(ctx, store.ModelVersion{Model: "rec-home", Artifact: "1/fit/m", Digest: strings.Repeat("a", 64), RunID: 1}, "t", "t")
 	e.st.TransitionModel(ctx, store.ModelTransition{Model: "rec-home", Version: v.Version, From: store.ModelRegistered, To: store.ModelProduction, Actor: "t"}, true)
-	r = e.evaluate(t, t0.Add(26*time.Hour))
-	if r.Breached || !strings.Contains(r.Error, "version 2 has no training set in its lineage") {
+	r = e.evaluate(t, t0.Add(50*time.Hour))
+	if r.Breached || !strings.Contains(r.Error, "version 3 has no training set in its lineage") {
 		t.Fatalf("%+v", r)
 	}
 }

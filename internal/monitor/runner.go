@@ -137,12 +137,12 @@ func (r Result) record() (store.MonitorResult, error) {
 		return store.MonitorResult{}, fmt.Errorf("monitor %s: checks: %w", r.Monitor, err)
 	}
 	return store.MonitorResult{Monitor: r.Monitor, Kind: r.Kind, Trigger: r.Trigger, DueAt: r.DueAt, EvaluatedAt: r.EvaluatedAt,
-		Checks: checks, Breached: r.Breached, Evidence: r.Evidence, Signal: r.Signal, Error: r.Error}, nil
+		Checks: checks, Breached: r.Breached, Repeated: r.Repeated, Evidence: r.Evidence, Signal: r.Signal, Error: r.Error}, nil
 }
 
 func fromRecord(m store.MonitorResult) (Result, error) {
 	r := Result{ID: m.ID, Monitor: m.Monitor, Kind: m.Kind, Trigger: m.Trigger, DueAt: m.DueAt.UTC(), EvaluatedAt: m.EvaluatedAt.UTC(),
-		Breached: m.Breached, Evidence: m.Evidence, Signal: m.Signal, Error: m.Error, Checks: []Check{}}
+		Breached: m.Breached, Repeated: m.Repeated, Evidence: m.Evidence, Signal: m.Signal, Error: m.Error, Checks: []Check{}}
 	if err := json.Unmarshal(m.Checks, &r.Checks); err != nil {
 		return r, fmt.Errorf("result %d of monitor %s: its stored checks do not decode: %w", m.ID, m.Monitor, err)
 	}
@@ -314,18 +314,20 @@ func (r *Runner) run(ctx context.Context, s Spec, now, due time.Time, trigger st
 	}
 	// A breach is published even when part of the evaluation failed: the
 	// checks it did judge breached, and the evidence says what is missing.
-	// A scheduled evaluation publishes a breach that is new (the monitor's
-	// previous scheduled result was not one), as an alert fires when its
-	// state changes: a drift that lasts until the model serving changes
-	// must not start a retraining every slot (each retraining would
-	// supersede the last before any could be tested).
+	// A scheduled evaluation publishes a breach that is new, as an alert
+	// fires when its state changes: a drift that lasts until the model
+	// serving changes must not start a retraining every slot (each
+	// retraining would supersede the last before any could be tested). A
+	// breach continues a run of breached results back to one whose
+	// signal went out; a run whose signal never went out (the contract
+	// refused it) publishes again, so no breach goes unsaid.
 	publish := res.Breached && s.Publish != ""
 	if publish && trigger != store.MonitorManual {
-		prev, err := r.d.Store.MonitorResults(ctx, store.MonitorResultFilter{Monitor: s.Name, Trigger: trigger, Limit: 1})
+		said, err := r.breachSaid(ctx, s.Name)
 		if err != nil {
 			return res, err
 		}
-		if len(prev) > 0 && prev[0].Breached {
+		if said {
 			publish = false
 			res.Repeated = true
 		}
@@ -368,6 +370,30 @@ func (r *Runner) run(ctx context.Context, s Spec, now, due time.Time, trigger st
 		r.d.Log.Info("monitor breached", "monitor", s.Name, "due", res.DueAt, "signal", res.Signal)
 	}
 	return res, nil
+}
+
+// breachSaid reports whether the monitor's newest scheduled results are
+// a run of breaches one of which published its signal.
+func (r *Runner) breachSaid(ctx context.Context, monitor string) (bool, error) {
+	var before int64
+	for {
+		prev, err := r.d.Store.MonitorResults(ctx, store.MonitorResultFilter{Monitor: monitor, Trigger: store.MonitorScheduled, BeforeID: before, Limit: 100})
+		if err != nil {
+			return false, err
+		}
+		for _, p := range prev {
+			if !p.Breached {
+				return false, nil
+			}
+			if p.Signal != "" {
+				return true, nil
+			}
+		}
+		if len(prev) < 100 {
+			return false, nil
+		}
+		before = prev[len(prev)-1].ID
+	}
 }
 
 // marshalEvidence writes an evaluation's evidence; an evaluation that

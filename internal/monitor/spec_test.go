@@ -319,4 +319,22 @@ func TestRefusedSignalIsStoredAndCounted(t *testing.T) {
 	if len(e.pub.sigs) != 0 {
 		t.Fatalf("published: %+v", e.pub.sigs)
 	}
+	// The contract is mended: the breach that goes on was never said, so
+	// the next slot says it; the slot after only repeats it (stored so).
+	if _, err := catalog.Apply(context.Background(), e.st, []catalog.Document{{Path: "s.yaml", Data: []byte(docsContract(t))}}); err != nil {
+		t.Fatal(err)
+	}
+	e.ingest(t, "plays", plays(rng, 300, t0.Add(25*time.Hour), 200, 50))
+	r = e.evaluate(t, t0.Add(26*time.Hour))
+	if !r.Breached || r.Repeated || r.Signal != "monitor/member-drift/2026-11-29T00:00:00Z" || r.Error != "" || len(e.pub.sigs) != 1 {
+		t.Fatalf("the mended contract: %+v", r)
+	}
+	e.ingest(t, "plays", plays(rng, 300, t0.Add(49*time.Hour), 200, 50))
+	r = e.evaluate(t, t0.Add(50*time.Hour))
+	if !r.Breached || !r.Repeated || r.Signal != "" || len(e.pub.sigs) != 1 {
+		t.Fatalf("a lasting breach: %+v", r)
+	}
+	if stored, _ := Results(context.Background(), e.st, "member-drift", 1); !stored[0].Repeated {
+		t.Fatalf("stored: %+v", stored[0])
+	}
 }

@@ -996,9 +996,12 @@ type MonitorResult struct {
 	EvaluatedAt time.Time       `json:"evaluated_at"`
 	Checks      json.RawMessage `json:"checks"`
 	Breached    bool            `json:"breached"`
-	Evidence    json.RawMessage `json:"evidence"`
-	Signal      string          `json:"signal,omitempty"`
-	Error       string          `json:"error,omitempty"`
+	// Repeated marks a breach that continues one whose signal went out:
+	// stored, not published again.
+	Repeated bool            `json:"repeated,omitempty"`
+	Evidence json.RawMessage `json:"evidence"`
+	Signal   string          `json:"signal,omitempty"`
+	Error    string          `json:"error,omitempty"`
 }
 
 // MonitorResultFilter selects results, newest first. Zero fields match

@@ -57,13 +57,13 @@ func (s *Store) Monitors(ctx context.Context) ([]store.Monitor, error) {
 	return out, nil
 }
 
-const monitorResultCols = `id, monitor, kind, trigger_kind, due_at, evaluated_at, checks, breached, evidence, signal_id, error`
+const monitorResultCols = `id, monitor, kind, trigger_kind, due_at, evaluated_at, checks, breached, repeated, evidence, signal_id, error`
 
 func scanMonitorResult(row scanner) (store.MonitorResult, error) {
 	var r store.MonitorResult
 	var due, at int64
 	var checks, evidence string
-	if err := row.Scan(&r.ID, &r.Monitor, &r.Kind, &r.Trigger, &due, &at, &checks, &r.Breached, &evidence, &r.Signal, &r.Error); err != nil {
+	if err := row.Scan(&r.ID, &r.Monitor, &r.Kind, &r.Trigger, &due, &at, &checks, &r.Breached, &r.Repeated, &evidence, &r.Signal, &r.Error); err != nil {
 		return r, err
 	}
 	r.DueAt, r.EvaluatedAt = fromMicros(due), fromMicros(at)
@@ -86,9 +86,9 @@ func (s *Store) AddMonitorResult(ctx context.Context, r store.MonitorResult) (st
 		evidence = "{}"
 	}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO monitor_results (monitor, kind, trigger_kind, due_at, evaluated_at, checks, breached, evidence, signal_id, error)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING RETURNING id`,
-			r.Monitor, r.Kind, r.Trigger, micros(r.DueAt), micros(r.EvaluatedAt), checks, r.Breached, evidence, r.Signal, r.Error).Scan(&r.ID)
+		return tx.QueryRowContext(ctx, `INSERT INTO monitor_results (monitor, kind, trigger_kind, due_at, evaluated_at, checks, breached, repeated, evidence, signal_id, error)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING RETURNING id`,
+			r.Monitor, r.Kind, r.Trigger, micros(r.DueAt), micros(r.EvaluatedAt), checks, r.Breached, r.Repeated, evidence, r.Signal, r.Error).Scan(&r.ID)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("monitor %s already has a result for %s: %w", r.Monitor, r.DueAt.UTC().Format("2006-01-02T15:04:05Z07:00"), store.ErrConflict)

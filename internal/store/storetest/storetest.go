@@ -1414,7 +1414,7 @@ func testMonitors(t *testing.T, s store.Store) {
 		ids = append(ids, r.ID)
 	}
 	manual, err := s.AddMonitorResult(c, store.MonitorResult{Monitor: "drift", Kind: "feature_drift", Trigger: store.MonitorManual,
-		DueAt: day, EvaluatedAt: day.Add(time.Hour), Error: "publish drift_detected: no contract"})
+		DueAt: day, EvaluatedAt: day.Add(time.Hour), Breached: true, Repeated: true, Error: "publish drift_detected: no contract"})
 	if err != nil {
 		t.Fatalf("manual: %v", err)
 	}
@@ -1434,7 +1434,7 @@ func testMonitors(t *testing.T, s store.Store) {
 		string(got.Checks) != `[{"name":"psi","value":0.3}]` || string(got.Evidence) != `{"n":1}` || got.Kind != "feature_drift" || got.Trigger != store.MonitorScheduled {
 		t.Fatalf("stored: %+v", got)
 	}
-	if rs[0].Error != "publish drift_detected: no contract" || rs[0].Trigger != store.MonitorManual {
+	if rs[0].Error != "publish drift_detected: no contract" || rs[0].Trigger != store.MonitorManual || !rs[0].Repeated || rs[1].Repeated {
 		t.Fatalf("manual stored: %+v", rs[0])
 	}
 	// The newest scheduled one: what the schedule is judged from.
