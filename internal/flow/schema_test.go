@@ -70,7 +70,7 @@ func flowFiles(t *testing.T) []string {
 	// Feature, endpoint and experiment files are not flows.
 	var files []string
 	for _, p := range all {
-		if b, err := os.ReadFile(p); err == nil && !regexp.MustCompile(`(?m)^(entities|sources|features|endpoints|experiments):`).Match(b) {
+		if b, err := os.ReadFile(p); err == nil && !regexp.MustCompile(`(?m)^(entities|sources|features|endpoints|experiments|monitors):`).Match(b) {
 			files = append(files, p)
 		}
 	}
