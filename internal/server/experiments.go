@@ -299,8 +299,14 @@ func (x *experiments) pass(ctx context.Context) error {
 	x.flush(context.WithoutCancel(ctx))
 	err := x.refresh(ctx)
 	if x.s.orch.Leading() {
-		if _, gerr := x.monitor.Tick(ctx); gerr != nil {
+		pauses, gerr := x.monitor.Tick(ctx)
+		if gerr != nil {
 			err = errors.Join(err, fmt.Errorf("guardrails: %w", gerr))
+		}
+		// A paused experiment stops assigning now, not at the next
+		// pass: its treatment must not be served another interval.
+		if len(pauses) > 0 {
+			err = errors.Join(err, x.refresh(ctx))
 		}
 	}
 	return err

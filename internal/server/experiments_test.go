@@ -144,3 +144,70 @@ func TestExperimentsEndToEnd(t *testing.T) {
 		t.Fatalf("resume a stopped experiment: %d %s", r.code, r.body)
 	}
 }
+
+// TestGuardrailPauseServesControlAtOnce: the pass that pauses an
+// experiment also stops its assignments, so no unit gets the harmful
+// treatment after the pause (with the periodic judges left to Step, as
+// baton demo runs the server, nothing else would refresh them).
+func TestGuardrailPauseServesControlAtOnce(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2027, 1, 4, 0, 0, 0, 0, time.UTC)
+	h := newHarness(t, Options{Manual: true, Now: func() time.Time { return now }})
+	ctx := context.Background()
+	modelVersion(t, h, "m", `{"kind":"linear","bias":1,"weights":{"x":0}}`, store.ModelCanary, store.ModelProduction)
+	modelVersion(t, h, "m", `{"kind":"linear","bias":2,"weights":{"x":0}}`)
+	eps := []serve.Endpoint{{Name: "m", Model: "m", Fallback: serve.Fallback{Static: 0.0}}}
+	if r := h.do(t, "POST", "/api/v1/endpoints", eps, ""); r.code != 200 {
+		t.Fatalf("endpoints: %d %s", r.code, r.body)
+	}
+	exp := []experiment.Spec{{Name: "errs", Endpoint: "m", Metrics: []string{"errors"},
+		Variants:   []experiment.Variant{{Name: "control", Weight: 0.5, ModelVersion: 1}, {Name: "treatment", Weight: 0.5, ModelVersion: 2}},
+		Guardrails: []experiment.Guardrail{{Metric: "errors", Direction: "increase", MaxDegradation: 0.005}}, Interval: experiment.Duration(time.Hour)}}
+	if r := h.do(t, "POST", "/api/v1/experiments", exp, ""); r.code != 200 {
+		t.Fatalf("apply: %d %s", r.code, r.body)
+	}
+	if err := h.s.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	serveAll := func() map[string]int {
+		arms := map[string]int{}
+		for i := range 200 {
+			var resp serve.Response
+			h.do(t, "POST", "/api/v1/predict/m", map[string]any{"key": fmt.Sprintf("u%d", i), "features": map[string]any{"x": 0}}, "").json(t, &resp)
+			arms[resp.Experiment]++
+		}
+		return arms
+	}
+	if arms := serveAll(); arms["errs/treatment"] == 0 {
+		t.Fatalf("before the pause: %v", arms)
+	}
+	if err := h.s.Step(ctx); err != nil { // the exposures are written
+		t.Fatal(err)
+	}
+	ex, err := h.st.Exposures(ctx, "errs", 1)
+	if err != nil || len(ex) != 200 {
+		t.Fatalf("%d exposures: %v", len(ex), err)
+	}
+	var evs []store.MetricEvent
+	for _, e := range ex {
+		v := 0.0
+		if e.Variant == "treatment" {
+			v = 1
+		}
+		evs = append(evs, store.MetricEvent{Unit: e.Unit, Metric: "errors", Value: v})
+	}
+	if r := h.do(t, "POST", "/api/v1/experiments/errs/metrics", evs, ""); r.code != 200 {
+		t.Fatalf("metrics: %d %s", r.code, r.body)
+	}
+	now = now.Add(time.Hour)
+	if err := h.s.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	xs, err := h.st.Experiments(ctx)
+	if err != nil || len(xs) != 1 || xs[0].Status != store.ExperimentPaused {
+		t.Fatalf("after the guardrail's pass: %+v %v", xs, err)
+	}
+	if arms := serveAll(); arms["errs/treatment"] != 0 {
+		t.Fatalf("the pass that paused the experiment left it assigning: %v", arms)
+	}
+}
