@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -37,8 +39,18 @@ import (
 //     and removed there, so the waits overlap.
 //
 // Staging and drop folders sit beside the step folders in in/, named with a
-// leading dot that no step name has, on the same file system (a rename
-// never copies).
+// leading dot that no step name has and a random suffix, on the same file
+// system (a rename never copies).
+//
+// Tasks run as baton's user and can change anything in the scratch folder:
+// one may put a link in place of its BATON_INPUT_DIR, of in/, of an
+// upstream step's folder, or of a folder not made yet. Baton never follows
+// such a link: the run's scratch folder is opened once, when a step's
+// inputs are filled, and every folder below it is reached from that
+// descriptor one name at a time, refusing links (openBeneath); folders are
+// made and removed relative to their parent's descriptor. A link in the
+// way fails the filling, and removal leaves it, and whatever is behind it,
+// to the RemoveAll of the scratch folder, which removes a link itself.
 
 // inputWorkers is how many goroutines fill, and remove, a step's inputs.
 const inputWorkers = 4
@@ -50,13 +62,22 @@ type inputDir struct {
 	mu      sync.Mutex
 	filled  bool
 	removed bool
-	path    string
+	path    string // BATON_INPUT_DIR
+	scratch string // the run's scratch folder
 	err     error
+	// root is the run's scratch folder, open from the filling to the
+	// removal (when rooted); every path below is relative to it.
+	root   int
+	rooted bool
+	rel    string // in/STEP
 	// What was made, for remove: the folders made in place (in/STEP and
 	// the <up> folders of foreach steps in it, parents first), and the
 	// units moved into them.
 	dirs  []string
 	units []*inputUnit
+	// noOpenat2 is set when the kernel (or a seccomp filter) refuses
+	// openat2: openBeneath then walks one name at a time.
+	noOpenat2 atomic.Bool
 }
 
 // inputUnit is a folder of inputs made off to the side and moved in whole:
@@ -94,6 +115,10 @@ func containsStr(list []string, s string) bool {
 	return false
 }
 
+// errLinkInPlace is what filling a step's inputs fails with when a task
+// put a link, or a file, where one of baton's folders goes.
+var errLinkInPlace = errors.New("a link or a file is where baton makes a folder (a task of the run put it there; baton never follows a link)")
+
 // inputDir returns the folder of step s's inputs, filling it on the first
 // call.
 func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
@@ -106,6 +131,9 @@ func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
 			in.err = errors.New("the step's inputs were removed: it has ended")
 		} else {
 			in.err = r.fillInputs(ctx, s)
+			if errors.Is(in.err, errLinkInPlace) {
+				in.err = fmt.Errorf("%w; a step's tasks must leave what is in %s as it is", in.err, filepath.Join(r.tmp, "in"))
+			}
 		}
 	}
 	return in.path, in.err
@@ -115,12 +143,21 @@ func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
 // of this file.
 func (r *runner) fillInputs(ctx context.Context, s *stepRun) error {
 	in := &s.inputs
-	root := filepath.Join(r.tmp, "in")
-	in.path = filepath.Join(root, s.def.Name)
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	in.rel = filepath.Join("in", s.def.Name)
+	in.scratch = r.tmp
+	in.path = filepath.Join(r.tmp, in.rel)
+	if err := os.MkdirAll(r.tmp, 0o755); err != nil {
 		return err
 	}
-	if err := in.mkdir(in.path); err != nil {
+	root, err := openDir(unix.AT_FDCWD, r.tmp)
+	if err != nil {
+		return in.placeErr(err)
+	}
+	in.root, in.rooted = root, true
+	if err := in.mkdir("in", false); err != nil {
+		return err
+	}
+	if err := in.mkdir(in.rel, true); err != nil {
 		return err
 	}
 	for _, up := range s.needs {
@@ -132,15 +169,15 @@ func (r *runner) fillInputs(ctx context.Context, s *stepRun) error {
 			continue
 		}
 		if !up.foreach {
-			u := &inputUnit{parent: in.path, name: up.def.Name}
+			u := &inputUnit{parent: in.rel, name: up.def.Name}
 			for _, a := range arts {
 				u.add(a)
 			}
 			in.units = append(in.units, u)
 			continue
 		}
-		p := filepath.Join(in.path, up.def.Name)
-		if err := in.mkdir(p); err != nil {
+		p := filepath.Join(in.rel, up.def.Name)
+		if err := in.mkdir(p, true); err != nil {
 			return err
 		}
 		byIndex := map[int]*inputUnit{}
@@ -157,38 +194,68 @@ func (r *runner) fillInputs(ctx context.Context, s *stepRun) error {
 	for i, u := range in.units {
 		u.stage = strconv.Itoa(i)
 	}
-	return in.each(root, ".fill-"+s.def.Name, func(work int, _ string, u *inputUnit, parent int) error {
-		return r.fillUnit(ctx, work, u, parent, in.path)
+	return in.each(".fill-"+s.def.Name, true, func(work int, u *inputUnit, parent int) error {
+		return r.fillUnit(ctx, in, work, u, parent)
 	})
 }
 
-// mkdir makes folder p, which may exist (a step filled again in the same
-// scratch folder), and records it for remove.
-func (in *inputDir) mkdir(p string) error {
-	if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
+// mkdir makes folder rel below the root, which may exist (a step filled
+// again in the same scratch folder) but must be a folder, not a link; and
+// records it for remove if record.
+func (in *inputDir) mkdir(rel string, record bool) error {
+	parent, err := in.openBeneath(in.root, filepath.Dir(rel), dirFlags, 0)
+	if err != nil {
+		return in.placeErr(err)
 	}
-	in.dirs = append(in.dirs, p)
+	defer unix.Close(parent)
+	name := filepath.Base(rel)
+	if err := unix.Mkdirat(parent, name, 0o755); err != nil && err != unix.EEXIST {
+		return &fs.PathError{Op: "mkdir", Path: filepath.Join(in.scratch, rel), Err: err}
+	}
+	// Made or already there, it is checked: a link in its place is not
+	// a folder of baton's.
+	fd, err := openDir(parent, name)
+	if err != nil {
+		return in.placeErr(&fs.PathError{Op: "open", Path: rel, Err: errors.Unwrap(err)})
+	}
+	unix.Close(fd)
+	if record {
+		in.dirs = append(in.dirs, rel)
+	}
 	return nil
+}
+
+// placeErr names the full path of err, a path error below the root, and
+// marks the errors of a link or a file in the place of a folder.
+func (in *inputDir) placeErr(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok && !filepath.IsAbs(pe.Path) {
+		err = &fs.PathError{Op: pe.Op, Path: filepath.Join(in.scratch, pe.Path), Err: pe.Err}
+	}
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EXDEV) {
+		return fmt.Errorf("%w: %w", errLinkInPlace, err)
+	}
+	return err
 }
 
 // fillUnit makes unit u in the staging folder work and moves it into its
 // parent folder.
-func (r *runner) fillUnit(ctx context.Context, work int, u *inputUnit, parent int, top string) error {
+func (r *runner) fillUnit(ctx context.Context, in *inputDir, work int, u *inputUnit, parent int) error {
 	fail := func(name string, err error) error {
-		rel, _ := filepath.Rel(top, filepath.Join(u.parent, u.name, name))
+		rel, _ := filepath.Rel(in.rel, filepath.Join(u.parent, u.name, name))
 		return fmt.Errorf("input %s: %w", filepath.ToSlash(rel), err)
 	}
 	if err := unix.Mkdirat(work, u.stage, 0o755); err != nil {
 		return fail("", err)
 	}
 	for _, d := range u.subdirs {
-		if err := unix.Mkdirat(work, u.stage+"/"+d, 0o755); err != nil {
+		if err := in.mkdirBeneath(work, u.stage+"/"+d); err != nil {
 			return fail(d, err)
 		}
 	}
 	for _, f := range u.files {
-		fd, err := unix.Openat(work, u.stage+"/"+f.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o444)
+		// The staging folder is in in/, where tasks can write: a name
+		// with folders in it is resolved refusing links too.
+		fd, err := in.openBeneath(work, u.stage+"/"+f.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o444)
 		if err != nil {
 			return fail(f.name, err)
 		}
@@ -208,29 +275,38 @@ func (r *runner) fillUnit(ctx context.Context, work int, u *inputUnit, parent in
 }
 
 // each runs fn on every unit from inputWorkers goroutines, each with a
-// folder of its own named prefix-N in root (open as work, and its path) and
-// the unit's parent folder (open). It stops at the first error, which it
-// returns. The goroutines' folders are removed after, when empty.
-func (in *inputDir) each(root, prefix string, fn func(work int, workPath string, u *inputUnit, parent int) error) error {
+// folder of its own named prefix-RANDOM in in/ (open as work) and the
+// unit's parent folder (open). It stops at the first error, which it
+// returns. A unit whose parent cannot be opened (a link in its place)
+// fails the whole if strict, else is skipped. The goroutines' folders are
+// removed after, when empty.
+func (in *inputDir) each(prefix string, strict bool, fn func(work int, u *inputUnit, parent int) error) error {
 	if len(in.units) == 0 {
 		return nil
 	}
 	parents := map[string]int{}
 	defer func() {
 		for _, fd := range parents {
-			unix.Close(fd)
+			if fd >= 0 {
+				unix.Close(fd)
+			}
 		}
 	}()
 	for _, u := range in.units {
 		if _, ok := parents[u.parent]; ok {
 			continue
 		}
-		fd, err := openDir(unix.AT_FDCWD, u.parent)
-		if err != nil {
-			return err
+		fd, err := in.openBeneath(in.root, u.parent, dirFlags, 0)
+		if err != nil && strict {
+			return in.placeErr(err)
 		}
 		parents[u.parent] = fd
 	}
+	top, err := in.openBeneath(in.root, "in", dirFlags, 0)
+	if err != nil {
+		return in.placeErr(err)
+	}
+	defer unix.Close(top)
 	var (
 		next   atomic.Int64
 		failed atomic.Bool
@@ -239,19 +315,13 @@ func (in *inputDir) each(root, prefix string, fn func(work int, workPath string,
 	)
 	for w := range errs {
 		wg.Go(func() {
-			dir := filepath.Join(root, prefix+"-"+strconv.Itoa(w))
-			if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-				errs[w] = err
-				failed.Store(true)
-				return
-			}
-			defer unix.Rmdir(dir)
-			work, err := openDir(unix.AT_FDCWD, dir)
+			name, work, err := mkdirTempAt(top, prefix+"-")
 			if err != nil {
-				errs[w] = err
+				errs[w] = in.placeErr(err)
 				failed.Store(true)
 				return
 			}
+			defer unix.Unlinkat(top, name, unix.AT_REMOVEDIR)
 			defer unix.Close(work)
 			for !failed.Load() {
 				i := int(next.Add(1) - 1)
@@ -259,7 +329,11 @@ func (in *inputDir) each(root, prefix string, fn func(work int, workPath string,
 					return
 				}
 				u := in.units[i]
-				if err := fn(work, dir, u, parents[u.parent]); err != nil {
+				parent := parents[u.parent]
+				if parent < 0 {
+					continue
+				}
+				if err := fn(work, u, parent); err != nil {
 					errs[w] = err
 					failed.Store(true)
 				}
@@ -273,7 +347,7 @@ func (in *inputDir) each(root, prefix string, fn func(work int, workPath string,
 // remove deletes what fillInputs made, once: every unit it placed, moved
 // into a drop folder and removed there, then the folders it made in
 // place. Whatever a task added is left for the caller's RemoveAll of the
-// run's scratch folder, as is a unit a task replaced with a link (which
+// run's scratch folder, as is a folder a task replaced with a link (which
 // is never followed).
 func (in *inputDir) remove() {
 	in.mu.Lock()
@@ -282,12 +356,14 @@ func (in *inputDir) remove() {
 		return
 	}
 	in.removed = true
-	if len(in.dirs) == 0 {
+	if !in.rooted {
 		return
 	}
-	root := filepath.Dir(in.path)
-	step := filepath.Base(in.path)
-	in.each(root, ".drop-"+step, func(drop int, dropPath string, u *inputUnit, parent int) error {
+	defer func() {
+		unix.Close(in.root)
+		in.rooted = false
+	}()
+	in.each(".drop-"+filepath.Base(in.rel), false, func(drop int, u *inputUnit, parent int) error {
 		if !u.placed {
 			return nil
 		}
@@ -306,19 +382,25 @@ func (in *inputDir) remove() {
 			}
 		}
 		// Nested folders, something a task added, or not a folder any
-		// more: os.RemoveAll never follows a link.
-		os.RemoveAll(filepath.Join(dropPath, u.stage))
+		// more.
+		removeAllAt(drop, u.stage)
 		return nil
 	})
 	for i := len(in.dirs) - 1; i >= 0; i-- {
-		unix.Rmdir(in.dirs[i])
+		if parent, err := in.openBeneath(in.root, filepath.Dir(in.dirs[i]), dirFlags, 0); err == nil {
+			unix.Unlinkat(parent, filepath.Base(in.dirs[i]), unix.AT_REMOVEDIR)
+			unix.Close(parent)
+		}
 	}
 	in.units, in.dirs = nil, nil
 }
 
+// dirFlags open a folder, never through a link.
+const dirFlags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+
 func openDir(at int, path string) (int, error) {
 	for {
-		fd, err := unix.Openat(at, path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(at, path, dirFlags, 0)
 		if err == unix.EINTR {
 			continue
 		}
@@ -327,6 +409,131 @@ func openDir(at int, path string) (int, error) {
 		}
 		return fd, nil
 	}
+}
+
+// openBeneath opens rel, a slash-separated path below folder dir, with
+// flags and mode, following no link on the way and not the last name
+// either (ELOOP, or ENOTDIR when a folder is asked for). openat2 does
+// that in one call; without it each folder on the way is opened in turn.
+func (in *inputDir) openBeneath(dir int, rel string, flags int, mode uint32) (int, error) {
+	if !in.noOpenat2.Load() {
+		how := unix.OpenHow{Flags: uint64(flags | unix.O_NOFOLLOW), Mode: uint64(mode),
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
+		for try := 0; ; try++ {
+			fd, err := unix.Openat2(dir, rel, &how)
+			switch {
+			case err == nil:
+				return fd, nil
+			case err == unix.EINTR || (err == unix.EAGAIN && try < 3):
+				continue
+			case err == unix.ENOSYS || err == unix.EPERM:
+				in.noOpenat2.Store(true)
+			case err != unix.EAGAIN:
+				return -1, &fs.PathError{Op: "open", Path: rel, Err: err}
+			}
+			break
+		}
+	}
+	return walkBeneath(dir, rel, flags, mode)
+}
+
+// walkBeneath is openBeneath one name at a time.
+func walkBeneath(dir int, rel string, flags int, mode uint32) (int, error) {
+	at, owned := dir, false
+	defer func() {
+		if owned {
+			unix.Close(at)
+		}
+	}()
+	names := strings.Split(rel, "/")
+	for i, name := range names {
+		if name == ".." || name == "" { // "" also when rel is absolute
+			return -1, &fs.PathError{Op: "open", Path: rel, Err: unix.EXDEV}
+		}
+		f, m := dirFlags, uint32(0)
+		if i == len(names)-1 {
+			f, m = flags|unix.O_NOFOLLOW, mode
+		}
+		var fd int
+		var err error
+		for {
+			if fd, err = unix.Openat(at, name, f, m); err != unix.EINTR {
+				break
+			}
+		}
+		if err != nil {
+			return -1, &fs.PathError{Op: "open", Path: rel, Err: err}
+		}
+		if owned {
+			unix.Close(at)
+		}
+		at, owned = fd, true
+	}
+	owned = false
+	return at, nil
+}
+
+// mkdirBeneath makes folder rel below folder dir, following no link.
+func (in *inputDir) mkdirBeneath(dir int, rel string) error {
+	parent, err := in.openBeneath(dir, filepath.Dir(rel), dirFlags, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(parent)
+	if err := unix.Mkdirat(parent, filepath.Base(rel), 0o755); err != nil {
+		return &fs.PathError{Op: "mkdir", Path: rel, Err: err}
+	}
+	return nil
+}
+
+// mkdirTempAt makes and opens a folder of folder dir named prefix and a
+// random suffix, so a task of the run cannot have a link waiting under
+// its name; it is opened refusing a link all the same.
+func mkdirTempAt(dir int, prefix string) (string, int, error) {
+	for range 100 {
+		name := prefix + strconv.FormatUint(rand.Uint64(), 36)
+		err := unix.Mkdirat(dir, name, 0o700)
+		if err == unix.EEXIST {
+			continue
+		}
+		if err != nil {
+			return "", -1, &fs.PathError{Op: "mkdir", Path: name, Err: err}
+		}
+		fd, err := openDir(dir, name)
+		if err != nil {
+			return "", -1, err
+		}
+		return name, fd, nil
+	}
+	return "", -1, &fs.PathError{Op: "mkdir", Path: prefix + "*", Err: unix.EEXIST}
+}
+
+// removeAllAt removes name from folder dir and, if it is a folder,
+// everything in it, following no link: a link is removed itself.
+func removeAllAt(dir int, name string) error {
+	err := unix.Unlinkat(dir, name, 0)
+	if err == nil || err == unix.ENOENT {
+		return nil
+	}
+	if err != unix.EISDIR && err != unix.EPERM {
+		return &fs.PathError{Op: "unlink", Path: name, Err: err}
+	}
+	fd, err := openDir(dir, name)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	names, rerr := f.Readdirnames(-1)
+	for _, n := range names {
+		if err := removeAllAt(fd, n); err != nil && rerr == nil {
+			rerr = err
+		}
+	}
+	f.Close()
+	if err := unix.Unlinkat(dir, name, unix.AT_REMOVEDIR); err != nil && err != unix.ENOENT {
+		return errors.Join(rerr, &fs.PathError{Op: "rmdir", Path: name, Err: err})
+	}
+	return rerr
 }
 
 // fdWriter writes to a file descriptor: os.NewFile would register the
