@@ -49,12 +49,11 @@ func TestDemo(t *testing.T) {
 	if err := json.Unmarshal([]byte(must(t, baton(t, home, "lineage", "signal", "data_landed", "-o", "json"), 0).stdout), &landed); err != nil {
 		t.Fatal(err)
 	}
-	if len(landed.Recent) != 11 {
-		t.Fatalf("%d data_landed signals, want 11 (the history's last day and 10 days)", len(landed.Recent))
-	}
+	// Each night the interactions partition and the catalog: 11 each
+	// (the history's last day and 10 days); the catalog starts nothing.
 	for _, r := range landed.Recent {
-		if len(r.Triggered) != 2 {
-			t.Fatalf("data_landed %v started runs %v, want member-features and decide", r.Params, r.Triggered)
+		if want := map[string]int{"interactions": 2, "catalog": 0}[r.Params["table"].(string)]; len(r.Triggered) != want {
+			t.Fatalf("data_landed %v started runs %v, want %d", r.Params, r.Triggered, want)
 		}
 	}
 	signals := func(name string) []map[string]any {
@@ -69,6 +68,13 @@ func TestDemo(t *testing.T) {
 			ps = append(ps, s.Params)
 		}
 		return ps
+	}
+	tables := map[string]int{}
+	for _, p := range signals("data_landed") {
+		tables[p["table"].(string)]++
+	}
+	if tables["interactions"] != 11 || tables["catalog"] != 11 {
+		t.Fatalf("data_landed by table: %v, want 11 of interactions and 11 of the catalog", tables)
 	}
 	if n := len(signals("features_ready")); n != 11 {
 		t.Fatalf("%d features_ready, want 11", n)
@@ -169,6 +175,54 @@ func TestDemo(t *testing.T) {
 	online := sum["online"].(map[string]any)
 	if online["errors"].(float64) != 0 || online["outage_fallback_rate"].(float64) != 1 {
 		t.Fatalf("online: %v", online)
+	}
+
+	// The quality scenarios, measured by the server from what happened
+	// (scenario monitors' results in the store): QS-02 saw the catalog
+	// grow by 500 and a retrained rec-als after it; QS-03 timed the
+	// regression's pause from its breach.
+	scenario := func(monitor string) map[string]any {
+		var rs []struct {
+			Evidence map[string]any `json:"evidence"`
+			Error    string         `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(must(t, baton(t, home, "monitor", "results", monitor, "--limit", "1", "-o", "json"), 0).stdout), &rs); err != nil {
+			t.Fatal(err)
+		}
+		if len(rs) != 1 || rs[0].Error != "" {
+			t.Fatalf("%s: %+v", monitor, rs)
+		}
+		return rs[0].Evidence
+	}
+	qs2 := scenario("qs-02-catalog-expansion")
+	cases, _ := qs2["cases"].([]any)
+	if len(cases) != 1 || !strings.Contains(cases[0].(map[string]any)["subject"].(string), "300 → 800") || cases[0].(map[string]any)["response"] == nil {
+		t.Fatalf("QS-02: %v", qs2)
+	}
+	qs3 := scenario("qs-03-guardrail-pause")
+	found := false
+	for _, c := range qs3["cases"].([]any) {
+		c := c.(map[string]any)
+		if c["subject"] == "experiment "+exp+"@1" {
+			found = true
+			if c["response"] == nil || c["measured"] == nil || c["status"] == "pending" {
+				t.Fatalf("QS-03 of the paused %s: %v", exp, c)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("QS-03 has no case for %s: %v", exp, qs3)
+	}
+	q := must(t, baton(t, home, "docs", "--view", "quality"), 0).stdout
+	for _, want := range []string{"### Measured by the server", "| QS-01 |", "| QS-02 |", "| QS-03 |", "qs-03-guardrail-pause |"} {
+		if !strings.Contains(q, want) {
+			t.Fatalf("baton docs --view quality has no %q:\n%s", want, q)
+		}
+	}
+	for _, qs := range sum["quality_scenarios"].([]any) {
+		if qs.(map[string]any)["status"] == "" {
+			t.Fatalf("a scenario in the summary without a status: %v", qs)
+		}
 	}
 
 	// The same seed and flags: the same summary, timings aside. A request

@@ -12,6 +12,7 @@ import (
 	"github.com/baton-ml/baton/internal/catalog"
 	"github.com/baton-ml/baton/internal/experiment"
 	"github.com/baton-ml/baton/internal/feature"
+	"github.com/baton-ml/baton/internal/monitor"
 	"github.com/baton-ml/baton/internal/serve"
 	"github.com/baton-ml/baton/internal/store"
 	"github.com/baton-ml/baton/internal/store/sqlite"
@@ -302,4 +303,29 @@ func TestShadowOf(t *testing.T) {
 			t.Errorf("%+v: %q, want %q", c.live, got, c.want)
 		}
 	}
+}
+
+// A declared quality scenario shows in quality.md as the server last
+// measured it: before any evaluation, and after one.
+func TestQualityScenariosMeasured(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := fixture(t)
+	doc, err := monitor.ParseJSON([]byte(`[{"name": "qs-03", "kind": "scenario", "every": "1h",
+		"scenario": {"id": "QS-03", "target": "a breach pauses within an hour", "measure": "guardrail_pause", "within": "1h"}}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := doc.Apply(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	wantIn(t, "quality.md", generate(t, st)["quality.md"],
+		"### Measured by the server", "| QS-03 | a breach pauses within an hour | - | not evaluated yet | - | - | qs-03 |")
+	r := monitor.NewRunner(monitor.Deps{Store: st})
+	at := time.Date(2027, 1, 4, 5, 0, 0, 0, time.UTC)
+	if _, err := r.EvaluateDue(ctx, at); err != nil {
+		t.Fatal(err)
+	}
+	got := generate(t, st)["quality.md"]
+	wantIn(t, "quality.md", got, "| QS-03 | a breach pauses within an hour | - | none | 2027-01-04 05:00:00 |")
 }

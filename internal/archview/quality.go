@@ -26,6 +26,35 @@ func Scenarios(s *Snapshot) []Scenario {
 
 func qualityView(s *Snapshot) string {
 	var d doc
+	if len(s.Scenarios) > 0 {
+		d.line("### Measured by the server")
+		d.blank()
+		d.line("Each declared quality scenario (a monitor of kind `scenario`) as its newest evaluation measured it from what happened: pending means a stimulus whose deadline has not come, none that nothing has happened to measure yet. `baton monitor results MONITOR` has every evaluation.")
+		d.blank()
+		var rows [][]string
+		for _, m := range s.Scenarios {
+			measured, status, asOf, detail := "-", "not evaluated yet", "-", "-"
+			if m.Evaluated {
+				ev := m.Evidence
+				status, detail, asOf = ev.Status, ev.Detail, m.EvaluatedAt.UTC().Format(time.DateTime)
+				if ev.Measured != nil {
+					measured = num(*ev.Measured) + " " + ev.Unit
+				}
+				if m.Error != "" {
+					detail += " (error: " + m.Error + ")"
+				}
+			}
+			target := m.Spec.Target
+			if target == "" {
+				target = m.Spec.Measure + " within " + m.Spec.Within.String()
+			}
+			rows = append(rows, []string{m.Spec.ID, target, measured, status, asOf, detail, m.Monitor})
+		}
+		d.table([]string{"scenario", "target", "measured response", "status", "as of", "detail", "monitor"}, rows)
+		d.blank()
+		d.line("### Derived from the configured targets")
+		d.blank()
+	}
 	d.line("Each row is derived from a configured target; a target that is not configured has no scenario (see the debt register).")
 	d.blank()
 	var rows [][]string

@@ -28,7 +28,6 @@ import (
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/atomicfile"
 	"github.com/baton-ml/baton/internal/catalog"
-	"github.com/baton-ml/baton/internal/experiment"
 	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/home"
@@ -134,18 +133,6 @@ type Demo struct {
 	mu        sync.Mutex
 	latencies []float64
 	outage    struct{ requests, fallback int }
-
-	// What the metrics pipeline saw of each experiment's arms, to time
-	// QS-03: when the treatment's playback errors per unit first exceeded
-	// control's by more than 0.5%, and when the experiment was paused.
-	arms     map[string]map[string]*armStat
-	breachAt map[string]time.Time
-	pausedAt map[string]time.Time
-}
-
-type armStat struct {
-	units  map[string]bool
-	errors float64
 }
 
 // dayStats is what the apps saw on one day.
@@ -331,7 +318,7 @@ func (d *Demo) applyPlatform(ctx context.Context) error {
 			return err
 		}
 		switch n {
-		case "features.yaml", "endpoints.yaml", "monitors.yaml":
+		case "features.yaml", "endpoints.yaml", "monitors.yaml", "scenarios.yaml":
 		default:
 			if strings.HasSuffix(n, ".yaml") {
 				docs = append(docs, catalog.FileDocument(p, b))
@@ -459,11 +446,20 @@ func (d *Demo) bootstrap(ctx context.Context, hist map[string][]interaction) err
 	if _, err := doc.Apply(ctx, d.st); err != nil {
 		return fmt.Errorf("apply %s: %w", ep, err)
 	}
-	// Monitors name the endpoint and the model in production: last. Not
-	// by default yet: the retraining their breaches start supersedes every
-	// candidate in its A/B test (docs/demo.md, "Not yet").
-	mp := filepath.Join(d.o.Home.Dir, "platform", "monitors.yaml")
-	if _, err := os.Stat(mp); err == nil && d.o.Monitors {
+	// Monitors name the endpoint and the model in production: last. The
+	// quality scenarios always (they measure, they publish nothing); the
+	// drift monitors not by default yet: the retraining their breaches
+	// start supersedes every candidate in its A/B test (docs/demo.md,
+	// "Not yet").
+	files := []string{"scenarios.yaml"}
+	if d.o.Monitors {
+		files = append(files, "monitors.yaml")
+	}
+	for _, f := range files {
+		mp := filepath.Join(d.o.Home.Dir, "platform", f)
+		if _, err := os.Stat(mp); err != nil {
+			continue
+		}
 		mdoc, err := monitor.ReadFile(mp)
 		if mdoc == nil {
 			return err
@@ -592,8 +588,7 @@ func (d *Demo) day(ctx context.Context, day int) error {
 			if v.s.cancelled {
 				d.w.cancelled[v.member] = true
 			}
-			if name, variant, ok := strings.Cut(v.page.Experiment, "/"); ok {
-				d.observeArm(name, variant, m.ID, float64(v.s.errors))
+			if name, _, ok := strings.Cut(v.page.Experiment, "/"); ok {
 				for _, mv := range []struct {
 					metric string
 					v      float64
@@ -619,17 +614,17 @@ func (d *Demo) day(ctx context.Context, day int) error {
 				return err
 			}
 		}
-		d.checkBreaches(t0.Add(time.Duration(h+1) * time.Hour))
 		if err := d.settle(ctx); err != nil {
-			return err
-		}
-		if err := d.checkPauses(ctx); err != nil {
 			return err
 		}
 	}
 	d.stats = append(d.stats, st)
-	// Midnight: the day's partition lands.
+	// Midnight: tomorrow's catalog and members are in the warehouse (an
+	// expansion, a launch), and the day's partition lands with them.
 	d.clk.set(t0.AddDate(0, 0, 1))
+	if err := d.tablesFor(day+1, t0.AddDate(0, 0, 1)); err != nil {
+		return err
+	}
 	if err := d.w.writePartition(d.wh, date, rows); err != nil {
 		return err
 	}
@@ -674,8 +669,10 @@ func (d *Demo) episodeNote(day int) string {
 	return "  [" + strings.Join(notes, "; ") + "]"
 }
 
-// episodeStart begins the day's scripted episode, if any.
-func (d *Demo) episodeStart(ctx context.Context, day int, t0 time.Time) error {
+// tablesFor changes the world for day (starting at t0) where its
+// episode changes the catalog or the members, and writes the tables; it
+// runs at the midnight before, so that the night's ingest lands them.
+func (d *Demo) tablesFor(day int, t0 time.Time) error {
 	changed := false
 	if day == d.ep.Expansion {
 		for t := range d.w.expansion {
@@ -694,10 +691,13 @@ func (d *Demo) episodeStart(ctx context.Context, day int, t0 time.Time) error {
 		changed = true
 	}
 	if changed {
-		if err := d.w.writeTables(d.wh); err != nil {
-			return err
-		}
+		return d.w.writeTables(d.wh)
 	}
+	return nil
+}
+
+// episodeStart begins the day's scripted episode, if any.
+func (d *Demo) episodeStart(ctx context.Context, day int, t0 time.Time) error {
 	if day == d.ep.Outage {
 		if err := d.c.fault(ctx, endpoint, serve.FaultError, "1d"); err != nil {
 			return err
@@ -761,59 +761,6 @@ func (d *Demo) serveAll(ctx context.Context, day int, vs []visit) {
 	}
 	close(next)
 	wg.Wait()
-}
-
-func (d *Demo) observeArm(exp, variant, unit string, errors float64) {
-	if d.arms == nil {
-		d.arms, d.breachAt, d.pausedAt = map[string]map[string]*armStat{}, map[string]time.Time{}, map[string]time.Time{}
-	}
-	if d.arms[exp] == nil {
-		d.arms[exp] = map[string]*armStat{}
-	}
-	a := d.arms[exp][variant]
-	if a == nil {
-		a = &armStat{units: map[string]bool{}}
-		d.arms[exp][variant] = a
-	}
-	a.units[unit] = true
-	a.errors += errors
-}
-
-// checkBreaches notes, for each experiment not yet breached, whether its
-// treatment's playback errors per exposed unit now exceed control's by
-// more than the tolerated 0.5% (with at least 20 units a side): the breach
-// the guardrail is there to catch, seen with hindsight and no statistics.
-func (d *Demo) checkBreaches(now time.Time) {
-	for exp, arms := range d.arms {
-		if _, ok := d.breachAt[exp]; ok {
-			continue
-		}
-		c, t := arms["control"], arms["treatment"]
-		if c == nil || t == nil || len(c.units) < 20 || len(t.units) < 20 {
-			continue
-		}
-		cm, tm := c.errors/float64(len(c.units)), t.errors/float64(len(t.units))
-		if tm-cm > 0.005*cm && tm > 0 {
-			d.breachAt[exp] = now
-		}
-	}
-}
-
-// checkPauses notes when each experiment was first seen paused.
-func (d *Demo) checkPauses(ctx context.Context) error {
-	if len(d.arms) == 0 {
-		return nil
-	}
-	ls, err := experiment.Load(ctx, d.st)
-	if err != nil {
-		return err
-	}
-	for _, l := range ls {
-		if _, ok := d.pausedAt[l.Spec.Name]; !ok && (l.Status == store.ExperimentPaused || strings.HasPrefix(l.Reason, "control kept: paused")) {
-			d.pausedAt[l.Spec.Name] = d.clk.Now()
-		}
-	}
-	return nil
 }
 
 // quantile of xs (sorted in place).

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/baton-ml/baton/internal/experiment"
+	"github.com/baton-ml/baton/internal/monitor"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -89,6 +90,12 @@ type Scenario struct {
 	Unit     string  `json:"unit"`
 	Detail   string  `json:"detail"`
 	Pass     bool    `json:"pass"`
+	// Status is pass, fail, pending (within its deadline) or none
+	// (nothing to measure yet); Monitor the scenario monitor that
+	// measured it, at EvaluatedAt (simulated time).
+	Status      string    `json:"status"`
+	Monitor     string    `json:"monitor"`
+	EvaluatedAt time.Time `json:"evaluated_at"`
 }
 
 // dayOf is the simulated day a wall time fell in (0: before the first).
@@ -110,7 +117,6 @@ func (d *Demo) summary(ctx context.Context) (Summary, error) {
 	}
 	var after int64
 	paused := map[string]time.Time{}
-	var trainStarts []time.Time
 	for {
 		sigs, err := d.st.Signals(ctx, store.SignalFilter{AfterSeq: after, Limit: 1000})
 		if err != nil {
@@ -151,9 +157,6 @@ func (d *Demo) summary(ctx context.Context) (Summary, error) {
 					c.Failed++
 				case store.RunCancelled:
 					c.Cancelled++
-				}
-				if f.Name == "train-recommender" {
-					trainStarts = append(trainStarts, r.CreatedAt)
 				}
 				before = r.ID
 			}
@@ -255,8 +258,8 @@ func (d *Demo) summary(ctx context.Context) (Summary, error) {
 	}
 	s.ResponsibleAI = ResponsibleAI{MarketQuality: d.marketQuality(len(d.stats), 7), NewCreatorExposure: round(ratio(ncItems, items), 4),
 		CatalogCoverage: round(ratio(len(d.served), open), 4)}
-	s.QualityScenarios = d.scenarios(s, trainStarts)
-	return s, nil
+	s.QualityScenarios, err = d.scenarios(ctx)
+	return s, err
 }
 
 func suffix(k string) string {
@@ -306,80 +309,42 @@ func (d *Demo) marketQuality(last, n int) map[string]float64 {
 	return out
 }
 
-// scenarios measures QS-01..03 from what happened.
-func (d *Demo) scenarios(s Summary, trainStarts []time.Time) []Scenario {
-	var out []Scenario
-	qs1 := Scenario{ID: "QS-01", Target: "a new market's quality (completions per session) within 90% of the global average within 30 days of its launch", Unit: "ratio to global"}
-	if d.ep.Launch > 0 {
-		last := min(len(d.stats), d.ep.Launch+29)
-		q := d.marketQuality(last, min(7, last-d.ep.Launch+1))
-		qs1.Measured = q[launchMarket]
-		qs1.Pass = qs1.Measured >= 0.9
-		qs1.Detail = fmt.Sprintf("market %s launched on day %d; measured over days %d-%d", launchMarket, d.ep.Launch, max(d.ep.Launch, last-6), last)
-	} else {
-		qs1.Detail = "no market launch within the demo's days"
+// scenarios are the quality scenarios as the server measured them: each
+// scenario monitor's newest result (scenarios.yaml; docs/monitors.md).
+func (d *Demo) scenarios(ctx context.Context) ([]Scenario, error) {
+	specs, err := monitor.Load(ctx, d.st)
+	if err != nil {
+		return nil, err
 	}
-	out = append(out, qs1)
-
-	qs2 := Scenario{ID: "QS-02", Target: "retrained within 14 days of a catalog expansion, engagement (plays per session) at least 95% of the pre-expansion baseline meanwhile", Unit: "ratio to baseline"}
-	if e := d.ep.Expansion; e > 1 {
-		var base, after float64
-		var nb, na int
-		for _, st := range d.stats {
-			x := ratio(st.Plays, st.Sessions)
-			switch {
-			case st.Day < e && st.Day >= e-7:
-				base += x
-				nb++
-			case st.Day >= e && st.Day < e+14:
-				after += x
-				na++
+	out := []Scenario{}
+	for _, sp := range specs {
+		if sp.Kind != monitor.KindScenario {
+			continue
+		}
+		sc := Scenario{ID: sp.Scenario.ID, Target: sp.Scenario.Target, Monitor: sp.Name, Status: monitor.ScenarioNone, Detail: "not evaluated"}
+		rs, err := monitor.Results(ctx, d.st, sp.Name, 1)
+		if err != nil {
+			return nil, err
+		}
+		if len(rs) > 0 {
+			var ev monitor.ScenarioEvidence
+			if err := json.Unmarshal(rs[0].Evidence, &ev); err != nil {
+				return nil, fmt.Errorf("monitor %s: its result's evidence: %w", sp.Name, err)
 			}
-		}
-		retrain := -1
-		for _, t := range trainStarts {
-			if day := d.dayOf(t); day >= e && day < e+14 && (retrain < 0 || day-e < retrain) {
-				retrain = day - e
+			sc.Status, sc.Unit, sc.Detail = ev.Status, ev.Unit, ev.Detail
+			if ev.Measured != nil {
+				sc.Measured = round(*ev.Measured, 4)
 			}
+			if rs[0].Error != "" {
+				sc.Detail += "; error: " + rs[0].Error
+			}
+			sc.EvaluatedAt = rs[0].EvaluatedAt
 		}
-		if nb > 0 && na > 0 {
-			qs2.Measured = round((after/float64(na))/(base/float64(nb)), 4)
-		}
-		qs2.Pass = retrain >= 0 && qs2.Measured >= 0.95
-		qs2.Detail = fmt.Sprintf("expansion on day %d; engagement over days %d-%d against days %d-%d; ", e, e, min(len(d.stats), e+13), max(1, e-7), e-1)
-		if retrain >= 0 {
-			qs2.Detail += fmt.Sprintf("retrained %d days after", retrain)
-		} else {
-			qs2.Detail += "no retraining within 14 days"
-		}
-	} else {
-		qs2.Detail = "no catalog expansion within the demo's days"
+		sc.Pass = sc.Status == monitor.ScenarioPass
+		out = append(out, sc)
 	}
-	out = append(out, qs2)
-
-	qs3 := Scenario{ID: "QS-03", Target: "a guardrail breach above 0.5% pauses the experiment by itself within 1 hour", Unit: "hours"}
-	qs3.Detail = "no experiment's treatment breached a guardrail"
-	names := make([]string, 0, len(d.breachAt))
-	for n := range d.breachAt {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		b := d.breachAt[n]
-		p, ok := d.pausedAt[n]
-		if !ok {
-			qs3.Measured, qs3.Pass = -1, false
-			qs3.Detail = fmt.Sprintf("%s breached at %s and was never paused", n, b.Format(time.DateTime))
-			break
-		}
-		qs3.Measured = round(p.Sub(b).Hours(), 2)
-		qs3.Pass = qs3.Measured <= 1
-		qs3.Detail = fmt.Sprintf("%s: playback errors per unit above control's by more than 0.5%% from %s (20+ units a side); paused at %s, %s",
-			n, b.Format(time.DateTime), p.Format(time.DateTime), reasonOf(s.Experiments, n))
-		break
-	}
-	out = append(out, qs3)
-	return out
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
 }
 
 // Print writes the summary as tables.
@@ -420,18 +385,9 @@ func (s Summary) Print(w io.Writer) {
 		s.Online.Requests, s.Online.Errors, 100*s.Online.FallbackRate, 100*s.Online.OutageFallbackRate, s.Online.P50MS, s.Online.P99MS)
 	fmt.Fprintf(tw, "responsible AI: catalog coverage %.3f, new creators' exposure %.3f, quality by market %v\n",
 		s.ResponsibleAI.CatalogCoverage, s.ResponsibleAI.NewCreatorExposure, s.ResponsibleAI.MarketQuality)
-	fmt.Fprintln(tw, "\nSCENARIO\tMEASURED\tPASS\tDETAIL")
+	fmt.Fprintln(tw, "\nSCENARIO\tMEASURED BY THE SERVER\tSTATUS\tDETAIL")
 	for _, q := range s.QualityScenarios {
-		fmt.Fprintf(tw, "%s\t%.3f %s\t%v\t%s\n", q.ID, q.Measured, q.Unit, q.Pass, q.Detail)
+		fmt.Fprintf(tw, "%s\t%.3f %s\t%s\t%s\n", q.ID, q.Measured, q.Unit, q.Status, q.Detail)
 	}
 	tw.Flush()
-}
-
-func reasonOf(es []ExperimentSummary, name string) string {
-	for _, e := range es {
-		if e.Name == name {
-			return e.Reason
-		}
-	}
-	return ""
 }

@@ -236,6 +236,37 @@ func (d *Doc) references(ctx context.Context, st Stores) (flow.Errors, error) {
 			if s.MarketQuality != nil {
 				ratio(at+".market_quality", *s.MarketQuality)
 			}
+		case KindScenario:
+			sc := s.Scenario
+			if sc == nil {
+				break
+			}
+			if sc.Quality != nil {
+				ratio(at+".scenario.quality", *sc.Quality)
+			}
+			if sc.Engagement != nil {
+				ratio(at+".scenario.engagement", *sc.Engagement)
+			}
+			for _, m := range []struct {
+				field string
+				m     *SignalMatch
+			}{{".scenario.change", sc.Change}, {".scenario.response", sc.Response}} {
+				if m.m == nil {
+					continue
+				}
+				c, ok := contracts[m.m.Signal]
+				if !ok {
+					names := slices.Sorted(maps.Keys(contracts))
+					add(at+m.field+".signal", "signal %q has no contract (signals: %s)%s; apply its contract first (baton signal apply)",
+						m.m.Signal, flow.List(names), flow.DidYouMean(m.m.Signal, names))
+					continue
+				}
+				if p := m.m.Param; p != "" {
+					if !slices.ContainsFunc(c.Params, func(x flow.SignalParam) bool { return x.Name == p }) {
+						add(at+m.field+".param", "signal %s declares no param %q", m.m.Signal, p)
+					}
+				}
+			}
 		}
 		if s.Publish != "" {
 			// The contract is checked with params of the shape a breach

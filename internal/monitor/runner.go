@@ -50,6 +50,7 @@ type Store interface {
 	store.ModelStore
 	store.ServeStore
 	store.RunReader
+	ScenarioReader
 }
 
 // Publisher publishes a signal under its contract with an id that makes it
@@ -431,6 +432,8 @@ func (r *Runner) evaluate(ctx context.Context, s Spec, now time.Time) (evaluatio
 		return evaluation{checks: checks, evidence: q}, err
 	case KindResponsibleAI:
 		return r.responsibleAI(ctx, s, now)
+	case KindScenario:
+		return r.scenario(ctx, s, now)
 	}
 	return evaluation{}, fmt.Errorf("unknown kind %q", s.Kind)
 }

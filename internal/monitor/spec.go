@@ -30,10 +30,11 @@ const (
 	KindPredictionDrift = "prediction_drift"
 	KindOnlineQuality   = "online_quality"
 	KindResponsibleAI   = "responsible_ai"
+	KindScenario        = "scenario"
 )
 
 // Kinds lists the kinds, for messages.
-var Kinds = []string{KindFeatureDrift, KindPredictionDrift, KindOnlineQuality, KindResponsibleAI}
+var Kinds = []string{KindFeatureDrift, KindPredictionDrift, KindOnlineQuality, KindResponsibleAI, KindScenario}
 
 // Duration is written "1h", "1d" or "7d".
 type Duration = dur.Duration
@@ -91,6 +92,10 @@ type Spec struct {
 	MarketQuality      *Ratio `json:"market_quality,omitempty" yaml:"market_quality"`
 	// MinPages is the fewest pages the page checks are judged on.
 	MinPages int `json:"min_pages,omitempty" yaml:"min_pages"`
+
+	// scenario: a quality scenario measured from what happened
+	// (scenario.go).
+	Scenario *Scenario `json:"scenario,omitempty" yaml:"scenario"`
 }
 
 // Reference is the data a feature's current values are compared with: the
@@ -193,7 +198,10 @@ func (s Spec) WithDefaults() Spec {
 			s.MarketQuality = &q
 		}
 	}
-	if s.Window <= 0 && s.Kind != KindFeatureDrift {
+	if s.Kind == KindScenario {
+		s.Scenario = s.Scenario.withDefaults()
+	}
+	if s.Window <= 0 && s.Kind != KindFeatureDrift && s.Kind != KindScenario {
 		s.Window = s.Every
 	}
 	return s
@@ -227,6 +235,7 @@ var fieldsOf = map[string][]string{
 	KindPredictionDrift: {"endpoint", "window", "psi_max", "min_samples"},
 	KindOnlineQuality:   {"window", "numerator", "denominator", "by", "min", "max", "min_relative", "max_relative", "min_events"},
 	KindResponsibleAI:   {"endpoint", "window", "catalog_coverage", "diversity", "new_creator_exposure", "market_quality", "min_pages"},
+	KindScenario:        {"scenario"},
 }
 
 // set lists the kind-specific fields s sets.
@@ -258,6 +267,7 @@ func (s Spec) set() []string {
 	add("new_creator_exposure", s.NewCreatorExposure != nil)
 	add("market_quality", s.MarketQuality != nil)
 	add("min_pages", s.MinPages != 0)
+	add("scenario", s.Scenario != nil)
 	return out
 }
 
@@ -394,6 +404,8 @@ func (s Spec) Problems(at string) flow.Errors {
 		if s.MinPages < 0 {
 			add(".min_pages", "%d: must be positive", s.MinPages)
 		}
+	case KindScenario:
+		errs = append(errs, s.Scenario.problems(at)...)
 	}
 	return errs
 }

@@ -82,7 +82,7 @@ func TestFileProblemsNameLineAndField(t *testing.T) {
 		p+":6:14: monitors[0].psi_max: -1: must be positive",
 		p+":7:15: monitors[0].endpoint: is a field of prediction_drift and responsible_ai monitors, not of feature_drift",
 		p+":8:5: monitors[0].evry: unknown field \"evry\"",
-		p+":10:11: monitors[1].kind: \"drift\": one of feature_drift, prediction_drift, online_quality, responsible_ai",
+		p+":10:11: monitors[1].kind: \"drift\": one of feature_drift, prediction_drift, online_quality, responsible_ai, scenario",
 		p+":11:5: monitors[2].denominator: say what the numerator is divided by",
 		p+":11:5: monitors[2].by: a relative threshold compares groups",
 		p+":15:12: monitors[2].every: not a duration",
@@ -90,6 +90,46 @@ func TestFileProblemsNameLineAndField(t *testing.T) {
 		p+":20:22: monitors[3].diversity.min: 1.5: a share in [0, 1]",
 		p+":21:11: monitors[4].name: monitor \"a\" is declared twice",
 		p+":24:14: monitors[4].publish: \"Drift!\" is not a signal name",
+	)
+}
+
+// A scenario monitor's problems name the field under scenario.
+func TestScenarioProblems(t *testing.T) {
+	t.Parallel()
+	p := writeFile(t, `monitors:
+  - name: a
+    kind: scenario
+    scenario:
+      id: "QS 01"
+      measure: retrain_after
+      window: 7d
+      change: {signal: data_landed, when: 'params.table ==', param: rows}
+      response: {signal: model_trained, param: x}
+      engagement: {numerator: {source: plays}, denominator: {source: impressions}}
+  - name: b
+    kind: scenario
+    scenario: {id: QS-03, measure: guardrail_pause, within: 1h, window: 1d}
+  - name: c
+    kind: scenario
+    scenario: {id: QS-01, measure: new_group_quality, within: 30d, quality: {numerator: {source: plays}, denominator: {source: plays}, min_relative: 0.9}}
+  - name: d
+    kind: scenario
+    publish: drift_detected
+    psi_max: 0.2
+    scenario: {id: QS-04, measure: magic, within: 1d}
+`)
+	_, err := ReadFile(p)
+	wantProblems(t, err,
+		p+`:4:5: monitors[0].scenario.within: give the response's deadline`,
+		p+`:5:11: monitors[0].scenario.id: "QS 01": a short name such as QS-01`,
+		p+`:8:7: monitors[0].scenario.change.min_increase: 0: how much the param must grow`,
+		p+`:8:43: monitors[0].scenario.change.when: CEL "params.table ==" does not compile`,
+		p+`:9:7: monitors[0].scenario.response: a response is a signal and its when`,
+		p+`:10:7: monitors[0].scenario.engagement.min_relative: give the share to reach (0.95 of the window before the change)`,
+		p+`:13:73: monitors[1].scenario.window: is not a field of the guardrail_pause measure`,
+		p+`:16:68: monitors[2].scenario.quality.by: a relative threshold compares groups`,
+		p+`:20:14: monitors[3].psi_max: is a field of feature_drift and prediction_drift monitors, not of scenario`,
+		p+`:21:36: monitors[3].scenario.measure: "magic": one of new_group_quality, retrain_after, guardrail_pause`,
 	)
 }
 
