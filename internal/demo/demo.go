@@ -16,6 +16,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -396,8 +397,21 @@ func (d *Demo) bootstrap(ctx context.Context, hist map[string][]interaction) err
 			}
 		}
 	}
-	var evs []map[string]any
+	var evs, imps []map[string]any
 	for _, day := range days {
+		// A member's plays of a day were one session: its page view
+		// (impression) came a minute before the first. The number of
+		// items it showed is not known: left out.
+		first := map[int]int64{}
+		for _, r := range hist[day] {
+			if f, ok := first[r.member]; !ok || r.ts < f {
+				first[r.member] = r.ts
+			}
+		}
+		for _, m := range slices.Sorted(maps.Keys(first)) {
+			mb := d.w.w.Data.Members[m]
+			imps = append(imps, map[string]any{"member_id": mb.ID, "ts": time.Unix(first[m]-60, 0).UTC().Format(time.RFC3339Nano), "market": mb.Market})
+		}
 		for _, r := range hist[day] {
 			if !r.complete {
 				mins := 20.0
@@ -409,9 +423,14 @@ func (d *Demo) bootstrap(ctx context.Context, hist map[string][]interaction) err
 		}
 	}
 	d.clk.set(start.Add(-time.Minute))
-	for i := 0; i < len(evs); i += 5000 {
-		if err := d.c.events(ctx, "plays", evs[i:min(i+5000, len(evs))]); err != nil {
-			return err
+	for _, src := range []struct {
+		name string
+		evs  []map[string]any
+	}{{"impressions", imps}, {"plays", evs}} {
+		for i := 0; i < len(src.evs); i += 5000 {
+			if err := d.c.events(ctx, src.name, src.evs[i:min(i+5000, len(src.evs))]); err != nil {
+				return err
+			}
 		}
 	}
 	last := days[len(days)-1]
