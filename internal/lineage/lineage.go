@@ -503,6 +503,13 @@ type Edge struct {
 	Observed bool   `json:"observed"`
 }
 
+// Subscribes reports whether flow triggers on, joins or waits for the
+// signal.
+func (g *Graph) Subscribes(flowName, signal string) bool {
+	f := g.flows[flowName]
+	return f != nil && subscribes(f, signal) != ""
+}
+
 // Flows lists the applied flows' names, sorted.
 func (g *Graph) Flows() []string {
 	names := make([]string, 0, len(g.flows))

@@ -143,6 +143,7 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("pages", func(t *testing.T) {
 		pages := []struct{ name, path, wait string }{
+			{"overview", "/", `.dag svg`},
 			{"runs", "/runs", `table.list tbody tr`},
 			{"run", fmt.Sprintf("/runs/%d", p.ok), `#dag svg`},
 			{"run-step", fmt.Sprintf("/runs/%d?step=transform", p.ok), `section#step-transform table`},

@@ -33,7 +33,9 @@ func checkPages(t *testing.T, p *populated) {
 		path string
 		want []string
 	}{
-		{"/", []string{"Signed in as local (admin)", fmt.Sprintf(`href="/runs/%d"`, p.ok), "etl", "report"}},
+		{"/", []string{"Signed in as local (admin)", "The loop", "<svg", "runs</text>", "data_ready ×", `href="/flows/etl"`, `href="/flows/report"`,
+			`href="/models/churn"`, `href="/experiments/button_color"`, `href="/signals?signal=data_ready"`, "Newest run"}},
+		{"/runs", []string{fmt.Sprintf(`href="/runs/%d"`, p.ok), "etl", "report"}},
 		{"/runs?flow=etl&status=failed", []string{fmt.Sprintf("#%d", p.failed), "failed"}},
 		{fmt.Sprintf("/runs/%d", p.ok), []string{"<svg", "transform", "foreach 3/3", "Timeline", "extract", "succeeded", `class="timeline"`}},
 		{fmt.Sprintf("/runs/%d?step=transform", p.ok), []string{"#0", "#2", "Tasks 1–3 of 3"}},

@@ -47,6 +47,7 @@ type Store interface {
 	store.FeatureStore
 	store.ModelStore
 	store.ExperimentStore
+	store.MonitorStore
 	Rollouts(ctx context.Context, endpoint string) ([]store.Rollout, error)
 }
 
@@ -139,7 +140,7 @@ func (u *UI) routes() {
 		u.mux.Handle(pattern, u.guarded(h))
 	}
 	u.mux.HandleFunc("GET /ui/assets/{file}", u.asset)
-	page("GET /{$}", u.runsPage)
+	page("GET /{$}", u.overviewPage)
 	page("GET /runs", u.runsPage)
 	page("GET /runs/{id}", u.runPage)
 	page("GET /runs/{id}/tasks/{step}/{index}", u.taskPage)
@@ -260,6 +261,8 @@ func navOf(name string) string {
 		return "flows"
 	case "models", "model", "experiment":
 		return "models"
+	case "overview":
+		return "overview"
 	}
 	return name
 }
