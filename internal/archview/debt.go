@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/baton-ml/baton/internal/store"
@@ -43,6 +44,9 @@ func Rules() []Rule {
 			"declare the signal's contract (a signals file) so publishers are checked", triggerWithoutContract},
 		{"experiment-without-guardrails", High, "an experiment has no guardrails, so nothing pauses it when it harms",
 			"add guardrails (metric, direction, max_degradation)", experimentWithoutGuardrails},
+		{"hidden-feedback-loop", High, "a model trains on features of a source whose events respond to an endpoint serving that model (the source's responds_to): it learns from reactions to its own answers",
+			"break or correct the loop: log what was served with its propensity and explore (or keep a randomized holdout) so training can correct for it, or train on randomized traffic only; record the loop and its mitigation in the model's decision record",
+			hiddenFeedbackLoop},
 		{"endpoint-without-rollout", Medium, "an endpoint has no rollout config: canaries roll out on defaults nobody chose",
 			"set rollout: stages, interval, min_requests and a judge", endpointWithoutRollout},
 		{"endpoint-without-confidence-gate", Medium, "an endpoint serves any answer the model gives: no min_confidence",
@@ -53,12 +57,17 @@ func Rules() []Rule {
 			"add quality checks (not_null_rate, range, drift) with block or warn", trainingSetWithoutGates},
 		{"model-without-lineage", Medium, "a model version records no training flow: it cannot be reproduced or traced",
 			"register versions from run artifacts of a flow (`baton model register --artifact RUN/STEP/NAME`)", modelWithoutLineage},
+		{"shared-feature-entanglement", Medium, "one feature is in the lineage of serving versions of two or more models: changing its definition changes them all",
+			"version the feature per consumer so each model moves on its own, or accept the coupling in the models' decision records; monitor the feature's drift for every model that uses it",
+			sharedFeatureEntanglement},
 		{"feature-without-gates", Low, "a feature definition has no quality gates",
 			"add quality checks to the feature", featureWithoutGates},
 		{"contract-without-publisher", Low, "a signal contract no flow publishes and that was never recorded",
 			"publish it from a step, name its external publisher, or delete the contract", contractWithoutPublisher},
 		{"contract-without-subscriber", Low, "a signal contract no flow subscribes to",
 			"subscribe a flow (trigger, join or wait), or delete the contract", contractWithoutSubscriber},
+		{"responds-to-unknown-endpoint", Low, "a source's responds_to names an endpoint that is not applied, so no feedback loop through it can be seen",
+			"apply the endpoint, or correct the name in the source's responds_to", respondsToUnknownEndpoint},
 	}
 }
 
@@ -84,7 +93,9 @@ func debtView(s *Snapshot) string {
 	for _, f := range fs {
 		count[f.Severity]++
 	}
-	d.line("%d findings: %d high, %d medium, %d low. Each comes from a rule over the store; fix the item and regenerate to clear it.",
+	d.line("%d findings: %d high, %d medium, %d low. Each comes from a rule over the store; fix the item and regenerate to clear it. "+
+		"A feedback loop or a shared feature is structure, not a slip: its finding stays while the structure does, as debt carried; "+
+		"the decision record says how it is mitigated.",
 		len(fs), count[High], count[Medium], count[Low])
 	d.blank()
 	var rows [][]string
@@ -240,6 +251,136 @@ func triggerWithoutContract(s *Snapshot) []string {
 		}
 		for _, u := range ix.subs[sig] {
 			out = append(out, fmt.Sprintf("flow %s %s on signal %s", u.Flow, u.How, sig))
+		}
+	}
+	return out
+}
+
+// servedVersion is a model version whose answers an endpoint returns.
+type servedVersion struct {
+	endpoint string
+	fallback bool
+	model    string
+	v        VersionDef
+}
+
+// served lists what each endpoint answers with: its model's production
+// and canary versions, and the version of its fallback model it names
+// (production by default). Shadow versions answer nobody.
+func (s *Snapshot) served() []servedVersion {
+	var out []servedVersion
+	for _, e := range s.Endpoints {
+		if m := s.model(e.Model); m != nil {
+			for _, v := range m.Versions {
+				if v.State == store.ModelProduction || v.State == store.ModelCanary {
+					out = append(out, servedVersion{e.Name, false, m.Name, v})
+				}
+			}
+		}
+		if m := s.model(e.Fallback.Model); m != nil && e.Fallback.Model != "" {
+			ref := cmp.Or(e.Fallback.Version, string(store.ModelProduction))
+			for _, v := range m.Versions {
+				if string(v.State) == ref || strconv.Itoa(v.Version) == ref || slices.Contains(v.Aliases, ref) {
+					out = append(out, servedVersion{e.Name, true, m.Name, v})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// hiddenFeedbackLoop fires on each (served version, source) where the
+// source responds to the endpoint and the version's lineage holds
+// features of that source: model → endpoint → source → features → model.
+func hiddenFeedbackLoop(s *Snapshot) []string {
+	if s.Features == nil {
+		return nil
+	}
+	var out []string
+	for _, sv := range s.served() {
+		used := sv.v.Features()
+		for _, src := range slices.Sorted(maps.Keys(s.Features.Sources)) {
+			if !slices.Contains(s.Features.Sources[src].RespondsTo, sv.endpoint) {
+				continue
+			}
+			var fs []string
+			for n := range used {
+				if f := s.Features.Features[n]; f != nil && f.Source == src {
+					fs = append(fs, n)
+				}
+			}
+			if len(fs) == 0 {
+				continue
+			}
+			slices.Sort(fs)
+			ep := "endpoint " + sv.endpoint
+			if sv.fallback {
+				ep += " (fallback)"
+			}
+			word := "feature"
+			if len(fs) > 1 {
+				word = "features"
+			}
+			out = append(out, fmt.Sprintf("model %s v%d → %s → source %s → %s %s → model %s",
+				sv.model, sv.v.Version, ep, src, word, strings.Join(fs, ", "), sv.model))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// sharedFeatureEntanglement fires on each feature the lineage of serving
+// (production, canary, shadow) versions of two or more models holds. The
+// feature is named with its version when every one of them recorded the
+// same; a training set's features carry none.
+func sharedFeatureEntanglement(s *Snapshot) []string {
+	type use struct{ model, who, version string }
+	uses := map[string][]use{}
+	for _, m := range s.Models {
+		for _, v := range s.live(m.Name) {
+			for n, ver := range v.Features() {
+				uses[n] = append(uses[n], use{m.Name, fmt.Sprintf("%s v%d", m.Name, v.Version), ver})
+			}
+		}
+	}
+	var out []string
+	for _, n := range slices.Sorted(maps.Keys(uses)) {
+		models, whos, versions := map[string]bool{}, []string{}, map[string]bool{}
+		for _, u := range uses[n] {
+			models[u.model] = true
+			whos = append(whos, u.who)
+			versions[u.version] = true
+		}
+		if len(models) < 2 {
+			continue
+		}
+		name := n
+		if len(versions) == 1 && !versions[""] {
+			name += "@" + slices.Collect(maps.Keys(versions))[0]
+		}
+		slices.Sort(whos)
+		out = append(out, fmt.Sprintf("feature %s used by models %s", name, strings.Join(whos, ", ")))
+	}
+	return out
+}
+
+// respondsToUnknownEndpoint keeps a misspelt or never applied endpoint in
+// a responds_to from hiding a loop: apply cannot refuse it, since
+// endpoints come after the models that train on the features.
+func respondsToUnknownEndpoint(s *Snapshot) []string {
+	if s.Features == nil {
+		return nil
+	}
+	applied := map[string]bool{}
+	for _, e := range s.Endpoints {
+		applied[e.Name] = true
+	}
+	var out []string
+	for _, src := range slices.Sorted(maps.Keys(s.Features.Sources)) {
+		for _, ep := range s.Features.Sources[src].RespondsTo {
+			if !applied[ep] {
+				out = append(out, fmt.Sprintf("source %s responds to endpoint %s", src, ep))
+			}
 		}
 	}
 	return out

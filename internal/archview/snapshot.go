@@ -8,11 +8,13 @@ package archview
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/experiment"
 	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/flow"
@@ -99,6 +101,25 @@ type VersionDef struct {
 	Lineage     registry.Lineage
 	Transitions []store.ModelTransition
 	Kind        string
+	// TrainingSetFeatures names the features of the training set in the
+	// lineage, as the training_set step that built it declared them; nil
+	// when unknown or for an archived version.
+	TrainingSetFeatures []string
+}
+
+// Features maps each feature the version's lineage records to its
+// version: the feature versions of features_ready, and the features of
+// its training set, whose version ("") is not recorded.
+func (v VersionDef) Features() map[string]string {
+	out := map[string]string{}
+	for _, n := range v.TrainingSetFeatures {
+		out[n] = ""
+	}
+	for _, fv := range v.Lineage.FeatureVersions {
+		n, ver, _ := strings.Cut(fv, "@")
+		out[n] = ver
+	}
+	return out
 }
 
 // HasDecision reports whether any transition carried a decision record.
@@ -247,7 +268,7 @@ func (s *Snapshot) loadModels(ctx context.Context, st store.Store, opt Options) 
 		}
 		md := ModelDef{Name: m.Name}
 		for _, v := range vs {
-			vd, err := loadVersion(ctx, st, opt, v)
+			vd, err := loadVersion(ctx, st, opt, s.Features, v)
 			if err != nil {
 				return err
 			}
@@ -260,7 +281,7 @@ func (s *Snapshot) loadModels(ctx context.Context, st store.Store, opt Options) 
 	return nil
 }
 
-func loadVersion(ctx context.Context, st store.Store, opt Options, v store.ModelVersion) (VersionDef, error) {
+func loadVersion(ctx context.Context, st store.Store, opt Options, cat *feature.Catalog, v store.ModelVersion) (VersionDef, error) {
 	vd := VersionDef{ModelVersion: v}
 	if len(v.Lineage) > 0 && string(v.Lineage) != "null" {
 		if err := json.Unmarshal(v.Lineage, &vd.Lineage); err != nil {
@@ -278,7 +299,55 @@ func loadVersion(ctx context.Context, st store.Store, opt Options, v store.Model
 	if opt.Blobs != nil && v.State != store.ModelArchived && v.Digest != "" {
 		vd.Kind = modelKind(ctx, opt.Blobs, v.Digest)
 	}
+	if v.State != store.ModelArchived && vd.Lineage.TrainingSet != "" {
+		if vd.TrainingSetFeatures, err = trainingSetFeatures(ctx, st, vd.Lineage.TrainingSet, cat); err != nil {
+			return vd, fmt.Errorf("model %s version %d training set %s: %w", v.Model, v.Version, vd.Lineage.TrainingSet, err)
+		}
+	}
 	return vd, nil
+}
+
+// trainingSetFeatures reads the features a training set was built with
+// from the training_set step of the run that stored it, in the flow
+// version that run ran (every registered feature when the step names
+// none). The lineage records the set's path, not its columns, and a set
+// built without publishing features_ready leaves no feature versions: this
+// is what still links the model to its features. A path that is not a run
+// artifact, a run or flow version no longer stored, or a step that is not
+// a training_set step leaves them unknown rather than failing the docs.
+func trainingSetFeatures(ctx context.Context, st store.Store, path string, cat *feature.Catalog) ([]string, error) {
+	p, err := artifact.ParsePath(path)
+	if err != nil {
+		return nil, nil
+	}
+	run, err := st.Run(ctx, p.RunID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("run %d: %w", p.RunID, err)
+	}
+	fv, err := st.FlowVersion(ctx, run.Flow, run.FlowVersion)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("flow %s version %d: %w", run.Flow, run.FlowVersion, err)
+	}
+	f, err := flow.Stored(run.Flow, fv.Version, fv.Spec)
+	if err != nil {
+		return nil, err
+	}
+	for _, step := range f.Steps {
+		if step.Name != p.Step || step.TrainingSet == nil {
+			continue
+		}
+		if len(step.TrainingSet.Features) == 0 && cat != nil {
+			return cat.FeatureNames(), nil
+		}
+		return slices.Clone(step.TrainingSet.Features), nil
+	}
+	return nil, nil
 }
 
 // modelKind classifies a model artifact by its serve.Spec kind; an artifact

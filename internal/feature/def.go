@@ -75,6 +75,13 @@ type Source struct {
 	// reach the online store; zero means the source's longest window.
 	Lateness    Duration `json:"lateness,omitzero" yaml:"lateness"`
 	Description string   `json:"description,omitempty" yaml:"description"`
+	// RespondsTo names the endpoints whose served answers these events
+	// respond to (plays of the titles a page showed). It declares the
+	// link no event carries, so the debt register can find a model that
+	// trains on reactions to its own output (a hidden feedback loop). The
+	// endpoints need not exist yet: endpoints are applied after the
+	// models they serve, which train on these features.
+	RespondsTo []string `json:"responds_to,omitempty" yaml:"responds_to"`
 
 	order []string // field names, sorted: the event encoding's order
 }
@@ -226,6 +233,17 @@ func (d *Defs) Validate(known *Defs) flow.Errors {
 		}
 		if s.Lateness < 0 {
 			add(p+".lateness", "must not be negative")
+		}
+		seenEP := map[string]bool{}
+		for j, ep := range s.RespondsTo {
+			q := fmt.Sprintf("%s.responds_to[%d]", p, j)
+			switch {
+			case !flow.ValidName(ep):
+				add(q, "endpoint name %q: use lowercase letters, digits, _ and -, starting with a letter or digit", ep)
+			case seenEP[ep]:
+				add(q, "endpoint %q is listed twice", ep)
+			}
+			seenEP[ep] = true
 		}
 		sources[s.Name] = s
 	}

@@ -79,6 +79,8 @@ func TestParseErrorsNameLineAndField(t *testing.T) {
 		{"bad gate", strings.Replace(defsYAML, "action: block", "action: panic", 1), `features[1].quality[0].action: "panic": use block or warn`},
 		{"duplicate", strings.Replace(defsYAML, "name: minutes_24h", "name: plays_1h", 1), `feature "plays_1h" is declared twice`},
 		{"bad field type", strings.Replace(defsYAML, "minutes: float", "minutes: decimal", 1), `type "decimal": use string, float, int or bool`},
+		{"bad responds_to", strings.Replace(defsYAML, "    timestamp: ts\n", "    timestamp: ts\n    responds_to: [Home]\n", 1), `f.yaml:8:19: sources[0].responds_to[0]: endpoint name "Home": use lowercase`},
+		{"responds_to twice", strings.Replace(defsYAML, "    timestamp: ts\n", "    timestamp: ts\n    responds_to: [home, home]\n", 1), `sources[0].responds_to[1]: endpoint "home" is listed twice`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -120,6 +122,41 @@ func TestApplyVersions(t *testing.T) {
 	}
 	if _, err := Apply(ctx, st, "g.yaml", more); err != nil {
 		t.Fatalf("features-only apply: %v", err)
+	}
+}
+
+// TestRespondsTo: a source's responds_to is registered and read back; it
+// names endpoints that may not be applied yet. Sources that do not declare
+// it keep their digest, so adding the field to baton bumped no version.
+func TestRespondsTo(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openStore(t)
+	d, _ := Parse("f.yaml", []byte(defsYAML))
+	if _, err := Apply(ctx, st, "f.yaml", d); err != nil {
+		t.Fatal(err)
+	}
+	vs, err := st.FeatureSpecVersions(ctx, store.FeatureSource, "plays")
+	if err != nil || strings.Contains(string(vs[0].Spec), "responds_to") {
+		t.Fatalf("plays without responds_to stored as %s (%v)", vs[0].Spec, err)
+	}
+	d2, err := Parse("f.yaml", []byte(strings.Replace(defsYAML, "    timestamp: ts\n", "    timestamp: ts\n    responds_to: [home, search]\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Apply(ctx, st, "f.yaml", d2)
+	if err != nil {
+		t.Fatalf("apply with responds_to naming endpoints not applied: %v", err)
+	}
+	if i := slices.IndexFunc(out, func(a Applied) bool { return a.Name == "plays" }); i < 0 || !out[i].New || out[i].Version != 2 {
+		t.Fatalf("plays after adding responds_to: %+v", out)
+	}
+	cat, err := Load(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cat.Sources["plays"].RespondsTo; !slices.Equal(got, []string{"home", "search"}) {
+		t.Fatalf("responds_to read back as %v", got)
 	}
 }
 
