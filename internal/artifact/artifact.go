@@ -169,22 +169,48 @@ func (s *Store) PutSeeker(ctx context.Context, rs io.ReadSeeker) (string, int64,
 // store the file itself is renamed into place (no copy); elsewhere it is
 // uploaded and then deleted. The caller must not write to the file again.
 func (s *Store) MoveFile(ctx context.Context, path string) (string, int64, error) {
-	if s.dir == "" {
-		d, n, err := s.PutFile(ctx, path)
-		if err == nil {
-			err = os.Remove(path)
-		}
-		return d, n, err
-	}
-	f, err := openRaw(path)
+	return s.move(ctx, pathSource(path), path)
+}
+
+// source is a file to move into the store: opened once, then renamed or
+// removed by the name it was opened by.
+type source interface {
+	open() (rawReader, error)
+	rename(final string) error
+	remove() error
+}
+
+// rawReader is a file opened to be read and moved: an *os.File, or on
+// Unix its bare descriptor.
+type rawReader interface {
+	io.ReadSeekCloser
+	Chmod(mode fs.FileMode) error
+}
+
+type pathSource string
+
+func (p pathSource) open() (rawReader, error)  { return openRaw(string(p)) }
+func (p pathSource) rename(final string) error { return os.Rename(string(p), final) }
+func (p pathSource) remove() error             { return os.Remove(string(p)) }
+
+// move is MoveFile of src, named path in errors.
+func (s *Store) move(ctx context.Context, src source, path string) (string, int64, error) {
+	f, err := src.open()
 	if err != nil {
 		return "", 0, fmt.Errorf("read artifact: %w", err)
+	}
+	defer f.Close()
+	if s.dir == "" {
+		d, n, err := s.PutSeeker(ctx, f)
+		if err == nil {
+			err = src.remove()
+		}
+		return d, n, err
 	}
 	h := sha256.New()
 	buf := copyBufs.Get().(*[]byte)
 	n, err := io.CopyBuffer(h, struct{ io.Reader }{f}, *buf)
 	copyBufs.Put(buf)
-	f.Close()
 	if err != nil {
 		return "", 0, fmt.Errorf("hash %s: %w", path, err)
 	}
@@ -192,7 +218,7 @@ func (s *Store) MoveFile(ctx context.Context, path string) (string, int64, error
 	final := filepath.Join(s.dir, filepath.FromSlash(key(d)))
 	if _, err := os.Stat(final); err == nil {
 		// Stored already: identical content is kept once.
-		return d, n, os.Remove(path)
+		return d, n, src.remove()
 	}
 	prefix := filepath.Dir(final)
 	if _, ok := s.madeDirs.Load(prefix); !ok {
@@ -201,15 +227,17 @@ func (s *Store) MoveFile(ctx context.Context, path string) (string, int64, error
 		}
 		s.madeDirs.Store(prefix, true)
 	}
-	if err := os.Chmod(path, 0o444); err != nil {
+	// The file hashed is the file made read-only, whatever its name
+	// leads to now.
+	if err := f.Chmod(0o444); err != nil {
 		return "", 0, fmt.Errorf("store blob %s: %w", d, err)
 	}
-	if err := os.Rename(path, final); err != nil {
+	if err := src.rename(final); err != nil {
 		// Another file system (EXDEV) or an odd file: copy instead.
-		if _, _, perr := s.PutFile(ctx, path); perr != nil {
+		if _, _, perr := s.PutSeeker(ctx, f); perr != nil {
 			return "", 0, perr
 		}
-		return d, n, os.Remove(path)
+		return d, n, src.remove()
 	}
 	return d, n, nil
 }

@@ -2,9 +2,6 @@
 
 package artifact
 
-import (
-	"io"
-	"os"
-)
+import "os"
 
-func openRaw(path string) (io.ReadCloser, error) { return os.Open(path) }
+func openRaw(path string) (rawReader, error) { return os.Open(path) }

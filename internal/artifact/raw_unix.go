@@ -13,7 +13,7 @@ import (
 // epoll_ctl on Linux), which costs more than reading a blob of a few bytes.
 type rawFile int
 
-func openRaw(path string) (io.ReadCloser, error) {
+func openRaw(path string) (rawReader, error) {
 	for {
 		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 		if err == syscall.EINTR {
@@ -41,6 +41,19 @@ func (f rawFile) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		return n, nil
+	}
+}
+
+func (f rawFile) Seek(offset int64, whence int) (int64, error) {
+	return syscall.Seek(int(f), offset, whence)
+}
+
+func (f rawFile) Chmod(mode fs.FileMode) error {
+	for {
+		err := syscall.Fchmod(int(f), uint32(mode.Perm()))
+		if err != syscall.EINTR {
+			return err
+		}
 	}
 }
 

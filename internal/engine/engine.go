@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/store"
@@ -82,8 +84,10 @@ type Engine struct {
 	log   *slog.Logger
 	owner string
 	slots chan *slot
-	// slotDir holds the slots' output folders.
+	// slotDir holds the slots' folders and the runs' scratch folders;
+	// slotFd is it open, what they are made and removed from.
 	slotDir string
+	slotFd  int
 	com     *committer
 
 	mu   sync.Mutex
@@ -127,13 +131,13 @@ func New(st store.Store, blobs *artifact.Store, opt Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	slots, slotDir, err := newSlots(opt.TempDir, owner, opt.Workers)
+	slots, slotDir, slotFd, err := newSlots(opt.TempDir, owner, opt.Workers)
 	if err != nil {
 		return nil, err
 	}
 	return &Engine{
 		st: st, blobs: blobs, opt: opt, owner: owner, log: opt.Log,
-		slots: slots, slotDir: slotDir,
+		slots: slots, slotDir: slotDir, slotFd: slotFd,
 		com:  newCommitter(st, owner),
 		runs: map[int64]*runner{}, drainCh: make(chan struct{}), wake: make(chan struct{}),
 	}, nil
@@ -234,6 +238,18 @@ func (e *Engine) release(id int64) error {
 // must have returned first.
 func (e *Engine) Close() {
 	e.com.close()
+	// The slots of tasks still running (there should be none) are left
+	// open: their descriptors are in use.
+drain:
+	for {
+		select {
+		case s := <-e.slots:
+			s.close()
+		default:
+			break drain
+		}
+	}
+	unix.Close(e.slotFd)
 	os.RemoveAll(e.slotDir)
 }
 

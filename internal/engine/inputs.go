@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -44,13 +43,15 @@ import (
 //
 // Tasks run as baton's user and can change anything in the scratch folder:
 // one may put a link in place of its BATON_INPUT_DIR, of in/, of an
-// upstream step's folder, or of a folder not made yet. Baton never follows
-// such a link: the run's scratch folder is opened once, when a step's
-// inputs are filled, and every folder below it is reached from that
-// descriptor one name at a time, refusing links (openBeneath); folders are
-// made and removed relative to their parent's descriptor. A link in the
-// way fails the filling, and removal leaves it, and whatever is behind it,
-// to the RemoveAll of the scratch folder, which removes a link itself.
+// upstream step's folder, or of a folder not made yet, or of a folder
+// above. Baton never follows such a link: the run's scratch folder is
+// opened once, by the runner when first needed (openScratch), each step's
+// filling starts from that descriptor once its path is checked to still
+// lead there, and every folder below it is reached from the descriptor
+// one name at a time, refusing links (openBeneath); folders are made and
+// removed relative to their parent's descriptor. A link in the way fails
+// the filling, and removal leaves it, and whatever is behind it, to the
+// removal of the scratch folder, which removes a link itself.
 
 // inputWorkers is how many goroutines fill, and remove, a step's inputs.
 const inputWorkers = 4
@@ -65,8 +66,9 @@ type inputDir struct {
 	path    string // BATON_INPUT_DIR
 	scratch string // the run's scratch folder
 	err     error
-	// root is the run's scratch folder, open from the filling to the
-	// removal (when rooted); every path below is relative to it.
+	// root is the run's scratch folder, open (a copy of the runner's
+	// descriptor) from the filling to the removal (when rooted); every
+	// path below is relative to it.
 	root   int
 	rooted bool
 	rel    string // in/STEP
@@ -146,10 +148,7 @@ func (r *runner) fillInputs(ctx context.Context, s *stepRun) error {
 	in.rel = filepath.Join("in", s.def.Name)
 	in.scratch = r.tmp
 	in.path = filepath.Join(r.tmp, in.rel)
-	if err := os.MkdirAll(r.tmp, 0o755); err != nil {
-		return err
-	}
-	root, err := openDir(unix.AT_FDCWD, r.tmp)
+	root, err := r.openScratch()
 	if err != nil {
 		return in.placeErr(err)
 	}
@@ -395,22 +394,6 @@ func (in *inputDir) remove() {
 	in.units, in.dirs = nil, nil
 }
 
-// dirFlags open a folder, never through a link.
-const dirFlags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
-
-func openDir(at int, path string) (int, error) {
-	for {
-		fd, err := unix.Openat(at, path, dirFlags, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return -1, &fs.PathError{Op: "open", Path: path, Err: err}
-		}
-		return fd, nil
-	}
-}
-
 // openBeneath opens rel, a slash-separated path below folder dir, with
 // flags and mode, following no link on the way and not the last name
 // either (ELOOP, or ENOTDIR when a folder is asked for). openat2 does
@@ -506,34 +489,6 @@ func mkdirTempAt(dir int, prefix string) (string, int, error) {
 		return name, fd, nil
 	}
 	return "", -1, &fs.PathError{Op: "mkdir", Path: prefix + "*", Err: unix.EEXIST}
-}
-
-// removeAllAt removes name from folder dir and, if it is a folder,
-// everything in it, following no link: a link is removed itself.
-func removeAllAt(dir int, name string) error {
-	err := unix.Unlinkat(dir, name, 0)
-	if err == nil || err == unix.ENOENT {
-		return nil
-	}
-	if err != unix.EISDIR && err != unix.EPERM {
-		return &fs.PathError{Op: "unlink", Path: name, Err: err}
-	}
-	fd, err := openDir(dir, name)
-	if err != nil {
-		return err
-	}
-	f := os.NewFile(uintptr(fd), name)
-	names, rerr := f.Readdirnames(-1)
-	for _, n := range names {
-		if err := removeAllAt(fd, n); err != nil && rerr == nil {
-			rerr = err
-		}
-	}
-	f.Close()
-	if err := unix.Unlinkat(dir, name, unix.AT_REMOVEDIR); err != nil && err != unix.ENOENT {
-		return errors.Join(rerr, &fs.PathError{Op: "rmdir", Path: name, Err: err})
-	}
-	return rerr
 }
 
 // fdWriter writes to a file descriptor: os.NewFile would register the

@@ -12,12 +12,12 @@ import (
 // named file on the disks baton is measured on; O_TMPFILE measured ~800µs
 // under concurrency). The log lives in memory until the task ends and is
 // stored as a blob.
-func newLogFile(dir, name string) (*os.File, error) {
+func newLogFile(dir int, name string) (*os.File, error) {
 	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
 	if err == nil {
 		return os.NewFile(uintptr(fd), name), nil
 	}
-	return unlinkedTemp(dir, name)
+	return unlinkedTempAt(dir, name)
 }
 
 // sysProcAttr puts a shell task in its own process group (so a timeout or

@@ -7,7 +7,7 @@ import (
 	"syscall"
 )
 
-func newLogFile(dir, name string) (*os.File, error) { return unlinkedTemp(dir, name) }
+func newLogFile(dir int, name string) (*os.File, error) { return unlinkedTempAt(dir, name) }
 
 func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 

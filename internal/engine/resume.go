@@ -76,6 +76,12 @@ func (e *Engine) runTemp(id int64) string {
 	return filepath.Join(e.slotDir, "run-"+strconv.FormatInt(id, 10))
 }
 
+// removeRunTemp removes the scratch folder of run id, from the engine's
+// folder's descriptor: a link in its place is removed, not followed.
+func (e *Engine) removeRunTemp(id int64) {
+	removeAllAt(e.slotFd, "run-"+strconv.FormatInt(id, 10))
+}
+
 // OwnerGone reports whether a lease owner (host:pid:nonce) is certainly dead:
 // a process of this host that no longer exists. Owners on other hosts are
 // never known dead; their leases must expire.

@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/flow"
@@ -46,6 +50,8 @@ type runner struct {
 	rerun   map[string]bool
 	baseEnv []string
 	tmp     string
+	// scratch is tmp, open (a pointer, as dropping).
+	scratch *scratchDir
 	// dropping counts the removals of finished steps' inputs under way
 	// (a pointer: a worker runs each task with a copy of its runner).
 	dropping *sync.WaitGroup
@@ -321,14 +327,73 @@ func (r *runner) over() bool {
 	return true
 }
 
+// scratchDir is a run's scratch folder, made and opened on first need
+// and reached from then on from its descriptor (see dirfd.go).
+type scratchDir struct {
+	mu      sync.Mutex
+	fd      int // -1 until made, and once removed
+	st      unix.Stat_t
+	removed bool
+}
+
+// openScratch returns a descriptor of the run's scratch folder, for the
+// caller to close, making and opening the folder on the first call. It
+// fails if the folder's path no longer leads to it: tasks are told paths
+// in it, and what a task reads there must be what baton put there.
+func (r *runner) openScratch() (int, error) {
+	sc := r.scratch
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.removed {
+		return -1, errors.New("the run's scratch folder was removed: the run has ended")
+	}
+	if sc.fd < 0 {
+		name := filepath.Base(r.tmp)
+		if err := unix.Mkdirat(r.e.slotFd, name, 0o755); err != nil && err != unix.EEXIST {
+			return -1, &fs.PathError{Op: "mkdir", Path: r.tmp, Err: err}
+		}
+		fd, err := openDir(r.e.slotFd, name)
+		if err != nil {
+			return -1, &fs.PathError{Op: "open", Path: r.tmp, Err: errors.Unwrap(err)}
+		}
+		if err := unix.Fstat(fd, &sc.st); err != nil {
+			unix.Close(fd)
+			return -1, &fs.PathError{Op: "stat", Path: r.tmp, Err: err}
+		}
+		sc.fd = fd
+	}
+	if !sameDir(r.tmp, &sc.st) {
+		return -1, fmt.Errorf("%w: %s is no longer the run's scratch folder baton made (it, or a folder above it, was replaced)",
+			errLinkInPlace, r.tmp)
+	}
+	fd, err := unix.FcntlInt(uintptr(sc.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, &fs.PathError{Op: "dup", Path: r.tmp, Err: err}
+	}
+	return fd, nil
+}
+
 // removeTemp deletes the run's scratch folder: the step input folders by
-// what they are known to hold, then whatever else is there.
+// what they are known to hold, then whatever else is there, from the
+// engine's folder's descriptor: a link a task put in place of the scratch
+// folder, or above it, is not followed.
 func (r *runner) removeTemp() {
 	r.dropping.Wait()
 	for _, s := range r.steps {
 		s.inputs.remove()
 	}
-	os.RemoveAll(r.tmp)
+	sc := r.scratch
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.removed {
+		return
+	}
+	sc.removed = true
+	if sc.fd >= 0 {
+		unix.Close(sc.fd)
+		sc.fd = -1
+	}
+	r.e.removeRunTemp(r.run.ID)
 }
 
 // handBack gives the run up without ending it: the engine is stopping.

@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -145,13 +143,12 @@ func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.Ta
 	if err != nil {
 		return failed("prepare inputs: %v", err)
 	}
-	logDir := filepath.Dir(outDir)
-	stdout, err := newLogFile(logDir, "stdout")
+	stdout, err := newLogFile(sl.fd, "stdout")
 	if err != nil {
 		return failed("create log: %v", err)
 	}
 	defer stdout.Close()
-	stderr, err := newLogFile(logDir, "stderr")
+	stderr, err := newLogFile(sl.fd, "stderr")
 	if err != nil {
 		return failed("create log: %v", err)
 	}
@@ -209,7 +206,7 @@ func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.Ta
 		out.err = exitMessage(runErr, cmd.ProcessState)
 	default:
 		out.status = store.TaskSucceeded
-		out.arts, err = r.collect(ctx, k, outDir)
+		out.arts, err = sl.collect(ctx, r.e.blobs, k)
 		if err != nil {
 			out.status, out.err = store.TaskFailed, err.Error()
 		}
@@ -239,39 +236,6 @@ func (r *runner) putLog(ctx context.Context, f *os.File) (blobRef, error) {
 	}
 	d, n, err := r.e.blobs.PutSeeker(context.WithoutCancel(ctx), f)
 	return blobRef{digest: d, size: n}, err
-}
-
-// collect turns every regular file under outDir into an artifact.
-func (r *runner) collect(ctx context.Context, k store.TaskKey, outDir string) ([]store.Artifact, error) {
-	var arts []store.Artifact
-	now := time.Now()
-	err := filepath.WalkDir(outDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.Type().IsRegular() {
-			if !d.IsDir() {
-				rel, _ := filepath.Rel(outDir, p)
-				return fmt.Errorf("output %q is not a regular file (symlinks and devices are not artifacts)", rel)
-			}
-			return nil
-		}
-		rel, err := filepath.Rel(outDir, p)
-		if err != nil {
-			return err
-		}
-		name := filepath.ToSlash(rel)
-		if err := artifact.ValidName(name); err != nil {
-			return fmt.Errorf("output: %w", err)
-		}
-		digest, size, err := r.e.blobs.MoveFile(ctx, p)
-		if err != nil {
-			return fmt.Errorf("store output %s: %w", name, err)
-		}
-		arts = append(arts, store.Artifact{TaskKey: k, Name: name, Digest: digest, Size: size, CreatedAt: now})
-		return nil
-	})
-	return arts, err
 }
 
 // ---- in-process Go steps

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"os"
 	"sync"
 	"time"
 
@@ -485,7 +484,7 @@ func (w *worker) forgetEnded(ctx context.Context) {
 		if rv != nil {
 			rv.removeTemp()
 		} else {
-			os.RemoveAll(w.e.runTemp(id))
+			w.e.removeRunTemp(id)
 		}
 	}
 }
@@ -514,7 +513,7 @@ func (e *Engine) newRunner(run store.Run, fl *flow.Flow, dir string, funcs map[s
 	r := &runner{
 		e: e, run: run, fl: fl, dir: dir, funcs: funcs, obs: obs,
 		quit: make(chan struct{}), byName: map[string]*stepRun{}, events: make(chan event, 1024),
-		origin: run.OriginRunID, tmp: e.runTemp(run.ID), contracts: contracts, dropping: &sync.WaitGroup{},
+		origin: run.OriginRunID, tmp: e.runTemp(run.ID), scratch: &scratchDir{fd: -1}, contracts: contracts, dropping: &sync.WaitGroup{},
 	}
 	if run.ResumeFrom != "" {
 		r.rerun = map[string]bool{run.ResumeFrom: true}
