@@ -79,7 +79,7 @@ server and its web UI stay up afterwards until interrupted.`,
 	f.IntVar(&o.Members, "members", 1500, "members (a fifth join when their market launches)")
 	f.IntVar(&o.Titles, "titles", 800, "titles at the start (500 more arrive with the catalog expansion)")
 	f.Uint64Var(&seed, "seed", 1, "the simulation's seed: the same seed and flags give the same summary")
-	f.BoolVar(&o.Monitors, "monitors", false, "also apply the platform's monitors.yaml (drift and responsible-AI monitors; their drift_detected retrains: see docs/demo.md)")
+	f.BoolVar(&o.Monitors, "monitors", true, "apply the platform's monitors.yaml: drift, online quality and responsible-AI monitors; a drift breach retrains (--monitors=false leaves them out)")
 	f.StringVar(&serveAddr, "serve", "", "keep the server and web UI up at HOST:PORT after the demo")
 	f.StringVar(&report, "report", "", "also write an HTML report with plots (engagement by day and arm, fallback rate, quality by market, each experiment's interval over time)")
 	return cmd

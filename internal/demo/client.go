@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -108,6 +109,15 @@ func (c *client) recommend(ctx context.Context, endpoint, member, market string)
 	return p, err
 }
 
+func (c *client) transition(ctx context.Context, model string, version int, to, reason string) error {
+	return c.do(ctx, "POST", fmt.Sprintf("/api/v1/models/%s/versions/%d/transitions", url.PathEscape(model), version),
+		map[string]any{"to": to, "reason": reason}, nil)
+}
+
+func (c *client) experimentStatus(ctx context.Context, name, status, reason string) error {
+	return c.do(ctx, "POST", "/api/v1/experiments/"+url.PathEscape(name)+"/status", map[string]any{"status": status, "reason": reason}, nil)
+}
+
 func (c *client) startRun(ctx context.Context, flow string, params map[string]any) (int64, error) {
 	var r struct {
 		ID int64 `json:"id"`
@@ -152,4 +162,10 @@ func (c *client) metrics(ctx context.Context, experiment string, ms []map[string
 
 func (c *client) fault(ctx context.Context, endpoint, kind, dur string) error {
 	return c.do(ctx, "PUT", "/api/v1/endpoints/"+url.PathEscape(endpoint)+"/fault", map[string]any{"kind": kind, "for": dur}, nil)
+}
+
+// isNotFound reports whether the API answered 404.
+func isNotFound(err error) bool {
+	var ae *apiError
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
 }

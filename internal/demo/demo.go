@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -93,8 +94,12 @@ const historyDays = 28
 // Mondays' features).
 var start = time.Date(2027, 1, 4, 0, 0, 0, 0, time.UTC)
 
-// endpoint is the recommend endpoint of the platform's endpoints.yaml.
-const endpoint = "home"
+// endpoint is the recommend endpoint of the platform's endpoints.yaml,
+// recModel the model it serves.
+const (
+	endpoint = "home"
+	recModel = "rec-als"
+)
 
 // clock is the simulated time: it moves only when the demo moves it.
 type clock struct {
@@ -467,9 +472,7 @@ func (d *Demo) bootstrap(ctx context.Context, hist map[string][]interaction) err
 	}
 	// Monitors name the endpoint and the model in production: last. The
 	// quality scenarios always (they measure, they publish nothing); the
-	// drift monitors not by default yet: the retraining their breaches
-	// start supersedes every candidate in its A/B test (docs/demo.md,
-	// "Not yet").
+	// drift and responsible-AI monitors unless left out (Options.Monitors).
 	files := []string{"scenarios.yaml"}
 	if d.o.Monitors {
 		files = append(files, "monitors.yaml")
@@ -723,13 +726,48 @@ func (d *Demo) episodeStart(ctx context.Context, day int, t0 time.Time) error {
 		}
 	}
 	if day == d.ep.Regression {
-		prev := t0.AddDate(0, 0, -1).Format(time.DateOnly)
-		if _, err := d.c.startRun(ctx, "train-recommender", map[string]any{"date": prev, "regression": true}); err != nil {
-			return err
-		}
-		return d.settle(ctx)
+		return d.regression(ctx, t0)
 	}
 	return nil
+}
+
+// regression plays an operator who trains a candidate by hand (with the
+// injected regression) and has it tested now: the platform's canary flow
+// tests one candidate at a time, so the operator stops the experiment
+// running, if any, sends its candidate back to registered and starts the
+// canary flow for the new version, all through the API.
+func (d *Demo) regression(ctx context.Context, t0 time.Time) error {
+	prev := t0.AddDate(0, 0, -1).Format(time.DateOnly)
+	if _, err := d.c.startRun(ctx, "train-recommender", map[string]any{"date": prev, "regression": true}); err != nil {
+		return err
+	}
+	if err := d.settle(ctx); err != nil {
+		return err
+	}
+	vs, err := d.st.ModelVersions(ctx, recModel)
+	if err != nil || len(vs) == 0 {
+		return fmt.Errorf("the regression's training registered no %s version: %v", recModel, err)
+	}
+	v := vs[len(vs)-1]
+	if v.State != store.ModelRegistered {
+		return nil // the slot was free: its canary check started
+	}
+	const why = "stopped by the operator to test a hand-trained candidate now"
+	for _, old := range vs {
+		if old.State != store.ModelCanary {
+			continue
+		}
+		if err := d.c.experimentStatus(ctx, fmt.Sprintf("home-v%d", old.Version), string(store.ExperimentStopped), why); err != nil && !isNotFound(err) {
+			return err
+		}
+		if err := d.c.transition(ctx, recModel, old.Version, string(store.ModelRegistered), why); err != nil {
+			return err
+		}
+	}
+	if _, err := d.c.startRun(ctx, "canary", map[string]any{"model": recModel, "version": strconv.Itoa(v.Version)}); err != nil {
+		return err
+	}
+	return d.settle(ctx)
 }
 
 // serveAll runs an hour's sessions, a few at a time: each member asks for
