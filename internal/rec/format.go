@@ -6,6 +6,8 @@ import (
 	"encoding/gob"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -34,13 +36,45 @@ type fileBody struct {
 	MT    *mtModel
 }
 
+// fileBase is what Save writes of a base: its exported fields but Params,
+// written as ParamList (sorted), since gob writes a map in Go's random
+// order and the same training would get a new digest each time. Gob
+// matches fields by name, so Load decodes it into a base (and still reads
+// files that have Params).
+type fileBase struct {
+	Kind      string
+	Titles    []Title
+	Markets   []string
+	Members   []Member
+	Hist      history
+	Pop       [][]float32
+	Count     []float32
+	ParamList [][2]string
+	Until     int64
+}
+
+type fileBodyOut struct {
+	Base  *fileBase
+	KNN   *knnModel
+	ALS   *alsModel
+	PPR   *pprModel
+	Blend *blendModel
+	MT    *mtModel
+}
+
 // Save writes the model in the model file format.
 func (r *Recommender) Save(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	if _, err := fmt.Fprintf(bw, "%s %d %s\n", magic, FormatVersion, r.b.Kind); err != nil {
 		return err
 	}
-	body := fileBody{Base: r.b}
+	b := r.b
+	fb := &fileBase{Kind: b.Kind, Titles: b.Titles, Markets: b.Markets, Members: b.Members, Hist: b.Hist, Pop: b.Pop, Count: b.Count,
+		ParamList: make([][2]string, 0, len(b.Params)), Until: b.Until}
+	for _, k := range slices.Sorted(maps.Keys(b.Params)) {
+		fb.ParamList = append(fb.ParamList, [2]string{k, b.Params[k]})
+	}
+	body := fileBodyOut{Base: fb}
 	switch s := r.s.(type) {
 	case popScorer:
 	case *knnModel:
@@ -93,6 +127,13 @@ func Load(rd io.Reader) (*Recommender, error) {
 		return nil, fault.Errorf(fault.Invalid, "%s model file: damaged body (no model of that kind)", kind)
 	}
 	b := body.Base
+	if len(b.ParamList) > 0 {
+		b.Params = make(map[string]string, len(b.ParamList))
+		for _, kv := range b.ParamList {
+			b.Params[kv[0]] = kv[1]
+		}
+		b.ParamList = nil
+	}
 	if err := b.check(); err != nil {
 		return nil, fault.Errorf(fault.Invalid, "%s model file: %v", kind, err)
 	}

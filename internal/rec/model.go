@@ -95,7 +95,10 @@ type base struct {
 	Pop    [][]float32
 	Count  []float32 // plays per title in the training data
 	Params map[string]string
-	Until  int64 // the last training interaction's time
+	// ParamList is Params as a file has it (fileBase); Load moves it
+	// into Params.
+	ParamList [][2]string
+	Until     int64 // the last training interaction's time
 
 	titleIdx  map[string]int32
 	memberIdx map[string]int32
