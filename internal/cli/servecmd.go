@@ -150,7 +150,7 @@ func (a *app) rolloutCmd() *cobra.Command {
 			}
 			defer e.Close()
 			var r store.Rollout
-			if err := a.callServer(cmd.Context(), e, "POST", "/api/v1/endpoints/"+args[0]+"/rollouts", nil, &r); err != nil {
+			if err := a.callServer(cmd.Context(), e, "POST", "/api/v1/endpoints/"+url.PathEscape(args[0])+"/rollouts", nil, &r); err != nil {
 				return err
 			}
 			if a.json() {
@@ -160,6 +160,29 @@ func (a *app) rolloutCmd() *cobra.Command {
 			return nil
 		},
 	}
+	var reason string
+	abort := &cobra.Command{
+		Use:   "abort ENDPOINT --reason WHY",
+		Short: "Abort the endpoint's running rollout: its canary version goes back to registered",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			var r store.Rollout
+			if err := a.callServer(cmd.Context(), e, "POST", "/api/v1/endpoints/"+url.PathEscape(args[0])+"/rollouts/abort", map[string]any{"reason": reason}, &r); err != nil {
+				return err
+			}
+			if a.json() {
+				return a.printJSON(r)
+			}
+			fmt.Fprintf(a.out, "rollout %d: %s version %d back to registered\n", r.ID, r.Model, r.CanaryVersion)
+			return nil
+		},
+	}
+	abort.Flags().StringVar(&reason, "reason", "", "why (required)")
 	status := &cobra.Command{
 		Use:   "status ENDPOINT",
 		Short: "An endpoint's rollouts and every evaluation they made",
@@ -192,7 +215,7 @@ func (a *app) rolloutCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(start, status)
+	cmd.AddCommand(start, abort, status)
 	return cmd
 }
 

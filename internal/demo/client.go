@@ -114,6 +114,10 @@ func (c *client) transition(ctx context.Context, model string, version int, to, 
 		map[string]any{"to": to, "reason": reason}, nil)
 }
 
+func (c *client) abortRollout(ctx context.Context, endpoint, reason string) error {
+	return c.do(ctx, "POST", "/api/v1/endpoints/"+url.PathEscape(endpoint)+"/rollouts/abort", map[string]any{"reason": reason}, nil)
+}
+
 func (c *client) experimentStatus(ctx context.Context, name, status, reason string) error {
 	return c.do(ctx, "POST", "/api/v1/experiments/"+url.PathEscape(name)+"/status", map[string]any{"status": status, "reason": reason}, nil)
 }

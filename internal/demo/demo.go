@@ -753,10 +753,28 @@ func (d *Demo) regression(ctx context.Context, t0 time.Time) error {
 		return nil // the slot was free: its canary check started
 	}
 	const why = "stopped by the operator to test a hand-trained candidate now"
+	rs, err := d.st.Rollouts(ctx, endpoint)
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		// A candidate still in its canary check: the rollout is aborted
+		// (its version goes back to registered).
+		if r.Status == store.RolloutRunning {
+			if err := d.c.abortRollout(ctx, endpoint, why); err != nil {
+				return err
+			}
+		}
+	}
+	if vs, err = d.st.ModelVersions(ctx, recModel); err != nil {
+		return err
+	}
 	for _, old := range vs {
 		if old.State != store.ModelCanary {
 			continue
 		}
+		// A candidate in its A/B test: the experiment stops and the
+		// version goes back to registered.
 		if err := d.c.experimentStatus(ctx, fmt.Sprintf("home-v%d", old.Version), string(store.ExperimentStopped), why); err != nil && !isNotFound(err) {
 			return err
 		}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/baton-ml/baton/internal/canary"
+	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/registry"
 	"github.com/baton-ml/baton/internal/store"
 )
@@ -43,6 +45,62 @@ func (s *Service) StartRollout(ctx context.Context, endpoint string) (store.Roll
 		return r, err
 	}
 	return r, s.Refresh(ctx)
+}
+
+// ErrNoRollout is an abort of an endpoint with no rollout running
+// (errors.Is; a conflict with the endpoint's state).
+var ErrNoRollout = fault.New(fault.Conflict, "no rollout is running")
+
+// AbortRollout ends the endpoint's running rollout by hand: its canary
+// version goes back to registered (recorded with actor and reason), the
+// rollout is marked rolled back with the abort in its history, and
+// canary_failed says so to whoever subscribes. Serving stops routing to
+// the canary at once.
+func (s *Service) AbortRollout(ctx context.Context, endpoint, actor, reason string) (store.Rollout, error) {
+	if strings.TrimSpace(reason) == "" {
+		return store.Rollout{}, &BadRequest{Msg: `"reason" is required: why the rollout is stopped`}
+	}
+	rs, err := s.d.Store.Rollouts(ctx, endpoint)
+	if err != nil {
+		return store.Rollout{}, err
+	}
+	var r *store.Rollout
+	for i := range rs {
+		if rs[i].Status == store.RolloutRunning {
+			r = &rs[i]
+		}
+	}
+	if r == nil {
+		return store.Rollout{}, fmt.Errorf("endpoint %s: %w (baton rollout status %s)", endpoint, ErrNoRollout, endpoint)
+	}
+	hist, err := history(*r)
+	if err != nil {
+		return store.Rollout{}, err
+	}
+	why := fmt.Sprintf("rollout %d aborted by %s at %g%%: %s", r.ID, actor, r.Stages[r.Stage], reason)
+	hist = append(hist, Step{At: s.d.Now(), Stage: r.Stage, Share: r.Stages[r.Stage], Result: "aborted", Action: "rollback", Detail: why})
+	hb, err := json.Marshal(hist)
+	if err != nil {
+		return store.Rollout{}, err
+	}
+	// The registry moves first, as the controller does: a process that
+	// dies between the two leaves a rollout whose canary already moved,
+	// which the next abort or evaluation finds.
+	if _, err := registry.New(s.d.Store).RolloutTransition(ctx, r.ID, r.Model, r.CanaryVersion, store.ModelRegistered, actor, why); err != nil &&
+		!alreadyThere(ctx, s.d.Store, r.Model, r.CanaryVersion, store.ModelRegistered) {
+		return store.Rollout{}, fmt.Errorf("abort rollout %d: %w", r.ID, err)
+	}
+	out, err := s.d.Store.UpdateRollout(ctx, r.ID, r.Stage, r.Stage, store.RolloutRolledBack, hb)
+	if err != nil {
+		return out, fmt.Errorf("abort rollout %d: %w", r.ID, err)
+	}
+	if s.d.Publish != nil {
+		params := map[string]any{"model": r.Model, "version": strconv.Itoa(r.CanaryVersion), "score": 0.0, "reason": why}
+		if err := s.d.Publish(ctx, "canary_failed", fmt.Sprintf("canary_failed/%s/%d/%d", r.Model, r.CanaryVersion, r.ID), params); err != nil {
+			s.d.Log.Warn("publish canary_failed", "err", err)
+		}
+	}
+	return out, s.Refresh(ctx)
 }
 
 // LoadEndpoint reads a stored endpoint's spec, with its defaults.

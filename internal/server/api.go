@@ -79,6 +79,7 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/endpoints", store.RoleOperator, s.applyEndpoints, 0},
 		{"GET", "/api/v1/endpoints/{name}/rollouts", store.RoleViewer, s.listRollouts, 0},
 		{"POST", "/api/v1/endpoints/{name}/rollouts", store.RoleOperator, s.startRollout, 0},
+		{"POST", "/api/v1/endpoints/{name}/rollouts/abort", store.RoleOperator, s.abortRollout, 0},
 		{"POST", "/api/v1/endpoints/{name}/rewards", store.RoleOperator, s.postRewards, 0},
 		{"PUT", "/api/v1/endpoints/{name}/fault", store.RoleOperator, s.putFault, 0},
 		{"DELETE", "/api/v1/endpoints/{name}/fault", store.RoleOperator, s.deleteFault, 0},

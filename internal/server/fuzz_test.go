@@ -26,6 +26,7 @@ var fuzzRoutes = []fuzzRoute{
 	{"POST", "/api/v1/predict/e", `{"key": "m1", "unit": "u", "features": {"x": 1}}`, shapeObject},
 	{"POST", "/api/v1/endpoints", `[{"name": "e", "model": "m", "timeout": "50ms", "fallback": {"static": 0}}]`, shapeArray},
 	{"POST", "/api/v1/endpoints/e/rollouts", ``, shapeNone},
+	{"POST", "/api/v1/endpoints/e/rollouts/abort", `{"reason": "r"}`, shapeObject},
 	{"POST", "/api/v1/models/m/versions", `{"artifact": "1/fit/model.json", "metrics": {"auc": 0.7}, "tags": {"a": "b"}}`, shapeObject},
 	{"POST", "/api/v1/models/m/versions/1/transitions", `{"to": "shadow", "reason": "r", "decision": {"expected_lifetime": "1y"}}`, shapeObject},
 	{"POST", "/api/v1/experiments", `[{"name": "x", "metrics": ["m"], "variants": [{"name": "a", "weight": 0.5}, {"name": "b", "weight": 0.5}]}]`, shapeArray},

@@ -162,6 +162,22 @@ func (s *Server) startRollout(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusCreated, ro)
 }
 
+// abortRollout ends the endpoint's running rollout by hand:
+// {"reason": "..."}.
+func (s *Server) abortRollout(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if err := decodeJSON(r, &body, `{"reason": "why the rollout is stopped"}`); err != nil {
+		return err
+	}
+	ro, err := s.serving.AbortRollout(r.Context(), r.PathValue("name"), identity(r).Name, body.Reason)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, ro)
+}
+
 // putFault injects a failure into an endpoint's model:
 // {"kind": "error"|"timeout", "for": "1h", "percent": 100}.
 func (s *Server) putFault(w http.ResponseWriter, r *http.Request) error {

@@ -536,3 +536,68 @@ func TestPredictAnswerEncoding(t *testing.T) {
 		t.Fatalf("an infinite prediction: %d %s", r.code, r.body)
 	}
 }
+
+// TestAbortRollout: an operator aborts a running rollout with a reason:
+// its canary version goes back to registered at once (serving stops
+// routing to it), the rollout is rolled back with the abort in its
+// history, canary_failed says so; without a reason, or with nothing
+// running, it is refused and nothing moves.
+func TestAbortRollout(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{})
+	ctx := context.Background()
+	h.apply(t, `signals:
+  - name: canary_failed
+    params:
+      model: {type: string, required: true}
+      version: {type: string, required: true}
+      score: {type: float}
+      reason: {type: string}
+`)
+	modelVersion(t, h, "m", `{"kind":"logistic","bias":2,"weights":{"x":0}}`, store.ModelCanary, store.ModelProduction)
+	v2 := modelVersion(t, h, "m", `{"kind":"logistic","bias":-2,"weights":{"x":0}}`, store.ModelCanary)
+	eps := []serve.Endpoint{{Name: "m", Model: "m", Fallback: serve.Fallback{Static: 0.0},
+		Rollout: &serve.RolloutConfig{Stages: []float64{100}, Interval: serve.Duration(time.Hour), MinRequests: 20}}}
+	if r := h.do(t, "POST", "/api/v1/endpoints", eps, ""); r.code != 200 {
+		t.Fatalf("endpoints: %d %s", r.code, r.body)
+	}
+	if r := h.do(t, "POST", "/api/v1/endpoints/m/rollouts/abort", map[string]any{"reason": "x"}, ""); r.code != 409 {
+		t.Fatalf("abort with nothing running: %d %s", r.code, r.body)
+	}
+	if r := h.do(t, "POST", "/api/v1/endpoints/m/rollouts", nil, ""); r.code != 201 {
+		t.Fatalf("start: %d %s", r.code, r.body)
+	}
+	predict := func() serve.Response {
+		var resp serve.Response
+		h.do(t, "POST", "/api/v1/predict/m", map[string]any{"key": "u1", "features": map[string]any{"x": 1}}, "").json(t, &resp)
+		return resp
+	}
+	if resp := predict(); !resp.Canary {
+		t.Fatalf("at 100%% the canary serves: %+v", resp)
+	}
+	if r := h.do(t, "POST", "/api/v1/endpoints/m/rollouts/abort", map[string]any{}, ""); r.code != 400 || !strings.Contains(string(r.body), "reason") {
+		t.Fatalf("abort without a reason: %d %s", r.code, r.body)
+	}
+	if v, _ := h.st.ModelVersion(ctx, "m", v2); v.State != store.ModelCanary {
+		t.Fatalf("a refused abort moved version %d to %s", v2, v.State)
+	}
+	var ro store.Rollout
+	r := h.do(t, "POST", "/api/v1/endpoints/m/rollouts/abort", map[string]any{"reason": "testing a hotfix"}, "")
+	r.json(t, &ro)
+	if r.code != 200 || ro.Status != store.RolloutRolledBack || !strings.Contains(string(ro.History), "aborted by local") || !strings.Contains(string(ro.History), "testing a hotfix") {
+		t.Fatalf("abort: %d %s", r.code, r.body)
+	}
+	if v, _ := h.st.ModelVersion(ctx, "m", v2); v.State != store.ModelRegistered {
+		t.Fatalf("after the abort version %d is %s", v2, v.State)
+	}
+	if resp := predict(); resp.Canary || resp.Version != 1 {
+		t.Fatalf("after the abort: %+v", resp)
+	}
+	sigs, _ := h.st.Signals(ctx, store.SignalFilter{Name: "canary_failed"})
+	if len(sigs) != 1 || !strings.Contains(string(sigs[0].Params["reason"]), "testing a hotfix") {
+		t.Fatalf("canary_failed: %+v", sigs)
+	}
+	if r := h.do(t, "POST", "/api/v1/endpoints/m/rollouts/abort", map[string]any{"reason": "again"}, ""); r.code != 409 {
+		t.Fatalf("a second abort: %d %s", r.code, r.body)
+	}
+}
