@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -38,7 +39,7 @@ func qualityView(s *Snapshot) string {
 				ev := m.Evidence
 				status, detail, asOf = ev.Status, ev.Detail, m.EvaluatedAt.UTC().Format(time.DateTime)
 				if ev.Measured != nil {
-					measured = num(*ev.Measured) + " " + ev.Unit
+					measured = strconv.FormatFloat(*ev.Measured, 'g', 4, 64) + " " + ev.Unit
 				}
 				if m.Error != "" {
 					detail += " (error: " + m.Error + ")"

@@ -15,7 +15,7 @@ import (
 )
 
 func (a *app) monitorCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "monitor", Short: "Monitors that act: feature and prediction drift, online quality, responsible-AI checks (docs/monitors.md)"}
+	cmd := &cobra.Command{Use: "monitor", Short: "Monitors that act: feature and prediction drift, online quality, responsible-AI checks, and quality scenarios measured from what happened (docs/monitors.md)"}
 	cmd.AddCommand(a.monitorApplyCmd(), a.monitorListCmd(), a.monitorResultsCmd(), a.monitorEvaluateCmd())
 	return cmd
 }

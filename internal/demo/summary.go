@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -379,7 +380,11 @@ func (s Summary) Print(w io.Writer) {
 	}
 	fmt.Fprintln(tw, "\nEXPERIMENT\tSTATUS\tDECISION\tPAUSED DAY")
 	for _, e := range s.Experiments {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", e.Name, e.Status, e.Decision, e.PausedDay)
+		paused := "-"
+		if e.PausedDay > 0 {
+			paused = strconv.Itoa(e.PausedDay)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, e.Status, e.Decision, paused)
 	}
 	fmt.Fprintf(tw, "\nonline: %d requests, %d errors, fallback %.1f%% (outage day %.1f%%), p50 %.2f ms, p99 %.2f ms\n",
 		s.Online.Requests, s.Online.Errors, 100*s.Online.FallbackRate, 100*s.Online.OutageFallbackRate, s.Online.P50MS, s.Online.P99MS)

@@ -47,9 +47,12 @@ type flowCount struct {
 	Name                     string
 	Succeeded, Failed, Other int
 	Capped                   bool
-	LastID                   int64
-	LastStatus               store.RunStatus
-	LastAt                   time.Time
+	// Started counts the runs by what started them: a signal's name, or
+	// on_finish (the edges of the loop are labelled with it).
+	Started    map[string]int
+	LastID     int64
+	LastStatus store.RunStatus
+	LastAt     time.Time
 }
 
 type signalCount struct {
@@ -144,7 +147,7 @@ func (u *UI) overviewPage(w http.ResponseWriter, r *http.Request, v Viewer) erro
 
 // countRuns counts a flow's newest runs by status.
 func (u *UI) countRuns(ctx context.Context, flowName string) (flowCount, error) {
-	fc := flowCount{Name: flowName}
+	fc := flowCount{Name: flowName, Started: map[string]int{}}
 	rs, err := u.d.Store.Runs(ctx, store.RunFilter{Flow: flowName, Limit: overviewRuns})
 	if err != nil {
 		return fc, err
@@ -153,6 +156,13 @@ func (u *UI) countRuns(ctx context.Context, flowName string) (flowCount, error) 
 	for i, r := range rs {
 		if i == 0 {
 			fc.LastID, fc.LastStatus, fc.LastAt = r.ID, r.Status, r.CreatedAt
+		}
+		switch r.Trigger {
+		case store.TriggerSignal:
+			name, _, _ := strings.Cut(r.TriggerDetail, " ")
+			fc.Started[name]++
+		case store.TriggerFinish:
+			fc.Started["on_finish"]++
 		}
 		switch r.Status {
 		case store.RunSucceeded:
@@ -210,7 +220,8 @@ func (u *UI) monitorsOverview(ctx context.Context, d *overviewData) error {
 
 // loopGraph draws the flows as boxes, coloured by their newest run and
 // labelled with how many ran, and the signals that chain them as edges
-// labelled with how many went through.
+// labelled with how many runs of the flow they point to each started
+// (counted over the runs countRuns read).
 func loopGraph(g *lineage.Graph, runs map[string]flowCount, sigs map[string]*signalCount) Graph {
 	out := Graph{RankDir: "LR"}
 	var key strings.Builder
@@ -246,7 +257,7 @@ func loopGraph(g *lineage.Graph, runs map[string]flowCount, sigs map[string]*sig
 				out.Nodes = append(out.Nodes, Node{ID: outside, Label: outside + "\n(judges, monitors, clients)", URL: "/signals"})
 				drawn = true
 			}
-			label := fmt.Sprintf("%s ×%d", n, c.Outside)
+			label := fmt.Sprintf("%s → %d runs", n, runs[f].Started[n])
 			out.Edges = append(out.Edges, [2]string{outside, f})
 			out.EdgeLabels = append(out.EdgeLabels, label)
 			fmt.Fprintf(&key, "|%s>%s:%s", outside, f, label)
@@ -254,10 +265,7 @@ func loopGraph(g *lineage.Graph, runs map[string]flowCount, sigs map[string]*sig
 	}
 	for _, e := range g.Edges() {
 		via := strings.TrimPrefix(e.Via, "signal:")
-		label := via
-		if c := sigs[via]; c != nil {
-			label = fmt.Sprintf("%s ×%d", via, c.Count)
-		}
+		label := fmt.Sprintf("%s → %d runs", via, runs[e.To].Started[via])
 		out.Edges = append(out.Edges, [2]string{e.From, e.To})
 		out.EdgeLabels = append(out.EdgeLabels, label)
 		fmt.Fprintf(&key, "|%s>%s:%s", e.From, e.To, label)

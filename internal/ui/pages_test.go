@@ -33,7 +33,7 @@ func checkPages(t *testing.T, p *populated) {
 		path string
 		want []string
 	}{
-		{"/", []string{"Signed in as local (admin)", "The loop", "<svg", "runs</text>", "data_ready ×", `href="/flows/etl"`, `href="/flows/report"`,
+		{"/", []string{"Signed in as local (admin)", "The loop", "<svg", "runs</text>", "3 runs, 1 failed", "data_ready → 2 runs", `href="/flows/etl"`, `href="/flows/report"`,
 			`href="/models/churn"`, `href="/experiments/button_color"`, `href="/signals?signal=data_ready"`, "Newest run"}},
 		{"/runs", []string{fmt.Sprintf(`href="/runs/%d"`, p.ok), "etl", "report"}},
 		{"/runs?flow=etl&status=failed", []string{fmt.Sprintf("#%d", p.failed), "failed"}},
