@@ -187,6 +187,18 @@ type rawReader interface {
 	Chmod(mode fs.FileMode) error
 }
 
+// shared reports whether f has names besides the one it was opened by (a
+// hard link): such a file is copied into the store, not moved and made
+// read-only, since its other names are not the caller's to change.
+func shared(f rawReader) bool {
+	l, ok := f.(interface{ links() (uint64, error) })
+	if !ok {
+		return false
+	}
+	n, err := l.links()
+	return err != nil || n > 1
+}
+
 type pathSource string
 
 func (p pathSource) open() (rawReader, error)  { return openRaw(string(p)) }
@@ -226,6 +238,16 @@ func (s *Store) move(ctx context.Context, src source, path string) (string, int6
 			return "", 0, fmt.Errorf("store blob %s: %w", d, err)
 		}
 		s.madeDirs.Store(prefix, true)
+	}
+	if shared(f) {
+		// A hard link to a file elsewhere (a task's `ln data.csv
+		// $BATON_OUTPUT_DIR/`): moving it would make that file read-only
+		// and the blob one more name of it, changed when it is.
+		d, n, err := s.PutSeeker(ctx, f)
+		if err != nil {
+			return "", 0, err
+		}
+		return d, n, src.remove()
 	}
 	// The file hashed is the file made read-only, whatever its name
 	// leads to now.

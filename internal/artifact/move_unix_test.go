@@ -61,3 +61,51 @@ func TestMoveFileAtFollowsNoLink(t *testing.T) {
 		})
 	}
 }
+
+// A file with another name elsewhere (a hard link a task made to a file
+// of the user's, to output it without a copy) is copied into the store:
+// the other name keeps its mode and stays a file of its own, and writing
+// to it later does not change the stored blob.
+func TestMoveFileAtCopiesAHardLinkedFile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			dir, outside := t.TempDir(), t.TempDir()
+			data := filepath.Join(outside, "data.csv")
+			if err := os.WriteFile(data, []byte("a,b\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Link(data, filepath.Join(dir, "data.csv")); err != nil {
+				t.Fatal(err)
+			}
+			fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			d, n, err := s.MoveFileAt(ctx, fd, "data.csv", "out/data.csv")
+			if err != nil || d != sum([]byte("a,b\n")) || n != 4 {
+				t.Fatalf("MoveFileAt: %s %d %v", d, n, err)
+			}
+			if _, err := os.Lstat(filepath.Join(dir, "data.csv")); !os.IsNotExist(err) {
+				t.Errorf("MoveFileAt left the source: %v", err)
+			}
+			var st unix.Stat_t
+			if err := unix.Stat(data, &st); err != nil || st.Mode&0o777 != 0o644 || st.Nlink != 1 {
+				t.Errorf("the file of the other name: mode %o, %d names (%v), want 644 and 1: it is shared with the store", st.Mode&0o777, st.Nlink, err)
+			}
+			f, err := os.OpenFile(data, os.O_WRONLY|os.O_APPEND, 0)
+			if err == nil {
+				_, err = f.WriteString("c,d\n")
+				f.Close()
+			}
+			if err != nil {
+				t.Fatalf("append to the file of the other name: %v", err)
+			}
+			if b, err := s.Read(ctx, d); err != nil || string(b) != "a,b\n" {
+				t.Errorf("the stored blob reads %q %v, want it as stored", b, err)
+			}
+		})
+	}
+}

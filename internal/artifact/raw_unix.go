@@ -57,4 +57,15 @@ func (f rawFile) Chmod(mode fs.FileMode) error {
 	}
 }
 
+// links is the file's number of names.
+func (f rawFile) links() (uint64, error) {
+	var st syscall.Stat_t
+	for {
+		err := syscall.Fstat(int(f), &st)
+		if err != syscall.EINTR {
+			return uint64(st.Nlink), err
+		}
+	}
+}
+
 func (f rawFile) Close() error { return syscall.Close(int(f)) }
