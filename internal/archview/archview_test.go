@@ -329,3 +329,15 @@ func TestQualityScenariosMeasured(t *testing.T) {
 	got := generate(t, st)["quality.md"]
 	wantIn(t, "quality.md", got, "| QS-03 | a breach pauses within an hour | - | none | 2027-01-04 05:00:00 |")
 }
+
+// The quality view shows what the newest result measured: the value
+// (rounded) with its unit, the status, the detail and an error.
+func TestQualityViewMeasuredValues(t *testing.T) {
+	t.Parallel()
+	m := 1.23456789
+	s := &Snapshot{Scenarios: []MeasuredScenario{{Monitor: "qs-03", Spec: monitor.Scenario{ID: "QS-03", Measure: monitor.MeasureGuardrailPause, Within: monitor.Duration(time.Hour)},
+		Evaluated: true, EvaluatedAt: time.Date(2027, 1, 4, 5, 0, 0, 0, time.UTC), Error: "read exposures: boom",
+		Evidence: monitor.ScenarioEvidence{Status: monitor.ScenarioFail, Measured: &m, Unit: "hours", Detail: "experiment x@1: paused late"}}}}
+	got := qualityView(s)
+	wantIn(t, "quality.md", got, "| QS-03 | guardrail_pause within 1h | 1.235 hours | fail | 2027-01-04 05:00:00 | experiment x@1: paused late (error: read exposures: boom) | qs-03 |")
+}

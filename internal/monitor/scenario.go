@@ -180,7 +180,7 @@ func (sc *Scenario) problems(at string) flow.Errors {
 		switch {
 		case change && m.Param == "":
 			add(field+".param", "name the numeric param whose growth is the change (rows)")
-		case change && !(m.MinIncrease > 0) || math.IsInf(m.MinIncrease, 0):
+		case change && (!(m.MinIncrease > 0) || math.IsInf(m.MinIncrease, 0)):
 			add(field+".min_increase", "%g: how much the param must grow over the previous signal's, above 0", m.MinIncrease)
 		case !change && (m.Param != "" || m.MinIncrease != 0):
 			add(field, "a response is a signal and its when: param and min_increase belong to the change")
