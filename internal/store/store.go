@@ -773,6 +773,9 @@ type FeatureStore interface {
 	// LastComputation returns the newest computation that was not blocked
 	// and computed feature; ErrNotFound if none.
 	LastComputation(ctx context.Context, feature string) (FeatureComputation, error)
+	// Computations lists the computations of feature, blocked ones
+	// included, newest first (limit 0: 50), without their profiles.
+	Computations(ctx context.Context, feature string, limit int) ([]FeatureComputation, error)
 }
 
 // ModelState is where a model version is in its lifecycle.

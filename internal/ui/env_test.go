@@ -330,6 +330,15 @@ func (p *populated) addFeatures(t testing.TB) {
 		resp.Body.Close()
 		return resp.StatusCode == 200 && strings.Contains(string(b), `"accepted": 1`), fmt.Sprintf("%d %s", resp.StatusCode, b)
 	}, "the server to take an event of plays")
+	// A blocked computation, then a warned one: the features page shows
+	// the warned one as the last, and both over time.
+	mean := 12.5
+	blocked, _ := json.Marshal(feature.Report{Status: "blocked", Rows: 30, Metrics: map[string]feature.Quality{"minutes_24h": {NotNullRate: 0.2, Mean: &mean}},
+		Checks: []feature.Result{{Feature: "minutes_24h", Check: "not_null_rate", Action: "block", Value: 0.2, Passed: false, Detail: "0.2 below 0.3"}}})
+	if _, err := p.st.AddComputation(ctx, store.FeatureComputation{Kind: "backfill", Features: map[string]int{"minutes_24h": 1},
+		Rows: 30, Status: "blocked", Report: blocked}); err != nil {
+		t.Fatal(err)
+	}
 	rep, _ := json.Marshal(feature.Report{Status: "warned", Rows: 40, Checks: []feature.Result{
 		{Feature: "minutes_24h", Check: "not_null_rate", Action: "warn", Value: 0.4, Passed: false, Detail: "0.4 below 0.5"}}})
 	if _, err := p.st.AddComputation(ctx, store.FeatureComputation{Kind: "training_set", Features: map[string]int{"minutes_24h": 1},

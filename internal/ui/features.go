@@ -3,6 +3,7 @@ package ui
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -23,7 +24,26 @@ type featureRow struct {
 	Last       *store.FeatureComputation
 	GateStatus string
 	Checks     []feature.Result
+	// History is the feature's newest computations, blocked ones too,
+	// with the gates' results for it: the quality over time.
+	History []gateRun
 }
+
+// gateRun is one computation as the quality-over-time table shows it.
+type gateRun struct {
+	ID      int64
+	At      time.Time
+	Kind    string
+	Status  string
+	Rows    int64
+	Checks  []feature.Result
+	// NotNull and Mean are what the report measured of the feature ("" if
+	// nothing).
+	NotNull, Mean string
+}
+
+// historyLen is how many computations a feature's history shows.
+const historyLen = 12
 
 func (u *UI) featuresPage(w http.ResponseWriter, r *http.Request, v Viewer) error {
 	ctx := r.Context()
@@ -68,6 +88,28 @@ func (u *UI) featuresPage(w http.ResponseWriter, r *http.Request, v Viewer) erro
 					}
 				}
 			}
+		}
+		cs, err := u.d.Store.Computations(ctx, f.Name, historyLen)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			g := gateRun{ID: c.ID, At: c.CreatedAt, Kind: c.Kind, Status: c.Status, Rows: c.Rows}
+			var rep feature.Report
+			if json.Unmarshal(c.Report, &rep) == nil {
+				for _, ch := range rep.Checks {
+					if ch.Feature == f.Name {
+						g.Checks = append(g.Checks, ch)
+					}
+				}
+				if q, ok := rep.Metrics[f.Name]; ok {
+					g.NotNull = fmt.Sprintf("%.3f", q.NotNullRate)
+					if q.Mean != nil {
+						g.Mean = fmt.Sprintf("%.4g", *q.Mean)
+					}
+				}
+			}
+			row.History = append(row.History, g)
 		}
 		d.Features = append(d.Features, row)
 	}

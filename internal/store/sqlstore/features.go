@@ -145,3 +145,33 @@ func (s *Store) LastComputation(ctx context.Context, feature string) (store.Feat
 	c.Report, c.Profiles, c.CreatedAt = json.RawMessage(report), json.RawMessage(profiles), fromMicros(created)
 	return c, nil
 }
+
+// Computations implements store.FeatureStore.
+func (s *Store) Computations(ctx context.Context, feature string, limit int) ([]store.FeatureComputation, error) {
+	if limit <= 0 {
+		limit = 50
+	}
+	rows, err := s.r.QueryContext(ctx,
+		`SELECT c.id, c.kind, c.features, c.row_count, c.status, c.report, c.output, c.created_at
+		 FROM feature_computations c JOIN feature_computed f ON f.computation_id = c.id
+		 WHERE f.feature = $1 ORDER BY c.id DESC LIMIT $2`, feature, limit)
+	if err != nil {
+		return nil, fmt.Errorf("computations of %s: %w", feature, err)
+	}
+	defer rows.Close()
+	var out []store.FeatureComputation
+	for rows.Next() {
+		var c store.FeatureComputation
+		var feats, report string
+		var created int64
+		if err := rows.Scan(&c.ID, &c.Kind, &feats, &c.Rows, &c.Status, &report, &c.Output, &created); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(feats), &c.Features); err != nil {
+			return nil, fmt.Errorf("computation %d features: %w", c.ID, err)
+		}
+		c.Report, c.CreatedAt = json.RawMessage(report), fromMicros(created)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}

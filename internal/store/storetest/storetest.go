@@ -1179,6 +1179,21 @@ func testFeatureComputations(t *testing.T, s store.Store) {
 	if got, _ := s.LastComputation(c, "f2"); got.ID != first.ID {
 		t.Fatalf("last f2: %+v", got)
 	}
+	// Every computation of a feature, blocked ones too, newest first.
+	all, err := s.Computations(c, "f1", 0)
+	if err != nil || len(all) != 3 || all[0].ID != second.ID || all[1].Status != store.ComputationBlocked || all[2].ID != first.ID ||
+		string(all[2].Report) != `{"ok":true}` || all[2].Rows != 10 || all[2].Kind != "training_set" || all[2].Profiles != nil {
+		t.Fatalf("computations of f1: %+v %v", all, err)
+	}
+	if some, _ := s.Computations(c, "f1", 2); len(some) != 2 || some[0].ID != second.ID {
+		t.Fatalf("the newest 2: %+v", some)
+	}
+	if f2, _ := s.Computations(c, "f2", 0); len(f2) != 1 || f2[0].ID != first.ID {
+		t.Fatalf("computations of f2: %+v", f2)
+	}
+	if none, err := s.Computations(c, "nope", 0); err != nil || len(none) != 0 {
+		t.Fatalf("no computation: %+v %v", none, err)
+	}
 }
 
 func testModelRegistry(t *testing.T, s store.Store) {
