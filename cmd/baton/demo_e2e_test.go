@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -99,19 +100,42 @@ func TestDemo(t *testing.T) {
 	}
 	var regression int64
 	byFlow := map[string]int{}
+	fromFeatures := map[string]int{} // runs started by features_ready
 	for _, r := range runs {
-		if r.Status != "succeeded" {
-			t.Errorf("run %d of %s %s", r.ID, r.Flow, r.Status)
-		}
 		byFlow[r.Flow]++
 		if r.Flow == "train-recommender" && r.Params["regression"] == true {
 			regression = r.ID
 		}
+		if (r.Flow == "audit" || r.Flow == "train-search") && r.Trigger == "signal" {
+			fromFeatures[r.Flow]++
+		}
+		if r.Status == "succeeded" {
+			continue
+		}
+		// The one run allowed to fail is an audit that found a training
+		// set regressed against the day before (the first simulated day
+		// can: the history was synthesized, not simulated), and it must
+		// say so and keep its report.
+		if r.Flow != "audit" || r.Status != "failed" {
+			t.Errorf("run %d of %s %s", r.ID, r.Flow, r.Status)
+			continue
+		}
+		id := strconv.FormatInt(r.ID, 10)
+		logs := must(t, baton(t, home, "logs", id+"/judge"), 0).stdout
+		report := must(t, baton(t, home, "artifact", "get", id+"/measure/report.md"), 0).stdout
+		if !strings.Contains(logs, "the training set regressed against the day before") || !strings.Contains(report, "## Regressions") {
+			t.Errorf("audit run %d failed without naming a regression:\n%s\n%s", r.ID, logs, report)
+		}
 	}
-	for _, f := range []string{"ingest", "member-features", "decide", "train-recommender", "canary", "fallback", "abtest"} {
+	for _, f := range []string{"ingest", "member-features", "decide", "train-recommender", "canary", "fallback", "abtest", "audit", "train-search", "search-canary"} {
 		if byFlow[f] == 0 {
 			t.Errorf("no run of %s: %v", f, byFlow)
 		}
+	}
+	// Every day's features were audited, and Sundays' trained the
+	// re-ranker (the history's last day is one).
+	if fromFeatures["audit"] != 11 || fromFeatures["train-search"] != 2 || byFlow["train-search"] != 2 {
+		t.Errorf("runs started by features_ready: %v, want 11 audits and 2 search trainings (the Sundays)", fromFeatures)
 	}
 	if regression == 0 {
 		t.Fatal("no training run with the injected regression")
@@ -175,6 +199,60 @@ func TestDemo(t *testing.T) {
 	online := sum["online"].(map[string]any)
 	if online["errors"].(float64) != 0 || online["outage_fallback_rate"].(float64) != 1 {
 		t.Fatalf("online: %v", online)
+	}
+
+	// The search box: the members' searches went to the search endpoint
+	// (applied by train-search), whose click log each night trained the
+	// re-ranker; its new versions were rolled out on that traffic and
+	// promoted by the canary judge.
+	search, _ := online["search"].(map[string]any)
+	if search == nil || search["requests"].(float64) == 0 || search["errors"].(float64) != 0 || search["plays_per_search"].(float64) == 0 {
+		t.Fatalf("online search: %v", search)
+	}
+	var rollouts []struct {
+		Model   string `json:"model"`
+		Status  string `json:"status"`
+		History []struct {
+			Canary   int    `json:"canary_requests"`
+			Baseline int    `json:"baseline_requests"`
+			Result   string `json:"result"`
+		} `json:"history"`
+	}
+	if err := json.Unmarshal([]byte(must(t, baton(t, home, "rollout", "status", "search", "-o", "json"), 0).stdout), &rollouts); err != nil {
+		t.Fatal(err)
+	}
+	rolledOut := 0
+	for _, ro := range rollouts {
+		if ro.Model != "search-rerank" || (ro.Status != "passed" && ro.Status != "running") {
+			t.Fatalf("search rollouts: %+v", rollouts)
+		}
+		for _, h := range ro.History {
+			if h.Canary == 0 || h.Baseline == 0 || h.Result != "pass" {
+				t.Fatalf("a search rollout's evaluation without traffic on both sides, or not passed: %+v", rollouts)
+			}
+		}
+		if ro.Status == "passed" {
+			rolledOut++
+		}
+	}
+	if rolledOut == 0 {
+		t.Fatalf("no search-rerank version passed its rollout on the search endpoint: %+v", rollouts)
+	}
+	var clickDays int
+	for _, day := range []string{"2027-01-04", "2027-01-13"} {
+		b, err := os.ReadFile(filepath.Join(home, "warehouse", "clicks", day+".csv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(string(b), "member,query,title,clicked,position\n") && strings.Contains(string(b), ",true,") {
+			clickDays++
+		}
+	}
+	if clickDays != 2 {
+		t.Fatal("the click log of the first or the last day has no clicks")
+	}
+	if off, _ := sum["offline"].(map[string]any)["search-rerank"].(map[string]any); off == nil || !(off["mrr"].(float64) > off["mrr_bm25"].(float64)) {
+		t.Fatalf("offline search-rerank: %v, want a held-out MRR above BM25's", sum["offline"])
 	}
 
 	// The quality scenarios, measured by the server from what happened
@@ -251,4 +329,58 @@ func TestDemo(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "already holds") {
 		t.Fatalf("second demo in one home: %d %s", r.code, r.stderr)
 	}
+}
+
+// TestPlatformAudit runs the platform's audit flow on three days of
+// features_ready params: the first is the reference; the second regresses
+// (a feature's not-null rate falls, a warn gate fires, half the rows are
+// gone) and fails, naming each regression, its report kept; the third is
+// compared with the second (a lasting change fails once) but lost a
+// feature, and fails for that alone.
+func TestPlatformAudit(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	must(t, baton(t, home, "flow", "apply", "../../examples/platform/signals.yaml", "../../examples/platform/audit.yaml"), 0)
+	day := func(date string, rows int, quality string) result {
+		return baton(t, home, "run", "../../examples/platform/audit.yaml", "--param", "date="+date, "--param", "row_count="+strconv.Itoa(rows),
+			"--param", "quality="+quality, "--param", "training_set=7/build/members.csv")
+	}
+	must(t, day("2027-01-04", 500, `{"metrics":{"minutes_7d":{"max":2558.7,"mean":726.7,"min":5.6,"not_null_rate":1,"psi":0.018},"plays_1d":{"mean":3.45,"not_null_rate":1}},"status":"passed"}`), 0)
+	first := must(t, baton(t, home, "artifact", "get", "1/measure/report.md"), 0).stdout
+	if !strings.Contains(first, "No earlier day") {
+		t.Fatalf("the first day's report:\n%s", first)
+	}
+
+	must(t, day("2027-01-05", 200, `{"metrics":{"minutes_7d":{"mean":700.1,"not_null_rate":0.95,"psi":0.3},"plays_1d":{"mean":3.4,"not_null_rate":0.995,"psi":1e-05}},"status":"warned"}`), 1)
+	logs := must(t, baton(t, home, "logs", "2/judge"), 0).stdout
+	for _, want := range []string{
+		"audit of 2027-01-05: the training set regressed against the day before:",
+		"not-null rate of minutes_7d fell from 1.0000 to 0.9500 (more than 0.01)",
+		"the quality gates went from passed to warned (their checks: baton artifact get 7/build/quality.json)",
+		"rows fell from 500 to 200 (below 0.5 of the day before)",
+		"baton artifact get 2/measure/report.md",
+	} {
+		if !strings.Contains(logs, want) {
+			t.Fatalf("the failed audit's log has no %q:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, "plays_1d") {
+		t.Fatalf("plays_1d fell by 0.005, within the tolerated 0.01:\n%s", logs)
+	}
+	report := must(t, baton(t, home, "artifact", "get", "2/measure/report.md"), 0).stdout
+	if !strings.Contains(report, "| minutes_7d | 0.95 | 1 | 700.1 | 726.7 | 0.3 |") || !strings.Contains(report, "## Regressions") {
+		t.Fatalf("report:\n%s", report)
+	}
+	table, err := os.ReadFile(filepath.Join(home, "warehouse", "training_quality", "2027-01-05.csv"))
+	if err != nil || !strings.Contains(string(table), "rows,200\nstatus,warned\n") {
+		t.Fatalf("the warehouse's training_quality partition: %v\n%s", err, table)
+	}
+
+	must(t, day("2027-01-06", 210, `{"metrics":{"minutes_7d":{"mean":701,"not_null_rate":0.95}},"status":"warned"}`), 1)
+	logs = must(t, baton(t, home, "logs", "3/judge"), 0).stdout
+	if !strings.Contains(logs, "feature plays_1d is gone (it was in the training set of 2027-01-05)") || strings.Contains(logs, "minutes_7d") ||
+		strings.Contains(logs, "quality gates") || strings.Contains(logs, "rows fell") {
+		t.Fatalf("the third day against the second:\n%s", logs)
+	}
+	must(t, day("2027-01-07", 220, `{"metrics":{"minutes_7d":{"mean":702,"not_null_rate":0.96}},"status":"passed"}`), 0)
 }

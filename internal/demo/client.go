@@ -122,6 +122,25 @@ func (c *client) experimentStatus(ctx context.Context, name, status, reason stri
 	return c.do(ctx, "POST", "/api/v1/experiments/"+url.PathEscape(name)+"/status", map[string]any{"status": status, "reason": reason}, nil)
 }
 
+// searchPage is the part of a search answer the simulation reads.
+type searchPage struct {
+	Path       string `json:"path"`
+	Reason     string `json:"reason"`
+	Version    int    `json:"version"`
+	Canary     bool   `json:"canary"`
+	Prediction struct {
+		Hits []struct {
+			Title string `json:"title"`
+		} `json:"hits"`
+	} `json:"prediction"`
+}
+
+func (c *client) search(ctx context.Context, endpoint, query, member string) (searchPage, error) {
+	var p searchPage
+	err := c.do(ctx, "POST", "/api/v1/predict/"+url.PathEscape(endpoint), map[string]any{"query": query, "key": member}, &p)
+	return p, err
+}
+
 func (c *client) startRun(ctx context.Context, flow string, params map[string]any) (int64, error) {
 	var r struct {
 		ID int64 `json:"id"`

@@ -34,6 +34,7 @@ import (
 	"github.com/baton-ml/baton/internal/feature"
 	"github.com/baton-ml/baton/internal/home"
 	"github.com/baton-ml/baton/internal/monitor"
+	"github.com/baton-ml/baton/internal/search"
 	"github.com/baton-ml/baton/internal/serve"
 	"github.com/baton-ml/baton/internal/server"
 	"github.com/baton-ml/baton/internal/store"
@@ -148,6 +149,9 @@ type dayStats struct {
 	Items, NewCreatorItems                                                  int
 	// Plays and sessions by experiment arm ("no experiment" outside any).
 	ArmPlays, ArmSessions map[string]int
+	// The search box: searches answered, refused, answered by BM25 alone
+	// (the endpoint's fallback), timed out; the plays they led to.
+	Searches, SearchErrors, SearchFallback, SearchTimeouts, SearchPlays int
 }
 
 // Validate checks the options and fills the defaults.
@@ -212,8 +216,15 @@ func Run(ctx context.Context, o Options, serveAfter func(addr, loginURL string, 
 		return Summary{}, err
 	}
 	hist := d.w.history()
+	histClicks, err := d.w.historySearches(ctx, hist)
+	if err != nil {
+		return Summary{}, fmt.Errorf("the history's searches: %w", err)
+	}
 	for day, rows := range hist {
 		if err := d.w.writePartition(d.wh, day, rows); err != nil {
+			return Summary{}, err
+		}
+		if err := writeClicks(d.wh, day, histClicks[day]); err != nil {
 			return Summary{}, err
 		}
 	}
@@ -462,6 +473,16 @@ func (d *Demo) bootstrap(ctx context.Context, hist map[string][]interaction) err
 	if err := d.settle(ctx); err != nil {
 		return err
 	}
+	// The history's last day is a Sunday: its features started the first
+	// re-ranker's training on the history's click log, and that flow
+	// applied the search endpoint.
+	trained, err := d.st.Runs(ctx, store.RunFilter{Flow: "train-search", Limit: 1})
+	if err != nil {
+		return err
+	}
+	if len(trained) == 0 || trained[0].Status != store.RunSucceeded {
+		return errors.New("the first search training did not succeed: see baton runs --flow train-search")
+	}
 	ep := filepath.Join(d.o.Home.Dir, "platform", "endpoints.yaml")
 	doc, err := serve.ReadFile(ep)
 	if err != nil {
@@ -505,13 +526,19 @@ func (d *Demo) playEvent(m, t int, at time.Time, minutes float64, complete bool)
 		"market": w.Members[m].Market, "minutes": math.Round(minutes*10) / 10, "completed": c, "title_age_days": math.Max(0, math.Round(age))}
 }
 
-// visit is one member's session of one day.
+// visit is one member's session of one day: the home page, and in some
+// sessions a search after it.
 type visit struct {
 	member int
 	minute int // of the day
 	page   page
 	s      session
 	err    error
+	query  string // "" when the member does not search
+	found  searchPage
+	hits   []string
+	ss     session // the response to the search page
+	serr   error
 }
 
 // day simulates one day: the episodes that start it, the members' sessions
@@ -543,7 +570,9 @@ func (d *Demo) day(ctx context.Context, day int) error {
 		if h < 0 {
 			h += 24
 		}
-		visits = append(visits, visit{member: m, minute: h*60 + r.IntN(60)})
+		v := visit{member: m, minute: h*60 + r.IntN(60)}
+		v.query, _ = d.w.query(day, m)
+		visits = append(visits, v)
 	}
 	sort.Slice(visits, func(i, j int) bool {
 		if visits[i].minute != visits[j].minute {
@@ -552,6 +581,7 @@ func (d *Demo) day(ctx context.Context, day int) error {
 		return visits[i].member < visits[j].member
 	})
 	var rows []interaction
+	var clicks []search.Click
 	for h := range 24 {
 		lo := sort.Search(len(visits), func(i int) bool { return visits[i].minute >= h*60 })
 		hi := sort.Search(len(visits), func(i int) bool { return visits[i].minute >= (h+1)*60 })
@@ -563,12 +593,16 @@ func (d *Demo) day(ctx context.Context, day int) error {
 		exp := map[string][]map[string]any{}
 		for i := range hour {
 			v := &hour[i]
+			at := t0.Add(time.Duration(v.minute) * time.Minute)
+			if v.query != "" {
+				p, r, c := d.searched(&st, v, at)
+				plays, rows, clicks = append(plays, p...), append(rows, r...), append(clicks, c...)
+			}
 			if v.err != nil {
 				st.Errors++
 				continue
 			}
 			m := d.w.w.Data.Members[v.member]
-			at := t0.Add(time.Duration(v.minute) * time.Minute)
 			st.Sessions++
 			st.Requests++
 			st.SessionsByMarket[m.Market]++
@@ -650,6 +684,9 @@ func (d *Demo) day(ctx context.Context, day int) error {
 	if err := d.w.writePartition(d.wh, date, rows); err != nil {
 		return err
 	}
+	if err := writeClicks(d.wh, date, clicks); err != nil {
+		return err
+	}
 	if _, err := d.c.startRun(ctx, "ingest", map[string]any{"date": date}); err != nil {
 		return err
 	}
@@ -657,8 +694,8 @@ func (d *Demo) day(ctx context.Context, day int) error {
 		return err
 	}
 	if d.o.Progress != nil {
-		fmt.Fprintf(d.o.Progress, "day %2d %s: %4d sessions, %4d plays (%.2f a session), fallback %5.1f%%%s\n", day, date, st.Sessions, st.Plays,
-			float64(st.Plays)/math.Max(1, float64(st.Sessions)), 100*float64(st.Fallback)/math.Max(1, float64(st.Requests)), d.episodeNote(day))
+		fmt.Fprintf(d.o.Progress, "day %2d %s: %4d sessions, %4d plays (%.2f a session), fallback %5.1f%%, %3d searches%s\n", day, date, st.Sessions, st.Plays,
+			float64(st.Plays)/math.Max(1, float64(st.Sessions)), 100*float64(st.Fallback)/math.Max(1, float64(st.Requests)), st.Searches, d.episodeNote(day))
 	}
 	return nil
 }
@@ -713,6 +750,9 @@ func (d *Demo) tablesFor(day int, t0 time.Time) error {
 		changed = true
 	}
 	if changed {
+		if err := d.w.refreshQueries(); err != nil {
+			return err
+		}
 		return d.w.writeTables(d.wh)
 	}
 	return nil
@@ -799,35 +839,10 @@ func (d *Demo) serveAll(ctx context.Context, day int, vs []visit) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				v := &vs[i]
-				m := d.w.w.Data.Members[v.member]
-				t := time.Now()
-				p, err := d.c.recommend(ctx, endpoint, m.ID, m.Market)
-				lat := float64(time.Since(t).Microseconds()) / 1000
-				if err != nil {
-					v.err = err
-					continue
+				d.serveHome(ctx, day, &vs[i])
+				if vs[i].query != "" {
+					d.serveSearch(ctx, day, &vs[i])
 				}
-				v.page = p
-				var titles []string
-				for _, r := range p.Prediction.Rows {
-					for _, it := range r.Items {
-						titles = append(titles, it.Title)
-					}
-				}
-				v.s = d.w.respond(d.w.rng(day, v.member, 2), v.member, titles)
-				d.mu.Lock()
-				d.latencies = append(d.latencies, lat)
-				for _, t := range titles {
-					d.served[t] = true
-				}
-				if day == d.ep.Outage {
-					d.outage.requests++
-					if p.Path == "fallback" {
-						d.outage.fallback++
-					}
-				}
-				d.mu.Unlock()
 			}
 		}()
 	}
@@ -836,6 +851,85 @@ func (d *Demo) serveAll(ctx context.Context, day int, vs []visit) {
 	}
 	close(next)
 	wg.Wait()
+}
+
+// serveHome asks the home page for v's member and responds to it.
+func (d *Demo) serveHome(ctx context.Context, day int, v *visit) {
+	m := d.w.w.Data.Members[v.member]
+	t := time.Now()
+	p, err := d.c.recommend(ctx, endpoint, m.ID, m.Market)
+	lat := float64(time.Since(t).Microseconds()) / 1000
+	if err != nil {
+		v.err = err
+		return
+	}
+	v.page = p
+	var titles []string
+	for _, r := range p.Prediction.Rows {
+		for _, it := range r.Items {
+			titles = append(titles, it.Title)
+		}
+	}
+	v.s = d.w.respond(d.w.rng(day, v.member, 2), v.member, titles)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.latencies = append(d.latencies, lat)
+	for _, t := range titles {
+		d.served[t] = true
+	}
+	if day == d.ep.Outage {
+		d.outage.requests++
+		if p.Path == "fallback" {
+			d.outage.fallback++
+		}
+	}
+}
+
+// serveSearch sends v's query to the search endpoint, with the member so
+// that the re-ranker knows their tastes, and responds to the hits.
+func (d *Demo) serveSearch(ctx context.Context, day int, v *visit) {
+	m := d.w.w.Data.Members[v.member]
+	p, err := d.c.search(ctx, searchEndpoint, v.query, m.ID)
+	if err != nil {
+		v.serr = err
+		return
+	}
+	v.found = p
+	for _, h := range p.Prediction.Hits {
+		v.hits = append(v.hits, h.Title)
+	}
+	v.ss = d.w.respondSearch(day, v.member, v.hits)
+}
+
+// searched accounts for v's search (its session began at at): its plays
+// go to the streaming path and the day's interactions as the home page's
+// do, a minute apart after them; every title shown goes to the day's
+// click log.
+func (d *Demo) searched(st *dayStats, v *visit, at time.Time) ([]map[string]any, []interaction, []search.Click) {
+	if v.serr != nil {
+		st.SearchErrors++
+		return nil, nil, nil
+	}
+	st.Searches++
+	if v.found.Path == "fallback" {
+		st.SearchFallback++
+	}
+	if v.found.Reason == "timeout" {
+		st.SearchTimeouts++
+	}
+	st.SearchPlays += v.ss.plays
+	var plays []map[string]any
+	var rows []interaction
+	from := at.Add(time.Duration(len(v.s.events)+1) * time.Minute)
+	for k, e := range v.ss.events {
+		pat := from.Add(time.Duration(k+1) * time.Minute)
+		plays = append(plays, d.playEvent(v.member, e.title, pat, e.minutes, e.complete))
+		rows = append(rows, interaction{member: v.member, title: e.title, ts: pat.Unix()})
+		if e.complete {
+			rows = append(rows, interaction{member: v.member, title: e.title, ts: pat.Unix() + 60, complete: true})
+		}
+	}
+	return plays, rows, d.w.clickRows(v.member, v.query, v.hits, v.ss)
 }
 
 // quantile of xs (sorted in place).

@@ -61,13 +61,29 @@ type Online struct {
 	Requests     int     `json:"requests"`
 	Errors       int     `json:"errors"`
 	FallbackRate float64 `json:"fallback_rate"`
-	// Timeouts are requests the model did not answer within the
-	// endpoint's timeout (the fallback answered): the machine's doing,
-	// so the one thing that can make two runs of one seed differ.
+	// Timeouts are requests, home or search, the model did not answer
+	// within the endpoint's timeout (the fallback answered): the
+	// machine's doing, so the one thing that can make two runs of one
+	// seed differ.
 	Timeouts           int     `json:"timeouts"`
 	OutageFallbackRate float64 `json:"outage_fallback_rate"`
 	P99MS              float64 `json:"p99_ms"`
 	P50MS              float64 `json:"p50_ms"`
+	// Search is the search endpoint's traffic; the fields above are the
+	// home page's (timeouts aside).
+	Search SearchOnline `json:"search"`
+}
+
+// SearchOnline is what the members' searches saw.
+type SearchOnline struct {
+	Requests int `json:"requests"`
+	Errors   int `json:"errors"`
+	// FallbackRate is the share answered by BM25 alone (no re-ranker, or
+	// it failed or timed out).
+	FallbackRate float64 `json:"fallback_rate"`
+	Timeouts     int     `json:"timeouts"`
+	// PlaysPerSearch are the titles played from a search's hits.
+	PlaysPerSearch float64 `json:"plays_per_search"`
 }
 
 type ExperimentSummary struct {
@@ -202,9 +218,9 @@ func (d *Demo) summary(ctx context.Context) (Summary, error) {
 				}
 			}
 			off := map[string]float64{}
-			for _, k := range []string{"recall@10", "ndcg@10", "coverage@10", "diversity@10", "novelty@10", "map@10"} {
+			for k, name := range offlineMetrics {
 				if x, ok := latest.Metrics[k]; ok {
-					off[strings.TrimSuffix(k, "@10")+suffix(k)] = x
+					off[name] = x
 				}
 			}
 			if len(off) > 0 {
@@ -236,8 +252,15 @@ func (d *Demo) summary(ctx context.Context) (Summary, error) {
 
 	// What the apps saw.
 	var req, errs, fb, items, ncItems, plays, sessions, timeouts int
+	var so SearchOnline
+	var searchFB, searchPlays int
 	for _, st := range d.stats {
-		timeouts += st.Timeouts
+		so.Requests += st.Searches
+		so.Errors += st.SearchErrors
+		so.Timeouts += st.SearchTimeouts
+		searchFB += st.SearchFallback
+		searchPlays += st.SearchPlays
+		timeouts += st.Timeouts + st.SearchTimeouts
 		req += st.Requests
 		errs += st.Errors
 		fb += st.Fallback
@@ -247,10 +270,13 @@ func (d *Demo) summary(ctx context.Context) (Summary, error) {
 		sessions += st.Sessions
 		s.Engagement = append(s.Engagement, round(ratio(st.Plays, st.Sessions), 4))
 	}
-	s.Events = plays + sessions
+	// Events posted: each session's impression, the plays of its home
+	// page and of its search.
+	s.Events = plays + sessions + searchPlays
+	so.FallbackRate, so.PlaysPerSearch = round(ratio(searchFB, so.Requests), 4), round(ratio(searchPlays, so.Requests), 4)
 	s.Online = Online{Requests: req, Errors: errs, FallbackRate: round(ratio(fb, req), 4), Timeouts: timeouts,
 		OutageFallbackRate: round(ratio(d.outage.fallback, d.outage.requests), 4),
-		P99MS:              round(quantile(d.latencies, 0.99), 2), P50MS: round(quantile(d.latencies, 0.5), 2)}
+		P99MS:              round(quantile(d.latencies, 0.99), 2), P50MS: round(quantile(d.latencies, 0.5), 2), Search: so}
 	open := 0
 	for _, o := range d.w.titleOpen {
 		if o {
@@ -263,11 +289,14 @@ func (d *Demo) summary(ctx context.Context) (Summary, error) {
 	return s, err
 }
 
-func suffix(k string) string {
-	if strings.HasPrefix(k, "recall") || strings.HasPrefix(k, "ndcg") || strings.HasPrefix(k, "map") {
-		return "@10"
-	}
-	return ""
+// offlineMetrics are the registry's metrics the summary shows, by their
+// name there: the recommenders' (baton rec eval) and the search
+// re-ranker's (train-search.yaml: held-out MRR and NDCG@10, re-ranked and
+// in BM25 order).
+var offlineMetrics = map[string]string{
+	"recall@10": "recall@10", "ndcg@10": "ndcg@10", "map@10": "map@10",
+	"coverage@10": "coverage", "diversity@10": "diversity", "novelty@10": "novelty",
+	"mrr": "mrr", "mrr_bm25": "mrr_bm25", "ndcg@10_bm25": "ndcg@10_bm25",
 }
 
 func ratio(a, b int) float64 {
@@ -388,6 +417,12 @@ func (s Summary) Print(w io.Writer) {
 	}
 	fmt.Fprintf(tw, "\nonline: %d requests, %d errors, fallback %.1f%% (outage day %.1f%%), p50 %.2f ms, p99 %.2f ms\n",
 		s.Online.Requests, s.Online.Errors, 100*s.Online.FallbackRate, 100*s.Online.OutageFallbackRate, s.Online.P50MS, s.Online.P99MS)
+	fmt.Fprintf(tw, "search: %d requests, %d errors, BM25 alone %.1f%%, %.2f plays a search", s.Online.Search.Requests, s.Online.Search.Errors,
+		100*s.Online.Search.FallbackRate, s.Online.Search.PlaysPerSearch)
+	if off, ok := s.Offline["search-rerank"]; ok {
+		fmt.Fprintf(tw, "; the latest re-ranker's held-out MRR %.3f (BM25 %.3f), NDCG@10 %.3f (BM25 %.3f)", off["mrr"], off["mrr_bm25"], off["ndcg@10"], off["ndcg@10_bm25"])
+	}
+	fmt.Fprintln(tw)
 	fmt.Fprintf(tw, "responsible AI: catalog coverage %.3f, new creators' exposure %.3f, quality by market %v\n",
 		s.ResponsibleAI.CatalogCoverage, s.ResponsibleAI.NewCreatorExposure, s.ResponsibleAI.MarketQuality)
 	fmt.Fprintln(tw, "\nSCENARIO\tMEASURED BY THE SERVER\tSTATUS\tDETAIL")

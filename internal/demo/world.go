@@ -13,6 +13,7 @@ import (
 
 	"github.com/baton-ml/baton/internal/atomicfile"
 	"github.com/baton-ml/baton/internal/rec"
+	"github.com/baton-ml/baton/internal/search"
 )
 
 // world is the simulated streaming service: members with latent tastes in
@@ -36,6 +37,9 @@ type world struct {
 	activity   []float64
 	titleIdx   map[string]int
 	memberIdx  map[string]int
+	// queries are what members type into the search box: words of the
+	// visible titles' names.
+	queries *search.Queries
 }
 
 // newWorld synthesizes members members (a fifth of them in the market that
@@ -64,6 +68,9 @@ func newWorld(seed uint64, members, titles, expansion, historyDays int, start ti
 		x.memberOpen[m] = d.Members[m].Market != x.launchMarket
 		// Daily visit probability: most members come a few times a week.
 		x.activity[m] = math.Min(0.9, 0.15+0.5*rng.ExpFloat64()*0.6)
+	}
+	if err := x.refreshQueries(); err != nil {
+		return nil, err
 	}
 	return x, nil
 }

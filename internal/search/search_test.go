@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -263,5 +265,69 @@ func TestSearchConcurrent(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// Queries are name words that at least two titles share, as the index
+// analyzes them, drawn by how many names hold them: each one retrieves
+// the titles it was drawn from.
+func TestQueriesDrawSharedNameWords(t *testing.T) {
+	ctx := context.Background()
+	catalog := `title,name,genres,creator,new_creator,released
+t1,The Night River 1,drama,creator-1,false,2021-03-01T00:00:00Z
+t2,Night Harbor 2,comedy,creator-2,false,2021-03-01T00:00:00Z
+t3,Night Echo 3,drama,creator-1,false,2021-03-01T00:00:00Z
+t4,The River Echo 4,horror,creator-3,false,2021-03-01T00:00:00Z
+t5,Summer 5,drama,creator-3,false,2021-03-01T00:00:00Z
+`
+	titles, err := ReadCatalog(strings.NewReader(catalog), "catalog.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := NewIndex(ctx, titles, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	q, err := NewQueries(titles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "the" is a stop word, the numbers and "harbor"/"summer" are in one
+	// name each.
+	if got := strings.Join(q.Words(), ","); got != "night,echo,river" {
+		t.Fatalf("words %s, want night,echo,river", got)
+	}
+	r := rand.New(rand.NewPCG(7, 7))
+	n := map[string]int{}
+	const draws = 7000
+	for range draws {
+		n[q.Draw(r)]++
+	}
+	// night is in 3 names, echo and river in 2: 3/7, 2/7, 2/7.
+	for w, want := range map[string]float64{"night": 3.0 / 7, "echo": 2.0 / 7, "river": 2.0 / 7} {
+		if got := float64(n[w]) / draws; math.Abs(got-want) > 0.03 {
+			t.Errorf("%s drawn %.3f of the time, want %.3f", w, got, want)
+		}
+	}
+	for _, w := range q.Words() {
+		hits, err := ix.Retrieve(ctx, w, 10)
+		if err != nil || len(hits) < 2 {
+			t.Fatalf("query %q retrieves %v (%v)", w, hits, err)
+		}
+	}
+	a, b := rand.New(rand.NewPCG(1, 2)), rand.New(rand.NewPCG(1, 2))
+	for range 50 {
+		if x, y := q.Draw(a), q.Draw(b); x != y {
+			t.Fatalf("the same source drew %q and %q", x, y)
+		}
+	}
+
+	lone, err := ReadCatalog(strings.NewReader("title,name,genres,creator,new_creator,released\nt1,Alpha,drama,c,false,1640995200\nt2,Beta,drama,c,false,1640995200\n"), "c.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewQueries(lone); !errors.Is(err, fault.Invalid) {
+		t.Fatalf("names sharing no word: %v, want invalid input", err)
 	}
 }

@@ -1,12 +1,17 @@
 package search
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/blevesearch/bleve/v2/analysis/analyzer/standard"
+
+	"github.com/baton-ml/baton/internal/fault"
 )
 
 // SynthOptions size a synthetic data set.
@@ -57,11 +62,7 @@ func Synthesize(o SynthOptions) Synthetic {
 	}
 	rng.Shuffle(len(words), func(i, j int) { words[i], words[j] = words[j], words[i] })
 	wordCum := cumulative(len(words), func(i int) float64 { return 1 / math.Pow(float64(i+1), 0.8) })
-	pick := func(cum []float64) int {
-		u := rng.Float64() * cum[len(cum)-1]
-		i, _ := slices.BinarySearch(cum, u)
-		return min(i, len(cum)-1)
-	}
+	pick := func(cum []float64) int { return draw(rng, cum) }
 
 	s := Synthetic{Words: words}
 	genreOf := make([][]int, o.Titles)
@@ -184,6 +185,66 @@ func Synthesize(o SynthOptions) Synthetic {
 }
 
 func memberID(m int) string { return fmt.Sprintf("m%05d", m) }
+
+// draw picks an index with probability proportional to its weight, cum
+// being the weights' running sums: one uniform draw from r.
+func draw(r *rand.Rand, cum []float64) int {
+	u := r.Float64() * cum[len(cum)-1]
+	i, _ := slices.BinarySearch(cum, u)
+	return min(i, len(cum)-1)
+}
+
+// Queries draws search queries over a catalog the way Synthesize's
+// searchers choose theirs: one word of the titles' names, the more names
+// hold it the likelier (Synthesize draws queries with the weights it
+// drew names with), among the words at least two names hold (a query
+// one title answers has nothing to rank, and Synthesize skips those).
+// Words are the terms an Index makes of the names (lower case, no stop
+// words), so every query it draws retrieves what it was drawn from.
+type Queries struct {
+	words []string
+	cum   []float64
+}
+
+// NewQueries collects the words of titles' names. A catalog whose names
+// share no word is invalid input: it has no query to draw.
+func NewQueries(titles []Title) (*Queries, error) {
+	an := indexMapping().AnalyzerNamed(standard.Name)
+	if an == nil {
+		return nil, fmt.Errorf("no %s analyzer", standard.Name)
+	}
+	count := map[string]int{}
+	for i := range titles {
+		seen := map[string]bool{}
+		for _, tok := range an.Analyze([]byte(titles[i].Name)) {
+			w := string(tok.Term)
+			if !seen[w] {
+				seen[w] = true
+				count[w]++
+			}
+		}
+	}
+	q := &Queries{}
+	for w, n := range count {
+		if n >= 2 {
+			q.words = append(q.words, w)
+		}
+	}
+	if len(q.words) == 0 {
+		return nil, fault.Invalidf("catalog", "no word is in two titles' names: no query to draw")
+	}
+	// Most frequent first, ties by the word: the same catalog, the same
+	// draws.
+	slices.SortFunc(q.words, func(a, b string) int { return cmp.Or(cmp.Compare(count[b], count[a]), cmp.Compare(a, b)) })
+	q.cum = cumulative(len(q.words), func(i int) float64 { return float64(count[q.words[i]]) })
+	return q, nil
+}
+
+// Draw picks a query with one uniform draw from r.
+func (q *Queries) Draw(r *rand.Rand) string { return q.words[draw(r, q.cum)] }
+
+// Words are the words Draw picks from, most frequent first.
+func (q *Queries) Words() []string { return slices.Clone(q.words) }
 
 func cumulative(n int, w func(int) float64) []float64 {
 	cum := make([]float64, n)
