@@ -788,7 +788,7 @@ func (r *Runner) guardrailPause(ctx context.Context, sc *Scenario, now time.Time
 			}
 			if l.Status == store.ExperimentStopped {
 				c.Status = ScenarioFail
-				c.Detail = fmt.Sprintf("breached %s, stopped without a pause (%s)", breach.Format(time.DateTime), l.Reason)
+				c.Detail = fmt.Sprintf("breached %s (%s), stopped without a pause (%s)", breach.Format(time.DateTime), st.BreachOf[key], l.Reason)
 			}
 		}
 		ev.Cases = append(ev.Cases, c)
@@ -805,8 +805,8 @@ func (r *Runner) guardrailPause(ctx context.Context, sc *Scenario, now time.Time
 // mean per exposed unit (units without an event count 0, as in the
 // guardrail's analysis) is worse than control's by more than the
 // tolerance (max_degradation × |control mean|), at the experiment's
-// alpha (one-sided, normal approximation, at least minUnits units a
-// side). Began: the first instant from which the running means stayed
+// alpha shared by its guardrails and treatment arms (Bonferroni;
+// one-sided, normal approximation, at least minUnits units a side). Began: the first instant from which the running means stayed
 // beyond the tolerance until then, so early noise that came back is not
 // the start.
 func firstBreach(ctx context.Context, sr ScenarioReader, spec experiment.Spec, version, minUnits int, until time.Time) (time.Time, string, error) {
@@ -830,7 +830,16 @@ func firstBreach(ctx context.Context, sr ScenarioReader, spec experiment.Spec, v
 	if alpha <= 0 {
 		alpha = experiment.DefaultAlpha
 	}
-	z := distuv.UnitNormal.Quantile(1 - alpha)
+	// Bonferroni over the guardrails and the treatment arms: each is a
+	// test, and an experiment with three guardrails would otherwise be
+	// called harmful by chance one time in seven.
+	arms := 0
+	for _, v := range spec.Variants {
+		if v.Name != spec.Control {
+			arms++
+		}
+	}
+	z := distuv.UnitNormal.Quantile(1 - alpha/float64(max(1, arms*len(spec.Guardrails))))
 	var best time.Time
 	var what string
 	for _, g := range spec.Guardrails {
@@ -852,27 +861,27 @@ func firstBreach(ctx context.Context, sr ScenarioReader, spec experiment.Spec, v
 			}
 		}
 		type moments struct{ n, sum, sq float64 }
-		arms := map[string]*moments{}
+		byArm := map[string]*moments{}
 		for u, arm := range variant {
-			a := arms[arm]
+			a := byArm[arm]
 			if a == nil {
 				a = &moments{}
-				arms[arm] = a
+				byArm[arm] = a
 			}
 			v := perUnit[u]
 			a.n++
 			a.sum += v
 			a.sq += v * v
 		}
-		ctl := arms[spec.Control]
+		ctl := byArm[spec.Control]
 		if ctl == nil || ctl.n < float64(minUnits) {
 			continue
 		}
 		mean := func(a *moments) float64 { return a.sum / a.n }
 		vari := func(a *moments) float64 { return math.Max(0, (a.sq-a.sum*a.sum/a.n)/math.Max(1, a.n-1)) }
 		var worseArms []string
-		for _, arm := range slices.Sorted(maps.Keys(arms)) {
-			a := arms[arm]
+		for _, arm := range slices.Sorted(maps.Keys(byArm)) {
+			a := byArm[arm]
 			if arm == spec.Control || a.n < float64(minUnits) {
 				continue
 			}
@@ -936,7 +945,7 @@ func firstBreach(ctx context.Context, sr ScenarioReader, spec experiment.Spec, v
 			clear(units)
 			clear(sums)
 			if !onset.IsZero() && (best.IsZero() || onset.Before(best)) {
-				a := arms[arm]
+				a := byArm[arm]
 				best, what = onset, fmt.Sprintf("%s of %s: %.4g a unit against control's %.4g over %.0f and %.0f units",
 					g.Metric, arm, mean(a), mean(ctl), a.n, ctl.n)
 			}

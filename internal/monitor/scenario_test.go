@@ -354,3 +354,55 @@ func TestScenarioGuardrailPause(t *testing.T) {
 		}
 	})
 }
+
+// A small excess on one guardrail is a real breach only at the alpha its
+// experiment's guardrails share: 9 cancellations in 700 treated units
+// against 3 in 700 (one-sided z about 1.8) is one with a single
+// guardrail, and chance with three (Bonferroni: z above 2.13 needed).
+func TestScenarioGuardrailBreachSharesAlpha(t *testing.T) {
+	for _, c := range []struct {
+		guardrails []string
+		want       int
+	}{{[]string{"cancellations"}, 1}, {[]string{"cancellations", "errors", "contacts"}, 0}} {
+		e := newEnv(t)
+		ctx := context.Background()
+		e.apply(t, `monitors:
+  - name: qs-03
+    kind: scenario
+    every: 1h
+    scenario: {id: QS-03, measure: guardrail_pause, within: 1h}
+`)
+		spec := experiment.Spec{Name: "x", Metrics: []string{"plays"},
+			Variants: []experiment.Variant{{Name: "control", Weight: 0.5}, {Name: "treatment", Weight: 0.5}}}
+		for _, g := range c.guardrails {
+			spec.Guardrails = append(spec.Guardrails, experiment.Guardrail{Metric: g, Direction: "increase"})
+		}
+		if _, err := experiment.Apply(ctx, e.st, []experiment.Spec{spec}); err != nil {
+			t.Fatal(err)
+		}
+		var ex []store.Exposure
+		var ms []store.MetricEvent
+		for i := range 700 {
+			for v, bad := range map[string]int{"control": 3, "treatment": 9} {
+				u := fmt.Sprintf("%s-%d", v, i)
+				ex = append(ex, store.Exposure{Experiment: "x", Version: 1, Unit: u, Variant: v, At: t0})
+				if i < bad {
+					ms = append(ms, store.MetricEvent{Experiment: "x", Unit: u, Metric: "cancellations", Value: 1, At: t0.Add(time.Minute)})
+				}
+			}
+		}
+		if _, err := e.st.AddExposures(ctx, ex); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.st.AddMetricEvents(ctx, ms); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.st.SetExperimentStatus(ctx, "x", []store.ExperimentStatus{store.ExperimentRunning}, store.ExperimentStopped, "done"); err != nil {
+			t.Fatal(err)
+		}
+		ev := scenarioOf(t, e.evaluate(t, t0.Add(time.Hour)))
+		if len(ev.Cases) != c.want {
+			t.Fatalf("%d guardrails: %d cases, want %d: %+v", len(c.guardrails), len(ev.Cases), c.want, ev)
+		}
+	}
+}
