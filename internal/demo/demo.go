@@ -413,7 +413,26 @@ func (d *Demo) bootstrap(ctx context.Context, hist map[string][]interaction) err
 			}
 		}
 	}
-	var evs, imps []map[string]any
+	// The history goes to the streaming path a batch at a time, each
+	// source in the order of its days (impressions, then plays), so that
+	// a large history never sits in memory as events.
+	d.clk.set(start.Add(-time.Minute))
+	var batch []map[string]any
+	flush := func(source string) error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := d.c.events(ctx, source, batch)
+		batch = batch[:0]
+		return err
+	}
+	add := func(source string, ev map[string]any) error {
+		batch = append(batch, ev)
+		if len(batch) >= 5000 {
+			return flush(source)
+		}
+		return nil
+	}
 	for _, day := range days {
 		// A member's plays of a day were one session: its page view
 		// (impression) came a minute before the first. The number of
@@ -426,28 +445,29 @@ func (d *Demo) bootstrap(ctx context.Context, hist map[string][]interaction) err
 		}
 		for _, m := range slices.Sorted(maps.Keys(first)) {
 			mb := d.w.w.Data.Members[m]
-			imps = append(imps, map[string]any{"member_id": mb.ID, "ts": time.Unix(first[m]-60, 0).UTC().Format(time.RFC3339Nano), "market": mb.Market})
+			if err := add("impressions", map[string]any{"member_id": mb.ID, "ts": time.Unix(first[m]-60, 0).UTC().Format(time.RFC3339Nano), "market": mb.Market}); err != nil {
+				return err
+			}
 		}
+	}
+	if err := flush("impressions"); err != nil {
+		return err
+	}
+	for _, day := range days {
 		for _, r := range hist[day] {
 			if !r.complete {
 				mins := 20.0
 				if done[mt{r.member, r.title}] {
 					mins = 70
 				}
-				evs = append(evs, d.playEvent(r.member, r.title, time.Unix(r.ts, 0), mins, done[mt{r.member, r.title}]))
+				if err := add("plays", d.playEvent(r.member, r.title, time.Unix(r.ts, 0), mins, done[mt{r.member, r.title}])); err != nil {
+					return err
+				}
 			}
 		}
 	}
-	d.clk.set(start.Add(-time.Minute))
-	for _, src := range []struct {
-		name string
-		evs  []map[string]any
-	}{{"impressions", imps}, {"plays", evs}} {
-		for i := 0; i < len(src.evs); i += 5000 {
-			if err := d.c.events(ctx, src.name, src.evs[i:min(i+5000, len(src.evs))]); err != nil {
-				return err
-			}
-		}
+	if err := flush("plays"); err != nil {
+		return err
 	}
 	last := days[len(days)-1]
 	if _, err := d.c.startRun(ctx, "ingest", map[string]any{"date": last}); err != nil {
