@@ -7,6 +7,7 @@ import (
 	"errors"
 	"maps"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -95,6 +96,42 @@ func TestBlend(t *testing.T) {
 	als, _ := plantedRecall(t, KindALS, map[string]string{"factors": "16"})
 	if got < 2*pop || got < 0.97*als {
 		t.Fatalf("blend recall@10 %.4f: want ≥ 2 × popularity's %.4f and ≥ 0.97 × ALS's %.4f", got, pop, als)
+	}
+}
+
+// TestBlendLearnsItsWeights: TestBlend alone passes with weights that
+// were never fitted (equal weights, or item-kNN's alone, reach ALS's
+// recall on the planted world), so here one part is made weak at a time
+// and the fitted weights must notice: the weak part gets the least
+// weight of the personal parts, and the fitted blend's recall@10 is
+// clearly above the same parts blended with equal weights. No fixed
+// weight vector passes both cases, as the weak part differs.
+func TestBlendLearnsItsWeights(t *testing.T) {
+	tr, te, _ := planted(t)
+	for _, c := range []struct {
+		weak   string
+		params map[string]string
+	}{
+		{"ppr", map[string]string{"als.factors": "16", "ppr.walks": "10"}},
+		{"knn", map[string]string{"als.factors": "16", "knn.neighbours": "2"}},
+	} {
+		m := train(t, KindBlend, tr, c.params)
+		bm := m.s.(*blendModel)
+		fitted := slices.Clone(bm.W)
+		got := eval(t, m, te).Recall
+		bm.W = []float64{0, 1, 1, 1, 1}
+		equal := eval(t, m, te).Recall
+		bm.W = fitted
+		t.Logf("weak %s: weights %.3f; recall@10 fitted %.4f, equal weights %.4f", c.weak, fitted, got, equal)
+		weak := 1 + slices.Index(BlendFeatures, c.weak)
+		for i, name := range BlendFeatures {
+			if name != "popularity" && 1+i != weak && fitted[1+i] <= fitted[weak] {
+				t.Errorf("weak %s: its weight %.3f is not below %s's %.3f", c.weak, fitted[weak], name, fitted[1+i])
+			}
+		}
+		if got < 1.1*equal {
+			t.Errorf("weak %s: fitted blend's recall@10 %.4f is not 10%% above equal weights' %.4f", c.weak, got, equal)
+		}
 	}
 }
 
