@@ -27,11 +27,16 @@ func (m *alsModel) check(b *base) error {
 	if m == nil {
 		return errors.New("damaged body (no als part)")
 	}
-	if m.K < 1 || len(m.X) != m.K*len(b.Members) || len(m.Y) != m.K*len(b.Titles) {
+	if !rowsOf(len(m.X), len(b.Members), m.K) || !rowsOf(len(m.Y), len(b.Titles), m.K) {
 		return fmt.Errorf("factors do not match %d members and %d titles", len(b.Members), len(b.Titles))
 	}
 	return nil
 }
+
+// rowsOf says whether l values are n rows of k, without computing n·k: a
+// forged k overflows that product (4·2⁶² is 0), and a check by it let a
+// file with no factors through to slice X[0:k] on the first score.
+func rowsOf(l, n, k int) bool { return k >= 1 && l%k == 0 && l/k == n }
 
 func (m *alsModel) scores(_ *base, u int, dst []float32) {
 	x := m.X[u*m.K : (u+1)*m.K]

@@ -36,7 +36,7 @@ func (m *mtModel) check(b *base) error {
 	if m == nil {
 		return errors.New("damaged body (no multitask part)")
 	}
-	if m.K < 1 || len(m.P) != m.K*len(b.Members) || len(m.Q) != m.K*len(b.Titles) {
+	if !rowsOf(len(m.P), len(b.Members), m.K) || !rowsOf(len(m.Q), len(b.Titles), m.K) {
 		return fmt.Errorf("embeddings do not match %d members and %d titles", len(b.Members), len(b.Titles))
 	}
 	for h := range 2 {
