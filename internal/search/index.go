@@ -203,12 +203,21 @@ type Scored struct {
 	Score float64
 }
 
+// MaxQueryBytes bounds a query. bleve builds a term searcher for every
+// word and field before it looks at the deadline: a query of half a
+// megabyte (what a request body may hold) took 3 s and a gigabyte of
+// memory. A search box's query is far shorter.
+const MaxQueryBytes = 512
+
 // Retrieve returns the k best titles for query by BM25, best first, ties
 // by id so that the order is deterministic. Every word of the query is
 // looked for in every field; a title needs one of them.
 func (ix *Index) Retrieve(ctx context.Context, q string, k int) ([]Scored, error) {
 	if strings.TrimSpace(q) == "" {
 		return nil, fault.Invalidf("query", "empty query")
+	}
+	if len(q) > MaxQueryBytes {
+		return nil, fault.Invalidf("query", "%d bytes: a query is at most %d bytes", len(q), MaxQueryBytes)
 	}
 	if k <= 0 {
 		return nil, nil

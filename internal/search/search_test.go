@@ -110,6 +110,16 @@ func TestSearchPathsAndFallback(t *testing.T) {
 	if _, err := rs.Search(ctx, q, "", 0); !errors.Is(err, fault.Invalid) {
 		t.Errorf("n 0: %v", err)
 	}
+	// A query longer than a search box's is refused before bleve builds
+	// a term searcher per word (half a megabyte of words took 3 s and a
+	// gigabyte, whatever the deadline); the longest allowed is answered.
+	long := strings.Repeat(q+" ", MaxQueryBytes)[:MaxQueryBytes]
+	if _, err := rs.Search(ctx, long, "", 10); err != nil {
+		t.Errorf("a query of %d bytes: %v", len(long), err)
+	}
+	if _, err := rs.Search(ctx, long+"x", "", 10); !errors.Is(err, fault.Invalid) || !strings.Contains(err.Error(), "at most 512 bytes") {
+		t.Errorf("a query of %d bytes: %v", len(long)+1, err)
+	}
 }
 
 func TestModelRoundTripAndIndexFolder(t *testing.T) {

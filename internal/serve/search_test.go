@@ -3,6 +3,7 @@ package serve
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -117,6 +118,13 @@ func TestSearchEndpoint(t *testing.T) {
 	}
 	if resp, err := f.svc.Predict(ctx, "search", Request{Query: q}); err != nil || resp.Path != PathModel {
 		t.Fatalf("anonymous: %+v %v", resp, err)
+	}
+	// A query too long for a search box is the caller's mistake (400),
+	// refused before the index spends seconds and memory on it.
+	var br *BadRequest
+	long := strings.Repeat("w ", search.MaxQueryBytes)
+	if _, err := f.svc.Predict(ctx, "search", Request{Query: long}); !errors.As(err, &br) || !strings.Contains(err.Error(), "at most 512 bytes") {
+		t.Fatalf("a query of %d bytes: %v", len(long), err)
 	}
 }
 

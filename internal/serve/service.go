@@ -21,6 +21,7 @@ import (
 	"github.com/baton-ml/baton/internal/bandit"
 	"github.com/baton-ml/baton/internal/fault"
 	"github.com/baton-ml/baton/internal/registry"
+	"github.com/baton-ml/baton/internal/search"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -421,6 +422,8 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 	switch {
 	case spec.Kind == KindSearch && req.Query == "":
 		return Response{}, &BadRequest{Msg: `a search request needs "query" (and may name the member in "key")`}
+	case spec.Kind == KindSearch && len(req.Query) > search.MaxQueryBytes:
+		return Response{}, &BadRequest{Msg: fmt.Sprintf(`"query" has %d bytes: a search query is at most %d bytes`, len(req.Query), search.MaxQueryBytes)}
 	case spec.Kind != KindSearch && req.Key == "" && req.Features == nil:
 		return Response{}, &BadRequest{Msg: `a request needs "key" (the entity whose features are read) or "features"`}
 	}
