@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -44,5 +46,47 @@ func TestVendoredChecksums(t *testing.T) {
 		if n := e.Name(); n != "app.js" && n != "charts.js" && n != "style.css" && !pinned[n] {
 			t.Errorf("assets/%s is embedded but not pinned in SHA256SUMS", n)
 		}
+	}
+}
+
+// assetBudget is the bound on what the UI weighs: every embedded
+// script and style, compressed.
+const assetBudget = 300 << 10
+
+// TestAssetsSize: the embedded assets, each gzipped (as a browser would
+// fetch them from a server or proxy that compresses), sum to under the
+// budget. The sizes are logged for docs/ui.md.
+func TestAssetsSize(t *testing.T) {
+	ents, err := assetFS.ReadDir("assets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, packed := 0, 0
+	for _, e := range ents {
+		b, err := assetFS.ReadFile("assets/" + e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var z bytes.Buffer
+		w, err := gzip.NewWriterLevel(&z, gzip.BestCompression)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%-20s %7d bytes, %6d gzipped", e.Name(), len(b), z.Len())
+		raw += len(b)
+		packed += z.Len()
+	}
+	t.Logf("%d files: %d KB, %d KB gzipped (budget %d KB)", len(ents), raw>>10, packed>>10, assetBudget>>10)
+	if len(ents) < 5 || packed == 0 {
+		t.Fatalf("only %d embedded assets (%d bytes gzipped): the embed pattern lost files", len(ents), packed)
+	}
+	if packed > assetBudget {
+		t.Errorf("the embedded assets weigh %d KB gzipped, over the budget of %d KB: shrink or drop one (see docs/ui.md)", packed>>10, assetBudget>>10)
 	}
 }

@@ -132,7 +132,8 @@ func (b *browser) shot(t *testing.T, name string) {
 func css(s string) chromedp.CSS { return chromedp.CSS(s) }
 
 // TestBrowser drives the UI as a person would: signs in through a login
-// link, opens every page of a populated home, follows a live run to its
+// link, opens every page of a populated home, goes through the main pages
+// by keyboard, reads every page at 200% zoom, follows a live run to its
 // end, cancels one, resumes one, compares two, and checks that a page of
 // another origin cannot change anything.
 func TestBrowser(t *testing.T) {
@@ -142,29 +143,7 @@ func TestBrowser(t *testing.T) {
 	b.do(t, "sign in", chromedp.Navigate(p.s.LoginURL()), chromedp.WaitVisible(chromedp.Search(`//header[contains(., "Signed in as local (admin)")]`)))
 
 	t.Run("pages", func(t *testing.T) {
-		pages := []struct{ name, path, wait string }{
-			{"overview", "/", `.dag svg`},
-			{"runs", "/runs", `table.list tbody tr`},
-			{"run", fmt.Sprintf("/runs/%d", p.ok), `#dag svg`},
-			{"run-step", fmt.Sprintf("/runs/%d?step=transform", p.ok), `section#step-transform table`},
-			{"run-failed", fmt.Sprintf("/runs/%d", p.failed), `button[data-action="resume"]`},
-			{"task", fmt.Sprintf("/runs/%d/tasks/load/0", p.ok), `pre.out`},
-			{"task-failed", fmt.Sprintf("/runs/%d/tasks/load/0", p.failed), `pre.err`},
-			{"artifact-json", fmt.Sprintf("/runs/%d/artifacts/load/0/metrics.json", p.ok), `pre.out`},
-			{"artifact-csv", fmt.Sprintf("/runs/%d/artifacts/extract/0/table.csv", p.ok), `table.csv`},
-			{"artifact-image", fmt.Sprintf("/runs/%d/artifacts/load/0/pixel.png", p.ok), `img.preview`},
-			{"flows", "/flows", `table.list`},
-			{"flow", "/flows/etl", `pre.diff`},
-			{"compare-url", fmt.Sprintf("/compare?run=%d&run=%d&run=%d", p.ok, p.ok2, p.failed), `table.compare`},
-			{"signals", "/signals?flow=etl", `.dag svg`},
-			{"models", "/models", `table.list`},
-			{"features", "/features", `table.list`},
-			{"docs", "/docs", `article.md .dag svg`},
-			{"docs-lineage", "/docs?view=lineage.md", `article.md .dag svg`},
-			{"model", "/models/churn", `.chart .uplot canvas`},
-			{"experiment", "/experiments/button_color", `.chart .uplot canvas`},
-			{"missing", "/runs/99999", `p.error`},
-		}
+		pages := browserPages(p)
 		for _, pg := range pages {
 			b.do(t, "open "+pg.path, chromedp.Navigate(p.url+pg.path), chromedp.WaitVisible(css(pg.wait)))
 			b.shot(t, pg.name)
@@ -184,13 +163,10 @@ func TestBrowser(t *testing.T) {
 		if !strings.Contains(desc, `<script>alert("pwned")</script>`) {
 			t.Errorf("description shown as %q", desc)
 		}
-		// Keyboard: the first Tab reaches the skip link.
-		b.do(t, "tab", chromedp.KeyEvent("\t"))
-		focused := get(t, b, "focus", chromedp.Evaluate[string](`document.activeElement.textContent`))
-		if !strings.Contains(focused, "Skip to content") {
-			t.Errorf("first Tab focuses %q", focused)
-		}
 	})
+
+	t.Run("keyboard", func(t *testing.T) { checkKeyboard(t, b, p) })
+	t.Run("zoom200", func(t *testing.T) { checkZoom200(t, b, p) })
 
 	t.Run("live", func(t *testing.T) {
 		gate := filepath.Join(p.dir, "gate-live")
