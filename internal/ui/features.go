@@ -31,12 +31,12 @@ type featureRow struct {
 
 // gateRun is one computation as the quality-over-time table shows it.
 type gateRun struct {
-	ID      int64
-	At      time.Time
-	Kind    string
-	Status  string
-	Rows    int64
-	Checks  []feature.Result
+	ID     int64
+	At     time.Time
+	Kind   string
+	Status string
+	Rows   int64
+	Checks []feature.Result
 	// NotNull and Mean are what the report measured of the feature ("" if
 	// nothing).
 	NotNull, Mean string
