@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 const goodArt = `{"id":"a1","at":"2026-01-01T00:00:00Z","context":{"market":"A"},"kind":"artwork","title":"t00","arms":["x","y"],"chosen":"y","propensity":0.5,"policy":"p"}`
@@ -125,15 +126,21 @@ func FuzzReadLog(f *testing.F) {
 	f.Add([]byte(goodRows + "\n\n{}"))
 	f.Add([]byte(`{"id":"r1","at":"2026-01-01T00:00:01Z","context":{"a":[1,{"b":null}]},"kind":"row_order","arms":["a"],"chosen":["a"],"propensity":1,"first_propensity":1,"policy":""}`))
 	f.Add([]byte("\x00\n{\"id\":\n"))
+	f.Add([]byte(`{"page":"p1","at":"2026-01-01T00:00:00Z","context":{"m":"A"}}` + "\n" +
+		`{"id":"p1/rows","at":"2026-01-01T00:00:00Z","page":"p1","kind":"row_order","arms":["a"],"chosen":["a"],"propensity":1,"first_propensity":1,"policy":"p"}` + "\n" +
+		`{"id":"p1/rows","reward":1,"at":"2026-01-01T00:00:00Z"}` + "\n" +
+		`{"id":"p2/rows","at":"2026-01-01T00:00:00Z","page":"p2","kind":"row_order","arms":["a"],"chosen":["a"],"propensity":1,"first_propensity":1,"policy":"p"}` + "\n" +
+		`{"id":"p2/rows","reward":1,"at":"2026-01-01T00:00:00Z"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		lr := NewLogReader()
 		if err := lr.Read(context.Background(), "fuzz", bytes.NewReader(data)); err != nil {
 			t.Fatal(err)
 		}
 		log := lr.Log()
-		// Every line is half an event, a problem, or blank: nothing vanishes.
-		if got := 2*len(log.Events) + log.Problems() + log.Blank; got != log.Lines {
-			t.Fatalf("%d events, %d problems and %d blank lines from %d lines", len(log.Events), log.Problems(), log.Blank, log.Lines)
+		// Every line is half an event, a page's context, a problem, or
+		// blank: nothing vanishes.
+		if got := 2*len(log.Events) + log.Pages + log.Problems() + log.Blank; got != log.Lines {
+			t.Fatalf("%d events, %d pages, %d problems and %d blank lines from %d lines", len(log.Events), log.Pages, log.Problems(), log.Blank, log.Lines)
 		}
 		for _, e := range log.Events {
 			if err := e.check(); err != nil {
@@ -163,5 +170,128 @@ func TestLogHugeRewardIsMalformed(t *testing.T) {
 		if err := CheckReward(v); err != nil {
 			t.Errorf("reward %g refused: %v", v, err)
 		}
+	}
+}
+
+// A page logged by LogWriter.Page holds its context once, however many
+// decisions it has (a page of one row order and twelve artworks wrote
+// the context thirteen times, so a large context was multiplied), and
+// every decision reads back with that context.
+func TestLogPageWritesContextOnce(t *testing.T) {
+	w := NewWorld(12)
+	p := uniform(t, w, 3)
+	titles := make([]TitleArtwork, len(w.Titles))
+	for i, title := range w.Titles {
+		titles[i] = TitleArtwork{Title: title, Artworks: w.ArtworkIDs(title)}
+	}
+	marker := strings.Repeat("m", 500)
+	ctx := map[string]any{"market": "A", "note": marker}
+	page, err := p.DecidePage(PageRequest{ID: "pg-1", At: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Context: ctx, Rows: w.Rows, Titles: titles})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	lw := NewLogWriter(&buf)
+	if err := lw.Page(page); err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.Reward(Reward{ID: PageRowsID("pg-1"), Value: 1, At: page.At}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(buf.String(), marker); n != 1 {
+		t.Fatalf("the context is written %d times for a page of %d decisions, want once:\n%.600s", n, 1+len(page.Artwork), buf.String())
+	}
+	lr := NewLogReader()
+	if err := lr.Read(context.Background(), "page.jsonl", &buf); err != nil {
+		t.Fatal(err)
+	}
+	log := lr.Log()
+	if log.Pages != 1 || len(log.Events) != 1 || len(log.Unrewarded) != len(titles) || len(log.Malformed) != 0 {
+		t.Fatalf("pages %d, events %d, unrewarded %d, malformed %v: want 1 page, the rewarded row order and %d artworks unrewarded",
+			log.Pages, len(log.Events), len(log.Unrewarded), log.Malformed, len(titles))
+	}
+	if got := 2*len(log.Events) + log.Pages + log.Problems() + log.Blank; got != log.Lines {
+		t.Fatalf("%d lines accounted for, %d read", got, log.Lines)
+	}
+	e := log.Events[0]
+	if e.Page != "pg-1" || e.Context["market"] != "A" || e.Context["note"] != marker || e.Kind != RowOrder {
+		t.Fatalf("the row order read back as %+v: want page pg-1 with its context", e.Decision)
+	}
+	// Training and evaluation read the page's context like an inline one.
+	if _, err := Evaluate(context.Background(), p, log.Events, EvalOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A decision naming a page whose context line was not read is malformed
+// (never joined with an empty context), and its reward is a reward of no
+// decision: every line is still accounted for.
+func TestLogDecisionWithoutItsPage(t *testing.T) {
+	lines := strings.Join([]string{
+		`{"page":"p1","at":"2026-01-01T00:00:00Z","context":{"market":"A"}}`,
+		`{"page":"p1","at":"2026-01-01T00:00:00Z","context":{"market":"B"}}`,
+		`{"page":"p3","at":"2026-01-01T00:00:00Z","context":{},"kind":"artwork"}`,
+		`{"page":"p4","at":"2026-01-01T00:00:00Z"}`,
+		`{"id":"p1/art/t","at":"2026-01-01T00:00:00Z","page":"p1","kind":"artwork","title":"t","arms":["x","y"],"chosen":"x","propensity":0.5,"policy":"p"}`,
+		`{"id":"p2/art/t","at":"2026-01-01T00:00:00Z","page":"p2","kind":"artwork","title":"t","arms":["x","y"],"chosen":"x","propensity":0.5,"policy":"p"}`,
+		`{"id":"p5/art/t","at":"2026-01-01T00:00:00Z","page":"p1","context":{},"kind":"artwork","title":"t","arms":["x","y"],"chosen":"x","propensity":0.5,"policy":"p"}`,
+		`{"id":"p1/art/t","reward":1,"at":"2026-01-01T00:01:00Z"}`,
+		`{"id":"p2/art/t","reward":1,"at":"2026-01-01T00:01:00Z"}`,
+	}, "\n")
+	lr := NewLogReader()
+	if err := lr.Read(context.Background(), "f", strings.NewReader(lines)); err != nil {
+		t.Fatal(err)
+	}
+	log := lr.Log()
+	if len(log.Events) != 1 || log.Events[0].Context["market"] != "A" {
+		t.Fatalf("events %+v: want p1's artwork with the first context of p1", log.Events)
+	}
+	var where []string
+	for _, m := range log.Malformed {
+		where = append(where, itoa(m.Line))
+	}
+	slicesSort(where)
+	if strings.Join(where, " ") != "3 4 6 7" || !strings.Contains(log.Malformed[len(log.Malformed)-1].Error(), `page "p2" has no context line`) {
+		t.Fatalf("malformed %v: want lines 3 (a page with a kind), 4 (no context), 6 (page p2 never logged), 7 (page and context)", log.Malformed)
+	}
+	if len(log.Duplicates) != 1 || log.Duplicates[0].Line != 2 || len(log.UnknownRewards) != 1 || log.UnknownRewards[0].ID != "p2/art/t" {
+		t.Fatalf("duplicates %v, unknown rewards %v: want p1's second context and p2's reward", log.Duplicates, log.UnknownRewards)
+	}
+	if got := 2*len(log.Events) + log.Pages + log.Problems() + log.Blank; got != log.Lines {
+		t.Fatalf("%d lines accounted for, %d read", got, log.Lines)
+	}
+}
+
+// A log's rotated files are read with it, oldest first: a decision in a
+// rotated file joins its reward in the current one, and files that only
+// look rotated are left alone.
+func TestReadLogFilesReadsRotated(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "home.jsonl")
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(name, []byte(content+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(RotatedName(path, 2), goodArt)
+	write(RotatedName(path, 1), goodRows)
+	write(path, `{"id":"a1","reward":1,"at":"2026-01-01T00:01:00Z"}`+"\n"+`{"id":"r1","reward":0,"at":"2026-01-01T00:01:00Z"}`)
+	write(path+".01", "not a log")
+	write(path+".tmp", "not a log")
+	files, err := RotatedFiles(path)
+	if err != nil || len(files) != 2 || files[0] != RotatedName(path, 2) || files[1] != RotatedName(path, 1) {
+		t.Fatalf("rotated files %v %v: want .2 then .1", files, err)
+	}
+	// Naming a rotated file as well does not read it twice.
+	log, err := ReadLogFiles(context.Background(), path, RotatedName(path, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log.Events) != 2 || log.Problems() != 0 || log.Lines != 4 {
+		t.Fatalf("events %d, problems %d, lines %d: want both decisions joined with their rewards, 4 lines", len(log.Events), log.Problems(), log.Lines)
 	}
 }

@@ -229,8 +229,13 @@ type PageRequest struct {
 // "/rows"; a title's artwork decision's is the page's id plus "/art/" and
 // the title: each is logged, and rewarded, on its own.
 type Page struct {
-	Rows    *Decision  `json:"rows,omitempty"`
-	Artwork []Decision `json:"artwork"`
+	// ID, At and Context are the request's: LogWriter.Page writes the
+	// context once for all the page's decisions.
+	ID      string         `json:"id"`
+	At      time.Time      `json:"-"`
+	Context map[string]any `json:"-"`
+	Rows    *Decision      `json:"rows,omitempty"`
+	Artwork []Decision     `json:"artwork"`
 }
 
 // PageRowsID and PageArtworkID are the ids DecidePage gives a page's
@@ -254,7 +259,7 @@ func (p *Policy) DecidePage(req PageRequest) (Page, error) {
 	}
 	sc := make([]float64, most)
 	idx := make([]int, most)
-	var page Page
+	page := Page{ID: req.ID, At: req.At, Context: req.Context}
 	if len(req.Rows) > 0 {
 		if err := checkArms(RowOrder, "", req.Rows); err != nil {
 			return Page{}, fmt.Errorf("rows: %w", err)

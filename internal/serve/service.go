@@ -427,6 +427,15 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 	case spec.Kind != KindSearch && req.Key == "" && req.Features == nil:
 		return Response{}, &BadRequest{Msg: `a request needs "key" (the entity whose features are read) or "features"`}
 	}
+	if err := checkAttrs("attributes", req.Attributes); err != nil {
+		return Response{}, err
+	}
+	if spec.Recommend != nil && spec.Recommend.Personalize != nil {
+		// The features given are the page's logged context too.
+		if err := checkAttrs("features", req.Features); err != nil {
+			return Response{}, err
+		}
+	}
 	resp := Response{Endpoint: name, Model: spec.Model}
 	in := Input{Key: req.Key, Features: req.Features, Attributes: req.Attributes, Query: req.Query}
 	if in.Features == nil {
