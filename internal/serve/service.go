@@ -182,7 +182,9 @@ func New(d Deps) *Service {
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "baton_prediction_latency_seconds",
 		Help:    "Prediction latency, by endpoint and path.",
 		Buckets: []float64{.0001, .00025, .0005, .001, .002, .005, .01, .025, .05, .1, .25, 1}}, []string{"endpoint", "path"})
-	shares := prometheus.LinearBuckets(0, 0.1, 11)
+	// Written out: LinearBuckets(0, 0.1, 11) sums floats and labels a
+	// bucket le="0.30000000000000004".
+	shares := []float64{0, .1, .2, .3, .4, .5, .6, .7, .8, .9, 1}
 	s.rowDiversity = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "baton_recommend_row_diversity",
 		Help:    "Intra-list diversity (1 - mean pairwise genre Jaccard) of the rows recommend endpoints served, by endpoint and row.",
 		Buckets: shares}, []string{"endpoint", "row"})
