@@ -50,6 +50,7 @@ steps:
     run: |
       awk -v n="$BATON_PARAM_N" 'BEGIN { printf "["; for (i = 0; i < n; i++) printf "%s\"item-%d\"", (i ? "," : ""), i; print "]" }' > "$BATON_OUTPUT_DIR/items.json"
       printf 'id,score,label\n1,0.5,<b>cat</b>\n2,0.7,dog\n' > "$BATON_OUTPUT_DIR/table.csv"
+      mkdir "$BATON_OUTPUT_DIR/parts" && printf 'part one' > "$BATON_OUTPUT_DIR/parts/p1.txt"
       echo "extracted $BATON_PARAM_N items <script>x</script>"
   - name: transform
     needs: [extract]
@@ -61,7 +62,7 @@ steps:
     run: |
       if [ "$BATON_PARAM_FAIL" = true ]; then echo "load failed on purpose" >&2; exit 3; fi
       printf '{"accuracy": 0.%s, "loss": 0.25}' "$BATON_PARAM_N" > "$BATON_OUTPUT_DIR/metrics.json"
-      printf '{"date": "2026-12-0%s"}' "$BATON_PARAM_N" > "$BATON_OUTPUT_DIR/data_ready.json"
+      printf '{"date": "2026-12-0%s", "note": "%s"}' "$BATON_PARAM_N" "$(printf 'sha%.0s0123456789abcdef' 1 2 3 4 5 6 7 8)" > "$BATON_OUTPUT_DIR/data_ready.json"
       echo 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==' | base64 -d > "$BATON_OUTPUT_DIR/pixel.png"
       echo loaded
 `
@@ -85,6 +86,7 @@ const signalsDoc = `signals:
     description: A day's data is ready.
     params:
       date: {type: string, required: true}
+      note: {type: string}
 `
 
 const reportFlow = `name: report
@@ -283,7 +285,16 @@ sources:
     entity: member
     timestamp: ts
     fields: {title_id: string, minutes: float}
+  - name: views
+    entity: member
+    timestamp: ts
+    fields: {title_id: string}
 features:
+  - name: views_1h
+    source: views
+    aggregate: count
+    window: 1h
+    freshness_sla: 1h
   - name: plays_1h
     source: plays
     aggregate: count
@@ -299,8 +310,9 @@ features:
       - {check: not_null_rate, min: 0.5, action: block}
 `
 
-// addFeatures applies two features, sends the server an event (so one is
-// fresh) and records a computation whose quality gate warned.
+// addFeatures applies three features, sends the server an event of plays
+// (so one is fresh; views, with an SLA too, has had none) and records a
+// computation whose quality gate warned.
 func (p *populated) addFeatures(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
@@ -348,9 +360,9 @@ func (p *populated) addFeatures(t testing.TB) {
 }
 
 // addModelsAndExperiments registers two versions of model churn from the
-// etl runs (v2 in production), a rollout with three evaluations, and an
-// experiment with exposures and metric events over the last hour in which
-// the treatment is better.
+// etl runs (v2 in production), a rollout judged once and one with three
+// evaluations, an experiment with exposures and metric events over the
+// last hour in which the treatment is better, and one (quiet) with none.
 func (p *populated) addModelsAndExperiments(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
@@ -367,13 +379,23 @@ func (p *populated) addModelsAndExperiments(t testing.TB) {
 		}
 	}
 	now := time.Now()
+	// An earlier rollout, judged once: one point is no line to draw.
+	once, _ := json.Marshal([]serve.Step{{At: now.Add(-2 * time.Hour), Stage: 0, Share: 100, Canary: 300, Baseline: 2000, Score: 95, Result: "pass", Action: "promote"}})
+	early, err := p.st.StartRollout(ctx, store.Rollout{Endpoint: "churn", Model: "churn", CanaryVersion: 2, BaselineVersion: 1,
+		Stages: []float64{100}, Status: store.RolloutRunning, StartedAt: now.Add(-3 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.st.UpdateRollout(ctx, early.ID, 0, 0, store.RolloutPassed, once); err != nil {
+		t.Fatal(err)
+	}
 	hist, _ := json.Marshal([]serve.Step{
-		{At: now.Add(-30 * time.Minute), Stage: 0, Share: 0.05, Canary: 120, Baseline: 2300, Score: 91, Result: "pass", Action: "advance"},
-		{At: now.Add(-20 * time.Minute), Stage: 1, Share: 0.25, Canary: 610, Baseline: 1800, Score: 72, Result: "marginal", Action: "hold"},
-		{At: now.Add(-10 * time.Minute), Stage: 1, Share: 0.25, Canary: 590, Baseline: 1750, Score: 88, Result: "pass", Action: "advance"},
+		{At: now.Add(-30 * time.Minute), Stage: 0, Share: 5, Canary: 120, Baseline: 2300, Score: 91, Result: "pass", Action: "advance"},
+		{At: now.Add(-20 * time.Minute), Stage: 1, Share: 25, Canary: 610, Baseline: 1800, Score: 72, Result: "marginal", Action: "hold"},
+		{At: now.Add(-10 * time.Minute), Stage: 1, Share: 25, Canary: 590, Baseline: 1750, Score: 88, Result: "pass", Action: "advance"},
 	})
 	ro, err := p.st.StartRollout(ctx, store.Rollout{Endpoint: "churn", Model: "churn", CanaryVersion: 2, BaselineVersion: 1,
-		Stages: []float64{0.05, 0.25, 0.5, 1}, Status: store.RolloutRunning, StartedAt: now.Add(-40 * time.Minute)})
+		Stages: []float64{5, 25, 50, 100}, Status: store.RolloutRunning, StartedAt: now.Add(-40 * time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,6 +407,13 @@ func (p *populated) addModelsAndExperiments(t testing.TB) {
 		"metrics": []string{"clicks"}, "guardrails": []map[string]any{{"metric": "errors", "direction": "increase"}}}}
 	if code, b := p.api(t, "POST", "/api/v1/experiments", doc); code != 200 && code != 201 {
 		t.Fatalf("apply experiment: %d %s", code, b)
+	}
+	// An experiment nobody has been exposed to: its guardrails have no data.
+	quiet := []map[string]any{{"name": "quiet", "layer": "quiet", "variants": []map[string]any{
+		{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}},
+		"metrics": []string{"clicks"}, "guardrails": []map[string]any{{"metric": "errors", "direction": "increase"}}}}
+	if code, b := p.api(t, "POST", "/api/v1/experiments", quiet); code != 200 && code != 201 {
+		t.Fatalf("apply experiment quiet: %d %s", code, b)
 	}
 	var exps []store.Exposure
 	var evs []store.MetricEvent

@@ -42,6 +42,21 @@ type gateRun struct {
 	NotNull, Mean string
 }
 
+// freshAge says how old a feature's source's last event is. A negative
+// age is either no event since the engine started (breached) or an event
+// stamped after the server's clock (a simulated or skewed clock, as a
+// baton demo home read by a server on the real clock): not "ago".
+func freshAge(s feature.Stale) string {
+	switch {
+	case s.Age >= 0:
+		return short(s.Age.Round(time.Millisecond)) + " ago"
+	case s.Breached:
+		return "no event yet"
+	default:
+		return "stamped " + short((-s.Age).Round(time.Millisecond)) + " after this server's clock"
+	}
+}
+
 // historyLen is how many computations a feature's history shows.
 const historyLen = 12
 
@@ -67,10 +82,7 @@ func (u *UI) featuresPage(w http.ResponseWriter, r *http.Request, v Viewer) erro
 		row := featureRow{Feature: f}
 		if s, ok := fresh[f.Name]; ok {
 			row.Fresh = &s
-			row.Age = "no event yet"
-			if s.Age >= 0 {
-				row.Age = short(s.Age.Round(time.Millisecond))
-			}
+			row.Age = freshAge(s)
 		}
 		c, err := u.d.Store.LastComputation(ctx, f.Name)
 		switch {

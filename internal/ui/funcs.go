@@ -26,7 +26,6 @@ var funcs = template.FuncMap{
 	"add":      func(a, b int) int { return a + b },
 	"sub":      func(a, b int) int { return a - b },
 	"bytes":    size,
-	"mul100":   func(f float64) float64 { return f * 100 },
 }
 
 // size writes a byte count the way people read it.

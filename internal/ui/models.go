@@ -105,7 +105,8 @@ func (u *UI) modelPage(w http.ResponseWriter, r *http.Request, v Viewer) error {
 		row := rolloutRow{Rollout: ro}
 		var parts []string
 		for _, s := range ro.Stages {
-			parts = append(parts, strconv.FormatFloat(s*100, 'g', 4, 64)+"%")
+			// Stages are percents (serve.RolloutConfig), as is each step's Share.
+			parts = append(parts, strconv.FormatFloat(s, 'g', 4, 64)+"%")
 		}
 		row.Stages = strings.Join(parts, " → ")
 		if len(ro.History) > 0 && string(ro.History) != "null" {
@@ -156,7 +157,9 @@ func num64(f float64) *float64 {
 }
 
 func (c chart) encode() string {
-	if len(c.X) == 0 {
+	// One point is no line, and uPlot stretches a single time over years
+	// of axis; the table beside the chart shows it.
+	if len(c.X) < 2 {
 		return ""
 	}
 	b, err := json.Marshal(c)
@@ -174,7 +177,7 @@ func scoreChart(steps []serve.Step) string {
 		}
 		c.X = append(c.X, float64(s.At.Unix())+float64(s.At.Nanosecond())/1e9)
 		c.Series[0].Y = append(c.Series[0].Y, num64(s.Score))
-		c.Series[1].Y = append(c.Series[1].Y, num64(s.Share*100))
+		c.Series[1].Y = append(c.Series[1].Y, num64(s.Share))
 	}
 	return c.encode()
 }
@@ -182,11 +185,20 @@ func scoreChart(steps []serve.Step) string {
 type experimentData struct {
 	L       experiment.Loaded
 	Report  experiment.Report
-	Checks  []experiment.Check
+	Checks  []checkRow
 	CheckOK bool
+	// NoData is when no guardrail has the two units a side its interval
+	// needs: "no guardrail is violated" would claim what was not checked.
+	NoData  bool
 	Charts  []namedChart
 	Metrics []metricRows
 	Now     time.Time
+}
+
+// checkRow is a guardrail check as the page shows it.
+type checkRow struct {
+	experiment.Check
+	NoData bool
 }
 
 type namedChart struct {
@@ -222,11 +234,18 @@ func (u *UI) experimentPage(w http.ResponseWriter, r *http.Request, v Viewer) er
 	if err != nil {
 		return err
 	}
-	d := experimentData{L: l, Report: rep, Checks: checks, CheckOK: true, Now: now}
+	d := experimentData{L: l, Report: rep, CheckOK: true, NoData: true, Now: now}
 	for _, c := range checks {
 		if c.Violated {
 			d.CheckOK = false
 		}
+		// Evaluate leaves the interval unbounded when a side has fewer
+		// than two units.
+		row := checkRow{Check: c, NoData: math.IsInf(c.Low, -1) && math.IsInf(c.High, 1)}
+		if !row.NoData {
+			d.NoData = false
+		}
+		d.Checks = append(d.Checks, row)
 	}
 	f := func(x float64) string { return strconv.FormatFloat(x, 'g', 4, 64) }
 	for _, m := range rep.Metrics {

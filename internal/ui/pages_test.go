@@ -47,6 +47,9 @@ func checkPages(t *testing.T, p *populated) {
 		{fmt.Sprintf("/runs/%d/artifacts/extract/0/table.csv", p.ok), []string{"<th scope=\"col\">score</th>", "&lt;b&gt;cat&lt;/b&gt;"}},
 		{fmt.Sprintf("/runs/%d/artifacts/load/0/pixel.png", p.ok), []string{`src="data:image/png;base64,iVBOR`}},
 		{fmt.Sprintf("/runs/%d/artifacts/transform/1/out.txt", p.ok), []string{"item-1"}},
+		// An artifact in a folder: the task page links its preview, which opens.
+		{fmt.Sprintf("/runs/%d/tasks/extract/0", p.ok), []string{fmt.Sprintf(`href="/runs/%d/artifacts/extract/0/parts/p1.txt"`, p.ok)}},
+		{fmt.Sprintf("/runs/%d/artifacts/extract/0/parts/p1.txt", p.ok), []string{"parts/p1.txt", "part one"}},
 		{fmt.Sprintf("/compare?run=%d&run=%d", p.ok, p.ok2), []string{"Params", "load/metrics.accuracy", "0.3", "0.5", `class="differ"`}},
 		{"/flows", []string{"etl", "gated", "report"}},
 		{"/flows/etl", []string{"Versions", "v2", "Diff", `class="ddel">-   n: {type: int, default: 3}`, `class="dadd">&#43;   n: {type: int, default: 4}`, "Recent runs"}},
@@ -55,11 +58,16 @@ func checkPages(t *testing.T, p *populated) {
 		{"/signals?flow=etl", []string{"these flows downstream", "report"}},
 		{"/signals?signal=data_ready", []string{"2026-12-03"}},
 		{"/models", []string{`href="/models/churn"`, "v2", `href="/experiments/button_color"`, "running"}},
-		{"/models/churn", []string{"st-production", "auc=", fmt.Sprintf(`href="/runs/%d"`, p.ok2), "Rollout #", "marginal", "88.0", "data-chart=", "trained on &lt;b&gt;fresh&lt;/b&gt; data", "canary → production", "uPlot.iife.min.js"}},
+		{"/models/churn", []string{"st-production", "auc=", fmt.Sprintf(`href="/runs/%d"`, p.ok2), "Rollout #", "marginal", "88.0", "data-chart=",
+			// Shares are percents, as serve stores them.
+			"Stages 5% → 25% → 50% → 100%", "<td>25%</td>", `&#34;label&#34;:&#34;canary share %&#34;,&#34;y&#34;:[5,25,25]`, "trained on &lt;b&gt;fresh&lt;/b&gt; data", "canary → production", "uPlot.iife.min.js"}},
 		{"/features", []string{"plays_1h", "Plays in the last hour &lt;i&gt;per member&lt;/i&gt;.", "minutes_24h", "badge st-succeeded\">fresh", "gate-warned", "0.4 below 0.5", "never computed", "title_id:string",
-			"Quality gates over time", `id="gates-minutes_24h"`, "gate-blocked\">blocked", "not_null_rate 0.2 block", "<td>12.5</td>", "<td>0.200</td>", "not_null_rate 0.4 warn"}},
+			"Quality gates over time", `id="gates-minutes_24h"`, "gate-blocked\">blocked", "not_null_rate 0.2 block", "<td>12.5</td>", "<td>0.200</td>", "not_null_rate 0.4 warn",
+			// A source with no event since the server started breaks its SLA.
+			`views_1h`, `<td>no event yet <span class="badge st-failed">stale</span></td>`}},
 		{"/docs", []string{"Views", "<svg", "<table>", "s_extract", "etl"}},
 		{"/docs?view=lineage.md", []string{"<svg", "data_ready"}},
+		{"/experiments/quiet", []string{"No data for the guardrails yet", `<span class="badge">no data</span>`}},
 		{"/experiments/button_color", []string{"treatment", "clicks", "sequential", "Intervals over time", `data-chart="{&#34;title&#34;:&#34;clicks: lift`, "Guardrails", "errors"}},
 	}
 	for _, pg := range pages {
@@ -84,6 +92,20 @@ func checkPages(t *testing.T, p *populated) {
 			strings.Contains(body, " onclick=") {
 			t.Errorf("GET %s: inline script or style in\n%s", pg.path, body)
 		}
+	}
+}
+
+// TestOnePointIsNoChart: a rollout judged once gets its table, not a chart
+// (uPlot stretches a single point's time axis over years).
+func TestOnePointIsNoChart(t *testing.T) {
+	t.Parallel()
+	p := newPopulated(t)
+	_, body, _ := p.get(t, "/models/churn")
+	if n := strings.Count(body, "data-chart="); n != 1 {
+		t.Errorf("%d charts on the page of churn, want 1 (the rollout judged three times)", n)
+	}
+	if !strings.Contains(body, "<td>95.0</td>") {
+		t.Errorf("the rollout judged once is not in the page:\n%s", body)
 	}
 }
 

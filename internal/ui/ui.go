@@ -75,7 +75,9 @@ type Deps struct {
 	Logger *slog.Logger
 	// Poll is how often a live page looks for changes; default 250ms.
 	Poll time.Duration
-	// Now is the clock (tests); default time.Now.
+	// Now is the server's clock, which judges experiments and freshness
+	// (simulated under baton demo); default time.Now. Runs and tasks are
+	// stamped by the engine on the real clock, and shown against it.
 	Now func() time.Time
 }
 
@@ -144,7 +146,7 @@ func (u *UI) routes() {
 	page("GET /runs", u.runsPage)
 	page("GET /runs/{id}", u.runPage)
 	page("GET /runs/{id}/tasks/{step}/{index}", u.taskPage)
-	page("GET /runs/{id}/artifacts/{step}/{index}/{name}", u.artifactPage)
+	page("GET /runs/{id}/artifacts/{step}/{index}/{name...}", u.artifactPage)
 	page("GET /ui/runs/{id}/events", u.runEvents)
 	page("GET /ui/runs/{id}/tasks/{step}/{index}/log", u.logPart)
 	page("GET /compare", u.comparePage)
