@@ -99,6 +99,10 @@ type Engine struct {
 	wake chan struct{}
 	// worker is this process's queue worker, once Work runs.
 	worker *worker
+
+	// live are the log files of the shell tasks running here (LiveLog).
+	liveMu sync.Mutex
+	live   map[store.TaskKey]liveLog
 }
 
 // New returns an engine over st and blobs.

@@ -153,6 +153,8 @@ func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.Ta
 		return failed("create log: %v", err)
 	}
 	defer stderr.Close()
+	r.e.addLive(k, attempt, stdout, stderr)
+	defer r.e.removeLive(k)
 
 	env := make([]string, 0, len(r.baseEnv)+len(s.def.Env)+10)
 	env = append(env, r.baseEnv...)

@@ -205,7 +205,7 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 	// it is the simulated one, and an experiment's interval or a feature's
 	// freshness on another clock would describe a different moment.
 	if s.ui, err = ui.New(ui.Deps{Store: st, Blobs: blobs, Authorize: s.uiViewer, Freshness: s.freshness, Docs: s.docs, Logger: opt.Logger, Poll: opt.Poll,
-		Now: opt.Now}); err != nil {
+		Now: opt.Now, LiveLog: eng.LiveLog}); err != nil {
 		return nil, err
 	}
 	return s, nil

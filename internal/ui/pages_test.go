@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/testwait"
 	"github.com/baton-ml/baton/internal/ui"
 )
 
@@ -281,5 +283,42 @@ func TestCloseStreams(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stream still runs 10 s after CloseStreams")
+	}
+}
+
+// TestRunningTaskLogTail: a running task's page shows its output so far
+// (read from the engine that runs it, escaped), marked running, and the
+// stored output once its attempt ends.
+func TestRunningTaskLogTail(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.applyFlows(t, `name: tailed
+params:
+  gate: {type: string}
+steps:
+  - name: wait
+    run: |
+      echo 'line-1 <b>so far</b>'
+      echo 'a warning' >&2
+      while [ ! -e "$BATON_PARAM_GATE" ]; do sleep 0.05; done
+      echo line-2
+`)
+	gate := e.dir + "/tail-gate"
+	id := e.start(t, "tailed", map[string]any{"gate": gate})
+	path := fmt.Sprintf("/ui/runs/%d/tasks/wait/0/log", id)
+	testwait.Until(t, 30*time.Second, func() (bool, string) {
+		code, body, _ := e.get(t, path)
+		return code == 200 && strings.Contains(body, "line-1 &lt;b&gt;so far&lt;/b&gt;") && strings.Contains(body, "a warning") &&
+			strings.Contains(body, "Attempt 1, running") && strings.Contains(body, "hx-trigger=\"every 1s\"") && !strings.Contains(body, "line-2"), body
+	}, "the running task's output so far")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.wait(t, id); r.Status != store.RunSucceeded {
+		t.Fatalf("run %d %s", id, r.Status)
+	}
+	code, body, _ := e.get(t, path)
+	if code != 200 || !strings.Contains(body, "line-2") || strings.Contains(body, "running") || strings.Contains(body, "hx-trigger") {
+		t.Fatalf("after the attempt: %d %s", code, body)
 	}
 }

@@ -54,6 +54,9 @@ type logData struct {
 	Cut       bool
 	None      bool
 	ReusedRun string
+	// Running says the output is the running attempt's so far, read from
+	// the engine (not yet stored).
+	Running bool
 }
 
 func taskKey(r *http.Request) (store.TaskKey, error) {
@@ -117,6 +120,18 @@ func (u *UI) taskPage(w http.ResponseWriter, r *http.Request, v Viewer) error {
 func (u *UI) loadLog(r *http.Request, t store.Task, attempt int) (logData, error) {
 	d := logData{Live: !t.Status.Final(), Attempt: attempt,
 		URL: fmt.Sprintf("/ui/runs/%d/tasks/%s/%d/log?attempt=%d", t.RunID, url.PathEscape(t.Step), t.Index, attempt)}
+	// A running attempt's output so far, from this server's engine: the
+	// newest attempt, or the one asked for if it is the running one.
+	if d.Live && u.d.LiveLog != nil {
+		if a, out, errOut, ok := u.d.LiveLog(store.TaskKey{RunID: t.RunID, Step: t.Step, Index: t.Index}, logTail+4); ok && (attempt == 0 || attempt == a) {
+			d.Attempt, d.Running = a, true
+			var cut1, cut2 bool
+			d.Stdout, cut1 = tail(string(out))
+			d.Stderr, cut2 = tail(string(errOut))
+			d.Cut = cut1 || cut2
+			return d, nil
+		}
+	}
 	if u.d.Blobs == nil {
 		d.None = true
 		return d, nil

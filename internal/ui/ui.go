@@ -71,7 +71,10 @@ type Deps struct {
 	// their SLAs (nil before the engine runs).
 	Freshness func(now time.Time) []feature.Stale
 	// Docs, when set, renders the architecture views (`baton docs`).
-	Docs   func(ctx context.Context) ([]DocFile, error)
+	Docs func(ctx context.Context) ([]DocFile, error)
+	// LiveLog, when set, reads the end of a running task's stdout and
+	// stderr, if this server's engine runs it (engine.LiveLog).
+	LiveLog func(k store.TaskKey, limit int) (attempt int, stdout, stderr []byte, ok bool)
 	Logger *slog.Logger
 	// Poll is how often a live page looks for changes; default 250ms.
 	Poll time.Duration
