@@ -75,7 +75,7 @@ type Deps struct {
 	// LiveLog, when set, reads the end of a running task's stdout and
 	// stderr, if this server's engine runs it (engine.LiveLog).
 	LiveLog func(k store.TaskKey, limit int) (attempt int, stdout, stderr []byte, ok bool)
-	Logger *slog.Logger
+	Logger  *slog.Logger
 	// Poll is how often a live page looks for changes; default 250ms.
 	Poll time.Duration
 	// Now is the server's clock, which judges experiments and freshness
