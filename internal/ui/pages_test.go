@@ -322,3 +322,45 @@ steps:
 		t.Fatalf("after the attempt: %d %s", code, body)
 	}
 }
+
+// TestPastAttemptLogNotPolled: while a task's second attempt runs, its page
+// asked for the first (failed, stored) attempt shows that output and does
+// not poll: a stored attempt does not change, and each poll read its whole
+// blob again.
+func TestPastAttemptLogNotPolled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.applyFlows(t, `name: retried
+params:
+  gate: {type: string}
+steps:
+  - name: flaky
+    retry: {attempts: 2, backoff: 10ms}
+    run: |
+      if [ "$BATON_ATTEMPT" = 1 ]; then echo first-attempt; exit 3; fi
+      echo second-attempt
+      while [ ! -e "$BATON_PARAM_GATE" ]; do sleep 0.05; done
+`)
+	gate := e.dir + "/retry-gate"
+	id := e.start(t, "retried", map[string]any{"gate": gate})
+	path := fmt.Sprintf("/ui/runs/%d/tasks/flaky/0/log", id)
+	testwait.Until(t, 30*time.Second, func() (bool, string) {
+		code, body, _ := e.get(t, path)
+		if code != 200 || !strings.Contains(body, "Attempt 2, running") || !strings.Contains(body, "second-attempt") {
+			return false, body
+		}
+		// The engine tails attempt 2 before its row reaches the store.
+		tk, err := e.st.Task(context.Background(), store.TaskKey{RunID: id, Step: "flaky"})
+		return err == nil && tk.Attempts == 2, fmt.Sprintf("%+v %v", tk, err)
+	}, "attempt 2 running, in the store too")
+	code, body, _ := e.get(t, path+"?attempt=1")
+	if code != 200 || !strings.Contains(body, "first-attempt") || strings.Contains(body, "second-attempt") || strings.Contains(body, "hx-trigger") {
+		t.Errorf("attempt 1 while attempt 2 runs: want its stored output, not polled: %d %s", code, body)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.wait(t, id); r.Status != store.RunSucceeded {
+		t.Fatalf("run %d %s", id, r.Status)
+	}
+}

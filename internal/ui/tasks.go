@@ -118,7 +118,9 @@ func (u *UI) taskPage(w http.ResponseWriter, r *http.Request, v Viewer) error {
 }
 
 func (u *UI) loadLog(r *http.Request, t store.Task, attempt int) (logData, error) {
-	d := logData{Live: !t.Status.Final(), Attempt: attempt,
+	// An attempt before the task's newest has ended and its output is
+	// stored: polling it would only read the same blob again each second.
+	d := logData{Live: !t.Status.Final() && (attempt <= 0 || attempt >= t.Attempts), Attempt: attempt,
 		URL: fmt.Sprintf("/ui/runs/%d/tasks/%s/%d/log?attempt=%d", t.RunID, url.PathEscape(t.Step), t.Index, attempt)}
 	// A running attempt's output so far, from this server's engine: the
 	// newest attempt, or the one asked for if it is the running one.
