@@ -239,7 +239,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("no search-rerank version passed its rollout on the search endpoint: %+v", rollouts)
 	}
 	var clickDays int
-	for _, day := range []string{"2026-01-05", "2026-01-14"} {
+	for _, day := range []string{"2027-01-04", "2027-01-13"} {
 		b, err := os.ReadFile(filepath.Join(home, "warehouse", "clicks", day+".csv"))
 		if err != nil {
 			t.Fatal(err)

@@ -65,16 +65,7 @@ type Snapshot struct {
 
 // MeasuredScenario is a declared quality scenario and what the server
 // last measured of it.
-type MeasuredScenario struct {
-	Monitor string
-	Spec    monitor.Scenario
-	// Evaluated is false until the monitor has a result; then Evidence is
-	// its newest, evaluated at EvaluatedAt, with Error if it failed.
-	Evaluated   bool
-	EvaluatedAt time.Time
-	Evidence    monitor.ScenarioEvidence
-	Error       string
-}
+type MeasuredScenario = monitor.Measured
 
 // FlowDef is the newest applied version of a flow.
 type FlowDef struct {
@@ -163,30 +154,9 @@ func Load(ctx context.Context, st store.Store, opt Options) (*Snapshot, error) {
 	return s, nil
 }
 
-func (s *Snapshot) loadScenarios(ctx context.Context, st store.Store, _ Options) error {
-	specs, err := monitor.Load(ctx, st)
-	if err != nil {
-		return err
-	}
-	for _, sp := range specs {
-		if sp.Kind != monitor.KindScenario || sp.Scenario == nil {
-			continue
-		}
-		m := MeasuredScenario{Monitor: sp.Name, Spec: *sp.Scenario}
-		rs, err := monitor.Results(ctx, st, sp.Name, 1)
-		if err != nil {
-			return err
-		}
-		if len(rs) > 0 {
-			m.Evaluated, m.EvaluatedAt, m.Error = true, rs[0].EvaluatedAt, rs[0].Error
-			if err := json.Unmarshal(rs[0].Evidence, &m.Evidence); err != nil {
-				return fmt.Errorf("monitor %s: its newest result's evidence: %w", sp.Name, err)
-			}
-		}
-		s.Scenarios = append(s.Scenarios, m)
-	}
-	slices.SortFunc(s.Scenarios, func(a, b MeasuredScenario) int { return strings.Compare(a.Spec.ID, b.Spec.ID) })
-	return nil
+func (s *Snapshot) loadScenarios(ctx context.Context, st store.Store, _ Options) (err error) {
+	s.Scenarios, err = monitor.LoadScenarios(ctx, st)
+	return err
 }
 
 func (s *Snapshot) loadFlows(ctx context.Context, st store.Store, _ Options) error {

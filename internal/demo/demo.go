@@ -92,10 +92,10 @@ const ExpansionTitles = 500
 const historyDays = 28
 
 // start is the first simulated day (a Monday: the weekly retrain runs on
-// Mondays' features), in the past: a server started on the home later
-// (`baton server`, on the real clock) then sees what the demo did as
-// history, not as the future.
-var start = time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+// Mondays' features). It lies ahead of the real clock: a server started
+// on the home later judges experiments on the real clock and finds their
+// data in its future (docs/demo.md, "Not yet").
+var start = time.Date(2027, 1, 4, 0, 0, 0, 0, time.UTC)
 
 // endpoint is the recommend endpoint of the platform's endpoints.yaml,
 // recModel the model it serves.

@@ -342,38 +342,26 @@ func (d *Demo) marketQuality(last, n int) map[string]float64 {
 // scenarios are the quality scenarios as the server measured them: each
 // scenario monitor's newest result (scenarios.yaml; docs/monitors.md).
 func (d *Demo) scenarios(ctx context.Context) ([]Scenario, error) {
-	specs, err := monitor.Load(ctx, d.st)
+	ms, err := monitor.LoadScenarios(ctx, d.st)
 	if err != nil {
 		return nil, err
 	}
 	out := []Scenario{}
-	for _, sp := range specs {
-		if sp.Kind != monitor.KindScenario {
-			continue
-		}
-		sc := Scenario{ID: sp.Scenario.ID, Target: sp.Scenario.Target, Monitor: sp.Name, Status: monitor.ScenarioNone, Detail: "not evaluated"}
-		rs, err := monitor.Results(ctx, d.st, sp.Name, 1)
-		if err != nil {
-			return nil, err
-		}
-		if len(rs) > 0 {
-			var ev monitor.ScenarioEvidence
-			if err := json.Unmarshal(rs[0].Evidence, &ev); err != nil {
-				return nil, fmt.Errorf("monitor %s: its result's evidence: %w", sp.Name, err)
-			}
-			sc.Status, sc.Unit, sc.Detail = ev.Status, ev.Unit, ev.Detail
+	for _, m := range ms {
+		sc := Scenario{ID: m.Spec.ID, Target: m.Spec.Target, Monitor: m.Monitor, Status: monitor.ScenarioNone, Detail: "not evaluated"}
+		if m.Evaluated {
+			ev := m.Evidence
+			sc.Status, sc.Unit, sc.Detail, sc.EvaluatedAt = ev.Status, ev.Unit, ev.Detail, m.EvaluatedAt
 			if ev.Measured != nil {
 				sc.Measured = round(*ev.Measured, 4)
 			}
-			if rs[0].Error != "" {
-				sc.Detail += "; error: " + rs[0].Error
+			if m.Error != "" {
+				sc.Detail += "; error: " + m.Error
 			}
-			sc.EvaluatedAt = rs[0].EvaluatedAt
 		}
 		sc.Pass = sc.Status == monitor.ScenarioPass
 		out = append(out, sc)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
 

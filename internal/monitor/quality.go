@@ -8,7 +8,6 @@ import (
 	"math"
 	"slices"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/baton-ml/baton/internal/feature"
@@ -67,13 +66,7 @@ func quality(ctx context.Context, feats Features, r Ratio, prefix string, from, 
 	cat := feats.Catalog()
 	groups := map[string]*groupSums{}
 	group := func(v feature.Value) *groupSums {
-		key := ""
-		switch v.Kind {
-		case feature.KindStr:
-			key = v.Str
-		case feature.KindNum:
-			key = strconv.FormatFloat(v.Num, 'g', -1, 64)
-		}
+		key := groupKey(v)
 		g := groups[key]
 		if g == nil {
 			g = &groupSums{}

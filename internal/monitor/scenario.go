@@ -953,3 +953,46 @@ func firstBreach(ctx context.Context, sr ScenarioReader, spec experiment.Spec, v
 	}
 	return best, what, ctx.Err()
 }
+
+// Measured is a declared quality scenario and what the server last
+// measured of it: its monitor's newest result, if it has one.
+type Measured struct {
+	Monitor string
+	Spec    Scenario
+	// Evaluated is false until the monitor has a result; then Evidence is
+	// its newest, evaluated at EvaluatedAt, with Error if it failed.
+	Evaluated   bool
+	EvaluatedAt time.Time
+	Evidence    ScenarioEvidence
+	Error       string
+}
+
+// LoadScenarios reads every scenario monitor with its newest result, by
+// scenario id: what `baton docs`, the overview page and baton demo's
+// summary show.
+func LoadScenarios(ctx context.Context, st store.MonitorStore) ([]Measured, error) {
+	specs, err := Load(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	var out []Measured
+	for _, sp := range specs {
+		if sp.Kind != KindScenario || sp.Scenario == nil {
+			continue
+		}
+		m := Measured{Monitor: sp.Name, Spec: *sp.Scenario}
+		rs, err := Results(ctx, st, sp.Name, 1)
+		if err != nil {
+			return nil, err
+		}
+		if len(rs) > 0 {
+			m.Evaluated, m.EvaluatedAt, m.Error = true, rs[0].EvaluatedAt, rs[0].Error
+			if err := json.Unmarshal(rs[0].Evidence, &m.Evidence); err != nil {
+				return nil, fmt.Errorf("monitor %s: its newest result's evidence: %w", sp.Name, err)
+			}
+		}
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b Measured) int { return strings.Compare(a.Spec.ID, b.Spec.ID) })
+	return out, nil
+}

@@ -2,7 +2,6 @@ package ui
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"maps"
@@ -184,24 +183,27 @@ func (u *UI) monitorsOverview(ctx context.Context, d *overviewData) error {
 	if err != nil {
 		return err
 	}
+	ms, err := monitor.LoadScenarios(ctx, u.d.Store)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		row := scenarioRow{ID: m.Spec.ID, Target: m.Spec.Target, Monitor: m.Monitor, Status: "not evaluated yet", Measured: "-"}
+		if m.Evaluated {
+			row.Status, row.Detail, row.At = m.Evidence.Status, m.Evidence.Detail, m.EvaluatedAt
+			if m.Evidence.Measured != nil {
+				row.Measured = fmt.Sprintf("%.3g %s", *m.Evidence.Measured, m.Evidence.Unit)
+			}
+		}
+		d.Scenarios = append(d.Scenarios, row)
+	}
 	for _, s := range specs {
+		if s.Kind == monitor.KindScenario {
+			continue
+		}
 		rs, err := monitor.Results(ctx, u.d.Store, s.Name, 1)
 		if err != nil {
 			return err
-		}
-		if s.Kind == monitor.KindScenario && s.Scenario != nil {
-			row := scenarioRow{ID: s.Scenario.ID, Target: s.Scenario.Target, Monitor: s.Name, Status: "not evaluated yet", Measured: "-"}
-			if len(rs) > 0 {
-				var ev monitor.ScenarioEvidence
-				if err := json.Unmarshal(rs[0].Evidence, &ev); err == nil {
-					row.Status, row.Detail, row.At = ev.Status, ev.Detail, rs[0].EvaluatedAt
-					if ev.Measured != nil {
-						row.Measured = fmt.Sprintf("%.3g %s", *ev.Measured, ev.Unit)
-					}
-				}
-			}
-			d.Scenarios = append(d.Scenarios, row)
-			continue
 		}
 		row := monitorRow{Name: s.Name, Kind: s.Kind}
 		if len(rs) > 0 {
@@ -214,7 +216,6 @@ func (u *UI) monitorsOverview(ctx context.Context, d *overviewData) error {
 		}
 		d.Monitors = append(d.Monitors, row)
 	}
-	slices.SortFunc(d.Scenarios, func(a, b scenarioRow) int { return strings.Compare(a.ID, b.ID) })
 	return nil
 }
 
