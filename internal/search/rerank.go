@@ -85,6 +85,11 @@ type Tables struct {
 // BuildTables counts plays per title and each member's genre shares.
 func BuildTables(ix *Index, its []Interaction) Tables {
 	t := Tables{Popularity: map[string]float64{}, Profiles: map[string]map[string]float64{}}
+	// A member's shares are divided by the count of their plays of titles
+	// with a genre, an integer: summing the shares over the map would add
+	// them in Go's random order, and two trainings on the same clicks
+	// would write models a rounding apart (which can swap two titles).
+	plays := map[string]int{}
 	for _, it := range its {
 		title := ix.Title(it.Title)
 		if title == nil {
@@ -100,14 +105,13 @@ func BuildTables(ix *Index, its []Interaction) Tables {
 		for _, g := range title.Genres {
 			p[g] += 1 / float64(len(title.Genres))
 		}
-	}
-	for _, p := range t.Profiles {
-		var sum float64
-		for _, v := range p {
-			sum += v
+		if len(title.Genres) > 0 {
+			plays[it.Member]++
 		}
+	}
+	for m, p := range t.Profiles {
 		for g := range p {
-			p[g] /= sum
+			p[g] /= float64(plays[m])
 		}
 	}
 	return t
