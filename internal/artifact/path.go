@@ -64,12 +64,22 @@ func Resolve(ctx context.Context, st store.RunReader, p Path) (store.Artifact, e
 	}
 	k := store.TaskKey{RunID: p.RunID, Step: p.Step}
 	name := p.Rest
-	if step.Foreach {
-		idx, rest, ok := strings.Cut(p.Rest, "/")
-		i, err := strconv.Atoi(idx)
-		if !ok || err != nil || i < 0 {
-			return store.Artifact{}, fmt.Errorf("step %s of run %d is a foreach step: write %d/%s/INDEX/NAME", p.Step, p.RunID,
-				p.RunID, p.Step)
+	// A task in foreach levels is addressed by its index at each level.
+	if shape := step.TaskShape(); shape.Level() > 0 {
+		path := make([]int, shape.Level())
+		rest := p.Rest
+		for l := range path {
+			idx, after, ok := strings.Cut(rest, "/")
+			i, err := strconv.Atoi(idx)
+			if !ok || err != nil || i < 0 {
+				return store.Artifact{}, fmt.Errorf("step %s of run %d runs in %d foreach level(s): write %d/%s/%sNAME", p.Step, p.RunID,
+					shape.Level(), p.RunID, p.Step, strings.Repeat("INDEX/", shape.Level()))
+			}
+			path[l], rest = i, after
+		}
+		i, ok := shape.Index(path)
+		if !ok {
+			return store.Artifact{}, fmt.Errorf("step %s of run %d has no task %s: %w", p.Step, p.RunID, store.FormatPath(path), store.ErrNotFound)
 		}
 		k.Index, name = i, rest
 	}
@@ -97,4 +107,17 @@ func PathOf(a store.Artifact, foreach bool) string {
 		return fmt.Sprintf("%d/%s/%d/%s", a.RunID, a.Step, a.Index, a.Name)
 	}
 	return fmt.Sprintf("%d/%s/%s", a.RunID, a.Step, a.Name)
+}
+
+// PathIn formats the canonical path of an artifact of a step of shape
+// shape: an index per foreach level the step sits in.
+func PathIn(a store.Artifact, shape store.Shape) string {
+	if shape.Level() == 0 {
+		return fmt.Sprintf("%d/%s/%s", a.RunID, a.Step, a.Name)
+	}
+	path, ok := shape.Path(a.Index)
+	if !ok {
+		path = []int{a.Index}
+	}
+	return fmt.Sprintf("%d/%s/%s/%s", a.RunID, a.Step, store.FormatPath(path), a.Name)
 }

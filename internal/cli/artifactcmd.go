@@ -86,9 +86,9 @@ RUN_ID/STEP/INDEX/NAME for a task of a foreach step.`,
 			if err != nil {
 				return err
 			}
-			foreach := map[string]bool{}
+			shapes := map[string]store.Shape{}
 			for _, s := range steps {
-				foreach[s.Name] = s.Foreach
+				shapes[s.Name] = s.TaskShape()
 			}
 			arts, err := e.st.Artifacts(ctx, f)
 			if err != nil {
@@ -103,7 +103,7 @@ RUN_ID/STEP/INDEX/NAME for a task of a foreach step.`,
 			}
 			rows := make([]row, len(arts))
 			for i, art := range arts {
-				rows[i] = row{Path: artifact.PathOf(art, foreach[art.Step]), Task: art.TaskKey.String(), Name: art.Name,
+				rows[i] = row{Path: artifact.PathIn(art, shapes[art.Step]), Task: art.TaskKey.String(), Name: art.Name,
 					Size: art.Size, Digest: art.Digest}
 			}
 			if a.json() {

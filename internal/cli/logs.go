@@ -18,10 +18,11 @@ func (a *app) logsCmd() *cobra.Command {
 	var attempt int
 	var stream string
 	cmd := &cobra.Command{
-		Use:   "logs RUN_ID[/STEP[/INDEX]]",
+		Use:   "logs RUN_ID[/STEP[/INDEX[/INDEX...]]]",
 		Short: "Print the stdout and stderr that tasks wrote",
 		Long: `Print what tasks wrote to stdout and stderr, each attempt kept apart.
-Without STEP, every task of the run; without INDEX, every task of the step.
+Without STEP, every task of the run; without INDEX, every task of the step;
+a task of a nested foreach has an INDEX per level (RUN/STEP/I/J).
 By default the last attempt of each task; --attempt N picks one.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -38,10 +39,15 @@ By default the last attempt of each task; --attempt N picks one.`,
 			if err != nil {
 				return err
 			}
-			index := -1
+			// A task of a nested foreach is addressed by an index per level.
+			var path []int
 			if len(parts) > 2 {
-				if index, err = strconv.Atoi(parts[2]); err != nil || index < 0 {
-					return usageErr("logs %s: %q is not a task index", args[0], parts[2])
+				for seg := range strings.SplitSeq(parts[2], "/") {
+					i, err := strconv.Atoi(seg)
+					if err != nil || i < 0 {
+						return usageErr("logs %s: %q is not a task index", args[0], parts[2])
+					}
+					path = append(path, i)
 				}
 			}
 			ctx := cmd.Context()
@@ -65,6 +71,17 @@ By default the last attempt of each task; --attempt N picks one.`,
 					continue
 				}
 				found = true
+				index := -1
+				if path != nil {
+					shape := s.TaskShape()
+					var ok bool
+					if shape.Level() == 0 && len(path) == 1 {
+						index, ok = path[0], true
+					} else if index, ok = shape.Index(path); !ok {
+						return notFound(fmt.Errorf("step %s of run %d has no task %s (it runs in %d foreach level(s)): %w",
+							s.Name, id, parts[2], shape.Level(), store.ErrNotFound))
+					}
+				}
 				tasks, err := e.st.Tasks(ctx, id, s.Name)
 				if err != nil {
 					return err
@@ -82,11 +99,12 @@ By default the last attempt of each task; --attempt N picks one.`,
 							return err
 						}
 						if ok {
+							ent.Task = view.TaskAddr(t.TaskKey, s.TaskShape())
 							entries = append(entries, ent)
 						}
 						continue
 					}
-					if err := a.printTaskLogs(ctx, e, t, attempt, stream, len(parts) < 3); err != nil {
+					if err := a.printTaskLogs(ctx, e, t, s.TaskShape(), attempt, stream, len(parts) < 3); err != nil {
 						return err
 					}
 				}
@@ -105,8 +123,9 @@ By default the last attempt of each task; --attempt N picks one.`,
 	return cmd
 }
 
-func (a *app) printTaskLogs(ctx context.Context, e *env, t store.Task, attempt int, stream string, headers bool) error {
+func (a *app) printTaskLogs(ctx context.Context, e *env, t store.Task, shape store.Shape, attempt int, stream string, headers bool) error {
 	l, ok, err := view.TaskLog(ctx, e.st, e.blobs, t, attempt)
+	l.Task = view.TaskAddr(t.TaskKey, shape)
 	if errors.Is(err, view.ErrNoAttempt) {
 		if !headers {
 			return &exitError{code: exitFailed, err: fmt.Errorf("task %s has no attempt %d", t.TaskKey, attempt)}

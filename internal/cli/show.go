@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -194,7 +195,11 @@ func (a *app) printRunView(v view.Run, so showOpts, o view.Options) {
 			if t.Reused {
 				note = "reused from " + t.ReusedFrom
 			}
-			fmt.Fprintf(tw, "%d/%s/%d\t%s\t%d\t%s\t%s\n", v.ID, s.Name, t.Index, t.Status, t.Attempts, exit, note)
+			at := strconv.Itoa(t.Index)
+			if len(t.Path) > 1 {
+				at = store.FormatPath(t.Path)
+			}
+			fmt.Fprintf(tw, "%d/%s/%s\t%s\t%d\t%s\t%s\n", v.ID, s.Name, at, t.Status, t.Attempts, exit, note)
 		}
 		if s.TasksTruncated {
 			more = append(more, s.Name)

@@ -121,10 +121,20 @@ func containsStr(list []string, s string) bool {
 // put a link, or a file, where one of baton's folders goes.
 var errLinkInPlace = errors.New("a link or a file is where baton makes a folder (a task of the run put it there; baton never follows a link)")
 
-// inputDir returns the folder of step s's inputs, filling it on the first
-// call.
-func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
-	in := &s.inputs
+// inputDir returns the folder of the inputs of step s's tasks that run in
+// context ctxPath (see stepRun.context), filling it on the first call.
+func (r *runner) inputDir(ctx context.Context, s *stepRun, ctxPath []int) (string, error) {
+	key := inputKey(s.def.Name, ctxPath)
+	s.inMu.Lock()
+	in := s.inputs[key]
+	if in == nil {
+		if s.inputs == nil {
+			s.inputs = map[string]*inputDir{}
+		}
+		in = &inputDir{removed: s.inputsGone}
+		s.inputs[key] = in
+	}
+	s.inMu.Unlock()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if !in.filled {
@@ -132,7 +142,7 @@ func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
 		if in.removed {
 			in.err = errors.New("the step's inputs were removed: it has ended")
 		} else {
-			in.err = r.fillInputs(ctx, s)
+			in.err = r.fillInputs(ctx, s, in, key, ctxPath)
 			if errors.Is(in.err, errLinkInPlace) {
 				in.err = fmt.Errorf("%w; a step's tasks must leave what is in %s as it is", in.err, filepath.Join(r.tmp, "in"))
 			}
@@ -141,11 +151,26 @@ func (r *runner) inputDir(ctx context.Context, s *stepRun) (string, error) {
 	return in.path, in.err
 }
 
-// fillInputs materializes the artifacts of the steps s needs; see the top
-// of this file.
-func (r *runner) fillInputs(ctx context.Context, s *stepRun) error {
-	in := &s.inputs
-	in.rel = filepath.Join("in", s.def.Name)
+// removeInputs removes every context's inputs of s, and any made later.
+func (s *stepRun) removeInputs() {
+	s.inMu.Lock()
+	s.inputsGone = true
+	ins := make([]*inputDir, 0, len(s.inputs))
+	for _, in := range s.inputs {
+		ins = append(ins, in)
+	}
+	s.inMu.Unlock()
+	for _, in := range ins {
+		in.remove()
+	}
+}
+
+// fillInputs materializes, in in/KEY, the artifacts of the steps s needs
+// as a task in context ctxPath sees them; see the top of this file. A need
+// in the context's level or above is one task (<up>/<name>); a need one
+// level below is joined (<up>/<index>/<name>, the tasks under ctxPath).
+func (r *runner) fillInputs(ctx context.Context, s *stepRun, in *inputDir, key string, ctxPath []int) error {
+	in.rel = filepath.Join("in", key)
 	in.scratch = r.tmp
 	in.path = filepath.Join(r.tmp, in.rel)
 	root, err := r.openScratch()
@@ -160,14 +185,41 @@ func (r *runner) fillInputs(ctx context.Context, s *stepRun) error {
 		return err
 	}
 	for _, up := range s.needs {
-		arts, err := r.e.st.Artifacts(ctx, store.ArtifactFilter{RunID: r.run.ID, Step: up.def.Name, Index: -1})
+		shape, err := r.shapeOf(ctx, up)
+		if err != nil {
+			return err
+		}
+		joined := len(up.scope) > len(ctxPath)
+		f := store.ArtifactFilter{RunID: r.run.ID, Step: up.def.Name}
+		lo := 0
+		switch {
+		case joined && len(ctxPath) == 0:
+			f.Index = -1
+		case joined:
+			var hi int
+			var ok bool
+			if lo, hi, ok = shape.Children(ctxPath); !ok {
+				return fmt.Errorf("step %s has no tasks under %s", up.def.Name, store.FormatPath(ctxPath))
+			}
+			if hi == lo {
+				continue
+			}
+			f.Index, f.Until = lo, hi
+		default:
+			idx, ok := shape.Index(ctxPath[:len(up.scope)])
+			if !ok {
+				return fmt.Errorf("step %s has no task %s", up.def.Name, store.FormatPath(ctxPath[:len(up.scope)]))
+			}
+			f.Index = idx
+		}
+		arts, err := r.e.st.Artifacts(ctx, f)
 		if err != nil {
 			return err
 		}
 		if len(arts) == 0 {
 			continue
 		}
-		if !up.foreach {
+		if !joined {
 			u := &inputUnit{parent: in.rel, name: up.def.Name}
 			for _, a := range arts {
 				u.add(a)
@@ -183,7 +235,7 @@ func (r *runner) fillInputs(ctx context.Context, s *stepRun) error {
 		for _, a := range arts {
 			u := byIndex[a.Index]
 			if u == nil {
-				u = &inputUnit{parent: p, name: strconv.Itoa(a.Index)}
+				u = &inputUnit{parent: p, name: strconv.Itoa(a.Index - lo)}
 				byIndex[a.Index] = u
 				in.units = append(in.units, u)
 			}
@@ -193,7 +245,7 @@ func (r *runner) fillInputs(ctx context.Context, s *stepRun) error {
 	for i, u := range in.units {
 		u.stage = strconv.Itoa(i)
 	}
-	return in.each(".fill-"+s.def.Name, true, func(work int, u *inputUnit, parent int) error {
+	return in.each(".fill-"+key, true, func(work int, u *inputUnit, parent int) error {
 		return r.fillUnit(ctx, in, work, u, parent)
 	})
 }

@@ -134,6 +134,9 @@ func (r *runner) restore() error {
 			continue
 		}
 		s.status, s.n = st.Status, st.NumTasks
+		if st.Status != store.TaskPending && st.Status != store.TaskWaiting {
+			r.setShape(s, st.TaskShape())
+		}
 		switch st.Status {
 		case store.TaskSucceeded:
 			if r.origin != 0 {
@@ -221,20 +224,18 @@ func (r *runner) startQueued(s *stepRun) {
 		return
 	}
 	now := time.Now()
-	s.n = 1
-	if s.def.Foreach != nil {
-		items, err := r.foreachItems(s)
-		if err != nil {
-			s.status = store.TaskFailed
-			r.fail(fmt.Sprintf("step %s: %v", s.def.Name, err))
-			if cerr := r.e.com.commit(r.ctx, &store.Batch{Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name,
-				Status: store.TaskFailed, Foreach: true, At: now}}}); cerr != nil {
-				r.cancel(cerr)
-			}
-			return
+	items, shape, err := r.fanOut(s)
+	if err != nil {
+		s.status = store.TaskFailed
+		r.fail(fmt.Sprintf("step %s: %v", s.def.Name, err))
+		if cerr := r.e.com.commit(r.ctx, &store.Batch{Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name,
+			Status: store.TaskFailed, Foreach: s.foreach, At: now}}}); cerr != nil {
+			r.cancel(cerr)
 		}
-		s.items, s.n = items, len(items)
+		return
 	}
+	s.items, s.n = items, shape.Count()
+	r.setShape(s, shape) // for reusable; a failed commit computes it again
 	reused, eligible, err := r.reusable(s)
 	if err != nil {
 		r.e.log.Warn("start step", "run", r.run.ID, "step", s.def.Name, "err", err)
@@ -242,7 +243,7 @@ func (r *runner) startQueued(s *stepRun) {
 	}
 	b := &store.Batch{
 		Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskRunning, Foreach: s.foreach,
-			NumTasks: s.n, SignalID: s.signalID(), At: now}},
+			NumTasks: s.n, Shape: shape, SignalID: s.signalID(), At: now}},
 		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, Count: s.n, ReadyAt: now, Queued: true,
 			Items: s.items, MaxAttempts: s.def.Retry.MaxAttempts(), Runner: runnerOf(r.fl.Name, s.def)}},
 	}

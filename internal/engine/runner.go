@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +63,8 @@ type runner struct {
 	contracts signal.Contracts
 	// draining: the engine is handing runs back; launch nothing new.
 	draining bool
+	// shapeMu guards the steps' shapes (a pointer, as dropping).
+	shapeMu *sync.Mutex
 }
 
 type stepRun struct {
@@ -71,6 +74,11 @@ type stepRun struct {
 	dependents []*stepRun
 	needsLeft  int
 	foreach    bool
+	// scope is the foreach steps the step's tasks sit in (flow.Scopes);
+	// shape, once known, places its tasks in those levels (nest.go).
+	scope      []string
+	shape      store.Shape
+	shapeKnown bool
 	items      []json.RawMessage // foreach items; read by task goroutines, never changed after start
 	n          int
 	next       int   // lowest index never launched
@@ -82,7 +90,11 @@ type stepRun struct {
 	// fullyReused: every task came from the origin run, so steps below
 	// may reuse theirs too.
 	fullyReused bool
-	inputs      inputDir
+	// inputs holds the materialized inputs of each context its tasks
+	// run in (one for a step outside any foreach), by inputKey.
+	inMu       sync.Mutex
+	inputs     map[string]*inputDir
+	inputsGone bool // removed: the step has ended
 	// signal is what a waiting step received; waiting says a waiter is out.
 	signal  *store.Signal
 	waiting bool
@@ -380,7 +392,7 @@ func (r *runner) openScratch() (int, error) {
 func (r *runner) removeTemp() {
 	r.dropping.Wait()
 	for _, s := range r.steps {
-		s.inputs.remove()
+		s.removeInputs()
 	}
 	sc := r.scratch
 	sc.mu.Lock()
@@ -441,27 +453,23 @@ func (r *runner) startStep(s *stepRun) {
 		return
 	}
 	now := time.Now()
-	s.n = 1
-	if fe := s.def.Foreach; fe != nil {
-		s.foreach = true
-		items, err := r.foreachItems(s)
-		if err != nil {
-			s.status = store.TaskFailed
-			r.fail(fmt.Sprintf("step %s: %v", s.def.Name, err))
-			if cerr := r.e.com.commit(r.ctx, &store.Batch{Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name,
-				Status: store.TaskFailed, Foreach: true, At: now}}}); cerr != nil {
-				r.cancel(cerr)
-			}
-			r.obs.StepFinished(s.def.Name, store.TaskFailed)
-			return
+	items, shape, err := r.fanOut(s)
+	if err != nil {
+		s.status = store.TaskFailed
+		r.fail(fmt.Sprintf("step %s: %v", s.def.Name, err))
+		if cerr := r.e.com.commit(r.ctx, &store.Batch{Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name,
+			Status: store.TaskFailed, Foreach: s.foreach, At: now}}}); cerr != nil {
+			r.cancel(cerr)
 		}
-		s.items = items
-		s.n = len(items)
+		r.obs.StepFinished(s.def.Name, store.TaskFailed)
+		return
 	}
+	s.items, s.n = items, shape.Count()
+	r.setShape(s, shape)
 	s.status = store.TaskRunning
 	b := &store.Batch{
 		Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskRunning, Foreach: s.foreach,
-			NumTasks: s.n, SignalID: s.signalID(), At: now}},
+			NumTasks: s.n, Shape: shape, SignalID: s.signalID(), At: now}},
 		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, Count: s.n, ReadyAt: now}},
 	}
 	reused, eligible, err := r.reusable(s)
@@ -503,6 +511,23 @@ func (r *runner) reusable(s *stepRun) ([]int, bool, error) {
 	}
 	for _, up := range s.needs {
 		if !up.fullyReused {
+			return nil, false, nil
+		}
+	}
+	if shape, _ := r.shapeOf(r.ctx, s); shape.Level() > 1 {
+		// A nested step's flat indexes name the same tasks only if the
+		// levels above fanned out alike.
+		steps, err := r.e.st.Steps(r.ctx, r.origin)
+		if err != nil {
+			return nil, false, fmt.Errorf("read steps of origin run %d: %w", r.origin, err)
+		}
+		same := false
+		for _, st := range steps {
+			if st.Name == s.def.Name {
+				same = slices.EqualFunc(st.TaskShape(), shape, slices.Equal[[]int])
+			}
+		}
+		if !same {
 			return nil, false, nil
 		}
 	}
@@ -625,7 +650,7 @@ func (r *runner) finishStep(s *stepRun) {
 	s.status = store.TaskSucceeded
 	// No task of s runs any more: its inputs go while the step's end is
 	// committed and the steps below start (or the run ends).
-	r.dropping.Go(s.inputs.remove)
+	r.dropping.Go(s.removeInputs)
 	if err := r.e.com.commit(r.ctx, &store.Batch{Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name,
 		Status: store.TaskSucceeded, Foreach: s.foreach, NumTasks: s.n, At: time.Now()}}}); err != nil {
 		r.cancel(err)

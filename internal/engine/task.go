@@ -43,10 +43,14 @@ func (r *runner) attempt(sl *slot, s *stepRun, k store.TaskKey, n int, item json
 		actx, cancel = context.WithTimeout(r.ctx, time.Duration(s.def.Timeout))
 	}
 	var out outcome
-	if s.def.Run != "" {
-		out = r.execShell(actx, sl, s, k, n, item)
-	} else {
-		out = r.execGo(actx, s, k, n, item)
+	path, err := r.taskPath(r.ctx, s, k.Index)
+	switch {
+	case err != nil:
+		out = failed("the task's place in its foreach levels: %v", err)
+	case s.def.Run != "":
+		out = r.execShell(actx, sl, s, k, path, n, item)
+	default:
+		out = r.execGo(actx, s, k, path, n, item)
 	}
 	cancel()
 	var published []store.Signal
@@ -127,7 +131,7 @@ func (r *runner) runTask(sl *slot, s *stepRun, idx, attempt int) {
 	}
 }
 
-func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.TaskKey, attempt int, item json.RawMessage) outcome {
+func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.TaskKey, path []int, attempt int, item json.RawMessage) outcome {
 	if err := sl.reset(); err != nil {
 		return failed("empty the output folder: %v", err)
 	}
@@ -139,7 +143,7 @@ func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.Ta
 	if err := r.params(); err != nil {
 		return failed("write params: %v", err)
 	}
-	in, err := r.inputDir(ctx, s)
+	in, err := r.inputDir(ctx, s, s.context(path))
 	if err != nil {
 		return failed("prepare inputs: %v", err)
 	}
@@ -163,13 +167,17 @@ func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.Ta
 	}
 	env = append(env,
 		"BATON_STEP="+k.Step,
-		"BATON_TASK_ID="+k.String(),
+		"BATON_TASK_ID="+taskID(k, path),
 		"BATON_ATTEMPT="+strconv.Itoa(attempt),
 		"BATON_OUTPUT_DIR="+outDir,
 		"BATON_INPUT_DIR="+in,
 	)
 	if s.foreach {
-		env = append(env, "BATON_FOREACH_INDEX="+strconv.Itoa(k.Index), "BATON_FOREACH_ITEM="+flow.ParamEnv(item))
+		env = append(env, "BATON_FOREACH_INDEX="+strconv.Itoa(path[len(path)-1]), "BATON_FOREACH_ITEM="+flow.ParamEnv(item))
+	}
+	if len(path) > 0 {
+		// Every level's index, outermost first (one level: the index).
+		env = append(env, "BATON_FOREACH_PATH="+store.FormatPath(path))
 	}
 	if sg := s.signal; sg != nil {
 		params, _ := json.Marshal(sg.Params)
@@ -245,8 +253,8 @@ func (r *runner) putLog(ctx context.Context, f *os.File) (blobRef, error) {
 // GoFunc is the body of an in-process step.
 type GoFunc func(ctx context.Context, t *Task) error
 
-func (r *runner) execGo(ctx context.Context, s *stepRun, k store.TaskKey, attempt int, item json.RawMessage) (out outcome) {
-	t := &Task{Key: k, Attempt: attempt, Params: r.run.Params, Signal: s.signal, r: r, s: s}
+func (r *runner) execGo(ctx context.Context, s *stepRun, k store.TaskKey, path []int, attempt int, item json.RawMessage) (out outcome) {
+	t := &Task{Key: k, Path: path, Attempt: attempt, Params: r.run.Params, Signal: s.signal, r: r, s: s}
 	if s.foreach {
 		t.Item = item
 	}
@@ -283,7 +291,10 @@ func (r *runner) execGo(ctx context.Context, s *stepRun, k store.TaskKey, attemp
 // foreach item, its inputs and a place for its outputs. A Task is used by
 // the one goroutine running the step.
 type Task struct {
-	Key     store.TaskKey
+	Key store.TaskKey
+	// Path is the task's index at each foreach level its step sits in,
+	// outermost first: empty outside any foreach, [Key.Index] in one.
+	Path    []int
 	Attempt int
 	Params  map[string]json.RawMessage
 	// Item is the foreach item as JSON; nil outside a foreach step.
@@ -326,33 +337,69 @@ func (t *Task) fail(err error) error {
 }
 
 // Input reads artifact name of the upstream step (which must be one of this
-// step's needs). For a foreach upstream step use InputAt.
+// step's needs), as this task sees it: the one task of that step in this
+// task's foreach level or above. For a step this one joins use InputAt.
 func (t *Task) Input(ctx context.Context, step, name string) ([]byte, error) {
 	return t.InputAt(ctx, step, 0, name)
 }
 
-// InputAt reads artifact name of task index of the upstream step.
+// InputAt reads artifact name of task index of an upstream step this one
+// joins (the index within this task's level); index 0 for any other need.
 func (t *Task) InputAt(ctx context.Context, step string, index int, name string) ([]byte, error) {
-	up, err := t.need(step)
+	up, lo, hi, err := t.upstream(ctx, step)
 	if err != nil {
 		return nil, err
 	}
-	if !up.foreach && index != 0 {
-		return nil, fmt.Errorf("step %s is not a foreach step: it has one task, index 0", step)
+	if index < 0 || lo+index >= hi {
+		if hi-lo == 1 {
+			return nil, fmt.Errorf("step %s has one task for this one to read, index 0", step)
+		}
+		return nil, fmt.Errorf("step %s has %d tasks under this one's level: index %d is out of range", step, hi-lo, index)
 	}
-	a, err := t.r.e.st.Artifact(ctx, store.TaskKey{RunID: t.Key.RunID, Step: step, Index: index}, name)
+	a, err := t.r.e.st.Artifact(ctx, store.TaskKey{RunID: t.Key.RunID, Step: up.def.Name, Index: lo + index}, name)
 	if err != nil {
 		return nil, err
 	}
 	return t.r.e.blobs.Read(ctx, a.Digest)
 }
 
-// Inputs lists the artifacts of an upstream step (every task of a foreach step).
+// Inputs lists the artifacts of an upstream step as this task sees them
+// (every task it joins).
 func (t *Task) Inputs(ctx context.Context, step string) ([]store.Artifact, error) {
-	if _, err := t.need(step); err != nil {
+	up, lo, hi, err := t.upstream(ctx, step)
+	if err != nil {
 		return nil, err
 	}
-	return t.r.e.st.Artifacts(ctx, store.ArtifactFilter{RunID: t.Key.RunID, Step: step, Index: -1})
+	if hi == lo {
+		return nil, nil
+	}
+	return t.r.e.st.Artifacts(ctx, store.ArtifactFilter{RunID: t.Key.RunID, Step: up.def.Name, Index: lo, Until: hi})
+}
+
+// upstream returns need step and the flat index range of its tasks this
+// task sees.
+func (t *Task) upstream(ctx context.Context, step string) (*stepRun, int, int, error) {
+	up, err := t.need(step)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	shape, err := t.r.shapeOf(ctx, up)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	c := t.s.context(t.Path)
+	if len(up.scope) > len(c) {
+		lo, hi, ok := shape.Children(c)
+		if !ok {
+			return nil, 0, 0, fmt.Errorf("step %s has no tasks under %s", step, store.FormatPath(c))
+		}
+		return up, lo, hi, nil
+	}
+	idx, ok := shape.Index(c[:len(up.scope)])
+	if !ok {
+		return nil, 0, 0, fmt.Errorf("step %s has no task %s", step, store.FormatPath(c[:len(up.scope)]))
+	}
+	return up, idx, idx + 1, nil
 }
 
 // Read returns the content of an artifact listed by Inputs.

@@ -514,6 +514,7 @@ func (e *Engine) newRunner(run store.Run, fl *flow.Flow, dir string, funcs map[s
 		e: e, run: run, fl: fl, dir: dir, funcs: funcs, obs: obs,
 		quit: make(chan struct{}), byName: map[string]*stepRun{}, events: make(chan event, 1024),
 		origin: run.OriginRunID, tmp: e.runTemp(run.ID), scratch: &scratchDir{fd: -1}, contracts: contracts, dropping: &sync.WaitGroup{},
+		shapeMu: &sync.Mutex{},
 	}
 	if run.ResumeFrom != "" {
 		r.rerun = map[string]bool{run.ResumeFrom: true}
@@ -523,8 +524,9 @@ func (e *Engine) newRunner(run store.Run, fl *flow.Flow, dir string, funcs map[s
 	}
 	r.baseEnv = r.environment()
 	r.params = sync.OnceValue(r.writeParams)
+	scopes := fl.Scopes()
 	for _, s := range fl.TopoOrder() {
-		sr := &stepRun{def: s, status: store.TaskPending, needsLeft: len(s.Needs), foreach: s.Foreach != nil}
+		sr := &stepRun{def: s, status: store.TaskPending, needsLeft: len(s.Needs), foreach: s.Foreach != nil, scope: scopes[s.Name]}
 		r.steps = append(r.steps, sr)
 		r.byName[s.Name] = sr
 	}

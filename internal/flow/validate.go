@@ -418,6 +418,7 @@ func (f *Flow) checkSteps(l *errorList) {
 		l.add("steps", "the flow has no steps: add at least one")
 		return
 	}
+	before := len(*l)
 	idx := make(map[string]int, len(f.Steps))
 	var names []string
 	for i, s := range f.Steps {
@@ -437,6 +438,10 @@ func (f *Flow) checkSteps(l *errorList) {
 		f.checkStep(l, i, idx, names)
 	}
 	f.checkCycles(l, idx)
+	if len(*l) == before {
+		// Scopes need known needs and no cycle.
+		f.checkScopes(l)
+	}
 }
 
 func (f *Flow) checkStep(l *errorList, i int, idx map[string]int, names []string) {

@@ -223,3 +223,53 @@ func TestDigest(t *testing.T) {
 		t.Errorf("Digest changed the flow")
 	}
 }
+
+func TestScopes(t *testing.T) {
+	sh := func(name string, needs []string, foreach string) Step {
+		s := Step{Name: name, Needs: needs, Run: "true"}
+		if foreach != "" {
+			s.Foreach = &Foreach{Artifact: foreach}
+		}
+		return s
+	}
+	ok := &Flow{Name: "ok", Steps: []Step{
+		sh("start", nil, ""),
+		{Name: "a", Needs: []string{"start"}, Run: "true", Foreach: &Foreach{Items: []json.RawMessage{json.RawMessage(`1`)}}},
+		sh("b", []string{"a"}, "a/ys.json"),
+		sh("c", []string{"b", "start"}, "b/zs.json"),
+		sh("join-c", []string{"c", "b", "a"}, ""),
+		sh("other", []string{"a"}, "a/ws.json"), // a second nest under a
+		sh("join-b", []string{"join-c", "other", "a"}, ""),
+		sh("join-a", []string{"join-b"}, ""),
+		sh("flat", []string{"start"}, "items.json"),
+		sh("both", []string{"join-a", "flat"}, ""), // joins a root foreach beside a root step
+	}}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"start": "", "a": "a", "b": "a b", "c": "a b c", "join-c": "a b", "other": "a other",
+		"join-b": "a", "join-a": "", "flat": "flat", "both": ""}
+	for name, sc := range ok.Scopes() {
+		if got := strings.Join(sc, " "); got != want[name] {
+			t.Errorf("scope of %s: %q, want %q", name, got, want[name])
+		}
+	}
+	for _, c := range []struct {
+		steps []Step
+		msg   string
+	}{
+		{[]Step{sh("start", nil, ""), sh("a", []string{"start"}, "xs.json"), sh("b", []string{"a"}, "a/ys.json"),
+			sh("skip", []string{"b"}, "b/zs.json"), sh("j", []string{"skip"}, ""), sh("end", []string{"j", "start"}, ""),
+			sh("bad", []string{"skip", "start"}, "start/xs.json")},
+			"steps[6].needs: step bad needs skip, which is in foreach a > b > skip, more than one level below"},
+		{[]Step{sh("start", nil, ""), sh("a", []string{"start"}, "xs.json"), sh("b", []string{"a"}, "a/ys.json"),
+			sh("e", []string{"start"}, "xs.json"), sh("f", []string{"e"}, "e/ys.json"), sh("j", []string{"b", "f"}, "")},
+			"steps[5].needs: step j runs in foreach a but needs f, which is in foreach e > f"},
+	} {
+		f := &Flow{Name: "bad", Steps: c.steps}
+		err := f.Validate()
+		if err == nil || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("want %q, got %v", c.msg, err)
+		}
+	}
+}

@@ -240,13 +240,13 @@ func (r *Registry) resolve(ctx context.Context, p, field string) (store.Artifact
 	if err != nil {
 		return a, "", err
 	}
-	foreach := false
+	var shape store.Shape
 	for _, s := range steps {
 		if s.Name == a.Step {
-			foreach = s.Foreach
+			shape = s.TaskShape()
 		}
 	}
-	return a, artifact.PathOf(a, foreach), nil
+	return a, artifact.PathIn(a, shape), nil
 }
 
 // Transition moves a version to state to, if the lifecycle allows it from

@@ -169,10 +169,23 @@ type Step struct {
 	Status   TaskStatus `json:"status"`
 	Foreach  bool       `json:"foreach"`
 	NumTasks int        `json:"num_tasks"`
+	// Shape places the tasks of a step in (nested) foreach levels; nil
+	// for a step outside any foreach, and on rows stored before shapes
+	// (TaskShape reads those).
+	Shape Shape `json:"shape,omitempty"`
 	// SignalID is the signal a waiting step received.
 	SignalID   string    `json:"signal_id,omitempty"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
+}
+
+// TaskShape is the step's shape: the stored one, or for a foreach step
+// stored before shapes were, one level of NumTasks.
+func (s Step) TaskShape() Shape {
+	if s.Shape == nil && s.Foreach {
+		return Shape{{s.NumTasks}}
+	}
+	return s.Shape
 }
 
 // TaskKey names a task: run, step and index (0 for a step without foreach).
@@ -232,7 +245,10 @@ type Artifact struct {
 type ArtifactFilter struct {
 	RunID int64
 	Step  string
+	// Index picks one task (with Step; -1 for every task), or with Until
+	// above it the tasks Index..Until-1.
 	Index int
+	Until int
 }
 
 // StepCount is the tasks of one step of a run that share a status, counted
@@ -318,6 +334,8 @@ type StepChange struct {
 	Status   TaskStatus
 	Foreach  bool
 	NumTasks int
+	// Shape, when set, is stored with the step (see Step.Shape).
+	Shape    Shape
 	SignalID string
 	At       time.Time
 }

@@ -42,7 +42,10 @@ type Step struct {
 
 // Task is one task as shown.
 type Task struct {
-	Index      int              `json:"index"`
+	Index int `json:"index"`
+	// Path is the task's index at each foreach level its step sits in
+	// (its address: RUN/STEP/I/J); absent outside any foreach.
+	Path       []int            `json:"path,omitempty"`
 	Status     store.TaskStatus `json:"status"`
 	Attempts   int              `json:"attempts"`
 	Reused     bool             `json:"reused"`
@@ -167,6 +170,9 @@ func LoadRunWith(ctx context.Context, st Reader, id int64, o Options) (Run, erro
 		for _, t := range tasks {
 			tv := Task{Index: t.Index, Status: t.Status, Attempts: t.Attempts, Reused: t.Reused(),
 				StartedAt: t.StartedAt, FinishedAt: t.FinishedAt, ExitCode: t.ExitCode, Error: t.Error}
+			if shape := s.TaskShape(); shape.Level() > 0 {
+				tv.Path, _ = shape.Path(t.Index)
+			}
 			if t.Reused() {
 				tv.ReusedFrom = t.ReusedFrom.String()
 			}
@@ -175,6 +181,18 @@ func LoadRunWith(ctx context.Context, st Reader, id int64, o Options) (Run, erro
 		v.Steps = append(v.Steps, sv)
 	}
 	return v, nil
+}
+
+// TaskAddr is how a task is named to people: RUN/STEP/INDEX as it is
+// stored, or RUN/STEP/I/J for a task of a nested foreach (shape its step's).
+func TaskAddr(k store.TaskKey, shape store.Shape) string {
+	if shape.Level() < 2 {
+		return k.String()
+	}
+	if p, ok := shape.Path(k.Index); ok {
+		return fmt.Sprintf("%d/%s/%s", k.RunID, k.Step, store.FormatPath(p))
+	}
+	return k.String()
 }
 
 // Log is one task attempt's output (`baton logs -o json`).

@@ -115,10 +115,11 @@ func (s *Store) Close() error {
 
 const (
 	qFence      = `SELECT owner, status FROM runs WHERE id = $1`
-	qUpsertStep = `INSERT INTO steps (run_id, name, status, foreach, num_tasks, started_at, finished_at, signal_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+	qUpsertStep = `INSERT INTO steps (run_id, name, status, foreach, num_tasks, started_at, finished_at, signal_id, shape)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 			ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status, foreach = excluded.foreach,
 				num_tasks = excluded.num_tasks,
+				shape = CASE WHEN excluded.shape <> '' THEN excluded.shape ELSE steps.shape END,
 				started_at = CASE WHEN excluded.status = 'running' AND steps.status <> 'running'
 					THEN excluded.started_at ELSE steps.started_at END,
 				signal_id = CASE WHEN excluded.signal_id <> '' THEN excluded.signal_id ELSE steps.signal_id END,
@@ -680,13 +681,19 @@ func (s *Store) AbandonRun(ctx context.Context, id int64, reason string, force b
 
 // Steps implements store.Store.
 func (s *Store) Steps(ctx context.Context, runID int64) ([]store.Step, error) {
-	out, err := queryRows(ctx, s.r, `SELECT run_id, name, status, foreach, num_tasks, started_at, finished_at, signal_id
+	out, err := queryRows(ctx, s.r, `SELECT run_id, name, status, foreach, num_tasks, started_at, finished_at, signal_id, shape
 		FROM steps WHERE run_id = $1 ORDER BY started_at, name`, []any{runID},
 		func(row scanner) (store.Step, error) {
 			var st store.Step
 			var started, finished int64
-			if err := row.Scan(&st.RunID, &st.Name, &st.Status, &st.Foreach, &st.NumTasks, &started, &finished, &st.SignalID); err != nil {
+			var shape string
+			if err := row.Scan(&st.RunID, &st.Name, &st.Status, &st.Foreach, &st.NumTasks, &started, &finished, &st.SignalID, &shape); err != nil {
 				return st, err
+			}
+			if shape != "" {
+				if err := json.Unmarshal([]byte(shape), &st.Shape); err != nil {
+					return st, fmt.Errorf("step %s: its stored shape does not decode: %w", st.Name, err)
+				}
 			}
 			st.StartedAt, st.FinishedAt = fromMicros(started), fromMicros(finished)
 			return st, nil
@@ -846,7 +853,11 @@ func (s *Store) Artifacts(ctx context.Context, f store.ArtifactFilter) ([]store.
 	if f.Step != "" {
 		q += ` AND step = $2`
 		args = append(args, f.Step)
-		if f.Index >= 0 {
+		switch {
+		case f.Index >= 0 && f.Until > f.Index:
+			q += ` AND idx >= $3 AND idx < $4`
+			args = append(args, f.Index, f.Until)
+		case f.Index >= 0:
 			q += ` AND idx = $3`
 			args = append(args, f.Index)
 		}
@@ -941,8 +952,16 @@ func (s *Store) fence(ctx context.Context, tx *sql.Tx, owner string, b *store.Ba
 
 func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 	for _, c := range b.Steps {
+		shape := ""
+		if c.Shape != nil {
+			b, err := json.Marshal(c.Shape)
+			if err != nil {
+				return fmt.Errorf("step %d/%s: shape: %w", c.RunID, c.Name, err)
+			}
+			shape = string(b)
+		}
 		if _, err := s.exec(ctx, tx, qUpsertStep, c.RunID, c.Name, c.Status, c.Foreach, c.NumTasks, micros(c.At),
-			finishedAt(c.Status, c.At), c.SignalID); err != nil {
+			finishedAt(c.Status, c.At), c.SignalID, shape); err != nil {
 			return fmt.Errorf("step %d/%s: %w", c.RunID, c.Name, err)
 		}
 	}

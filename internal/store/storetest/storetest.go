@@ -294,6 +294,16 @@ func testApplyTasks(t *testing.T, s store.Store) {
 	if all, _ := s.Artifacts(c, store.ArtifactFilter{RunID: r.ID, Step: "fan", Index: -1}); len(all) != 2 {
 		t.Fatalf("artifacts of every task: %d", len(all))
 	}
+	if err := s.Apply(c, "me", &store.Batch{Artifacts: []store.Artifact{
+		{TaskKey: store.TaskKey{RunID: r.ID, Step: "fan", Index: 2}, Name: "c.txt", Digest: "d3", Size: 3, CreatedAt: t3}}}); err != nil {
+		t.Fatal(err)
+	}
+	if rng, _ := s.Artifacts(c, store.ArtifactFilter{RunID: r.ID, Step: "fan", Index: 2, Until: 3}); len(rng) != 1 || rng[0].Name != "c.txt" {
+		t.Fatalf("artifacts of tasks 2..2: %+v", rng)
+	}
+	if rng, _ := s.Artifacts(c, store.ArtifactFilter{RunID: r.ID, Step: "fan", Index: 0, Until: 2}); len(rng) != 2 || rng[0].Index != 1 {
+		t.Fatalf("artifacts of tasks 0..1: %+v", rng)
+	}
 	steps, _ := s.Steps(c, r.ID)
 	if len(steps) != 1 || !steps[0].Foreach || steps[0].NumTasks != 3 {
 		t.Fatalf("steps: %+v", steps)
@@ -305,6 +315,33 @@ func testApplyTasks(t *testing.T, s store.Store) {
 	steps, _ = s.Steps(c, r.ID)
 	if steps[0].Status != store.TaskSucceeded || !steps[0].StartedAt.Equal(t0) || !steps[0].FinishedAt.Equal(t3) {
 		t.Fatalf("finished step: %+v", steps[0])
+	}
+	if sh := steps[0].TaskShape(); len(sh) != 1 || sh[0][0] != 3 {
+		t.Fatalf("a one-level foreach stored without a shape reads as %v, want [[3]]", sh)
+	}
+
+	// A nested foreach's shape is kept with its step, and a later change
+	// that does not name it (the step's end) keeps it.
+	nested := store.Shape{{2}, {1, 3}}
+	if err := s.Apply(c, "me", &store.Batch{
+		Steps:    []store.StepChange{{RunID: r.ID, Name: "inner", Status: store.TaskRunning, Foreach: true, NumTasks: 4, Shape: nested, At: t3}},
+		NewTasks: []store.NewTasks{{RunID: r.ID, Step: "inner", Count: 4, ReadyAt: t3}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(c, "me", &store.Batch{Steps: []store.StepChange{{RunID: r.ID, Name: "inner", Status: store.TaskSucceeded,
+		Foreach: true, NumTasks: 4, At: t3}}}); err != nil {
+		t.Fatal(err)
+	}
+	steps, _ = s.Steps(c, r.ID)
+	var inner *store.Step
+	for i := range steps {
+		if steps[i].Name == "inner" {
+			inner = &steps[i]
+		}
+	}
+	if inner == nil || len(inner.Shape) != 2 || len(inner.Shape[1]) != 2 || inner.Shape[1][1] != 3 || inner.Status != store.TaskSucceeded {
+		t.Fatalf("nested step: %+v", inner)
 	}
 }
 

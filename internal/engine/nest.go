@@ -1,0 +1,157 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// Nested foreach (see flow.Scopes): a step's tasks have paths, one index
+// per foreach level its scope holds, and the store keys them by their
+// place in depth-first order (store.Shape). A task's inputs are those of
+// its context: the path of the level its step joins or fans out from.
+
+// fanOut returns the tasks a step starts with: their foreach items (nil
+// unless s fans out) and the step's shape.
+func (r *runner) fanOut(s *stepRun) ([]json.RawMessage, store.Shape, error) {
+	parent := s.scope
+	if s.foreach {
+		parent = s.scope[:len(s.scope)-1]
+	}
+	var pshape store.Shape
+	if len(parent) > 0 {
+		var err error
+		if pshape, err = r.shapeOf(r.ctx, r.byName[parent[len(parent)-1]]); err != nil {
+			return nil, nil, err
+		}
+	}
+	if !s.foreach {
+		return nil, pshape, nil
+	}
+	if len(parent) == 0 {
+		items, err := r.foreachItems(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		return items, store.Shape{{len(items)}}, nil
+	}
+	// One list of items per task of the level above, each read from the
+	// source step's task at that path.
+	srcName, name := s.def.ForeachSource()
+	src := r.byName[srcName]
+	sshape, err := r.shapeOf(r.ctx, src)
+	if err != nil {
+		return nil, nil, err
+	}
+	parents := pshape.Count()
+	counts := make([]int, 0, parents)
+	var items []json.RawMessage
+	for i, p := range pshape.Paths() {
+		idx, ok := sshape.Index(p)
+		if !ok {
+			return nil, nil, fmt.Errorf("foreach source %s has no task %s", srcName, store.FormatPath(p))
+		}
+		a, err := r.e.st.Artifact(r.ctx, store.TaskKey{RunID: r.run.ID, Step: srcName, Index: idx}, name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("foreach source %s/%s/%s: %w", srcName, store.FormatPath(p), name, err)
+		}
+		data, err := r.e.blobs.Read(r.ctx, a.Digest)
+		if err != nil {
+			return nil, nil, fmt.Errorf("foreach source %s/%s/%s: %w", srcName, store.FormatPath(p), name, err)
+		}
+		var list []json.RawMessage
+		if err := json.Unmarshal(data, &list); err != nil {
+			return nil, nil, fmt.Errorf("foreach source %s/%s/%s must hold a JSON array: %v", srcName, store.FormatPath(p), name, err)
+		}
+		counts = append(counts, len(list))
+		items = append(items, list...)
+		if i%64 == 63 {
+			if err := r.ctx.Err(); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	shape := append(slices.Clone(pshape), counts)
+	return items, shape, nil
+}
+
+// shapeOf returns the shape of a step that has started. A coordinator
+// knows it (startStep sets it); a worker, or a coordinator that took a run
+// over, reads it from the store once.
+func (r *runner) shapeOf(ctx context.Context, s *stepRun) (store.Shape, error) {
+	if len(s.scope) == 0 {
+		return nil, nil
+	}
+	r.shapeMu.Lock()
+	defer r.shapeMu.Unlock()
+	if s.shapeKnown {
+		return s.shape, nil
+	}
+	steps, err := r.e.st.Steps(ctx, r.run.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range steps {
+		o := r.byName[st.Name]
+		if o == nil || o.shapeKnown || st.Status == store.TaskPending || st.Status == store.TaskWaiting {
+			continue
+		}
+		o.shape, o.shapeKnown = st.TaskShape(), true
+	}
+	if !s.shapeKnown {
+		return nil, fmt.Errorf("step %s has not started: its tasks are not known yet", s.def.Name)
+	}
+	return s.shape, nil
+}
+
+// setShape records the shape of a step that starts.
+func (r *runner) setShape(s *stepRun, shape store.Shape) {
+	r.shapeMu.Lock()
+	s.shape, s.shapeKnown = shape, true
+	r.shapeMu.Unlock()
+}
+
+// taskPath returns the path of task idx of s.
+func (r *runner) taskPath(ctx context.Context, s *stepRun, idx int) ([]int, error) {
+	shape, err := r.shapeOf(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	p, ok := shape.Path(idx)
+	if !ok {
+		return nil, fmt.Errorf("step %s has no task %d", s.def.Name, idx)
+	}
+	return p, nil
+}
+
+// context is the path whose inputs a task sees: its own for a step that
+// joins (or runs once), its parent's for a foreach task.
+func (s *stepRun) context(path []int) []int {
+	if s.foreach {
+		return path[:len(path)-1]
+	}
+	return path
+}
+
+// taskID is what BATON_TASK_ID says: RUN/STEP/INDEX as always for one level
+// (or none), RUN/STEP/I/J/... for a nested task.
+func taskID(k store.TaskKey, path []int) string {
+	if len(path) <= 1 {
+		return k.String()
+	}
+	return strconv.FormatInt(k.RunID, 10) + "/" + k.Step + "/" + store.FormatPath(path)
+}
+
+// inputKey names a context's inputs folder under in/: the step for the
+// run's context, STEP@I.J for a nested one (no step name holds '@').
+func inputKey(step string, ctxPath []int) string {
+	if len(ctxPath) == 0 {
+		return step
+	}
+	return step + "@" + strings.ReplaceAll(store.FormatPath(ctxPath), "/", ".")
+}

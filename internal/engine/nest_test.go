@@ -1,0 +1,116 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/baton-ml/baton/internal/engine"
+	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/store"
+)
+
+// nested is a foreach inside a foreach, joined at each level: three
+// outer items fan out to 2, 0 and 3 inner ones.
+func nested() *flow.Flow {
+	return &flow.Flow{Name: "nested", Steps: []flow.Step{
+		{Name: "start", Run: `echo '["a","b","c"]' > "$BATON_OUTPUT_DIR/xs.json"`},
+		{Name: "outer", Needs: []string{"start"}, Foreach: &flow.Foreach{Artifact: "start/xs.json"},
+			Run: `case $BATON_FOREACH_INDEX in 0) n=2;; 1) n=0;; *) n=3;; esac
+i=0; sep=""; printf '[' > "$BATON_OUTPUT_DIR/ys.json"
+while [ $i -lt $n ]; do printf '%s"%s%d"' "$sep" "$BATON_FOREACH_ITEM" $i >> "$BATON_OUTPUT_DIR/ys.json"; sep=,; i=$((i+1)); done
+printf ']' >> "$BATON_OUTPUT_DIR/ys.json"`},
+		{Name: "inner", Needs: []string{"outer", "start"}, Foreach: &flow.Foreach{Artifact: "outer/ys.json"},
+			Run: `{ printf '%s %s %s %s ' "$BATON_FOREACH_PATH" "$BATON_FOREACH_INDEX" "$BATON_FOREACH_ITEM" "$BATON_TASK_ID"
+cat "$BATON_INPUT_DIR/outer/ys.json" "$BATON_INPUT_DIR/start/xs.json"; } > "$BATON_OUTPUT_DIR/out.txt"`},
+		{Name: "join-inner", Needs: []string{"inner", "outer"},
+			Run: `{ echo "$BATON_FOREACH_PATH $BATON_TASK_ID $(ls "$BATON_INPUT_DIR" | tr '\n' ' ')"; for d in $(ls "$BATON_INPUT_DIR/inner" | sort -n); do cat "$BATON_INPUT_DIR/inner/$d/out.txt"; done; } > "$BATON_OUTPUT_DIR/joined.txt"`},
+		{Name: "join-outer", Needs: []string{"join-inner"},
+			Run: `for d in $(ls "$BATON_INPUT_DIR/join-inner" | sort -n); do echo "== $d"; cat "$BATON_INPUT_DIR/join-inner/$d/joined.txt"; done > "$BATON_OUTPUT_DIR/all.txt"`},
+	}}
+}
+
+const nestedWant = `== 0
+0 1/join-inner/0 inner outer 
+0/0 0 a0 1/inner/0/0 ["a0","a1"]["a","b","c"]
+0/1 1 a1 1/inner/0/1 ["a0","a1"]["a","b","c"]
+== 1
+1 1/join-inner/1 outer 
+== 2
+2 1/join-inner/2 inner outer 
+2/0 0 c0 1/inner/2/0 ["c0","c1","c2"]["a","b","c"]
+2/1 1 c1 1/inner/2/1 ["c0","c1","c2"]["a","b","c"]
+2/2 2 c2 1/inner/2/2 ["c0","c1","c2"]["a","b","c"]
+`
+
+func checkNested(t *testing.T, e *env, r store.Run) {
+	t.Helper()
+	if r.Status != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.Status, r.Error)
+	}
+	got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "join-outer"}, "all.txt")
+	if want := strings.ReplaceAll(nestedWant, "1/", strconv.FormatInt(r.ID, 10)+"/"); got != want {
+		t.Fatalf("all.txt:\n%s\nwant:\n%s", got, want)
+	}
+	steps := e.steps(t, r.ID)
+	if s := steps["inner"]; s.NumTasks != 5 || len(s.Shape) != 2 || s.Shape[1][1] != 0 || s.Shape[1][2] != 3 {
+		t.Fatalf("inner: %+v", s)
+	}
+	if s := steps["join-inner"]; s.NumTasks != 3 || len(s.Shape) != 1 {
+		t.Fatalf("join-inner: %+v", s)
+	}
+}
+
+func TestNestedForeach(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, engine.Options{})
+	checkNested(t, e, e.run(t, nested(), nil, engine.ExecOptions{}))
+}
+
+func TestQueuedNestedForeach(t *testing.T) {
+	t.Parallel()
+	e := queueEnv(t, engine.Options{})
+	checkNested(t, e, e.run(t, nested(), nil, engine.ExecOptions{}))
+}
+
+// A Go step sees its place and reads what its level sees.
+func TestNestedForeachGoSteps(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, engine.Options{})
+	f := nested()
+	f.Steps[3].Run = ""
+	funcs := map[string]engine.GoFunc{"join-inner": func(ctx context.Context, tk *engine.Task) error {
+		arts, err := tk.Inputs(ctx, "inner")
+		if err != nil {
+			return err
+		}
+		ys, err := tk.Input(ctx, "outer", "ys.json")
+		if err != nil {
+			return err
+		}
+		var b strings.Builder
+		b.WriteString(strings.TrimSpace(string(ys)))
+		for i := range arts {
+			x, err := tk.InputAt(ctx, "inner", i, "out.txt")
+			if err != nil {
+				return err
+			}
+			b.WriteString("|" + strings.Fields(string(x))[2])
+		}
+		if _, err := tk.InputAt(ctx, "inner", len(arts), "out.txt"); err == nil {
+			return errors.New("InputAt past the level's last task read something")
+		}
+		return tk.Output(ctx, "joined.txt", []byte(b.String()+"\n"))
+	}}
+	r := e.run(t, f, nil, engine.ExecOptions{Funcs: funcs})
+	if r.Status != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.Status, r.Error)
+	}
+	got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "join-outer"}, "all.txt")
+	want := "== 0\n[\"a0\",\"a1\"]|a0|a1\n== 1\n[]\n== 2\n[\"c0\",\"c1\",\"c2\"]|c0|c1|c2\n"
+	if got != want {
+		t.Fatalf("all.txt:\n%s\nwant:\n%s", got, want)
+	}
+}

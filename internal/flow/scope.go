@@ -1,0 +1,130 @@
+package flow
+
+import (
+	"slices"
+	"strings"
+)
+
+// A step's scope is the chain of foreach steps its tasks sit in, outermost
+// first: empty for a step that runs once per run. A foreach step opens a
+// level below the scope of the step its items come from, so a foreach over
+// an artifact of a foreach step's tasks nests (one task per item of each
+// of those tasks); any other step joins the deepest level of what it needs
+// and runs once per task of the level above it. Steps needed from the same
+// scope or an outer one are seen as one task (<step>/<name> in
+// BATON_INPUT_DIR); steps one level deeper are joined (<step>/<index>/<name>).
+
+// ForeachSource names the step and artifact a foreach step reads its items
+// from; step is "" for inline items. It assumes a valid flow.
+func (s *Step) ForeachSource() (step, name string) {
+	fe := s.Foreach
+	if fe == nil || fe.Artifact == "" {
+		return "", ""
+	}
+	if st, file, ok := strings.Cut(fe.Artifact, "/"); ok && slices.Contains(s.Needs, st) {
+		return st, file
+	}
+	if len(s.Needs) == 1 {
+		return s.Needs[0], fe.Artifact
+	}
+	return "", fe.Artifact
+}
+
+// Scopes returns each step's scope. It assumes needs name known steps with
+// no cycle; checkScopes reports the rules it relies on.
+func (f *Flow) Scopes() map[string][]string {
+	scopes, _ := f.scopes()
+	return scopes
+}
+
+// scopeProblem is one broken rule of scopes, at steps[i].
+type scopeProblem struct {
+	step  int
+	field string
+	msg   string
+}
+
+func (f *Flow) scopes() (map[string][]string, []scopeProblem) {
+	idx := make(map[string]int, len(f.Steps))
+	for i := range f.Steps {
+		idx[f.Steps[i].Name] = i
+	}
+	scopes := make(map[string][]string, len(f.Steps))
+	var problems []scopeProblem
+	for _, s := range f.TopoOrder() {
+		i := idx[s.Name]
+		// The level the step sits in: a foreach step's is its source's;
+		// any other step's is the level above the deepest of its needs.
+		var parent []string
+		if s.Foreach != nil {
+			if src, _ := s.ForeachSource(); src != "" {
+				parent = scopes[src]
+			}
+		} else {
+			deepest := 0
+			for _, n := range s.Needs {
+				if sc := scopes[n]; len(sc) > deepest {
+					deepest, parent = len(sc), sc[:len(sc)-1]
+				}
+			}
+		}
+		// Each need is seen from that level: one task of it (a need in
+		// the level or above it) or its tasks under the level (a need one
+		// level below, joined). Its foreach steps must be the level's.
+		bad := false
+		for _, n := range s.Needs {
+			sc, ok := scopes[n]
+			if !ok {
+				continue // unknown need: reported elsewhere
+			}
+			switch {
+			case len(sc) > len(parent)+1:
+				what := "its items come from"
+				if s.Foreach == nil {
+					what = "it joins"
+				}
+				problems = append(problems, scopeProblem{i, "needs", "step " + s.Name + " needs " + n + ", which is in foreach " +
+					strings.Join(sc, " > ") + ", more than one level below the level " + what +
+					": a step joins one level at a time, so add a step that joins " + sc[len(sc)-1] + " first"})
+				bad = true
+			case len(sc) == len(parent)+1 && !isPrefix(sc[:len(sc)-1], parent),
+				len(sc) <= len(parent) && !isPrefix(sc, parent):
+				problems = append(problems, scopeProblem{i, "needs", "step " + s.Name + " runs in foreach " + levelName(parent) +
+					" but needs " + n + ", which is in foreach " + levelName(sc) +
+					": a step's needs must come from one chain of nested foreach steps; join " + n + "'s level first"})
+				bad = true
+			}
+		}
+		if bad {
+			scopes[s.Name] = nil
+			continue
+		}
+		scope := slices.Clone(parent)
+		if s.Foreach != nil {
+			scope = append(scope, s.Name)
+		}
+		scopes[s.Name] = scope
+	}
+	return scopes, problems
+}
+
+// levelName names a scope for a message.
+func levelName(sc []string) string {
+	if len(sc) == 0 {
+		return "(none: once per run)"
+	}
+	return strings.Join(sc, " > ")
+}
+
+// isPrefix reports whether a is a prefix of b.
+func isPrefix(a, b []string) bool {
+	return len(a) <= len(b) && slices.Equal(a, b[:len(a)])
+}
+
+// checkScopes reports needs that cross foreach levels (see Scopes).
+func (f *Flow) checkScopes(l *errorList) {
+	_, problems := f.scopes()
+	for _, p := range problems {
+		l.add(indexPath("steps", p.step)+"."+p.field, "%s", p.msg)
+	}
+}
