@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/baton-ml/baton/internal/artifact"
@@ -67,6 +68,10 @@ type Step struct {
 	// holding a JSON array ("name" or "step/name"), or ForeachItems inline.
 	Foreach      string
 	ForeachItems []any
+	// Join, for a step after a foreach: true joins the deepest foreach
+	// level of its needs, false runs in it once per task; nil does what
+	// a YAML flow without join: does (see docs/flows.md).
+	Join *bool
 	// Retries: Attempts is the total number of tries (default 1); the
 	// wait before the second is Backoff, doubling up to MaxBackoff.
 	Attempts   int
@@ -87,8 +92,18 @@ func (t *Task) RunID() int64 { return t.t.Key.RunID }
 // Step returns the step's name.
 func (t *Task) Step() string { return t.t.Key.Step }
 
-// Index returns the foreach index (0 outside a foreach step).
-func (t *Task) Index() int { return t.t.Key.Index }
+// Index returns the foreach index (0 outside a foreach step); in a nested
+// foreach, the innermost level's.
+func (t *Task) Index() int {
+	if p := t.t.Path; len(p) > 0 {
+		return p[len(p)-1]
+	}
+	return t.t.Key.Index
+}
+
+// Path returns the task's index at each foreach level its step runs in,
+// outermost first (empty outside any foreach).
+func (t *Task) Path() []int { return slices.Clone(t.t.Path) }
 
 // Attempt returns the try number, from 1.
 func (t *Task) Attempt() int { return t.t.Attempt }
@@ -129,7 +144,8 @@ func (t *Task) Input(ctx context.Context, step, name string) ([]byte, error) {
 	return t.t.Input(ctx, step, name)
 }
 
-// InputAt reads artifact name of task index of a foreach step.
+// InputAt reads artifact name of task index of a step this one joins (the
+// index within this task's foreach level).
 func (t *Task) InputAt(ctx context.Context, step string, index int, name string) ([]byte, error) {
 	return t.t.InputAt(ctx, step, index, name)
 }
@@ -235,7 +251,7 @@ func (f *Flow) compile() (*flow.Flow, map[string]engine.GoFunc, error) {
 		if (s.Run == nil) == (s.Shell == "") {
 			return nil, nil, fmt.Errorf("flow %s: step %s: set exactly one of Run (a Go function) and Shell", f.Name, s.Name)
 		}
-		fs := flow.Step{Name: s.Name, Needs: s.Needs, Run: s.Shell, Timeout: flow.Duration(s.Timeout), Env: s.Env,
+		fs := flow.Step{Name: s.Name, Needs: s.Needs, Run: s.Shell, Timeout: flow.Duration(s.Timeout), Env: s.Env, Join: s.Join,
 			Retry: flow.Retry{Attempts: s.Attempts, Backoff: flow.Duration(s.Backoff), MaxBackoff: flow.Duration(s.MaxBackoff)}}
 		switch {
 		case s.Foreach != "" && s.ForeachItems != nil:

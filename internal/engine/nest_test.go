@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 // nested is a foreach inside a foreach, joined at each level: three
 // outer items fan out to 2, 0 and 3 inner ones.
 func nested() *flow.Flow {
+	joins := true
 	return &flow.Flow{Name: "nested", Steps: []flow.Step{
 		{Name: "start", Run: `echo '["a","b","c"]' > "$BATON_OUTPUT_DIR/xs.json"`},
 		{Name: "outer", Needs: []string{"start"}, Foreach: &flow.Foreach{Artifact: "start/xs.json"},
@@ -27,7 +29,7 @@ printf ']' >> "$BATON_OUTPUT_DIR/ys.json"`},
 cat "$BATON_INPUT_DIR/outer/ys.json" "$BATON_INPUT_DIR/start/xs.json"; } > "$BATON_OUTPUT_DIR/out.txt"`},
 		{Name: "join-inner", Needs: []string{"inner", "outer"},
 			Run: `{ echo "$BATON_FOREACH_PATH $BATON_TASK_ID $(ls "$BATON_INPUT_DIR" | tr '\n' ' ')"; for d in $(ls "$BATON_INPUT_DIR/inner" | sort -n); do cat "$BATON_INPUT_DIR/inner/$d/out.txt"; done; } > "$BATON_OUTPUT_DIR/joined.txt"`},
-		{Name: "join-outer", Needs: []string{"join-inner"},
+		{Name: "join-outer", Needs: []string{"join-inner"}, Join: &joins,
 			Run: `for d in $(ls "$BATON_INPUT_DIR/join-inner" | sort -n); do echo "== $d"; cat "$BATON_INPUT_DIR/join-inner/$d/joined.txt"; done > "$BATON_OUTPUT_DIR/all.txt"`},
 	}}
 }
@@ -112,5 +114,39 @@ func TestNestedForeachGoSteps(t *testing.T) {
 	want := "== 0\n[\"a0\",\"a1\"]|a0|a1\n== 1\n[]\n== 2\n[\"c0\",\"c1\",\"c2\"]|c0|c1|c2\n"
 	if got != want {
 		t.Fatalf("all.txt:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// Steps after a foreach step can run in its level, once per task, each
+// seeing the task of its own item, until a step joins (Metaflow's
+// foreach body of several steps).
+func TestForeachBody(t *testing.T) {
+	t.Parallel()
+	no, yes := false, true
+	f := &flow.Flow{Name: "body", Steps: []flow.Step{
+		{Name: "each", Foreach: &flow.Foreach{Items: []json.RawMessage{str("p"), str("q"), str("r")}},
+			Run: `echo "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/item"`},
+		{Name: "twice", Needs: []string{"each"}, Join: &no,
+			Run: `x=$(cat "$BATON_INPUT_DIR/each/item"); echo "$x$x $BATON_FOREACH_PATH $BATON_TASK_ID ${BATON_FOREACH_INDEX:-none}" > "$BATON_OUTPUT_DIR/item"`},
+		{Name: "upper", Needs: []string{"twice", "each"},
+			Run: `{ cat "$BATON_INPUT_DIR/each/item"; tr a-z A-Z < "$BATON_INPUT_DIR/twice/item"; } | tr '\n' ' ' > "$BATON_OUTPUT_DIR/item"`},
+		{Name: "join", Needs: []string{"upper"}, Join: &yes,
+			Run: `for i in 0 1 2; do cat "$BATON_INPUT_DIR/upper/$i/item"; echo; done > "$BATON_OUTPUT_DIR/all"`},
+	}}
+	for _, q := range []bool{false, true} {
+		var e *env
+		if q {
+			e = queueEnv(t, engine.Options{})
+		} else {
+			e = newEnv(t, engine.Options{})
+		}
+		r := e.run(t, f, nil, engine.ExecOptions{})
+		if r.Status != store.RunSucceeded {
+			t.Fatalf("queued %v: run %s: %s", q, r.Status, r.Error)
+		}
+		want := "p PP 0 1/TWICE/0 NONE \nq QQ 1 1/TWICE/1 NONE \nr RR 2 1/TWICE/2 NONE \n"
+		if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "join"}, "all"); got != want {
+			t.Fatalf("queued %v: all:\n%s\nwant:\n%s", q, got, want)
+		}
 	}
 }

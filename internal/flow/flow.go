@@ -127,7 +127,13 @@ type Step struct {
 	// flow's folder. Empty for in-process (Go SDK) steps.
 	Run     string   `json:"run,omitempty"`
 	Foreach *Foreach `json:"foreach,omitempty"`
-	Retry   Retry    `json:"retry,omitzero"`
+	// Join says whether a step that needs steps in a foreach joins their
+	// level (sees every task of it) or runs in it, once per task. Unset,
+	// a step joins when what it needs of the deepest level is that
+	// level's foreach step itself, and runs in the level otherwise (see
+	// Scopes).
+	Join  *bool `json:"join,omitempty"`
+	Retry Retry `json:"retry,omitzero"`
 	// Timeout bounds each attempt; zero means no limit.
 	Timeout Duration `json:"timeout,omitempty"`
 	Publish []string `json:"publish,omitempty"`

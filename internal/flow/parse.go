@@ -626,7 +626,12 @@ func (d *decoder) step(v *value, path string) Step {
 			}
 		},
 		"foreach": func(v *value, p string) { s.Foreach = d.foreach(v, p) },
-		"retry":   func(v *value, p string) { s.Retry = d.retry(v, p) },
+		"join": func(v *value, p string) {
+			if b, ok := d.boolean(v, p); ok {
+				s.Join = &b
+			}
+		},
+		"retry": func(v *value, p string) { s.Retry = d.retry(v, p) },
 		"timeout": func(v *value, p string) {
 			if t, ok := d.duration(v, p); ok {
 				s.Timeout = t

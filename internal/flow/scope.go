@@ -8,9 +8,12 @@ import (
 // A step's scope is the chain of foreach steps its tasks sit in, outermost
 // first: empty for a step that runs once per run. A foreach step opens a
 // level below the scope of the step its items come from, so a foreach over
-// an artifact of a foreach step's tasks nests (one task per item of each
-// of those tasks); any other step joins the deepest level of what it needs
-// and runs once per task of the level above it. Steps needed from the same
+// an artifact of a step's tasks in a foreach nests (one task per item of
+// each of those tasks). Any other step runs in the deepest level of what
+// it needs, once per task of it, or joins that level and runs once per
+// task of the level above (join: true; by default when it needs the
+// level's foreach step itself, as a step after a foreach always has).
+// Steps needed from the same
 // scope or an outer one are seen as one task (<step>/<name> in
 // BATON_INPUT_DIR); steps one level deeper are joined (<step>/<index>/<name>).
 
@@ -61,11 +64,32 @@ func (f *Flow) scopes() (map[string][]string, []scopeProblem) {
 				parent = scopes[src]
 			}
 		} else {
-			deepest := 0
+			// The deepest level among the needs; a step joins it when
+			// told to, or by default when it needs that level's foreach
+			// step itself (what a step after a foreach always did).
+			var deepest []string
+			joinsForeach := true
 			for _, n := range s.Needs {
-				if sc := scopes[n]; len(sc) > deepest {
-					deepest, parent = len(sc), sc[:len(sc)-1]
+				sc := scopes[n]
+				if len(sc) > len(deepest) {
+					deepest, joinsForeach = sc, true
 				}
+				if len(sc) == len(deepest) && len(sc) > 0 && sc[len(sc)-1] != n {
+					joinsForeach = false // a step running in the level: stay in it
+				}
+			}
+			join := joinsForeach && len(deepest) > 0
+			if s.Join != nil {
+				join = *s.Join
+			}
+			switch {
+			case join && len(deepest) == 0:
+				problems = append(problems, scopeProblem{i, "join", "step " + s.Name +
+					" joins, but none of its needs runs in a foreach: remove join, or add the foreach step it should join to needs"})
+			case join:
+				parent = deepest[:len(deepest)-1]
+			default:
+				parent = deepest
 			}
 		}
 		// Each need is seen from that level: one task of it (a need in

@@ -225,6 +225,7 @@ func TestDigest(t *testing.T) {
 }
 
 func TestScopes(t *testing.T) {
+	yes, no := true, false
 	sh := func(name string, needs []string, foreach string) Step {
 		s := Step{Name: name, Needs: needs, Run: "true"}
 		if foreach != "" {
@@ -239,8 +240,11 @@ func TestScopes(t *testing.T) {
 		sh("c", []string{"b", "start"}, "b/zs.json"),
 		sh("join-c", []string{"c", "b", "a"}, ""),
 		sh("other", []string{"a"}, "a/ws.json"), // a second nest under a
-		sh("join-b", []string{"join-c", "other", "a"}, ""),
-		sh("join-a", []string{"join-b"}, ""),
+		{Name: "join-b", Needs: []string{"join-c", "other", "a"}, Run: "true", Join: &yes},
+		{Name: "join-a", Needs: []string{"join-b"}, Run: "true", Join: &yes},
+		{Name: "body", Needs: []string{"b"}, Run: "true", Join: &no}, // runs per task of b
+		sh("body2", []string{"body"}, ""),                          // still in b's level
+		{Name: "join-body", Needs: []string{"body2"}, Run: "true", Join: &yes},
 		sh("flat", []string{"start"}, "items.json"),
 		sh("both", []string{"join-a", "flat"}, ""), // joins a root foreach beside a root step
 	}}
@@ -248,7 +252,7 @@ func TestScopes(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{"start": "", "a": "a", "b": "a b", "c": "a b c", "join-c": "a b", "other": "a other",
-		"join-b": "a", "join-a": "", "flat": "flat", "both": ""}
+		"join-b": "a", "join-a": "", "flat": "flat", "both": "", "body": "a b", "body2": "a b", "join-body": "a"}
 	for name, sc := range ok.Scopes() {
 		if got := strings.Join(sc, " "); got != want[name] {
 			t.Errorf("scope of %s: %q, want %q", name, got, want[name])
@@ -265,6 +269,8 @@ func TestScopes(t *testing.T) {
 		{[]Step{sh("start", nil, ""), sh("a", []string{"start"}, "xs.json"), sh("b", []string{"a"}, "a/ys.json"),
 			sh("e", []string{"start"}, "xs.json"), sh("f", []string{"e"}, "e/ys.json"), sh("j", []string{"b", "f"}, "")},
 			"steps[5].needs: step j runs in foreach a but needs f, which is in foreach e > f"},
+		{[]Step{sh("start", nil, ""), {Name: "j", Needs: []string{"start"}, Run: "true", Join: &yes}},
+			"steps[1].join: step j joins, but none of its needs runs in a foreach"},
 	} {
 		f := &Flow{Name: "bad", Steps: c.steps}
 		err := f.Validate()
