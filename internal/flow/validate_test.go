@@ -243,7 +243,7 @@ func TestScopes(t *testing.T) {
 		{Name: "join-b", Needs: []string{"join-c", "other", "a"}, Run: "true", Join: &yes},
 		{Name: "join-a", Needs: []string{"join-b"}, Run: "true", Join: &yes},
 		{Name: "body", Needs: []string{"b"}, Run: "true", Join: &no}, // runs per task of b
-		sh("body2", []string{"body"}, ""),                          // still in b's level
+		sh("body2", []string{"body"}, ""),                            // still in b's level
 		{Name: "join-body", Needs: []string{"body2"}, Run: "true", Join: &yes},
 		sh("flat", []string{"start"}, "items.json"),
 		sh("both", []string{"join-a", "flat"}, ""), // joins a root foreach beside a root step
