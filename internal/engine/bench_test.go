@@ -142,3 +142,46 @@ func BenchmarkNaiveShellLoop(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/total.Seconds(), "tasks/s")
 }
+
+// BenchmarkNestedForeach compares a nested foreach of 100 × 100 tiny shell
+// tasks with a flat foreach of the same 10,000, run alternately in one
+// engine so that both see the same machine: leaf tasks per second of each
+// (the nest's 100 outer tasks count against it) and their ratio. Target:
+// nested at least 0.9 of flat.
+func BenchmarkNestedForeach(b *testing.B) {
+	const outer, inner = 100, 100
+	leaf := `printf '%s' "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/out.txt"`
+	flat := &flow.Flow{Name: "flat", Steps: []flow.Step{
+		{Name: "start", Run: fmt.Sprintf(`awk 'BEGIN { printf "["; for (i = 0; i < %d; i++) printf "%%s%%d", (i ? "," : ""), i; print "]" }' > "$BATON_OUTPUT_DIR/xs.json"`, outer*inner)},
+		{Name: "work", Needs: []string{"start"}, Foreach: &flow.Foreach{Artifact: "xs.json"}, Run: leaf},
+	}}
+	nested := &flow.Flow{Name: "nested", Steps: []flow.Step{
+		{Name: "start", Run: fmt.Sprintf(`awk 'BEGIN { printf "["; for (i = 0; i < %d; i++) printf "%%s%%d", (i ? "," : ""), i; print "]" }' > "$BATON_OUTPUT_DIR/xs.json"`, outer)},
+		{Name: "outer", Needs: []string{"start"}, Foreach: &flow.Foreach{Artifact: "xs.json"},
+			Run: fmt.Sprintf(`awk 'BEGIN { printf "["; for (i = 0; i < %d; i++) printf "%%s%%d", (i ? "," : ""), i; print "]" }' > "$BATON_OUTPUT_DIR/ys.json"`, inner)},
+		{Name: "work", Needs: []string{"outer"}, Foreach: &flow.Foreach{Artifact: "outer/ys.json"}, Run: leaf},
+	}}
+	e := newEnv(b, engine.Options{})
+	run := func(f *flow.Flow) time.Duration {
+		r := e.start(b, f, nil)
+		start := time.Now()
+		got, err := e.eng.Execute(context.Background(), r.ID, engine.ExecOptions{})
+		took := time.Since(start)
+		if err != nil || got.Status != store.RunSucceeded {
+			b.Fatalf("run: %v %s", err, got.Error)
+		}
+		if n := len(e.tasks(b, r.ID, "work")); n != outer*inner {
+			b.Fatalf("%s: %d leaf tasks", f.Name, n)
+		}
+		return took
+	}
+	var flats, nests []time.Duration
+	for b.Loop() {
+		flats = append(flats, run(flat))
+		nests = append(nests, run(nested))
+	}
+	f, n := median(flats), median(nests)
+	b.ReportMetric(outer*inner/f.Seconds(), "flat-tasks/s")
+	b.ReportMetric(outer*inner/n.Seconds(), "nested-tasks/s")
+	b.ReportMetric(f.Seconds()/n.Seconds(), "nested/flat")
+}

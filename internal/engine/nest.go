@@ -16,9 +16,33 @@ import (
 // place in depth-first order (store.Shape). A task's inputs are those of
 // its context: the path of the level its step joins or fans out from.
 
+// prepare returns what a step starts with: its foreach items (nil unless
+// it fans out), its shape, which tasks are skipped (nil: none) and whether
+// the whole step is.
+func (r *runner) prepare(s *stepRun) ([]json.RawMessage, store.Shape, []bool, bool, error) {
+	items, shape, ctxSkipped, err := r.fanOut(s)
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	skip, all, err := r.plan(r.ctx, s, shape)
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	return items, shape, skip, all || ctxSkipped, nil
+}
+
+// setSkipped records which tasks of a step that starts are skipped.
+func (r *runner) setSkipped(s *stepRun, skip []bool) {
+	r.shapeMu.Lock()
+	s.skipped, s.skipKnown = skip, true
+	r.shapeMu.Unlock()
+}
+
 // fanOut returns the tasks a step starts with: their foreach items (nil
-// unless s fans out) and the step's shape.
-func (r *runner) fanOut(s *stepRun) ([]json.RawMessage, store.Shape, error) {
+// unless s fans out), the step's shape, and for a foreach step after a
+// switch whether every context it fans out from was skipped (a skipped
+// context fans out nothing).
+func (r *runner) fanOut(s *stepRun) ([]json.RawMessage, store.Shape, bool, error) {
 	parent := s.scope
 	if s.foreach {
 		parent = s.scope[:len(s.scope)-1]
@@ -27,18 +51,24 @@ func (r *runner) fanOut(s *stepRun) ([]json.RawMessage, store.Shape, error) {
 	if len(parent) > 0 {
 		var err error
 		if pshape, err = r.shapeOf(r.ctx, r.byName[parent[len(parent)-1]]); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 	}
 	if !s.foreach {
-		return nil, pshape, nil
+		return nil, pshape, false, nil
 	}
+	mayskip := r.mayBeSkipped(s)
 	if len(parent) == 0 {
+		if mayskip {
+			if sk, err := r.skipContext(r.ctx, s, nil); err != nil || sk {
+				return nil, store.Shape{{0}}, sk, err
+			}
+		}
 		items, err := r.foreachItems(s)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
-		return items, store.Shape{{len(items)}}, nil
+		return items, store.Shape{{len(items)}}, false, nil
 	}
 	// One list of items per task of the level above, each read from the
 	// source step's task at that path.
@@ -46,38 +76,50 @@ func (r *runner) fanOut(s *stepRun) ([]json.RawMessage, store.Shape, error) {
 	src := r.byName[srcName]
 	sshape, err := r.shapeOf(r.ctx, src)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	parents := pshape.Count()
 	counts := make([]int, 0, parents)
+	skipped := 0
 	var items []json.RawMessage
 	for i, p := range pshape.Paths() {
+		if mayskip {
+			sk, err := r.skipContext(r.ctx, s, p)
+			if err != nil {
+				return nil, nil, false, err
+			}
+			if sk {
+				counts = append(counts, 0)
+				skipped++
+				continue
+			}
+		}
 		idx, ok := sshape.Index(p)
 		if !ok {
-			return nil, nil, fmt.Errorf("foreach source %s has no task %s", srcName, store.FormatPath(p))
+			return nil, nil, false, fmt.Errorf("foreach source %s has no task %s", srcName, store.FormatPath(p))
 		}
 		a, err := r.e.st.Artifact(r.ctx, store.TaskKey{RunID: r.run.ID, Step: srcName, Index: idx}, name)
 		if err != nil {
-			return nil, nil, fmt.Errorf("foreach source %s/%s/%s: %w", srcName, store.FormatPath(p), name, err)
+			return nil, nil, false, fmt.Errorf("foreach source %s/%s/%s: %w", srcName, store.FormatPath(p), name, err)
 		}
 		data, err := r.e.blobs.Read(r.ctx, a.Digest)
 		if err != nil {
-			return nil, nil, fmt.Errorf("foreach source %s/%s/%s: %w", srcName, store.FormatPath(p), name, err)
+			return nil, nil, false, fmt.Errorf("foreach source %s/%s/%s: %w", srcName, store.FormatPath(p), name, err)
 		}
 		var list []json.RawMessage
 		if err := json.Unmarshal(data, &list); err != nil {
-			return nil, nil, fmt.Errorf("foreach source %s/%s/%s must hold a JSON array: %v", srcName, store.FormatPath(p), name, err)
+			return nil, nil, false, fmt.Errorf("foreach source %s/%s/%s must hold a JSON array: %v", srcName, store.FormatPath(p), name, err)
 		}
 		counts = append(counts, len(list))
 		items = append(items, list...)
 		if i%64 == 63 {
 			if err := r.ctx.Err(); err != nil {
-				return nil, nil, err
+				return nil, nil, false, err
 			}
 		}
 	}
 	shape := append(slices.Clone(pshape), counts)
-	return items, shape, nil
+	return items, shape, parents > 0 && skipped == parents, nil
 }
 
 // shapeOf returns the shape of a step that has started. A coordinator

@@ -150,3 +150,34 @@ func TestForeachBody(t *testing.T) {
 		}
 	}
 }
+
+// A switch task that names no case, or one that is not a case, fails and
+// says which cases there are; nothing after it runs.
+func TestSwitchRefusesAnUnknownCase(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ run, msg string }{
+		{`echo sideways > "$BATON_OUTPUT_DIR/case"`, `the task wrote case "sideways" to case, which is none of the cases: left, right`},
+		{`true`, `the task wrote no case: write the case to take (one of: left, right)`},
+	} {
+		for _, q := range []bool{false, true} {
+			var e *env
+			if q {
+				e = queueEnv(t, engine.Options{})
+			} else {
+				e = newEnv(t, engine.Options{})
+			}
+			f := &flow.Flow{Name: "sw", Steps: []flow.Step{
+				{Name: "decide", Run: c.run, Switch: &flow.Switch{Cases: map[string]string{"left": "a", "right": "b"}}},
+				{Name: "a", Needs: []string{"decide"}, Run: "true"},
+				{Name: "b", Needs: []string{"decide"}, Run: "true"},
+			}}
+			r := e.run(t, f, nil, engine.ExecOptions{})
+			if r.Status != store.RunFailed || !strings.Contains(r.Error, c.msg) {
+				t.Fatalf("queued %v: run %s: %q, want %q", q, r.Status, r.Error, c.msg)
+			}
+			if steps := e.steps(t, r.ID); steps["a"].Status == store.TaskSucceeded || steps["b"].Status == store.TaskSucceeded {
+				t.Fatalf("queued %v: a case ran after a failed switch: %+v", q, steps)
+			}
+		}
+	}
+}

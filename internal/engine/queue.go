@@ -105,7 +105,7 @@ func (r *runner) cancelled() {
 
 func (r *runner) allSucceeded() bool {
 	for _, s := range r.steps {
-		if s.status != store.TaskSucceeded {
+		if !stepDone(s.status) {
 			return false
 		}
 	}
@@ -180,7 +180,7 @@ func (r *runner) advance() error {
 		case store.TaskPending:
 			ready := true
 			for _, up := range s.needs {
-				ready = ready && up.status == store.TaskSucceeded
+				ready = ready && stepDone(up.status)
 			}
 			if ready {
 				r.startQueued(s)
@@ -201,7 +201,7 @@ func (r *runner) advance() error {
 				r.fail(fmt.Sprintf("step %s task %d failed after %d attempt(s): %s", s.def.Name, f.Index, f.Attempts, f.Error))
 				return nil
 			}
-			if p.Counts[store.TaskSucceeded] == s.n {
+			if p.Counts[store.TaskSucceeded]+p.Counts[store.TaskSkipped] == s.n {
 				s.status = store.TaskSucceeded
 				if err := r.e.com.commit(r.ctx, &store.Batch{Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name,
 					Status: store.TaskSucceeded, Foreach: s.foreach, NumTasks: s.n, At: time.Now()}}}); err != nil {
@@ -224,7 +224,7 @@ func (r *runner) startQueued(s *stepRun) {
 		return
 	}
 	now := time.Now()
-	items, shape, err := r.fanOut(s)
+	items, shape, skip, allSkipped, err := r.prepare(s)
 	if err != nil {
 		s.status = store.TaskFailed
 		r.fail(fmt.Sprintf("step %s: %v", s.def.Name, err))
@@ -236,6 +236,7 @@ func (r *runner) startQueued(s *stepRun) {
 	}
 	s.items, s.n = items, shape.Count()
 	r.setShape(s, shape) // for reusable; a failed commit computes it again
+	r.setSkipped(s, skip)
 	reused, eligible, err := r.reusable(s)
 	if err != nil {
 		r.e.log.Warn("start step", "run", r.run.ID, "step", s.def.Name, "err", err)
@@ -246,6 +247,11 @@ func (r *runner) startQueued(s *stepRun) {
 			NumTasks: s.n, Shape: shape, SignalID: s.signalID(), At: now}},
 		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, Count: s.n, ReadyAt: now, Queued: true,
 			Items: s.items, MaxAttempts: s.def.Retry.MaxAttempts(), Runner: runnerOf(r.fl.Name, s.def)}},
+		Tasks: skipChanges(r.run.ID, s, skip, now),
+	}
+	if allSkipped {
+		// Nothing to run: the step ends here, skipped.
+		b.Steps[0].Status = store.TaskSkipped
 	}
 	if len(reused) > 0 {
 		b.Reuse = []store.ReuseTasks{{RunID: r.run.ID, From: r.origin, Step: s.def.Name, Count: s.n, At: now}}
@@ -260,8 +266,18 @@ func (r *runner) startQueued(s *stepRun) {
 	}
 	s.items = nil // the queue has them now
 	s.status = store.TaskRunning
-	s.fullyReused = eligible && len(reused) == s.n
-	r.obs.StepStarted(s.def.Name, s.n, len(reused))
+	nskip := 0
+	for _, sk := range skip {
+		if sk {
+			nskip++
+		}
+	}
+	s.fullyReused = eligible && len(reused)+nskip == s.n
+	r.obs.StepStarted(s.def.Name, s.n, len(reused)+nskip)
+	if allSkipped {
+		s.status = store.TaskSkipped
+		r.obs.StepFinished(s.def.Name, store.TaskSkipped)
+	}
 }
 
 // stopQueued ends what has not started once the run is ending: the pending

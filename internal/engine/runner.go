@@ -92,6 +92,13 @@ type stepRun struct {
 	fullyReused bool
 	// inputs holds the materialized inputs of each context its tasks
 	// run in (one for a step outside any foreach), by inputKey.
+	// skipped marks the tasks a switch upstream skipped (nil: none),
+	// known once the step started here or was read (skippedOf); choices
+	// caches a switch step's cases by task; allSkipped: every task.
+	skipped    []bool
+	skipKnown  bool
+	choices    map[int]string
+	allSkipped bool
 	inMu       sync.Mutex
 	inputs     map[string]*inputDir
 	inputsGone bool // removed: the step has ended
@@ -332,7 +339,7 @@ func (r *runner) over() bool {
 		return true
 	}
 	for _, s := range r.steps {
-		if s.status != store.TaskSucceeded {
+		if !stepDone(s.status) {
 			return false
 		}
 	}
@@ -453,7 +460,7 @@ func (r *runner) startStep(s *stepRun) {
 		return
 	}
 	now := time.Now()
-	items, shape, err := r.fanOut(s)
+	items, shape, skip, allSkipped, err := r.prepare(s)
 	if err != nil {
 		s.status = store.TaskFailed
 		r.fail(fmt.Sprintf("step %s: %v", s.def.Name, err))
@@ -466,11 +473,14 @@ func (r *runner) startStep(s *stepRun) {
 	}
 	s.items, s.n = items, shape.Count()
 	r.setShape(s, shape)
+	r.setSkipped(s, skip)
+	s.allSkipped = allSkipped
 	s.status = store.TaskRunning
 	b := &store.Batch{
 		Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskRunning, Foreach: s.foreach,
 			NumTasks: s.n, Shape: shape, SignalID: s.signalID(), At: now}},
 		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, Count: s.n, ReadyAt: now}},
+		Tasks:    skipChanges(r.run.ID, s, skip, now),
 	}
 	reused, eligible, err := r.reusable(s)
 	if err != nil {
@@ -484,15 +494,24 @@ func (r *runner) startStep(s *stepRun) {
 		r.cancel(err)
 		return
 	}
-	if len(reused) > 0 {
-		s.reused = make([]bool, s.n)
+	nskip := 0
+	for _, sk := range skip {
+		if sk {
+			nskip++
+		}
+	}
+	if len(reused) > 0 || nskip > 0 {
+		s.reused = slices.Clone(skip)
+		if s.reused == nil {
+			s.reused = make([]bool, s.n)
+		}
 		for _, i := range reused {
 			s.reused[i] = true
 		}
 	}
-	s.finished = len(reused)
-	r.obs.StepStarted(s.def.Name, s.n, len(reused))
-	s.fullyReused = eligible && len(reused) == s.n
+	s.finished = len(reused) + nskip
+	r.obs.StepStarted(s.def.Name, s.n, s.finished)
+	s.fullyReused = eligible && s.finished == s.n
 	if s.finished == s.n {
 		r.finishStep(s)
 		return
@@ -645,18 +664,22 @@ func (r *runner) handle(ev event) {
 	}
 }
 
-// finishStep records a step that succeeded and starts what waited on it.
+// finishStep records a step that succeeded (or whose every task was
+// skipped) and starts what waited on it.
 func (r *runner) finishStep(s *stepRun) {
 	s.status = store.TaskSucceeded
+	if s.allSkipped {
+		s.status = store.TaskSkipped
+	}
 	// No task of s runs any more: its inputs go while the step's end is
 	// committed and the steps below start (or the run ends).
 	r.dropping.Go(s.removeInputs)
 	if err := r.e.com.commit(r.ctx, &store.Batch{Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name,
-		Status: store.TaskSucceeded, Foreach: s.foreach, NumTasks: s.n, At: time.Now()}}}); err != nil {
+		Status: s.status, Foreach: s.foreach, NumTasks: s.n, At: time.Now()}}}); err != nil {
 		r.cancel(err)
 		return
 	}
-	r.obs.StepFinished(s.def.Name, store.TaskSucceeded)
+	r.obs.StepFinished(s.def.Name, s.status)
 	for _, d := range s.dependents {
 		d.needsLeft--
 		if d.needsLeft == 0 {
@@ -680,7 +703,7 @@ func (r *runner) finish() error {
 	var b store.Batch
 	for _, s := range r.steps {
 		switch s.status {
-		case store.TaskSucceeded, store.TaskFailed:
+		case store.TaskSucceeded, store.TaskFailed, store.TaskSkipped:
 			continue
 		case store.TaskPending, store.TaskWaiting:
 			s.status = leftover

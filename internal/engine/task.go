@@ -53,6 +53,11 @@ func (r *runner) attempt(sl *slot, s *stepRun, k store.TaskKey, n int, item json
 		out = r.execGo(actx, s, k, path, n, item)
 	}
 	cancel()
+	if out.status == store.TaskSucceeded && s.def.Switch != nil {
+		if err := r.checkCase(r.ctx, s, out.arts); err != nil {
+			out.status, out.err = store.TaskFailed, err.Error()
+		}
+	}
 	var published []store.Signal
 	if out.status == store.TaskSucceeded && len(s.def.Publish) > 0 {
 		var err error

@@ -141,6 +141,8 @@ type Step struct {
 	Env map[string]string `json:"env,omitempty"`
 	// Wait holds the step until a signal arrives.
 	Wait *Wait `json:"wait,omitempty"`
+	// Switch makes the step choose which of its cases runs after it.
+	Switch *Switch `json:"switch,omitempty"`
 	// TrainingSet makes the step build a point-in-time-correct training
 	// set from registered features instead of running a command.
 	TrainingSet *TrainingSet `json:"training_set,omitempty"`
@@ -174,6 +176,38 @@ type Wait struct {
 	Signal  string   `json:"signal"`
 	When    string   `json:"when,omitempty"`
 	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// Switch picks, for each task of the step, the step that runs after it:
+// the task writes a case name to its artifact On (text, surrounding space
+// ignored) and Cases maps each case to a step that needs this one. The
+// cases not taken are skipped, and so is what only they lead to; a step
+// that needs several cases' steps (or other steps too) runs on the taken
+// branch.
+type Switch struct {
+	// On names the artifact holding the case; "case" when empty.
+	On    string            `json:"on,omitempty"`
+	Cases map[string]string `json:"cases"`
+}
+
+// CaseArtifact is the artifact a switch step's task names its case in.
+func (sw *Switch) CaseArtifact() string {
+	if sw.On == "" {
+		return "case"
+	}
+	return sw.On
+}
+
+// Targets lists the steps the cases lead to, each once, sorted.
+func (sw *Switch) Targets() []string {
+	var out []string
+	for _, t := range sw.Cases {
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Foreach fans a step out into one task per item. Exactly one of Artifact or

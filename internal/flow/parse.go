@@ -643,6 +643,7 @@ func (d *decoder) step(v *value, path string) Step {
 		"publish": func(v *value, p string) { s.Publish, _ = d.strList(v, p) },
 		"env":     func(v *value, p string) { s.Env = d.env(v, p) },
 		"wait":    func(v *value, p string) { s.Wait = d.wait(v, p) },
+		"switch":  func(v *value, p string) { s.Switch = d.switchOf(v, p) },
 		"training_set": func(v *value, p string) {
 			hasRun = true
 			s.TrainingSet = d.trainingSet(v, p)
@@ -694,6 +695,18 @@ func (d *decoder) wait(v *value, path string) *Wait {
 		return nil
 	}
 	return w
+}
+
+// switchOf decodes {on: ARTIFACT, cases: {CASE: STEP, ...}}.
+func (d *decoder) switchOf(v *value, path string) *Switch {
+	sw := &Switch{}
+	if !d.fields(v, path, handlers{
+		"on":    func(v *value, p string) { sw.On, _ = d.str(v, p) },
+		"cases": func(v *value, p string) { sw.Cases = d.env(v, p) },
+	}) {
+		return nil
+	}
+	return sw
 }
 
 func (d *decoder) foreach(v *value, path string) *Foreach {

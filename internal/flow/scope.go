@@ -82,6 +82,13 @@ func (f *Flow) scopes() (map[string][]string, []scopeProblem) {
 			if s.Join != nil {
 				join = *s.Join
 			}
+			// A switch's case runs for each task that chose it: in the
+			// switch's level, never joining it.
+			for _, n := range s.Needs {
+				if up := f.Steps[idx[n]].Switch; up != nil && slices.Contains(up.Targets(), s.Name) && len(scopes[n]) == len(deepest) {
+					join = false
+				}
+			}
 			switch {
 			case join && len(deepest) == 0:
 				problems = append(problems, scopeProblem{i, "join", "step " + s.Name +

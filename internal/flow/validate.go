@@ -470,6 +470,9 @@ func (f *Flow) checkStep(l *errorList, i int, idx map[string]int, names []string
 	if s.Foreach != nil {
 		checkForeach(l, at+".foreach", s)
 	}
+	if s.Switch != nil {
+		f.checkSwitch(l, at+".switch", s, idx, names)
+	}
 	if s.Retry.Attempts != 0 {
 		if m := attemptsProblem(s.Retry.Attempts); m != "" {
 			l.add(at+".retry.attempts", "%s", m)
@@ -561,6 +564,48 @@ func checkForeach(l *errorList, at string, s *Step) {
 			if !json.Valid(it) {
 				l.add(indexPath(at, k), "item is not valid JSON")
 			}
+		}
+	}
+}
+
+// checkSwitch holds the rules of a switch: its cases lead to steps that
+// need it, and every step that needs it is one of its cases.
+func (f *Flow) checkSwitch(l *errorList, at string, s *Step, idx map[string]int, names []string) {
+	sw := s.Switch
+	if m := artifactProblem(sw.CaseArtifact()); m != "" {
+		l.add(at+".on", "%s", m)
+	}
+	if len(sw.Cases) == 0 {
+		l.add(at+".cases", "a switch needs cases: map each case its tasks may write to the step it leads to")
+	}
+	keys := make([]string, 0, len(sw.Cases))
+	for k := range sw.Cases {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		cp, target := keyPath(at+".cases", k), sw.Cases[k]
+		if strings.TrimSpace(k) != k || k == "" {
+			l.add(cp, "case %q: a case is a non-empty name without surrounding space", k)
+		}
+		j, known := idx[target]
+		switch {
+		case target == s.Name:
+			l.add(cp, "case %q leads back to the switch step itself: a switch's cases lead to steps that need it", k)
+		case !known:
+			l.add(cp, "case %q leads to unknown step %q (steps are: %s)%s", k, target, list(names), didYouMean(target, names))
+		case !slices.Contains(f.Steps[j].Needs, s.Name):
+			l.add(cp, "case %q leads to step %q, which does not need %q: add %q to its needs", k, target, s.Name, s.Name)
+		case f.Steps[j].Join != nil && *f.Steps[j].Join:
+			l.add(cp, "case %q leads to step %q, which joins: a case's step runs for each task that chose it; join after it", k, target)
+		}
+	}
+	targets := sw.Targets()
+	for i := range f.Steps {
+		o := &f.Steps[i]
+		if slices.Contains(o.Needs, s.Name) && !slices.Contains(targets, o.Name) {
+			l.add(indexPath("steps", i)+".needs", "step %q needs switch step %q but is none of its cases (%s): make it a case, or need a step after the switch",
+				o.Name, s.Name, list(targets))
 		}
 	}
 }

@@ -279,3 +279,42 @@ func TestScopes(t *testing.T) {
 		}
 	}
 }
+
+func TestSwitchRules(t *testing.T) {
+	yes := true
+	sw := func(cases map[string]string) *Switch { return &Switch{Cases: cases} }
+	for _, c := range []struct {
+		steps []Step
+		msg   string
+	}{
+		{[]Step{{Name: "d", Run: "x", Switch: sw(map[string]string{"a": "a"})}, {Name: "a", Run: "x"}},
+			`steps[0].switch.cases.a: case "a" leads to step "a", which does not need "d": add "d" to its needs`},
+		{[]Step{{Name: "d", Run: "x", Switch: sw(map[string]string{"a": "nope"})}},
+			`case "a" leads to unknown step "nope"`},
+		{[]Step{{Name: "d", Run: "x", Switch: sw(map[string]string{"a": "d"})}},
+			`case "a" leads back to the switch step itself`},
+		{[]Step{{Name: "d", Run: "x", Switch: sw(map[string]string{"a": "a"})}, {Name: "a", Needs: []string{"d"}, Run: "x"},
+			{Name: "other", Needs: []string{"d"}, Run: "x"}},
+			`steps[2].needs: step "other" needs switch step "d" but is none of its cases (a)`},
+		{[]Step{{Name: "d", Run: "x", Switch: sw(nil)}}, `steps[0].switch.cases: a switch needs cases`},
+		{[]Step{{Name: "d", Run: "x", Foreach: &Foreach{Items: []json.RawMessage{json.RawMessage("1")}}, Switch: sw(map[string]string{"a": "a"})},
+			{Name: "a", Needs: []string{"d"}, Run: "x", Join: &yes}},
+			`case "a" leads to step "a", which joins`},
+	} {
+		f := &Flow{Name: "f", Steps: c.steps}
+		if err := f.Validate(); err == nil || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("want %q, got %v", c.msg, err)
+		}
+	}
+	// A YAML switch parses to the same, with its default artifact.
+	f, err := Parse("f.yaml", []byte("name: f\nsteps:\n  - name: d\n    run: x\n    switch: {cases: {a: a, b: b}}\n  - {name: a, needs: [d], run: x}\n  - {name: b, needs: [d], run: x}\n"))
+	if err != nil || f.Steps[0].Switch.CaseArtifact() != "case" || f.Steps[0].Switch.Cases["b"] != "b" {
+		t.Fatalf("parse: %+v %v", f, err)
+	}
+	// A case of a foreach switch runs in its level.
+	g := &Flow{Name: "g", Steps: []Step{{Name: "d", Run: "x", Foreach: &Foreach{Items: []json.RawMessage{json.RawMessage("1")}},
+		Switch: sw(map[string]string{"a": "a"})}, {Name: "a", Needs: []string{"d"}, Run: "x"}}}
+	if err := g.Validate(); err != nil || strings.Join(g.Scopes()["a"], " ") != "d" {
+		t.Fatalf("case of a foreach switch: %v %v", g.Scopes(), err)
+	}
+}
