@@ -340,10 +340,12 @@ type StepChange struct {
 	At       time.Time
 }
 
-// NewTasks creates Count pending tasks with indexes 0..Count-1.
+// NewTasks creates Count pending tasks with indexes From..From+Count-1
+// (From is above 0 for a step that runs again in a loop).
 type NewTasks struct {
 	RunID   int64
 	Step    string
+	From    int
 	Count   int
 	ReadyAt time.Time
 	// Queued offers the tasks to any worker (ClaimTasks) rather than to
@@ -359,12 +361,15 @@ type NewTasks struct {
 
 // ReuseTasks copies the succeeded tasks of step Step in run From into run
 // RunID, with their artifacts, marking each as reused from its origin. Only
-// indexes below Count are copied (a task of the origin outside the new
+// indexes from Start and below Count are copied (a task of the origin outside the new
 // fan-out is not reused).
 type ReuseTasks struct {
 	RunID int64
 	From  int64
 	Step  string
+	// Start, when above 0, copies only indexes from Start on (the
+	// iteration of a loop the step runs in now).
+	Start int
 	Count int
 	At    time.Time
 }

@@ -28,7 +28,7 @@ type dialect struct{}
 
 func (dialect) InsertTaskRange() string {
 	return `INSERT INTO tasks (run_id, step, idx, status, ready_at)
-		SELECT $1, $2, i, 'pending', $4 FROM generate_series(0, CAST($3 AS INTEGER) - 1) AS i`
+		SELECT $1, $2, i + CAST($5 AS INTEGER), 'pending', $4 FROM generate_series(0, CAST($3 AS INTEGER) - 1) AS i`
 }
 
 func (dialect) RowLock() string    { return " FOR SHARE" }

@@ -40,7 +40,7 @@ func (dialect) NotifySQL() string  { return "" }
 func (dialect) InsertTaskRange() string {
 	return `WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < $3)
 		INSERT INTO tasks (run_id, step, idx, status, ready_at)
-		SELECT $1, $2, i, 'pending', $4 FROM seq`
+		SELECT $1, $2, i + $5, 'pending', $4 FROM seq`
 }
 
 // Open opens (creating if needed) the database at path and migrates it.

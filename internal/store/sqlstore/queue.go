@@ -33,7 +33,7 @@ func (s *Store) insertQueued(ctx context.Context, tx *sql.Tx, c store.NewTasks) 
 			if i < len(c.Items) {
 				item = string(c.Items[i])
 			}
-			args = append(args, i, item)
+			args = append(args, c.From+i, item)
 			n := len(args)
 			fmt.Fprintf(&b, "($1, $2, $%d, 'pending', $3, TRUE, $%d, $4, $5)", n-1, n)
 		}

@@ -21,7 +21,7 @@ import (
 
 // Dialect holds what differs between databases.
 type Dialect interface {
-	// InsertTaskRange returns a statement inserting tasks idx 0..$3-1 for
+	// InsertTaskRange returns a statement inserting tasks idx $5..$5+$3-1 for
 	// run $1, step $2, pending, ready at $4.
 	InsertTaskRange() string
 	// RowLock is appended to a SELECT that reads a row the transaction
@@ -975,7 +975,7 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 			}
 			continue
 		}
-		if _, err := s.exec(ctx, tx, s.dialect.InsertTaskRange(), c.RunID, c.Step, c.Count, micros(c.ReadyAt)); err != nil {
+		if _, err := s.exec(ctx, tx, s.dialect.InsertTaskRange(), c.RunID, c.Step, c.Count, micros(c.ReadyAt), c.From); err != nil {
 			return fmt.Errorf("create %d tasks of %d/%s: %w", c.Count, c.RunID, c.Step, err)
 		}
 	}
@@ -983,19 +983,19 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO tasks (`+taskCols+`)
 			SELECT $1, step, idx, status, attempts, CASE WHEN reused_run <> 0 THEN reused_run ELSE run_id END,
 				ready_at, started_at, finished_at, exit_code, error
-			FROM tasks WHERE run_id = $2 AND step = $3 AND idx < $4 AND status = 'succeeded'
+			FROM tasks WHERE run_id = $2 AND step = $3 AND idx < $4 AND idx >= $5 AND status = 'succeeded'
 			ON CONFLICT (run_id, step, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
 				reused_run = excluded.reused_run, ready_at = excluded.ready_at, started_at = excluded.started_at,
 				finished_at = excluded.finished_at, exit_code = excluded.exit_code, error = excluded.error`,
-			c.RunID, c.From, c.Step, c.Count); err != nil {
+			c.RunID, c.From, c.Step, c.Count, c.Start); err != nil {
 			return fmt.Errorf("reuse tasks of %d/%s in run %d: %w", c.From, c.Step, c.RunID, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO artifacts (`+artifactCols+`)
 			SELECT $1, a.step, a.idx, a.name, a.digest, a.size, a.created_at
 			FROM artifacts a JOIN tasks t ON t.run_id = a.run_id AND t.step = a.step AND t.idx = a.idx
-			WHERE a.run_id = $2 AND a.step = $3 AND a.idx < $4 AND t.status = 'succeeded'
+			WHERE a.run_id = $2 AND a.step = $3 AND a.idx < $4 AND a.idx >= $5 AND t.status = 'succeeded'
 			ON CONFLICT (run_id, step, idx, name) DO NOTHING`,
-			c.RunID, c.From, c.Step, c.Count); err != nil {
+			c.RunID, c.From, c.Step, c.Count, c.Start); err != nil {
 			return fmt.Errorf("reuse artifacts of %d/%s in run %d: %w", c.From, c.Step, c.RunID, err)
 		}
 	}

@@ -320,6 +320,15 @@ func testApplyTasks(t *testing.T, s store.Store) {
 		t.Fatalf("a one-level foreach stored without a shape reads as %v, want [[3]]", sh)
 	}
 
+	// A step that runs again (a loop) adds tasks after those it has.
+	if err := s.Apply(c, "me", &store.Batch{NewTasks: []store.NewTasks{{RunID: r.ID, Step: "again", Count: 1, ReadyAt: t3},
+		{RunID: r.ID, Step: "again", From: 1, Count: 2, ReadyAt: t3}}}); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.Tasks(c, r.ID, "again"); len(again) != 3 || again[2].Index != 2 || again[1].Status != store.TaskPending {
+		t.Fatalf("tasks added from index 1: %+v", again)
+	}
+
 	// A nested foreach's shape is kept with its step, and a later change
 	// that does not name it (the step's end) keeps it.
 	nested := store.Shape{{2}, {1, 3}}
