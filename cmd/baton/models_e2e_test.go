@@ -37,6 +37,11 @@ func TestModelsEndToEnd(t *testing.T) {
 		strings.Join(shown.Version.Lineage.FeatureVersions, ",") != "minutes_24h@1,plays_1h@1" {
 		t.Fatalf("version: %s", r.stdout)
 	}
+	// The table shows the metrics the flow registered (they were in -o
+	// json only).
+	if r := must(t, baton(t, home, "model", "show", "churn", "1"), 0); !strings.Contains(r.stdout, "\nmetrics auc=0.74\n") {
+		t.Fatalf("show: %s", r.stdout)
+	}
 	sigs := must(t, baton(t, home, "signal", "list", "-o", "json"), 0).stdout
 	if !strings.Contains(sigs, `"model_trained"`) || !strings.Contains(sigs, `"features_ready"`) {
 		t.Fatalf("signals: %s", sigs)

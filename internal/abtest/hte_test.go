@@ -192,6 +192,12 @@ func TestHTEMatchesSciPy(t *testing.T) {
 					close(at+" ci_high", c.CIHigh, r.CIHigh)
 					close(at+" p", c.PValue, r.PValue)
 					close(at+" p adjusted", c.PAdjusted, r.PAdjusted)
+					// Significance is judged on the adjusted p: IN/C's p
+					// of 0.030 is 0.149 adjusted; judging on the
+					// unadjusted p failed no test.
+					if want := r.PAdjusted < ref.Alpha; c.Significant != want {
+						t.Errorf("%s: significant %v (p %.3g, adjusted %.3g), want %v", at, c.Significant, c.PValue, c.PAdjusted, want)
+					}
 				}
 			}
 		}

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -225,6 +227,21 @@ version a state or alias resolves to; exit 1 when it resolves to none).`,
 			}
 			fmt.Fprintf(a.out, "model %s version %d: %s\nartifact %s (sha256 %s, %d bytes)\n", v.Model, v.Version, v.State, v.Artifact, v.Digest, v.Size)
 			fmt.Fprintf(a.out, "lineage %s\n", v.Lineage)
+			// The metrics and tags a flow registered the version with
+			// (what judging it needs); they were in -o json only.
+			for _, kv := range []struct {
+				name string
+				m    map[string]string
+			}{{"metrics", formatMetrics(v.Metrics)}, {"tags", v.Tags}} {
+				if len(kv.m) == 0 {
+					continue
+				}
+				fmt.Fprint(a.out, kv.name)
+				for _, k := range slices.Sorted(maps.Keys(kv.m)) {
+					fmt.Fprintf(a.out, " %s=%s", k, kv.m[k])
+				}
+				fmt.Fprintln(a.out)
+			}
 			for _, t := range trs {
 				from := t.From
 				if from == "" {
@@ -393,4 +410,14 @@ func (a *app) modelUpdateCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&metrics, "metric", nil, "`NAME=NUMBER` (repeatable)")
 	cmd.Flags().StringArrayVar(&tags, "tag", nil, "`NAME=VALUE` (repeatable)")
 	return cmd
+}
+
+// formatMetrics writes each metric with the fewest digits that read back
+// as the same number.
+func formatMetrics(m map[string]float64) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = strconv.FormatFloat(v, 'g', -1, 64)
+	}
+	return out
 }

@@ -24,7 +24,9 @@ func (m *knnModel) check(b *base) error {
 	if m == nil {
 		return errors.New("damaged body (no knn part)")
 	}
-	if len(m.Ptr) != len(b.Titles)+1 || len(m.Nbr) != len(m.Sim) || m.Ptr[len(m.Ptr)-1] != int64(len(m.Nbr)) {
+	// Ptr[0] must be 0 too: the lists are checked to ascend and to end at
+	// len(Nbr), and a forged -1 first passed both and indexed Nbr[-1].
+	if len(m.Ptr) != len(b.Titles)+1 || len(m.Nbr) != len(m.Sim) || m.Ptr[0] != 0 || m.Ptr[len(m.Ptr)-1] != int64(len(m.Nbr)) {
 		return fmt.Errorf("neighbour lists do not match %d titles", len(b.Titles))
 	}
 	for t := range len(b.Titles) {

@@ -29,7 +29,7 @@ func (m *pprModel) check(b *base) error {
 	if m == nil {
 		return errors.New("damaged body (no ppr part)")
 	}
-	if len(m.TPtr) != len(b.Titles)+1 || m.TPtr[len(m.TPtr)-1] != int64(len(m.TIdx)) || m.Walks < 1 || m.Walks > maxWalks || !(m.Restart > 0 && m.Restart <= 1) || !(m.Beta >= 0 && m.Beta <= 10) {
+	if len(m.TPtr) != len(b.Titles)+1 || m.TPtr[0] != 0 || m.TPtr[len(m.TPtr)-1] != int64(len(m.TIdx)) || m.Walks < 1 || m.Walks > maxWalks || !(m.Restart > 0 && m.Restart <= 1) || !(m.Beta >= 0 && m.Beta <= 10) {
 		return fmt.Errorf("graph does not match %d titles", len(b.Titles))
 	}
 	for t := range len(b.Titles) {

@@ -77,3 +77,50 @@ func TestForgedFactorCountIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A neighbour list or graph whose offsets start below 0 must be refused:
+// the offsets were checked to ascend and to end at the lists' length, not
+// to start at 0, so Ptr[0] = -1 loaded and the first Similar indexed
+// Nbr[-1]. On a server that panic was in SimilarIndexes' goroutines,
+// which a version entering shadow or production runs: it took the whole
+// server down, and again at each start.
+func TestForgedOffsetsAreRefused(t *testing.T) {
+	tr, _ := tiny(t)
+	for _, kind := range []string{KindKNN, KindPPR, KindBlend} {
+		for _, part := range []string{"knn", "ppr"} {
+			var p map[string]string
+			if kind == KindBlend {
+				p = map[string]string{"validation": "0.5"}
+			} else if kind != part {
+				continue
+			}
+			m, err := Train(context.Background(), kind, tr, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			knn, ppr := m.s, m.s
+			if bl, ok := m.s.(*blendModel); ok {
+				knn, ppr = bl.KNN, bl.PPR
+			}
+			if part == "knn" {
+				knn.(*knnModel).Ptr[0] = -1
+			} else {
+				ppr.(*pprModel).TPtr[0] = -1
+			}
+			var b strings.Builder
+			if err := m.Save(&b); err != nil {
+				t.Fatal(err)
+			}
+			l, err := Load(strings.NewReader(b.String()))
+			if !errors.Is(err, fault.Invalid) {
+				t.Errorf("%s with its %s offsets starting at -1: %v, want refused as invalid", kind, part, err)
+				if l != nil {
+					func() {
+						defer func() { _ = recover() }()
+						l.Similar("A", 3, "")
+					}()
+				}
+			}
+		}
+	}
+}

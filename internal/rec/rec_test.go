@@ -146,12 +146,23 @@ func TestMultiTask(t *testing.T) {
 	if comb.Recall < 2*pop {
 		t.Errorf("multitask recall@10 %.4f < 2 × popularity's %.4f", comb.Recall, pop)
 	}
-	m.s.(*mtModel).WPlay = 0 // serve the completion head alone
+	mt := m.s.(*mtModel)
+	mt.WPlay, mt.WComplete = 0, 1 // serve the completion head alone
 	both := eval(t, m, te)
+	mt.WPlay, mt.WComplete = 1, 0 // the same model's play head alone
+	ownPlay := eval(t, m, te)
 	playOnly := eval(t, train(t, KindMultiTask, tr, map[string]string{"serve_complete": "0", "complete_task_weight": "0"}), te)
-	t.Logf("recall@10 %.4f; completion NDCG@10: completion head %.4f, play-only %.4f", comb.Recall, both.NDCGComplete, playOnly.NDCGComplete)
+	t.Logf("recall@10 %.4f; completion NDCG@10: completion head %.4f, its play head %.4f, play-only %.4f", comb.Recall, both.NDCGComplete, ownPlay.NDCGComplete, playOnly.NDCGComplete)
 	if both.NDCGComplete < 1.05*playOnly.NDCGComplete {
-		t.Fatalf("completion head's completion NDCG@10 %.4f not above play-only's %.4f by 5%%", both.NDCGComplete, playOnly.NDCGComplete)
+		t.Errorf("completion head's completion NDCG@10 %.4f not above play-only's %.4f by 5%%", both.NDCGComplete, playOnly.NDCGComplete)
+	}
+	// Against a separate play-only model the joint training's
+	// regularisation alone gains 4-9%: a completion head trained on
+	// label 1 for every play (learning nothing of completion) passed the
+	// check above. Within one model it gains nothing (ratio 1.00; the
+	// head that learns gives 1.09-1.19 over seeds 1-3).
+	if both.NDCGComplete < 1.05*ownPlay.NDCGComplete {
+		t.Errorf("completion head's completion NDCG@10 %.4f not above its own play head's %.4f by 5%%", both.NDCGComplete, ownPlay.NDCGComplete)
 	}
 }
 

@@ -116,6 +116,12 @@ func TestSearchEndpoint(t *testing.T) {
 	if _, err := f.svc.Predict(ctx, "search", Request{Key: "m1"}); err == nil || !strings.Contains(err.Error(), `needs "query"`) {
 		t.Fatalf("no query: %v", err)
 	}
+	// Nor is a blank one: it used to reach the index, whose refusal
+	// counted as the model's error and answered 200 with no hits
+	// (path fallback, reason error: a canary's error rate).
+	if resp, err := f.svc.Predict(ctx, "search", Request{Query: " \t "}); err == nil || !strings.Contains(err.Error(), `needs "query"`) {
+		t.Fatalf("a blank query: %+v %v", resp, err)
+	}
 	if resp, err := f.svc.Predict(ctx, "search", Request{Query: q}); err != nil || resp.Path != PathModel {
 		t.Fatalf("anonymous: %+v %v", resp, err)
 	}

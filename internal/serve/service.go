@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -422,7 +423,7 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 	}
 	spec := st.spec
 	switch {
-	case spec.Kind == KindSearch && req.Query == "":
+	case spec.Kind == KindSearch && strings.TrimSpace(req.Query) == "":
 		return Response{}, &BadRequest{Msg: `a search request needs "query" (and may name the member in "key")`}
 	case spec.Kind == KindSearch && len(req.Query) > search.MaxQueryBytes:
 		return Response{}, &BadRequest{Msg: fmt.Sprintf(`"query" has %d bytes: a search query is at most %d bytes`, len(req.Query), search.MaxQueryBytes)}
