@@ -33,6 +33,7 @@ type shapeStep struct {
 	name, needs, foreach, extra string
 	join                        string // "", "true" or "false"
 	cases                       string // a switch's cases: "{a: x, b: y}"
+	max                         int    // a loop's max_iterations
 }
 
 type shape struct {
@@ -59,7 +60,9 @@ func (sh shape) yaml() string {
 		if s.join != "" {
 			fmt.Fprintf(&b, "    join: %s\n", s.join)
 		}
-		if s.cases != "" {
+		if s.cases != "" && s.max > 0 {
+			fmt.Fprintf(&b, "    switch: {cases: %s, max_iterations: %d}\n", s.cases, s.max)
+		} else if s.cases != "" {
 			fmt.Fprintf(&b, "    switch: {cases: %s}\n", s.cases)
 		}
 		cmd := record
@@ -164,6 +167,19 @@ var shapes = []shape{
 		want: map[string]string{"start": "- - |", "decide": "- - | start", "fan/0": "0 p | decide", "fan/1": "1 q | decide",
 			"join": "- - | fan/0 fan/1"},
 		skipped: []string{"single"}},
+	{name: "recursive-switch", steps: []shapeStep{{name: "start"},
+		{name: "spin", needs: "start", cases: "{again: spin, done: end}", max: 5,
+			extra: `[ "$BATON_ITERATION" -lt 3 ] && echo again > "$BATON_OUTPUT_DIR/case" || echo done > "$BATON_OUTPUT_DIR/case"`},
+		{name: "end", needs: "spin"}},
+		want: map[string]string{"start": "- - |", "spin/0": "- - | start", "spin/1": "- - | spin start", "spin/2": "- - | spin start",
+			"end": "- - | spin"}},
+	{name: "loop", steps: []shapeStep{{name: "start"}, {name: "head", needs: "start"}, {name: "body", needs: "head"},
+		{name: "decide", needs: "body", cases: "{again: head, out: end}", max: 4,
+			extra: `[ "$BATON_ITERATION" -lt 2 ] && echo again > "$BATON_OUTPUT_DIR/case" || echo out > "$BATON_OUTPUT_DIR/case"`},
+		{name: "end", needs: "decide"}, {name: "after", needs: "body, start"}},
+		want: map[string]string{"start": "- - |", "head/0": "- - | start", "head/1": "- - | decide start",
+			"body/0": "- - | head", "body/1": "- - | head", "decide/0": "- - | body", "decide/1": "- - | body",
+			"end": "- - | decide", "after": "- - | body start"}},
 }
 
 // nestedWant is what the three-level nest sees: 2 × 2 × 2 inner tasks.
@@ -413,6 +429,111 @@ steps:
 				p, run, _ := strings.Cut(line, " ")
 				if run == "2" && before[p] {
 					t.Fatalf("inner task %s completed in run 1 and ran again in run 2", p)
+				}
+			}
+		})
+	}
+}
+
+// A run killed with SIGKILL in the middle of a loop resumes with every
+// iteration that completed reused, none run twice, and the loop ends where
+// it would have.
+func TestSIGKILLInLoop(t *testing.T) {
+	t.Parallel()
+	for storeName, envOf := range shapeStores(t) {
+		t.Run(storeName, func(t *testing.T) {
+			t.Parallel()
+			env := envOf(t)
+			home, dir := t.TempDir(), t.TempDir()
+			ledger := filepath.Join(dir, "ledger")
+			file := writeFile(t, dir, "loop.yaml", fmt.Sprintf(`name: loopkill
+params:
+  ledger: {default: %q}
+steps:
+  - name: start
+    run: echo 0 > "$BATON_OUTPUT_DIR/n"
+  - name: step
+    needs: [start]
+    run: |
+      sleep 0.2
+      prev="$BATON_INPUT_DIR/step/n"; [ -f "$prev" ] || prev="$BATON_INPUT_DIR/start/n"
+      echo $(( $(cat "$prev") + 1 )) > "$BATON_OUTPUT_DIR/n"
+      echo "$BATON_ITERATION $BATON_RUN_ID" >> "$BATON_PARAM_LEDGER"
+      [ "$BATON_ITERATION" -lt 12 ] && echo again > "$BATON_OUTPUT_DIR/case" || echo done > "$BATON_OUTPUT_DIR/case"
+    switch: {cases: {again: step, done: end}, max_iterations: 20}
+  - name: end
+    needs: [step]
+    run: cp "$BATON_INPUT_DIR/step/n" "$BATON_OUTPUT_DIR/n"
+`, ledger))
+			cmd := exec.Command(bin, "run", file)
+			cmd.Env = append(append(os.Environ(), "BATON_HOME="+home), env...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			iterations := func(run int64) (done, reused int) {
+				r := batonEnv(t, home, env, "show", strconv.FormatInt(run, 10), "-o", "json", "--tasks")
+				var v struct {
+					Steps []struct {
+						Name  string `json:"name"`
+						Tasks []struct {
+							Status string `json:"status"`
+							Reused bool   `json:"reused"`
+						} `json:"tasks"`
+					} `json:"steps"`
+				}
+				if r.code != 0 || json.Unmarshal([]byte(r.stdout), &v) != nil {
+					return 0, 0
+				}
+				for _, s := range v.Steps {
+					for _, tk := range s.Tasks {
+						if s.Name == "step" && tk.Status == "succeeded" {
+							done++
+							if tk.Reused {
+								reused++
+							}
+						}
+					}
+				}
+				return done, reused
+			}
+			testwait.Until(failFirst{t, func() { cmd.Process.Kill() }}, 60*time.Second, func() (bool, string) {
+				select {
+				case err := <-exited:
+					t.Fatalf("baton exited before the kill: %v\n%s", err, stderr.String())
+				default:
+				}
+				n, _ := iterations(1)
+				return n >= 3, fmt.Sprintf("%d iterations done", n)
+			}, "3 iterations to be done before the kill")
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-exited
+			before, _ := iterations(1)
+			if before >= 12 {
+				t.Fatal("the loop ended before the kill: nothing to resume")
+			}
+			r := must(t, batonEnv(t, home, env, "resume", "1"), 0)
+			if !strings.Contains(r.stdout, "run 2 succeeded") {
+				t.Fatalf("resume: %s %s", r.stdout, r.stderr)
+			}
+			if got := strings.TrimSpace(must(t, batonEnv(t, home, env, "artifact", "get", "2/end/n"), 0).stdout); got != "12" {
+				t.Fatalf("end saw %s, want 12", got)
+			}
+			if got := strings.TrimSpace(must(t, batonEnv(t, home, env, "artifact", "get", "2/step/4/n"), 0).stdout); got != "5" {
+				t.Fatalf("iteration 5 of step (2/step/4/n) holds %s, want 5", got)
+			}
+			after, reused := iterations(2)
+			if after != 12 || reused != before {
+				t.Fatalf("run 2: %d iterations, %d reused; run 1 had done %d", after, reused, before)
+			}
+			b, _ := os.ReadFile(ledger)
+			for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
+				it, run, _ := strings.Cut(line, " ")
+				if n, _ := strconv.Atoi(it); run == "2" && n <= before {
+					t.Fatalf("iteration %d completed in run 1 and ran again in run 2", n)
 				}
 			}
 		})

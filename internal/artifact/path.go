@@ -82,6 +82,15 @@ func Resolve(ctx context.Context, st store.RunReader, p Path) (store.Artifact, e
 			return store.Artifact{}, fmt.Errorf("step %s of run %d has no task %s: %w", p.Step, p.RunID, store.FormatPath(path), store.ErrNotFound)
 		}
 		k.Index, name = i, rest
+	} else if step.NumTasks > 1 {
+		// A step in a loop: a task per iteration, RUN/STEP/ITERATION/NAME
+		// (from 0), and RUN/STEP/NAME is the last iteration's.
+		k.Index = step.NumTasks - 1
+		if it, rest, ok := strings.Cut(p.Rest, "/"); ok {
+			if i, err := strconv.Atoi(it); err == nil && i >= 0 && i < step.NumTasks {
+				k.Index, name = i, rest
+			}
+		}
 	}
 	a, err := st.Artifact(ctx, k, name)
 	if errors.Is(err, store.ErrNotFound) {
@@ -109,15 +118,23 @@ func PathOf(a store.Artifact, foreach bool) string {
 	return fmt.Sprintf("%d/%s/%s", a.RunID, a.Step, a.Name)
 }
 
-// PathIn formats the canonical path of an artifact of a step of shape
-// shape: an index per foreach level the step sits in.
-func PathIn(a store.Artifact, shape store.Shape) string {
+// PathIn formats the canonical path of an artifact of step st: an index
+// per foreach level the step sits in, or the iteration of a step that ran
+// in a loop more than once.
+func PathIn(a store.Artifact, st store.Step) string {
+	shape := st.TaskShape()
 	if shape.Level() == 0 {
+		if st.NumTasks > 1 {
+			return fmt.Sprintf("%d/%s/%d/%s", a.RunID, a.Step, a.Index, a.Name)
+		}
 		return fmt.Sprintf("%d/%s/%s", a.RunID, a.Step, a.Name)
 	}
-	path, ok := shape.Path(a.Index)
-	if !ok {
-		path = []int{a.Index}
+	// A step in a loop keeps its earlier iterations' tasks before the
+	// current shape's.
+	if base := st.NumTasks - shape.Count(); a.Index >= base {
+		if p, ok := shape.Path(a.Index - base); ok {
+			return fmt.Sprintf("%d/%s/%s/%s", a.RunID, a.Step, store.FormatPath(p), a.Name)
+		}
 	}
-	return fmt.Sprintf("%d/%s/%s/%s", a.RunID, a.Step, store.FormatPath(path), a.Name)
+	return fmt.Sprintf("%d/%s/%d/%s", a.RunID, a.Step, a.Index, a.Name)
 }

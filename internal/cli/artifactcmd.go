@@ -86,9 +86,9 @@ RUN_ID/STEP/INDEX/NAME for a task of a foreach step.`,
 			if err != nil {
 				return err
 			}
-			shapes := map[string]store.Shape{}
+			byName := map[string]store.Step{}
 			for _, s := range steps {
-				shapes[s.Name] = s.TaskShape()
+				byName[s.Name] = s
 			}
 			arts, err := e.st.Artifacts(ctx, f)
 			if err != nil {
@@ -103,7 +103,7 @@ RUN_ID/STEP/INDEX/NAME for a task of a foreach step.`,
 			}
 			rows := make([]row, len(arts))
 			for i, art := range arts {
-				rows[i] = row{Path: artifact.PathIn(art, shapes[art.Step]), Task: art.TaskKey.String(), Name: art.Name,
+				rows[i] = row{Path: artifact.PathIn(art, byName[art.Step]), Task: art.TaskKey.String(), Name: art.Name,
 					Size: art.Size, Digest: art.Digest}
 			}
 			if a.json() {

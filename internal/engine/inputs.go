@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,8 +124,8 @@ var errLinkInPlace = errors.New("a link or a file is where baton makes a folder 
 
 // inputDir returns the folder of the inputs of step s's tasks that run in
 // context ctxPath (see stepRun.context), filling it on the first call.
-func (r *runner) inputDir(ctx context.Context, s *stepRun, ctxPath []int) (string, error) {
-	key := inputKey(s.def.Name, ctxPath)
+func (r *runner) inputDir(ctx context.Context, s *stepRun, ctxPath []int, base int) (string, error) {
+	key := inputKey(s.def.Name, ctxPath, base)
 	s.inMu.Lock()
 	in := s.inputs[key]
 	if in == nil {
@@ -142,7 +143,7 @@ func (r *runner) inputDir(ctx context.Context, s *stepRun, ctxPath []int) (strin
 		if in.removed {
 			in.err = errors.New("the step's inputs were removed: it has ended")
 		} else {
-			in.err = r.fillInputs(ctx, s, in, key, ctxPath)
+			in.err = r.fillInputs(ctx, s, in, key, ctxPath, base)
 			if errors.Is(in.err, errLinkInPlace) {
 				in.err = fmt.Errorf("%w; a step's tasks must leave what is in %s as it is", in.err, filepath.Join(r.tmp, "in"))
 			}
@@ -152,14 +153,23 @@ func (r *runner) inputDir(ctx context.Context, s *stepRun, ctxPath []int) (strin
 }
 
 // removeInputs removes every context's inputs of s, and any made later.
-func (s *stepRun) removeInputs() {
+func (s *stepRun) removeInputs() { removeAll(s.takeInputs()) }
+
+// takeInputs marks the inputs of s gone (until a loop runs it again) and
+// returns those made, for removeAll.
+func (s *stepRun) takeInputs() []*inputDir {
 	s.inMu.Lock()
+	defer s.inMu.Unlock()
 	s.inputsGone = true
 	ins := make([]*inputDir, 0, len(s.inputs))
 	for _, in := range s.inputs {
 		ins = append(ins, in)
 	}
-	s.inMu.Unlock()
+	s.inputs = nil
+	return ins
+}
+
+func removeAll(ins []*inputDir) {
 	for _, in := range ins {
 		in.remove()
 	}
@@ -169,7 +179,7 @@ func (s *stepRun) removeInputs() {
 // as a task in context ctxPath sees them; see the top of this file. A need
 // in the context's level or above is one task (<up>/<name>); a need one
 // level below is joined (<up>/<index>/<name>, the tasks under ctxPath).
-func (r *runner) fillInputs(ctx context.Context, s *stepRun, in *inputDir, key string, ctxPath []int) error {
+func (r *runner) fillInputs(ctx context.Context, s *stepRun, in *inputDir, key string, ctxPath []int, base int) error {
 	in.rel = filepath.Join("in", key)
 	in.scratch = r.tmp
 	in.path = filepath.Join(r.tmp, in.rel)
@@ -184,17 +194,26 @@ func (r *runner) fillInputs(ctx context.Context, s *stepRun, in *inputDir, key s
 	if err := in.mkdir(in.rel, true); err != nil {
 		return err
 	}
-	for _, up := range s.needs {
-		shape, err := r.shapeOf(ctx, up)
-		if err != nil {
+	needs := s.needs
+	if w := s.loop; w != nil && base > 0 && r.leadsBack(w, s) {
+		// A loop's head, from its second iteration, sees what the
+		// switch step's last iteration wrote.
+		needs = append(slices.Clip(needs), w)
+	}
+	for _, up := range needs {
+		var shape store.Shape
+		var ubase int
+		if up == s.loop && !slices.Contains(s.needs, up) {
+			// The loop's switch (only a head sees it, pending again):
+			// its last iteration, one task per iteration.
+			ubase = base - 1
+		} else if shape, ubase, err = r.placeOf(ctx, up); err != nil {
 			return err
 		}
 		joined := len(up.scope) > len(ctxPath)
 		f := store.ArtifactFilter{RunID: r.run.ID, Step: up.def.Name}
 		lo := 0
 		switch {
-		case joined && len(ctxPath) == 0:
-			f.Index = -1
 		case joined:
 			var hi int
 			var ok bool
@@ -204,13 +223,14 @@ func (r *runner) fillInputs(ctx context.Context, s *stepRun, in *inputDir, key s
 			if hi == lo {
 				continue
 			}
-			f.Index, f.Until = lo, hi
+			lo += ubase
+			f.Index, f.Until = lo, hi+ubase
 		default:
 			idx, ok := shape.Index(ctxPath[:len(up.scope)])
 			if !ok {
 				return fmt.Errorf("step %s has no task %s", up.def.Name, store.FormatPath(ctxPath[:len(up.scope)]))
 			}
-			f.Index = idx
+			f.Index = ubase + idx
 		}
 		arts, err := r.e.st.Artifacts(ctx, f)
 		if err != nil {

@@ -31,10 +31,16 @@ func (r *runner) prepare(s *stepRun) ([]json.RawMessage, store.Shape, []bool, bo
 	return items, shape, skip, all || ctxSkipped, nil
 }
 
-// setSkipped records which tasks of a step that starts are skipped.
-func (r *runner) setSkipped(s *stepRun, skip []bool) {
+// setSkipped records which tasks of a step that starts are skipped (skip
+// is by index in the iteration that starts, at base).
+func (r *runner) setSkipped(s *stepRun, skip []bool, base int) {
+	var flat []bool
+	if skip != nil {
+		flat = make([]bool, base+len(skip))
+		copy(flat[base:], skip)
+	}
 	r.shapeMu.Lock()
-	s.skipped, s.skipKnown = skip, true
+	s.skipped, s.skipKnown = flat, true
 	r.shapeMu.Unlock()
 }
 
@@ -74,7 +80,7 @@ func (r *runner) fanOut(s *stepRun) ([]json.RawMessage, store.Shape, bool, error
 	// source step's task at that path.
 	srcName, name := s.def.ForeachSource()
 	src := r.byName[srcName]
-	sshape, err := r.shapeOf(r.ctx, src)
+	sshape, sbase, err := r.placeOf(r.ctx, src)
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -98,7 +104,7 @@ func (r *runner) fanOut(s *stepRun) ([]json.RawMessage, store.Shape, bool, error
 		if !ok {
 			return nil, nil, false, fmt.Errorf("foreach source %s has no task %s", srcName, store.FormatPath(p))
 		}
-		a, err := r.e.st.Artifact(r.ctx, store.TaskKey{RunID: r.run.ID, Step: srcName, Index: idx}, name)
+		a, err := r.e.st.Artifact(r.ctx, store.TaskKey{RunID: r.run.ID, Step: srcName, Index: sbase + idx}, name)
 		if err != nil {
 			return nil, nil, false, fmt.Errorf("foreach source %s/%s/%s: %w", srcName, store.FormatPath(p), name, err)
 		}
@@ -126,45 +132,64 @@ func (r *runner) fanOut(s *stepRun) ([]json.RawMessage, store.Shape, bool, error
 // knows it (startStep sets it); a worker, or a coordinator that took a run
 // over, reads it from the store once.
 func (r *runner) shapeOf(ctx context.Context, s *stepRun) (store.Shape, error) {
-	if len(s.scope) == 0 {
-		return nil, nil
+	shape, _, err := r.placeOf(ctx, s)
+	return shape, err
+}
+
+// placeOf returns the shape of a step that has started and the flat index
+// of its first task of the iteration it runs (0 outside a loop: a step in
+// a loop keeps every iteration's tasks, each iteration's after the last).
+// A step in a loop is read again each time by a process that did not start
+// it, since its iteration moves on.
+func (r *runner) placeOf(ctx context.Context, s *stepRun) (store.Shape, int, error) {
+	if len(s.scope) == 0 && s.loop == nil {
+		return nil, 0, nil
 	}
 	r.shapeMu.Lock()
 	defer r.shapeMu.Unlock()
 	if s.shapeKnown {
-		return s.shape, nil
+		return s.shape, s.base, nil
 	}
 	steps, err := r.e.st.Steps(ctx, r.run.ID)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	var shape store.Shape
+	base, found := 0, false
 	for _, st := range steps {
 		o := r.byName[st.Name]
 		if o == nil || o.shapeKnown || st.Status == store.TaskPending || st.Status == store.TaskWaiting {
 			continue
 		}
-		o.shape, o.shapeKnown = st.TaskShape(), true
+		sh, b := st.TaskShape(), st.NumTasks-st.TaskShape().Count()
+		if o == s {
+			shape, base, found = sh, b, true
+		}
+		if o.loop == nil {
+			o.shape, o.base, o.shapeKnown = sh, b, true
+		}
 	}
-	if !s.shapeKnown {
-		return nil, fmt.Errorf("step %s has not started: its tasks are not known yet", s.def.Name)
+	if !found {
+		return nil, 0, fmt.Errorf("step %s has not started: its tasks are not known yet", s.def.Name)
 	}
-	return s.shape, nil
+	return shape, base, nil
 }
 
-// setShape records the shape of a step that starts.
-func (r *runner) setShape(s *stepRun, shape store.Shape) {
+// setShape records the shape of a step that starts, and the index of its
+// iteration's first task.
+func (r *runner) setShape(s *stepRun, shape store.Shape, base int) {
 	r.shapeMu.Lock()
-	s.shape, s.shapeKnown = shape, true
+	s.shape, s.base, s.shapeKnown = shape, base, true
 	r.shapeMu.Unlock()
 }
 
 // taskPath returns the path of task idx of s.
 func (r *runner) taskPath(ctx context.Context, s *stepRun, idx int) ([]int, error) {
-	shape, err := r.shapeOf(ctx, s)
+	shape, base, err := r.placeOf(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	p, ok := shape.Path(idx)
+	p, ok := shape.Path(idx - base)
 	if !ok {
 		return nil, fmt.Errorf("step %s has no task %d", s.def.Name, idx)
 	}
@@ -191,9 +216,16 @@ func taskID(k store.TaskKey, path []int) string {
 
 // inputKey names a context's inputs folder under in/: the step for the
 // run's context, STEP@I.J for a nested one (no step name holds '@').
-func inputKey(step string, ctxPath []int) string {
-	if len(ctxPath) == 0 {
-		return step
+//
+// A step in a loop has a folder per iteration (STEP#N from the second):
+// the last one's may still be being removed.
+func inputKey(step string, ctxPath []int, base int) string {
+	key := step
+	if len(ctxPath) > 0 {
+		key += "@" + strings.ReplaceAll(store.FormatPath(ctxPath), "/", ".")
 	}
-	return step + "@" + strings.ReplaceAll(store.FormatPath(ctxPath), "/", ".")
+	if base > 0 {
+		key += "#" + strconv.Itoa(base)
+	}
+	return key
 }

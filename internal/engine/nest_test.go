@@ -181,3 +181,77 @@ func TestSwitchRefusesAnUnknownCase(t *testing.T) {
 		}
 	}
 }
+
+// A loop: a switch whose case leads back runs its steps again, each
+// iteration kept, the head seeing the switch's last iteration, until a
+// case leads on; what comes after waits for the loop's end.
+func TestLoop(t *testing.T) {
+	t.Parallel()
+	f := &flow.Flow{Name: "loop", Steps: []flow.Step{
+		{Name: "start", Run: `echo 0 > "$BATON_OUTPUT_DIR/n"`},
+		{Name: "head", Needs: []string{"start"},
+			Run: `if [ -f "$BATON_INPUT_DIR/decide/n" ]; then cat "$BATON_INPUT_DIR/decide/n"; else cat "$BATON_INPUT_DIR/start/n"; fi > "$BATON_OUTPUT_DIR/n"`},
+		{Name: "add", Needs: []string{"head"},
+			Run: `echo $(( $(cat "$BATON_INPUT_DIR/head/n") + 1 )) > "$BATON_OUTPUT_DIR/n"; echo "$BATON_ITERATION $BATON_TASK_ID" > "$BATON_OUTPUT_DIR/where"`},
+		{Name: "decide", Needs: []string{"add"}, Switch: &flow.Switch{Cases: map[string]string{"again": "head", "done": "end"}, MaxIterations: 10},
+			Run: `n=$(cat "$BATON_INPUT_DIR/add/n"); echo $n > "$BATON_OUTPUT_DIR/n"; [ $n -lt 4 ] && echo again > "$BATON_OUTPUT_DIR/case" || echo done > "$BATON_OUTPUT_DIR/case"`},
+		{Name: "end", Needs: []string{"decide"}, Run: `cat "$BATON_INPUT_DIR/decide/n" > "$BATON_OUTPUT_DIR/n"`},
+		{Name: "after-add", Needs: []string{"add", "start"}, Run: `cat "$BATON_INPUT_DIR/add/n" > "$BATON_OUTPUT_DIR/n"`},
+	}}
+	for _, q := range []bool{false, true} {
+		var e *env
+		if q {
+			e = queueEnv(t, engine.Options{})
+		} else {
+			e = newEnv(t, engine.Options{})
+		}
+		r := e.run(t, f, nil, engine.ExecOptions{})
+		if r.Status != store.RunSucceeded {
+			t.Fatalf("queued %v: run %s: %s", q, r.Status, r.Error)
+		}
+		if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "end"}, "n"); got != "4\n" {
+			t.Fatalf("queued %v: end saw %q, want 4", q, got)
+		}
+		if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "after-add"}, "n"); got != "4\n" {
+			t.Fatalf("queued %v: a step after the loop saw %q of its last iteration, want 4", q, got)
+		}
+		for i := range 4 {
+			want := strconv.Itoa(i+1) + " " + strconv.FormatInt(r.ID, 10) + "/add/" + strconv.Itoa(i) + "\n"
+			if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "add", Index: i}, "where"); got != want {
+				t.Fatalf("queued %v: iteration %d of add: %q, want %q", q, i, got, want)
+			}
+		}
+		steps := e.steps(t, r.ID)
+		if steps["head"].NumTasks != 4 || steps["decide"].NumTasks != 4 || steps["end"].NumTasks != 1 || steps["end"].Status != store.TaskSucceeded {
+			t.Fatalf("queued %v: steps %+v", q, steps)
+		}
+	}
+}
+
+// A loop that would go round more often than max_iterations fails the run
+// and says so.
+func TestLoopMaxIterations(t *testing.T) {
+	t.Parallel()
+	f := &flow.Flow{Name: "forever", Steps: []flow.Step{
+		{Name: "spin", Run: `echo again > "$BATON_OUTPUT_DIR/case"`, Switch: &flow.Switch{Cases: map[string]string{"again": "spin", "out": "end"}, MaxIterations: 3}},
+		{Name: "end", Needs: []string{"spin"}, Run: "true"},
+	}}
+	for _, q := range []bool{false, true} {
+		var e *env
+		if q {
+			e = queueEnv(t, engine.Options{})
+		} else {
+			e = newEnv(t, engine.Options{})
+		}
+		r := e.run(t, f, nil, engine.ExecOptions{})
+		if r.Status != store.RunFailed || !strings.Contains(r.Error, `case "again" leads back to spin after 3 iterations, and max_iterations is 3`) {
+			t.Fatalf("queued %v: run %s: %q", q, r.Status, r.Error)
+		}
+		if n := len(e.tasks(t, r.ID, "spin")); n != 3 {
+			t.Fatalf("queued %v: spin ran %d times, want 3", q, n)
+		}
+		if st := e.steps(t, r.ID)["end"].Status; st == store.TaskSucceeded {
+			t.Fatalf("queued %v: end %s", q, st)
+		}
+	}
+}

@@ -135,7 +135,7 @@ func (r *runner) restore() error {
 		}
 		s.status, s.n = st.Status, st.NumTasks
 		if st.Status != store.TaskPending && st.Status != store.TaskWaiting {
-			r.setShape(s, st.TaskShape())
+			r.setShape(s, st.TaskShape(), st.NumTasks-st.TaskShape().Count())
 		}
 		switch st.Status {
 		case store.TaskSucceeded:
@@ -169,9 +169,30 @@ func (r *runner) wholeReused(s *stepRun) bool {
 	return true
 }
 
+// readyAfter reports whether need up lets s start: it is done, and if it
+// is in a loop s is not in, the loop has ended (its switch took a case
+// leading on).
+func (r *runner) readyAfter(up, s *stepRun) bool {
+	if !stepDone(up.status) {
+		return false
+	}
+	if w := up.loop; w != nil && w != s.loop {
+		if !stepDone(w.status) {
+			return false
+		}
+		if head, err := r.loopBack(w); head != nil || err != nil {
+			return false // goRound sends it round, or the run fails
+		}
+	}
+	return true
+}
+
 // advance starts the steps whose needs have succeeded and records the
 // steps whose tasks have all ended.
 func (r *runner) advance() error {
+	if err := r.goRound(); err != nil {
+		return err
+	}
 	for _, s := range r.steps {
 		if r.ending != "" {
 			return nil
@@ -180,7 +201,7 @@ func (r *runner) advance() error {
 		case store.TaskPending:
 			ready := true
 			for _, up := range s.needs {
-				ready = ready && stepDone(up.status)
+				ready = ready && r.readyAfter(up, s)
 			}
 			if ready {
 				r.startQueued(s)
@@ -234,9 +255,13 @@ func (r *runner) startQueued(s *stepRun) {
 		}
 		return
 	}
-	s.items, s.n = items, shape.Count()
-	r.setShape(s, shape) // for reusable; a failed commit computes it again
-	r.setSkipped(s, skip)
+	base := s.n // a step in a loop keeps its earlier iterations' tasks
+	if s.loop == nil {
+		base = 0
+	}
+	s.items, s.n = items, base+shape.Count()
+	r.setShape(s, shape, base) // for reusable; a failed commit computes it again
+	r.setSkipped(s, skip, base)
 	reused, eligible, err := r.reusable(s)
 	if err != nil {
 		r.e.log.Warn("start step", "run", r.run.ID, "step", s.def.Name, "err", err)
@@ -245,7 +270,7 @@ func (r *runner) startQueued(s *stepRun) {
 	b := &store.Batch{
 		Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskRunning, Foreach: s.foreach,
 			NumTasks: s.n, Shape: shape, SignalID: s.signalID(), At: now}},
-		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, Count: s.n, ReadyAt: now, Queued: true,
+		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, From: base, Count: s.n - base, ReadyAt: now, Queued: true,
 			Items: s.items, MaxAttempts: s.def.Retry.MaxAttempts(), Runner: runnerOf(r.fl.Name, s.def)}},
 		Tasks: skipChanges(r.run.ID, s, skip, now),
 	}
@@ -254,9 +279,10 @@ func (r *runner) startQueued(s *stepRun) {
 		b.Steps[0].Status = store.TaskSkipped
 	}
 	if len(reused) > 0 {
-		b.Reuse = []store.ReuseTasks{{RunID: r.run.ID, From: r.origin, Step: s.def.Name, Count: s.n, At: now}}
+		b.Reuse = []store.ReuseTasks{{RunID: r.run.ID, From: r.origin, Step: s.def.Name, Start: base, Count: s.n, At: now}}
 	}
 	if err := r.e.com.commit(r.ctx, b); err != nil {
+		s.n = base // computed again at the next pass
 		if fatal(err) {
 			r.cancel(err)
 		} else {
@@ -272,8 +298,8 @@ func (r *runner) startQueued(s *stepRun) {
 			nskip++
 		}
 	}
-	s.fullyReused = eligible && len(reused)+nskip == s.n
-	r.obs.StepStarted(s.def.Name, s.n, len(reused)+nskip)
+	s.fullyReused = eligible && len(reused)+nskip == s.n-base
+	r.obs.StepStarted(s.def.Name, s.n-base, len(reused)+nskip)
 	if allSkipped {
 		s.status = store.TaskSkipped
 		r.obs.StepFinished(s.def.Name, store.TaskSkipped)

@@ -79,6 +79,13 @@ type stepRun struct {
 	scope      []string
 	shape      store.Shape
 	shapeKnown bool
+	// base is the flat index of the first task of the iteration the step
+	// runs (0 outside a loop). loop is the switch step whose loop the
+	// step is in (nil: none); a loop switch's heads map its cases that
+	// lead back to the step each leads to.
+	base  int
+	loop  *stepRun
+	heads map[string]*stepRun
 	items      []json.RawMessage // foreach items; read by task goroutines, never changed after start
 	n          int
 	next       int   // lowest index never launched
@@ -471,15 +478,22 @@ func (r *runner) startStep(s *stepRun) {
 		r.obs.StepFinished(s.def.Name, store.TaskFailed)
 		return
 	}
-	s.items, s.n = items, shape.Count()
-	r.setShape(s, shape)
-	r.setSkipped(s, skip)
+	// A step in a loop keeps its earlier iterations' tasks: this one's
+	// come after them.
+	base := s.n
+	if s.loop == nil {
+		base = 0
+	}
+	s.items, s.n = items, base+shape.Count()
+	s.next, s.finished, s.failed, s.retry, s.attempt = base, base, 0, nil, nil
+	r.setShape(s, shape, base)
+	r.setSkipped(s, skip, base)
 	s.allSkipped = allSkipped
 	s.status = store.TaskRunning
 	b := &store.Batch{
 		Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskRunning, Foreach: s.foreach,
 			NumTasks: s.n, Shape: shape, SignalID: s.signalID(), At: now}},
-		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, Count: s.n, ReadyAt: now}},
+		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, From: base, Count: s.n - base, ReadyAt: now}},
 		Tasks:    skipChanges(r.run.ID, s, skip, now),
 	}
 	reused, eligible, err := r.reusable(s)
@@ -488,7 +502,7 @@ func (r *runner) startStep(s *stepRun) {
 		return
 	}
 	if len(reused) > 0 {
-		b.Reuse = []store.ReuseTasks{{RunID: r.run.ID, From: r.origin, Step: s.def.Name, Count: s.n, At: now}}
+		b.Reuse = []store.ReuseTasks{{RunID: r.run.ID, From: r.origin, Step: s.def.Name, Start: base, Count: s.n, At: now}}
 	}
 	if err := r.e.com.commit(r.ctx, b); err != nil {
 		r.cancel(err)
@@ -500,17 +514,16 @@ func (r *runner) startStep(s *stepRun) {
 			nskip++
 		}
 	}
+	s.reused = nil
 	if len(reused) > 0 || nskip > 0 {
-		s.reused = slices.Clone(skip)
-		if s.reused == nil {
-			s.reused = make([]bool, s.n)
-		}
+		s.reused = make([]bool, s.n)
+		copy(s.reused[base:], skip)
 		for _, i := range reused {
 			s.reused[i] = true
 		}
 	}
-	s.finished = len(reused) + nskip
-	r.obs.StepStarted(s.def.Name, s.n, s.finished)
+	s.finished = base + len(reused) + nskip
+	r.obs.StepStarted(s.def.Name, s.n-base, s.finished-base)
 	s.fullyReused = eligible && s.finished == s.n
 	if s.finished == s.n {
 		r.finishStep(s)
@@ -533,6 +546,11 @@ func (r *runner) reusable(s *stepRun) ([]int, bool, error) {
 			return nil, false, nil
 		}
 	}
+	if w := s.loop; w != nil && s.base > 0 && r.leadsBack(w, s) && !w.fullyReused {
+		// A loop's head sees the switch's last iteration: it must have
+		// been reused too.
+		return nil, false, nil
+	}
 	if shape, _ := r.shapeOf(r.ctx, s); shape.Level() > 1 {
 		// A nested step's flat indexes name the same tasks only if the
 		// levels above fanned out alike.
@@ -554,9 +572,10 @@ func (r *runner) reusable(s *stepRun) ([]int, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("read tasks of origin run %d: %w", r.origin, err)
 	}
+	_, base, _ := r.placeOf(r.ctx, s)
 	var out []int
 	for _, t := range tasks {
-		if t.Status == store.TaskSucceeded && t.Index < s.n {
+		if t.Status == store.TaskSucceeded && t.Index >= base && t.Index < s.n {
 			out = append(out, t.Index)
 		}
 	}
@@ -673,18 +692,53 @@ func (r *runner) finishStep(s *stepRun) {
 	}
 	// No task of s runs any more: its inputs go while the step's end is
 	// committed and the steps below start (or the run ends).
-	r.dropping.Go(s.removeInputs)
+	ins := s.takeInputs()
+	r.dropping.Go(func() { removeAll(ins) })
 	if err := r.e.com.commit(r.ctx, &store.Batch{Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name,
 		Status: s.status, Foreach: s.foreach, NumTasks: s.n, At: time.Now()}}}); err != nil {
 		r.cancel(err)
 		return
 	}
 	r.obs.StepFinished(s.def.Name, s.status)
-	for _, d := range s.dependents {
-		d.needsLeft--
-		if d.needsLeft == 0 {
-			r.startStep(d)
+	if len(s.heads) > 0 {
+		head, err := r.loopBack(s)
+		if err != nil {
+			r.fail(fmt.Sprintf("step %s: %v", s.def.Name, err))
+			return
 		}
+		if head != nil {
+			// Round again: the cases after the switch wait.
+			r.iterate(s, head)
+			return
+		}
+	}
+	for _, d := range s.dependents {
+		if s.loop != nil && s.loop != s && d.loop != s.loop {
+			continue // a step after the loop waits for its end (below)
+		}
+		r.needDone(d)
+	}
+	if len(s.heads) > 0 {
+		// The loop has ended: what comes after its steps may start.
+		for _, b := range r.steps {
+			if b.loop != s || b == s {
+				continue
+			}
+			for _, d := range b.dependents {
+				if d.loop != s {
+					r.needDone(d)
+				}
+			}
+		}
+	}
+}
+
+// needDone tells d that one of its needs is done, and starts it when it
+// was the last.
+func (r *runner) needDone(d *stepRun) {
+	d.needsLeft--
+	if d.needsLeft == 0 {
+		r.startStep(d)
 	}
 }
 

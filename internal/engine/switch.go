@@ -125,7 +125,7 @@ func (r *runner) skipContext(ctx context.Context, s *stepRun, c []int) (bool, er
 			skippedAll = skippedAll && up.status == store.TaskSkipped
 			continue
 		}
-		shape, err := r.shapeOf(ctx, up)
+		shape, base, err := r.placeOf(ctx, up)
 		if err != nil {
 			return false, err
 		}
@@ -133,6 +133,7 @@ func (r *runner) skipContext(ctx context.Context, s *stepRun, c []int) (bool, er
 		if !ok {
 			return false, fmt.Errorf("step %s has no task %s", up.def.Name, store.FormatPath(c[:len(up.scope)]))
 		}
+		idx += base
 		skipped, err := r.skippedOf(ctx, up)
 		if err != nil {
 			return false, err

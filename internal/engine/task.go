@@ -148,7 +148,11 @@ func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.Ta
 	if err := r.params(); err != nil {
 		return failed("write params: %v", err)
 	}
-	in, err := r.inputDir(ctx, s, s.context(path))
+	_, base, err := r.placeOf(ctx, s)
+	if err != nil {
+		return failed("prepare inputs: %v", err)
+	}
+	in, err := r.inputDir(ctx, s, s.context(path), base)
 	if err != nil {
 		return failed("prepare inputs: %v", err)
 	}
@@ -183,6 +187,9 @@ func (r *runner) execShell(ctx context.Context, sl *slot, s *stepRun, k store.Ta
 	if len(path) > 0 {
 		// Every level's index, outermost first (one level: the index).
 		env = append(env, "BATON_FOREACH_PATH="+store.FormatPath(path))
+	}
+	if it := iteration(s, base); it > 0 {
+		env = append(env, "BATON_ITERATION="+strconv.Itoa(it))
 	}
 	if sg := s.signal; sg != nil {
 		params, _ := json.Marshal(sg.Params)
@@ -388,7 +395,7 @@ func (t *Task) upstream(ctx context.Context, step string) (*stepRun, int, int, e
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	shape, err := t.r.shapeOf(ctx, up)
+	shape, base, err := t.r.placeOf(ctx, up)
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -398,13 +405,13 @@ func (t *Task) upstream(ctx context.Context, step string) (*stepRun, int, int, e
 		if !ok {
 			return nil, 0, 0, fmt.Errorf("step %s has no tasks under %s", step, store.FormatPath(c))
 		}
-		return up, lo, hi, nil
+		return up, base + lo, base + hi, nil
 	}
 	idx, ok := shape.Index(c[:len(up.scope)])
 	if !ok {
 		return nil, 0, 0, fmt.Errorf("step %s has no task %s", step, store.FormatPath(c[:len(up.scope)]))
 	}
-	return up, idx, idx + 1, nil
+	return up, base + idx, base + idx + 1, nil
 }
 
 // Read returns the content of an artifact listed by Inputs.

@@ -537,5 +537,6 @@ func (e *Engine) newRunner(run store.Run, fl *flow.Flow, dir string, funcs map[s
 			up.dependents = append(up.dependents, sr)
 		}
 	}
+	r.wireLoops()
 	return r
 }

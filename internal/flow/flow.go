@@ -184,10 +184,16 @@ type Wait struct {
 // cases not taken are skipped, and so is what only they lead to; a step
 // that needs several cases' steps (or other steps too) runs on the taken
 // branch.
+//
+// A case may lead back, to the switch step itself or a step it comes
+// after: a loop. The steps from there to the switch run again, each
+// iteration's tasks kept (task N of a step in a loop is its iteration N),
+// until a case leads on; MaxIterations bounds how often they run.
 type Switch struct {
 	// On names the artifact holding the case; "case" when empty.
-	On    string            `json:"on,omitempty"`
-	Cases map[string]string `json:"cases"`
+	On            string            `json:"on,omitempty"`
+	Cases         map[string]string `json:"cases"`
+	MaxIterations int               `json:"max_iterations,omitempty"`
 }
 
 // CaseArtifact is the artifact a switch step's task names its case in.
@@ -196,6 +202,55 @@ func (sw *Switch) CaseArtifact() string {
 		return "case"
 	}
 	return sw.On
+}
+
+// LoopBody returns the steps a back case of switch step sw to step head
+// runs again, in the flow's order: head and every step after it that the
+// switch step comes after, the switch step last. Nil if head is not
+// upstream of (or) the switch step.
+func (f *Flow) LoopBody(sw, head string) []string {
+	if sw == head {
+		return []string{sw}
+	}
+	up := f.Upstream(sw)
+	if !slices.Contains(up, head) {
+		return nil
+	}
+	down := f.Downstream(head)
+	var body []string
+	for _, s := range f.TopoOrder() {
+		if s.Name == head || (slices.Contains(down, s.Name) && slices.Contains(up, s.Name)) {
+			body = append(body, s.Name)
+		}
+	}
+	return append(body, sw)
+}
+
+// Upstream returns the names of the steps step comes after, directly or
+// through other steps.
+func (f *Flow) Upstream(step string) []string {
+	reached := map[string]bool{}
+	var visit func(string)
+	visit = func(n string) {
+		s := f.Step(n)
+		if s == nil {
+			return
+		}
+		for _, up := range s.Needs {
+			if !reached[up] {
+				reached[up] = true
+				visit(up)
+			}
+		}
+	}
+	visit(step)
+	var out []string
+	for _, s := range f.TopoOrder() {
+		if reached[s.Name] {
+			out = append(out, s.Name)
+		}
+	}
+	return out
 }
 
 // Targets lists the steps the cases lead to, each once, sorted.

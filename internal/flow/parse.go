@@ -703,6 +703,11 @@ func (d *decoder) switchOf(v *value, path string) *Switch {
 	if !d.fields(v, path, handlers{
 		"on":    func(v *value, p string) { sw.On, _ = d.str(v, p) },
 		"cases": func(v *value, p string) { sw.Cases = d.env(v, p) },
+		"max_iterations": func(v *value, p string) {
+			if n, ok := d.integer(v, p); ok {
+				sw.MaxIterations = int(n)
+			}
+		},
 	}) {
 		return nil
 	}

@@ -154,8 +154,23 @@ func isPrefix(a, b []string) bool {
 
 // checkScopes reports needs that cross foreach levels (see Scopes).
 func (f *Flow) checkScopes(l *errorList) {
-	_, problems := f.scopes()
+	scopes, problems := f.scopes()
 	for _, p := range problems {
 		l.add(indexPath("steps", p.step)+"."+p.field, "%s", p.msg)
+	}
+	// A loop runs once per run: none of its steps runs in a foreach level.
+	for i := range f.Steps {
+		s := &f.Steps[i]
+		if s.Switch == nil {
+			continue
+		}
+		for _, t := range s.Switch.Targets() {
+			for _, b := range f.LoopBody(s.Name, t) {
+				if len(scopes[b]) > 0 {
+					l.add(indexPath("steps", i)+".switch.cases", "the loop back to %q runs step %q, which runs in foreach %s: a loop's steps run once per run, outside any foreach",
+						t, b, strings.Join(scopes[b], " > "))
+				}
+			}
+		}
 	}
 }

@@ -590,8 +590,8 @@ func (f *Flow) checkSwitch(l *errorList, at string, s *Step, idx map[string]int,
 		}
 		j, known := idx[target]
 		switch {
-		case target == s.Name:
-			l.add(cp, "case %q leads back to the switch step itself: a switch's cases lead to steps that need it", k)
+		case known && f.LoopBody(s.Name, target) != nil:
+			// A loop: checked below.
 		case !known:
 			l.add(cp, "case %q leads to unknown step %q (steps are: %s)%s", k, target, list(names), didYouMean(target, names))
 		case !slices.Contains(f.Steps[j].Needs, s.Name):
@@ -599,6 +599,33 @@ func (f *Flow) checkSwitch(l *errorList, at string, s *Step, idx map[string]int,
 		case f.Steps[j].Join != nil && *f.Steps[j].Join:
 			l.add(cp, "case %q leads to step %q, which joins: a case's step runs for each task that chose it; join after it", k, target)
 		}
+	}
+	back := false
+	for _, k := range keys {
+		target := sw.Cases[k]
+		body := f.LoopBody(s.Name, target)
+		if body == nil {
+			continue
+		}
+		back = true
+		cp := keyPath(at+".cases", k)
+		if sw.MaxIterations <= 0 {
+			l.add(at+".max_iterations", "case %q leads back to step %q (a loop): set max_iterations, the most times the loop's steps may run", k, target)
+		}
+		for _, b := range body {
+			bs := f.Step(b)
+			switch {
+			case bs.Foreach != nil:
+				l.add(cp, "case %q loops over step %q, which fans out: a loop's steps run once per iteration (put the foreach in a subflow or after the loop)", k, b)
+			case b != s.Name && bs.Switch != nil && loops(f, bs):
+				l.add(cp, "case %q loops over step %q, which loops itself: loops do not nest", k, b)
+			}
+		}
+	}
+	if sw.MaxIterations < 0 {
+		l.add(at+".max_iterations", "max_iterations is %d: it must be at least 1", sw.MaxIterations)
+	} else if sw.MaxIterations > 0 && !back {
+		l.add(at+".max_iterations", "max_iterations is set, but no case leads back to the switch step or a step before it")
 	}
 	targets := sw.Targets()
 	for i := range f.Steps {
@@ -608,6 +635,16 @@ func (f *Flow) checkSwitch(l *errorList, at string, s *Step, idx map[string]int,
 				o.Name, s.Name, list(targets))
 		}
 	}
+}
+
+// loops reports whether switch step s has a case leading back.
+func loops(f *Flow, s *Step) bool {
+	for _, t := range s.Switch.Cases {
+		if f.LoopBody(s.Name, t) != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // checkCycles reports each cycle through needs, written in run order: in

@@ -292,7 +292,13 @@ func TestSwitchRules(t *testing.T) {
 		{[]Step{{Name: "d", Run: "x", Switch: sw(map[string]string{"a": "nope"})}},
 			`case "a" leads to unknown step "nope"`},
 		{[]Step{{Name: "d", Run: "x", Switch: sw(map[string]string{"a": "d"})}},
-			`case "a" leads back to the switch step itself`},
+			`steps[0].switch.max_iterations: case "a" leads back to step "d" (a loop): set max_iterations`},
+		{[]Step{{Name: "h", Run: "x", Foreach: &Foreach{Items: []json.RawMessage{json.RawMessage("1")}}},
+			{Name: "d", Needs: []string{"h"}, Run: "x", Switch: &Switch{Cases: map[string]string{"again": "h", "done": "e"}, MaxIterations: 3}},
+			{Name: "e", Needs: []string{"d"}, Run: "x"}},
+			`case "again" loops over step "h", which fans out`},
+		{[]Step{{Name: "d", Run: "x", Switch: &Switch{Cases: map[string]string{"a": "a"}, MaxIterations: 2}}, {Name: "a", Needs: []string{"d"}, Run: "x"}},
+			`steps[0].switch.max_iterations: max_iterations is set, but no case leads back`},
 		{[]Step{{Name: "d", Run: "x", Switch: sw(map[string]string{"a": "a"})}, {Name: "a", Needs: []string{"d"}, Run: "x"},
 			{Name: "other", Needs: []string{"d"}, Run: "x"}},
 			`steps[2].needs: step "other" needs switch step "d" but is none of its cases (a)`},
@@ -310,6 +316,17 @@ func TestSwitchRules(t *testing.T) {
 	f, err := Parse("f.yaml", []byte("name: f\nsteps:\n  - name: d\n    run: x\n    switch: {cases: {a: a, b: b}}\n  - {name: a, needs: [d], run: x}\n  - {name: b, needs: [d], run: x}\n"))
 	if err != nil || f.Steps[0].Switch.CaseArtifact() != "case" || f.Steps[0].Switch.Cases["b"] != "b" {
 		t.Fatalf("parse: %+v %v", f, err)
+	}
+	// A loop: the body from its head to the switch.
+	lf := &Flow{Name: "l", Steps: []Step{{Name: "start", Run: "x"}, {Name: "head", Needs: []string{"start"}, Run: "x"},
+		{Name: "mid", Needs: []string{"head"}, Run: "x"}, {Name: "side", Needs: []string{"start"}, Run: "x"},
+		{Name: "d", Needs: []string{"mid", "side"}, Run: "x", Switch: &Switch{Cases: map[string]string{"again": "head", "done": "end"}, MaxIterations: 5}},
+		{Name: "end", Needs: []string{"d"}, Run: "x"}}}
+	if err := lf.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if body := strings.Join(lf.LoopBody("d", "head"), " "); body != "head mid d" {
+		t.Fatalf("loop body %q, want head mid d", body)
 	}
 	// A case of a foreach switch runs in its level.
 	g := &Flow{Name: "g", Steps: []Step{{Name: "d", Run: "x", Foreach: &Foreach{Items: []json.RawMessage{json.RawMessage("1")}},

@@ -240,13 +240,13 @@ func (r *Registry) resolve(ctx context.Context, p, field string) (store.Artifact
 	if err != nil {
 		return a, "", err
 	}
-	var shape store.Shape
+	var step store.Step
 	for _, s := range steps {
 		if s.Name == a.Step {
-			shape = s.TaskShape()
+			step = s
 		}
 	}
-	return a, artifact.PathIn(a, shape), nil
+	return a, artifact.PathIn(a, step), nil
 }
 
 // Transition moves a version to state to, if the lifecycle allows it from
