@@ -185,3 +185,79 @@ func BenchmarkNestedForeach(b *testing.B) {
 	b.ReportMetric(outer*inner/n.Seconds(), "nested-tasks/s")
 	b.ReportMetric(f.Seconds()/n.Seconds(), "nested/flat")
 }
+
+// BenchmarkSwitchAndLoop measures what a switch and a loop iteration cost
+// the scheduler, on no-op Go steps so that only baton's work shows: a loop
+// of 200 iterations of one step that switches back to itself, and a chain
+// of 100 switches each taking one of two cases. Reported: the median time
+// from a task finishing to the next one (the loop's next iteration, the
+// chosen case) starting. Target: under 1 ms.
+func BenchmarkSwitchAndLoop(b *testing.B) {
+	const iterations, switches = 200, 100
+	loop := &flow.Flow{Name: "loop", Steps: []flow.Step{
+		{Name: "spin", Switch: &flow.Switch{Cases: map[string]string{"again": "spin", "done": "end"}, MaxIterations: iterations}},
+		{Name: "end", Needs: []string{"spin"}},
+	}}
+	loopFuncs := map[string]engine.GoFunc{
+		"spin": func(ctx context.Context, t *engine.Task) error {
+			c := "again"
+			if t.Key.Index == iterations-1 {
+				c = "done"
+			}
+			return t.Output(ctx, "case", []byte(c))
+		},
+		"end": func(context.Context, *engine.Task) error { return nil },
+	}
+	chain := &flow.Flow{Name: "switches"}
+	chainFuncs := map[string]engine.GoFunc{}
+	prev := ""
+	for i := range switches {
+		name := fmt.Sprintf("s%03d", i)
+		s := flow.Step{Name: name}
+		if prev != "" {
+			s.Needs = []string{prev}
+		}
+		next, other := fmt.Sprintf("s%03d", i+1), fmt.Sprintf("x%03d", i)
+		if i == switches-1 {
+			next = "last"
+		}
+		s.Switch = &flow.Switch{Cases: map[string]string{"on": next, "off": other}}
+		chain.Steps = append(chain.Steps, s, flow.Step{Name: other, Needs: []string{name}})
+		chainFuncs[name] = func(ctx context.Context, t *engine.Task) error { return t.Output(ctx, "case", []byte("on")) }
+		chainFuncs[other] = func(context.Context, *engine.Task) error { return nil }
+		prev = name
+	}
+	chain.Steps = append(chain.Steps, flow.Step{Name: "last", Needs: []string{prev}})
+	chainFuncs["last"] = func(context.Context, *engine.Task) error { return nil }
+
+	e := newEnv(b, engine.Options{})
+	var loopGap, switchGap []time.Duration
+	for b.Loop() {
+		r := e.start(b, loop, nil)
+		got, err := e.eng.Execute(context.Background(), r.ID, engine.ExecOptions{Funcs: loopFuncs})
+		if err != nil || got.Status != store.RunSucceeded {
+			b.Fatalf("loop: %v %s", err, got.Error)
+		}
+		ts := e.tasks(b, r.ID, "spin")
+		if len(ts) != iterations {
+			b.Fatalf("%d iterations", len(ts))
+		}
+		for i := 1; i < len(ts); i++ {
+			loopGap = append(loopGap, ts[i].StartedAt.Sub(ts[i-1].FinishedAt))
+		}
+		r = e.start(b, chain, nil)
+		got, err = e.eng.Execute(context.Background(), r.ID, engine.ExecOptions{Funcs: chainFuncs})
+		if err != nil || got.Status != store.RunSucceeded {
+			b.Fatalf("switches: %v %s", err, got.Error)
+		}
+		for i := 1; i < switches; i++ {
+			up, me := e.tasks(b, r.ID, fmt.Sprintf("s%03d", i-1))[0], e.tasks(b, r.ID, fmt.Sprintf("s%03d", i))[0]
+			switchGap = append(switchGap, me.StartedAt.Sub(up.FinishedAt))
+			if x := e.tasks(b, r.ID, fmt.Sprintf("x%03d", i))[0]; x.Status != store.TaskSkipped {
+				b.Fatalf("case not taken: %s", x.Status)
+			}
+		}
+	}
+	b.ReportMetric(float64(median(loopGap).Microseconds()), "µs-loop-iteration(median)")
+	b.ReportMetric(float64(median(switchGap).Microseconds()), "µs-switch-to-case(median)")
+}

@@ -83,17 +83,17 @@ type stepRun struct {
 	// runs (0 outside a loop). loop is the switch step whose loop the
 	// step is in (nil: none); a loop switch's heads map its cases that
 	// lead back to the step each leads to.
-	base  int
-	loop  *stepRun
-	heads map[string]*stepRun
-	items      []json.RawMessage // foreach items; read by task goroutines, never changed after start
-	n          int
-	next       int   // lowest index never launched
-	retry      []int // indexes whose next attempt is due
-	attempt    map[int]int
-	reused     []bool // per index, when some tasks were reused
-	finished   int
-	failed     int
+	base     int
+	loop     *stepRun
+	heads    map[string]*stepRun
+	items    []json.RawMessage // foreach items; read by task goroutines, never changed after start
+	n        int
+	next     int   // lowest index never launched
+	retry    []int // indexes whose next attempt is due
+	attempt  map[int]int
+	reused   []bool // per index, when some tasks were reused
+	finished int
+	failed   int
 	// fullyReused: every task came from the origin run, so steps below
 	// may reuse theirs too.
 	fullyReused bool

@@ -19,7 +19,7 @@ import (
 // that takes the run over reads the same plan.
 
 // checkCase reads the case a switch task wrote among its artifacts.
-func (r *runner) checkCase(ctx context.Context, s *stepRun, arts []store.Artifact) error {
+func (r *runner) checkCase(ctx context.Context, s *stepRun, idx int, arts []store.Artifact) error {
 	sw := s.def.Switch
 	name := sw.CaseArtifact()
 	keys := make([]string, 0, len(sw.Cases))
@@ -42,6 +42,14 @@ func (r *runner) checkCase(ctx context.Context, s *stepRun, arts []store.Artifac
 		if _, ok := sw.Cases[c]; !ok {
 			return fmt.Errorf("switch: the task wrote case %q to %s, which is none of the cases: %s", c, name, strings.Join(keys, ", "))
 		}
+		// Kept for the coordinator in this process (choice); another
+		// reads it from the store.
+		r.shapeMu.Lock()
+		if s.choices == nil {
+			s.choices = map[int]string{}
+		}
+		s.choices[idx] = c
+		r.shapeMu.Unlock()
 		return nil
 	}
 	return fmt.Errorf("switch: the task wrote no %s: write the case to take (one of: %s) to $BATON_OUTPUT_DIR/%s", name, strings.Join(keys, ", "), name)

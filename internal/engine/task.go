@@ -54,7 +54,7 @@ func (r *runner) attempt(sl *slot, s *stepRun, k store.TaskKey, n int, item json
 	}
 	cancel()
 	if out.status == store.TaskSucceeded && s.def.Switch != nil {
-		if err := r.checkCase(r.ctx, s, out.arts); err != nil {
+		if err := r.checkCase(r.ctx, s, k.Index, out.arts); err != nil {
 			out.status, out.err = store.TaskFailed, err.Error()
 		}
 	}
