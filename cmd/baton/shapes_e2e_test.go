@@ -539,3 +539,133 @@ steps:
 		})
 	}
 }
+
+// A run killed with SIGKILL while its subflow's child run works resumes
+// the child (reusing the child's completed tasks) rather than starting
+// another, and nothing that completed runs twice.
+func TestSIGKILLInSubflow(t *testing.T) {
+	t.Parallel()
+	for storeName, envOf := range shapeStores(t) {
+		t.Run(storeName, func(t *testing.T) {
+			t.Parallel()
+			env := envOf(t)
+			home, dir := t.TempDir(), t.TempDir()
+			ledger := filepath.Join(dir, "ledger")
+			childFile := writeFile(t, dir, "child.yaml", fmt.Sprintf(`name: kid
+params:
+  ledger: {default: %q}
+  who: {default: nobody}
+steps:
+  - name: work
+    foreach: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    run: |
+      sleep 0.2
+      echo "$BATON_PARAM_WHO $BATON_FOREACH_INDEX" > "$BATON_OUTPUT_DIR/out"
+      echo "$BATON_FOREACH_INDEX $BATON_RUN_ID" >> "$BATON_PARAM_LEDGER"
+  - name: sum
+    needs: [work]
+    run: cat "$BATON_INPUT_DIR"/work/*/out | wc -l | tr -d ' ' > "$BATON_OUTPUT_DIR/n"
+`, ledger))
+			must(t, batonEnv(t, home, env, "flow", "apply", childFile), 0)
+			parentFile := writeFile(t, dir, "parent.yaml", `name: mom
+steps:
+  - name: start
+    run: echo alice > "$BATON_OUTPUT_DIR/who"
+  - name: call
+    needs: [start]
+    subflow: {flow: kid, params: {who: "${input.start/who}"}}
+  - name: end
+    needs: [call]
+    run: cat "$BATON_INPUT_DIR/call/sum/n" "$BATON_INPUT_DIR/call/work/3/out" > "$BATON_OUTPUT_DIR/got"
+`)
+			cmd := exec.Command(bin, "run", parentFile, "--workers", "2")
+			cmd.Env = append(append(os.Environ(), "BATON_HOME="+home), env...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			testwait.Until(failFirst{t, func() { cmd.Process.Kill() }}, 60*time.Second, func() (bool, string) {
+				select {
+				case err := <-exited:
+					t.Fatalf("baton exited before the kill: %v\n%s", err, stderr.String())
+				default:
+				}
+				b, _ := os.ReadFile(ledger)
+				n := strings.Count(string(b), "\n")
+				return n >= 3, fmt.Sprintf("%d child tasks done", n)
+			}, "3 child tasks to be done before the kill")
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-exited
+			// What the child completed before the kill, by the store.
+			var kids []struct {
+				ID     int64  `json:"id"`
+				Flow   string `json:"flow"`
+				Status string `json:"status"`
+			}
+			json.Unmarshal([]byte(must(t, batonEnv(t, home, env, "runs", "--flow", "kid", "-o", "json"), 0).stdout), &kids)
+			if len(kids) != 1 {
+				t.Fatalf("child runs before the resume: %+v", kids)
+			}
+			first := kids[0].ID
+			var v struct {
+				Steps []struct {
+					Name  string `json:"name"`
+					Tasks []struct {
+						Index  int    `json:"index"`
+						Status string `json:"status"`
+					} `json:"tasks"`
+				} `json:"steps"`
+			}
+			json.Unmarshal([]byte(must(t, batonEnv(t, home, env, "show", strconv.FormatInt(first, 10), "-o", "json", "--tasks"), 0).stdout), &v)
+			done := map[string]bool{}
+			for _, s := range v.Steps {
+				for _, tk := range s.Tasks {
+					if s.Name == "work" && tk.Status == "succeeded" {
+						done[strconv.Itoa(tk.Index)] = true
+					}
+				}
+			}
+			r := must(t, batonEnv(t, home, env, "resume", "1"), 0)
+			if !strings.Contains(r.stdout, "succeeded") {
+				t.Fatalf("resume: %s %s", r.stdout, r.stderr)
+			}
+			var runs []struct {
+				ID     int64  `json:"id"`
+				Flow   string `json:"flow"`
+				Status string `json:"status"`
+			}
+			json.Unmarshal([]byte(must(t, batonEnv(t, home, env, "runs", "-o", "json"), 0).stdout), &runs)
+			var parentID int64
+			kidRuns := 0
+			for _, x := range runs {
+				if x.Flow == "mom" && x.Status == "succeeded" {
+					parentID = x.ID
+				}
+				if x.Flow == "kid" {
+					kidRuns++
+				}
+			}
+			if parentID == 0 || kidRuns != 2 {
+				t.Fatalf("runs after the resume (want the parent succeeded and the child resumed once): %+v", runs)
+			}
+			got := must(t, batonEnv(t, home, env, "artifact", "get", strconv.FormatInt(parentID, 10)+"/end/got"), 0).stdout
+			if got != "10\nalice 3\n" {
+				t.Fatalf("end got %q", got)
+			}
+			// The child's OpenLineage events name the run that started it.
+			ol := must(t, batonEnv(t, home, env, "lineage", "run", strconv.FormatInt(first, 10), "--openlineage"), 0).stdout
+			if !strings.Contains(ol, `"parent"`) || !strings.Contains(ol, `"name": "mom"`) {
+				t.Fatalf("the child's OpenLineage events have no parent facet naming mom:\n%s", ol)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(func() string { b, _ := os.ReadFile(ledger); return string(b) }()), "\n") {
+				idx, run, _ := strings.Cut(line, " ")
+				if run != strconv.FormatInt(first, 10) && done[idx] {
+					t.Fatalf("child task %s completed in run %d and ran again in run %s", idx, first, run)
+				}
+			}
+		})
+	}
+}

@@ -7,10 +7,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/baton-ml/baton/internal/engine"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/testwait"
 )
 
 // nested is a foreach inside a foreach, joined at each level: three
@@ -253,5 +255,110 @@ func TestLoopMaxIterations(t *testing.T) {
 		if st := e.steps(t, r.ID)["end"].Status; st == store.TaskSucceeded {
 			t.Fatalf("queued %v: end %s", q, st)
 		}
+	}
+}
+
+// register stores f as a flow version without running it.
+func (e *env) register(t *testing.T, f *flow.Flow) {
+	t.Helper()
+	if err := f.Validate(); err != nil {
+		t.Fatalf("invalid test flow: %v", err)
+	}
+	spec, _ := json.Marshal(f)
+	if _, _, err := e.st.PutFlowVersion(context.Background(), store.FlowVersion{Flow: f.Name, Digest: f.Digest(), Spec: spec, Dir: e.dir}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A subflow step runs another flow per task, with params from its item,
+// the run's params and its inputs, and sees the child's artifacts; a child
+// that fails fails the task.
+func TestSubflow(t *testing.T) {
+	t.Parallel()
+	child := &flow.Flow{Name: "child", Params: []flow.Param{{Name: "x", Type: flow.String}, {Name: "n", Type: flow.Int}, {Name: "tag", Type: flow.String}},
+		Steps: []flow.Step{
+			{Name: "double", Run: `[ "$BATON_PARAM_X" != boom ] || exit 7; echo "$BATON_PARAM_X$BATON_PARAM_X $BATON_PARAM_N $BATON_PARAM_TAG" > "$BATON_OUTPUT_DIR/out"`},
+			{Name: "fan", Needs: []string{"double"}, Foreach: &flow.Foreach{Items: []json.RawMessage{str("a"), str("b")}},
+				Run: `echo "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/f"`},
+		}}
+	parent := func(items ...string) *flow.Flow {
+		var raw []json.RawMessage
+		for _, it := range items {
+			raw = append(raw, str(it))
+		}
+		return &flow.Flow{Name: "parent", Params: []flow.Param{{Name: "n", Type: flow.Int, Default: json.RawMessage("5")}},
+			Steps: []flow.Step{
+				{Name: "start", Run: `echo v1 > "$BATON_OUTPUT_DIR/tag"`},
+				{Name: "each", Needs: []string{"start"}, Foreach: &flow.Foreach{Items: raw},
+					Subflow: &flow.Subflow{Flow: "child", Params: map[string]string{"x": "${item}", "n": "${param.n}", "tag": "${input.start/tag}"}}},
+				{Name: "join", Needs: []string{"each"},
+					Run: `for i in 0 1; do cat "$BATON_INPUT_DIR/each/$i/double/out" "$BATON_INPUT_DIR/each/$i/fan/1/f"; done > "$BATON_OUTPUT_DIR/all"`},
+			}}
+	}
+	for _, q := range []bool{false, true} {
+		var e *env
+		if q {
+			e = queueEnv(t, engine.Options{Workers: 1})
+		} else {
+			e = newEnv(t, engine.Options{Workers: 1})
+		}
+		e.register(t, child)
+		r := e.run(t, parent("p", "q"), nil, engine.ExecOptions{})
+		if r.Status != store.RunSucceeded {
+			t.Fatalf("queued %v: run %s: %s", q, r.Status, r.Error)
+		}
+		if got, want := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "join"}, "all"), "pp 5 v1\nb\nqq 5 v1\nb\n"; got != want {
+			t.Fatalf("queued %v: all = %q, want %q", q, got, want)
+		}
+		var meta struct {
+			Run    int64  `json:"run"`
+			Flow   string `json:"flow"`
+			Status string `json:"status"`
+		}
+		json.Unmarshal([]byte(e.artifact(t, store.TaskKey{RunID: r.ID, Step: "each", Index: 1}, "subflow.json")), &meta)
+		cr, err := e.st.Run(context.Background(), meta.Run)
+		if err != nil || cr.Flow != "child" || cr.Trigger != engine.TriggerSubflow || cr.TriggerDetail != strconv.FormatInt(r.ID, 10)+"/each/1" {
+			t.Fatalf("queued %v: child run %+v (%+v) %v", q, cr, meta, err)
+		}
+		// A child that fails fails its task and the run, naming it.
+		r = e.run(t, parent("ok", "boom"), nil, engine.ExecOptions{})
+		if r.Status != store.RunFailed || !strings.Contains(r.Error, "subflow child: run ") || !strings.Contains(r.Error, "exit status 7") {
+			t.Fatalf("queued %v: run %s: %q", q, r.Status, r.Error)
+		}
+	}
+}
+
+// Cancelling a run cancels the child run its subflow task waits for.
+func TestSubflowCancelledWithParent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, engine.Options{Workers: 2, KillGrace: 100 * time.Millisecond})
+	e.register(t, &flow.Flow{Name: "slow", Steps: []flow.Step{{Name: "nap", Run: "sleep 30"}}})
+	r := e.start(t, &flow.Flow{Name: "caller", Steps: []flow.Step{{Name: "call", Subflow: &flow.Subflow{Flow: "slow"}}}}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	var child int64
+	go func() {
+		testwait.For(t, 10*time.Second, func() bool {
+			runs, _ := e.st.Runs(context.Background(), store.RunFilter{Flow: "slow"})
+			if len(runs) == 1 {
+				ts, _ := e.st.Tasks(context.Background(), runs[0].ID, "nap")
+				if len(ts) == 1 && ts[0].Status == store.TaskRunning {
+					child = runs[0].ID
+					return true
+				}
+			}
+			return false
+		}, "the child's task to run")
+		cancel()
+	}()
+	got, err := e.eng.Execute(ctx, r.ID, engine.ExecOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != store.RunCancelled {
+		t.Fatalf("parent %s: %s", got.Status, got.Error)
+	}
+	c, err := e.st.Run(context.Background(), child)
+	if err != nil || c.Status != store.RunCancelled {
+		t.Fatalf("child %+v %v", c, err)
 	}
 }

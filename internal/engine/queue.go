@@ -353,7 +353,7 @@ func (r *runner) running() (bool, error) {
 
 // runnerOf names who can run a step's queued tasks.
 func runnerOf(flowName string, s *flow.Step) string {
-	if s.Run == "" {
+	if s.Run == "" && s.Subflow == nil {
 		return GoRunner(flowName)
 	}
 	return ""

@@ -167,7 +167,7 @@ func (e *Engine) Execute(ctx context.Context, id int64, opt ExecOptions) (store.
 			return run, fmt.Errorf("step %s of flow %s builds a training set, which needs the feature store: run it with baton run or baton server", s.Name, fl.Name)
 		}
 		// Through the queue, Go steps run in workers that have them.
-		if s.Run == "" && s.TrainingSet == nil && opt.Funcs[s.Name] == nil && !e.queued(fl) {
+		if s.Run == "" && s.TrainingSet == nil && s.Subflow == nil && opt.Funcs[s.Name] == nil && !e.queued(fl) {
 			return run, fmt.Errorf("step %s of flow %s has no run command and no Go function: "+
 				"it is a Go SDK step, so run or resume it from the Go program that defines it", s.Name, fl.Name)
 		}

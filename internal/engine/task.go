@@ -47,6 +47,8 @@ func (r *runner) attempt(sl *slot, s *stepRun, k store.TaskKey, n int, item json
 	switch {
 	case err != nil:
 		out = failed("the task's place in its foreach levels: %v", err)
+	case s.def.Subflow != nil:
+		out = r.execSubflow(actx, s, k, path, item)
 	case s.def.Run != "":
 		out = r.execShell(actx, sl, s, k, path, n, item)
 	default:
@@ -91,6 +93,11 @@ func (r *runner) runTask(sl *slot, s *stepRun, idx, attempt int) {
 	if s.foreach {
 		item = s.items[idx]
 	}
+	if s.def.Subflow != nil {
+		// It waits for a child run, whose tasks need the slots.
+		r.e.slots <- sl
+		sl = nil
+	}
 	out, published := r.attempt(sl, s, k, attempt, item)
 	end := time.Now()
 	ev := event{kind: taskDone, step: s, idx: idx, attempt: attempt, status: out.status, err: out.err,
@@ -122,7 +129,7 @@ func (r *runner) runTask(sl *slot, s *stepRun, idx, attempt int) {
 	// so the next task runs meanwhile and commits group up. One that did
 	// not keeps the slot until the coordinator has heard, so a failure
 	// stops new launches at once.
-	if out.status == store.TaskSucceeded {
+	if out.status == store.TaskSucceeded && sl != nil {
 		r.e.slots <- sl
 		sl = nil
 	}

@@ -179,22 +179,30 @@ func (w *worker) start(ctx context.Context, sl *slot, c store.Claim) {
 	w.active[c.TaskKey] = cancel
 	w.mu.Unlock()
 	w.wg.Go(func() {
+		released := false
 		defer func() {
 			w.mu.Lock()
 			delete(w.active, c.TaskKey)
 			w.mu.Unlock()
 			cancel(nil)
-			w.e.slots <- sl
+			if !released {
+				w.e.slots <- sl
+			}
 		}()
-		w.run(tctx, sl, c)
+		w.run(tctx, sl, c, func() { released = true; w.e.slots <- sl })
 	})
 }
 
-// run executes one claimed attempt and finishes it.
-func (w *worker) run(ctx context.Context, sl *slot, c store.Claim) {
+// run executes one claimed attempt and finishes it. A subflow's task gives
+// its slot back (release) while it waits for its child run.
+func (w *worker) run(ctx context.Context, sl *slot, c store.Claim, release func()) {
 	start := time.Now()
 	fin := store.Finish{Claim: c, Worker: w.e.owner, StartedAt: start}
 	rv, s, err := w.view(context.WithoutCancel(ctx), c)
+	if err == nil && s.def.Subflow != nil {
+		release()
+		sl = nil
+	}
 	var out outcome
 	var published []store.Signal
 	if err != nil {
@@ -433,7 +441,7 @@ func (w *worker) view(ctx context.Context, c store.Claim) (*runner, *stepRun, er
 	if s == nil {
 		return rv, nil, fmt.Errorf("flow %s has no step %q", rv.fl.Name, c.Step)
 	}
-	if s.def.Run == "" && rv.funcs[s.def.Name] == nil {
+	if s.def.Run == "" && s.def.Subflow == nil && rv.funcs[s.def.Name] == nil {
 		return rv, s, fmt.Errorf("step %s is a Go step this worker has no function for", c.Step)
 	}
 	if s.def.Wait != nil {

@@ -143,6 +143,8 @@ type Step struct {
 	Wait *Wait `json:"wait,omitempty"`
 	// Switch makes the step choose which of its cases runs after it.
 	Switch *Switch `json:"switch,omitempty"`
+	// Subflow makes each task run another registered flow and wait for it.
+	Subflow *Subflow `json:"subflow,omitempty"`
 	// TrainingSet makes the step build a point-in-time-correct training
 	// set from registered features instead of running a command.
 	TrainingSet *TrainingSet `json:"training_set,omitempty"`
@@ -263,6 +265,23 @@ func (sw *Switch) Targets() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Subflow runs flow Flow (its newest version when the task starts) as a
+// child of the task and waits for it: the child's artifacts become the
+// task's, as CHILD_STEP/NAME (CHILD_STEP/INDEX/NAME for its foreach
+// tasks), and the task fails if the child does. Params maps the child's
+// params to values: text as it is, or one of
+//   - ${param.NAME}: the parent run's param NAME,
+//   - ${item}: the foreach item (a string as is, anything else as JSON),
+//   - ${input.STEP/NAME}: the text of artifact NAME of need STEP, as the
+//     task sees it (at most 64 KiB, surrounding space trimmed).
+//
+// A whole value is one of these or text; nothing is substituted inside
+// text.
+type Subflow struct {
+	Flow   string            `json:"flow"`
+	Params map[string]string `json:"params,omitempty"`
 }
 
 // Foreach fans a step out into one task per item. Exactly one of Artifact or

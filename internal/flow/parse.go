@@ -648,9 +648,13 @@ func (d *decoder) step(v *value, path string) Step {
 			hasRun = true
 			s.TrainingSet = d.trainingSet(v, p)
 		},
+		"subflow": func(v *value, p string) {
+			hasRun = true
+			s.Subflow = d.subflow(v, p)
+		},
 	})
 	if ok && !hasRun {
-		d.fail(v.pos, path+".run", "the step has no run: every step of a flow file runs a shell command (add run: ...) or builds a training set (training_set: ...)")
+		d.fail(v.pos, path+".run", "the step has no run: every step of a flow file runs a shell command (add run: ...), builds a training set (training_set: ...) or runs a subflow (subflow: {flow: NAME})")
 	}
 	return s
 }
@@ -695,6 +699,21 @@ func (d *decoder) wait(v *value, path string) *Wait {
 		return nil
 	}
 	return w
+}
+
+// subflow decodes a flow name, or {flow: NAME, params: {NAME: VALUE}}.
+func (d *decoder) subflow(v *value, path string) *Subflow {
+	if v.kind == stringKind {
+		return &Subflow{Flow: v.text}
+	}
+	sf := &Subflow{}
+	if !d.fields(v, path, handlers{
+		"flow":   func(v *value, p string) { sf.Flow, _ = d.str(v, p) },
+		"params": func(v *value, p string) { sf.Params = d.env(v, p) },
+	}) {
+		return nil
+	}
+	return sf
 }
 
 // switchOf decodes {on: ARTIFACT, cases: {CASE: STEP, ...}}.

@@ -473,6 +473,9 @@ func (f *Flow) checkStep(l *errorList, i int, idx map[string]int, names []string
 	if s.Switch != nil {
 		f.checkSwitch(l, at+".switch", s, idx, names)
 	}
+	if s.Subflow != nil {
+		f.checkSubflow(l, at, s)
+	}
 	if s.Retry.Attempts != 0 {
 		if m := attemptsProblem(s.Retry.Attempts); m != "" {
 			l.add(at+".retry.attempts", "%s", m)
@@ -635,6 +638,79 @@ func (f *Flow) checkSwitch(l *errorList, at string, s *Step, idx map[string]int,
 				o.Name, s.Name, list(targets))
 		}
 	}
+}
+
+// checkSubflow holds the rules of a subflow step.
+func (f *Flow) checkSubflow(l *errorList, at string, s *Step) {
+	sf := s.Subflow
+	if s.Run != "" || s.TrainingSet != nil {
+		l.add(at+".subflow", "a step runs a command, builds a training set or runs a subflow: keep one")
+	}
+	switch {
+	case sf.Flow == "":
+		l.add(at+".subflow.flow", "name the registered flow the step runs")
+	case nameProblem("flow", sf.Flow) != "":
+		l.add(at+".subflow.flow", "%s", nameProblem("flow", sf.Flow))
+	case sf.Flow == f.Name:
+		l.add(at+".subflow.flow", "flow %s runs itself as a subflow: that never ends", f.Name)
+	}
+	keys := make([]string, 0, len(sf.Params))
+	for k := range sf.Params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		pp := keyPath(at+".subflow.params", k)
+		if m := paramNameProblem(k); m != "" {
+			l.add(pp, "%s", m)
+		}
+		ref, ok := SubflowRef(sf.Params[k])
+		if !ok {
+			continue
+		}
+		switch {
+		case ref.Kind == "param" && f.Param(ref.Name) == nil:
+			l.add(pp, "%s: flow %s has no param %q", sf.Params[k], f.Name, ref.Name)
+		case ref.Kind == "item" && s.Foreach == nil:
+			l.add(pp, "${item}: step %s is not a foreach step", s.Name)
+		case ref.Kind == "input" && !slices.Contains(s.Needs, ref.Step):
+			l.add(pp, "%s: step %s does not need %q: add it to needs", sf.Params[k], s.Name, ref.Step)
+		case ref.Kind == "":
+			l.add(pp, "%s: write ${param.NAME}, ${item} or ${input.STEP/NAME}", sf.Params[k])
+		}
+	}
+}
+
+// SubflowValue is a reference in a subflow's param value: Kind is
+// "param" (Name), "item" or "input" (Step, Name); "" for a value that
+// looks like a reference but is none of them.
+type SubflowValue struct {
+	Kind, Step, Name string
+}
+
+// SubflowRef parses v as a reference; ok is false for plain text.
+func SubflowRef(v string) (SubflowValue, bool) {
+	inner, ok := strings.CutPrefix(v, "${")
+	if !ok {
+		return SubflowValue{}, false
+	}
+	inner, ok = strings.CutSuffix(inner, "}")
+	if !ok {
+		return SubflowValue{}, true
+	}
+	switch {
+	case inner == "item":
+		return SubflowValue{Kind: "item"}, true
+	case strings.HasPrefix(inner, "param."):
+		return SubflowValue{Kind: "param", Name: inner[len("param."):]}, true
+	case strings.HasPrefix(inner, "input."):
+		step, name, ok := strings.Cut(inner[len("input."):], "/")
+		if !ok || step == "" || name == "" {
+			return SubflowValue{}, true
+		}
+		return SubflowValue{Kind: "input", Step: step, Name: name}, true
+	}
+	return SubflowValue{}, true
 }
 
 // loops reports whether switch step s has a case leading back.

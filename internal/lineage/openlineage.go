@@ -206,6 +206,26 @@ func (b *builder) triggers(ctx context.Context, run *olRun) error {
 	if err != nil {
 		return err
 	}
+	if b.run.Trigger == store.TriggerSubflow {
+		// A subflow's child: its parent is the run whose task started it
+		// (TriggerDetail: the parent task's id, after any grandparents').
+		detail := b.run.TriggerDetail
+		if i := strings.LastIndex(detail, " > "); i >= 0 {
+			detail = detail[i+3:]
+		}
+		if id, _, ok := strings.Cut(detail, "/"); ok {
+			if pid, err := strconv.ParseInt(id, 10, 64); err == nil {
+				if parent, err := b.runOf(ctx, pid); err == nil {
+					run.Facets["parent"] = facet(olParentURL, map[string]any{
+						"run": map[string]string{"runId": runUUID(parent.ID)},
+						"job": olJob{Namespace: olNamespace, Name: parent.Flow},
+					})
+				} else if !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+			}
+		}
+	}
 	for _, f := range fires {
 		if f.SignalID != "" {
 			sg, err := b.st.Signal(ctx, f.SignalID)

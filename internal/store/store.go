@@ -97,6 +97,9 @@ const (
 	TriggerCron     = "cron"
 	TriggerBackfill = "backfill"
 	TriggerAPI      = "api"
+	// TriggerSubflow: a subflow step's task started the run; the detail
+	// is that task's id (after its own parents', joined by " > ").
+	TriggerSubflow = "subflow"
 )
 
 // Run is one execution of a flow version.
