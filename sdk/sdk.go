@@ -72,6 +72,17 @@ type Step struct {
 	// level of its needs, false runs in it once per task; nil does what
 	// a YAML flow without join: does (see docs/flows.md).
 	Join *bool
+	// Cases makes the step a switch: its task writes the case to take to
+	// the artifact "case" (see Task.Switch), and Cases maps each case to
+	// the step it leads to, a step that needs this one, or (a loop) this
+	// step or one before it, with MaxIterations bounding the loop.
+	Cases         map[string]string
+	MaxIterations int
+	// Subflow runs that registered flow per task (see docs/flows.md),
+	// with SubflowParams as its params ("${item}", "${param.X}",
+	// "${input.STEP/NAME}" or text).
+	Subflow       string
+	SubflowParams map[string]string
 	// Retries: Attempts is the total number of tries (default 1); the
 	// wait before the second is Backoff, doubling up to MaxBackoff.
 	Attempts   int
@@ -124,6 +135,15 @@ func (t *Task) Item(v any) error {
 	}
 	return json.Unmarshal(t.t.Item, v)
 }
+
+// Switch names the case a switch step's task takes (the artifact "case").
+func (t *Task) Switch(ctx context.Context, c string) error {
+	return t.t.Output(ctx, "case", []byte(c))
+}
+
+// Iteration is the loop iteration the task runs (from 1), or 0 outside a
+// loop.
+func (t *Task) Iteration() int { return t.t.Iteration }
 
 // Output stores data as the task's artifact name (a relative path).
 func (t *Task) Output(ctx context.Context, name string, data []byte) error {
@@ -248,11 +268,17 @@ func (f *Flow) compile() (*flow.Flow, map[string]engine.GoFunc, error) {
 	}
 	funcs := map[string]engine.GoFunc{}
 	for _, s := range f.Steps {
-		if (s.Run == nil) == (s.Shell == "") {
-			return nil, nil, fmt.Errorf("flow %s: step %s: set exactly one of Run (a Go function) and Shell", f.Name, s.Name)
+		if n := btoi(s.Run != nil) + btoi(s.Shell != "") + btoi(s.Subflow != ""); n != 1 {
+			return nil, nil, fmt.Errorf("flow %s: step %s: set exactly one of Run (a Go function), Shell and Subflow", f.Name, s.Name)
 		}
 		fs := flow.Step{Name: s.Name, Needs: s.Needs, Run: s.Shell, Timeout: flow.Duration(s.Timeout), Env: s.Env, Join: s.Join,
 			Retry: flow.Retry{Attempts: s.Attempts, Backoff: flow.Duration(s.Backoff), MaxBackoff: flow.Duration(s.MaxBackoff)}}
+		if s.Cases != nil {
+			fs.Switch = &flow.Switch{Cases: s.Cases, MaxIterations: s.MaxIterations}
+		}
+		if s.Subflow != "" {
+			fs.Subflow = &flow.Subflow{Flow: s.Subflow, Params: s.SubflowParams}
+		}
 		switch {
 		case s.Foreach != "" && s.ForeachItems != nil:
 			return nil, nil, fmt.Errorf("flow %s: step %s: set Foreach or ForeachItems, not both", f.Name, s.Name)
@@ -444,4 +470,11 @@ func Work(ctx context.Context, opt Options, flows ...*Flow) error {
 	}
 	defer s.close()
 	return s.eng.Work(ctx, engine.WorkOptions{Funcs: funcs})
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -3,6 +3,7 @@ package sdk_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -104,5 +105,36 @@ func TestInvalidFlows(t *testing.T) {
 	f := &sdk.Flow{Name: "p", Params: []sdk.Param{{Name: "n", Type: "int"}}, Steps: []sdk.Step{{Name: "a", Run: noop}}}
 	if _, err := sdk.Run(context.Background(), f, sdk.Options{Home: t.TempDir(), Params: map[string]string{"n": "x"}}); err == nil {
 		t.Fatal("a param that is not an int was accepted")
+	}
+}
+
+// A Go flow loops and switches as a YAML flow does.
+func TestSwitchAndLoopInGo(t *testing.T) {
+	ctx := context.Background()
+	var seen []int
+	f := &sdk.Flow{Name: "go-loop", Steps: []sdk.Step{
+		{Name: "count", Cases: map[string]string{"again": "count", "done": "end", "never": "other"}, MaxIterations: 10,
+			Run: func(ctx context.Context, t *sdk.Task) error {
+				seen = append(seen, t.Iteration())
+				if t.Iteration() < 4 {
+					return t.Switch(ctx, "again")
+				}
+				return t.Switch(ctx, "done")
+			}},
+		{Name: "end", Needs: []string{"count"}, Run: func(ctx context.Context, t *sdk.Task) error {
+			b, err := t.Input(ctx, "count", "case")
+			if err != nil {
+				return err
+			}
+			return t.Output(ctx, "last", b)
+		}},
+		{Name: "other", Needs: []string{"count"}, Shell: "exit 1"},
+	}}
+	res, err := sdk.Run(ctx, f, sdk.Options{Home: t.TempDir(), Dir: t.TempDir(), Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Succeeded() || fmt.Sprint(seen) != "[1 2 3 4]" {
+		t.Fatalf("run %s %s, iterations %v", res.Status, res.Error, seen)
 	}
 }

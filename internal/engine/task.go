@@ -273,7 +273,8 @@ func (r *runner) putLog(ctx context.Context, f *os.File) (blobRef, error) {
 type GoFunc func(ctx context.Context, t *Task) error
 
 func (r *runner) execGo(ctx context.Context, s *stepRun, k store.TaskKey, path []int, attempt int, item json.RawMessage) (out outcome) {
-	t := &Task{Key: k, Path: path, Attempt: attempt, Params: r.run.Params, Signal: s.signal, r: r, s: s}
+	_, base, _ := r.placeOf(ctx, s)
+	t := &Task{Key: k, Path: path, Attempt: attempt, Params: r.run.Params, Signal: s.signal, Iteration: iteration(s, base), r: r, s: s}
 	if s.foreach {
 		t.Item = item
 	}
@@ -315,6 +316,9 @@ type Task struct {
 	// outermost first: empty outside any foreach, [Key.Index] in one.
 	Path    []int
 	Attempt int
+	// Iteration is the loop iteration (from 1) of a step in a loop; 0
+	// outside one.
+	Iteration int
 	Params  map[string]json.RawMessage
 	// Item is the foreach item as JSON; nil outside a foreach step.
 	Item json.RawMessage
