@@ -271,7 +271,7 @@ func (r *runner) startQueued(s *stepRun) {
 		Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskRunning, Foreach: s.foreach,
 			NumTasks: s.n, Shape: shape, SignalID: s.signalID(), At: now}},
 		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, From: base, Count: s.n - base, ReadyAt: now, Queued: true,
-			Items: s.items, MaxAttempts: s.def.Retry.MaxAttempts(), Runner: runnerOf(r.fl.Name, s.def)}},
+			Items: s.items, MaxAttempts: s.def.Retry.MaxAttempts(), Runner: runnerOf(r.fl.Name, s.def), Need: needOf(s.def)}},
 		Tasks: skipChanges(r.run.ID, s, skip, now),
 	}
 	if allSkipped {
@@ -349,6 +349,15 @@ func (r *runner) running() (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// needOf is what each task of step s needs of its worker.
+func needOf(s *flow.Step) store.Need {
+	n := store.Need{Labels: s.Labels}
+	if r := s.Resources; r != nil {
+		n.CPU, n.Mem, n.GPU = r.Milli(), r.MiB(), r.GPU
+	}
+	return n
 }
 
 // runnerOf names who can run a step's queued tasks.

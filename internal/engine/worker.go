@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,7 +36,10 @@ type worker struct {
 	// claimed and waiting for a slot, running, or its end not yet
 	// committed. The lease of a task held for none of these is released.
 	holding map[store.TaskKey]int
-	wg      sync.WaitGroup
+	// free is what the worker has not given to tasks it holds (needs).
+	free  store.Capacity
+	needs map[store.TaskKey]store.Need
+	wg    sync.WaitGroup
 }
 
 func (w *worker) hold(k store.TaskKey) {
@@ -45,6 +52,10 @@ func (w *worker) unhold(k store.TaskKey) {
 	w.mu.Lock()
 	if w.holding[k]--; w.holding[k] <= 0 {
 		delete(w.holding, k)
+		if n, ok := w.needs[k]; ok {
+			w.free.Give(n)
+			delete(w.needs, k)
+		}
 	}
 	w.mu.Unlock()
 }
@@ -61,6 +72,25 @@ type WorkOptions struct {
 	// Funcs are the Go steps this process can run, by flow and step: it
 	// claims their tasks besides shell tasks.
 	Funcs map[string]map[string]GoFunc
+	// Capacity is what the worker offers tasks (CPU in thousandths of a
+	// core, memory in MiB) and its labels; nil: this machine's cores and
+	// memory, no GPU, no labels. It never holds tasks that need more.
+	Capacity *store.Capacity
+}
+
+// MachineCapacity is this machine's cores and memory.
+func MachineCapacity() store.Capacity {
+	c := store.Capacity{CPU: int64(runtime.NumCPU()) * 1000, Mem: 1 << 40}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64); err == nil {
+					c.Mem = kb >> 10
+				}
+			}
+		}
+	}
+	return c
 }
 
 // Work runs queued tasks until ctx ends: whenever it has free worker slots
@@ -73,7 +103,12 @@ func (e *Engine) Work(ctx context.Context, opt WorkOptions) error {
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &worker{e: e, log: log, views: map[int64]*runner{}, active: map[store.TaskKey]context.CancelCauseFunc{},
-		holding: map[store.TaskKey]int{}, funcs: opt.Funcs}
+		holding: map[store.TaskKey]int{}, funcs: opt.Funcs, needs: map[store.TaskKey]store.Need{}}
+	if opt.Capacity != nil {
+		w.free = *opt.Capacity
+	} else {
+		w.free = MachineCapacity()
+	}
 	for flowName := range opt.Funcs {
 		w.runners = append(w.runners, GoRunner(flowName))
 	}
@@ -121,13 +156,20 @@ func (e *Engine) Work(ctx context.Context, opt WorkOptions) error {
 			if full {
 				want += 4 * e.opt.Workers
 			}
-			claims, err := e.st.ClaimTasks(ctx, e.owner, want, e.opt.TaskLeaseTTL, w.runners)
+			w.mu.Lock()
+			free := w.free
+			w.mu.Unlock()
+			claims, err := e.st.ClaimTasks(ctx, e.owner, want, e.opt.TaskLeaseTTL, w.runners, &free)
 			if err != nil && ctx.Err() == nil {
 				log.Warn("claim tasks", "err", err)
 			}
 			full = len(claims) == want
 			for _, c := range claims {
 				w.hold(c.TaskKey) // until its end is committed
+				w.mu.Lock()
+				w.free.Take(c.Need) // until then too
+				w.needs[c.TaskKey] = c.Need
+				w.mu.Unlock()
 			}
 			backlog = append(backlog, claims...)
 		}

@@ -145,6 +145,10 @@ type Step struct {
 	Switch *Switch `json:"switch,omitempty"`
 	// Subflow makes each task run another registered flow and wait for it.
 	Subflow *Subflow `json:"subflow,omitempty"`
+	// Resources each task needs of its worker, and Labels the worker must
+	// carry (each key with that value), for tasks placed through the queue.
+	Resources *Resources        `json:"resources,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
 	// TrainingSet makes the step build a point-in-time-correct training
 	// set from registered features instead of running a command.
 	TrainingSet *TrainingSet `json:"training_set,omitempty"`

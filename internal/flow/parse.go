@@ -652,6 +652,8 @@ func (d *decoder) step(v *value, path string) Step {
 			hasRun = true
 			s.Subflow = d.subflow(v, p)
 		},
+		"resources": func(v *value, p string) { s.Resources = d.resources(v, p) },
+		"labels":    func(v *value, p string) { s.Labels = d.env(v, p) },
 	})
 	if ok && !hasRun {
 		d.fail(v.pos, path+".run", "the step has no run: every step of a flow file runs a shell command (add run: ...), builds a training set (training_set: ...) or runs a subflow (subflow: {flow: NAME})")
@@ -699,6 +701,41 @@ func (d *decoder) wait(v *value, path string) *Wait {
 		return nil
 	}
 	return w
+}
+
+// resources decodes {cpu: 2, memory: 4Gi, gpu: 1}.
+func (d *decoder) resources(v *value, path string) *Resources {
+	r := &Resources{}
+	if !d.fields(v, path, handlers{
+		"cpu": func(v *value, p string) {
+			switch v.kind {
+			case intKind, floatKind:
+				f, err := strconv.ParseFloat(v.text, 64)
+				if err != nil {
+					d.fail(v.pos, p, "%q is not a number of cores", v.text)
+					return
+				}
+				r.CPU = f
+			case badKind:
+			default:
+				d.fail(v.pos, p, "must be a number of cores (0.5, 2), not %s", v.kind)
+			}
+		},
+		"memory": func(v *value, p string) {
+			if t, ok := d.text(v, p, "write a size such as 512Mi or 2Gi"); ok {
+				n, err := ParseBytes(t)
+				if err != nil {
+					d.fail(v.pos, p, "%v", err)
+					return
+				}
+				r.Memory = n
+			}
+		},
+		"gpu": func(v *value, p string) { r.GPU, _ = d.integer(v, p) },
+	}) {
+		return nil
+	}
+	return r
 }
 
 // subflow decodes a flow name, or {flow: NAME, params: {NAME: VALUE}}.

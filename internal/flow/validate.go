@@ -476,6 +476,24 @@ func (f *Flow) checkStep(l *errorList, i int, idx map[string]int, names []string
 	if s.Subflow != nil {
 		f.checkSubflow(l, at, s)
 	}
+	if s.Resources != nil {
+		probs := resourcesProblems(s.Resources)
+		for _, k := range []string{"cpu", "memory", "gpu"} {
+			if m, ok := probs[k]; ok {
+				l.add(at+".resources."+k, "%s", m)
+			}
+		}
+	}
+	lkeys := make([]string, 0, len(s.Labels))
+	for k := range s.Labels {
+		lkeys = append(lkeys, k)
+	}
+	sort.Strings(lkeys)
+	for _, k := range lkeys {
+		if m := LabelProblem(k, s.Labels[k]); m != "" {
+			l.add(keyPath(at+".labels", k), "%s", m)
+		}
+	}
 	if s.Retry.Attempts != 0 {
 		if m := attemptsProblem(s.Retry.Attempts); m != "" {
 			l.add(at+".retry.attempts", "%s", m)
@@ -638,6 +656,20 @@ func (f *Flow) checkSwitch(l *errorList, at string, s *Step, idx map[string]int,
 				o.Name, s.Name, list(targets))
 		}
 	}
+}
+
+var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
+
+// LabelProblem checks a placement label (a step's or a worker's): key and
+// value of letters, digits and . _ / -, at most 63 long, no '=' or ','.
+func LabelProblem(k, v string) string {
+	if !labelRE.MatchString(k) {
+		return fmt.Sprintf("label %q: a key is 1 to 63 letters, digits and . _ / - (starting with a letter or digit)", k)
+	}
+	if v != "" && !labelRE.MatchString(v) {
+		return fmt.Sprintf("label %s=%q: a value is up to 63 letters, digits and . _ / - (starting with a letter or digit)", k, v)
+	}
+	return ""
 }
 
 // checkSubflow holds the rules of a subflow step.

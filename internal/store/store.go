@@ -8,6 +8,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/baton-ml/baton/internal/fault"
@@ -360,6 +362,66 @@ type NewTasks struct {
 	// Runner says who can run them: "" (shell steps: any worker) or
 	// "go:FLOW" (Go steps: workers with the flow's functions).
 	Runner string
+	// Need is what each task needs of its worker (queued tasks).
+	Need Need
+}
+
+// Need is what a queued task needs of a worker: thousandths of a core,
+// MiB of memory, GPUs, and labels the worker must carry.
+type Need struct {
+	CPU, Mem int64
+	GPU      int
+	Labels   map[string]string
+}
+
+// Capacity is what a worker has free (CPU in thousandths of a core, Mem
+// in MiB) and the labels it carries.
+type Capacity struct {
+	CPU, Mem int64
+	GPU      int
+	Labels   map[string]string
+}
+
+// Fits reports whether n fits in c.
+func (c *Capacity) Fits(n Need) bool {
+	if n.CPU > c.CPU || n.Mem > c.Mem || n.GPU > c.GPU {
+		return false
+	}
+	for k, v := range n.Labels {
+		if have, ok := c.Labels[k]; !ok || have != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Take removes n from c (Give puts it back).
+func (c *Capacity) Take(n Need) { c.CPU, c.Mem, c.GPU = c.CPU-n.CPU, c.Mem-n.Mem, c.GPU-n.GPU }
+
+// Give returns n to c.
+func (c *Capacity) Give(n Need) { c.CPU, c.Mem, c.GPU = c.CPU+n.CPU, c.Mem+n.Mem, c.GPU+n.GPU }
+
+// LabelText is labels as stored: sorted "k=v" lines.
+func LabelText(labels map[string]string) string {
+	lines := make([]string, 0, len(labels))
+	for k, v := range labels {
+		lines = append(lines, k+"="+v)
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+// ParseLabelText reads LabelText.
+func ParseLabelText(s string) map[string]string {
+	if s == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for line := range strings.SplitSeq(s, "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		out[k] = v
+	}
+	return out
 }
 
 // ReuseTasks copies the succeeded tasks of step Step in run From into run
@@ -633,6 +695,8 @@ type Claim struct {
 	TaskKey
 	Attempt int
 	Gen     int
+	// Need is what the task needs of the worker (given back when it ends).
+	Need Need
 	// MaxAttempts is how many tries the task may take now (attempts lost
 	// with a dead worker do not count).
 	MaxAttempts int
@@ -680,7 +744,9 @@ const (
 type QueueStore interface {
 	// ClaimTasks leases to worker for ttl up to n claimable tasks that
 	// it can run: shell tasks, and the Go tasks of the runners it names.
-	ClaimTasks(ctx context.Context, worker string, n int, ttl time.Duration, runners []string) ([]Claim, error)
+	// With free set, only tasks that fit in it, all of them together, and
+	// whose labels the worker carries (free.Labels).
+	ClaimTasks(ctx context.Context, worker string, n int, ttl time.Duration, runners []string, free *Capacity) ([]Claim, error)
 	// RenewTaskLeases extends worker's leases. It returns the tasks the
 	// worker still holds, and those among them it should stop: their run
 	// ended or was asked to cancel.

@@ -22,9 +22,11 @@ func (s *Store) insertQueued(ctx context.Context, tx *sql.Tx, c store.NewTasks) 
 	for lo := 0; lo < c.Count; lo += chunk {
 		hi := min(lo+chunk, c.Count)
 		var b strings.Builder
-		b.WriteString(`INSERT INTO tasks (run_id, step, idx, status, ready_at, queued, item, max_attempts, runner) VALUES `)
-		args := make([]any, 0, (hi-lo)*2+5)
-		args = append(args, c.RunID, c.Step, micros(c.ReadyAt), maxAttempts, c.Runner)
+		b.WriteString(`INSERT INTO tasks (run_id, step, idx, status, ready_at, queued, item, max_attempts, runner,
+			req_cpu, req_mem, req_gpu, req_labels) VALUES `)
+		args := make([]any, 0, (hi-lo)*2+9)
+		args = append(args, c.RunID, c.Step, micros(c.ReadyAt), maxAttempts, c.Runner,
+			c.Need.CPU, c.Need.Mem, c.Need.GPU, store.LabelText(c.Need.Labels))
 		for i := lo; i < hi; i++ {
 			if i > lo {
 				b.WriteByte(',')
@@ -35,7 +37,7 @@ func (s *Store) insertQueued(ctx context.Context, tx *sql.Tx, c store.NewTasks) 
 			}
 			args = append(args, c.From+i, item)
 			n := len(args)
-			fmt.Fprintf(&b, "($1, $2, $%d, 'pending', $3, TRUE, $%d, $4, $5)", n-1, n)
+			fmt.Fprintf(&b, "($1, $2, $%d, 'pending', $3, TRUE, $%d, $4, $5, $6, $7, $8, $9)", n-1, n)
 		}
 		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
 			return fmt.Errorf("queue tasks %d..%d of %d/%s: %w", lo, hi-1, c.RunID, c.Step, err)
@@ -44,8 +46,11 @@ func (s *Store) insertQueued(ctx context.Context, tx *sql.Tx, c store.NewTasks) 
 	return s.notify(ctx, tx, store.NoteQueue)
 }
 
-// ClaimTasks implements store.QueueStore.
-func (s *Store) ClaimTasks(ctx context.Context, worker string, n int, ttl time.Duration, runners []string) ([]store.Claim, error) {
+// ClaimTasks implements store.QueueStore. Without free it leases the
+// first n claimable tasks in one statement; with it, it locks a few times
+// as many candidates that fit alone, keeps in queue order those that fit
+// together (and whose labels the worker carries), and leases those.
+func (s *Store) ClaimTasks(ctx context.Context, worker string, n int, ttl time.Duration, runners []string, free *store.Capacity) ([]store.Claim, error) {
 	var out []store.Claim
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		now := s.now()
@@ -55,19 +60,40 @@ func (s *Store) ClaimTasks(ctx context.Context, worker string, n int, ttl time.D
 			args = append(args, r)
 			can += fmt.Sprintf(", $%d", len(args))
 		}
+		pick := `SELECT run_id, step, idx FROM tasks
+				WHERE queued AND status = 'pending' AND not_before <= $3 AND runner IN (` + can + `)
+				ORDER BY ready_at, run_id, idx LIMIT $4` + s.dialect.SkipLocked()
+		if free != nil {
+			chosen, err := s.fitting(ctx, tx, now, runners, n, free)
+			if err != nil {
+				return err
+			}
+			if len(chosen) == 0 {
+				return nil
+			}
+			// The chosen keys, as a list of literals-by-parameter.
+			args = args[:3]
+			var keys []string
+			for _, k := range chosen {
+				args = append(args, k.RunID, k.Step, k.Index)
+				keys = append(keys, fmt.Sprintf("($%d, $%d, $%d)", len(args)-2, len(args)-1, len(args)))
+			}
+			pick = strings.Join(keys, ", ")
+		}
 		var err error
 		out, err = queryRows(ctx, tx, `UPDATE tasks SET status = 'running', lease_owner = $1, lease_until = $2,
 			lease_gen = lease_gen + 1, attempts = attempts + 1, started_at = $3, error = ''
-			WHERE (run_id, step, idx) IN (SELECT run_id, step, idx FROM tasks
-				WHERE queued AND status = 'pending' AND not_before <= $3 AND runner IN (`+can+`)
-				ORDER BY ready_at, run_id, idx LIMIT $4`+s.dialect.SkipLocked()+`)
-			RETURNING run_id, step, idx, attempts, lease_gen, item, max_attempts`, args,
+			WHERE (run_id, step, idx) IN (`+pick+`)
+			RETURNING run_id, step, idx, attempts, lease_gen, item, max_attempts, req_cpu, req_mem, req_gpu, req_labels`, args,
 			func(row scanner) (store.Claim, error) {
 				var c store.Claim
 				var item sql.NullString
-				if err := row.Scan(&c.RunID, &c.Step, &c.Index, &c.Attempt, &c.Gen, &item, &c.MaxAttempts); err != nil {
+				var labels string
+				if err := row.Scan(&c.RunID, &c.Step, &c.Index, &c.Attempt, &c.Gen, &item, &c.MaxAttempts,
+					&c.Need.CPU, &c.Need.Mem, &c.Need.GPU, &labels); err != nil {
 					return c, err
 				}
+				c.Need.Labels = store.ParseLabelText(labels)
 				if item.Valid {
 					c.Item = []byte(item.String)
 				}
@@ -90,6 +116,47 @@ func (s *Store) ClaimTasks(ctx context.Context, worker string, n int, ttl time.D
 		return a.Index < b.Index
 	})
 	return out, err
+}
+
+// fitting locks up to 4n pending tasks that each fit in free (in queue
+// order) and returns those that fit together, at most n.
+func (s *Store) fitting(ctx context.Context, tx *sql.Tx, now time.Time, runners []string, n int, free *store.Capacity) ([]store.TaskKey, error) {
+	args := []any{free.CPU, free.Mem, free.GPU, micros(now), 4 * n, ""}
+	can := "$6"
+	for _, r := range runners {
+		args = append(args, r)
+		can += fmt.Sprintf(", $%d", len(args))
+	}
+	type cand struct {
+		k    store.TaskKey
+		need store.Need
+	}
+	cands, err := queryRows(ctx, tx, `SELECT run_id, step, idx, req_cpu, req_mem, req_gpu, req_labels FROM tasks
+			WHERE queued AND status = 'pending' AND not_before <= $4 AND runner IN (`+can+`)
+				AND req_cpu <= $1 AND req_mem <= $2 AND req_gpu <= $3
+			ORDER BY ready_at, run_id, idx LIMIT $5`+s.dialect.SkipLocked(), args,
+		func(row scanner) (cand, error) {
+			var c cand
+			var labels string
+			err := row.Scan(&c.k.RunID, &c.k.Step, &c.k.Index, &c.need.CPU, &c.need.Mem, &c.need.GPU, &labels)
+			c.need.Labels = store.ParseLabelText(labels)
+			return c, err
+		})
+	if err != nil {
+		return nil, fmt.Errorf("claim tasks: %w", err)
+	}
+	left := *free
+	var out []store.TaskKey
+	for _, c := range cands {
+		if len(out) == n {
+			break
+		}
+		if left.Fits(c.need) {
+			left.Take(c.need)
+			out = append(out, c.k)
+		}
+	}
+	return out, nil
 }
 
 // RenewTaskLeases implements store.QueueStore.

@@ -963,15 +963,15 @@ func queueRun(t *testing.T, s store.Store, n, maxAttempts int) store.Run {
 func testQueue(t *testing.T, s store.Store) {
 	c := ctx(t)
 	r := queueRun(t, s, 5, 2)
-	claims, err := s.ClaimTasks(c, "w1", 3, time.Minute, nil)
+	claims, err := s.ClaimTasks(c, "w1", 3, time.Minute, nil, nil)
 	if err != nil || len(claims) != 3 || claims[0].Index != 0 || claims[0].Attempt != 1 || claims[0].Gen != 1 || string(claims[2].Item) != `{"i":2}` {
 		t.Fatalf("claim 3: %+v %v", claims, err)
 	}
-	rest, _ := s.ClaimTasks(c, "w2", 10, time.Minute, nil)
+	rest, _ := s.ClaimTasks(c, "w2", 10, time.Minute, nil, nil)
 	if len(rest) != 2 || rest[0].Index != 3 {
 		t.Fatalf("claim the rest: %+v", rest)
 	}
-	if none, _ := s.ClaimTasks(c, "w3", 10, time.Minute, nil); len(none) != 0 {
+	if none, _ := s.ClaimTasks(c, "w3", 10, time.Minute, nil, nil); len(none) != 0 {
 		t.Fatalf("claimed tasks twice: %+v", none)
 	}
 	now := time.Now()
@@ -996,7 +996,7 @@ func testQueue(t *testing.T, s store.Store) {
 		p.Counts[store.TaskRunning] != 2 || p.Failed == nil || p.Failed.Index != 2 || p.Failed.Error != "final" {
 		t.Fatalf("progress: %+v %v", p, err)
 	}
-	if again, _ := s.ClaimTasks(c, "w3", 10, time.Minute, nil); len(again) != 0 {
+	if again, _ := s.ClaimTasks(c, "w3", 10, time.Minute, nil, nil); len(again) != 0 {
 		t.Fatalf("a retry was claimable before its time: %+v", again)
 	}
 	atts, _ := s.Attempts(c, claims[1].TaskKey)
@@ -1024,11 +1024,11 @@ func testQueue(t *testing.T, s store.Store) {
 func testQueueFencing(t *testing.T, s store.Store) {
 	c := ctx(t)
 	r := queueRun(t, s, 1, 3)
-	first, _ := s.ClaimTasks(c, "old", 1, -time.Second, nil) // a lease that has already expired
+	first, _ := s.ClaimTasks(c, "old", 1, -time.Second, nil, nil) // a lease that has already expired
 	if n, err := s.ReapTasks(c); err != nil || n != 1 {
 		t.Fatalf("reap: %d %v", n, err)
 	}
-	second, _ := s.ClaimTasks(c, "new", 1, time.Minute, nil)
+	second, _ := s.ClaimTasks(c, "new", 1, time.Minute, nil, nil)
 	if len(second) != 1 || second[0].Gen != first[0].Gen+1 || second[0].Attempt != 2 || second[0].MaxAttempts != 4 {
 		t.Fatalf("second claim: %+v after %+v", second, first)
 	}
@@ -1054,7 +1054,7 @@ func testQueueFencing(t *testing.T, s store.Store) {
 	}
 	// Tasks of an ended run cannot finish.
 	r2 := queueRun(t, s, 1, 1)
-	cl, _ := s.ClaimTasks(c, "w", 1, time.Minute, nil)
+	cl, _ := s.ClaimTasks(c, "w", 1, time.Minute, nil, nil)
 	s.Apply(c, "coord", &store.Batch{Runs: []store.RunChange{{RunID: r2.ID, Status: store.RunCancelled, At: now}}})
 	if err := s.FinishTask(c, store.Finish{Claim: cl[0], Worker: "w", Status: store.TaskSucceeded, StartedAt: now, At: now}); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("finish in an ended run: %v", err)
@@ -1066,7 +1066,7 @@ func testQueueReap(t *testing.T, s store.Store) {
 	r := queueRun(t, s, 2, 1)
 	// Lost attempts do not use up the retries (one try here), up to five.
 	for round := 1; round <= 6; round++ {
-		cl, _ := s.ClaimTasks(c, "dead", 2, -time.Second, nil)
+		cl, _ := s.ClaimTasks(c, "dead", 2, -time.Second, nil, nil)
 		if len(cl) != 2 || cl[0].Attempt != round || cl[0].MaxAttempts != round {
 			t.Fatalf("round %d: claims %+v", round, cl)
 		}
@@ -1093,7 +1093,7 @@ func testQueueConcurrent(t *testing.T, s store.Store) {
 	for w := range 6 {
 		wg.Go(func() {
 			for {
-				cl, err := s.ClaimTasks(c, fmt.Sprint("w", w), 7, time.Minute, nil)
+				cl, err := s.ClaimTasks(c, fmt.Sprint("w", w), 7, time.Minute, nil, nil)
 				if err != nil {
 					t.Error(err)
 					return
@@ -1151,15 +1151,15 @@ func testQueueRunners(t *testing.T, s store.Store) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	shellOnly, _ := s.ClaimTasks(c, "w1", 10, time.Minute, nil)
+	shellOnly, _ := s.ClaimTasks(c, "w1", 10, time.Minute, nil, nil)
 	if len(shellOnly) != 1 || shellOnly[0].Step != "sh" {
 		t.Fatalf("a worker without Go functions claimed %+v", shellOnly)
 	}
-	other, _ := s.ClaimTasks(c, "w2", 10, time.Minute, []string{"go:g"})
+	other, _ := s.ClaimTasks(c, "w2", 10, time.Minute, []string{"go:g"}, nil)
 	if len(other) != 0 {
 		t.Fatalf("a worker with another flow's functions claimed %+v", other)
 	}
-	mine, _ := s.ClaimTasks(c, "w3", 10, time.Minute, []string{"go:f"})
+	mine, _ := s.ClaimTasks(c, "w3", 10, time.Minute, []string{"go:f"}, nil)
 	if len(mine) != 2 || mine[0].Step != "go" {
 		t.Fatalf("the worker with the flow's functions claimed %+v", mine)
 	}
