@@ -240,9 +240,12 @@ func score(res *Result, cfg Config) {
 
 	// Configured weights count in full even for a group that is absent
 	// (all its metrics muted): weights are shares of 100, as in Kayenta.
+	// Summed in the groups' order, not the map's: Go's random order would
+	// leave the unweighted groups' share, and so the raw score, a rounding
+	// apart between two judgements of the same samples.
 	weighted := 0.0
-	for _, w := range cfg.Weights {
-		weighted += w
+	for _, g := range sortedKeys(cfg.Weights) {
+		weighted += cfg.Weights[g]
 	}
 	names := sortedKeys(groups)
 	unweighted := 0

@@ -242,6 +242,33 @@ func TestJudgeScore(t *testing.T) {
 	}
 }
 
+// TestRawScoreIsBitForBitDeterministic judges the same samples again and
+// again: the weights used to be summed in Go's random map order, which
+// left the unweighted group's share, and the raw score, a rounding apart
+// from one judgement to the next.
+func TestRawScoreIsBitForBitDeterministic(t *testing.T) {
+	t.Parallel()
+	base, up, same := shifted(100, 40), shifted(140, 40), shifted(100, 40)
+	b, c := map[string][]float64{}, map[string][]float64{}
+	cfg := Config{Metrics: map[string]MetricConfig{}, Weights: map[string]float64{}}
+	// Twelve weighted groups whose sum depends on the order it is taken
+	// in, each failing, and one passing (the default group's metric "x")
+	// that shares what they leave: the raw score is that share.
+	for i, w := range []float64{1.1, 2.3, 3.7, 0.9, 4.1, 5.3, 0.7, 6.1, 1.3, 2.9, 0.3, 7.9} {
+		g, m := fmt.Sprintf("g%02d", i), fmt.Sprintf("m%02d", i)
+		cfg.Metrics[m] = MetricConfig{Group: g}
+		cfg.Weights[g] = w
+		b[m], c[m] = base, up
+	}
+	b["x"], c["x"] = base, same
+	want := math.Float64bits(Judge(b, c, cfg).RawScore)
+	for range 200 {
+		if got := math.Float64bits(Judge(b, c, cfg).RawScore); got != want {
+			t.Fatalf("raw score %v, then %v: the same samples judged twice differ", math.Float64frombits(want), math.Float64frombits(got))
+		}
+	}
+}
+
 func TestJudgeInvalidConfig(t *testing.T) {
 	t.Parallel()
 	res := Judge(map[string][]float64{"m": {1}}, map[string][]float64{"m": {1}},

@@ -862,7 +862,11 @@ func firstBreach(ctx context.Context, sr ScenarioReader, spec experiment.Spec, v
 		}
 		type moments struct{ n, sum, sq float64 }
 		byArm := map[string]*moments{}
-		for u, arm := range variant {
+		// Units in their order, not the map's: sums in Go's random order
+		// would leave two evaluations of the same data a rounding apart,
+		// and a test at its threshold could go either way.
+		for _, u := range slices.Sorted(maps.Keys(variant)) {
+			arm := variant[u]
 			a := byArm[arm]
 			if a == nil {
 				a = &moments{}

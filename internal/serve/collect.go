@@ -1,13 +1,19 @@
 package serve
 
 import (
+	"cmp"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
 
 // Sample is what one served request tells the canary judge.
 type Sample struct {
-	At         time.Time
+	At time.Time
+	// Key is the request's key: it orders requests of one instant (see
+	// Metrics).
+	Key        string
 	LatencyMS  float64
 	Error      float64 // 1 when the model erred or timed out
 	Fallback   float64 // 1 when the fallback served
@@ -67,16 +73,28 @@ func (c *Collector) Metrics(endpoint string, version int, from, to time.Time) ma
 	}
 	r := v.(*ring)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	n := r.next
 	if r.full {
 		n = len(r.buf)
 	}
+	var ss []Sample
 	for i := range n {
-		s := r.buf[i]
-		if s.At.Before(from) || !s.At.Before(to) {
-			continue
+		if s := r.buf[i]; !s.At.Before(from) && s.At.Before(to) {
+			ss = append(ss, s)
 		}
+	}
+	r.mu.Unlock()
+	// In time order, requests of one instant by key: the judge's series
+	// are means of consecutive requests, and concurrent requests land in
+	// the ring in whichever order they finish (two runs of the same
+	// simulated traffic, whose clock stands still through an hour's
+	// requests, would judge different series). Sorting also puts a ring
+	// that wrapped back in time order.
+	slices.SortStableFunc(ss, func(a, b Sample) int {
+		return cmp.Or(a.At.Compare(b.At), strings.Compare(a.Key, b.Key),
+			cmp.Compare(a.Error, b.Error), cmp.Compare(a.Fallback, b.Fallback), cmp.Compare(a.Confidence, b.Confidence))
+	})
+	for _, s := range ss {
 		out["latency_ms"] = append(out["latency_ms"], s.LatencyMS)
 		out["error"] = append(out["error"], s.Error)
 		out["fallback"] = append(out["fallback"], s.Fallback)

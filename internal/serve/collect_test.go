@@ -1,6 +1,8 @@
 package serve
 
 import (
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -42,5 +44,33 @@ func TestCollectorKeepsEachVersionsLastSamples(t *testing.T) {
 	}
 	if m := c.Metrics("a", 2, time.Time{}, t0.Add(time.Hour)); len(m) != 4 || m["latency_ms"] != nil {
 		t.Fatalf("a version with no samples: %v", m)
+	}
+}
+
+// Requests of one instant reach the collector in whichever order they
+// finish; the judge's series (means of consecutive requests) must not
+// depend on it, nor on where a ring that wrapped begins.
+func TestCollectorOrdersSamplesByTimeAndKey(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	sample := func(i int) Sample {
+		return Sample{At: t0.Add(time.Duration(i/10) * time.Second), Key: fmt.Sprintf("u%02d", i%10), Confidence: float64(i)}
+	}
+	forward, backward := NewCollector(100), NewCollector(25)
+	for i := range 40 {
+		forward.Add("e", 1, sample(i))
+		backward.Add("e", 1, sample(39-i))
+	}
+	// backward's ring of 25 holds the last 25 added, i = 24 down to 0,
+	// and has wrapped.
+	want := make([]float64, 25)
+	for i := range want {
+		want[i] = float64(i)
+	}
+	to := t0.Add(time.Hour)
+	if got := backward.Metrics("e", 1, time.Time{}, to)["confidence"]; !slices.Equal(got, want) {
+		t.Fatalf("confidence in the order %v, want %v", got, want)
+	}
+	if got := forward.Metrics("e", 1, time.Time{}, t0.Add(2*time.Second))["confidence"]; !slices.Equal(got, want[:20]) {
+		t.Fatalf("confidence in the order %v, want %v", got, want[:20])
 	}
 }

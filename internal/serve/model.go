@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -79,7 +81,7 @@ func Load(b []byte, client *http.Client) (Model, error) {
 		if len(s.Weights) == 0 {
 			return nil, fmt.Errorf("model spec: a %s model needs weights", s.Kind)
 		}
-		return &linear{s: s, logistic: s.Kind == "logistic"}, nil
+		return &linear{s: s, logistic: s.Kind == "logistic", names: slices.Sorted(maps.Keys(s.Weights))}, nil
 	case "ranking":
 		if len(s.Items) == 0 {
 			return nil, errors.New("model spec: a ranking needs items")
@@ -102,11 +104,16 @@ func Load(b []byte, client *http.Client) (Model, error) {
 type linear struct {
 	s        Spec
 	logistic bool
+	// names are the weights' features, sorted: the score is summed in
+	// their order, since Go's random map order would answer the same
+	// request with scores a rounding apart.
+	names []string
 }
 
 func (m *linear) Predict(_ context.Context, in Input) (Output, error) {
 	z := m.s.Bias
-	for f, w := range m.s.Weights {
+	for _, f := range m.names {
+		w := m.s.Weights[f]
 		// A missing or null feature contributes nothing: the model's
 		// baseline, not an error.
 		switch x := in.Features[f].(type) {

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -247,6 +249,60 @@ func TestCommandModelAndGarbage(t *testing.T) {
 		}
 		if time.Since(start) > 2*time.Second {
 			t.Errorf("%s took %s", ep, time.Since(start))
+		}
+	}
+}
+
+// TestLinearPredictionIsBitForBitDeterministic asks a linear model the
+// same question again and again: its score used to be summed over the
+// weights in Go's random map order, a rounding apart from one answer to
+// the next.
+func TestLinearPredictionIsBitForBitDeterministic(t *testing.T) {
+	t.Parallel()
+	weights, features := map[string]float64{}, map[string]any{}
+	for i, w := range []float64{1.1, -2.3, 3.7, 0.9, -4.1, 5.3, 0.7, -6.1, 1.3, 2.9, 0.3, -7.9} {
+		f := fmt.Sprintf("f%02d", i)
+		weights[f], features[f] = w, 0.1*float64(i+1)
+	}
+	b, err := json.Marshal(map[string]any{"kind": "linear", "bias": 0.5, "weights": weights})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	score := func() uint64 {
+		out, err := m.Predict(t.Context(), Input{Key: "u", Features: features})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return math.Float64bits(out.Prediction.(float64))
+	}
+	want := score()
+	for range 200 {
+		if got := score(); got != want {
+			t.Fatalf("score %v, then %v: the same request answered twice differs", math.Float64frombits(want), math.Float64frombits(got))
+		}
+	}
+}
+
+// TestShadowStatsInVersionOrder: an endpoint's shadows are listed by
+// version, not in Go's random map order.
+func TestShadowStatsInVersionOrder(t *testing.T) {
+	t.Parallel()
+	r := &shadowRunner{st: map[collectKey]*ShadowStats{}}
+	for v := 1; v <= 8; v++ {
+		r.st[collectKey{"e", v}] = &ShadowStats{Version: v}
+		r.st[collectKey{"other", v}] = &ShadowStats{Version: v}
+	}
+	for range 20 {
+		var got []int
+		for _, st := range r.stats("e") {
+			got = append(got, st.Version)
+		}
+		if want := []int{1, 2, 3, 4, 5, 6, 7, 8}; !slices.Equal(got, want) {
+			t.Fatalf("shadow versions %v, want %v", got, want)
 		}
 	}
 }

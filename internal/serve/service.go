@@ -537,7 +537,7 @@ func (s *Service) Predict(ctx context.Context, name string, req Request) (Respon
 	}
 	s.observeLatency(es, name, resp.Path, lat.Seconds())
 	if v != nil {
-		s.Collector.Add(name, v.v.Version, Sample{At: s.d.Now(), LatencyMS: resp.LatencyMS,
+		s.Collector.Add(name, v.v.Version, Sample{At: s.d.Now(), Key: req.Key, LatencyMS: resp.LatencyMS,
 			Error: b2f(reason == ReasonError || reason == ReasonTimeout), Fallback: b2f(resp.Path == PathFallback), Confidence: out.Confidence})
 	}
 	for _, sh := range st.shadows {

@@ -1,9 +1,11 @@
 package serve
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -176,5 +178,8 @@ func (r *shadowRunner) stats(endpoint string) []ShadowStats {
 			out = append(out, c)
 		}
 	}
+	// By version, not in Go's random map order: an endpoint with two
+	// shadows would list them in either order from one status to the next.
+	slices.SortFunc(out, func(a, b ShadowStats) int { return cmp.Compare(a.Version, b.Version) })
 	return out
 }
