@@ -16,7 +16,8 @@ import (
 
 // importWorld is eight titles whose planted factors are (9−i, i) for t<i>,
 // and three members: m1 (1, 0) played t1 and t2, m2 (0, 1) played t7 and
-// t8, m3 played nothing.
+// t8, m3 played nothing. The factor files are not in the catalog's or the
+// members' order: rows go by id.
 func importWorld(t *testing.T) (*Dataset, string, string) {
 	t.Helper()
 	var cat, mf, tf strings.Builder
@@ -24,9 +25,9 @@ func importWorld(t *testing.T) (*Dataset, string, string) {
 	tf.WriteString("title,f0,f1\n")
 	for i := 1; i <= 8; i++ {
 		fmt.Fprintf(&cat, "t%d,Title %d,drama,c%d,false,2026-01-01\n", i, i, i)
-		fmt.Fprintf(&tf, "t%d,%d,%d\n", i, 9-i, i)
+		fmt.Fprintf(&tf, "t%d,%d,%d\n", 9-i, i, 9-i) // t8 first
 	}
-	mf.WriteString("member,f0,f1\nm1,1,0\nm2,0,1\n")
+	mf.WriteString("member,f0,f1\nm2,0,1\nm1,1,0\n")
 	inter := "member,title,ts\nm1,t1,1\nm1,t2,2\nm2,t7,3\nm2,t8,4\n"
 	d, err := ReadDataset(strings.NewReader(cat.String()), "catalog.csv", strings.NewReader("member,market,joined\nm3,US,\n"), "members.csv",
 		strings.NewReader(inter), "inter.csv")
@@ -114,13 +115,13 @@ func TestImportALSRefusesBadFactors(t *testing.T) {
 	}{
 		{"different K", mf, "title,f0,f1,f2\nt1,1,2,3\n",
 			"members-f.csv has 2 factors per member, titles-f.csv 3 per title"},
-		{"NaN", mf, strings.Replace(tf, "t3,6,3", "t3,NaN,3", 1), `titles-f.csv: line 4, column "f0": "NaN": a factor must be a finite number`},
-		{"Inf", strings.Replace(mf, "m2,0,1", "m2,0,Inf", 1), tf, `members-f.csv: line 3, column "f1": "Inf"`},
-		{"too large", mf, strings.Replace(tf, "t5,4,5", "t5,4,1e10", 1), `titles-f.csv: line 6, column "f1": "1e10": a factor must be a finite number of magnitude at most 1e+09`},
-		{"not a number", mf, strings.Replace(tf, "t2,7,2", "t2,seven,2", 1), `line 3, column "f0": "seven"`},
-		{"empty cell", mf, strings.Replace(tf, "t2,7,2", "t2,,2", 1), `line 3, column "f0": ""`},
-		{"duplicate title", mf, tf + "t4,1,1\n", `titles-f.csv: line 10, column "title": title "t4" again (first on line 5)`},
-		{"duplicate member", mf + "m1,2,2\n", tf, `members-f.csv: line 4, column "member": member "m1" again (first on line 2)`},
+		{"NaN", mf, strings.Replace(tf, "t3,6,3", "t3,NaN,3", 1), `titles-f.csv: line 7, column "f0": "NaN": a factor must be a finite number`},
+		{"Inf", strings.Replace(mf, "m2,0,1", "m2,0,Inf", 1), tf, `members-f.csv: line 2, column "f1": "Inf"`},
+		{"too large", mf, strings.Replace(tf, "t5,4,5", "t5,4,1e10", 1), `titles-f.csv: line 5, column "f1": "1e10": a factor must be a finite number of magnitude at most 1e+09`},
+		{"not a number", mf, strings.Replace(tf, "t2,7,2", "t2,seven,2", 1), `line 8, column "f0": "seven"`},
+		{"empty cell", mf, strings.Replace(tf, "t2,7,2", "t2,,2", 1), `line 8, column "f0": ""`},
+		{"duplicate title", mf, tf + "t4,1,1\n", `titles-f.csv: line 10, column "title": title "t4" again (first on line 6)`},
+		{"duplicate member", mf + "m1,2,2\n", tf, `members-f.csv: line 4, column "member": member "m1" again (first on line 3)`},
 		{"unknown title", mf, tf + "t99,1,1\n", `titles-f.csv: line 10, column "title": title "t99" is not in the catalog`},
 		{"unknown member", mf + "m99,1,1\n", tf, `members-f.csv: line 4, column "member": member "m99" is in neither`},
 		{"a title without factors", mf, strings.Replace(tf, "t6,3,6\n", "", 1), `titles-f.csv: no factors for 1 titles of the catalog: "t6"`},
