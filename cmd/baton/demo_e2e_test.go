@@ -384,3 +384,53 @@ func TestPlatformAudit(t *testing.T) {
 	}
 	must(t, day("2027-01-07", 220, `{"metrics":{"minutes_7d":{"mean":702,"not_null_rate":0.96}},"status":"passed"}`), 0)
 }
+
+// TestPlatformSearchLineage runs the platform's train-search flow on a
+// warehouse of one synthetic day: the re-ranker version it registers
+// names, like every other trained model, the data it was fitted on: the
+// click log the train step read, pinned by digest (it registered with no
+// training set before).
+func TestPlatformSearchLineage(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	data, wh := t.TempDir(), t.TempDir()
+	must(t, baton(t, home, "search", "synth", "--titles", "300", "--members", "100", "--sessions", "600", "--out", data), 0)
+	for _, f := range []struct{ from, to string }{
+		{"catalog.csv", "catalog.csv"}, {"interactions.csv", "interactions/2027-01-03.csv"}, {"clicks.csv", "clicks/2027-01-03.csv"},
+	} {
+		b, err := os.ReadFile(filepath.Join(data, f.from))
+		if err == nil {
+			err = os.MkdirAll(filepath.Dir(filepath.Join(wh, f.to)), 0o755)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, wh, f.to, string(b))
+	}
+	must(t, baton(t, home, "flow", "apply", "../../examples/platform/signals.yaml"), 0)
+	must(t, baton(t, home, "run", "../../examples/platform/train-search.yaml", "--param", "warehouse="+wh, "--param", "date=2027-01-03"), 0)
+	var shown struct {
+		Version struct {
+			Artifact string
+			Lineage  struct {
+				TrainingSet       string `json:"training_set"`
+				TrainingSetDigest string `json:"training_set_digest"`
+			}
+		}
+	}
+	r := must(t, baton(t, home, "model", "show", "search-rerank", "1", "-o", "json"), 0)
+	if err := json.Unmarshal([]byte(r.stdout), &shown); err != nil {
+		t.Fatalf("%v: %s", err, r.stdout)
+	}
+	lin := shown.Version.Lineage
+	if shown.Version.Artifact != "1/train/model.json" || lin.TrainingSet != "1/train/clicks.csv" || lin.TrainingSetDigest == "" {
+		t.Fatalf("search-rerank 1: artifact %q, training set %q (digest %q), want 1/train/model.json trained on 1/train/clicks.csv:\n%s",
+			shown.Version.Artifact, lin.TrainingSet, lin.TrainingSetDigest, r.stdout)
+	}
+	// The training set is the click log as landed: every search of the day.
+	clicks := must(t, baton(t, home, "artifact", "get", lin.TrainingSet), 0).stdout
+	landed, _ := os.ReadFile(filepath.Join(wh, "clicks", "2027-01-03.csv"))
+	if clicks != string(landed) {
+		t.Fatalf("the training set is not the landed click log: %d bytes, landed %d", len(clicks), len(landed))
+	}
+}

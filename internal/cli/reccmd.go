@@ -32,7 +32,7 @@ ALS (conjugate gradient), personalized PageRank, a learned blend of them and a
 multi-task (play and completion) factorization. Every model is one file in one
 format (docs/models.md, "Recommendation models").`,
 	}
-	cmd.AddCommand(a.recSynthCmd(), a.recTrainCmd(), a.recEvalCmd(), a.recRecommendCmd(), a.recTopNCmd())
+	cmd.AddCommand(a.recSynthCmd(), a.recTrainCmd(), a.recImportCmd(), a.recEvalCmd(), a.recRecommendCmd(), a.recTopNCmd())
 	return cmd
 }
 
@@ -241,23 +241,8 @@ parameters (docs/models.md lists them); an unknown one is refused.`,
 			res := recTrainOut{Kind: kind, Out: out, Params: m.Params(), Members: len(ds.Members), Titles: len(ds.Titles),
 				Interactions: ds.Inter.Len(), ReadSeconds: t1.Sub(t0).Seconds(), TrainSeconds: t2.Sub(t1).Seconds(),
 				SaveSeconds: time.Since(t2).Seconds()}
-			if cut != 0 {
-				res.Until = time.Unix(cut, 0).UTC().Format(time.RFC3339)
-			}
-			if st, err := os.Stat(out); err == nil {
-				res.Bytes = st.Size()
-			}
-			if metricsOut != "" {
-				if err := atomicfile.Write(metricsOut, func(w io.Writer) error {
-					enc := json.NewEncoder(w)
-					enc.SetIndent("", "  ")
-					return enc.Encode(res)
-				}); err != nil {
-					return err
-				}
-			}
-			if a.json() {
-				return a.printJSON(res)
+			if done, err := a.recSummary(&res, cut, metricsOut); done || err != nil {
+				return err
 			}
 			fmt.Fprintf(a.out, "trained %s on %d interactions (%d members, %d titles) in %.2fs; wrote %s (%d bytes)\n",
 				kind, res.Interactions, res.Members, res.Titles, res.TrainSeconds, out, res.Bytes)
@@ -272,6 +257,112 @@ parameters (docs/models.md lists them); an unknown one is refused.`,
 	f.StringVar(&out, "out", "", "the model file to write")
 	f.StringVar(&metricsOut, "metrics-out", "", "write the training summary (sizes, times, params) here as JSON")
 	return cmd
+}
+
+func (a *app) recImportCmd() *cobra.Command {
+	var data recData
+	var memberFactors, titleFactors, until, out, metricsOut string
+	cmd := &cobra.Command{
+		Use:   "import --member-factors FILE --title-factors FILE --interactions FILE --catalog FILE --out FILE",
+		Short: "Write a factor model trained elsewhere as an als model file",
+		Long: `Import a matrix factorization trained outside baton: the member factors
+(member,f0,...,fK-1) and the title factors (title,f0,...,fK-1), with the data
+it was trained on (the interactions before --until, the catalog, the members),
+become an als model file, the one baton rec train writes: it evaluates,
+registers and serves as one (docs/models.md, "Bringing your own model").
+Both files need the same K and finite factors; every title of the catalog and
+every member with interactions needs a row. A bad cell exits 2 naming the
+file, the line and the column.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if memberFactors == "" || titleFactors == "" || out == "" {
+				return usageErr("--member-factors FILE, --title-factors FILE and --out FILE are required")
+			}
+			t0 := time.Now()
+			read := func(path, id string) (*rec.Factors, error) {
+				f, err := os.Open(path)
+				if err != nil {
+					return nil, usageErr("%v", err)
+				}
+				defer f.Close()
+				fs, err := rec.ReadFactors(f, path, id)
+				if err != nil {
+					return nil, usageErr("%w", err)
+				}
+				return fs, nil
+			}
+			mf, err := read(memberFactors, "member")
+			if err != nil {
+				return err
+			}
+			tf, err := read(titleFactors, "title")
+			if err != nil {
+				return err
+			}
+			ds, err := data.read()
+			if err != nil {
+				return err
+			}
+			var cut int64
+			if until != "" {
+				if cut, err = recCut(ds, "--until", until); err != nil {
+					return err
+				}
+				ds = ds.Before(cut)
+			}
+			t1 := time.Now()
+			m, err := rec.ImportALS(ds, mf, tf)
+			if err != nil {
+				return recErr(err)
+			}
+			t2 := time.Now()
+			if err := atomicfile.Write(out, m.Save); err != nil {
+				return err
+			}
+			res := recTrainOut{Kind: m.Kind(), Out: out, Params: m.Params(), Members: len(ds.Members), Titles: len(ds.Titles),
+				Interactions: ds.Inter.Len(), ReadSeconds: t1.Sub(t0).Seconds(), TrainSeconds: t2.Sub(t1).Seconds(),
+				SaveSeconds: time.Since(t2).Seconds()}
+			if done, err := a.recSummary(&res, cut, metricsOut); done || err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "imported %d member and %d title factors (K = %s) with %d interactions; wrote %s (%d bytes)\n",
+				len(mf.IDs), len(tf.IDs), res.Params["factors"], res.Interactions, out, res.Bytes)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&memberFactors, "member-factors", "", "member factors CSV: member,f0,...,fK-1")
+	f.StringVar(&titleFactors, "title-factors", "", "title factors CSV: title,f0,...,fK-1")
+	data.flags(f)
+	f.StringVar(&until, "until", "", "the interactions the factors were trained on end before this time (as rec train --until)")
+	f.StringVar(&out, "out", "", "the model file to write")
+	f.StringVar(&metricsOut, "metrics-out", "", "write the summary (sizes, times, params) here as JSON")
+	return cmd
+}
+
+// recSummary completes a model file's summary (the cut, the file's size),
+// writes it to metricsOut when asked, and prints it as JSON when that is
+// the output (done: nothing more to print).
+func (a *app) recSummary(res *recTrainOut, cut int64, metricsOut string) (done bool, err error) {
+	if cut != 0 {
+		res.Until = time.Unix(cut, 0).UTC().Format(time.RFC3339)
+	}
+	if st, err := os.Stat(res.Out); err == nil {
+		res.Bytes = st.Size()
+	}
+	if metricsOut != "" {
+		if err := atomicfile.Write(metricsOut, func(w io.Writer) error {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return enc.Encode(res)
+		}); err != nil {
+			return true, err
+		}
+	}
+	if a.json() {
+		return true, a.printJSON(res)
+	}
+	return false, nil
 }
 
 // recErr gives invalid input exit 2 and keeps the rest.

@@ -31,8 +31,42 @@ func (s *Signals) Row(i int) []float64 {
 	return s.values[i*p : (i+1)*p]
 }
 
+// signalRange is the values a signal can physically take: a value
+// outside is a broken measurement, and scoring it would extrapolate the
+// model far past anything it was fitted on (a negative bitrate scored
+// 10.9 on the 1–5 scale, a bitrate of 1e300 scored −30).
+type signalRange struct {
+	lo, hi float64
+	openLo bool // lo itself is out
+	rule   string
+}
+
+func (r signalRange) has(v float64) bool {
+	if r.openLo && v <= r.lo {
+		return false
+	}
+	return v >= r.lo && v <= r.hi
+}
+
+// signalRanges are the known signals' ranges; another column need only
+// be a finite number.
+var signalRanges = map[string]signalRange{
+	// 1 Gbit/s is past any delivered stream (uncompressed 4K60 is 12 Gbit/s, but nobody streams it).
+	"bitrate_kbps": {lo: 0, hi: 1e6, openLo: true, rule: "must be above 0 and at most 1000000 kbps"},
+	"vmaf":         {lo: 0, hi: 100, rule: "must be from 0 to 100"},
+	// The share of playing time spent rebuffering.
+	"rebuffer_rate": {lo: 0, hi: 1, rule: "must be a share from 0 to 1"},
+	// Ten minutes: a start that takes longer is a failed start, not a slow one.
+	"startup_ms": {lo: 0, hi: 600_000, rule: "must be from 0 to 600000 ms"},
+	// −70 LUFS is BS.1770's absolute gate (nothing quieter is measured);
+	// +10 is above a full-scale multichannel mix.
+	"audio_lufs":        {lo: -70, hi: 10, rule: "must be from -70 to 10 LUFS"},
+	"subtitle_coverage": {lo: 0, hi: 1, rule: "must be a share from 0 to 1"},
+}
+
 // ReadSignals reads a signals file; name names it in errors. Every cell
-// but the title must be a finite number; a title twice is an error.
+// but the title must be a finite number, within its physical range for
+// the known signals (signalRanges); a title twice is an error.
 func ReadSignals(r io.Reader, name string) (*Signals, error) {
 	tr := csvtable.NewReader(r, name)
 	header, hline, err := tr.Header()
@@ -68,6 +102,10 @@ func ReadSignals(r io.Reader, name string) (*Signals, error) {
 			v, ok := csvtable.ParseFloat(c)
 			if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
 				return nil, &csvtable.InputError{File: name, Line: line, Column: header[j+1], Err: fmt.Errorf("%q is not a finite number", c)}
+			}
+			if r, known := signalRanges[header[j+1]]; known && !r.has(v) {
+				return nil, &csvtable.InputError{File: name, Line: line, Column: header[j+1],
+					Err: fmt.Errorf("title %q: %s %s: %s", t, header[j+1], c, r.rule)}
 			}
 			s.values = append(s.values, v)
 		}

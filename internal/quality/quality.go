@@ -27,8 +27,9 @@ import (
 	"github.com/baton-ml/baton/internal/fault"
 )
 
-// ModelFormat is the version of the model file's layout.
-const ModelFormat = 1
+// ModelFormat is the version of the model file's layout (2: the rating
+// scale, Scale).
+const ModelFormat = 2
 
 // LoudnessTarget is the integrated loudness a mix should have (ATSC A/85:
 // −24 LKFS); audio_lufs enters the model as the distance from it.
@@ -54,6 +55,10 @@ type Model struct {
 	WeightSE  []float64 `json:"weight_se"`
 	Intercept float64   `json:"intercept"`
 	Threshold float64   `json:"threshold"`
+	// Scale is the lowest and highest rating the model was fitted on: a
+	// predicted rating is clamped to it (a linear model extrapolates past
+	// the scale for signals beyond those it saw).
+	Scale [2]float64 `json:"scale"`
 	// Bounds are, per signal, the acceptable limit on its bad side: the
 	// 5th percentile (a signal whose weight is positive) or the 95th (a
 	// negative weight) of the titles rated at or above the threshold.
@@ -236,6 +241,7 @@ func (m *Model) fit(s *Signals, rows []int, ys []float64, l2 float64) error {
 		}
 	}
 	m.Intercept = stat.Mean(ys, nil)
+	m.Scale = [2]float64{slices.Min(ys), slices.Max(ys)}
 	yc := make([]float64, n)
 	for k := range n {
 		yc[k] = ys[k] - m.Intercept
@@ -294,11 +300,17 @@ func (m *Model) contributions(raw []float64, out []float64) {
 func (m *Model) predict(raw []float64) float64 {
 	c := make([]float64, len(raw))
 	m.contributions(raw, c)
+	return m.rating(c)
+}
+
+// rating is the predicted rating from the signals' contributions, on the
+// scale the model was fitted on.
+func (m *Model) rating(contrib []float64) float64 {
 	y := m.Intercept
-	for _, v := range c {
+	for _, v := range contrib {
 		y += v
 	}
-	return y
+	return clamp(y, m.Scale[0], m.Scale[1])
 }
 
 func (m *Model) bounds(s *Signals, rows []int, ys []float64) {
@@ -356,6 +368,9 @@ func (m *Model) Check() error {
 	}
 	if !finite(m.Intercept) || !finite(m.Threshold) {
 		return fault.Invalidf("intercept", "intercept %g, threshold %g", m.Intercept, m.Threshold)
+	}
+	if !finite(m.Scale[0]) || !finite(m.Scale[1]) || !(m.Scale[0] < m.Scale[1]) {
+		return fault.Invalidf("scale", "ratings from %g to %g: want the lowest below the highest", m.Scale[0], m.Scale[1])
 	}
 	return nil
 }
@@ -446,10 +461,7 @@ func (m *Model) Score(ctx context.Context, s *Signals, shard Shard, threshold fl
 			raw[j] = row[c]
 		}
 		m.contributions(raw, contrib)
-		y := m.Intercept
-		for _, c := range contrib {
-			y += c
-		}
+		y := m.rating(contrib)
 		sc := Score{Title: t, Score: y, Flagged: y < threshold, Reasons: []string{}}
 		type reason struct {
 			text string

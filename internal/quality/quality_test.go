@@ -3,6 +3,7 @@ package quality
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"strings"
@@ -159,6 +160,16 @@ func TestReadersNameTheCell(t *testing.T) {
 		{"title,vmaf\nt1,1\nt1,2\n", "also on line 2", rs},
 		{"name,vmaf\nt1,1\n", "header", rs},
 		{"title,rating\nt1,NaN\n", `line 2, column "rating"`, rr},
+		// Values no measurement can take: named with the title, the
+		// column and the value.
+		{"title,bitrate_kbps\nt1,3000\nt2,-500\n", `line 3, column "bitrate_kbps": title "t2": bitrate_kbps -500: must be above 0`, rs},
+		{"title,bitrate_kbps\nt1,0\n", `title "t1": bitrate_kbps 0: must be above 0`, rs},
+		{"title,bitrate_kbps\nt1,1e300\n", `title "t1": bitrate_kbps 1e300: must be above 0 and at most 1000000 kbps`, rs},
+		{"title,startup_ms\nt1,-1\n", `column "startup_ms": title "t1": startup_ms -1: must be from 0`, rs},
+		{"title,vmaf\nt1,100.5\n", `title "t1": vmaf 100.5: must be from 0 to 100`, rs},
+		{"title,rebuffer_rate\nt1,1.5\n", `title "t1": rebuffer_rate 1.5: must be a share`, rs},
+		{"title,audio_lufs\nt1,-90\n", `title "t1": audio_lufs -90: must be from -70`, rs},
+		{"title,subtitle_coverage\nt1,-0.1\n", `title "t1": subtitle_coverage -0.1`, rs},
 		{"title,score\n", "title,rating", rr},
 	} {
 		err := c.read(c.in)
@@ -195,4 +206,63 @@ func FuzzReadSignals(f *testing.F) {
 			t.Fatalf("ratings: not invalid input: %v", err)
 		}
 	})
+}
+
+// A linear model extrapolates: signals at the edge of their physical
+// range, far past what it was fitted on, must still score on the scale
+// of the ratings it learned (a negative bitrate once scored 10.9 on the
+// 1–5 scale, now refused by the reader; a startup of ten minutes scored
+// far below 1).
+func TestScoresStayOnTheRatingScale(t *testing.T) {
+	ctx := context.Background()
+	s := Synthesize(1000, 0.5, 4)
+	m, err := Train(ctx, s.Signals, s.Ratings, TrainOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, r := range s.Ratings {
+		lo, hi = min(lo, r), max(hi, r)
+	}
+	sig, err := ReadSignals(strings.NewReader("title,bitrate_kbps,vmaf,rebuffer_rate,startup_ms,audio_lufs,subtitle_coverage\n"+
+		"worst,1,0,1,600000,-70,0\n"+
+		"best,1000000,100,0,0,-24,1\n"), "edge.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scores, err := m.Score(ctx, sig, Shard{0, 1}, math.NaN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := make([]float64, len(m.Signals))
+	for i, sc := range scores {
+		copy(raw, sig.Row(i))
+		c := make([]float64, len(raw))
+		m.contributions(raw, c)
+		unclamped := m.Intercept
+		for _, v := range c {
+			unclamped += v
+		}
+		t.Logf("%s: %.3f (unclamped %.3f)", sc.Title, sc.Score, unclamped)
+		if !(sc.Score >= lo && sc.Score <= hi) {
+			t.Errorf("%s scores %g, off the ratings' scale %g..%g", sc.Title, sc.Score, lo, hi)
+		}
+	}
+	if scores[0].Score != lo || !scores[0].Flagged {
+		t.Errorf("the worst signals score %+v, want the lowest rating %g, flagged", scores[0], lo)
+	}
+	// A model file without a scale (or an inverted one) is refused.
+	var buf bytes.Buffer
+	m.Write(&buf)
+	var doc map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, scale := range []any{nil, []float64{5, 1}} {
+		doc["scale"] = scale
+		b, _ := json.Marshal(doc)
+		if _, err := ReadModel(bytes.NewReader(b), "m.json"); !errors.Is(err, fault.Invalid) || !strings.Contains(err.Error(), "scale") {
+			t.Errorf("scale %v: %v", scale, err)
+		}
+	}
 }

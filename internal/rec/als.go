@@ -200,12 +200,14 @@ func (s *als[F]) sweep(ctx context.Context, dst, src []F, ptr []int64, idx []int
 	var next atomic.Int64
 	const chunk = 256
 	var wg sync.WaitGroup
+	var pn panics
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer pn.catch()
 			r, p, ap, bv := make([]F, K), make([]F, K), make([]F, K), make([]F, K)
-			for ctx.Err() == nil {
+			for ctx.Err() == nil && !pn.failed() {
 				lo := int(next.Add(chunk)) - chunk
 				if lo >= rows {
 					return
@@ -217,6 +219,9 @@ func (s *als[F]) sweep(ctx context.Context, dst, src []F, ptr []int64, idx []int
 		}()
 	}
 	wg.Wait()
+	if err := pn.err(); err != nil {
+		return err
+	}
 	return ctx.Err()
 }
 

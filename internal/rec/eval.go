@@ -95,11 +95,13 @@ func Evaluate(ctx context.Context, m *Recommender, test *Dataset, k int) (Metric
 	res := make([]memberEval, len(test.Members))
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	var p panics
 	for range runtime.GOMAXPROCS(0) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
+			defer p.catch()
+			for ctx.Err() == nil && !p.failed() {
 				i := int(next.Add(1)) - 1
 				if i >= len(test.Members) {
 					return
@@ -109,6 +111,9 @@ func Evaluate(ctx context.Context, m *Recommender, test *Dataset, k int) (Metric
 		}()
 	}
 	wg.Wait()
+	if err := p.err(); err != nil {
+		return Metrics{}, err
+	}
 	if err := ctx.Err(); err != nil {
 		return Metrics{}, err
 	}

@@ -75,14 +75,16 @@ func trainKNN(ctx context.Context, b *base, ps *params) (*knnModel, error) {
 	sims := make([][]float32, nt)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	var p panics
 	for range runtime.GOMAXPROCS(0) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer p.catch()
 			acc := make([]float32, nt)
 			var touched []int32
 			var cand []float32
-			for ctx.Err() == nil {
+			for ctx.Err() == nil && !p.failed() {
 				i := int(next.Add(1)) - 1
 				if i >= nt {
 					return
@@ -114,6 +116,9 @@ func trainKNN(ctx context.Context, b *base, ps *params) (*knnModel, error) {
 		}()
 	}
 	wg.Wait()
+	if err := p.err(); err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

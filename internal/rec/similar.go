@@ -39,7 +39,8 @@ func (r *Recommender) Similar(title string, n int, market string) []Item {
 // catalog indexes of the n titles most like it: Similar's answer in every
 // market, worked out by up to workers goroutines at once. Serving builds
 // it when a model loads, so that no request computes a title's
-// neighbours. It stops early, with ctx's error, when ctx ends.
+// neighbours. It stops early, with ctx's error, when ctx ends, and with
+// a *PanicError when working out a title panics.
 func (r *Recommender) SimilarIndexes(ctx context.Context, titles []int32, n, workers int) ([][]int32, error) {
 	out := make([][]int32, len(titles))
 	if n <= 0 || len(titles) == 0 {
@@ -52,12 +53,14 @@ func (r *Recommender) SimilarIndexes(ctx context.Context, titles []int32, n, wor
 	flat := make([]int32, len(titles)*n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	var p panics
 	for range workers {
 		wg.Go(func() {
+			defer p.catch()
 			scores := make([]float32, len(r.b.Titles))
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(titles) || ctx.Err() != nil {
+				if i >= len(titles) || ctx.Err() != nil || p.failed() {
 					return
 				}
 				r.similarScores(titles[i], scores)
@@ -66,6 +69,9 @@ func (r *Recommender) SimilarIndexes(ctx context.Context, titles []int32, n, wor
 		})
 	}
 	wg.Wait()
+	if err := p.err(); err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -223,8 +223,14 @@ type recModel struct {
 	// nbrs.
 	table   atomic.Pointer[[][]int32]
 	buildMu sync.Mutex
-	nbrMu   sync.RWMutex
-	nbrs    map[int32][]int32
+	// buildErr is a build that panicked: the same model panics the same
+	// way, so it is not tried again at every refresh (requests work out
+	// a title's neighbours when asked, and fall back if that panics
+	// too); panicLog logs it once.
+	buildErr error
+	panicLog sync.Once
+	nbrMu    sync.RWMutex
+	nbrs     map[int32][]int32
 
 	scorePool sync.Pool // *[]float32, one score per title
 	pages     sync.Pool // *page
@@ -344,11 +350,18 @@ func (m *recModel) buildNeighbours(ctx context.Context) error {
 	if m.table.Load() != nil {
 		return nil
 	}
+	if m.buildErr != nil {
+		return m.buildErr
+	}
 	anchors := m.market("").byPopularity
 	if n := len(m.titles); n > 0 {
 		anchors = anchors[:min(len(anchors), max(1, neighbourPairs/n))]
 	}
 	lists, err := m.r.SimilarIndexes(ctx, anchors, neighbourDepth, runtime.GOMAXPROCS(0))
+	if pe := (*rec.PanicError)(nil); errors.As(err, &pe) {
+		m.buildErr = fmt.Errorf("neighbour table: %w", err)
+		return m.buildErr
+	}
 	if err != nil {
 		return err
 	}
@@ -452,8 +465,9 @@ func (s *Service) forEndpoint(spec Endpoint, v *version, fallback bool, policy *
 }
 
 // warm builds what v's pages read before v first serves them: the
-// neighbour table, when the page has a "Because You Watched" row.
-func warm(ctx context.Context, v *version) error {
+// neighbour table, when the page has a "Because You Watched" row. A
+// build that panicked is logged once, with the stack.
+func (s *Service) warm(ctx context.Context, v *version) error {
 	if v == nil {
 		return nil
 	}
@@ -461,7 +475,14 @@ func warm(ctx context.Context, v *version) error {
 	if !ok || !slices.ContainsFunc(rm.cfg.Rows, func(r RowConfig) bool { return r.Type == RowBecauseYouWatched }) {
 		return nil
 	}
-	return rm.m.buildNeighbours(ctx)
+	err := rm.m.buildNeighbours(ctx)
+	if pe := (*rec.PanicError)(nil); errors.As(err, &pe) {
+		rm.m.panicLog.Do(func() {
+			s.d.Log.Error("model panicked building its neighbour table; requests work out neighbours when asked", "model", v.v.Model,
+				"version", v.v.Version, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
+		})
+	}
+	return err
 }
 
 const defaultNewWithin = 30 * 24 * time.Hour

@@ -330,7 +330,7 @@ func BenchmarkRecommendPage(b *testing.B) {
 		Rows:   []RowConfig{{Type: RowTopPicks}, {Type: RowBecauseYouWatched}, {Type: RowTrending}, {Type: RowNew, Within: Duration(60 * 24 * time.Hour)}},
 		Rerank: Rerank{Diversity: 0.3, NewCreatorShare: 0.2}}}
 	// As a server does before the model serves.
-	if err := warm(context.Background(), &version{m: pm}); err != nil {
+	if err := (&Service{}).warm(context.Background(), &version{m: pm}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()

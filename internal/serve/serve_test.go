@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -779,4 +780,82 @@ func TestInjectedFault(t *testing.T) {
 	if r := ask("u"); r.Path != PathModel || len(f.svc.Faults()) != 0 {
 		t.Fatalf("after the fault: %+v %v", r, f.svc.Faults())
 	}
+}
+
+// panicky is a model with a bug: it panics on every call.
+type panicky struct{}
+
+func (panicky) Predict(context.Context, Input) (Output, error) { panic("boom: index out of range") }
+
+// A model that panics fails its request, which falls back, and is logged
+// with its stack; the process lives on. In process (builtin), in the
+// guard goroutine of an outside model, and as a shadow on the shadow
+// workers' goroutines: a panic there, not recovered, ended the server
+// and every endpoint it served.
+func TestModelPanicFallsBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	var logs lockedBuffer
+	f.svc.d.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	// Each version's loaded model is the panicking one: the service loads
+	// a digest once, so storing it first is what serves.
+	inject := func(model string, n int, builtin bool) {
+		v, err := f.st.ModelVersion(ctx, model, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.svc.models.Store(v.Digest, &version{v: v, m: panicky{}, builtin: builtin})
+	}
+	inject("inline", f.version(t, "inline", logistic(3), store.ModelCanary, store.ModelProduction), true)
+	inject("outside", f.version(t, "outside", map[string]any{"kind": "command", "argv": []string{"/bin/true"}}, store.ModelCanary, store.ModelProduction), false)
+	f.version(t, "shadowed", logistic(2), store.ModelCanary, store.ModelProduction)
+	inject("shadowed", f.version(t, "shadowed", logistic(-1), store.ModelShadow), true)
+	for _, name := range []string{"inline", "outside", "shadowed"} {
+		f.endpoint(t, Endpoint{Name: name, Model: name, Features: []string{"x"}, Timeout: Duration(time.Second), Fallback: Fallback{Static: "safe"}})
+	}
+	for _, name := range []string{"inline", "outside"} {
+		r, err := f.svc.Predict(ctx, name, Request{Key: "m1"})
+		if err != nil || r.Path != PathFallback || r.Reason != ReasonError || r.Prediction != "safe" ||
+			!strings.Contains(r.Detail, "the model panicked: boom") {
+			t.Errorf("%s: %+v %v, want the static fallback for a model that panicked", name, r, err)
+		}
+	}
+	for i := range 5 {
+		if r, err := f.svc.Predict(ctx, "shadowed", Request{Key: fmt.Sprint(i)}); err != nil || r.Path != PathModel {
+			t.Fatalf("shadowed: %+v %v", r, err)
+		}
+	}
+	testwait.Until(t, 10*time.Second, func() (bool, string) {
+		for _, st := range f.svc.Statuses() {
+			if st.Endpoint == "shadowed" && len(st.Shadow) == 1 && st.Shadow[0].Errors+st.Shadow[0].Dropped == 5 {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("statuses %+v", f.svc.Statuses())
+	}, "the panicking shadow's 5 copies to count as errors")
+	out := logs.String()
+	for _, want := range []string{"model=inline version=1", "model=outside version=1", "model=shadowed version=2", "panic=\"boom: index out of range\"", "serve_test.go"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log has no %q:\n%s", want, out)
+		}
+	}
+}
+
+// lockedBuffer is a log sink written from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

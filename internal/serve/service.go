@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -309,7 +310,7 @@ func (s *Service) Refresh(ctx context.Context) error {
 		// A page's model goes live with what its rows read built: no
 		// request works out a title's neighbours.
 		for _, v := range append([]*version{st.baseline, st.canary, st.fallback}, st.shadows...) {
-			if err := warm(ctx, v); err != nil {
+			if err := s.warm(ctx, v); err != nil {
 				errs = append(errs, fmt.Errorf("endpoint %s: model %s version %d: %w", spec.Name, v.v.Model, v.v.Version, err))
 			}
 		}
@@ -598,7 +599,7 @@ func (s *Service) run(ctx context.Context, v *version, in Input, timeout time.Du
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if v.builtin {
-		return v.m.Predict(ctx, in)
+		return s.predict(ctx, v, in)
 	}
 	type res struct {
 		out Output
@@ -606,7 +607,7 @@ func (s *Service) run(ctx context.Context, v *version, in Input, timeout time.Du
 	}
 	ch := make(chan res, 1)
 	go func() {
-		o, err := v.m.Predict(ctx, in)
+		o, err := s.predict(ctx, v, in)
 		ch <- res{o, err}
 	}()
 	select {
@@ -618,6 +619,27 @@ func (s *Service) run(ctx context.Context, v *version, in Input, timeout time.Du
 	case <-ctx.Done():
 		return Output{}, context.DeadlineExceeded
 	}
+}
+
+// ErrModelPanicked is what a request gets from a model that panicked
+// (errors.Is): it falls back as for any failing model.
+var ErrModelPanicked = errors.New("the model panicked")
+
+// predict asks v's model, turning a panic in it into an error and a log
+// line with the stack: the request falls back as for any model error.
+// A panic not recovered ends the process, every endpoint with it, when it
+// is in a goroutine of the request's (an outside model's, a shadow's);
+// in the request's own, net/http would drop the connection instead of
+// answering the fallback.
+func (s *Service) predict(ctx context.Context, v *version, in Input) (out Output, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.d.Log.Error("model panicked; the request falls back", "model", v.v.Model, "version", v.v.Version,
+				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			out, err = Output{}, fmt.Errorf("model %s version %d: %w: %v", v.v.Model, v.v.Version, ErrModelPanicked, p)
+		}
+	}()
+	return v.m.Predict(ctx, in)
 }
 
 // fallback fills resp from the fallback model, or the static value when
