@@ -96,6 +96,7 @@ finish (up to --drain), and unfinished runs are handed back to the next server.`
 func (a *app) workerCmd() *cobra.Command {
 	var workers int
 	var drain, lease time.Duration
+	var capf capacityFlags
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run tasks from a shared store's queue (no API, no scheduler)",
@@ -123,9 +124,14 @@ running ones finish (up to --drain) and hands the rest back.`,
 				return err
 			}
 			defer eng.Close()
+			capacity, err := capf.capacity()
+			if err != nil {
+				return err
+			}
 			log := slog.New(slog.NewTextHandler(a.err, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			log.Info("baton worker ready", "owner", eng.Owner(), "artifacts", e.home.Artifacts)
-			err = eng.Work(ctx, engine.WorkOptions{Log: log})
+			log.Info("baton worker ready", "owner", eng.Owner(), "artifacts", e.home.Artifacts,
+				"cpu", float64(capacity.CPU)/1000, "memory_mib", capacity.Mem, "gpu", capacity.GPU, "labels", store.LabelText(capacity.Labels))
+			err = eng.Work(ctx, engine.WorkOptions{Log: log, Capacity: &capacity})
 			log.Info("stopped")
 			return err
 		},
@@ -133,6 +139,7 @@ running ones finish (up to --drain) and hands the rest back.`,
 	cmd.Flags().IntVar(&workers, "workers", 0, "tasks running at once (default: the number of CPUs)")
 	cmd.Flags().DurationVar(&drain, "drain", 30*time.Second, "on SIGTERM, how long running tasks may take to finish")
 	cmd.Flags().DurationVar(&lease, "task-lease", 30*time.Second, "how soon this worker's tasks go elsewhere if it dies")
+	capf.register(cmd)
 	return cmd
 }
 

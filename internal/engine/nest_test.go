@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -360,5 +363,64 @@ func TestSubflowCancelledWithParent(t *testing.T) {
 	c, err := e.st.Run(context.Background(), child)
 	if err != nil || c.Status != store.RunCancelled {
 		t.Fatalf("child %+v %v", c, err)
+	}
+}
+
+// Tasks go only to workers that fit them: with labels, only to a worker
+// that carries them; with resources, never more at once on a worker than
+// its capacity holds.
+func TestPlacement(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, engine.Options{Dispatch: engine.Queue, QueuePoll: 20 * time.Millisecond})
+	ledger := filepath.Join(t.TempDir(), "ledger")
+	worker := func(who string, c store.Capacity) {
+		eng, err := engine.New(e.st, e.blobs, engine.Options{Dispatch: engine.Queue, TempDir: t.TempDir(), Workers: 4,
+			QueuePoll: 20 * time.Millisecond, Env: []string{"WHO=" + who, "LEDGER=" + ledger}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(eng.Close)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); eng.Work(ctx, engine.WorkOptions{Capacity: &c}) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	// a: two cores, no GPU; b: one core, an A100 label.
+	worker("a", store.Capacity{CPU: 2000, Mem: 4096})
+	worker("b", store.Capacity{CPU: 1000, Mem: 4096, GPU: 1, Labels: map[string]string{"accel": "a100"}})
+	rec := `echo "start $WHO $BATON_STEP $(date +%s%N)" >> "$LEDGER"; sleep 0.3; echo "end $WHO $BATON_STEP $(date +%s%N)" >> "$LEDGER"`
+	f := &flow.Flow{Name: "place", Steps: []flow.Step{
+		{Name: "cpu", Foreach: &flow.Foreach{Items: items(6)}, Resources: &flow.Resources{CPU: 1}, Run: rec},
+		{Name: "gpu", Foreach: &flow.Foreach{Items: items(3)}, Resources: &flow.Resources{CPU: 1, GPU: 1}, Labels: map[string]string{"accel": "a100"}, Run: rec},
+	}}
+	r := e.run(t, f, nil, engine.ExecOptions{})
+	if r.Status != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.Status, r.Error)
+	}
+	b, _ := os.ReadFile(ledger)
+	running := map[string]int{}
+	most := map[string]int{}
+	var lines [][]string
+	for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
+		lines = append(lines, strings.Fields(line))
+	}
+	slices.SortStableFunc(lines, func(x, y []string) int { return strings.Compare(x[3], y[3]) })
+	for _, l := range lines {
+		who, step := l[1], l[2]
+		if step == "gpu" && who != "b" {
+			t.Fatalf("a gpu task ran on %s, which has no a100 label", who)
+		}
+		if l[0] == "start" {
+			running[who]++
+			most[who] = max(most[who], running[who])
+		} else {
+			running[who]--
+		}
+	}
+	if most["a"] > 2 || most["b"] > 1 {
+		t.Fatalf("most tasks at once: %v; a has 2 cores, b 1 (each cpu task needs 1, each gpu task b's one GPU)", most)
+	}
+	if most["a"] < 2 {
+		t.Fatalf("a never ran two tasks at once (%v): the test shows nothing", most)
 	}
 }

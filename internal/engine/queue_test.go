@@ -183,7 +183,7 @@ func TestDeadWorkerTaskRunsElsewhere(t *testing.T) {
 	// A "worker" claims the task and dies without renewing.
 	var claims []store.Claim
 	testwait.For(t, 10*time.Second, func() bool {
-		claims, _ = e.st.ClaimTasks(context.Background(), "dead-worker", 1, -time.Second, nil)
+		claims, _ = e.st.ClaimTasks(context.Background(), "dead-worker", 1, -time.Second, nil, nil)
 		return len(claims) == 1
 	}, "a task to claim")
 	if n, err := e.st.ReapTasks(context.Background()); n != 1 || err != nil {

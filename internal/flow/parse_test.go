@@ -375,7 +375,7 @@ func TestParseErrorsSteps(t *testing.T) {
 		{"no run", "name: x\nsteps:\n  - name: a\n", "steps[0].run", 3, "the step has no run"},
 		{"empty run", "name: x\nsteps:\n  - name: a\n    run: '  '\n", "steps[0].run", 4, "is empty"},
 		{"bool run", "name: x\nsteps:\n  - name: a\n    run: true\n", "steps[0].run", 4, `put it in quotes ("true")`},
-		{"step not a mapping", "name: x\nsteps:\n  - a\n", "steps[0]", 3, "must be a mapping with keys env, foreach, join, name, needs, publish, retry, run, subflow, switch, timeout, training_set, wait"},
+		{"step not a mapping", "name: x\nsteps:\n  - a\n", "steps[0]", 3, "must be a mapping with keys env, foreach, join, labels, name, needs, publish, resources, retry, run, subflow, switch, timeout, training_set, wait"},
 		{"unknown step key", "name: x\nsteps:\n  - name: a\n    run: b\n    depends: [c]\n", "steps[0].depends", 5, "unknown key"},
 		{"timeout bare number", "name: x\nsteps:\n  - name: a\n    run: b\n    timeout: 30\n", "steps[0].timeout", 5, `write a duration such as "30s"`},
 		{"timeout bad", "name: x\nsteps:\n  - name: a\n    run: b\n    timeout: soon\n", "steps[0].timeout", 5, "is not a duration"},

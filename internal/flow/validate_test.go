@@ -335,3 +335,30 @@ func TestSwitchRules(t *testing.T) {
 		t.Fatalf("case of a foreach switch: %v %v", g.Scopes(), err)
 	}
 }
+
+func TestResourcesAndLabels(t *testing.T) {
+	f, err := Parse("f.yaml", []byte("name: f\nsteps:\n  - name: a\n    run: x\n    resources: {cpu: 0.5, memory: 512Mi, gpu: 1}\n    labels: {accel: a100}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.Steps[0].Resources
+	if r.CPU != 0.5 || r.Memory != 512<<20 || r.GPU != 1 || r.Milli() != 500 || r.MiB() != 512 || f.Steps[0].Labels["accel"] != "a100" {
+		t.Fatalf("resources %+v labels %v", r, f.Steps[0].Labels)
+	}
+	for _, c := range []struct{ yaml, msg string }{
+		{"resources: {memory: lots}", `steps[0].resources.memory: "lots" is not a size`},
+		{"resources: {cpu: fast}", `steps[0].resources.cpu: must be a number of cores`},
+		{"resources: {cpu: -1}", `steps[0].resources.cpu: cpu is -1`},
+		{"resources: {gpu: 1.5}", `steps[0].resources.gpu: must be a whole number`},
+		{"resources: {disk: 1}", `steps[0].resources.disk: unknown key "disk" (allowed: cpu, gpu, memory)`},
+		{"labels: {'a=b': x}", `steps[0].labels["a=b"]: label "a=b": a key is`},
+	} {
+		_, err := Parse("f.yaml", []byte("name: f\nsteps:\n  - name: a\n    run: x\n    "+c.yaml+"\n"))
+		if err == nil || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%s: want %q, got %v", c.yaml, c.msg, err)
+		}
+	}
+	if n, err := ParseBytes("2Gi"); err != nil || n != 2<<30 {
+		t.Fatalf("2Gi = %d %v", n, err)
+	}
+}

@@ -47,6 +47,7 @@ func Run(t *testing.T, open Opener) {
 		"QueueFencing":          testQueueFencing,
 		"QueueReap":             testQueueReap,
 		"QueueConcurrentClaims": testQueueConcurrent,
+		"QueueCapacity":         testQueueCapacity,
 		"Listen":                testListen,
 		"FeatureSpecs":          testFeatureSpecs,
 		"FeatureComputations":   testFeatureComputations,
@@ -1162,6 +1163,45 @@ func testQueueRunners(t *testing.T, s store.Store) {
 	mine, _ := s.ClaimTasks(c, "w3", 10, time.Minute, []string{"go:f"}, nil)
 	if len(mine) != 2 || mine[0].Step != "go" {
 		t.Fatalf("the worker with the flow's functions claimed %+v", mine)
+	}
+}
+
+func testQueueCapacity(t *testing.T, s store.Store) {
+	c := ctx(t)
+	r := newRun(t, s, "coord")
+	now := time.Now()
+	if err := s.Apply(c, "coord", &store.Batch{NewTasks: []store.NewTasks{
+		{RunID: r.ID, Step: "big", Count: 3, ReadyAt: now, Queued: true, Need: store.Need{CPU: 1500, Mem: 100}},
+		{RunID: r.ID, Step: "gpu", Count: 2, ReadyAt: now.Add(time.Millisecond), Queued: true, Need: store.Need{CPU: 100, GPU: 1, Labels: map[string]string{"accel": "a100"}}},
+		{RunID: r.ID, Step: "small", Count: 3, ReadyAt: now.Add(2 * time.Millisecond), Queued: true, Need: store.Need{CPU: 500}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	// Two cores and no GPU: one big task (1.5 cores) and one small one
+	// fit together, in queue order; the GPU tasks do not.
+	free := store.Capacity{CPU: 2000, Mem: 1000}
+	got, err := s.ClaimTasks(c, "w1", 10, time.Minute, nil, &free)
+	if err != nil || len(got) != 2 || got[0].Step != "big" || got[1].Step != "small" || got[0].Need.CPU != 1500 || got[0].Need.Mem != 100 {
+		t.Fatalf("claims of a two-core worker: %+v %v", got, err)
+	}
+	// A worker with the label and a GPU takes one GPU task: the second
+	// would need a second GPU.
+	gpu := store.Capacity{CPU: 4000, Mem: 1000, GPU: 1, Labels: map[string]string{"accel": "a100", "zone": "eu"}}
+	got, _ = s.ClaimTasks(c, "w2", 10, time.Minute, nil, &gpu)
+	var steps []string
+	for _, cl := range got {
+		steps = append(steps, cl.Step)
+		if cl.Step == "gpu" && (cl.Need.GPU != 1 || cl.Need.Labels["accel"] != "a100") {
+			t.Fatalf("a GPU claim without its need: %+v", cl)
+		}
+	}
+	if strings.Join(steps, " ") != "big big gpu small" {
+		t.Fatalf("claims of a four-core worker with one GPU: %v", steps)
+	}
+	// The label is required: a worker without it takes no GPU task.
+	nolabel := store.Capacity{CPU: 4000, Mem: 1000, GPU: 4}
+	if got, _ := s.ClaimTasks(c, "w3", 10, time.Minute, nil, &nolabel); len(got) != 1 || got[0].Step != "small" {
+		t.Fatalf("claims of a worker without the label: %+v", got)
 	}
 }
 
