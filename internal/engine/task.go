@@ -319,7 +319,7 @@ type Task struct {
 	// Iteration is the loop iteration (from 1) of a step in a loop; 0
 	// outside one.
 	Iteration int
-	Params  map[string]json.RawMessage
+	Params    map[string]json.RawMessage
 	// Item is the foreach item as JSON; nil outside a foreach step.
 	Item json.RawMessage
 	// Signal is the signal a waiting step received; nil otherwise.
