@@ -1,0 +1,25 @@
+"""baton's Python API: Metaflow's FlowSpec, one import away.
+
+Change ``from metaflow import ...`` to ``from baton import ...`` and run
+``python3 flow.py run``: the flow becomes a baton flow version, run by the
+``baton`` binary ($BATON_BIN, else on PATH) in the same home and store as
+every other flow. Only the standard library is used, and a task imports
+only what it needs (no ast, no subprocess) to keep its start-up cheap.
+"""
+
+from .flowspec import (
+    FlowSpec,
+    JSONType,
+    Parameter,
+    current,
+    step,
+)
+from .decorators import catch, resources, retry, schedule, timeout, trigger, trigger_on_finish
+from .errors import BatonFlowError, MergeArtifactsException
+
+__all__ = [
+    "FlowSpec", "step", "Parameter", "JSONType", "current",
+    "retry", "timeout", "catch", "resources",
+    "trigger", "trigger_on_finish", "schedule",
+    "MergeArtifactsException", "BatonFlowError",
+]
