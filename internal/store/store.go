@@ -73,10 +73,16 @@ type FlowVersion struct {
 	Spec json.RawMessage `json:"spec"`
 	// Source is the flow file as written; empty for SDK flows.
 	Source string `json:"-"`
-	// Path is the file the version was applied from, and Dir the folder its
-	// shell steps run in.
-	Path      string    `json:"path,omitempty"`
-	Dir       string    `json:"dir,omitempty"`
+	// Path is the file the version was applied from, and Dir its folder:
+	// where its shell steps run when the version has no code snapshot.
+	Path string `json:"path,omitempty"`
+	Dir  string `json:"dir,omitempty"`
+	// Code is the artifact digest of the version's code snapshot (a
+	// deterministic tar of Dir, see internal/snapshot) and CodeSize the
+	// tar's size; its shell steps run in the snapshot, extracted. Empty
+	// for a Go SDK flow and for versions registered before snapshots.
+	Code      string    `json:"code,omitempty"`
+	CodeSize  int64     `json:"code_size,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 

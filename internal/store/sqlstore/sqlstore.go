@@ -237,9 +237,9 @@ func (s *Store) PutFlowVersion(ctx context.Context, v store.FlowVersion) (store.
 			return err
 		}
 		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO flow_versions (flow, version, digest, spec, source, path, dir, created_at)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			v.Flow, v.Version, v.Digest, string(v.Spec), v.Source, v.Path, v.Dir, micros(now)); err != nil {
+			`INSERT INTO flow_versions (flow, version, digest, spec, source, path, dir, code_digest, code_size, created_at)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			v.Flow, v.Version, v.Digest, string(v.Spec), v.Source, v.Path, v.Dir, v.Code, v.CodeSize, micros(now)); err != nil {
 			return fmt.Errorf("insert version %d of %s: %w", v.Version, v.Flow, err)
 		}
 		out, created = v, true
@@ -248,7 +248,7 @@ func (s *Store) PutFlowVersion(ctx context.Context, v store.FlowVersion) (store.
 	return out, created, err
 }
 
-const flowVersionCols = `flow, version, digest, spec, source, path, dir, created_at`
+const flowVersionCols = `flow, version, digest, spec, source, path, dir, code_digest, code_size, created_at`
 
 // scanner is a row to scan: *sql.Row or *sql.Rows.
 type scanner interface{ Scan(...any) error }
@@ -288,7 +288,7 @@ func scanFlowVersion(row scanner) (store.FlowVersion, error) {
 	var v store.FlowVersion
 	var spec string
 	var created int64
-	if err := row.Scan(&v.Flow, &v.Version, &v.Digest, &spec, &v.Source, &v.Path, &v.Dir, &created); err != nil {
+	if err := row.Scan(&v.Flow, &v.Version, &v.Digest, &spec, &v.Source, &v.Path, &v.Dir, &v.Code, &v.CodeSize, &created); err != nil {
 		return v, err
 	}
 	v.Spec = json.RawMessage(spec)

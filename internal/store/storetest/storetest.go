@@ -23,6 +23,7 @@ type Opener func(t *testing.T) store.Store
 func Run(t *testing.T, open Opener) {
 	tests := map[string]func(*testing.T, store.Store){
 		"FlowVersions":          testFlowVersions,
+		"FlowVersionCode":       testFlowVersionCode,
 		"RunsAndFilters":        testRuns,
 		"LeaseAcquireRenew":     testLease,
 		"ApplyFencing":          testFencing,
@@ -129,6 +130,34 @@ func testFlowVersions(t *testing.T, s store.Store) {
 	fs, err := s.Flows(c)
 	if err != nil || len(fs) != 2 || fs[0].Name != "a" || fs[0].LatestVersion != 2 || fs[0].Versions != 2 || fs[1].Name != "b" {
 		t.Fatalf("flows: %+v %v", fs, err)
+	}
+}
+
+// testFlowVersionCode: a version's code snapshot (digest and size) is
+// kept and read back by every read; a version without one reads empty.
+func testFlowVersionCode(t *testing.T, s store.Store) {
+	c := ctx(t)
+	code := strings.Repeat("ab", 32)
+	put, created, err := s.PutFlowVersion(c, store.FlowVersion{Flow: "snap", Digest: "d1", Spec: json.RawMessage(`{}`),
+		Path: "/p/f.yaml", Dir: "/p", Code: code, CodeSize: 10240})
+	if err != nil || !created || put.Code != code || put.CodeSize != 10240 {
+		t.Fatalf("put: %+v created=%v err=%v", put, created, err)
+	}
+	again, created, err := s.PutFlowVersion(c, store.FlowVersion{Flow: "snap", Digest: "d1", Spec: json.RawMessage(`{}`)})
+	if err != nil || created || again.Code != code || again.CodeSize != 10240 {
+		t.Fatalf("same digest: %+v created=%v err=%v; want the stored snapshot", again, created, err)
+	}
+	plain, _, err := s.PutFlowVersion(c, store.FlowVersion{Flow: "snap", Digest: "d2", Spec: json.RawMessage(`{}`), Dir: "/p"})
+	if err != nil || plain.Code != "" || plain.CodeSize != 0 {
+		t.Fatalf("no snapshot: %+v %v", plain, err)
+	}
+	one, err := s.FlowVersion(c, "snap", 1)
+	if err != nil || one.Code != code || one.CodeSize != 10240 || one.Dir != "/p" {
+		t.Fatalf("version 1: %+v %v", one, err)
+	}
+	vs, err := s.FlowVersions(c, "snap")
+	if err != nil || len(vs) != 2 || vs[0].Code != "" || vs[1].Code != code || vs[1].CodeSize != 10240 {
+		t.Fatalf("versions: %+v %v", vs, err)
 	}
 }
 
