@@ -4,6 +4,7 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,18 +12,29 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 
+	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/internal/signal"
+	"github.com/baton-ml/baton/internal/snapshot"
 	"github.com/baton-ml/baton/internal/store"
 )
 
-// Document is one file to apply. Dir is the folder the flow's shell steps
-// run in (the file's folder); Path is kept for people.
+// Document is one file to apply. Dir is the flow's folder (the file's
+// folder): what its code snapshot holds, or, registered without one,
+// where its shell steps run. Path is kept for people.
 type Document struct {
 	Path string
 	Dir  string
 	Data []byte
+}
+
+// Code says how CheckCode snapshots flow folders: each flow of a document
+// with a Dir gets a code snapshot of it, stored in Blobs by Store.
+type Code struct {
+	Blobs   *artifact.Store
+	Options snapshot.Options
 }
 
 // Applied says what one document registered.
@@ -31,8 +43,14 @@ type Applied struct {
 	Flow    string `json:"flow,omitempty"`
 	Version int    `json:"version,omitempty"`
 	// Created says the flow version is new.
-	Created   bool     `json:"created"`
-	Contracts []string `json:"contracts,omitempty"`
+	Created bool `json:"created"`
+	// Code and CodeSize are the version's code snapshot, CodeSkipped
+	// what of its folder the snapshot left out for what it is (links
+	// leading out of the folder).
+	Code        string          `json:"code,omitempty"`
+	CodeSize    int64           `json:"code_size,omitempty"`
+	CodeSkipped []snapshot.Skip `json:"code_skipped,omitempty"`
+	Contracts   []string        `json:"contracts,omitempty"`
 	// ContractsChanged lists the contracts that were new or changed.
 	ContractsChanged []string `json:"contracts_changed,omitempty"`
 }
@@ -42,12 +60,32 @@ type Parsed struct {
 	Doc     Document
 	Flow    *flow.Flow
 	Version store.FlowVersion // zero for a contracts-only document
+	// Skipped is what the code snapshot left out of the folder.
+	Skipped []snapshot.Skip
+	code    *packed
+}
+
+// packed is a folder's snapshot, held until Store puts it in blobs.
+type packed struct {
+	blobs *artifact.Store
+	tar   []byte
+	snapshot.Packed
 }
 
 // Check parses every document against the registered contracts plus those
 // the batch declares. It returns flow.Errors (with files, lines and
-// fields) when anything is wrong.
+// fields) when anything is wrong. The versions it makes have no code
+// snapshot: their shell steps run in their folder.
 func Check(ctx context.Context, st store.Store, docs []Document) ([]Parsed, error) {
+	return CheckCode(ctx, st, docs, nil)
+}
+
+// CheckCode is Check, and packs the folder of each flow with a Dir into a
+// code snapshot (held in memory, so Options.Limit bounds it) when code is
+// not nil. A snapshot makes the version: the same definition and folder
+// content is the same version wherever the folder is, and an edited
+// script is a new one.
+func CheckCode(ctx context.Context, st store.Store, docs []Document, code *Code) ([]Parsed, error) {
 	contracts, err := signal.Load(ctx, st)
 	if err != nil {
 		return nil, err
@@ -63,6 +101,7 @@ func Check(ctx context.Context, st store.Store, docs []Document) ([]Parsed, erro
 	check := contracts.With(declared).FlowCheck()
 	var out []Parsed
 	var errs flow.Errors
+	packs := map[string]*packed{} // by flow file
 	flows := map[string]string{}
 	signals := map[string]string{}
 	for _, d := range docs {
@@ -93,6 +132,29 @@ func Check(ctx context.Context, st store.Store, docs []Document) ([]Parsed, erro
 			}
 			p.Version = store.FlowVersion{Flow: f.Name, Digest: f.VersionDigest(d.Dir, ""), Spec: spec,
 				Source: string(d.Data), Path: d.Path, Dir: d.Dir}
+			if code != nil && d.Dir != "" {
+				// The flow file itself is left out: its definition is
+				// the version already, canonical, so a comment changes
+				// nothing, while any other file of the folder does.
+				self := filepath.Join(d.Dir, filepath.Base(d.Path))
+				pk := packs[self]
+				if pk == nil {
+					opt := code.Options
+					opt.Exclude = append(slices.Clip(opt.Exclude), self)
+					var buf bytes.Buffer
+					sp, err := snapshot.Pack(d.Dir, &buf, opt)
+					if err != nil {
+						return nil, fmt.Errorf("%s: %w", d.Path, err)
+					}
+					pk = &packed{blobs: code.Blobs, tar: buf.Bytes(), Packed: sp}
+					packs[self] = pk
+				}
+				p.code, p.Skipped = pk, pk.Skipped
+				p.Version.Code, p.Version.CodeSize = pk.Digest, pk.Size
+				// The folder's content stands for the folder: where it
+				// was applied from is no part of the version.
+				p.Version.Digest = f.VersionDigest("", "snapshot:"+pk.Digest)
+			}
 		}
 		out = append(out, p)
 	}
@@ -134,22 +196,41 @@ func Store(ctx context.Context, st store.Store, parsed []Parsed) ([]Applied, err
 			}
 		}
 	}
+	stored := map[*packed]bool{}
 	for i, p := range parsed {
 		if p.Flow.ContractsOnly() {
 			continue
+		}
+		// The snapshot first: a version never names a blob not stored.
+		if pk := p.code; pk != nil && !stored[pk] {
+			d, _, err := pk.blobs.PutBytes(ctx, pk.tar)
+			if err != nil {
+				return nil, fmt.Errorf("store the code snapshot of %s: %w", p.Flow.Name, err)
+			}
+			if d != pk.Digest {
+				return nil, fmt.Errorf("store the code snapshot of %s: stored as %s, packed as %s", p.Flow.Name, d, pk.Digest)
+			}
+			stored[pk] = true
 		}
 		v, created, err := st.PutFlowVersion(ctx, p.Version)
 		if err != nil {
 			return nil, fmt.Errorf("register flow %s: %w", p.Flow.Name, err)
 		}
 		out[i].Flow, out[i].Version, out[i].Created = v.Flow, v.Version, created
+		out[i].Code, out[i].CodeSize, out[i].CodeSkipped = v.Code, v.CodeSize, p.Skipped
 	}
 	return out, nil
 }
 
-// Apply checks and stores documents.
+// Apply checks and stores documents, without code snapshots.
 func Apply(ctx context.Context, st store.Store, docs []Document) ([]Applied, error) {
-	parsed, err := Check(ctx, st, docs)
+	return ApplyCode(ctx, st, docs, nil)
+}
+
+// ApplyCode checks and stores documents, with code snapshots when code is
+// not nil.
+func ApplyCode(ctx context.Context, st store.Store, docs []Document, code *Code) ([]Applied, error) {
+	parsed, err := CheckCode(ctx, st, docs, code)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/baton-ml/baton/internal/catalog"
+	"github.com/baton-ml/baton/internal/flow"
 	"github.com/baton-ml/baton/schema"
 )
 
@@ -16,20 +17,25 @@ func (a *app) flowCmd() *cobra.Command {
 		Use:   "flow",
 		Short: "Register and inspect flow definitions",
 	}
+	var codeLimit string
 	apply := &cobra.Command{
 		Use:   "apply FILE...",
-		Short: "Validate flow files and register them (a changed file makes a new version)",
-		Args:  cobra.MinimumNArgs(1),
+		Short: "Validate flow files and register them (a changed file, or a change in its folder, makes a new version)",
+		Long: `Validate flow files and register them. A flow's version holds a code snapshot of
+the flow file's folder (less what .batonignore leaves out): its steps run in
+that snapshot, so editing a script makes a new version, and runs of older
+versions keep the code they were registered with.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			e, err := a.open(ctx, false)
+			e, err := a.open(ctx, true)
 			if err != nil {
 				return err
 			}
 			defer e.Close()
 			// Every file is checked before any is registered: one bad
 			// file registers nothing.
-			parsed, err := readDocs(ctx, e, args)
+			parsed, err := a.readDocs(ctx, e, args, codeLimit)
 			if err != nil {
 				return err
 			}
@@ -51,11 +57,12 @@ func (a *app) flowCmd() *cobra.Command {
 				if o.Created {
 					state = "registered"
 				}
-				fmt.Fprintf(a.out, "flow %s v%d %s\n", o.Flow, o.Version, state)
+				fmt.Fprintf(a.out, "flow %s v%d %s%s\n", o.Flow, o.Version, state, codeNote(o.Code, o.CodeSize))
 			}
 			return nil
 		},
 	}
+	addCodeLimit(apply, &codeLimit)
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List registered flows",
@@ -103,9 +110,13 @@ func (a *app) flowCmd() *cobra.Command {
 					return a.printJSON(vs)
 				}
 				tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "VERSION\tCREATED\tDIGEST\tPATH")
+				fmt.Fprintln(tw, "VERSION\tCREATED\tDIGEST\tCODE\tCODE SIZE\tPATH")
 				for _, v := range vs {
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", v.Version, v.CreatedAt.Format(time.DateTime), v.Digest[:12], v.Path)
+					code, size := "-", "-"
+					if v.Code != "" {
+						code, size = v.Code[:12], flow.Size(v.CodeSize)
+					}
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", v.Version, v.CreatedAt.Format(time.DateTime), v.Digest[:12], code, size, v.Path)
 				}
 				return tw.Flush()
 			}
@@ -118,6 +129,9 @@ func (a *app) flowCmd() *cobra.Command {
 			}
 			fmt.Fprintf(a.out, "# flow %s version %d, registered %s from %s\n", v.Flow, v.Version,
 				v.CreatedAt.Format(time.DateTime), v.Path)
+			if v.Code != "" {
+				fmt.Fprintf(a.out, "# code snapshot %s (%s)\n", v.Code, flow.Size(v.CodeSize))
+			}
 			if v.Source != "" {
 				fmt.Fprint(a.out, v.Source)
 				return nil
@@ -155,4 +169,12 @@ func (a *app) flowCmd() *cobra.Command {
 	}
 	cmd.AddCommand(apply, list, show, schemaCmd, unblock)
 	return cmd
+}
+
+// codeNote describes a version's code snapshot after its number.
+func codeNote(code string, size int64) string {
+	if code == "" {
+		return ""
+	}
+	return fmt.Sprintf(", code %s (%s)", code[:12], flow.Size(size))
 }

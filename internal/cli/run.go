@@ -31,6 +31,12 @@ type execFlags struct {
 	noProgress bool
 }
 
+// addCodeLimit adds --code-limit, the size limit of code snapshots.
+func addCodeLimit(cmd *cobra.Command, limit *string) {
+	cmd.Flags().StringVar(limit, "code-limit", "",
+		"the most a flow's folder may hold for its code snapshot, e.g. 128MiB (default: $BATON_CODE_LIMIT, else 32MiB)")
+}
+
 func (f *execFlags) add(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.workers, "workers", 0, "tasks running at once (default: the number of CPUs)")
 	cmd.Flags().BoolVar(&f.noProgress, "no-progress", false, "print no progress, only the result")
@@ -39,6 +45,7 @@ func (f *execFlags) add(cmd *cobra.Command) {
 func (a *app) runCmd() *cobra.Command {
 	var params, paramFiles, tags []string
 	var ef execFlags
+	var codeLimit string
 	cmd := &cobra.Command{
 		Use:   "run FILE|FLOW",
 		Short: "Run a flow in the foreground (registering the file's version if new)",
@@ -67,7 +74,7 @@ as cancelled); a second Ctrl-C quits at once.`,
 				return err
 			}
 			defer e.Close()
-			fl, parsed, v, err := a.resolveFlow(ctx, e, args[0])
+			fl, parsed, v, err := a.resolveFlow(ctx, e, args[0], codeLimit)
 			if err != nil {
 				return err
 			}
@@ -107,6 +114,7 @@ as cancelled); a second Ctrl-C quits at once.`,
 	cmd.Flags().StringArrayVar(&paramFiles, "param-file", nil,
 		"run parameter `NAME=PATH` whose value is the file's content, for values too large for a command line (repeatable)")
 	cmd.Flags().StringArrayVar(&tags, "tag", nil, "tag the run (repeatable)")
+	addCodeLimit(cmd, &codeLimit)
 	ef.add(cmd)
 	return cmd
 }
@@ -194,10 +202,11 @@ process on this machine is detected at once, one elsewhere when its lease expire
 }
 
 // resolveFlow reads a flow file (checked against the registered signal
-// contracts, not yet stored), or finds a registered flow by name.
-func (a *app) resolveFlow(ctx context.Context, e *env, arg string) (*flow.Flow, *catalog.Parsed, store.FlowVersion, error) {
+// contracts and packed into a code snapshot, not yet stored), or finds a
+// registered flow by name.
+func (a *app) resolveFlow(ctx context.Context, e *env, arg, codeLimit string) (*flow.Flow, *catalog.Parsed, store.FlowVersion, error) {
 	if fi, err := os.Stat(arg); err == nil && !fi.IsDir() {
-		p, err := readDocs(ctx, e, []string{arg})
+		p, err := a.readDocs(ctx, e, []string{arg}, codeLimit)
 		if err != nil {
 			return nil, nil, store.FlowVersion{}, err
 		}
@@ -219,8 +228,14 @@ func (a *app) resolveFlow(ctx context.Context, e *env, arg string) (*flow.Flow, 
 	return nil, nil, store.FlowVersion{}, usageErr("%s: no such flow file, and no registered flow has that name (see `baton flow list`)", arg)
 }
 
-// readDocs reads and checks flow (and signals) files.
-func readDocs(ctx context.Context, e *env, paths []string) ([]catalog.Parsed, error) {
+// readDocs reads and checks flow (and signals) files, and packs each
+// flow's folder into a code snapshot of at most codeLimit (see
+// home.CodeOptions). It tells the user what the snapshots leave out.
+func (a *app) readDocs(ctx context.Context, e *env, paths []string, codeLimit string) ([]catalog.Parsed, error) {
+	opt, err := e.home.CodeOptions(codeLimit)
+	if err != nil {
+		return nil, usageErr("--code-limit: %v", err)
+	}
 	docs := make([]catalog.Document, 0, len(paths))
 	for _, path := range paths {
 		abs, err := filepath.Abs(path)
@@ -235,14 +250,28 @@ func readDocs(ctx context.Context, e *env, paths []string) ([]catalog.Parsed, er
 		d.Path = path
 		docs = append(docs, d)
 	}
-	return catalog.Check(ctx, e.st, docs)
+	parsed, err := catalog.CheckCode(ctx, e.st, docs, &catalog.Code{Blobs: e.blobs, Options: opt})
+	if err != nil {
+		return nil, err
+	}
+	told := map[string]bool{}
+	for _, p := range parsed {
+		if told[p.Doc.Dir] {
+			continue
+		}
+		told[p.Doc.Dir] = true
+		for _, s := range p.Skipped {
+			fmt.Fprintf(a.err, "baton: the code snapshot of %s leaves out %s: %s\n", p.Doc.Dir, s.Path, s.Reason)
+		}
+	}
+	return parsed, nil
 }
 
 func (a *app) engine(e *env, ef execFlags) (*engine.Engine, error) {
 	if ef.workers < 0 {
 		return nil, usageErr("--workers %d: must be positive", ef.workers)
 	}
-	opt := engine.Options{Workers: ef.workers, TempDir: e.home.TempDir(), Env: e.home.Env(),
+	opt := engine.Options{Workers: ef.workers, TempDir: e.home.TempDir(), Env: e.home.Env(), CodeDir: e.home.CodeDir(),
 		TrainingSet: feature.StepFunc(e.st, e.featureDir(), parquet.Write)}
 	if e.home.Postgres() {
 		// On a shared store tasks go through its queue: this process

@@ -118,7 +118,7 @@ running ones finish (up to --drain) and hands the rest back.`,
 				return usageErr("baton worker needs a shared store: --db postgres://... (the embedded SQLite store is one process's)")
 			}
 			eng, err := engine.New(e.st, e.blobs, engine.Options{Workers: workers, TempDir: e.home.TempDir(),
-				Env: e.home.Env(), Dispatch: engine.Queue, DrainTasks: drain, TaskLeaseTTL: lease,
+				Env: e.home.Env(), CodeDir: e.home.CodeDir(), Dispatch: engine.Queue, DrainTasks: drain, TaskLeaseTTL: lease,
 				TrainingSet: feature.StepFunc(e.st, e.featureDir(), parquet.Write)})
 			if err != nil {
 				return err

@@ -131,6 +131,9 @@ func roundSeconds(s float64) string {
 func (a *app) printRunView(v view.Run, so showOpts, o view.Options) {
 	w := a.out
 	fmt.Fprintf(w, "run %d  flow %s v%d  %s\n", v.ID, v.Flow, v.FlowVersion, v.Status)
+	if v.Code != "" {
+		fmt.Fprintf(w, "  code: %s (%s)\n", v.Code[:12], flow.Size(v.CodeSize))
+	}
 	fmt.Fprintf(w, "  trigger: %s", v.Trigger)
 	if v.TriggerDetail != "" {
 		fmt.Fprintf(w, " (%s)", v.TriggerDetail)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/baton-ml/baton/internal/artifact"
 	"github.com/baton-ml/baton/internal/flow"
+	"github.com/baton-ml/baton/internal/snapshot"
 	"github.com/baton-ml/baton/internal/store"
 )
 
@@ -60,6 +62,9 @@ type Options struct {
 	// TrainingSet runs the steps that build a training set (the features'
 	// batch path, which this package does not know); nil refuses them.
 	TrainingSet TrainingSetFunc
+	// CodeDir is where flow versions' code snapshots are extracted, once
+	// per digest, for their tasks to run in; default TempDir/code.
+	CodeDir string
 }
 
 // TrainingSetFunc builds the training set of step s (its TrainingSet set)
@@ -81,6 +86,8 @@ type Engine struct {
 	st    store.Store
 	blobs *artifact.Store
 	opt   Options
+	// code extracts the code snapshots tasks run in (see codeDir).
+	code  *snapshot.Cache
 	log   *slog.Logger
 	owner string
 	slots chan *slot
@@ -131,6 +138,9 @@ func New(st store.Store, blobs *artifact.Store, opt Options) (*Engine, error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
+	if opt.CodeDir == "" {
+		opt.CodeDir = filepath.Join(opt.TempDir, "code")
+	}
 	owner, err := newOwner()
 	if err != nil {
 		return nil, err
@@ -140,7 +150,7 @@ func New(st store.Store, blobs *artifact.Store, opt Options) (*Engine, error) {
 		return nil, err
 	}
 	return &Engine{
-		st: st, blobs: blobs, opt: opt, owner: owner, log: opt.Log,
+		st: st, blobs: blobs, opt: opt, owner: owner, log: opt.Log, code: snapshot.NewCache(opt.CodeDir, blobs),
 		slots: slots, slotDir: slotDir, slotFd: slotFd,
 		com:  newCommitter(st, owner),
 		runs: map[int64]*runner{}, drainCh: make(chan struct{}), wake: make(chan struct{}),

@@ -179,6 +179,10 @@ func (e *Engine) Execute(ctx context.Context, id int64, opt ExecOptions) (store.
 	if err != nil {
 		return run, err
 	}
+	dir, err := e.codeDir(ctx, v)
+	if err != nil {
+		return run, err
+	}
 	if !opt.Acquired {
 		if run, err = e.st.AcquireRun(ctx, id, e.owner, e.opt.LeaseTTL); err != nil {
 			return run, err
@@ -190,7 +194,7 @@ func (e *Engine) Execute(ctx context.Context, id int64, opt ExecOptions) (store.
 	}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	r := e.newRunner(run, fl, v.Dir, opt.Funcs, obs, contracts)
+	r := e.newRunner(run, fl, dir, opt.Funcs, obs, contracts)
 	r.ctx, r.cancel = rctx, cancel
 	if !e.register(r) {
 		// The engine is draining: hand the run straight back.

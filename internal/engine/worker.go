@@ -470,7 +470,11 @@ func (w *worker) view(ctx context.Context, c store.Claim) (*runner, *stepRun, er
 		if err != nil {
 			return nil, nil, err
 		}
-		rv = w.e.newRunner(run, fl, v.Dir, w.funcs[fl.Name], nil, contracts)
+		dir, err := w.e.codeDir(ctx, v)
+		if err != nil {
+			return nil, nil, err
+		}
+		rv = w.e.newRunner(run, fl, dir, w.funcs[fl.Name], nil, contracts)
 		w.mu.Lock()
 		if prev := w.views[c.RunID]; prev != nil {
 			rv = prev

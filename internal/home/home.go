@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/baton-ml/baton/internal/artifact"
+	"github.com/baton-ml/baton/internal/snapshot"
 	"github.com/baton-ml/baton/internal/store"
 	"github.com/baton-ml/baton/internal/store/postgres"
 	"github.com/baton-ml/baton/internal/store/sqlite"
@@ -64,6 +65,37 @@ func (h Home) Postgres() bool {
 
 // TempDir is the scratch folder for running tasks.
 func (h Home) TempDir() string { return filepath.Join(h.Dir, "tmp") }
+
+// CodeDir is where flow versions' code snapshots are extracted for their
+// tasks, one folder per snapshot digest.
+func (h Home) CodeDir() string { return filepath.Join(h.Dir, "code") }
+
+// CodeLimitHelp says how to raise the size limit of code snapshots.
+const CodeLimitHelp = "raise the limit with --code-limit SIZE or $BATON_CODE_LIMIT (e.g. 128MiB)"
+
+// CodeOptions is how flow folders are packed into code snapshots: at most
+// limit (a size; empty: $BATON_CODE_LIMIT, else snapshot.DefaultLimit),
+// and never the home's own files when the home sits in a flow's folder.
+func (h Home) CodeOptions(limit string) (snapshot.Options, error) {
+	opt := snapshot.Options{Exclude: []string{h.Dir}, Hint: CodeLimitHelp}
+	if limit == "" {
+		limit = os.Getenv("BATON_CODE_LIMIT")
+	}
+	if limit != "" {
+		n, err := snapshot.ParseLimit(limit)
+		if err != nil {
+			return opt, fmt.Errorf("code snapshot limit: %w", err)
+		}
+		opt.Limit = n
+	}
+	if dir, ok := strings.CutPrefix(h.Artifacts, "file://"); ok {
+		opt.Exclude = append(opt.Exclude, dir)
+	}
+	if db, ok := strings.CutPrefix(h.DB, "sqlite://"); ok {
+		opt.Exclude = append(opt.Exclude, db, db+"-wal", db+"-shm", db+"-journal")
+	}
+	return opt, nil
+}
 
 // Env is what a task needs to reach the same home with the baton CLI:
 // the home, and BATON_BIN, the baton binary that runs it (so a step calls

@@ -402,7 +402,9 @@ func (s *Server) listFlows(w http.ResponseWriter, r *http.Request) error {
 }
 
 // applyFlows registers flow and signals files. The body is a JSON object
-// {"files": [{"path": "a.yaml", "content": "..."}], "dir": "/where/steps/run"}.
+// {"files": [{"path": "a.yaml", "content": "..."}], "dir": "/the/flows/folder"}:
+// with a dir (a folder on the server), each flow's version holds a code
+// snapshot of it, as `baton flow apply` makes ($BATON_CODE_LIMIT caps it).
 func (s *Server) applyFlows(w http.ResponseWriter, r *http.Request) error {
 	var body struct {
 		Files []struct {
@@ -427,7 +429,11 @@ func (s *Server) applyFlows(w http.ResponseWriter, r *http.Request) error {
 		}
 		docs[i] = catalog.Document{Path: f.Path, Dir: body.Dir, Data: []byte(f.Content)}
 	}
-	applied, err := catalog.Apply(r.Context(), s.st, docs)
+	opt, err := s.home.CodeOptions("")
+	if err != nil {
+		return err
+	}
+	applied, err := catalog.ApplyCode(r.Context(), s.st, docs, &catalog.Code{Blobs: s.blobs, Options: opt})
 	if err != nil {
 		return err
 	}

@@ -183,7 +183,7 @@ func New(st store.Store, blobs *artifact.Store, h home.Home, opt Options) (*Serv
 	if opt.Elector == nil {
 		opt.Elector = orchestrate.FileElector(filepath.Join(h.Dir, "leader.lock"))
 	}
-	eng, err := engine.New(st, blobs, engine.Options{Workers: opt.Workers, TempDir: h.TempDir(), Env: h.Env(),
+	eng, err := engine.New(st, blobs, engine.Options{Workers: opt.Workers, TempDir: h.TempDir(), Env: h.Env(), CodeDir: h.CodeDir(),
 		Dispatch: opt.Dispatch, DrainTasks: opt.Drain, LeaseTTL: opt.RunLease, TaskLeaseTTL: opt.TaskLease, Log: opt.Logger,
 		TrainingSet: feature.StepFunc(st, filepath.Join(h.Dir, "features"), parquet.Write)})
 	if err != nil {

@@ -107,7 +107,7 @@ func (c *Cache) extract(ctx context.Context, digest string, size int64, final st
 	if _, err := io.Copy(io.Discard, rc); err != nil {
 		return fmt.Errorf("code snapshot %s: %w", digest, err)
 	}
-	if err := os.Chmod(tmp, 0o555); err != nil {
+	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp makes it 0700
 		return fmt.Errorf("code snapshot %s: %w", digest, err)
 	}
 	if err := os.Rename(tmp, final); err != nil {

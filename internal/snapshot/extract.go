@@ -8,8 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
-	"slices"
 	"strings"
 )
 
@@ -20,7 +18,9 @@ import (
 var ErrUnsafe = errors.New("unsafe code snapshot")
 
 // Extract unpacks the snapshot read from r into dir, an empty folder,
-// leaving its files and folders read-only. It writes nothing outside dir,
+// leaving its files read-only. Its folders stay writable by their owner,
+// so that removing a home (rm -r, a test's temporary folder) needs no
+// chmod first, as Go's module cache does. It writes nothing outside dir,
 // whatever r holds: paths are checked and every file is made through an
 // os.Root of dir. limit caps the content written.
 func Extract(r io.Reader, dir string, limit int64) error {
@@ -95,33 +95,8 @@ func Extract(r io.Reader, dir string, limit int64) error {
 			return fmt.Errorf("extract code snapshot: %w", err)
 		}
 	}
-	// Folders last, deepest first: a read-only folder takes no new entry.
-	var dirs []string
-	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("extract code snapshot: %w", err)
-	}
-	for _, d := range slices.Backward(dirs) {
-		if err := root.Chmod(d, 0o555); err != nil {
-			return fmt.Errorf("extract code snapshot: %w", err)
-		}
-	}
 	return nil
 }
 
-// RemoveAll removes dir, an extracted snapshot or a failed extraction,
-// whose folders Extract made read-only.
-func RemoveAll(dir string) error {
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(p, 0o755)
-		}
-		return nil
-	})
-	return os.RemoveAll(dir)
-}
+// RemoveAll removes dir, an extracted snapshot or a failed extraction.
+func RemoveAll(dir string) error { return os.RemoveAll(dir) }

@@ -257,8 +257,8 @@ func TestExtractRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{".": "dr-xr-xr-x", "flow.yaml": "-r--r--r--", "run.sh": "-r-xr-xr-x", "lib": "dr-xr-xr-x",
-		"lib/deep": "dr-xr-xr-x", "lib/deep/x.txt": "-r--r--r--", "empty": "dr-xr-xr-x", "empty/.keep": "-r--r--r--"}
+	want := map[string]string{".": "drwxr-xr-x", "flow.yaml": "-r--r--r--", "run.sh": "-r-xr-xr-x", "lib": "drwxr-xr-x",
+		"lib/deep": "drwxr-xr-x", "lib/deep/x.txt": "-r--r--r--", "empty": "drwxr-xr-x", "empty/.keep": "-r--r--r--"}
 	if len(got) != len(want) {
 		t.Fatalf("extracted %v; want %v", got, want)
 	}
@@ -439,5 +439,18 @@ func TestCacheExtractsOncePerDigest(t *testing.T) {
 	}
 	if _, err := c.Dir(ctx, strings.Repeat("0", 64), 0); !errors.Is(err, artifact.ErrNotFound) {
 		t.Fatalf("a missing snapshot: %v; want ErrNotFound", err)
+	}
+}
+
+func TestParseLimit(t *testing.T) {
+	for in, want := range map[string]int64{"1000": 1000, "64MiB": 64 << 20, "64M": 64 << 20, "64mb": 64 << 20, "2G": 2 << 30, "512 KiB": 512 << 10} {
+		if got, err := ParseLimit(in); err != nil || got != want {
+			t.Errorf("ParseLimit(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "0", "-1", "12X", "MiB", "1.5M", "99999999999G"} {
+		if _, err := ParseLimit(bad); err == nil {
+			t.Errorf("ParseLimit(%q) accepted", bad)
+		}
 	}
 }

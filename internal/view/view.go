@@ -17,7 +17,11 @@ import (
 // Run is a run with its steps and tasks (`baton show -o json`).
 type Run struct {
 	store.Run
-	Steps []Step `json:"steps"`
+	// Code and CodeSize are the flow version's code snapshot, the code
+	// its shell steps ran; empty when it has none.
+	Code     string `json:"code,omitempty"`
+	CodeSize int64  `json:"code_size,omitempty"`
+	Steps    []Step `json:"steps"`
 }
 
 // Step is a step of a run: its tasks counted by status (in the store, so a
@@ -107,10 +111,11 @@ func LoadRunWith(ctx context.Context, st Reader, id int64, o Options) (Run, erro
 	for _, s := range steps {
 		byName[s.Name] = s
 	}
-	fl, _, err := engine.Load(ctx, st, r)
+	fl, fv, err := engine.Load(ctx, st, r)
 	if err != nil {
 		return v, err
 	}
+	v.Code, v.CodeSize = fv.Code, fv.CodeSize
 	counts, err := st.TaskCounts(ctx, id)
 	if err != nil {
 		return v, err
