@@ -31,11 +31,17 @@ func Extract(r io.Reader, dir string, limit int64) error {
 	defer root.Close()
 	tr := tar.NewReader(r)
 	var total int64
-	type file struct {
-		name string
-		exec bool
+	made := map[string]bool{".": true} // folders known to exist
+	mkdir := func(name string) error {
+		if made[name] {
+			return nil
+		}
+		if err := root.MkdirAll(name, 0o755); err != nil {
+			return err
+		}
+		made[name] = true
+		return nil
 	}
-	var files []file
 	for n := 0; ; n++ {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -56,7 +62,7 @@ func Extract(r io.Reader, dir string, limit int64) error {
 		}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
-			if err := root.MkdirAll(name, 0o755); err != nil {
+			if err := mkdir(name); err != nil {
 				return fmt.Errorf("%w: entry %q: %v", ErrUnsafe, hdr.Name, err)
 			}
 		case tar.TypeReg:
@@ -64,13 +70,17 @@ func Extract(r io.Reader, dir string, limit int64) error {
 				return fmt.Errorf("%w: more than %d bytes of content", ErrUnsafe, limit)
 			}
 			total += hdr.Size
-			if parent := path.Dir(name); parent != "." {
-				if err := root.MkdirAll(parent, 0o755); err != nil {
-					return fmt.Errorf("%w: entry %q: %v", ErrUnsafe, hdr.Name, err)
-				}
+			if err := mkdir(path.Dir(name)); err != nil {
+				return fmt.Errorf("%w: entry %q: %v", ErrUnsafe, hdr.Name, err)
 			}
-			// O_EXCL: a path given twice is refused, not overwritten.
-			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+			// Made read-only from the start (the mode binds later
+			// opens, not this one). O_EXCL: a path given twice is
+			// refused, not overwritten.
+			mode := os.FileMode(0o444)
+			if hdr.Mode&0o111 != 0 {
+				mode = 0o555
+			}
+			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 			if err != nil {
 				return fmt.Errorf("%w: entry %q: %v", ErrUnsafe, hdr.Name, err)
 			}
@@ -81,18 +91,8 @@ func Extract(r io.Reader, dir string, limit int64) error {
 			if err != nil {
 				return fmt.Errorf("extract code snapshot: %s: %w", name, err)
 			}
-			files = append(files, file{name, hdr.Mode&0o111 != 0})
 		default:
 			return fmt.Errorf("%w: entry %q is not a regular file or folder (type %q)", ErrUnsafe, hdr.Name, hdr.Typeflag)
-		}
-	}
-	for _, f := range files {
-		mode := os.FileMode(0o444)
-		if f.exec {
-			mode = 0o555
-		}
-		if err := root.Chmod(f.name, mode); err != nil {
-			return fmt.Errorf("extract code snapshot: %w", err)
 		}
 	}
 	return nil

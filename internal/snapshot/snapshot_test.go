@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -452,5 +453,68 @@ func TestParseLimit(t *testing.T) {
 		if _, err := ParseLimit(bad); err == nil {
 			t.Errorf("ParseLimit(%q) accepted", bad)
 		}
+	}
+}
+
+// tenMB makes a folder of 10 MB: 200 files of 50 KB in 10 subfolders.
+func tenMB(b *testing.B) string {
+	dir := b.TempDir()
+	buf := make([]byte, 50_000)
+	for i := range 200 {
+		for j := range buf {
+			buf[j] = byte(i*31 + j*7)
+		}
+		p := filepath.Join(dir, "d"+strconv.Itoa(i%10), "f"+strconv.Itoa(i)+".py")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, buf, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// BenchmarkPack10MB packs a 10 MB folder of 200 files (what flow apply
+// and run FILE add to registering it).
+func BenchmarkPack10MB(b *testing.B) {
+	dir := tenMB(b)
+	b.SetBytes(10_000_000)
+	for b.Loop() {
+		if _, err := Pack(dir, io.Discard, Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkExtract10MB extracts that folder's snapshot from a local
+// artifact store through the cache, as a worker's first task of a version
+// does (its later tasks find the folder).
+func BenchmarkExtract10MB(b *testing.B) {
+	ctx := context.Background()
+	blobs, err := artifact.Open(ctx, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var buf bytes.Buffer
+	p, err := Pack(tenMB(b), &buf, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := blobs.PutBytes(ctx, buf.Bytes()); err != nil {
+		b.Fatal(err)
+	}
+	code := b.TempDir()
+	b.SetBytes(10_000_000)
+	for b.Loop() {
+		c := NewCache(filepath.Join(code, "code"), blobs)
+		if _, err := c.Dir(ctx, p.Digest, p.Size); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := RemoveAll(filepath.Join(code, "code")); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
 	}
 }
