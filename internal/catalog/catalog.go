@@ -4,13 +4,14 @@
 package catalog
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -65,11 +66,44 @@ type Parsed struct {
 	code    *packed
 }
 
-// packed is a folder's snapshot, held until Store puts it in blobs.
+// packed is a folder's snapshot as CheckCode saw it: only its digest is
+// kept (a batch of flows sharing a big folder would otherwise hold one
+// tar each in memory), and Store packs it again into blobs.
 type packed struct {
 	blobs *artifact.Store
-	tar   []byte
+	dir   string
+	opt   snapshot.Options
 	snapshot.Packed
+}
+
+// store puts the snapshot in blobs unless they hold it already (the same
+// folder content registered before), packing the folder again through a
+// temporary file: a folder that changed since CheckCode is an error, not
+// a version naming a snapshot it does not have.
+func (pk *packed) store(ctx context.Context) error {
+	if ok, err := pk.blobs.Exists(ctx, pk.Digest); err != nil || ok {
+		return err
+	}
+	f, err := os.CreateTemp("", "baton-code-*.tar")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	again, err := snapshot.Pack(pk.dir, f, pk.opt)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if again.Digest != pk.Digest {
+		return fmt.Errorf("%s changed while it was registered: apply it again", pk.dir)
+	}
+	d, _, err := pk.blobs.MoveFile(ctx, f.Name())
+	if err == nil && d != pk.Digest {
+		err = fmt.Errorf("stored as %s, packed as %s", d, pk.Digest)
+	}
+	return err
 }
 
 // Check parses every document against the registered contracts plus those
@@ -81,8 +115,7 @@ func Check(ctx context.Context, st store.Store, docs []Document) ([]Parsed, erro
 }
 
 // CheckCode is Check, and packs the folder of each flow with a Dir into a
-// code snapshot (held in memory, so Options.Limit bounds it) when code is
-// not nil. A snapshot makes the version: the same definition and folder
+// code snapshot when code is not nil. A snapshot makes the version: the same definition and folder
 // content is the same version wherever the folder is, and an edited
 // script is a new one.
 func CheckCode(ctx context.Context, st store.Store, docs []Document, code *Code) ([]Parsed, error) {
@@ -141,12 +174,11 @@ func CheckCode(ctx context.Context, st store.Store, docs []Document, code *Code)
 				if pk == nil {
 					opt := code.Options
 					opt.Exclude = append(slices.Clip(opt.Exclude), self)
-					var buf bytes.Buffer
-					sp, err := snapshot.Pack(d.Dir, &buf, opt)
+					sp, err := snapshot.Pack(d.Dir, io.Discard, opt)
 					if err != nil {
 						return nil, fmt.Errorf("%s: %w", d.Path, err)
 					}
-					pk = &packed{blobs: code.Blobs, tar: buf.Bytes(), Packed: sp}
+					pk = &packed{blobs: code.Blobs, dir: d.Dir, opt: opt, Packed: sp}
 					packs[self] = pk
 				}
 				p.code, p.Skipped = pk, pk.Skipped
@@ -203,12 +235,8 @@ func Store(ctx context.Context, st store.Store, parsed []Parsed) ([]Applied, err
 		}
 		// The snapshot first: a version never names a blob not stored.
 		if pk := p.code; pk != nil && !stored[pk] {
-			d, _, err := pk.blobs.PutBytes(ctx, pk.tar)
-			if err != nil {
+			if err := pk.store(ctx); err != nil {
 				return nil, fmt.Errorf("store the code snapshot of %s: %w", p.Flow.Name, err)
-			}
-			if d != pk.Digest {
-				return nil, fmt.Errorf("store the code snapshot of %s: stored as %s, packed as %s", p.Flow.Name, d, pk.Digest)
 			}
 			stored[pk] = true
 		}
