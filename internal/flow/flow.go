@@ -424,8 +424,9 @@ func (f *Flow) Digest() string {
 
 // VersionDigest identifies a registered version of the flow: its
 // definition, the folder its shell steps run in (the same YAML in another
-// folder runs other scripts) and, for a Go SDK flow, the code version its
-// author declares.
+// folder runs other scripts; empty for a version with a code snapshot,
+// whose content stands for the folder) and code: the snapshot's digest
+// (catalog), or for a Go SDK flow the code version its author declares.
 func (f *Flow) VersionDigest(dir, code string) string {
 	sum := sha256.Sum256([]byte(f.Digest() + "\x00" + dir + "\x00" + code))
 	return hex.EncodeToString(sum[:])
