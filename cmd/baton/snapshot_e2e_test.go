@@ -68,7 +68,7 @@ type snapRun struct {
 	CodeSize    int64  `json:"code_size"`
 }
 
-func runID(t *testing.T, r result) snapRun {
+func snapRunOf(t *testing.T, r result) snapRun {
 	t.Helper()
 	var run snapRun
 	if err := json.Unmarshal([]byte(r.stdout), &run); err != nil || run.ID == 0 {
@@ -84,7 +84,7 @@ func artifactText(t *testing.T, home string, env []string, path string) string {
 
 func showRun(t *testing.T, home string, env []string, id int64) snapRun {
 	t.Helper()
-	return runID(t, must(t, batonEnv(t, home, env, "show", strconv.FormatInt(id, 10), "-o", "json"), 0))
+	return snapRunOf(t, must(t, batonEnv(t, home, env, "show", strconv.FormatInt(id, 10), "-o", "json"), 0))
 }
 
 // TestCodeSnapshots: a flow version holds a snapshot of its folder, and
@@ -112,7 +112,7 @@ func TestCodeSnapshots(t *testing.T) {
 
 			// v1 fails in work; then work.sh and its library change.
 			r := batonEnv(t, home, append(env, "SNAP_FAIL=1"), "run", flowFile, "-o", "json")
-			first := runID(t, must(t, r, 1))
+			first := snapRunOf(t, must(t, r, 1))
 			if !strings.Contains(r.stderr, "leaves out host: a link out of the folder") {
 				t.Errorf("the link out of the folder left out silently: %s", r.stderr)
 			}
@@ -123,7 +123,7 @@ func TestCodeSnapshots(t *testing.T) {
 			writeSnapFolder(t, dir, "v2")
 
 			// The resume runs v1's code, from the snapshot.
-			res := runID(t, must(t, batonEnv(t, home, env, "resume", strconv.FormatInt(first.ID, 10), "-o", "json"), 0))
+			res := snapRunOf(t, must(t, batonEnv(t, home, env, "resume", strconv.FormatInt(first.ID, 10), "-o", "json"), 0))
 			if got := artifactText(t, home, env, strconv.FormatInt(res.ID, 10)+"/work/out.txt"); got != "script v1 lib v1" {
 				t.Fatalf("the resume ran %q; want the registered code, script v1 lib v1", got)
 			}
@@ -137,7 +137,7 @@ func TestCodeSnapshots(t *testing.T) {
 			}
 
 			// A new run of the edited file is a new version, running v2.
-			second := runID(t, must(t, batonEnv(t, home, env, "run", flowFile, "-o", "json"), 0))
+			second := snapRunOf(t, must(t, batonEnv(t, home, env, "run", flowFile, "-o", "json"), 0))
 			if got := artifactText(t, home, env, strconv.FormatInt(second.ID, 10)+"/work/out.txt"); got != "script v2 lib v2" {
 				t.Fatalf("the edited flow ran %q; want script v2 lib v2", got)
 			}
@@ -174,11 +174,11 @@ func TestCodeSnapshots(t *testing.T) {
 				t.Fatal(err)
 			}
 			elsewhere := t.TempDir()
-			res2 := runID(t, must(t, batonIn(t, home, elsewhere, env, "resume", strconv.FormatInt(second.ID, 10), "--from", "work", "-o", "json"), 0))
+			res2 := snapRunOf(t, must(t, batonIn(t, home, elsewhere, env, "resume", strconv.FormatInt(second.ID, 10), "--from", "work", "-o", "json"), 0))
 			if got := artifactText(t, home, env, strconv.FormatInt(res2.ID, 10)+"/work/out.txt"); got != "script v2 lib v2" {
 				t.Fatalf("resume with the folder gone ran %q", got)
 			}
-			byName := runID(t, must(t, batonIn(t, home, elsewhere, env, "run", "snap", "-o", "json"), 0))
+			byName := snapRunOf(t, must(t, batonIn(t, home, elsewhere, env, "run", "snap", "-o", "json"), 0))
 			if got := artifactText(t, home, env, strconv.FormatInt(byName.ID, 10)+"/work/out.txt"); got != "script v2 lib v2" {
 				t.Fatalf("run by name with the folder gone ran %q", got)
 			}
