@@ -77,7 +77,13 @@ const CodeLimitHelp = "raise the limit with --code-limit SIZE or $BATON_CODE_LIM
 // limit (a size; empty: $BATON_CODE_LIMIT, else snapshot.DefaultLimit),
 // and never the home's own files when the home sits in a flow's folder.
 func (h Home) CodeOptions(limit string) (snapshot.Options, error) {
-	opt := snapshot.Options{Exclude: []string{h.Dir}, Hint: CodeLimitHelp}
+	// The home itself, and, for a flow folder that is the home (or holds
+	// it under another name), what baton writes there while it runs:
+	// scratch folders, extracted snapshots, spilled events, logs, locks.
+	opt := snapshot.Options{Exclude: []string{h.Dir, h.TempDir(), h.CodeDir()}, Hint: CodeLimitHelp}
+	for _, name := range []string{"spill", "logs", "features", "api.token", "leader.lock", "demo.log"} {
+		opt.Exclude = append(opt.Exclude, filepath.Join(h.Dir, name))
+	}
 	if limit == "" {
 		limit = os.Getenv("BATON_CODE_LIMIT")
 	}
