@@ -424,3 +424,46 @@ func TestPlacement(t *testing.T) {
 		t.Fatalf("a never ran two tasks at once (%v): the test shows nothing", most)
 	}
 }
+
+// A foreach case inside a switch inside a foreach: where a task of the
+// switch chose the other case, the foreach case fans out nothing and the
+// step joining it is skipped there, not run on nothing; an empty foreach
+// that was chosen is still joined.
+func TestForeachCaseJoinSkippedWhereNotChosen(t *testing.T) {
+	t.Parallel()
+	yes := true
+	f := &flow.Flow{Name: "fcj", Steps: []flow.Step{
+		// items 0..3: 0 and 2 fan out (2 holds no items), 1 and 3 take one.
+		{Name: "each", Foreach: &flow.Foreach{Items: items(4)}, Switch: &flow.Switch{Cases: map[string]string{"fan": "fan", "one": "one"}},
+			Run: `case $BATON_FOREACH_INDEX in 0) echo '["x","y"]';; *) echo '[]';; esac > "$BATON_OUTPUT_DIR/xs.json"
+[ $((BATON_FOREACH_INDEX % 2)) = 0 ] && echo fan > "$BATON_OUTPUT_DIR/case" || echo one > "$BATON_OUTPUT_DIR/case"`},
+		{Name: "fan", Needs: []string{"each"}, Foreach: &flow.Foreach{Artifact: "each/xs.json"}, Run: `echo "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/f"`},
+		{Name: "fanjoin", Needs: []string{"fan"}, Run: `echo "fanjoin $BATON_FOREACH_PATH" > "$BATON_OUTPUT_DIR/r"`},
+		{Name: "one", Needs: []string{"each"}, Run: `echo "one $BATON_FOREACH_PATH" > "$BATON_OUTPUT_DIR/r"`},
+		{Name: "merge", Needs: []string{"fanjoin", "one"}, Run: `cat "$BATON_INPUT_DIR"/*/r > "$BATON_OUTPUT_DIR/r"`},
+		{Name: "all", Needs: []string{"merge"}, Join: &yes, Run: `for i in 0 1 2 3; do cat "$BATON_INPUT_DIR/merge/$i/r"; done > "$BATON_OUTPUT_DIR/all"`},
+	}}
+	for _, q := range []bool{false, true} {
+		var e *env
+		if q {
+			e = queueEnv(t, engine.Options{})
+		} else {
+			e = newEnv(t, engine.Options{})
+		}
+		r := e.run(t, f, nil, engine.ExecOptions{})
+		if r.Status != store.RunSucceeded {
+			t.Fatalf("queued %v: run %s: %s", q, r.Status, r.Error)
+		}
+		want := "fanjoin 0\none 1\nfanjoin 2\none 3\n"
+		if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "all"}, "all"); got != want {
+			t.Fatalf("queued %v: merge saw\n%s\nwant\n%s", q, got, want)
+		}
+		var ran []string
+		for _, tk := range e.tasks(t, r.ID, "fanjoin") {
+			ran = append(ran, strconv.Itoa(tk.Index)+" "+string(tk.Status))
+		}
+		if want := "0 succeeded,1 skipped,2 succeeded,3 skipped"; strings.Join(ran, ",") != want {
+			t.Fatalf("queued %v: fanjoin tasks %s, want %s", q, strings.Join(ran, ","), want)
+		}
+	}
+}

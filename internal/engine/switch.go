@@ -127,10 +127,14 @@ func (r *runner) skipContext(ctx context.Context, s *stepRun, c []int) (bool, er
 	seen, skippedAll := 0, true
 	for _, up := range s.needs {
 		if len(up.scope) > len(c) {
-			// Joined: a join runs on what there is, unless the whole
-			// step was skipped.
+			// Joined: a join runs on what there is (an empty foreach
+			// included), unless what it joins here was skipped.
+			sk, err := r.joinedSkipped(ctx, up, c)
+			if err != nil {
+				return false, err
+			}
 			seen++
-			skippedAll = skippedAll && up.status == store.TaskSkipped
+			skippedAll = skippedAll && sk
 			continue
 		}
 		shape, base, err := r.placeOf(ctx, up)
@@ -164,6 +168,45 @@ func (r *runner) skipContext(ctx context.Context, s *stepRun, c []int) (bool, er
 		skippedAll = skippedAll && taskSkipped
 	}
 	return seen > 0 && skippedAll, nil
+}
+
+// joinedSkipped reports whether the tasks of up under context c, one level
+// above up's, were skipped: a foreach step's where its fan-out from c was
+// (a foreach case not chosen fans out nothing), a step in up's level where
+// each of its tasks under c was, or where there are none because the
+// level's foreach step's fan-out from c was skipped. An empty foreach that
+// ran is not skipped: its join runs on nothing, as it always has.
+func (r *runner) joinedSkipped(ctx context.Context, up *stepRun, c []int) (bool, error) {
+	if up.status == store.TaskSkipped {
+		return true, nil
+	}
+	if !r.mayBeSkipped(up) {
+		return false, nil
+	}
+	if up.foreach {
+		return r.skipContext(ctx, up, c)
+	}
+	shape, base, err := r.placeOf(ctx, up)
+	if err != nil {
+		return false, err
+	}
+	lo, hi, ok := shape.Children(c)
+	if !ok {
+		return false, fmt.Errorf("step %s has no tasks under %s", up.def.Name, store.FormatPath(c))
+	}
+	if lo == hi {
+		return r.skipContext(ctx, r.byName[up.scope[len(up.scope)-1]], c)
+	}
+	skipped, err := r.skippedOf(ctx, up)
+	if err != nil {
+		return false, err
+	}
+	for i := base + lo; i < base+hi; i++ {
+		if skipped == nil || !skipped[i] {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // plan returns which of the tasks of s skip (nil: none), and whether all
