@@ -467,3 +467,48 @@ func TestForeachCaseJoinSkippedWhereNotChosen(t *testing.T) {
 		}
 	}
 }
+
+// A loop whose body holds a switch with forward cases: each iteration
+// runs the case its switch chose and records the other as skipped, in
+// that iteration's task (not the first iteration's), so no case runs
+// where it was not chosen.
+func TestLoopWithSwitchInside(t *testing.T) {
+	t.Parallel()
+	f := &flow.Flow{Name: "loopsw", Steps: []flow.Step{
+		{Name: "start", Run: `echo 0 > "$BATON_OUTPUT_DIR/n"`},
+		{Name: "head", Needs: []string{"start"},
+			Run: `if [ -f "$BATON_INPUT_DIR/decide/n" ]; then cat "$BATON_INPUT_DIR/decide/n"; else cat "$BATON_INPUT_DIR/start/n"; fi > "$BATON_OUTPUT_DIR/n"`},
+		{Name: "pick", Needs: []string{"head"}, Switch: &flow.Switch{Cases: map[string]string{"even": "add1", "odd": "add2"}},
+			Run: `n=$(cat "$BATON_INPUT_DIR/head/n"); echo $n > "$BATON_OUTPUT_DIR/n"; [ $((n % 2)) = 0 ] && echo even > "$BATON_OUTPUT_DIR/case" || echo odd > "$BATON_OUTPUT_DIR/case"`},
+		{Name: "add1", Needs: []string{"pick"}, Run: `echo $(( $(cat "$BATON_INPUT_DIR/pick/n") + 1 )) > "$BATON_OUTPUT_DIR/n"`},
+		{Name: "add2", Needs: []string{"pick"}, Run: `echo $(( $(cat "$BATON_INPUT_DIR/pick/n") + 2 )) > "$BATON_OUTPUT_DIR/n"`},
+		{Name: "decide", Needs: []string{"add1", "add2"}, Switch: &flow.Switch{Cases: map[string]string{"again": "head", "done": "end"}, MaxIterations: 10},
+			Run: `cat "$BATON_INPUT_DIR"/*/n > "$BATON_OUTPUT_DIR/n"; [ "$(cat "$BATON_OUTPUT_DIR/n")" -lt 7 ] && echo again > "$BATON_OUTPUT_DIR/case" || echo done > "$BATON_OUTPUT_DIR/case"`},
+		{Name: "end", Needs: []string{"decide"}, Run: `cat "$BATON_INPUT_DIR/decide/n" > "$BATON_OUTPUT_DIR/n"`},
+	}}
+	for _, q := range []bool{false, true} {
+		var e *env
+		if q {
+			e = queueEnv(t, engine.Options{})
+		} else {
+			e = newEnv(t, engine.Options{})
+		}
+		r := e.run(t, f, nil, engine.ExecOptions{})
+		if r.Status != store.RunSucceeded {
+			t.Fatalf("queued %v: run %s: %s", q, r.Status, r.Error)
+		}
+		// 0 +1 = 1, +2 = 3, +2 = 5, +2 = 7: four iterations.
+		if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "end"}, "n"); got != "7\n" {
+			t.Fatalf("queued %v: end saw %q, want 7", q, got)
+		}
+		for step, want := range map[string]string{"add1": "succeeded skipped skipped skipped", "add2": "skipped succeeded succeeded succeeded"} {
+			var got []string
+			for _, tk := range e.tasks(t, r.ID, step) {
+				got = append(got, string(tk.Status))
+			}
+			if strings.Join(got, " ") != want {
+				t.Fatalf("queued %v: %s's iterations %v, want %s", q, step, got, want)
+			}
+		}
+	}
+}

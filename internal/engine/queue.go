@@ -272,7 +272,7 @@ func (r *runner) startQueued(s *stepRun) {
 			NumTasks: s.n, Shape: shape, SignalID: s.signalID(), At: now}},
 		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, From: base, Count: s.n - base, ReadyAt: now, Queued: true,
 			Items: s.items, MaxAttempts: s.def.Retry.MaxAttempts(), Runner: runnerOf(r.fl.Name, s.def), Need: needOf(s.def)}},
-		Tasks: skipChanges(r.run.ID, s, skip, now),
+		Tasks: skipChanges(r.run.ID, s, skip, base, now),
 	}
 	if allSkipped {
 		// Nothing to run: the step ends here, skipped.

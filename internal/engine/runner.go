@@ -494,7 +494,7 @@ func (r *runner) startStep(s *stepRun) {
 		Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskRunning, Foreach: s.foreach,
 			NumTasks: s.n, Shape: shape, SignalID: s.signalID(), At: now}},
 		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, From: base, Count: s.n - base, ReadyAt: now}},
-		Tasks:    skipChanges(r.run.ID, s, skip, now),
+		Tasks:    skipChanges(r.run.ID, s, skip, base, now),
 	}
 	reused, eligible, err := r.reusable(s)
 	if err != nil {

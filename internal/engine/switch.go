@@ -236,12 +236,14 @@ func (r *runner) plan(ctx context.Context, s *stepRun, shape store.Shape) ([]boo
 	return skip, n == len(paths), nil
 }
 
-// skipChanges records the skipped tasks of s as such.
-func skipChanges(runID int64, s *stepRun, skip []bool, at time.Time) []store.TaskChange {
+// skipChanges records the skipped tasks of s as such. skip is by index in
+// the iteration that starts at base (a step in a loop keeps the tasks of
+// its earlier iterations before it).
+func skipChanges(runID int64, s *stepRun, skip []bool, base int, at time.Time) []store.TaskChange {
 	var out []store.TaskChange
 	for i, sk := range skip {
 		if sk {
-			out = append(out, store.TaskChange{TaskKey: store.TaskKey{RunID: runID, Step: s.def.Name, Index: i},
+			out = append(out, store.TaskChange{TaskKey: store.TaskKey{RunID: runID, Step: s.def.Name, Index: base + i},
 				Status: store.TaskSkipped, FinishedAt: at})
 		}
 	}
