@@ -512,3 +512,26 @@ func TestLoopWithSwitchInside(t *testing.T) {
 		}
 	}
 }
+
+// A subflow task past its timeout times out like any task: it fails (and
+// is tried again, with a new child) instead of cancelling its whole run.
+func TestSubflowTimeout(t *testing.T) {
+	t.Parallel()
+	for _, q := range []bool{false, true} {
+		var e *env
+		if q {
+			e = queueEnv(t, engine.Options{Workers: 2, KillGrace: 100 * time.Millisecond})
+		} else {
+			e = newEnv(t, engine.Options{Workers: 2, KillGrace: 100 * time.Millisecond})
+		}
+		e.register(t, &flow.Flow{Name: "slow", Steps: []flow.Step{{Name: "nap", Run: "sleep 30"}}})
+		r := e.run(t, &flow.Flow{Name: "caller", Steps: []flow.Step{{Name: "call", Timeout: flow.Duration(300 * time.Millisecond),
+			Retry: flow.Retry{Attempts: 2}, Subflow: &flow.Subflow{Flow: "slow"}}}}, nil, engine.ExecOptions{})
+		if r.Status != store.RunFailed || !strings.Contains(r.Error, "failed after 2 attempt(s): timed out after 300ms") {
+			t.Fatalf("queued %v: run %s: %q, want failed: timed out after 300ms, twice", q, r.Status, r.Error)
+		}
+		if runs, _ := e.st.Runs(context.Background(), store.RunFilter{Flow: "slow"}); len(runs) != 2 {
+			t.Fatalf("queued %v: %d child runs, want one per attempt", q, len(runs))
+		}
+	}
+}
