@@ -535,3 +535,23 @@ func TestSubflowTimeout(t *testing.T) {
 		}
 	}
 }
+
+// The run's error names a failed task of a nested foreach by its path, as
+// baton show, logs and artifact get address it.
+func TestNestedFailureNamesThePath(t *testing.T) {
+	t.Parallel()
+	for _, q := range []bool{false, true} {
+		var e *env
+		if q {
+			e = queueEnv(t, engine.Options{})
+		} else {
+			e = newEnv(t, engine.Options{})
+		}
+		f := nested()
+		f.Steps[2].Run = `[ "$BATON_FOREACH_PATH" != 2/1 ] || exit 3`
+		r := e.run(t, f, nil, engine.ExecOptions{})
+		if r.Status != store.RunFailed || !strings.Contains(r.Error, "step inner task 2/1 failed after 1 attempt(s)") {
+			t.Fatalf("queued %v: run %s: %q, want step inner task 2/1 failed", q, r.Status, r.Error)
+		}
+	}
+}

@@ -219,7 +219,7 @@ func (r *runner) advance() error {
 			}
 			if f := p.Failed; f != nil {
 				s.failed = p.Counts[store.TaskFailed]
-				r.fail(fmt.Sprintf("step %s task %d failed after %d attempt(s): %s", s.def.Name, f.Index, f.Attempts, f.Error))
+				r.fail(fmt.Sprintf("step %s task %s failed after %d attempt(s): %s", s.def.Name, r.taskName(s, f.Index), f.Attempts, f.Error))
 				return nil
 			}
 			if p.Counts[store.TaskSucceeded]+p.Counts[store.TaskSkipped] == s.n {

@@ -671,7 +671,7 @@ func (r *runner) handle(ev event) {
 	switch ev.status {
 	case store.TaskFailed:
 		s.failed++
-		r.fail(fmt.Sprintf("step %s task %d failed after %d attempt(s): %s", s.def.Name, ev.idx, ev.attempt, ev.err))
+		r.fail(fmt.Sprintf("step %s task %s failed after %d attempt(s): %s", s.def.Name, r.taskName(s, ev.idx), ev.attempt, ev.err))
 	case store.TaskCancelled:
 		if r.ending == "" {
 			r.ending = store.RunCancelled
