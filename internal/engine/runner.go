@@ -777,8 +777,13 @@ func (r *runner) finish() error {
 		msg = r.failure
 	}
 	b.Runs = []store.RunChange{{RunID: r.run.ID, Status: status, Error: msg, At: now}}
+	// What failed under the run is known before its end is committed: a
+	// heartbeat that beats meanwhile (on PostgreSQL, waiting for the
+	// row the commit holds) finds the run ended, which is no lost lease.
+	// A lease lost before then also fences the commit.
+	cause := context.Cause(r.ctx)
 	err := r.e.com.commit(context.Background(), &b)
-	if cause := context.Cause(r.ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+	if cause != nil && !errors.Is(cause, context.Canceled) {
 		// The store or the lease failed under the run.
 		err = errors.Join(cause, err)
 	}
