@@ -555,3 +555,38 @@ func TestNestedFailureNamesThePath(t *testing.T) {
 		}
 	}
 }
+
+// A flow of 40 diamonds (two steps per stage, each needing both of the
+// stage before) starts each step at once: whether a step may be skipped
+// is not worked out by walking every path up the flow (2^40 of them).
+func TestManyDiamondsStartAtOnce(t *testing.T) {
+	t.Parallel()
+	const stages = 40
+	f := &flow.Flow{Name: "ladder", Steps: []flow.Step{{Name: "s0a"}, {Name: "s0b"}}}
+	funcs := map[string]engine.GoFunc{}
+	noop := func(context.Context, *engine.Task) error { return nil }
+	for i := 1; i < stages; i++ {
+		prev := []string{"s" + strconv.Itoa(i-1) + "a", "s" + strconv.Itoa(i-1) + "b"}
+		for _, x := range []string{"a", "b"} {
+			f.Steps = append(f.Steps, flow.Step{Name: "s" + strconv.Itoa(i) + x, Needs: prev})
+		}
+	}
+	for _, s := range f.Steps {
+		funcs[s.Name] = noop
+	}
+	e := newEnv(t, engine.Options{})
+	r := e.start(t, f, nil)
+	done := make(chan store.Run, 1)
+	go func() {
+		got, _ := e.eng.Execute(context.Background(), r.ID, engine.ExecOptions{Funcs: funcs})
+		done <- got
+	}()
+	select {
+	case got := <-done:
+		if got.Status != store.RunSucceeded {
+			t.Fatalf("run %s: %s", got.Status, got.Error)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("80 no-op steps took more than 30s: starting a step walks every path up the flow")
+	}
+}

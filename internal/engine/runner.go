@@ -104,6 +104,7 @@ type stepRun struct {
 	// caches a switch step's cases by task; allSkipped: every task.
 	skipped    []bool
 	skipKnown  bool
+	mayskip    bool // a switch comes before it (mayBeSkipped)
 	choices    map[int]string
 	allSkipped bool
 	inMu       sync.Mutex

@@ -55,15 +55,10 @@ func (r *runner) checkCase(ctx context.Context, s *stepRun, idx int, arts []stor
 	return fmt.Errorf("switch: the task wrote no %s: write the case to take (one of: %s) to $BATON_OUTPUT_DIR/%s", name, strings.Join(keys, ", "), name)
 }
 
-// mayBeSkipped reports whether s is a case of a switch or comes after one.
-func (r *runner) mayBeSkipped(s *stepRun) bool {
-	for _, up := range s.needs {
-		if up.def.Switch != nil || r.mayBeSkipped(up) {
-			return true
-		}
-	}
-	return false
-}
+// mayBeSkipped reports whether s is a case of a switch or comes after one
+// (newRunner works it out once: walking the needs each time costs as many
+// steps as there are paths through the flow, 2^30 for 30 diamonds).
+func (r *runner) mayBeSkipped(s *stepRun) bool { return s.mayskip }
 
 // skippedOf returns which tasks of a started step were skipped (nil when
 // none can be), read from the store once if this process did not start it.
