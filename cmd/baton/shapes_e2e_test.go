@@ -371,9 +371,10 @@ steps:
 					Steps []struct {
 						Name  string `json:"name"`
 						Tasks []struct {
-							Path   []int  `json:"path"`
-							Status string `json:"status"`
-							Reused bool   `json:"reused"`
+							Path       []int  `json:"path"`
+							Status     string `json:"status"`
+							Reused     bool   `json:"reused"`
+							ReusedFrom string `json:"reused_from"`
 						} `json:"tasks"`
 					} `json:"steps"`
 				}
@@ -383,7 +384,11 @@ steps:
 				for _, s := range v.Steps {
 					for _, tk := range s.Tasks {
 						if s.Name == "inner" && tk.Status == "succeeded" && len(tk.Path) == 2 {
-							done[fmt.Sprintf("%d/%d", tk.Path[0], tk.Path[1])] = !tk.Reused
+							p := fmt.Sprintf("%d/%d", tk.Path[0], tk.Path[1])
+							done[p] = !tk.Reused
+							if tk.Reused && tk.ReusedFrom != "1/inner/"+p {
+								t.Errorf("task %d/inner/%s reused from %q, want 1/inner/%s", run, p, tk.ReusedFrom, p)
+							}
 						}
 					}
 				}

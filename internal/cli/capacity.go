@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"math"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -30,10 +31,12 @@ func (c *capacityFlags) register(cmd *cobra.Command) {
 func (c *capacityFlags) capacity() (store.Capacity, error) {
 	cp := engine.MachineCapacity()
 	switch {
-	case c.cpu < 0 || c.cpu > 4096:
-		return cp, usageErr("--cpu %g: a number of cores, from 0 to 4096", c.cpu)
+	case math.IsNaN(c.cpu) || c.cpu < 0 || c.cpu > 4096 || (c.cpu > 0 && c.cpu < 0.001):
+		// NaN would pass the bounds and quietly mean "the machine's";
+		// less than a thousandth would offer nothing.
+		return cp, usageErr("--cpu %g: a number of cores, from 0.001 to 4096", c.cpu)
 	case c.cpu > 0:
-		cp.CPU = int64(c.cpu * 1000)
+		cp.CPU = int64(math.Round(c.cpu * 1000))
 	}
 	if c.memory != "" {
 		n, err := flow.ParseBytes(c.memory)

@@ -91,7 +91,7 @@ By default the last attempt of each task; --attempt N picks one.`,
 						continue
 					}
 					if a.json() {
-						ent, ok, err := view.TaskLog(ctx, e.st, e.blobs, t, attempt)
+						ent, ok, err := view.TaskLog(ctx, e.st, e.blobs, t, s.TaskShape(), attempt)
 						if errors.Is(err, view.ErrNoAttempt) {
 							continue
 						}
@@ -99,7 +99,6 @@ By default the last attempt of each task; --attempt N picks one.`,
 							return err
 						}
 						if ok {
-							ent.Task = view.TaskAddr(t.TaskKey, s.TaskShape())
 							entries = append(entries, ent)
 						}
 						continue
@@ -124,11 +123,10 @@ By default the last attempt of each task; --attempt N picks one.`,
 }
 
 func (a *app) printTaskLogs(ctx context.Context, e *env, t store.Task, shape store.Shape, attempt int, stream string, headers bool) error {
-	l, ok, err := view.TaskLog(ctx, e.st, e.blobs, t, attempt)
-	l.Task = view.TaskAddr(t.TaskKey, shape)
+	l, ok, err := view.TaskLog(ctx, e.st, e.blobs, t, shape, attempt)
 	if errors.Is(err, view.ErrNoAttempt) {
 		if !headers {
-			return &exitError{code: exitFailed, err: fmt.Errorf("task %s has no attempt %d", t.TaskKey, attempt)}
+			return &exitError{code: exitFailed, err: fmt.Errorf("task %s has no attempt %d", view.TaskAddr(t.TaskKey, shape), attempt)}
 		}
 		return nil
 	}

@@ -196,6 +196,17 @@ func (r *runner) taskPath(ctx context.Context, s *stepRun, idx int) ([]int, erro
 	return p, nil
 }
 
+// taskName names task idx of s in a message as its address does: its path
+// in a nested foreach (0/1), else its index.
+func (r *runner) taskName(s *stepRun, idx int) string {
+	if len(s.scope) > 1 {
+		if p, err := r.taskPath(r.ctx, s, idx); err == nil {
+			return store.FormatPath(p)
+		}
+	}
+	return strconv.Itoa(idx)
+}
+
 // context is the path whose inputs a task sees: its own for a step that
 // joins (or runs once), its parent's for a foreach task.
 func (s *stepRun) context(path []int) []int {

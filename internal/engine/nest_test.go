@@ -424,3 +424,169 @@ func TestPlacement(t *testing.T) {
 		t.Fatalf("a never ran two tasks at once (%v): the test shows nothing", most)
 	}
 }
+
+// A foreach case inside a switch inside a foreach: where a task of the
+// switch chose the other case, the foreach case fans out nothing and the
+// step joining it is skipped there, not run on nothing; an empty foreach
+// that was chosen is still joined.
+func TestForeachCaseJoinSkippedWhereNotChosen(t *testing.T) {
+	t.Parallel()
+	yes := true
+	f := &flow.Flow{Name: "fcj", Steps: []flow.Step{
+		// items 0..3: 0 and 2 fan out (2 holds no items), 1 and 3 take one.
+		{Name: "each", Foreach: &flow.Foreach{Items: items(4)}, Switch: &flow.Switch{Cases: map[string]string{"fan": "fan", "one": "one"}},
+			Run: `case $BATON_FOREACH_INDEX in 0) echo '["x","y"]';; *) echo '[]';; esac > "$BATON_OUTPUT_DIR/xs.json"
+[ $((BATON_FOREACH_INDEX % 2)) = 0 ] && echo fan > "$BATON_OUTPUT_DIR/case" || echo one > "$BATON_OUTPUT_DIR/case"`},
+		{Name: "fan", Needs: []string{"each"}, Foreach: &flow.Foreach{Artifact: "each/xs.json"}, Run: `echo "$BATON_FOREACH_ITEM" > "$BATON_OUTPUT_DIR/f"`},
+		{Name: "fanjoin", Needs: []string{"fan"}, Run: `echo "fanjoin $BATON_FOREACH_PATH" > "$BATON_OUTPUT_DIR/r"`},
+		{Name: "one", Needs: []string{"each"}, Run: `echo "one $BATON_FOREACH_PATH" > "$BATON_OUTPUT_DIR/r"`},
+		{Name: "merge", Needs: []string{"fanjoin", "one"}, Run: `cat "$BATON_INPUT_DIR"/*/r > "$BATON_OUTPUT_DIR/r"`},
+		{Name: "all", Needs: []string{"merge"}, Join: &yes, Run: `for i in 0 1 2 3; do cat "$BATON_INPUT_DIR/merge/$i/r"; done > "$BATON_OUTPUT_DIR/all"`},
+	}}
+	for _, q := range []bool{false, true} {
+		var e *env
+		if q {
+			e = queueEnv(t, engine.Options{})
+		} else {
+			e = newEnv(t, engine.Options{})
+		}
+		r := e.run(t, f, nil, engine.ExecOptions{})
+		if r.Status != store.RunSucceeded {
+			t.Fatalf("queued %v: run %s: %s", q, r.Status, r.Error)
+		}
+		want := "fanjoin 0\none 1\nfanjoin 2\none 3\n"
+		if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "all"}, "all"); got != want {
+			t.Fatalf("queued %v: merge saw\n%s\nwant\n%s", q, got, want)
+		}
+		var ran []string
+		for _, tk := range e.tasks(t, r.ID, "fanjoin") {
+			ran = append(ran, strconv.Itoa(tk.Index)+" "+string(tk.Status))
+		}
+		if want := "0 succeeded,1 skipped,2 succeeded,3 skipped"; strings.Join(ran, ",") != want {
+			t.Fatalf("queued %v: fanjoin tasks %s, want %s", q, strings.Join(ran, ","), want)
+		}
+	}
+}
+
+// A loop whose body holds a switch with forward cases: each iteration
+// runs the case its switch chose and records the other as skipped, in
+// that iteration's task (not the first iteration's), so no case runs
+// where it was not chosen.
+func TestLoopWithSwitchInside(t *testing.T) {
+	t.Parallel()
+	f := &flow.Flow{Name: "loopsw", Steps: []flow.Step{
+		{Name: "start", Run: `echo 0 > "$BATON_OUTPUT_DIR/n"`},
+		{Name: "head", Needs: []string{"start"},
+			Run: `if [ -f "$BATON_INPUT_DIR/decide/n" ]; then cat "$BATON_INPUT_DIR/decide/n"; else cat "$BATON_INPUT_DIR/start/n"; fi > "$BATON_OUTPUT_DIR/n"`},
+		{Name: "pick", Needs: []string{"head"}, Switch: &flow.Switch{Cases: map[string]string{"even": "add1", "odd": "add2"}},
+			Run: `n=$(cat "$BATON_INPUT_DIR/head/n"); echo $n > "$BATON_OUTPUT_DIR/n"; [ $((n % 2)) = 0 ] && echo even > "$BATON_OUTPUT_DIR/case" || echo odd > "$BATON_OUTPUT_DIR/case"`},
+		{Name: "add1", Needs: []string{"pick"}, Run: `echo $(( $(cat "$BATON_INPUT_DIR/pick/n") + 1 )) > "$BATON_OUTPUT_DIR/n"`},
+		{Name: "add2", Needs: []string{"pick"}, Run: `echo $(( $(cat "$BATON_INPUT_DIR/pick/n") + 2 )) > "$BATON_OUTPUT_DIR/n"`},
+		{Name: "decide", Needs: []string{"add1", "add2"}, Switch: &flow.Switch{Cases: map[string]string{"again": "head", "done": "end"}, MaxIterations: 10},
+			Run: `cat "$BATON_INPUT_DIR"/*/n > "$BATON_OUTPUT_DIR/n"; [ "$(cat "$BATON_OUTPUT_DIR/n")" -lt 7 ] && echo again > "$BATON_OUTPUT_DIR/case" || echo done > "$BATON_OUTPUT_DIR/case"`},
+		{Name: "end", Needs: []string{"decide"}, Run: `cat "$BATON_INPUT_DIR/decide/n" > "$BATON_OUTPUT_DIR/n"`},
+	}}
+	for _, q := range []bool{false, true} {
+		var e *env
+		if q {
+			e = queueEnv(t, engine.Options{})
+		} else {
+			e = newEnv(t, engine.Options{})
+		}
+		r := e.run(t, f, nil, engine.ExecOptions{})
+		if r.Status != store.RunSucceeded {
+			t.Fatalf("queued %v: run %s: %s", q, r.Status, r.Error)
+		}
+		// 0 +1 = 1, +2 = 3, +2 = 5, +2 = 7: four iterations.
+		if got := e.artifact(t, store.TaskKey{RunID: r.ID, Step: "end"}, "n"); got != "7\n" {
+			t.Fatalf("queued %v: end saw %q, want 7", q, got)
+		}
+		for step, want := range map[string]string{"add1": "succeeded skipped skipped skipped", "add2": "skipped succeeded succeeded succeeded"} {
+			var got []string
+			for _, tk := range e.tasks(t, r.ID, step) {
+				got = append(got, string(tk.Status))
+			}
+			if strings.Join(got, " ") != want {
+				t.Fatalf("queued %v: %s's iterations %v, want %s", q, step, got, want)
+			}
+		}
+	}
+}
+
+// A subflow task past its timeout times out like any task: it fails (and
+// is tried again, with a new child) instead of cancelling its whole run.
+func TestSubflowTimeout(t *testing.T) {
+	t.Parallel()
+	for _, q := range []bool{false, true} {
+		var e *env
+		if q {
+			e = queueEnv(t, engine.Options{Workers: 2, KillGrace: 100 * time.Millisecond})
+		} else {
+			e = newEnv(t, engine.Options{Workers: 2, KillGrace: 100 * time.Millisecond})
+		}
+		e.register(t, &flow.Flow{Name: "slow", Steps: []flow.Step{{Name: "nap", Run: "sleep 30"}}})
+		r := e.run(t, &flow.Flow{Name: "caller", Steps: []flow.Step{{Name: "call", Timeout: flow.Duration(300 * time.Millisecond),
+			Retry: flow.Retry{Attempts: 2}, Subflow: &flow.Subflow{Flow: "slow"}}}}, nil, engine.ExecOptions{})
+		if r.Status != store.RunFailed || !strings.Contains(r.Error, "failed after 2 attempt(s): timed out after 300ms") {
+			t.Fatalf("queued %v: run %s: %q, want failed: timed out after 300ms, twice", q, r.Status, r.Error)
+		}
+		if runs, _ := e.st.Runs(context.Background(), store.RunFilter{Flow: "slow"}); len(runs) != 2 {
+			t.Fatalf("queued %v: %d child runs, want one per attempt", q, len(runs))
+		}
+	}
+}
+
+// The run's error names a failed task of a nested foreach by its path, as
+// baton show, logs and artifact get address it.
+func TestNestedFailureNamesThePath(t *testing.T) {
+	t.Parallel()
+	for _, q := range []bool{false, true} {
+		var e *env
+		if q {
+			e = queueEnv(t, engine.Options{})
+		} else {
+			e = newEnv(t, engine.Options{})
+		}
+		f := nested()
+		f.Steps[2].Run = `[ "$BATON_FOREACH_PATH" != 2/1 ] || exit 3`
+		r := e.run(t, f, nil, engine.ExecOptions{})
+		if r.Status != store.RunFailed || !strings.Contains(r.Error, "step inner task 2/1 failed after 1 attempt(s)") {
+			t.Fatalf("queued %v: run %s: %q, want step inner task 2/1 failed", q, r.Status, r.Error)
+		}
+	}
+}
+
+// A flow of 40 diamonds (two steps per stage, each needing both of the
+// stage before) starts each step at once: whether a step may be skipped
+// is not worked out by walking every path up the flow (2^40 of them).
+func TestManyDiamondsStartAtOnce(t *testing.T) {
+	t.Parallel()
+	const stages = 40
+	f := &flow.Flow{Name: "ladder", Steps: []flow.Step{{Name: "s0a"}, {Name: "s0b"}}}
+	funcs := map[string]engine.GoFunc{}
+	noop := func(context.Context, *engine.Task) error { return nil }
+	for i := 1; i < stages; i++ {
+		prev := []string{"s" + strconv.Itoa(i-1) + "a", "s" + strconv.Itoa(i-1) + "b"}
+		for _, x := range []string{"a", "b"} {
+			f.Steps = append(f.Steps, flow.Step{Name: "s" + strconv.Itoa(i) + x, Needs: prev})
+		}
+	}
+	for _, s := range f.Steps {
+		funcs[s.Name] = noop
+	}
+	e := newEnv(t, engine.Options{})
+	r := e.start(t, f, nil)
+	done := make(chan store.Run, 1)
+	go func() {
+		got, _ := e.eng.Execute(context.Background(), r.ID, engine.ExecOptions{Funcs: funcs})
+		done <- got
+	}()
+	select {
+	case got := <-done:
+		if got.Status != store.RunSucceeded {
+			t.Fatalf("run %s: %s", got.Status, got.Error)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("80 no-op steps took more than 30s: starting a step walks every path up the flow")
+	}
+}

@@ -219,7 +219,7 @@ func (r *runner) advance() error {
 			}
 			if f := p.Failed; f != nil {
 				s.failed = p.Counts[store.TaskFailed]
-				r.fail(fmt.Sprintf("step %s task %d failed after %d attempt(s): %s", s.def.Name, f.Index, f.Attempts, f.Error))
+				r.fail(fmt.Sprintf("step %s task %s failed after %d attempt(s): %s", s.def.Name, r.taskName(s, f.Index), f.Attempts, f.Error))
 				return nil
 			}
 			if p.Counts[store.TaskSucceeded]+p.Counts[store.TaskSkipped] == s.n {
@@ -272,7 +272,7 @@ func (r *runner) startQueued(s *stepRun) {
 			NumTasks: s.n, Shape: shape, SignalID: s.signalID(), At: now}},
 		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, From: base, Count: s.n - base, ReadyAt: now, Queued: true,
 			Items: s.items, MaxAttempts: s.def.Retry.MaxAttempts(), Runner: runnerOf(r.fl.Name, s.def), Need: needOf(s.def)}},
-		Tasks: skipChanges(r.run.ID, s, skip, now),
+		Tasks: skipChanges(r.run.ID, s, skip, base, now),
 	}
 	if allSkipped {
 		// Nothing to run: the step ends here, skipped.

@@ -104,6 +104,7 @@ type stepRun struct {
 	// caches a switch step's cases by task; allSkipped: every task.
 	skipped    []bool
 	skipKnown  bool
+	mayskip    bool // a switch comes before it (mayBeSkipped)
 	choices    map[int]string
 	allSkipped bool
 	inMu       sync.Mutex
@@ -498,7 +499,7 @@ func (r *runner) startStep(s *stepRun) {
 		Steps: []store.StepChange{{RunID: r.run.ID, Name: s.def.Name, Status: store.TaskRunning, Foreach: s.foreach,
 			NumTasks: s.n, Shape: shape, SignalID: s.signalID(), At: now}},
 		NewTasks: []store.NewTasks{{RunID: r.run.ID, Step: s.def.Name, From: base, Count: s.n - base, ReadyAt: now}},
-		Tasks:    skipChanges(r.run.ID, s, skip, now),
+		Tasks:    skipChanges(r.run.ID, s, skip, base, now),
 	}
 	reused, eligible, err := r.reusable(s)
 	if err != nil {
@@ -675,7 +676,7 @@ func (r *runner) handle(ev event) {
 	switch ev.status {
 	case store.TaskFailed:
 		s.failed++
-		r.fail(fmt.Sprintf("step %s task %d failed after %d attempt(s): %s", s.def.Name, ev.idx, ev.attempt, ev.err))
+		r.fail(fmt.Sprintf("step %s task %s failed after %d attempt(s): %s", s.def.Name, r.taskName(s, ev.idx), ev.attempt, ev.err))
 	case store.TaskCancelled:
 		if r.ending == "" {
 			r.ending = store.RunCancelled
@@ -781,8 +782,13 @@ func (r *runner) finish() error {
 		msg = r.failure
 	}
 	b.Runs = []store.RunChange{{RunID: r.run.ID, Status: status, Error: msg, At: now}}
+	// What failed under the run is known before its end is committed: a
+	// heartbeat that beats meanwhile (on PostgreSQL, waiting for the
+	// row the commit holds) finds the run ended, which is no lost lease.
+	// A lease lost before then also fences the commit.
+	cause := context.Cause(r.ctx)
 	err := r.e.com.commit(context.Background(), &b)
-	if cause := context.Cause(r.ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+	if cause != nil && !errors.Is(cause, context.Canceled) {
 		// The store or the lease failed under the run.
 		err = errors.Join(cause, err)
 	}

@@ -48,9 +48,8 @@ func (r *runner) execSubflow(ctx context.Context, s *stepRun, k store.TaskKey, p
 	}
 	if !child.Status.Final() {
 		if child, err = r.e.Execute(ctx, child.ID, ExecOptions{}); err != nil {
-			if ctx.Err() != nil {
-				return outcome{status: store.TaskCancelled, err: "cancelled"}
-			}
+			// A cancelled run, or a timed out task, is told apart by
+			// attempt: only the first cancels the parent.
 			return failed("subflow %s: run %d: %v", sf.Flow, child.ID, err)
 		}
 	}

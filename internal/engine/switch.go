@@ -55,15 +55,10 @@ func (r *runner) checkCase(ctx context.Context, s *stepRun, idx int, arts []stor
 	return fmt.Errorf("switch: the task wrote no %s: write the case to take (one of: %s) to $BATON_OUTPUT_DIR/%s", name, strings.Join(keys, ", "), name)
 }
 
-// mayBeSkipped reports whether s is a case of a switch or comes after one.
-func (r *runner) mayBeSkipped(s *stepRun) bool {
-	for _, up := range s.needs {
-		if up.def.Switch != nil || r.mayBeSkipped(up) {
-			return true
-		}
-	}
-	return false
-}
+// mayBeSkipped reports whether s is a case of a switch or comes after one
+// (newRunner works it out once: walking the needs each time costs as many
+// steps as there are paths through the flow, 2^30 for 30 diamonds).
+func (r *runner) mayBeSkipped(s *stepRun) bool { return s.mayskip }
 
 // skippedOf returns which tasks of a started step were skipped (nil when
 // none can be), read from the store once if this process did not start it.
@@ -127,10 +122,14 @@ func (r *runner) skipContext(ctx context.Context, s *stepRun, c []int) (bool, er
 	seen, skippedAll := 0, true
 	for _, up := range s.needs {
 		if len(up.scope) > len(c) {
-			// Joined: a join runs on what there is, unless the whole
-			// step was skipped.
+			// Joined: a join runs on what there is (an empty foreach
+			// included), unless what it joins here was skipped.
+			sk, err := r.joinedSkipped(ctx, up, c)
+			if err != nil {
+				return false, err
+			}
 			seen++
-			skippedAll = skippedAll && up.status == store.TaskSkipped
+			skippedAll = skippedAll && sk
 			continue
 		}
 		shape, base, err := r.placeOf(ctx, up)
@@ -166,6 +165,45 @@ func (r *runner) skipContext(ctx context.Context, s *stepRun, c []int) (bool, er
 	return seen > 0 && skippedAll, nil
 }
 
+// joinedSkipped reports whether the tasks of up under context c, one level
+// above up's, were skipped: a foreach step's where its fan-out from c was
+// (a foreach case not chosen fans out nothing), a step in up's level where
+// each of its tasks under c was, or where there are none because the
+// level's foreach step's fan-out from c was skipped. An empty foreach that
+// ran is not skipped: its join runs on nothing, as it always has.
+func (r *runner) joinedSkipped(ctx context.Context, up *stepRun, c []int) (bool, error) {
+	if up.status == store.TaskSkipped {
+		return true, nil
+	}
+	if !r.mayBeSkipped(up) {
+		return false, nil
+	}
+	if up.foreach {
+		return r.skipContext(ctx, up, c)
+	}
+	shape, base, err := r.placeOf(ctx, up)
+	if err != nil {
+		return false, err
+	}
+	lo, hi, ok := shape.Children(c)
+	if !ok {
+		return false, fmt.Errorf("step %s has no tasks under %s", up.def.Name, store.FormatPath(c))
+	}
+	if lo == hi {
+		return r.skipContext(ctx, r.byName[up.scope[len(up.scope)-1]], c)
+	}
+	skipped, err := r.skippedOf(ctx, up)
+	if err != nil {
+		return false, err
+	}
+	for i := base + lo; i < base+hi; i++ {
+		if skipped == nil || !skipped[i] {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // plan returns which of the tasks of s skip (nil: none), and whether all
 // of them do (a step with no task runs, as an empty foreach does).
 func (r *runner) plan(ctx context.Context, s *stepRun, shape store.Shape) ([]bool, bool, error) {
@@ -193,12 +231,14 @@ func (r *runner) plan(ctx context.Context, s *stepRun, shape store.Shape) ([]boo
 	return skip, n == len(paths), nil
 }
 
-// skipChanges records the skipped tasks of s as such.
-func skipChanges(runID int64, s *stepRun, skip []bool, at time.Time) []store.TaskChange {
+// skipChanges records the skipped tasks of s as such. skip is by index in
+// the iteration that starts at base (a step in a loop keeps the tasks of
+// its earlier iterations before it).
+func skipChanges(runID int64, s *stepRun, skip []bool, base int, at time.Time) []store.TaskChange {
 	var out []store.TaskChange
 	for i, sk := range skip {
 		if sk {
-			out = append(out, store.TaskChange{TaskKey: store.TaskKey{RunID: runID, Step: s.def.Name, Index: i},
+			out = append(out, store.TaskChange{TaskKey: store.TaskKey{RunID: runID, Step: s.def.Name, Index: base + i},
 				Status: store.TaskSkipped, FinishedAt: at})
 		}
 	}

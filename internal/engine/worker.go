@@ -589,6 +589,8 @@ func (e *Engine) newRunner(run store.Run, fl *flow.Flow, dir string, funcs map[s
 			up := r.byName[n]
 			sr.needs = append(sr.needs, up)
 			up.dependents = append(up.dependents, sr)
+			// In topological order, each need's is known.
+			sr.mayskip = sr.mayskip || up.def.Switch != nil || up.mayskip
 		}
 	}
 	r.wireLoops()

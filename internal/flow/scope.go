@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"maps"
 	"slices"
 	"strings"
 )
@@ -157,6 +158,28 @@ func (f *Flow) checkScopes(l *errorList) {
 	scopes, problems := f.scopes()
 	for _, p := range problems {
 		l.add(indexPath("steps", p.step)+"."+p.field, "%s", p.msg)
+	}
+	// A subflow's ${input.STEP/NAME} is one artifact: not of a need the
+	// step joins, whose tasks each wrote one.
+	for i := range f.Steps {
+		s := &f.Steps[i]
+		if s.Subflow == nil {
+			continue
+		}
+		level := scopes[s.Name]
+		if s.Foreach != nil && len(level) > 0 {
+			level = level[:len(level)-1]
+		}
+		for _, k := range slices.Sorted(maps.Keys(s.Subflow.Params)) {
+			ref, ok := SubflowRef(s.Subflow.Params[k])
+			if !ok || ref.Kind != "input" || !slices.Contains(s.Needs, ref.Step) {
+				continue
+			}
+			if sc := scopes[ref.Step]; len(sc) > len(level) {
+				l.add(keyPath(indexPath("steps", i)+".subflow.params", k), "%s: step %s joins the tasks of %s (foreach %s), each of which writes its own %s: a param is one artifact, so write it from a step that joins them and name that step",
+					s.Subflow.Params[k], s.Name, ref.Step, strings.Join(sc, " > "), ref.Name)
+			}
+		}
 	}
 	// A loop runs once per run: none of its steps runs in a foreach level.
 	for i := range f.Steps {

@@ -152,6 +152,9 @@ func TestValidateRules(t *testing.T) {
 		{"wait bad signal", func(f *Flow) { f.Steps[1].Wait = &Wait{Signal: "a b"} }, "steps[1].wait.signal", "not a valid signal name"},
 		{"wait blank when", func(f *Flow) { f.Steps[1].Wait = &Wait{Signal: "s", When: " "} }, "steps[1].wait.when", "when is empty"},
 		{"wait negative timeout", func(f *Flow) { f.Steps[1].Wait = &Wait{Signal: "s", Timeout: -1} }, "steps[1].wait.timeout", "more than 0"},
+		{"subflow input of a joined need", func(f *Flow) {
+			f.Steps[2].Subflow = &Subflow{Flow: "kid", Params: map[string]string{"v": "${input.each/x}"}}
+		}, "steps[2].subflow.params.v", "step join joins the tasks of each (foreach each)"},
 		{"contracts and a param", func(f *Flow) { *f = Flow{Params: f.Params, Signals: f.Signals} }, "name", "has no name"},
 		{"contracts bad", func(f *Flow) { *f = Flow{Signals: []Signal{{Name: "Bad"}}} }, "signals[0].name", "not a valid signal name"},
 	} {

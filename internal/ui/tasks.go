@@ -138,7 +138,7 @@ func (u *UI) loadLog(r *http.Request, t store.Task, attempt int) (logData, error
 		d.None = true
 		return d, nil
 	}
-	l, ok, err := view.TaskLog(r.Context(), u.d.Store, u.d.Blobs, t, attempt)
+	l, ok, err := view.TaskLog(r.Context(), u.d.Store, u.d.Blobs, t, nil, attempt)
 	if err != nil {
 		return d, err
 	}

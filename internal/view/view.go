@@ -179,7 +179,9 @@ func LoadRunWith(ctx context.Context, st Reader, id int64, o Options) (Run, erro
 				tv.Path, _ = shape.Path(t.Index)
 			}
 			if t.Reused() {
-				tv.ReusedFrom = t.ReusedFrom.String()
+				// A resumed run reuses a nested step's tasks only where
+				// its levels fanned out alike: the same shape.
+				tv.ReusedFrom = TaskAddr(t.ReusedFrom, s.TaskShape())
 			}
 			sv.Tasks = append(sv.Tasks, tv)
 		}
@@ -213,10 +215,11 @@ type Log struct {
 // ErrNoAttempt is returned by TaskLog for an attempt that does not exist.
 var ErrNoAttempt = fault.New(fault.NotFound, "no such attempt")
 
-// TaskLog reads the output of an attempt of t (0: the last). A task reused
-// by a resumed run has the logs of the run that did the work. ok is false
-// for a task that never ran.
-func TaskLog(ctx context.Context, st store.RunReader, blobs *artifact.Store, t store.Task, attempt int) (Log, bool, error) {
+// TaskLog reads the output of an attempt of t (0: the last), shape its
+// step's (which names a nested task RUN/STEP/I/J). A task reused by a
+// resumed run has the logs of the run that did the work. ok is false for a
+// task that never ran.
+func TaskLog(ctx context.Context, st store.RunReader, blobs *artifact.Store, t store.Task, shape store.Shape, attempt int) (Log, bool, error) {
 	k := t.TaskKey
 	if t.Reused() {
 		k = t.ReusedFrom
@@ -232,9 +235,9 @@ func TaskLog(ctx context.Context, st store.RunReader, blobs *artifact.Store, t s
 		}
 		at = atts[attempt-1]
 	}
-	l := Log{Task: t.TaskKey.String(), Attempt: at.Attempt, Status: at.Status}
+	l := Log{Task: TaskAddr(t.TaskKey, shape), Attempt: at.Attempt, Status: at.Status}
 	if t.Reused() {
-		l.ReusedFrom = k.String()
+		l.ReusedFrom = TaskAddr(k, shape)
 	}
 	for _, x := range []struct {
 		digest string
@@ -272,7 +275,7 @@ func Logs(ctx context.Context, st store.RunReader, blobs *artifact.Store, id int
 			if index >= 0 && t.Index != index {
 				continue
 			}
-			l, ok, err := TaskLog(ctx, st, blobs, t, attempt)
+			l, ok, err := TaskLog(ctx, st, blobs, t, s.TaskShape(), attempt)
 			if errors.Is(err, ErrNoAttempt) {
 				continue
 			}

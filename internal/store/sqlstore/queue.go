@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -118,6 +120,10 @@ func (s *Store) ClaimTasks(ctx context.Context, worker string, n int, ttl time.D
 	return out, err
 }
 
+// maxLabelSubsets bounds the labels of a worker whose every subset the
+// claim query lists (2^8 texts).
+const maxLabelSubsets = 8
+
 // fitting locks up to 4n pending tasks that each fit in free (in queue
 // order) and returns those that fit together, at most n.
 func (s *Store) fitting(ctx context.Context, tx *sql.Tx, now time.Time, runners []string, n int, free *store.Capacity) ([]store.TaskKey, error) {
@@ -127,13 +133,33 @@ func (s *Store) fitting(ctx context.Context, tx *sql.Tx, now time.Time, runners 
 		args = append(args, r)
 		can += fmt.Sprintf(", $%d", len(args))
 	}
+	// Tasks whose labels the worker lacks must not fill the window of
+	// candidates, or a step no worker here can run would starve every
+	// task queued after it: a task's labels (stored as LabelText) fit
+	// when they are a subset of the worker's, so the query takes only
+	// those texts. Past maxLabelSubsets labels, Fits sorts them out.
+	labels := ""
+	if keys := slices.Sorted(maps.Keys(free.Labels)); len(keys) <= maxLabelSubsets {
+		var in []string
+		for mask := range 1 << len(keys) {
+			sub := map[string]string{}
+			for i, k := range keys {
+				if mask&(1<<i) != 0 {
+					sub[k] = free.Labels[k]
+				}
+			}
+			args = append(args, store.LabelText(sub))
+			in = append(in, fmt.Sprintf("$%d", len(args)))
+		}
+		labels = " AND req_labels IN (" + strings.Join(in, ", ") + ")"
+	}
 	type cand struct {
 		k    store.TaskKey
 		need store.Need
 	}
 	cands, err := queryRows(ctx, tx, `SELECT run_id, step, idx, req_cpu, req_mem, req_gpu, req_labels FROM tasks
 			WHERE queued AND status = 'pending' AND not_before <= $4 AND runner IN (`+can+`)
-				AND req_cpu <= $1 AND req_mem <= $2 AND req_gpu <= $3
+				AND req_cpu <= $1 AND req_mem <= $2 AND req_gpu <= $3`+labels+`
 			ORDER BY ready_at, run_id, idx LIMIT $5`+s.dialect.SkipLocked(), args,
 		func(row scanner) (cand, error) {
 			var c cand

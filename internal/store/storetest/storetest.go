@@ -1232,6 +1232,27 @@ func testQueueCapacity(t *testing.T, s store.Store) {
 	if got, _ := s.ClaimTasks(c, "w3", 10, time.Minute, nil, &nolabel); len(got) != 1 || got[0].Step != "small" {
 		t.Fatalf("claims of a worker without the label: %+v", got)
 	}
+	// Tasks queued first that need a label no worker here carries do not
+	// hide the tasks after them: a one-slot worker (a window of a few
+	// candidates) still finds the unlabelled task behind ten of them.
+	r2 := newRun(t, s, "coord")
+	later := now.Add(time.Second)
+	if err := s.Apply(c, "coord", &store.Batch{NewTasks: []store.NewTasks{
+		{RunID: r2.ID, Step: "tpu", Count: 10, ReadyAt: later, Queued: true, Need: store.Need{CPU: 100, Labels: map[string]string{"accel": "tpu"}}},
+		{RunID: r2.ID, Step: "plain", Count: 1, ReadyAt: later.Add(time.Millisecond), Queued: true, Need: store.Need{CPU: 100}},
+		{RunID: r2.ID, Step: "eu", Count: 1, ReadyAt: later.Add(2 * time.Millisecond), Queued: true, Need: store.Need{CPU: 100, Labels: map[string]string{"zone": "eu"}}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		labels map[string]string
+		want   string
+	}{{nil, "plain"}, {map[string]string{"zone": "eu", "disk": "ssd"}, "eu"}} {
+		one := store.Capacity{CPU: 4000, Mem: 1000, Labels: w.labels}
+		if got, err := s.ClaimTasks(c, "w4", 1, time.Minute, nil, &one); err != nil || len(got) != 1 || got[0].Step != w.want {
+			t.Fatalf("a one-slot worker with labels %v behind ten tasks it cannot run claimed %+v %v, want %s", w.labels, got, err, w.want)
+		}
+	}
 }
 
 func testFeatureSpecs(t *testing.T, s store.Store) {
