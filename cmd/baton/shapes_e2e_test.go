@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -180,6 +181,27 @@ var shapes = []shape{
 		want: map[string]string{"start": "- - |", "head/0": "- - | start", "head/1": "- - | decide start",
 			"body/0": "- - | head", "body/1": "- - | head", "decide/0": "- - | body", "decide/1": "- - | body",
 			"end": "- - | decide", "after": "- - | body start"}},
+	{name: "switch-in-loop", steps: []shapeStep{{name: "start"}, {name: "head", needs: "start"},
+		{name: "pick", needs: "head", cases: "{odd: x, even: y}",
+			extra: `[ $((BATON_ITERATION % 2)) = 1 ] && echo odd > "$BATON_OUTPUT_DIR/case" || echo even > "$BATON_OUTPUT_DIR/case"`},
+		{name: "x", needs: "pick"}, {name: "y", needs: "pick"}, {name: "merge", needs: "x, y"},
+		{name: "again", needs: "merge", cases: "{again: head, out: end}", max: 5,
+			extra: `[ "$BATON_ITERATION" -lt 2 ] && echo again > "$BATON_OUTPUT_DIR/case" || echo out > "$BATON_OUTPUT_DIR/case"`},
+		{name: "end", needs: "again"}},
+		want: map[string]string{"start": "- - |", "head/0": "- - | start", "head/1": "- - | again start",
+			"pick/0": "- - | head", "pick/1": "- - | head", "x/0": "- - | pick", "y/1": "- - | pick",
+			"merge/0": "- - | x", "merge/1": "- - | y", "again/0": "- - | merge", "again/1": "- - | merge", "end": "- - | again"},
+		skipped: []string{"x"}},
+	{name: "foreach-case-in-foreach", steps: []shapeStep{{name: "start", extra: items("xs.json", "x", 2)},
+		{name: "each", needs: "start", foreach: "xs.json", cases: "{fan: fan, one: one}",
+			extra: `[ "$BATON_FOREACH_INDEX" = 0 ] && echo fan > "$BATON_OUTPUT_DIR/case" || echo one > "$BATON_OUTPUT_DIR/case"; echo '["p","q"]' > "$BATON_OUTPUT_DIR/ys.json"`},
+		{name: "fan", needs: "each", foreach: "each/ys.json"}, {name: "one", needs: "each"},
+		{name: "join-fan", needs: "fan"}, {name: "merge", needs: "join-fan, one"},
+		{name: "end", needs: "merge", join: "true"}},
+		want: map[string]string{"start": "- - |", "each/0": "0 x0 | start", "each/1": "1 x1 | start",
+			"fan/0/0": "0/0 p | each", "fan/0/1": "0/1 q | each", "one/1": "1 - | each",
+			"join-fan/0": "0 - | fan/0 fan/1", "merge/0": "0 - | join-fan", "merge/1": "1 - | one",
+			"end": "- - | merge/0 merge/1"}},
 }
 
 // nestedWant is what the three-level nest sees: 2 × 2 × 2 inner tasks.
@@ -673,4 +695,51 @@ steps:
 			}
 		})
 	}
+}
+
+// A step whose tasks no worker of this process fits says so at once, rather
+// than the run seeming to hang.
+func TestUnplaceableTasksSaySo(t *testing.T) {
+	t.Parallel()
+	pgtest.Require(t)
+	env := []string{"BATON_DB=" + pgtest.DSN(t)}
+	home, dir := t.TempDir(), t.TempDir()
+	file := writeFile(t, dir, "big.yaml", `name: big
+steps:
+  - name: huge
+    resources: {cpu: 1000}
+    labels: {accel: h100}
+    run: "true"
+`)
+	cmd := exec.Command(bin, "run", file)
+	cmd.Env = append(append(os.Environ(), "BATON_HOME="+home), env...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	testwait.Until(t, 30*time.Second, func() (bool, string) {
+		s := out.String()
+		return strings.Contains(s, "step huge: each task needs cpu 1000") && strings.Contains(s, "labels {accel=h100}") &&
+			strings.Contains(s, "the tasks wait for a baton worker that fits"), s
+	}, "a note on why the step's tasks wait")
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's two streams and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -329,6 +329,12 @@ type Counter interface {
 	StepCounts(step string, done, total int)
 }
 
+// Noter is an Observer that also hears notes on a step, such as why its
+// tasks wait.
+type Noter interface {
+	StepNote(step, note string)
+}
+
 // Load returns the flow version a run executes.
 func Load(ctx context.Context, st store.FlowReader, r store.Run) (*flow.Flow, store.FlowVersion, error) {
 	v, err := st.FlowVersion(ctx, r.Flow, r.FlowVersion)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/baton-ml/baton/internal/flow"
@@ -300,6 +301,7 @@ func (r *runner) startQueued(s *stepRun) {
 	}
 	s.fullyReused = eligible && len(reused)+nskip == s.n-base
 	r.obs.StepStarted(s.def.Name, s.n-base, len(reused)+nskip)
+	r.unplaceable(s)
 	if allSkipped {
 		s.status = store.TaskSkipped
 		r.obs.StepFinished(s.def.Name, store.TaskSkipped)
@@ -349,6 +351,27 @@ func (r *runner) running() (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// unplaceable says so when the tasks of s need more than this process's
+// worker offers, or labels it lacks: they wait for another worker, and
+// without a word a run would seem to hang.
+func (r *runner) unplaceable(s *stepRun) {
+	need := needOf(s.def)
+	r.e.mu.Lock()
+	w := r.e.worker
+	r.e.mu.Unlock()
+	if w == nil || w.capacity.Fits(need) {
+		return
+	}
+	c := w.capacity
+	note := fmt.Sprintf("each task needs cpu %g, memory %d MiB, gpu %d, labels {%s}; this process's worker offers cpu %g, memory %d MiB, gpu %d, labels {%s}: the tasks wait for a baton worker that fits (baton worker --cpu --memory --gpu --label)",
+		float64(need.CPU)/1000, need.Mem, need.GPU, strings.ReplaceAll(store.LabelText(need.Labels), "\n", ", "),
+		float64(c.CPU)/1000, c.Mem, c.GPU, strings.ReplaceAll(store.LabelText(c.Labels), "\n", ", "))
+	r.e.log.Warn("tasks no local worker fits", "run", r.run.ID, "step", s.def.Name, "note", note)
+	if n, ok := r.obs.(Noter); ok {
+		n.StepNote(s.def.Name, note)
+	}
 }
 
 // needOf is what each task of step s needs of its worker.

@@ -36,8 +36,10 @@ type worker struct {
 	// claimed and waiting for a slot, running, or its end not yet
 	// committed. The lease of a task held for none of these is released.
 	holding map[store.TaskKey]int
-	// free is what the worker has not given to tasks it holds (needs).
-	free  store.Capacity
+	// free is what the worker has not given to tasks it holds (needs),
+	// of capacity.
+	free     store.Capacity
+	capacity store.Capacity
 	needs map[store.TaskKey]store.Need
 	wg    sync.WaitGroup
 }
@@ -109,6 +111,7 @@ func (e *Engine) Work(ctx context.Context, opt WorkOptions) error {
 	} else {
 		w.free = MachineCapacity()
 	}
+	w.capacity = w.free
 	for flowName := range opt.Funcs {
 		w.runners = append(w.runners, GoRunner(flowName))
 	}

@@ -55,6 +55,11 @@ func (l *Lines) StepWaiting(step, signal string) {
 	fmt.Fprintf(l.w, "step %s: waiting for signal %s\n", step, signal)
 }
 
+// StepNote prints a note on a step (engine.Noter).
+func (l *Lines) StepNote(step, note string) {
+	fmt.Fprintf(l.w, "step %s: %s\n", step, note)
+}
+
 func (l *Lines) TaskStarted(store.TaskKey, int) {}
 
 func (l *Lines) TaskFinished(k store.TaskKey, attempt int, st store.TaskStatus, msg string, took time.Duration) {
@@ -132,6 +137,9 @@ func (b *Bars) StepStarted(step string, tasks, reused int) {
 }
 
 func (b *Bars) StepWaiting(step, signal string) { b.log.StepWaiting(step, signal) }
+
+// StepNote prints a note on a step (engine.Noter).
+func (b *Bars) StepNote(step, note string) { b.log.StepNote(step, note) }
 
 func (b *Bars) TaskStarted(store.TaskKey, int) {}
 
