@@ -40,8 +40,8 @@ type worker struct {
 	// of capacity.
 	free     store.Capacity
 	capacity store.Capacity
-	needs map[store.TaskKey]store.Need
-	wg    sync.WaitGroup
+	needs    map[store.TaskKey]store.Need
+	wg       sync.WaitGroup
 }
 
 func (w *worker) hold(k store.TaskKey) {
