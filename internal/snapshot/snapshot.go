@@ -298,8 +298,11 @@ func (s *scanner) walk(abs, rel string) error {
 // inside resolves link p and returns its target, or why it is not packed.
 func (s *scanner) inside(p string) (string, string) {
 	target, err := filepath.EvalSymlinks(p)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return "", "a link to nothing"
+	}
+	if err != nil { // a loop, an unreadable folder on the way
+		return "", "a link that cannot be followed (" + err.Error() + ")"
 	}
 	rel, err := filepath.Rel(s.root, target)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {

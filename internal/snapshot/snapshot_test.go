@@ -203,6 +203,7 @@ func TestPackLinks(t *testing.T) {
 	for link, target := range map[string]string{
 		"copy.sh": "real.sh", "out": filepath.Join(outside, "secret"), "outdir": outside, "libdir": "lib",
 		"dangling": "nothing-here", "climb": "../" + filepath.Base(outside) + "/secret", "self": ".",
+		"loop1": "loop2", "loop2": "loop1",
 	} {
 		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
 			t.Fatal(err)
@@ -218,7 +219,8 @@ func TestPackLinks(t *testing.T) {
 		got[s.Path] = s.Reason
 	}
 	for path, why := range map[string]string{"out": "out of the folder", "outdir": "out of the folder", "climb": "out of the folder",
-		"libdir": "a link to a folder", "dangling": "to nothing", "self": "folder"} {
+		"libdir": "a link to a folder", "dangling": "to nothing", "self": "folder",
+		"loop1": "cannot be followed (EvalSymlinks: too many links)", "loop2": "cannot be followed"} {
 		if !strings.Contains(got[path], why) {
 			t.Errorf("skipped %s: %q; want a reason saying %q (all: %v)", path, got[path], why, p.Skipped)
 		}
@@ -516,5 +518,42 @@ func BenchmarkExtract10MB(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
+	}
+}
+
+// TestCacheRefusesACorruptBlob: a blob whose content is a well-formed
+// snapshot but not the one its digest names (a replaced file in the
+// store) is not used, and leaves no folder behind. Extract alone cannot
+// tell: the digest is checked when the blob is read to its end.
+func TestCacheRefusesACorruptBlob(t *testing.T) {
+	ctx := context.Background()
+	storeDir := t.TempDir()
+	blobs, err := artifact.Open(ctx, storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	write(t, src, map[string]string{"run.sh*": "echo registered"})
+	b, p := pack(t, src, Options{})
+	if _, _, err := blobs.PutBytes(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	write(t, src, map[string]string{"run.sh*": "echo forged!!!!"}) // same length
+	forged, _ := pack(t, src, Options{})
+	file := filepath.Join(storeDir, "sha256", p.Digest[:2], p.Digest)
+	if err := os.Chmod(file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, forged, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	code := filepath.Join(t.TempDir(), "code")
+	got, err := NewCache(code, blobs).Dir(ctx, p.Digest, p.Size)
+	if err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("Dir of a forged blob: %q, %v; want an error saying it is corrupt", got, err)
+	}
+	t.Cleanup(func() { _ = RemoveAll(code) })
+	if des, _ := os.ReadDir(code); len(des) != 0 {
+		t.Fatalf("the code folder holds %d entries after a refused blob; want none", len(des))
 	}
 }
