@@ -131,9 +131,14 @@ func TestCodeSnapshots(t *testing.T) {
 			if v1.FlowVersion != 1 || len(v1.Code) != 64 || v1.CodeSize == 0 {
 				t.Fatalf("resume: %+v; want version 1 with its code snapshot", v1)
 			}
-			want := filepath.Join(home, "code", v1.Code)
-			if got := artifactText(t, home, env, strconv.FormatInt(res.ID, 10)+"/work/pwd.txt"); got != want {
-				t.Fatalf("the task ran in %s; want the extracted snapshot %s", got, want)
+			// In the run's own copy of the snapshot extracted once in
+			// HOME/code.
+			if got := artifactText(t, home, env, strconv.FormatInt(res.ID, 10)+"/work/pwd.txt"); !strings.HasPrefix(got, filepath.Join(home, "tmp")) ||
+				!strings.HasSuffix(got, filepath.Join("run-"+strconv.FormatInt(res.ID, 10), "code")) {
+				t.Fatalf("the task ran in %s; want the run's copy of the snapshot", got)
+			}
+			if _, err := os.Stat(filepath.Join(home, "code", v1.Code)); err != nil {
+				t.Fatalf("the snapshot was not extracted in HOME/code: %v", err)
 			}
 
 			// A new run of the edited file is a new version, running v2.
@@ -212,5 +217,28 @@ func TestCodeSnapshotLimit(t *testing.T) {
 	}
 	if r := must(t, baton(t, home, "flow", "apply", flowFile, "--code-limit", "lots"), 2); !strings.Contains(r.stderr, "--code-limit") {
 		t.Fatalf("a bad limit: %s", r.stderr)
+	}
+}
+
+// A task that changes its working folder (the snapshot's files are
+// read-only, which does not stop root) changes it for its own run only:
+// the next run of the version runs the registered code.
+func TestCodeSnapshotTamperingStaysInItsRun(t *testing.T) {
+	t.Parallel()
+	home, dir := t.TempDir(), t.TempDir()
+	writeFile(t, dir, "work.sh", "echo registered\n")
+	flowFile := writeFile(t, dir, "tamper.yaml", `name: tamper
+steps:
+  - name: a
+    run: |
+      sh work.sh > "$BATON_OUTPUT_DIR/out.txt"
+      chmod u+w work.sh . 2>/dev/null
+      echo "echo tampered" > work.sh || true
+      echo junk > left-behind.txt || true
+`)
+	must(t, baton(t, home, "run", flowFile), 0)
+	must(t, baton(t, home, "run", "tamper"), 0)
+	if got := strings.TrimSpace(must(t, baton(t, home, "artifact", "get", "2/a/out.txt"), 0).stdout); got != "registered" {
+		t.Fatalf("the second run ran %q: a task of the first changed the code of the version", got)
 	}
 }

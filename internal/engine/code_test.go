@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -74,8 +75,11 @@ func TestTasksRunInTheCodeSnapshot(t *testing.T) {
 	if got := e.artifact(t, k, "who.txt"); got != "snapshot" {
 		t.Fatalf("a version with a snapshot ran with who.txt %q; want the snapshot's", got)
 	}
-	if got, want := strings.TrimSpace(e.artifact(t, k, "pwd.txt")), filepath.Join(e.dir, "tmp", "code", p.Digest); got != want {
-		t.Fatalf("ran in %s; want %s", got, want)
+	if got := strings.TrimSpace(e.artifact(t, k, "pwd.txt")); !strings.HasSuffix(got, filepath.Join("run-"+strconv.FormatInt(r.ID, 10), "code")) {
+		t.Fatalf("ran in %s; want the run's copy of the snapshot", got)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "tmp", "code", p.Digest)); err != nil {
+		t.Fatalf("the snapshot was not extracted once for the machine: %v", err)
 	}
 	_, err = run(store.FlowVersion{Digest: "lost", Code: strings.Repeat("0", 64), CodeSize: 10})
 	if !errors.Is(err, artifact.ErrNotFound) {

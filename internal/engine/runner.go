@@ -180,7 +180,7 @@ func (e *Engine) Execute(ctx context.Context, id int64, opt ExecOptions) (store.
 	if err != nil {
 		return run, err
 	}
-	dir, err := e.codeDir(ctx, v)
+	dir, err := e.codeDir(ctx, v, id)
 	if err != nil {
 		return run, err
 	}

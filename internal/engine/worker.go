@@ -473,7 +473,7 @@ func (w *worker) view(ctx context.Context, c store.Claim) (*runner, *stepRun, er
 		if err != nil {
 			return nil, nil, err
 		}
-		dir, err := w.e.codeDir(ctx, v)
+		dir, err := w.e.codeDir(ctx, v, c.RunID)
 		if err != nil {
 			return nil, nil, err
 		}
