@@ -90,9 +90,10 @@ func (u *UI) taskPage(w http.ResponseWriter, r *http.Request, v Viewer) error {
 	if err != nil {
 		return err
 	}
+	var step store.Step
 	for _, s := range steps {
 		if s.Name == k.Step {
-			d.Foreach = s.Foreach
+			d.Foreach, step = s.Foreach, s
 		}
 	}
 	ak := k
@@ -107,7 +108,7 @@ func (u *UI) taskPage(w http.ResponseWriter, r *http.Request, v Viewer) error {
 		return err
 	}
 	for _, a := range arts {
-		d.Artifacts = append(d.Artifacts, artifactRow{Artifact: a, Preview: previewURL(a.TaskKey, a.Name), Download: downloadURL(a.TaskKey, a.Name, d.Foreach)})
+		d.Artifacts = append(d.Artifacts, artifactRow{Artifact: a, Preview: previewURL(a.TaskKey, a.Name), Download: downloadURL(a.TaskKey, a.Name, step)})
 	}
 	attempt, _ := strconv.Atoi(r.URL.Query().Get("attempt"))
 	if d.Log, err = u.loadLog(r, t, attempt); err != nil {
@@ -194,12 +195,23 @@ func previewURL(k store.TaskKey, name string) string {
 	return fmt.Sprintf("/runs/%d/artifacts/%s/%d/%s", k.RunID, url.PathEscape(k.Step), k.Index, escapeName(name))
 }
 
-// downloadURL is the artifact's address in the API (RUN/STEP[/INDEX]/NAME).
-func downloadURL(k store.TaskKey, name string, foreach bool) string {
-	if foreach {
-		return fmt.Sprintf("/api/v1/artifacts/%d/%s/%d/%s", k.RunID, url.PathEscape(k.Step), k.Index, escapeName(name))
+// downloadURL is the artifact's address in the API: RUN/STEP/NAME, with an
+// index per foreach level of step st (RUN/STEP/I/J/NAME), or the
+// iteration of a step that ran in a loop.
+func downloadURL(k store.TaskKey, name string, st store.Step) string {
+	at := ""
+	shape := st.TaskShape()
+	switch {
+	case shape.Level() > 0:
+		p, ok := shape.Path(k.Index - (st.NumTasks - shape.Count()))
+		if !ok {
+			p = []int{k.Index}
+		}
+		at = store.FormatPath(p) + "/"
+	case st.NumTasks > 1:
+		at = strconv.Itoa(k.Index) + "/"
 	}
-	return fmt.Sprintf("/api/v1/artifacts/%d/%s/%s", k.RunID, url.PathEscape(k.Step), escapeName(name))
+	return fmt.Sprintf("/api/v1/artifacts/%d/%s/%s%s", k.RunID, url.PathEscape(k.Step), at, escapeName(name))
 }
 
 // escapeName escapes each part of a name that may hold folders.
@@ -235,13 +247,13 @@ func (u *UI) artifactPage(w http.ResponseWriter, r *http.Request, v Viewer) erro
 	if err != nil {
 		return err
 	}
-	foreach := false
+	var step store.Step
 	for _, s := range steps {
 		if s.Name == k.Step {
-			foreach = s.Foreach
+			step = s
 		}
 	}
-	d := artifactData{Artifact: artifactRow{Artifact: a, Download: downloadURL(k, a.Name, foreach)}}
+	d := artifactData{Artifact: artifactRow{Artifact: a, Download: downloadURL(k, a.Name, step)}}
 	if u.d.Blobs == nil {
 		d.Kind = "binary"
 		u.render(w, http.StatusOK, "artifact", v, "Artifact "+a.Name, d)
