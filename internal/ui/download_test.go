@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/baton-ml/baton/internal/store"
+	"github.com/baton-ml/baton/internal/view"
 )
 
 // A task's download link is its artifact's address in the API, which
@@ -23,5 +24,15 @@ func TestDownloadURLNamesTheTask(t *testing.T) {
 		if got := downloadURL(c.k, "out.txt", c.st); got != c.want {
 			t.Errorf("%s: %s, want %s", c.k, got, c.want)
 		}
+	}
+}
+
+// A run page lists a nested task by its path, a flat one by its index.
+func TestTaskLabels(t *testing.T) {
+	if got := (view.Task{Index: 5, Path: []int{1, 2}}).Label(); got != "1/2" {
+		t.Fatalf("nested: %s", got)
+	}
+	if got := (view.Task{Index: 5, Path: []int{5}}).Label(); got != "5" {
+		t.Fatalf("one level: %s", got)
 	}
 }

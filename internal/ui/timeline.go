@@ -29,7 +29,7 @@ func timeline(rv view.Run, selected string, now time.Time) template.HTML {
 			continue
 		}
 		for _, t := range s.Tasks {
-			bars = append(bars, bar{Label: fmt.Sprintf("#%d", t.Index), Status: string(t.Status), Start: t.StartedAt, End: t.FinishedAt, Sub: true})
+			bars = append(bars, bar{Label: "#" + t.Label(), Status: string(t.Status), Start: t.StartedAt, End: t.FinishedAt, Sub: true})
 		}
 	}
 	return drawTimeline(bars, rv.StartedAt, rv.FinishedAt, now)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/baton-ml/baton/internal/artifact"
@@ -58,6 +59,15 @@ type Task struct {
 	FinishedAt time.Time        `json:"finished_at,omitzero"`
 	ExitCode   *int             `json:"exit_code,omitempty"`
 	Error      string           `json:"error,omitempty"`
+}
+
+// Label names the task within its step: its index, or for a task of a
+// nested foreach its path (2/0).
+func (t Task) Label() string {
+	if len(t.Path) > 1 {
+		return store.FormatPath(t.Path)
+	}
+	return strconv.Itoa(t.Index)
 }
 
 // Reader is what the views read: flows and runs, never a change.
