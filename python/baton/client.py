@@ -210,8 +210,22 @@ class Step(object):
     def pathspec(self):
         return "%s/%s" % (self.run.pathspec, self.id)
 
+    def _task_infos(self):
+        infos = list(self._info.get("tasks") or [])
+        truncated = self._info.get("tasks_truncated")
+        # show -o json lists up to 1000 tasks a step: page through the rest.
+        while truncated:
+            page = _json(["show", str(self.run.id), "--step", self.id, "--tasks",
+                          "--limit", "1000", "--offset", str(len(infos))])
+            st = [s for s in page.get("steps") or [] if s.get("name") == self.id]
+            if not st or not st[0].get("tasks"):
+                break
+            infos += st[0]["tasks"]
+            truncated = st[0].get("tasks_truncated")
+        return infos
+
     def tasks(self):
-        return [Task(self.run, self.id, _index(t.get("index", 0)), t) for t in self._info.get("tasks") or []]
+        return [Task(self.run, self.id, _index(t.get("index", 0)), t) for t in self._task_infos()]
 
     def __iter__(self):
         return iter(self.tasks())
