@@ -42,6 +42,8 @@ func TestPythonUnit(t *testing.T) {
 	py := python3(t)
 	cmd := exec.Command(py, "-m", "unittest", "discover", "-s", "python/tests")
 	cmd.Dir = repoRoot(t)
+	// With the binary, the client's tests run real flows instead of skipping.
+	cmd.Env = append(os.Environ(), "BATON_BIN="+bin, "PYTHONDONTWRITEBYTECODE=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("python3 -m unittest: %v\n%s", err, out)
@@ -259,5 +261,40 @@ if __name__ == "__main__":
 	r = p.flow(t, "squares.py", "show")
 	if r.code != 0 || !strings.Contains(r.stdout, "=> square (foreach items)") {
 		t.Errorf("show: exit %d\n%s", r.code, r.stdout)
+	}
+}
+
+// TestPythonClient runs a flow, then reads it back with the client (Flow,
+// Run, Step, Task) in a python3 subprocess on the same home.
+func TestPythonClient(t *testing.T) {
+	p := newPyEnv(t)
+	r := p.flow(t, "squares.py", "run", "--n", "4")
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	id := runID(t, r)
+	script := `
+from baton import Flow, Run, namespace
+namespace(None)
+run = Flow("Squares").latest_run
+print(run.pathspec, run.successful, run.finished, run.data.total)
+print([t.data.sq for t in Run(run.pathspec)["square"].tasks()])
+task = Run(run.pathspec)["join"].task
+print(task.data.total, task["total"].data, repr(run["end"].task.stdout))
+print([r.id for r in Flow("Squares")], Flow("Squares").latest_successful_run.id)
+`
+	cmd := exec.Command(p.py, "-c", script)
+	cmd.Dir = p.dir
+	cmd.Env = append(os.Environ(), p.env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("client: %v\n%s", err, out)
+	}
+	want := "Squares/" + id + " True True 14\n" +
+		"[0, 1, 4, 9]\n" +
+		"14 14 'Squares " + id + " 14\\n'\n" +
+		"['" + id + "'] " + id + "\n"
+	if string(out) != want {
+		t.Errorf("client read back\n%s\nwant\n%s", out, want)
 	}
 }

@@ -15,11 +15,24 @@ from .flowspec import (
     step,
 )
 from .decorators import catch, resources, retry, schedule, timeout, trigger, trigger_on_finish
-from .errors import BatonFlowError, MergeArtifactsException
+from .errors import BatonClientError, BatonFlowError, MergeArtifactsException
+
+
+def __getattr__(name):
+    # The client (Flow, Run, ...) is loaded on first use: a task's start-up
+    # stays free of subprocess and the CLI.
+    if name in _CLIENT:
+        from . import client
+        return getattr(client, name)
+    raise AttributeError("module 'baton' has no attribute %r" % name)
+
+
+_CLIENT = ("Flow", "Run", "Step", "Task", "DataArtifact", "namespace")
 
 __all__ = [
     "FlowSpec", "step", "Parameter", "JSONType", "current",
     "retry", "timeout", "catch", "resources",
     "trigger", "trigger_on_finish", "schedule",
     "MergeArtifactsException", "BatonFlowError",
+    "Flow", "Run", "Step", "Task", "DataArtifact", "namespace", "BatonClientError",
 ]

@@ -18,3 +18,8 @@ class MergeArtifactsException(Exception):
     def __init__(self, msg, names):
         super().__init__(msg)
         self.artifact_names = names
+
+
+class BatonClientError(Exception):
+    """The client could not read a run back: no binary, or the binary
+    found no such run, flow, step or artifact (its message is kept)."""
