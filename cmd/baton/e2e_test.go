@@ -54,8 +54,16 @@ type result struct {
 // baton runs the binary with BATON_HOME=home.
 func baton(t *testing.T, home string, args ...string) result {
 	t.Helper()
+	return batonIn(t, home, "", nil, args...)
+}
+
+// batonIn runs the binary with BATON_HOME=home and env, in folder cwd ("":
+// the test's).
+func batonIn(t *testing.T, home, cwd string, env []string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "BATON_HOME="+home)
+	cmd.Dir = cwd
+	cmd.Env = append(append(os.Environ(), "BATON_HOME="+home), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -235,18 +235,7 @@ func shapeStores(t *testing.T) map[string]func(t *testing.T) []string {
 
 func batonEnv(t *testing.T, home string, env []string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(append(os.Environ(), "BATON_HOME="+home), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("baton %v: %v", args, err)
-	}
-	return result{code: code, stdout: out.String(), stderr: errb.String()}
+	return batonIn(t, home, "", env, args...)
 }
 
 func TestFlowShapes(t *testing.T) {

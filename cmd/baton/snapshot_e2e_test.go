@@ -1,33 +1,13 @@
 package main_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 )
-
-// batonIn runs the binary in folder cwd with BATON_HOME=home and env.
-func batonIn(t *testing.T, home, cwd string, env []string, args ...string) result {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = cwd
-	cmd.Env = append(append(os.Environ(), "BATON_HOME="+home), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("baton %v: %v", args, err)
-	}
-	return result{code: code, stdout: out.String(), stderr: errb.String()}
-}
 
 // snapFlow is a flow whose steps run scripts of its folder: list lists
 // the files its folder holds for tasks, and work reports the version of

@@ -127,8 +127,8 @@ func (r *runner) goRound() error {
 		}
 		if head != nil {
 			r.iterate(w, head)
-			if err := context.Cause(r.ctx); err != nil && r.ctx.Err() != nil {
-				return err
+			if r.ctx.Err() != nil {
+				return context.Cause(r.ctx) // iterate's commit failed
 			}
 		}
 	}

@@ -139,12 +139,7 @@ func TestForeachBody(t *testing.T) {
 			Run: `for i in 0 1 2; do cat "$BATON_INPUT_DIR/upper/$i/item"; echo; done > "$BATON_OUTPUT_DIR/all"`},
 	}}
 	for _, q := range []bool{false, true} {
-		var e *env
-		if q {
-			e = queueEnv(t, engine.Options{})
-		} else {
-			e = newEnv(t, engine.Options{})
-		}
+		e := envFor(t, q, engine.Options{})
 		r := e.run(t, f, nil, engine.ExecOptions{})
 		if r.Status != store.RunSucceeded {
 			t.Fatalf("queued %v: run %s: %s", q, r.Status, r.Error)
@@ -165,12 +160,7 @@ func TestSwitchRefusesAnUnknownCase(t *testing.T) {
 		{`true`, `the task wrote no case: write the case to take (one of: left, right)`},
 	} {
 		for _, q := range []bool{false, true} {
-			var e *env
-			if q {
-				e = queueEnv(t, engine.Options{})
-			} else {
-				e = newEnv(t, engine.Options{})
-			}
+			e := envFor(t, q, engine.Options{})
 			f := &flow.Flow{Name: "sw", Steps: []flow.Step{
 				{Name: "decide", Run: c.run, Switch: &flow.Switch{Cases: map[string]string{"left": "a", "right": "b"}}},
 				{Name: "a", Needs: []string{"decide"}, Run: "true"},
@@ -204,12 +194,7 @@ func TestLoop(t *testing.T) {
 		{Name: "after-add", Needs: []string{"add", "start"}, Run: `cat "$BATON_INPUT_DIR/add/n" > "$BATON_OUTPUT_DIR/n"`},
 	}}
 	for _, q := range []bool{false, true} {
-		var e *env
-		if q {
-			e = queueEnv(t, engine.Options{})
-		} else {
-			e = newEnv(t, engine.Options{})
-		}
+		e := envFor(t, q, engine.Options{})
 		r := e.run(t, f, nil, engine.ExecOptions{})
 		if r.Status != store.RunSucceeded {
 			t.Fatalf("queued %v: run %s: %s", q, r.Status, r.Error)
@@ -242,12 +227,7 @@ func TestLoopMaxIterations(t *testing.T) {
 		{Name: "end", Needs: []string{"spin"}, Run: "true"},
 	}}
 	for _, q := range []bool{false, true} {
-		var e *env
-		if q {
-			e = queueEnv(t, engine.Options{})
-		} else {
-			e = newEnv(t, engine.Options{})
-		}
+		e := envFor(t, q, engine.Options{})
 		r := e.run(t, f, nil, engine.ExecOptions{})
 		if r.Status != store.RunFailed || !strings.Contains(r.Error, `case "again" leads back to spin after 3 iterations, and max_iterations is 3`) {
 			t.Fatalf("queued %v: run %s: %q", q, r.Status, r.Error)
@@ -299,12 +279,7 @@ func TestSubflow(t *testing.T) {
 			}}
 	}
 	for _, q := range []bool{false, true} {
-		var e *env
-		if q {
-			e = queueEnv(t, engine.Options{Workers: 1})
-		} else {
-			e = newEnv(t, engine.Options{Workers: 1})
-		}
+		e := envFor(t, q, engine.Options{Workers: 1})
 		e.register(t, child)
 		r := e.run(t, parent("p", "q"), nil, engine.ExecOptions{})
 		if r.Status != store.RunSucceeded {
@@ -444,12 +419,7 @@ func TestForeachCaseJoinSkippedWhereNotChosen(t *testing.T) {
 		{Name: "all", Needs: []string{"merge"}, Join: &yes, Run: `for i in 0 1 2 3; do cat "$BATON_INPUT_DIR/merge/$i/r"; done > "$BATON_OUTPUT_DIR/all"`},
 	}}
 	for _, q := range []bool{false, true} {
-		var e *env
-		if q {
-			e = queueEnv(t, engine.Options{})
-		} else {
-			e = newEnv(t, engine.Options{})
-		}
+		e := envFor(t, q, engine.Options{})
 		r := e.run(t, f, nil, engine.ExecOptions{})
 		if r.Status != store.RunSucceeded {
 			t.Fatalf("queued %v: run %s: %s", q, r.Status, r.Error)
@@ -487,12 +457,7 @@ func TestLoopWithSwitchInside(t *testing.T) {
 		{Name: "end", Needs: []string{"decide"}, Run: `cat "$BATON_INPUT_DIR/decide/n" > "$BATON_OUTPUT_DIR/n"`},
 	}}
 	for _, q := range []bool{false, true} {
-		var e *env
-		if q {
-			e = queueEnv(t, engine.Options{})
-		} else {
-			e = newEnv(t, engine.Options{})
-		}
+		e := envFor(t, q, engine.Options{})
 		r := e.run(t, f, nil, engine.ExecOptions{})
 		if r.Status != store.RunSucceeded {
 			t.Fatalf("queued %v: run %s: %s", q, r.Status, r.Error)
@@ -518,12 +483,7 @@ func TestLoopWithSwitchInside(t *testing.T) {
 func TestSubflowTimeout(t *testing.T) {
 	t.Parallel()
 	for _, q := range []bool{false, true} {
-		var e *env
-		if q {
-			e = queueEnv(t, engine.Options{Workers: 2, KillGrace: 100 * time.Millisecond})
-		} else {
-			e = newEnv(t, engine.Options{Workers: 2, KillGrace: 100 * time.Millisecond})
-		}
+		e := envFor(t, q, engine.Options{Workers: 2, KillGrace: 100 * time.Millisecond})
 		e.register(t, &flow.Flow{Name: "slow", Steps: []flow.Step{{Name: "nap", Run: "sleep 30"}}})
 		r := e.run(t, &flow.Flow{Name: "caller", Steps: []flow.Step{{Name: "call", Timeout: flow.Duration(300 * time.Millisecond),
 			Retry: flow.Retry{Attempts: 2}, Subflow: &flow.Subflow{Flow: "slow"}}}}, nil, engine.ExecOptions{})
@@ -541,12 +501,7 @@ func TestSubflowTimeout(t *testing.T) {
 func TestNestedFailureNamesThePath(t *testing.T) {
 	t.Parallel()
 	for _, q := range []bool{false, true} {
-		var e *env
-		if q {
-			e = queueEnv(t, engine.Options{})
-		} else {
-			e = newEnv(t, engine.Options{})
-		}
+		e := envFor(t, q, engine.Options{})
 		f := nested()
 		f.Steps[2].Run = `[ "$BATON_FOREACH_PATH" != 2/1 ] || exit 3`
 		r := e.run(t, f, nil, engine.ExecOptions{})
@@ -589,4 +544,13 @@ func TestManyDiamondsStartAtOnce(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("80 no-op steps took more than 30s: starting a step walks every path up the flow")
 	}
+}
+
+// envFor is queueEnv when queued, else newEnv: a test run both ways.
+func envFor(t *testing.T, queued bool, opt engine.Options) *env {
+	t.Helper()
+	if queued {
+		return queueEnv(t, opt)
+	}
+	return newEnv(t, opt)
 }
